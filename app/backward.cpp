@@ -1,0 +1,54 @@
+// bnorm backward: the gradients of f = Σ dy ⊙ y with respect to x, γ and β.
+#include "commands.hpp"
+#include "inputs.hpp"
+
+#include "bnorm/batchnorm.hpp"
+#include "bnorm/error.hpp"
+
+#include <memory>
+
+namespace bnorm::app {
+namespace {
+
+struct BackwardOptions {
+    CommonOptions common;
+    std::string gamma, dy, dx, dgamma, dbeta;
+};
+
+void run_backward(const BackwardOptions& o) {
+    Problem p = load_problem(o.common, o.gamma, "", o.dy,
+                             {{"--dx", o.dx}, {"--dgamma", o.dgamma}, {"--dbeta", o.dbeta}});
+    const Shape channels{p.layout.channels};
+    Array dx(p.x.dtype(), p.x.shape()), dgamma(p.x.dtype(), channels), dbeta(p.x.dtype(), channels);
+    dispatch(p.x.dtype(), [&](auto t) {
+        using T = decltype(t);
+        try {
+            backward<T>(p.x.data<T>(), p.gamma ? p.gamma->data<T>() : nullptr, p.dy->data<T>(),
+                        p.layout, p.eps, dx.data<T>(), dgamma.data<T>(), dbeta.data<T>());
+        } catch (const InputError&) {
+            rethrow_for_file(o.common.x);
+        }
+    });
+    write_outputs({{o.dx, &dx}, {o.dgamma, &dgamma}, {o.dbeta, &dbeta}});
+}
+
+} // namespace
+
+void setup_backward(CLI::App& app) {
+    auto opts = std::make_shared<BackwardOptions>();
+    CLI::App* cmd = app.add_subcommand("backward", "Batch-norm backward pass: dx, dγ, dβ, the "
+                                                   "gradients of f = Σ dy ⊙ y");
+    add_common_options(*cmd, opts->common);
+    cmd->add_option("--gamma", opts->gamma, "Scale γ used in the forward pass, C values (default: ones)");
+    cmd->add_option("--dy", opts->dy, "Upstream gradient dL/dy, same shape and dtype as x")->required();
+    cmd->add_option("--dx", opts->dx, "Output dx, same shape and dtype as x")->required();
+    cmd->add_option("--dgamma", opts->dgamma, "Output dγ = Σ dy·x̂ (C values)");
+    cmd->add_option("--dbeta", opts->dbeta, "Output dβ = Σ dy (C values)");
+    cmd->footer("Example:\n"
+                "  bnorm backward --x data/x_nchw.npy --gamma data/gamma.npy --dy data/dy_nchw.npy \\\n"
+                "                 --dx dx.npy --dgamma dgamma.npy --dbeta dbeta.npy\n"
+                "  bnorm backward --x data/x.csv --dy data/dy.csv --dx dx.csv");
+    cmd->callback([opts] { run_backward(*opts); });
+}
+
+} // namespace bnorm::app

@@ -1,0 +1,12 @@
+// The subcommands. Each file app/<name>.cpp defines setup_<name>, which registers the
+// subcommand, its options and a callback that runs it (CLI11's subcom_in_files layout).
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace bnorm::app {
+
+void setup_forward(CLI::App& app);
+void setup_backward(CLI::App& app);
+
+} // namespace bnorm::app

@@ -1,0 +1,56 @@
+// bnorm forward: y = γ·(x − mean)·invstd + β, and optionally the saved statistics.
+#include "commands.hpp"
+#include "inputs.hpp"
+
+#include "bnorm/batchnorm.hpp"
+#include "bnorm/error.hpp"
+
+#include <memory>
+
+namespace bnorm::app {
+namespace {
+
+struct ForwardOptions {
+    CommonOptions common;
+    std::string gamma, beta, y, mean, invstd;
+};
+
+void run_forward(const ForwardOptions& o) {
+    Problem p = load_problem(o.common, o.gamma, o.beta, "",
+                             {{"--y", o.y}, {"--mean", o.mean}, {"--invstd", o.invstd}});
+    const Shape channels{p.layout.channels};
+    Array y(p.x.dtype(), p.x.shape()), mean(p.x.dtype(), channels), invstd(p.x.dtype(), channels);
+    dispatch(p.x.dtype(), [&](auto t) {
+        using T = decltype(t);
+        try {
+            forward<T>(p.x.data<T>(), p.layout, p.gamma ? p.gamma->data<T>() : nullptr,
+                       p.beta ? p.beta->data<T>() : nullptr, p.eps, y.data<T>(), mean.data<T>(),
+                       invstd.data<T>());
+        } catch (const InputError&) {
+            rethrow_for_file(o.common.x);
+        }
+    });
+    write_outputs({{o.y, &y}, {o.mean, &mean}, {o.invstd, &invstd}});
+}
+
+} // namespace
+
+void setup_forward(CLI::App& app) {
+    auto opts = std::make_shared<ForwardOptions>();
+    CLI::App* cmd = app.add_subcommand("forward", "Batch-norm forward pass (training mode): y, and "
+                                                  "optionally the batch mean and invstd");
+    add_common_options(*cmd, opts->common);
+    cmd->add_option("--gamma", opts->gamma, "Scale γ, C values (default: ones)");
+    cmd->add_option("--beta", opts->beta, "Shift β, C values (default: zeros)");
+    cmd->add_option("--y", opts->y, "Output y, same shape and dtype as x")->required();
+    cmd->add_option("--mean", opts->mean, "Output: the batch mean of each channel (C values)");
+    cmd->add_option("--invstd", opts->invstd, "Output: 1/sqrt(var + eps) of each channel (C values)");
+    cmd->footer("Example:\n"
+                "  bnorm forward --x data/x_nchw.npy --gamma data/gamma.npy --beta data/beta.npy \\\n"
+                "                --y y.npy --mean mean.npy --invstd invstd.npy\n"
+                "  bnorm forward --x data/x.csv --y y.csv --eps 1e-3\n"
+                "  bnorm forward --x data/x_nchw.csv --shape 4,3,5,5 --y y.npy");
+    cmd->callback([opts] { run_forward(*opts); });
+}
+
+} // namespace bnorm::app

@@ -1,0 +1,168 @@
+#include "inputs.hpp"
+
+#include "bnorm/error.hpp"
+
+#include <fmt/format.h>
+
+#include <charconv>
+#include <cmath>
+
+namespace bnorm::app {
+namespace {
+
+double parse_eps(const std::string& text) {
+    double v = 0;
+    const char* end = text.data() + text.size();
+    const auto r = std::from_chars(text.data(), end, v);
+    if (text.empty() || r.ec != std::errc() || r.ptr != end)
+        throw UsageError(fmt::format("--eps '{}' is not a number", text));
+    if (!std::isfinite(v) || v < 0)
+        throw UsageError(fmt::format("--eps {} must be a finite number >= 0", text));
+    return v;
+}
+
+std::optional<Shape> parse_shape(const std::string& text) {
+    if (text.empty()) return std::nullopt;
+    Shape shape;
+    std::size_t pos = 0;
+    while (true) {
+        const std::size_t comma = std::min(text.find(',', pos), text.size());
+        std::int64_t d = -1;
+        const char* b = text.data() + pos;
+        const char* e = text.data() + comma;
+        const auto r = std::from_chars(b, e, d);
+        if (b == e || r.ec != std::errc() || r.ptr != e || d < 0)
+            throw UsageError(fmt::format("--shape '{}': expected non-negative integers separated "
+                                         "by commas, like 8,3,5,7",
+                                         text));
+        shape.push_back(d);
+        if (comma == text.size()) break;
+        pos = comma + 1;
+    }
+    if (element_count(shape) < 0) throw UsageError(fmt::format("--shape '{}' is too large", text));
+    return shape;
+}
+
+std::string index_to_string(std::int64_t flat, const Shape& shape) {
+    Shape idx(shape.size());
+    for (std::size_t d = shape.size(); d-- > 0;) {
+        idx[d] = flat % shape[d];
+        flat /= shape[d];
+    }
+    return shape_to_string(idx);
+}
+
+/// Refuses NaN and ±inf unless --allow-nonfinite, naming the first offending index.
+void check_finite(const Array& a, const std::string& path) {
+    dispatch(a.dtype(), [&](auto t) {
+        using T = decltype(t);
+        const T* v = a.data<T>();
+        for (std::int64_t i = 0; i < a.size(); ++i)
+            if (!std::isfinite(v[i]))
+                throw InputError::in_file(
+                    path, fmt::format("non-finite value {} at index {}; use --allow-nonfinite to let "
+                                      "it propagate",
+                                      v[i], index_to_string(i, a.shape())));
+    });
+}
+
+void check_dtype(const Array& a, DType want, const std::string& path, const std::string& x_path) {
+    if (a.dtype() != want)
+        throw InputError::in_file(path, fmt::format("dtype {} differs from {}'s {}; save both with "
+                                                    "the same dtype",
+                                                    dtype_name(a.dtype()), x_path, dtype_name(want)));
+}
+
+/// γ and β: C values, as a 1-d array or one row or one column.
+Array load_channel_vector(const std::string& path, const Problem& p, const std::string& x_path,
+                          int axis) {
+    Array v = load_array(path, CsvRead{p.x.dtype(), std::nullopt});
+    check_dtype(v, p.x.dtype(), path, x_path);
+    const Shape& s = v.shape();
+    const bool vector_like = s.size() == 1 || (s.size() == 2 && (s[0] == 1 || s[1] == 1));
+    if (!vector_like || v.size() != p.layout.channels)
+        throw InputError::in_file(
+            path, fmt::format("expected {} values (C, the size of axis {} of x {}), found shape {}",
+                              p.layout.channels, axis, shape_to_string(p.x.shape()),
+                              shape_to_string(s)));
+    v.reshape({p.layout.channels});
+    return v;
+}
+
+} // namespace
+
+void add_common_options(CLI::App& cmd, CommonOptions& opts) {
+    cmd.add_option("--x", opts.x, "Input tensor x (.npy or .csv), rank >= 2")->required();
+    cmd.add_option("--eps", opts.eps, "Added to the variance before the square root: "
+                                      "invstd = 1/sqrt(var + eps); a finite number >= 0")
+        ->capture_default_str();
+    cmd.add_option("--axis", opts.axis, "Channel axis of x; negative counts from the end "
+                                        "(1: NCHW / (N, C), -1: NHWC)")
+        ->capture_default_str();
+    cmd.add_option("--shape", opts.shape, "Shape of x and dy when they are CSV files, e.g. 8,3,5,7 "
+                                          "(default: rows x columns)");
+    cmd.add_option("--dtype", opts.dtype, "dtype to read CSV inputs as (NPY files carry their own)")
+        ->check(CLI::IsMember({"float32", "float64"}))
+        ->default_str("float64");
+    cmd.add_flag("--allow-nonfinite", opts.allow_nonfinite,
+                 "Accept NaN and inf in the inputs and let them propagate (refused by default)");
+}
+
+Problem load_problem(const CommonOptions& opts, const std::string& gamma, const std::string& beta,
+                     const std::string& dy, const NamedPaths& outputs) {
+    NamedPaths inputs{{"--x", opts.x}};
+    if (!gamma.empty()) inputs.emplace_back("--gamma", gamma);
+    if (!beta.empty()) inputs.emplace_back("--beta", beta);
+    if (!dy.empty()) inputs.emplace_back("--dy", dy);
+    NamedPaths outs;
+    for (const auto& o : outputs)
+        if (!o.second.empty()) outs.push_back(o);
+    check_paths(inputs, outs);
+
+    Problem p;
+    p.eps = parse_eps(opts.eps);
+    const std::optional<Shape> shape = parse_shape(opts.shape);
+    const DType csv_dtype = opts.dtype == "float32" ? DType::f32 : DType::f64;
+
+    p.x = load_array(opts.x, CsvRead{csv_dtype, shape});
+    if (!opts.dtype.empty() && format_of(opts.x) == Format::npy && p.x.dtype() != csv_dtype)
+        throw UsageError(fmt::format("--dtype {} contradicts {}, which is {} (--dtype is for CSV "
+                                     "inputs)",
+                                     opts.dtype, opts.x, dtype_name(p.x.dtype())));
+    p.layout = check_problem(p.x.shape(), opts.axis, opts.x);
+
+    if (!gamma.empty()) p.gamma = load_channel_vector(gamma, p, opts.x, opts.axis);
+    if (!beta.empty()) p.beta = load_channel_vector(beta, p, opts.x, opts.axis);
+    if (!dy.empty()) {
+        p.dy = load_array(dy, CsvRead{p.x.dtype(), p.x.shape()});
+        check_dtype(*p.dy, p.x.dtype(), dy, opts.x);
+        if (p.dy->shape() != p.x.shape())
+            throw InputError::in_file(dy, fmt::format("shape {} differs from x's shape {}",
+                                                      shape_to_string(p.dy->shape()),
+                                                      shape_to_string(p.x.shape())));
+    }
+    if (!opts.allow_nonfinite) {
+        check_finite(p.x, opts.x);
+        if (p.gamma) check_finite(*p.gamma, gamma);
+        if (p.beta) check_finite(*p.beta, beta);
+        if (p.dy) check_finite(*p.dy, dy);
+    }
+    return p;
+}
+
+void write_outputs(const std::vector<std::pair<std::string, const Array*>>& outputs) {
+    std::vector<PendingFile> pending;
+    for (const auto& [path, array] : outputs)
+        if (!path.empty()) pending.push_back(write_array(path, *array));
+    for (PendingFile& f : pending) f.commit();
+}
+
+void rethrow_for_file(const std::string& path) {
+    try {
+        throw;
+    } catch (const InputError& e) {
+        throw InputError::in_file(path, e.what());
+    }
+}
+
+} // namespace bnorm::app

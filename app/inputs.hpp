@@ -1,0 +1,55 @@
+// What the subcommands share: the options every one of them takes (--x, --eps, --axis,
+// --shape, --dtype, --allow-nonfinite) and loading plus validating the input files.
+#pragma once
+
+#include "bnorm/array.hpp"
+#include "bnorm/files.hpp"
+
+#include <CLI/CLI.hpp>
+
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace bnorm::app {
+
+struct CommonOptions {
+    std::string x;
+    std::string eps = "1e-5";
+    int axis = 1;
+    std::string shape;  // "8,3,5,7", for CSV x and dy
+    std::string dtype;  // "float32" | "float64", for CSV inputs; NPY files carry theirs
+    bool allow_nonfinite = false;
+};
+
+/// Registers --x, --eps, --axis, --shape, --dtype and --allow-nonfinite on `cmd`.
+void add_common_options(CLI::App& cmd, CommonOptions& opts);
+
+/// The validated inputs of one batch-norm problem.
+struct Problem {
+    Array x;
+    Layout layout;
+    double eps = 0;
+    std::optional<Array> gamma, beta, dy;
+};
+
+/// Input and output paths by option name, for check_paths and messages.
+using NamedPaths = std::vector<std::pair<std::string, std::string>>;
+
+/// Checks the paths (check_paths), parses --eps/--shape/--dtype strictly, loads x and
+/// the optional γ, β, dy (empty path = not given), and checks every cross-file rule:
+/// rank, axis, m >= 2, γ/β length C, dy shape and dtype equal to x's, finite values
+/// unless allowed. Throws bnorm::Error subclasses with one-line messages.
+Problem load_problem(const CommonOptions& opts, const std::string& gamma, const std::string& beta,
+                     const std::string& dy, const NamedPaths& outputs);
+
+/// Writes every (path, array) to a temporary file, then renames them all into place;
+/// empty paths are skipped. Nothing is renamed unless every write succeeded.
+void write_outputs(const std::vector<std::pair<std::string, const Array*>>& outputs);
+
+/// Re-throws an error raised by the library for the data of file `path` with the file
+/// name in front, so that every message names its file.
+[[noreturn]] void rethrow_for_file(const std::string& path);
+
+} // namespace bnorm::app

@@ -1,0 +1,65 @@
+// An owned, C-contiguous n-dimensional array of float32 or float64: what files are read
+// into and written from. Kernels take raw pointers plus a Layout (batchnorm.hpp).
+#pragma once
+
+#include "bnorm/layout.hpp"
+
+#include <cassert>
+#include <cstddef>
+#include <memory>
+#include <string>
+
+namespace bnorm {
+
+enum class DType { f32, f64 };
+
+/// "float32" / "float64", numpy's names.
+const char* dtype_name(DType t);
+std::size_t dtype_size(DType t);
+template <class T> constexpr DType dtype_of();
+template <> constexpr DType dtype_of<float>() { return DType::f32; }
+template <> constexpr DType dtype_of<double>() { return DType::f64; }
+
+/// Calls f(T{}) with T = float or double according to t, returns what f returns.
+template <class F> decltype(auto) dispatch(DType t, F&& f) {
+    if (t == DType::f32) return f(float{});
+    return f(double{});
+}
+
+class Array {
+public:
+    Array() = default;
+    /// Allocates element_count(shape) zero-initialized elements (64-byte aligned).
+    /// Requires: every dimension >= 0 and the count fits in memory.
+    Array(DType dtype, Shape shape);
+
+    DType dtype() const { return dtype_; }
+    const Shape& shape() const { return shape_; }
+    std::int64_t size() const { return size_; }
+    std::size_t nbytes() const { return static_cast<std::size_t>(size_) * dtype_size(dtype_); }
+
+    template <class T> T* data() {
+        assert(dtype_of<T>() == dtype_);
+        return reinterpret_cast<T*>(bytes_.get());
+    }
+    template <class T> const T* data() const {
+        assert(dtype_of<T>() == dtype_);
+        return reinterpret_cast<const T*>(bytes_.get());
+    }
+    std::byte* bytes() { return bytes_.get(); }
+    const std::byte* bytes() const { return bytes_.get(); }
+
+    /// Same data, another shape with the same element count (asserted).
+    void reshape(Shape shape);
+
+private:
+    struct FreeAligned {
+        void operator()(std::byte* p) const;
+    };
+    DType dtype_ = DType::f64;
+    Shape shape_;
+    std::int64_t size_ = 0;
+    std::unique_ptr<std::byte[], FreeAligned> bytes_;
+};
+
+} // namespace bnorm

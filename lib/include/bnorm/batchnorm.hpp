@@ -1,0 +1,50 @@
+// Training-mode batch normalization, forward and backward, on in-memory arrays.
+//
+// Notation (docs/derivation.md has the full derivation, step by step):
+//   x is (outer, C, inner) (see layout.hpp); for channel c the sums run over the
+//   m = outer*inner elements x[o, c, k];
+//   mean   = (1/m) Σ x
+//   var    = (1/m) Σ (x − mean)²            (biased variance, as in training)
+//   invstd = 1 / sqrt(var + eps)
+//   x̂      = (x − mean)·invstd
+//   y      = γ·x̂ + β
+// Backward gives the gradients of f = Σ dy ⊙ y:
+//   dβ = Σ dy
+//   dγ = Σ dy·x̂
+//   dx = γ·invstd·(dy − (dβ + x̂·dγ)/m)
+//      = (invstd/m)·(m·dx̂ − Σ dx̂ − x̂·Σ dx̂·x̂)  with dx̂ = γ·dy
+//
+// Accuracy: every output is the exact value for the given input numbers (eps taken
+// as the given double) rounded to T, up to a relative error of a few units of 2^-100
+// before that final rounding: internal arithmetic is double-double, the mean is carried
+// to ~106 bits and refined by a second (corrected two-pass) sum. So each output element
+// is within one ulp of T of the exact result, on any conditioning of the data.
+//
+// Common requirements: l.channels >= 1 and l.per_channel() >= 2 (see check_problem);
+// eps >= 0 and finite; pointers to x, dy, y, dx cover l.size() elements in
+// (outer, C, inner) order; γ, β, mean, invstd, dγ, dβ cover l.channels elements.
+// Outputs are assigned (never accumulated into) and must not overlap the inputs.
+// Non-finite inputs propagate as IEEE arithmetic does (no exception).
+#pragma once
+
+#include "bnorm/layout.hpp"
+
+namespace bnorm {
+
+/// Forward pass. gamma == nullptr means γ = 1, beta == nullptr means β = 0.
+/// mean and invstd may be nullptr when not wanted; y is always written.
+/// Throws InputError (before writing any output) when var + eps == 0 for some channel,
+/// which happens only with eps = 0 and a constant channel; the message names it.
+template <class T>
+void forward(const T* x, const Layout& l, const T* gamma, const T* beta, double eps, T* y,
+             T* mean, T* invstd);
+
+/// Backward pass: the gradients of f = Σ dy ⊙ y(x, γ, β) for the forward pass above,
+/// with the batch statistics recomputed from x (so that they carry full precision).
+/// gamma == nullptr means γ = 1. dgamma and dbeta may be nullptr; dx is always written.
+/// Throws InputError like forward().
+template <class T>
+void backward(const T* x, const T* gamma, const T* dy, const Layout& l, double eps, T* dx,
+              T* dgamma, T* dbeta);
+
+} // namespace bnorm

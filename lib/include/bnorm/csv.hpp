@@ -1,0 +1,30 @@
+// CSV as bnorm reads and writes it: comma-separated numbers, no header, one row per
+// index of the first axis with the remaining axes flattened into columns.
+#pragma once
+
+#include "bnorm/array.hpp"
+
+#include <functional>
+#include <string>
+#include <string_view>
+
+namespace bnorm {
+
+/// Parses CSV text into a (rows, cols) array of `dtype`. `name` is used in messages.
+/// Accepts a UTF-8 byte-order mark, CRLF or LF, blank lines, spaces and tabs around
+/// fields, a leading '+', nan/inf/infinity in any letter case, subnormals; a value that
+/// underflows below the smallest subnormal reads as a signed zero (its correct rounding).
+/// Parsing is locale-independent and correctly rounded straight to `dtype`
+/// (std::from_chars: a float32 value is not rounded through double).
+/// Throws InputError "<name>:<line>:<column>: ..." (physical, 1-based) on: an empty file,
+/// a NUL byte, UTF-16 text, a header row, an empty field or trailing delimiter, a token
+/// that is not entirely one number, a value that overflows `dtype`, ragged rows.
+Array parse_csv(std::string_view text, DType dtype, const std::string& name);
+
+/// Writes `a` as CSV: rank >= 2 gives shape[0] lines of size/shape[0] values, rank 1 one
+/// value per line, rank 0 one line. Every number is the shortest text that parses back
+/// to the same value of a's dtype (std::to_chars). Lines end with '\n'.
+/// The text is handed to `sink` in chunks of about 1 MiB.
+void format_csv(const Array& a, const std::function<void(std::string_view)>& sink);
+
+} // namespace bnorm

@@ -1,0 +1,70 @@
+// Reading arrays from files and writing them without ever leaving a partial file.
+#pragma once
+
+#include "bnorm/array.hpp"
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace bnorm {
+
+enum class Format { npy, csv };
+
+/// The format a path's extension names (.npy or .csv, any letter case).
+/// Throws UsageError for anything else.
+Format format_of(const std::string& path);
+
+/// The whole content of a regular file. Throws InputError naming the file when it is
+/// missing, unreadable, a directory, or not a regular file.
+std::string read_file(const std::string& path);
+
+/// How to read an array from a CSV file (NPY files carry their own dtype and shape).
+struct CsvRead {
+    DType dtype = DType::f64;       ///< dtype to parse the numbers into
+    std::optional<Shape> shape;     ///< reshape the (rows, cols) table into this shape;
+                                    ///< shape[0] must equal rows, the product the count
+};
+
+/// Reads an .npy or .csv file into an array. For CSV, `csv` says how.
+Array load_array(const std::string& path, const CsvRead& csv = {});
+
+/// An output written to a temporary file beside its target and renamed into place by
+/// commit(). If commit() is never reached (an error, an exception, SIGINT/SIGTERM), the
+/// temporary file is removed and the target is left as it was.
+class PendingFile {
+public:
+    /// Creates the temporary file "<dir>/.<name>.tmp-XXXXXX". Throws SystemError.
+    explicit PendingFile(std::string target);
+    PendingFile(PendingFile&&) noexcept;
+    PendingFile& operator=(PendingFile&&) = delete;
+    PendingFile(const PendingFile&) = delete;
+    ~PendingFile();
+
+    /// Appends bytes. Throws SystemError (disk full, file size limit...).
+    void write(const void* data, std::size_t n);
+    /// Flushes, closes and renames onto the target. Throws SystemError.
+    void commit();
+    const std::string& target() const { return target_; }
+
+private:
+    void discard() noexcept;
+    std::string target_;
+    std::string temp_;
+    int fd_ = -1;
+    int slot_ = -1; // index in the signal-cleanup registry
+};
+
+/// Writes `a` to `path` in the format of its extension (NPY byte-identical to np.save,
+/// CSV shortest round-trip) into a PendingFile, not yet committed.
+PendingFile write_array(const std::string& path, const Array& a);
+
+/// Checks, before any work, that the outputs can be written without harming the inputs:
+/// every input is an existing regular file; no output is the same file as an input
+/// (device and inode, so links and other spellings are caught) or as another output;
+/// every output's folder exists and the output is not a folder. Each entry is
+/// (option name, path). Throws UsageError/InputError naming the offending paths.
+void check_paths(const std::vector<std::pair<std::string, std::string>>& inputs,
+                 const std::vector<std::pair<std::string, std::string>>& outputs);
+
+} // namespace bnorm

@@ -1,0 +1,198 @@
+#include "bnorm/csv.hpp"
+
+#include "bnorm/error.hpp"
+
+#include <fmt/format.h>
+
+#include <charconv>
+#include <cmath>
+#include <vector>
+
+namespace bnorm {
+namespace {
+
+bool is_blank(char c) { return c == ' ' || c == '\t'; }
+
+/// Decimal exponent of the leading digit of a numeric token ("123e5" -> 7, "0.001" -> -3);
+/// used only to tell overflow from underflow when from_chars reports out of range.
+long long decimal_magnitude(std::string_view tok) {
+    std::size_t i = 0;
+    if (i < tok.size() && (tok[i] == '-' || tok[i] == '+')) ++i;
+    long long digits_before_point = 0, leading_zeros_after_point = 0;
+    bool seen_nonzero = false, after_point = false;
+    for (; i < tok.size() && tok[i] != 'e' && tok[i] != 'E'; ++i) {
+        if (tok[i] == '.') { after_point = true; continue; }
+        if (!after_point && (seen_nonzero || tok[i] != '0')) ++digits_before_point;
+        if (tok[i] != '0') seen_nonzero = true;
+        if (after_point && !seen_nonzero) ++leading_zeros_after_point;
+    }
+    long long exp = 0;
+    if (i < tok.size()) {
+        // Clamp: only the sign and rough size matter.
+        std::string_view e = tok.substr(i + 1);
+        if (!e.empty() && e[0] == '+') e.remove_prefix(1);
+        std::from_chars(e.data(), e.data() + e.size(), exp);
+        if (exp > 1'000'000) exp = 1'000'000;
+        if (exp < -1'000'000) exp = -1'000'000;
+    }
+    return (digits_before_point > 0 ? digits_before_point - 1 : -leading_zeros_after_point - 1) + exp;
+}
+
+class CsvParser {
+public:
+    CsvParser(std::string_view text, DType dtype, const std::string& name)
+        : text_(text), dtype_(dtype), name_(name) {}
+
+    template <class T> Array parse() {
+        reject_binary();
+        std::size_t pos = 0;
+        if (text_.substr(0, 3) == "\xEF\xBB\xBF") pos = 3, bom_ = 3;
+        std::vector<T> values;
+        std::int64_t cols = -1, rows = 0, first_line = 0;
+        long long line = 0;
+        while (pos < text_.size()) {
+            ++line;
+            std::size_t end = text_.find('\n', pos);
+            if (end == std::string_view::npos) end = text_.size();
+            std::string_view row = text_.substr(pos, end - pos);
+            if (!row.empty() && row.back() == '\r') row.remove_suffix(1);
+            const std::size_t row_start = pos;
+            pos = end + 1;
+            if (row.find_first_not_of(" \t") == std::string_view::npos) continue; // blank line
+
+            std::int64_t n = 0;
+            std::size_t f = 0; // start of the current field within row
+            while (true) {
+                const std::size_t comma = row.find(',', f);
+                const std::size_t fend = comma == std::string_view::npos ? row.size() : comma;
+                values.push_back(field<T>(row.substr(f, fend - f), line, column(row_start, f),
+                                          rows == 0 && n == 0, comma == std::string_view::npos && n > 0));
+                ++n;
+                if (comma == std::string_view::npos) break;
+                f = comma + 1;
+                if (cols >= 0 && n == cols)
+                    fail(line, column(row_start, f),
+                         fmt::format("this row has more than {} values (line {} has {})", cols,
+                                     first_line, cols));
+            }
+            if (cols < 0) cols = n, first_line = line;
+            else if (n != cols)
+                fail(line, column(row_start, row.size()) + 1,
+                     fmt::format("this row has {} values, expected {} like line {}", n, cols, first_line));
+            ++rows;
+        }
+        if (rows == 0)
+            throw InputError::in_file(name_, "the CSV file has no numbers (it is empty or blank)");
+        Array out(dtype_, Shape{rows, cols});
+        std::copy(values.begin(), values.end(), out.data<T>());
+        return out;
+    }
+
+private:
+    [[noreturn]] void fail(long long line, long long col, const std::string& what) const {
+        throw InputError::at(name_, line, col, what);
+    }
+
+    long long column(std::size_t row_start, std::size_t offset_in_row) const {
+        // 1-based; a UTF-8 byte-order mark does not count as a column.
+        const long long c = static_cast<long long>(offset_in_row) + 1;
+        return row_start == 0 ? c - 0 : c;
+    }
+
+    void reject_binary() const {
+        if (text_.size() >= 2 && ((text_[0] == '\xFF' && text_[1] == '\xFE') ||
+                                  (text_[0] == '\xFE' && text_[1] == '\xFF')))
+            throw InputError::at(name_, 1, 1, "the file is UTF-16 text; save it as UTF-8 or ASCII");
+        const std::size_t nul = text_.find('\0');
+        if (nul == std::string_view::npos) return;
+        if (nul <= 1 && text_.size() > 2)
+            throw InputError::at(name_, 1, 1, "the file looks like UTF-16 text (NUL bytes between "
+                                              "characters); save it as UTF-8 or ASCII");
+        long long line = 1;
+        std::size_t line_start = 0;
+        for (std::size_t i = 0; i < nul; ++i)
+            if (text_[i] == '\n') ++line, line_start = i + 1;
+        fail(line, static_cast<long long>(nul - line_start) + 1, "NUL byte: this is not a text file");
+    }
+
+    template <class T>
+    T field(std::string_view raw, long long line, long long col, bool first_field_of_file,
+            bool last_field_of_row) const {
+        std::size_t a = 0, b = raw.size();
+        while (a < b && is_blank(raw[a])) ++a;
+        while (b > a && is_blank(raw[b - 1])) --b;
+        const std::string_view tok = raw.substr(a, b - a);
+        col += static_cast<long long>(a);
+        if (tok.empty()) {
+            if (last_field_of_row)
+                fail(line, col, "empty field after the last ',' (trailing delimiters are not allowed)");
+            fail(line, col, "empty field (every field must hold a number)");
+        }
+        std::string_view num = tok;
+        if (num[0] == '+') {
+            num.remove_prefix(1);
+            if (num.empty() || num[0] == '-' || num[0] == '+') bad_token(tok, line, col, false);
+        }
+        T v{};
+        const auto r = std::from_chars(num.data(), num.data() + num.size(), v);
+        if (r.ec == std::errc::result_out_of_range && r.ptr == num.data() + num.size()) {
+            if (decimal_magnitude(num) > 0)
+                fail(line, col, fmt::format("'{}' overflows {}", tok, dtype_name(dtype_)));
+            return std::signbit(static_cast<T>(num[0] == '-' ? -1 : 1)) ? T(-0.0) : T(0.0);
+        }
+        if (r.ec != std::errc() || r.ptr != num.data() + num.size())
+            bad_token(tok, line, col, first_field_of_file && r.ptr == num.data());
+        return v;
+    }
+
+    [[noreturn]] void bad_token(std::string_view tok, long long line, long long col, bool maybe_header) const {
+        const std::string shown(tok.substr(0, 40));
+        if (maybe_header)
+            fail(line, col, fmt::format("'{}' is not a number: the first row looks like a header, "
+                                        "and headers are not supported (delete that line)",
+                                        shown));
+        if (tok.find(';') != std::string_view::npos)
+            fail(line, col, fmt::format("'{}' is not a number: bnorm reads comma-separated values "
+                                        "with '.' as the decimal point, not ';'",
+                                        shown));
+        fail(line, col, fmt::format("'{}' is not a number (a number must fill its whole field)", shown));
+    }
+
+    std::string_view text_;
+    DType dtype_;
+    const std::string& name_;
+    std::size_t bom_ = 0;
+};
+
+} // namespace
+
+Array parse_csv(std::string_view text, DType dtype, const std::string& name) {
+    CsvParser p(text, dtype, name);
+    return dispatch(dtype, [&](auto t) { return p.parse<decltype(t)>(); });
+}
+
+void format_csv(const Array& a, const std::function<void(std::string_view)>& sink) {
+    const std::int64_t n = a.size();
+    const Shape& s = a.shape();
+    const std::int64_t per_line = s.size() >= 2 ? (s[0] == 0 ? 0 : n / s[0]) : 1;
+    constexpr std::size_t kChunk = 1 << 20;
+    std::string buf;
+    buf.reserve(kChunk + 64);
+    dispatch(a.dtype(), [&](auto t) {
+        using T = decltype(t);
+        const T* v = a.data<T>();
+        char num[64];
+        for (std::int64_t i = 0; i < n; ++i) {
+            const auto r = std::to_chars(num, num + sizeof num, v[i]);
+            buf.append(num, r.ptr);
+            buf += (i + 1) % per_line == 0 ? '\n' : ',';
+            if (buf.size() >= kChunk) {
+                sink(buf);
+                buf.clear();
+            }
+        }
+    });
+    if (!buf.empty()) sink(buf);
+}
+
+} // namespace bnorm

@@ -1,0 +1,114 @@
+// Double-double arithmetic: a value is the unevaluated sum hi + lo with |lo| <= ulp(hi)/2,
+// about 106 bits of significand. Internal to the library.
+//
+// The building blocks are the error-free transformations
+//   two_sum(a, b):  a + b = s + e exactly            (Knuth, 6 flops, no branch)
+//   two_prod(a, b): a * b = p + e exactly            (one FMA)
+// and the algorithms are those of Joldes, Muller & Popescu, "Tight and rigorous error
+// bounds for basic building blocks of double-word arithmetic" (ACM TOMS 2017), whose
+// relative error bounds are a few units of 2^-106.
+//
+// This needs IEEE double arithmetic evaluated as written: the build uses
+// -ffp-contract=off and never -ffast-math.
+#pragma once
+
+#include <cmath>
+
+namespace bnorm::detail {
+
+struct dd {
+    double hi = 0.0;
+    double lo = 0.0;
+};
+
+inline dd two_sum(double a, double b) {
+    const double s = a + b;
+    const double bb = s - a;
+    const double e = (a - (s - bb)) + (b - bb);
+    return {s, e};
+}
+
+/// Requires |a| >= |b| (or a == 0).
+inline dd fast_two_sum(double a, double b) {
+    const double s = a + b;
+    const double e = b - (s - a);
+    return {s, e};
+}
+
+inline dd two_prod(double a, double b) {
+    const double p = a * b;
+    return {p, std::fma(a, b, -p)};
+}
+
+/// dd + double (JMP Algorithm 4, error <= 2u^2).
+inline dd add(dd x, double y) {
+    dd s = two_sum(x.hi, y);
+    return fast_two_sum(s.hi, s.lo + x.lo);
+}
+
+/// dd + dd (JMP Algorithm 6, "accurate", error <= 3u^2).
+inline dd add(dd x, dd y) {
+    dd s = two_sum(x.hi, y.hi);
+    dd t = two_sum(x.lo, y.lo);
+    s = fast_two_sum(s.hi, s.lo + t.hi);
+    return fast_two_sum(s.hi, s.lo + t.lo);
+}
+
+inline dd neg(dd x) { return {-x.hi, -x.lo}; }
+inline dd sub(dd x, dd y) { return add(x, neg(y)); }
+
+/// dd * double (JMP Algorithm 9, error <= 2u^2).
+inline dd mul(dd x, double y) {
+    dd c = two_prod(x.hi, y);
+    return fast_two_sum(c.hi, std::fma(x.lo, y, c.lo));
+}
+
+/// dd * dd (JMP Algorithm 12, error <= 5u^2).
+inline dd mul(dd x, dd y) {
+    dd c = two_prod(x.hi, y.hi);
+    double t = x.hi * y.lo;
+    t = std::fma(x.lo, y.hi, t);
+    return fast_two_sum(c.hi, c.lo + t);
+}
+
+/// dd / double (JMP Algorithm 15, error <= 3u^2).
+inline dd div(dd x, double y) {
+    const double th = x.hi / y;
+    dd p = two_prod(th, y);
+    const double dh = x.hi - p.hi;
+    const double dl = x.lo - p.lo;
+    const double tl = (dh + dl) / y;
+    return fast_two_sum(th, tl);
+}
+
+/// 1/sqrt(x) for x > 0: one Newton step r' = r + r(1 - x r^2)/2 from the double
+/// estimate, evaluated in dd, doubles the ~53 correct bits.
+inline dd rsqrt(dd x) {
+    const double r = 1.0 / std::sqrt(x.hi);
+    const dd r2 = two_prod(r, r);
+    const dd e = add(dd{1.0, 0.0}, neg(mul(x, r2))); // 1 - x r^2, tiny
+    return add(dd{r, 0.0}, mul(e, 0.5 * r));
+}
+
+/// Rounds hi + lo to the nearest float of type T. For T = double this is hi
+/// (|lo| <= ulp(hi)/2 with ties resolved by two_sum's round-to-nearest-even); for
+/// float, hi + lo is first narrowed so that no double rounding can occur.
+template <class T> T to(dd x);
+
+template <> inline double to<double>(dd x) { return x.hi + x.lo; }
+
+template <> inline float to<float>(dd x) {
+    // float(hi) is the correctly rounded float of hi + lo unless hi is exactly halfway
+    // between two floats: |lo| <= ulp(hi)/2 is far below half a float ulp, so only a
+    // tie can be decided by lo. (Float midpoints are doubles, so a tie is exact.)
+    const float f = static_cast<float>(x.hi);
+    const double back = f;
+    if (x.lo == 0 || back == x.hi || !std::isfinite(f)) return f;
+    const float other = std::nextafter(f, x.hi > back ? INFINITY : -INFINITY);
+    const bool tie = (x.hi - back) == (static_cast<double>(other) - x.hi); // exact (Sterbenz)
+    if (!tie) return f;
+    const bool lo_points_to_other = (x.lo > 0) == (static_cast<double>(other) > x.hi);
+    return lo_points_to_other ? other : f;
+}
+
+} // namespace bnorm::detail

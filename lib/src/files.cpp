@@ -1,0 +1,276 @@
+#include "bnorm/files.hpp"
+
+#include "bnorm/csv.hpp"
+#include "bnorm/error.hpp"
+#include "bnorm/npy.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <bit>
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <span>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static_assert(std::endian::native == std::endian::little,
+              "NPY output is written as little-endian straight from memory");
+
+namespace bnorm {
+namespace {
+
+std::string errno_text(int e) { return std::strerror(e); }
+
+std::string parent_dir(const std::string& path) {
+    const std::size_t slash = path.find_last_of('/');
+    if (slash == std::string::npos) return ".";
+    if (slash == 0) return "/";
+    return path.substr(0, slash);
+}
+
+std::string base_name(const std::string& path) {
+    const std::size_t slash = path.find_last_of('/');
+    return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+// ---- removing temporary files when a signal ends the process ---------------------
+// A fixed table written only outside signal handlers and read inside them with
+// async-signal-safe calls (unlink, signal, raise).
+constexpr int kMaxPending = 32;
+constexpr std::size_t kMaxPath = 4096;
+char g_temp_paths[kMaxPending][kMaxPath];
+volatile std::sig_atomic_t g_temp_used[kMaxPending];
+
+extern "C" void remove_temps_and_reraise(int sig) {
+    for (int i = 0; i < kMaxPending; ++i)
+        if (g_temp_used[i]) ::unlink(g_temp_paths[i]);
+    std::signal(sig, SIG_DFL);
+    std::raise(sig);
+}
+
+void install_handlers_once() {
+    static const bool installed = [] {
+        for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGPIPE}) std::signal(sig, remove_temps_and_reraise);
+        // A write past RLIMIT_FSIZE then fails with EFBIG instead of killing the process.
+        std::signal(SIGXFSZ, SIG_IGN);
+        return true;
+    }();
+    (void)installed;
+}
+
+int register_temp(const std::string& path) {
+    if (path.size() >= kMaxPath) return -1;
+    for (int i = 0; i < kMaxPending; ++i) {
+        if (!g_temp_used[i]) {
+            std::memcpy(g_temp_paths[i], path.c_str(), path.size() + 1);
+            g_temp_used[i] = 1;
+            return i;
+        }
+    }
+    return -1; // more outputs than slots: still removed on errors, just not on signals
+}
+
+mode_t current_umask() {
+    const mode_t m = ::umask(0);
+    ::umask(m);
+    return m;
+}
+
+} // namespace
+
+Format format_of(const std::string& path) {
+    std::string ext = path.substr(std::min(path.size(), path.find_last_of('.') == std::string::npos
+                                                            ? path.size()
+                                                            : path.find_last_of('.')));
+    std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+    if (ext == ".npy") return Format::npy;
+    if (ext == ".csv") return Format::csv;
+    throw UsageError(fmt::format("{}: unknown file type; bnorm reads and writes .npy and .csv", path));
+}
+
+std::string read_file(const std::string& path) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        const int e = errno;
+        throw InputError::in_file(path, e == ENOENT ? "no such file" : "cannot open: " + errno_text(e));
+    }
+    struct Closer {
+        int fd;
+        ~Closer() { ::close(fd); }
+    } closer{fd};
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) throw InputError::in_file(path, "cannot stat: " + errno_text(errno));
+    if (S_ISDIR(st.st_mode)) throw InputError::in_file(path, "is a folder, not a file");
+    if (!S_ISREG(st.st_mode)) throw InputError::in_file(path, "is not a regular file");
+    std::string out(static_cast<std::size_t>(st.st_size), '\0');
+    std::size_t got = 0;
+    while (got < out.size()) {
+        const ssize_t r = ::read(fd, out.data() + got, out.size() - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) throw InputError::in_file(path, "read error: " + errno_text(errno));
+        if (r == 0) break; // the file shrank while we read it
+        got += static_cast<std::size_t>(r);
+    }
+    out.resize(got);
+    return out;
+}
+
+Array load_array(const std::string& path, const CsvRead& csv) {
+    const Format format = format_of(path);
+    const std::string bytes = read_file(path);
+    if (format == Format::npy)
+        return parse_npy(std::as_bytes(std::span(bytes.data(), bytes.size())), path);
+
+    Array a = parse_csv(bytes, csv.dtype, path);
+    if (!csv.shape) return a;
+    const Shape& want = *csv.shape;
+    const std::int64_t rows = a.shape()[0], cols = a.shape()[1];
+    if (element_count(want) != a.size())
+        throw InputError::in_file(path, fmt::format("--shape {} has {} elements, the file has {} "
+                                                    "({} rows of {})",
+                                                    shape_to_string(want), element_count(want),
+                                                    a.size(), rows, cols));
+    if (want.empty() || want[0] != rows)
+        throw InputError::in_file(path, fmt::format("--shape {} needs {} rows (one per index of the "
+                                                    "first axis), the file has {} rows of {}",
+                                                    shape_to_string(want), want.empty() ? 1 : want[0],
+                                                    rows, cols));
+    a.reshape(want);
+    return a;
+}
+
+// ---- PendingFile -----------------------------------------------------------------
+
+PendingFile::PendingFile(std::string target) : target_(std::move(target)) {
+    install_handlers_once();
+    temp_ = parent_dir(target_) + "/." + base_name(target_) + ".tmp-XXXXXX";
+    fd_ = ::mkstemp(temp_.data());
+    if (fd_ < 0)
+        throw SystemError(fmt::format("{}: cannot create a temporary file in {}: {}", target_,
+                                      parent_dir(target_), errno_text(errno)));
+    slot_ = register_temp(temp_);
+    // mkstemp makes the file 0600; give it the permissions a plain open() would.
+    static const mode_t mask = current_umask();
+    ::fchmod(fd_, 0666 & ~mask);
+}
+
+PendingFile::PendingFile(PendingFile&& o) noexcept
+    : target_(std::move(o.target_)), temp_(std::move(o.temp_)), fd_(o.fd_), slot_(o.slot_) {
+    o.fd_ = -1;
+    o.slot_ = -1;
+    o.temp_.clear();
+}
+
+PendingFile::~PendingFile() { discard(); }
+
+void PendingFile::discard() noexcept {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+    if (!temp_.empty()) ::unlink(temp_.c_str());
+    temp_.clear();
+    if (slot_ >= 0) g_temp_used[slot_] = 0;
+    slot_ = -1;
+}
+
+void PendingFile::write(const void* data, std::size_t n) {
+    const char* p = static_cast<const char*>(data);
+    while (n > 0) {
+        const ssize_t w = ::write(fd_, p, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) {
+            const int e = errno;
+            discard();
+            throw SystemError(fmt::format("{}: write failed: {}", target_, errno_text(e)));
+        }
+        p += w;
+        n -= static_cast<std::size_t>(w);
+    }
+}
+
+void PendingFile::commit() {
+    if (::close(fd_) != 0) {
+        const int e = errno;
+        fd_ = -1;
+        discard();
+        throw SystemError(fmt::format("{}: write failed: {}", target_, errno_text(e)));
+    }
+    fd_ = -1;
+    if (::rename(temp_.c_str(), target_.c_str()) != 0) {
+        const int e = errno;
+        discard();
+        throw SystemError(fmt::format("{}: cannot rename the finished temporary file onto it: {}",
+                                      target_, errno_text(e)));
+    }
+    temp_.clear();
+    if (slot_ >= 0) g_temp_used[slot_] = 0;
+    slot_ = -1;
+}
+
+PendingFile write_array(const std::string& path, const Array& a) {
+    const Format format = format_of(path);
+    PendingFile out(path);
+    if (format == Format::npy) {
+        const std::string header = npy_header(a.dtype(), a.shape());
+        out.write(header.data(), header.size());
+        out.write(a.bytes(), a.nbytes());
+    } else {
+        format_csv(a, [&](std::string_view chunk) { out.write(chunk.data(), chunk.size()); });
+    }
+    return out;
+}
+
+// ---- check_paths -------------------------------------------------------------------
+
+void check_paths(const std::vector<std::pair<std::string, std::string>>& inputs,
+                 const std::vector<std::pair<std::string, std::string>>& outputs) {
+    struct Id {
+        dev_t dev;
+        ino_t ino;
+        std::string name; // empty for an existing file, else the base name in dir (dev, ino)
+        bool operator==(const Id&) const = default;
+    };
+    std::vector<std::pair<Id, std::string>> input_ids;
+    for (const auto& [opt, path] : inputs) {
+        format_of(path);
+        struct stat st {};
+        if (::stat(path.c_str(), &st) != 0) {
+            const int e = errno;
+            throw InputError::in_file(path, e == ENOENT ? "no such file" : "cannot open: " + errno_text(e));
+        }
+        if (S_ISDIR(st.st_mode)) throw InputError::in_file(path, "is a folder, not a file");
+        if (!S_ISREG(st.st_mode)) throw InputError::in_file(path, "is not a regular file");
+        input_ids.push_back({{st.st_dev, st.st_ino, {}}, opt + " " + path});
+    }
+    std::vector<std::pair<Id, std::string>> output_ids;
+    for (const auto& [opt, path] : outputs) {
+        format_of(path);
+        const std::string dir = parent_dir(path);
+        struct stat dst {};
+        if (::stat(dir.c_str(), &dst) != 0 || !S_ISDIR(dst.st_mode))
+            throw UsageError(fmt::format("{} {}: the folder {} does not exist", opt, path, dir));
+        if (base_name(path).empty())
+            throw UsageError(fmt::format("{} {}: is a folder, not a file name", opt, path));
+        Id id{dst.st_dev, dst.st_ino, base_name(path)};
+        struct stat st {};
+        if (::stat(path.c_str(), &st) == 0) {
+            if (S_ISDIR(st.st_mode))
+                throw UsageError(fmt::format("{} {}: is a folder, not a file name", opt, path));
+            id = {st.st_dev, st.st_ino, {}};
+            for (const auto& [in_id, in_name] : input_ids)
+                if (in_id == id)
+                    throw UsageError(fmt::format("{} {} is the same file as input {}; refusing to "
+                                                 "overwrite an input",
+                                                 opt, path, in_name));
+        }
+        for (const auto& [out_id, out_name] : output_ids)
+            if (out_id == id)
+                throw UsageError(fmt::format("{} {} and {} are the same file", opt, path, out_name));
+        output_ids.push_back({id, opt + " " + path});
+    }
+}
+
+} // namespace bnorm

@@ -1,0 +1,549 @@
+#!/usr/bin/python3
+"""Exact (arbitrary-precision) reference for bnorm's training-mode batch norm.
+
+This script is the project's ground truth.  It evaluates batch normalization
+forward and backward in mpmath at EXACT_DPS decimal digits (far beyond float64),
+then rounds each final result once to the nearest float64.  The stored outputs
+are therefore the correctly rounded float64 values of the mathematically exact
+results (barring a tie within ~1e-70 relative, which does not occur in practice).
+
+Usage (always with Debian's Python, which has numpy and mpmath):
+
+    /usr/bin/python3 scripts/golden.py --out tests/data/golden        # committed set, seed 0
+    /usr/bin/python3 scripts/golden.py --out /tmp/g --seed 123        # same classes, new data
+    /usr/bin/python3 scripts/golden.py --selfcheck                    # verify the reference itself
+
+Semantics (x has rank >= 2; `axis` is the channel axis, negative counts from the
+end; statistics of channel c run over every other axis, m elements each):
+
+    mean   = (1/m) sum x
+    var    = (1/m) sum (x - mean)^2                  (biased)
+    invstd = 1 / sqrt(var + eps)
+    xhat   = (x - mean) * invstd
+    y      = gamma * xhat + beta
+
+Backward, gradients of f = sum(dy * y):
+
+    dbeta  = sum dy
+    dgamma = sum dy * xhat
+    dxhat  = gamma * dy
+    dx     = (invstd / m) * (m * dxhat - sum dxhat - xhat * sum(dxhat * xhat))
+
+Inputs are float32 or float64 arrays; every element converts exactly to mpf.
+eps is the float64 value of its decimal string (float(eps_string)), also
+converted exactly, for float32 and float64 cases alike.
+
+Output layout: one folder per case, DIR/<name>/, containing
+    x.npy gamma.npy beta.npy dy.npy             inputs, in the case's dtype
+    y.npy mean.npy invstd.npy                   exact forward outputs, float64
+    dx.npy dgamma.npy dbeta.npy                 exact backward outputs, float64
+    case.json                                   name, class, shape, axis, eps
+                                                (decimal string), dtype, seed, notes
+y and dx have x's shape; the other outputs have length C.
+
+Random data: each case draws from its own generator, seeded from
+(--seed, crc32(case name)), so a case's data depend only on the seed and its
+name, never on the order of the cases.  The "seed" in case.json is --seed.
+The same seed always gives byte-identical files.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+import zlib
+
+import numpy as np
+import mpmath
+from mpmath import mp, mpf
+from mpmath.libmp import to_float
+
+EXACT_DPS = 70          # working precision of the reference (decimal digits)
+DEFAULT_SEED = 0        # seed of the committed golden set
+
+
+# ---------------------------------------------------------------------------
+# Exact reference
+# ---------------------------------------------------------------------------
+
+def _mpf_exact(v):
+    """Exact mpf of a float32/float64 value (float() widening is exact)."""
+    return mpf(float(v))
+
+
+def _round_f64(v):
+    """Round an mpf to the nearest float64 (ties to even), independent of context."""
+    f = to_float(v._mpf_, rnd='n')
+    # Double rounding could occur for subnormal results; they never arise here.
+    assert f == 0.0 or abs(f) >= sys.float_info.min, "subnormal result"
+    return f
+
+
+def _channel_axis(ndim, axis):
+    if ndim < 2:
+        raise ValueError("x must have rank >= 2")
+    if not -ndim <= axis < ndim:
+        raise ValueError("axis %d out of range for rank %d" % (axis, ndim))
+    return axis % ndim
+
+
+def _split_channels(a, axis):
+    """List of per-channel lists of exact mpf values (channel axis `axis`)."""
+    cols = np.moveaxis(np.asarray(a), axis, -1).reshape(-1, a.shape[axis])
+    return [[_mpf_exact(v) for v in cols[:, c]] for c in range(cols.shape[1])]
+
+
+def _join_channels(channels, shape, axis):
+    """Inverse of _split_channels: rounds every mpf to float64."""
+    moved = list(shape)
+    moved.append(moved.pop(axis))           # shape with the channel axis last
+    out = np.array([[_round_f64(v) for v in ch] for ch in channels],
+                   dtype=np.float64).T       # (m, C)
+    return np.ascontiguousarray(np.moveaxis(out.reshape(moved), -1, axis))
+
+
+def channel_forward(xs, g, b, eps):
+    """Forward pass of one channel, all in mpf at the current precision.
+
+    xs: list of mpf, g, b, eps: mpf.  Returns (mean, var, invstd, xhat, y)."""
+    m = len(xs)
+    mean = mp.fsum(xs) / m
+    d = [v - mean for v in xs]
+    var = mp.fdot(d, d) / m
+    invstd = 1 / mp.sqrt(var + eps)
+    xhat = [di * invstd for di in d]
+    y = [g * xh + b for xh in xhat]
+    return mean, var, invstd, xhat, y
+
+
+def channel_backward(xs, g, dys, eps):
+    """Backward pass of one channel in mpf.  Returns (dx, dgamma, dbeta)."""
+    m = len(xs)
+    _, _, invstd, xhat, _ = channel_forward(xs, g, mpf(0), eps)
+    dbeta = mp.fsum(dys)
+    dgamma = mp.fdot(dys, xhat)
+    dxhat = [g * v for v in dys]
+    sum_dxhat = mp.fsum(dxhat)                 # = g * dbeta
+    sum_dxhat_xhat = mp.fdot(dxhat, xhat)      # = g * dgamma
+    k = invstd / m
+    dx = [k * (m * a - sum_dxhat - xh * sum_dxhat_xhat)
+          for a, xh in zip(dxhat, xhat)]
+    return dx, dgamma, dbeta
+
+
+def exact_forward(x, gamma, beta, eps, axis):
+    """Exact batch-norm forward, rounded to float64.
+
+    x: float32/float64 array of rank >= 2; gamma, beta: length C; eps: float
+    or decimal string (taken as float64).  Returns (y, mean, invstd)."""
+    x = np.asarray(x)
+    axis = _channel_axis(x.ndim, axis)
+    eps_m = _mpf_exact(float(eps))
+    with mp.workdps(EXACT_DPS):
+        ys, means, invstds = [], [], []
+        for xs, g, b in zip(_split_channels(x, axis), gamma, beta):
+            mean, _, invstd, _, y = channel_forward(
+                xs, _mpf_exact(g), _mpf_exact(b), eps_m)
+            ys.append(y)
+            means.append(_round_f64(mean))
+            invstds.append(_round_f64(invstd))
+        y = _join_channels(ys, x.shape, axis)
+    return y, np.array(means, np.float64), np.array(invstds, np.float64)
+
+
+def exact_backward(x, gamma, dy, eps, axis):
+    """Exact batch-norm backward (gradients of sum(dy * y)), rounded to float64.
+
+    Returns (dx, dgamma, dbeta)."""
+    x = np.asarray(x)
+    axis = _channel_axis(x.ndim, axis)
+    assert np.shape(dy) == x.shape
+    eps_m = _mpf_exact(float(eps))
+    with mp.workdps(EXACT_DPS):
+        dxs, dgammas, dbetas = [], [], []
+        for xs, g, dys in zip(_split_channels(x, axis), gamma,
+                              _split_channels(np.asarray(dy), axis)):
+            dx, dgamma, dbeta = channel_backward(xs, _mpf_exact(g), dys, eps_m)
+            dxs.append(dx)
+            dgammas.append(_round_f64(dgamma))
+            dbetas.append(_round_f64(dbeta))
+        dx = _join_channels(dxs, x.shape, axis)
+    return dx, np.array(dgammas, np.float64), np.array(dbetas, np.float64)
+
+
+# ---------------------------------------------------------------------------
+# Case generation
+# ---------------------------------------------------------------------------
+
+DTYPES = {"f32": np.float32, "f64": np.float64}
+
+# Layout letters: n = batch, c = channel, l/h/w = spatial.  The channel axis
+# of a case is the position of 'c' (given explicitly as `axis`, which may be
+# negative, so the name records the axis exactly as the tool receives it).
+
+
+class Case:
+    def __init__(self, cls, layout, dims, axis, dtype, eps="1e-05",
+                 tags=(), notes="", **params):
+        assert len(layout) == len(dims)
+        self.cls, self.layout, self.dims = cls, layout, tuple(dims)
+        self.axis, self.dtype, self.eps = axis, dtype, eps
+        self.tags, self.notes, self.params = tuple(tags), notes, params
+        assert layout[axis] == "c", "axis must point at the 'c' dimension"
+        dim_str = "".join("%s%d" % (k, n) for k, n in zip(layout, dims))
+        eps_str = "eps" + ("%.0e" % float(eps)).replace("e-0", "e-")
+        self.name = "_".join([dim_str, "axis%d" % axis, eps_str, dtype]
+                             + list(self.tags))
+
+    @property
+    def shape(self):
+        return self.dims
+
+    @property
+    def C(self):
+        return self.dims[self.axis]
+
+
+def case_list():
+    """The committed set of cases (names do not depend on the seed)."""
+    C = Case
+    cases = [
+        # 1. Well-conditioned random normal data, several layouts.
+        C("baseline", "nc", (32, 4), 1, "f64", notes="random normal data, (N, C)"),
+        C("baseline", "nc", (32, 4), 1, "f32", notes="random normal data, (N, C)"),
+        C("baseline", "ncl", (8, 3, 16), 1, "f64", gamma="zero_neg",
+          notes="(N, C, L); gamma has a zero and a negative entry"),
+        C("baseline", "nchw", (4, 3, 5, 5), 1, "f32", notes="NCHW"),
+        C("baseline", "nhwc", (4, 5, 5, 3), -1, "f64", notes="NHWC, axis -1"),
+        C("baseline", "nhwc", (2, 6, 6, 8), -1, "f32", gamma="zero_neg",
+          notes="NHWC, axis -1; gamma has a zero and a negative entry"),
+        C("baseline", "cn", (5, 40), 0, "f64", notes="2-D array with channel axis 0"),
+        C("baseline", "nlc", (8, 10, 4), -1, "f32",
+          notes="3-D array with channel axis -1 (last)"),
+        C("baseline", "nchw", (2, 3, 4, 5), -3, "f64",
+          notes="NCHW addressed with negative axis -3"),
+        C("baseline", "nchw", (8, 4, 9, 9), 1, "f32",
+          notes="larger NCHW, m = 648 per channel"),
+        # 7. eps sweep on otherwise well-conditioned data.
+        C("baseline", "nc", (64, 3), 1, "f64", eps="1e-08",
+          notes="random normal data, small eps"),
+        C("baseline", "nchw", (4, 3, 6, 6), 1, "f32", eps="1e-03",
+          notes="random normal data, large eps"),
+        # 2. float64 channel with mean 1e8 and spread 1e-2, next to normal ones.
+        C("offset_f64", "nc", (64, 3), 1, "f64", tags=["offset1e8"],
+          offset=1e8, spread=1e-2, offset_channels=[1],
+          notes="channel 1 is 1e8 + 1e-2*normal; others normal"),
+        C("offset_f64", "nchw", (4, 3, 8, 8), 1, "f64", eps="1e-08",
+          tags=["offset1e8"], offset=1e8, spread=1e-2, offset_channels=[0, 2],
+          notes="channels 0 and 2 are 1e8 + 1e-2*normal; eps 1e-8"),
+        C("offset_f64", "nhwc", (4, 6, 6, 4), -1, "f64", tags=["offset1e8"],
+          offset=1e8, spread=1e-2, offset_channels=[3], gamma="zero_neg",
+          notes="NHWC; channel 3 is 1e8 + 1e-2*normal"),
+        # 3. float32 data offset by 1e4.
+        C("offset_f32", "nc", (64, 4), 1, "f32", tags=["offset1e4"],
+          offset=1e4, spread=1.0, offset_channels="all",
+          notes="all channels 1e4 + normal, rounded to float32"),
+        C("offset_f32", "nchw", (4, 3, 8, 8), 1, "f32", tags=["offset1e4"],
+          offset=1e4, spread=1.0, offset_channels="all",
+          notes="NCHW, all channels 1e4 + normal"),
+        C("offset_f32", "nhwc", (4, 8, 8, 3), -1, "f32", eps="1e-03",
+          tags=["offset1e4"], offset=1e4, spread=1.0, offset_channels="all",
+          notes="NHWC, all channels 1e4 + normal, eps 1e-3"),
+        C("offset_f32", "nhwc", (8, 9, 9, 4), -1, "f32", tags=["offset1e4"],
+          offset=1e4, spread=1.0, offset_channels="all",
+          notes="larger NHWC (m = 648), all channels 1e4 + normal"),
+        # 4. Batch of two (m = 2).
+        C("batch2", "nc", (2, 8), 1, "f64", notes="m = 2"),
+        C("batch2", "nc", (2, 8), 1, "f32", eps="1e-08", notes="m = 2, eps 1e-8"),
+        C("batch2", "nchw", (2, 4, 1, 1), 1, "f64", notes="NCHW with H = W = 1, m = 2"),
+        C("batch2", "nchw", (2, 4, 1, 1), 1, "f32", eps="1e-03",
+          notes="NCHW with H = W = 1, m = 2, eps 1e-3"),
+        # 5. A constant channel (var = 0) next to normal channels.
+        C("constant_channel", "nc", (16, 4), 1, "f64", tags=["const"],
+          constant_channels=[2], notes="channel 2 constant (var = 0)"),
+        C("constant_channel", "nc", (16, 4), 1, "f32", eps="1e-08", tags=["const"],
+          constant_channels=[0], notes="channel 0 constant (var = 0), eps 1e-8"),
+        C("constant_channel", "nchw", (2, 3, 4, 4), 1, "f64", eps="1e-08",
+          tags=["const"], constant_channels=[1],
+          notes="NCHW, channel 1 constant (var = 0), eps 1e-8"),
+        C("constant_channel", "nhwc", (2, 4, 4, 3), -1, "f32", tags=["const"],
+          constant_channels=[2], notes="NHWC, channel 2 constant (var = 0)"),
+        # 6. Heavy-tailed Cauchy data.
+        C("cauchy", "nc", (256, 4), 1, "f64", tags=["cauchy"], scale=1.0,
+          notes="standard Cauchy data"),
+        C("cauchy", "nc", (1000, 3), 1, "f32", tags=["cauchy"], scale=1.0,
+          notes="standard Cauchy data, m = 1000"),
+        C("cauchy", "nchw", (4, 3, 10, 10), 1, "f32", tags=["cauchy100"], scale=100.0,
+          notes="100 * standard Cauchy data"),
+        C("cauchy", "nhwc", (2, 8, 8, 4), -1, "f64", eps="1e-08", tags=["cauchy"],
+          scale=1.0, notes="NHWC, standard Cauchy data, eps 1e-8"),
+        # 8. Variance far below eps: eps dominates.
+        C("eps_dominant", "nc", (64, 4), 1, "f64", eps="1e-03", tags=["spread1e-4"],
+          spread=1e-4, notes="normal data with spread 1e-4 (var 1e-8 << eps)"),
+        C("eps_dominant", "nchw", (4, 3, 6, 6), 1, "f32", eps="1e-03",
+          tags=["spread1e-4"], spread=1e-4, offset=1.0, offset_channels="all",
+          notes="1 + 1e-4*normal in float32 (var 1e-8 << eps)"),
+        # 9. dy that nearly cancels in dx.  For dy = a + b*xhat the exact dx is
+        #    gamma*invstd*b*xhat*eps/(var+eps) (eps keeps mean(xhat^2) below 1),
+        #    so var >> eps is needed for the cancellation to be deep; what is
+        #    left is that term, the rounding of dy to dtype, and the noise.
+        C("dy_cancel", "nc", (64, 4), 1, "f64", eps="1e-08",
+          tags=["scale1e3", "cancel1e-12"], scale=1e3, noise=1e-12,
+          notes="x = 1e3*normal; dy = a + b*xhat (rounded) + 1e-12*normal; "
+                "|dx| ~ 1e-12 |dy| relative to invstd"),
+        C("dy_cancel", "nchw", (4, 3, 6, 6), 1, "f64", eps="1e-08",
+          tags=["scale10", "cancel1e-10"], scale=10.0, noise=1e-10,
+          notes="NCHW, x = 10*normal; dy = a + b*xhat (rounded) + 1e-10*normal"),
+        C("dy_cancel", "nc", (64, 4), 1, "f64", tags=["cancel1e-10"], noise=1e-10,
+          notes="dy = a + b*xhat (rounded) + 1e-10*normal; eps/var = 1e-5 "
+                "limits the cancellation"),
+        C("dy_cancel", "nc", (64, 4), 1, "f32", eps="1e-08",
+          tags=["scale10", "cancel1e-6"], scale=10.0, noise=1e-6,
+          notes="x = 10*normal; dy = a + b*xhat (rounded to f32) + 1e-6*normal"),
+        C("dy_cancel", "nhwc", (4, 6, 6, 3), -1, "f32", eps="1e-08",
+          tags=["cancel1e-5"], noise=1e-5,
+          notes="NHWC, dy = a + b*xhat (rounded to f32) + 1e-5*normal, eps 1e-8"),
+    ]
+    names = [c.name for c in cases]
+    assert len(set(names)) == len(names), "case names must be unique"
+    for c in cases:
+        assert 4 <= int(np.prod(c.shape)) <= 3000, c.name
+    return cases
+
+
+def _channels_of(spec, C):
+    if spec == "all":
+        return list(range(C))
+    return list(spec or [])
+
+
+def make_inputs(case, seed):
+    """Deterministic inputs (x, gamma, beta, dy) of a case for a given seed."""
+    rng = np.random.default_rng([seed, zlib.crc32(case.name.encode())])
+    dt = DTYPES[case.dtype]
+    p = case.params
+    C, ax = case.C, case.axis % len(case.shape)
+    # Generate with the channel axis last, then move it into place.
+    moved = list(case.shape)
+    moved.append(moved.pop(ax))
+    m = int(np.prod(moved[:-1]))
+
+    if case.cls == "cauchy":
+        x = p["scale"] * rng.standard_cauchy((m, C))
+    else:
+        x = p.get("scale", 1.0) * rng.standard_normal((m, C))
+        for c in _channels_of(p.get("offset_channels"), C):
+            x[:, c] = p["offset"] + p["spread"] * x[:, c]
+        if case.cls == "eps_dominant" and not p.get("offset_channels"):
+            x *= p["spread"]
+        for c in _channels_of(p.get("constant_channels"), C):
+            x[:, c] = rng.standard_normal()
+    x = x.astype(dt)
+
+    gamma = rng.standard_normal(C)
+    if p.get("gamma") == "zero_neg":
+        gamma[0] = 0.0
+        gamma[-1] = -abs(gamma[-1])
+    gamma = gamma.astype(dt)
+    beta = rng.standard_normal(C).astype(dt)
+
+    if case.cls == "dy_cancel":
+        # dy = a + b * xhat per channel.  The constant a is annihilated by the
+        # backward pass and b * xhat only leaves b * xhat * eps / (var + eps),
+        # so dx is tiny next to dy: the rounding of dy to dtype, the noise and
+        # that eps term are all that survive the cancellation.
+        xf = x.astype(np.float64)
+        xhat = (xf - xf.mean(0)) / np.sqrt(xf.var(0) + float(case.eps))
+        a, b = rng.standard_normal(C), rng.standard_normal(C)
+        dy = (a + b * xhat).astype(dt).astype(np.float64)
+        dy = (dy + p["noise"] * rng.standard_normal((m, C))).astype(dt)
+    else:
+        dy = rng.standard_normal((m, C)).astype(dt)
+
+    x = np.ascontiguousarray(np.moveaxis(x.reshape(moved), -1, ax))
+    dy = np.ascontiguousarray(np.moveaxis(dy.reshape(moved), -1, ax))
+    return x, gamma, beta, dy
+
+
+def write_case(case, seed, out_dir):
+    x, gamma, beta, dy = make_inputs(case, seed)
+    y, mean, invstd = exact_forward(x, gamma, beta, case.eps, case.axis)
+    dx, dgamma, dbeta = exact_backward(x, gamma, dy, case.eps, case.axis)
+    d = os.path.join(out_dir, case.name)
+    os.makedirs(d, exist_ok=True)
+    arrays = dict(x=x, gamma=gamma, beta=beta, dy=dy, y=y, mean=mean,
+                  invstd=invstd, dx=dx, dgamma=dgamma, dbeta=dbeta)
+    for k, a in arrays.items():
+        np.save(os.path.join(d, k + ".npy"), np.ascontiguousarray(a))
+    meta = {"name": case.name, "class": case.cls, "shape": list(case.shape),
+            "axis": case.axis, "eps": case.eps,
+            "dtype": {"f32": "float32", "f64": "float64"}[case.dtype],
+            "seed": seed, "notes": case.notes}
+    with open(os.path.join(d, "case.json"), "w") as f:
+        json.dump(meta, f, indent=2)
+        f.write("\n")
+
+
+def generate(out_dir, seed):
+    cases = case_list()
+    t_all = time.perf_counter()
+    for case in cases:
+        t = time.perf_counter()
+        write_case(case, seed, out_dir)
+        print("%-46s %-17s %-10s %6.2fs" % (case.name, case.cls,
+              "x".join(map(str, case.shape)), time.perf_counter() - t))
+    print("%d cases written to %s (seed %d) in %.1fs"
+          % (len(cases), out_dir, seed, time.perf_counter() - t_all))
+    names = {c.name for c in cases}
+    stale = sorted(n for n in os.listdir(out_dir) if n not in names
+                   and os.path.exists(os.path.join(out_dir, n, "case.json")))
+    for n in stale:
+        print("warning: %s is not a current case (left untouched)"
+              % os.path.join(out_dir, n))
+
+
+# ---------------------------------------------------------------------------
+# Self-check: the reference against independent computations
+# ---------------------------------------------------------------------------
+
+def naive_numpy(x, gamma, beta, dy, eps, axis):
+    """Plain float64 batch norm with the textbook formulas (independent code)."""
+    x = x.astype(np.float64)
+    dy = dy.astype(np.float64)
+    axis = axis % x.ndim
+    red = tuple(i for i in range(x.ndim) if i != axis)
+    bshape = [1] * x.ndim
+    bshape[axis] = -1
+    m = x.size // x.shape[axis]
+    g = gamma.astype(np.float64).reshape(bshape)
+    b = beta.astype(np.float64).reshape(bshape)
+    mean = x.mean(axis=red, keepdims=True)
+    var = ((x - mean) ** 2).mean(axis=red, keepdims=True)
+    invstd = 1.0 / np.sqrt(var + eps)
+    xhat = (x - mean) * invstd
+    y = g * xhat + b
+    dbeta = dy.sum(axis=red)
+    dgamma = (dy * xhat).sum(axis=red)
+    dxhat = g * dy
+    dx = (invstd / m) * (m * dxhat - dxhat.sum(axis=red, keepdims=True)
+                         - xhat * (dxhat * xhat).sum(axis=red, keepdims=True))
+    return dict(y=y, mean=mean.ravel(), invstd=invstd.ravel(), dx=dx,
+                dgamma=dgamma, dbeta=dbeta)
+
+
+def _check(results, label, ok, detail):
+    results.append(ok)
+    print("  [%s] %s: %s" % ("ok" if ok else "FAIL", label, detail))
+
+
+def selfcheck():
+    results = []
+    rng = np.random.default_rng(20240601)
+
+    # (a) agreement with a naive float64 numpy implementation.
+    print("(a) mpmath reference vs naive float64 numpy (max|diff| / max|ref|)")
+    for shape, axis in [((32, 4), 1), ((4, 3, 5, 5), 1), ((3, 4, 4, 5), -1),
+                        ((6, 20), 0), ((5, 3, 7), -2)]:
+        x = rng.standard_normal(shape)
+        C = shape[axis]
+        gamma, beta = rng.standard_normal(C), rng.standard_normal(C)
+        dy = rng.standard_normal(shape)
+        y, mean, invstd = exact_forward(x, gamma, beta, "1e-05", axis)
+        dx, dgamma, dbeta = exact_backward(x, gamma, dy, "1e-05", axis)
+        ref = dict(y=y, mean=mean, invstd=invstd, dx=dx, dgamma=dgamma, dbeta=dbeta)
+        nv = naive_numpy(x, gamma, beta, dy, 1e-5, axis)
+        worst = max(np.max(np.abs(nv[k] - ref[k])) / np.max(np.abs(ref[k]))
+                    for k in ref)
+        _check(results, "shape %s axis %d" % (shape, axis), worst < 1e-12,
+               "worst %.2e (tol 1e-12)" % worst)
+
+    # (b) gradients vs central finite differences of f = sum(dy * y), in mpmath.
+    print("(b) exact gradients vs mpmath central differences (dps 100, h = 1e-20)")
+    x = rng.standard_normal((5, 3))
+    gamma, beta = rng.standard_normal(3), rng.standard_normal(3)
+    dy = rng.standard_normal((5, 3))
+    eps_s = "1e-05"
+    with mp.workdps(100):
+        eps = _mpf_exact(float(eps_s))
+        h = mpf("1e-20")
+        worst = {"dx": mpf(0), "dgamma": mpf(0), "dbeta": mpf(0)}
+        for c in range(3):
+            xs = [_mpf_exact(v) for v in x[:, c]]
+            dys = [_mpf_exact(v) for v in dy[:, c]]
+            g, b = _mpf_exact(gamma[c]), _mpf_exact(beta[c])
+
+            def f(xs_, g_, b_):
+                return mp.fdot(dys, channel_forward(xs_, g_, b_, eps)[4])
+
+            with mp.workdps(EXACT_DPS):         # the reference as used
+                dx, dgamma, dbeta = channel_backward(xs, g, dys, eps)
+            for i in range(len(xs)):
+                xp, xm = list(xs), list(xs)
+                xp[i] += h
+                xm[i] -= h
+                fd = (f(xp, g, b) - f(xm, g, b)) / (2 * h)
+                worst["dx"] = max(worst["dx"], abs(fd - dx[i]) / abs(fd))
+            fd = (f(xs, g + h, b) - f(xs, g - h, b)) / (2 * h)
+            worst["dgamma"] = max(worst["dgamma"], abs(fd - dgamma) / abs(fd))
+            fd = (f(xs, g, b + h) - f(xs, g, b - h)) / (2 * h)
+            worst["dbeta"] = max(worst["dbeta"], abs(fd - dbeta) / abs(fd))
+        for k, v in worst.items():
+            _check(results, k, v < mpf("1e-30"),
+                   "worst relative diff %s (tol 1e-30)" % mpmath.nstr(v, 3))
+
+    # (c) invariants of xhat per channel.
+    print("(c) invariants: sum xhat = 0, mean(xhat^2) = var/(var+eps)")
+    cases = [("normal f64", rng.standard_normal((50, 4)), "1e-05"),
+             ("offset 1e8 f64", 1e8 + 1e-2 * rng.standard_normal((40, 3)), "1e-05"),
+             ("offset 1e4 f32", (1e4 + rng.standard_normal((40, 3))).astype(np.float32),
+              "1e-08"),
+             ("cauchy f64", rng.standard_cauchy((60, 3)), "1e-03")]
+    for label, x, eps_s in cases:
+        worst_sum = worst_sq = mpf(0)
+        with mp.workdps(EXACT_DPS):
+            eps = _mpf_exact(float(eps_s))
+            for xs in _split_channels(x, 1):
+                m = len(xs)
+                _, var, _, xhat, _ = channel_forward(xs, mpf(1), mpf(0), eps)
+                worst_sum = max(worst_sum, abs(mp.fsum(xhat)) / m)
+                worst_sq = max(worst_sq,
+                               abs(mp.fdot(xhat, xhat) / m - var / (var + eps)))
+        ok = worst_sum < mpf("1e-55") and worst_sq < mpf("1e-55")
+        _check(results, label, ok, "|sum xhat|/m %s, |mean xhat^2 - ratio| %s (tol 1e-55)"
+               % (mpmath.nstr(worst_sum, 3), mpmath.nstr(worst_sq, 3)))
+
+    # Rounding to float64 is correct to nearest (not truncation).
+    print("(d) mpf -> float64 rounds to nearest")
+    with mp.workdps(EXACT_DPS):
+        third = mpf(1) / 3
+        ok = (_round_f64(third) == 1.0 / 3 and _round_f64(-third) == -1.0 / 3
+              and _round_f64(mpf(2) / 3) == 2.0 / 3)
+    _check(results, "1/3, -1/3, 2/3", ok, "match IEEE division")
+
+    n_fail = results.count(False)
+    print("selfcheck: %d checks, %d failed" % (len(results), n_fail))
+    return n_fail == 0
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", help="output directory for the golden cases")
+    ap.add_argument("--seed", type=int, default=DEFAULT_SEED,
+                    help="random seed (default %d: the committed set)" % DEFAULT_SEED)
+    ap.add_argument("--selfcheck", action="store_true",
+                    help="verify the reference against independent computations")
+    args = ap.parse_args(argv)
+    if not args.selfcheck and not args.out:
+        ap.error("give --out DIR and/or --selfcheck")
+    if args.seed < 0:
+        ap.error("--seed must be non-negative")
+    if args.selfcheck and not selfcheck():
+        return 1
+    if args.out:
+        generate(args.out, args.seed)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
