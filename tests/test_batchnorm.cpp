@@ -1,1 +1,224 @@
-#include <doctest/doctest.h>
+// The library's kernels against independent references: a naive long-double
+// implementation (naive_batchnorm.hpp), inputs with exactly known answers, and central
+// finite differences of f = Σ dy ⊙ y. The exact mpmath reference is test_golden.cpp.
+#include "helpers.hpp"
+#include "naive_batchnorm.hpp"
+
+#include "bnorm/batchnorm.hpp"
+#include "bnorm/error.hpp"
+#include "../lib/src/ddouble.hpp"
+
+#include <fmt/format.h>
+
+#include <random>
+
+using namespace bnorm;
+
+namespace {
+
+constexpr double kSentinel = 8; // outputs are prefilled with it: they must be assigned
+
+/// benchdnn-style descriptor of a problem, printed with every failure.
+std::string repro(const Shape& shape, int axis, double eps, DType dt) {
+    return fmt::format("shape{}_axis{}_eps{}_{}", fmt::join(shape, "x"), axis, eps, dtype_name(dt));
+}
+
+template <class T> struct Run {
+    std::vector<T> y, mean, invstd, dx, dgamma, dbeta;
+};
+
+template <class T>
+Run<T> run_library(const std::vector<T>& x, const Shape& shape, int axis, const std::vector<T>& gamma,
+                   const std::vector<T>& beta, const std::vector<T>& dy, double eps) {
+    const Layout l = collapse(shape, axis);
+    const auto C = static_cast<std::size_t>(l.channels);
+    Run<T> r{std::vector<T>(x.size(), T(kSentinel)), std::vector<T>(C, T(kSentinel)),
+             std::vector<T>(C, T(kSentinel)),        std::vector<T>(x.size(), T(kSentinel)),
+             std::vector<T>(C, T(kSentinel)),        std::vector<T>(C, T(kSentinel))};
+    forward<T>(x.data(), l, gamma.data(), beta.data(), eps, r.y.data(), r.mean.data(), r.invstd.data());
+    backward<T>(x.data(), gamma.data(), dy.data(), l, eps, r.dx.data(), r.dgamma.data(), r.dbeta.data());
+    return r;
+}
+
+template <class T> std::vector<double> widen(const std::vector<T>& v) { return {v.begin(), v.end()}; }
+
+/// The same tensor with its channel axis moved to the end (NCHW -> NHWC).
+template <class T>
+std::vector<T> channels_last(const std::vector<T>& x, const Shape& shape, int axis, Shape& out_shape) {
+    const std::size_t rank = shape.size();
+    out_shape.clear();
+    for (std::size_t d = 0; d < rank; ++d)
+        if (int(d) != axis) out_shape.push_back(shape[d]);
+    out_shape.push_back(shape[axis]);
+    std::vector<T> out(x.size());
+    std::vector<std::int64_t> idx(rank, 0);
+    for (std::size_t i = 0; i < x.size(); ++i) {
+        std::int64_t j = 0;
+        for (std::size_t d = 0; d < rank; ++d)
+            if (int(d) != axis) j = j * shape[d] + idx[d];
+        out[j * shape[axis] + idx[axis]] = x[i];
+        for (std::size_t d = rank; d-- > 0;) {
+            if (++idx[d] < shape[d]) break;
+            idx[d] = 0;
+        }
+    }
+    return out;
+}
+
+template <class T> void random_problems_against_naive(std::uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<double> normal;
+    // eps = 0 and m = 2 make dx cancel exactly (x̂ = ±1), which the naive reference cannot
+    // resolve; those are covered by the exact-answer test below.
+    const double eps_choices[] = {1e-5, 1e-3, 1e-8, 0.1};
+    for (int trial = 0; trial < 60; ++trial) {
+        const int rank = 2 + int(rng() % 4);
+        Shape shape(rank);
+        for (auto& d : shape) d = 1 + std::int64_t(rng() % 6);
+        int axis = int(rng() % rank);
+        std::int64_t m = 1;
+        for (int d = 0; d < rank; ++d)
+            if (d != axis) m *= shape[d];
+        if (m < 3) shape[(axis + 1) % rank] = 3;
+        const int axis_arg = rng() % 2 ? axis : axis - rank; // negative spelling half the time
+        const double eps = eps_choices[rng() % 4];
+        CAPTURE(repro(shape, axis_arg, eps, dtype_of<T>()));
+
+        const Layout l = collapse(shape, axis_arg);
+        std::vector<T> x(l.size()), dy(l.size()), gamma(l.channels), beta(l.channels);
+        for (auto& v : x) v = T(3 * normal(rng) + 1);
+        for (auto& v : dy) v = T(normal(rng));
+        for (auto& v : gamma) v = T(normal(rng));
+        for (auto& v : beta) v = T(normal(rng));
+
+        const Run<T> got = run_library(x, shape, axis_arg, gamma, beta, dy, eps);
+        const test::NaiveResult want =
+            test::naive_batchnorm(widen(x), shape, axis, widen(gamma), widen(beta), widen(dy), eps);
+        // The naive result is good to ~1e-19 here; the library must be within its
+        // promise (4 eps), and in fact is correctly rounded (<= 0.5 eps + the naive error).
+        CHECK(test::eps_error<T>(got.y, want.y) <= 1);
+        CHECK(test::eps_error<T>(got.mean, want.mean) <= 1);
+        CHECK(test::eps_error<T>(got.invstd, want.invstd) <= 1);
+        CHECK(test::eps_error<T>(got.dx, want.dx) <= 1);
+        CHECK(test::eps_error<T>(got.dgamma, want.dgamma) <= 1);
+        CHECK(test::eps_error<T>(got.dbeta, want.dbeta) <= 1);
+
+        // The same data laid out channels-last goes through the same kernel with another
+        // (outer, C, inner) and must give the same numbers, bit for bit.
+        Shape last_shape;
+        const std::vector<T> x_last = channels_last(x, shape, axis, last_shape);
+        const std::vector<T> dy_last = channels_last(dy, shape, axis, last_shape);
+        const Run<T> last = run_library(x_last, last_shape, -1, gamma, beta, dy_last, eps);
+        CHECK(channels_last(got.y, shape, axis, last_shape) == last.y);
+        CHECK(channels_last(got.dx, shape, axis, last_shape) == last.dx);
+        CHECK(got.mean == last.mean);
+        CHECK(got.invstd == last.invstd);
+        CHECK(got.dgamma == last.dgamma);
+        CHECK(got.dbeta == last.dbeta);
+    }
+}
+
+} // namespace
+
+TEST_CASE("random shapes, axes and eps: float64 matches the naive reference") {
+    random_problems_against_naive<double>(1);
+}
+
+TEST_CASE("random shapes, axes and eps: float32 matches the naive reference") {
+    random_problems_against_naive<float>(2);
+}
+
+TEST_CASE("inputs with exactly known answers, far from zero") {
+    // Per channel x = a + (−1, −1, 1, 1): mean a, biased var 1, with eps = 0 invstd 1 and
+    // x̂ = (−1, −1, 1, 1). With dy = (1, 0, 0, 0): dβ = 1, dγ = −1 and
+    // dx = γ·(dy − (dβ + x̂·dγ)/4) = γ·(1/2, −1/2, 0, 0). All exact in binary.
+    for (double a : {0.0, 1e8, -3e15}) {
+        CAPTURE(a);
+        const Shape shape{4, 2}; // (N, C), channel 1 uses offset 2a
+        const std::vector<double> x{a - 1, 2 * a - 1, a - 1, 2 * a - 1, a + 1, 2 * a + 1, a + 1, 2 * a + 1};
+        const std::vector<double> gamma{3, -0.5}, beta{0.25, 7};
+        const std::vector<double> dy{1, 0, 0, 2, 0, 0, 0, 0};
+        const Run<double> r = run_library(x, shape, 1, gamma, beta, dy, 0.0);
+        CHECK(r.mean == std::vector<double>{a, 2 * a});
+        CHECK(r.invstd == std::vector<double>{1, 1});
+        CHECK(r.y == std::vector<double>{-3 + 0.25, 0.5 + 7, -3 + 0.25, 0.5 + 7, 3.25, -0.5 + 7, 3.25, -0.5 + 7});
+        CHECK(r.dbeta == std::vector<double>{1, 2});
+        CHECK(r.dgamma == std::vector<double>{-1, -2});
+        CHECK(r.dx == std::vector<double>{3 * 0.5, -0.5 * -1, 3 * -0.5, -0.5 * 1, 0, 0, 0, 0});
+    }
+}
+
+TEST_CASE("backward matches central finite differences of f = sum(dy * y)") {
+    std::mt19937_64 rng(3);
+    std::normal_distribution<double> normal;
+    const Shape shape{3, 2, 4};
+    const Layout l = collapse(shape, 1);
+    std::vector<double> x(l.size()), dy(l.size()), gamma{1.5, -0.7}, beta{0.1, 0.2};
+    for (auto& v : x) v = normal(rng);
+    for (auto& v : dy) v = normal(rng);
+    const double eps = 1e-3;
+    auto f = [&](const std::vector<double>& xx, const std::vector<double>& g, const std::vector<double>& b) {
+        std::vector<double> y(xx.size());
+        forward<double>(xx.data(), l, g.data(), b.data(), eps, y.data(), nullptr, nullptr);
+        long double s = 0;
+        for (std::size_t i = 0; i < y.size(); ++i) s += (long double)dy[i] * y[i];
+        return double(s);
+    };
+    auto central = [&](std::vector<double>& v, std::size_t i, auto&& eval) {
+        const double h = 1e-6, keep = v[i];
+        v[i] = keep + h;
+        const double up = eval();
+        v[i] = keep - h;
+        const double down = eval();
+        v[i] = keep;
+        return (up - down) / (2 * h);
+    };
+    std::vector<double> dx(x.size()), dgamma(2), dbeta(2);
+    backward<double>(x.data(), gamma.data(), dy.data(), l, eps, dx.data(), dgamma.data(), dbeta.data());
+    std::vector<double> num_dx(x.size()), num_dg(2), num_db(2);
+    for (std::size_t i = 0; i < x.size(); ++i) num_dx[i] = central(x, i, [&] { return f(x, gamma, beta); });
+    for (std::size_t c = 0; c < 2; ++c) {
+        num_dg[c] = central(gamma, c, [&] { return f(x, gamma, beta); });
+        num_db[c] = central(beta, c, [&] { return f(x, gamma, beta); });
+    }
+    // Central differences are good to ~1e-9 here; a wrong term is off by O(1).
+    CHECK(test::eps_error<double>(dx, num_dx) * std::numeric_limits<double>::epsilon() < 1e-7);
+    CHECK(test::eps_error<double>(dgamma, num_dg) * std::numeric_limits<double>::epsilon() < 1e-7);
+    CHECK(test::eps_error<double>(dbeta, num_db) * std::numeric_limits<double>::epsilon() < 1e-7);
+}
+
+TEST_CASE("eps = 0 with a constant channel is refused, naming the channel, before any output") {
+    const std::vector<double> x{1, 5, 2, 5, 3, 5}; // (3, 2): channel 1 is constant
+    const Layout l = collapse(Shape{3, 2}, 1);
+    std::vector<double> y(6, kSentinel);
+    CHECK_THROWS_WITH_AS(forward<double>(x.data(), l, nullptr, nullptr, 0.0, y.data(), nullptr, nullptr),
+                         doctest::Contains("channel 1 has zero variance and eps = 0"), InputError);
+    CHECK(y == std::vector<double>(6, kSentinel));
+    // With eps > 0 a constant channel is fine: x̂ = 0, so y = β.
+    const std::vector<double> beta{0, 4};
+    forward<double>(x.data(), l, nullptr, beta.data(), 1e-5, y.data(), nullptr, nullptr);
+    CHECK(y[1] == 4);
+    CHECK(y[3] == 4);
+}
+
+TEST_CASE("non-finite inputs propagate only to their channel") {
+    std::vector<double> x{1, 2, NAN, 4, 3, 8}; // (3, 2): channel 0 has the NaN
+    const Layout l = collapse(Shape{3, 2}, 1);
+    std::vector<double> y(6), dx(6);
+    forward<double>(x.data(), l, nullptr, nullptr, 1e-5, y.data(), nullptr, nullptr);
+    for (int i : {0, 2, 4}) CHECK(std::isnan(y[i]));
+    for (int i : {1, 3, 5}) CHECK(std::isfinite(y[i]));
+}
+
+TEST_CASE("double-double to float rounds hi + lo correctly, ties included") {
+    using detail::dd;
+    const double one = 1.0, half_ulp = 0x1p-24; // 1 + 2^-24 is the midpoint of 1 and 1 + 2^-23
+    CHECK(detail::to<float>(dd{one + half_ulp, 0x1p-80}) == 1.0f + 0x1p-23f);
+    CHECK(detail::to<float>(dd{one + half_ulp, -0x1p-80}) == 1.0f);
+    CHECK(detail::to<float>(dd{one + half_ulp, 0.0}) == 1.0f); // a true tie: to even
+    CHECK(detail::to<float>(dd{one + 3 * half_ulp, -0x1p-80}) == 1.0f + 0x1p-23f);
+    CHECK(detail::to<float>(dd{one + 3 * half_ulp, 0x1p-80}) == 1.0f + 0x1p-22f);
+    // Just below a midpoint with lo > 0 pointing at it: stays below.
+    CHECK(detail::to<float>(dd{std::nextafter(one + half_ulp, 0.0), 0x1p-60}) == 1.0f);
+    CHECK(detail::to<float>(dd{-(one + half_ulp), -0x1p-80}) == -(1.0f + 0x1p-23f));
+}

@@ -1,1 +1,151 @@
-#include <doctest/doctest.h>
+// CSV reader and writer: accepted variants, refused inputs with line and column, and exact
+// round trips.
+#include "helpers.hpp"
+
+#include "bnorm/csv.hpp"
+#include "bnorm/error.hpp"
+
+#include <cstring>
+#include <random>
+
+using namespace bnorm;
+
+namespace {
+
+std::vector<double> parse64(const std::string& text, Shape* shape = nullptr) {
+    const Array a = parse_csv(text, DType::f64, "t.csv");
+    if (shape) *shape = a.shape();
+    return test::to_doubles(a);
+}
+
+std::string error_of(const std::string& text, DType dtype = DType::f64) {
+    try {
+        parse_csv(text, dtype, "t.csv");
+    } catch (const InputError& e) {
+        return e.what();
+    }
+    return "(no error)";
+}
+
+std::string format(const Array& a) {
+    std::string out;
+    format_csv(a, [&](std::string_view s) { out += s; });
+    return out;
+}
+
+} // namespace
+
+TEST_CASE("CSV: accepted variants read to the same numbers") {
+    const std::vector<double> want{1.5, -2, 3e-3, 4};
+    const char* variants[] = {
+        "1.5,-2\n3e-3,4\n",          // plain
+        "1.5,-2\n3e-3,4",            // no trailing newline
+        "1.5,-2\r\n3e-3,4\r\n",      // CRLF
+        "\xEF\xBB\xBF" "1.5,-2\n3e-3,4\n", // UTF-8 BOM
+        "\n1.5,-2\n\n  \n3e-3,4\n\n",    // blank lines
+        " 1.5 ,\t-2\n  3e-3,  4  \n", // spaces and tabs around fields
+        "+1.5,-2\n+3e-3,+4\n",       // leading '+'
+        "1.5,-2.0\n0.003,4.\n",      // other spellings
+    };
+    for (const char* v : variants) {
+        CAPTURE(v);
+        Shape shape;
+        CHECK(parse64(v, &shape) == want);
+        CHECK(shape == Shape{2, 2});
+    }
+}
+
+TEST_CASE("CSV: nan and inf in any case, subnormals, underflow to signed zero") {
+    const std::vector<double> v = parse64("nan,NaN,-inf,INF,Infinity,4.9e-324,-1e-400,2.2250738585072014e-308\n");
+    REQUIRE(v.size() == 8);
+    CHECK(std::isnan(v[0]));
+    CHECK(std::isnan(v[1]));
+    CHECK(v[2] == -INFINITY);
+    CHECK(v[3] == INFINITY);
+    CHECK(v[4] == INFINITY);
+    CHECK(v[5] == std::numeric_limits<double>::denorm_min());
+    CHECK(v[6] == 0.0);
+    CHECK(std::signbit(v[6]));
+    CHECK(v[7] == std::numeric_limits<double>::min());
+}
+
+TEST_CASE("CSV: float32 is parsed correctly rounded, not through double") {
+    // 1.00000005960464477539062500001 is just above the midpoint between 1 and
+    // 1 + 2^-23: correctly rounded to float it is 1 + 2^-23, but rounded first to
+    // double it becomes the exact midpoint, which then rounds to even (1.0).
+    const Array a = parse_csv("1.00000005960464477539062500001\n", DType::f32, "t.csv");
+    CHECK(a.data<float>()[0] == 1.0f + 0x1p-23f);
+    CHECK(static_cast<float>(1.00000005960464477539062500001) == 1.0f); // the double-rounding trap
+}
+
+TEST_CASE("CSV: refused inputs name file, line and column") {
+    struct Bad {
+        std::string text;
+        std::string where; // "t.csv:L:C: "
+        std::string fragment;
+    };
+    const Bad cases[] = {
+        {"1,2\n3\n", "t.csv:2:2: ", "1 values, expected 2"},
+        {"1,2\n3,4,5\n", "t.csv:2:5: ", "more than 2"},
+        {"1,2\n3,2.5x\n", "t.csv:2:3: ", "'2.5x' is not a number"},
+        {"1;5,2;5\n", "t.csv:1:1: ", "';'"},
+        {"1.5D+00\n", "t.csv:1:1: ", "not a number"},
+        {"1,,2\n", "t.csv:1:3: ", "empty field"},
+        {"1,2,\n", "t.csv:1:5: ", "trailing"},
+        {"a,b\n1,2\n", "t.csv:1:1: ", "header"},
+        {"1,2\n\n3,1e999\n", "t.csv:3:3: ", "overflows float64"},
+        {"1e39\n", "t.csv:1:1: ", "overflows float32"},
+        {std::string("1,2\n3,\0", 7), "t.csv:2:3: ", "NUL"},
+        {std::string("\xFF\xFE" "1\0,\0" "2\0", 8), "t.csv:1:1: ", "UTF-16"},
+        {std::string("1\0,\0" "2\0", 6), "t.csv:1:1: ", "UTF-16"},
+        {"+-1\n", "t.csv:1:1: ", "not a number"},
+        {"0x10\n", "t.csv:1:1: ", "not a number"},
+        {"1 2\n", "t.csv:1:1: ", "not a number"},
+    };
+    for (const Bad& b : cases) {
+        const std::string msg = error_of(b.text, b.fragment == "overflows float32" ? DType::f32 : DType::f64);
+        CAPTURE(b.text);
+        CAPTURE(msg);
+        CHECK(msg.rfind(b.where, 0) == 0);
+        CHECK(msg.find(b.fragment) != std::string::npos);
+        CHECK(msg.find('\n') == std::string::npos);
+    }
+    CHECK(error_of("") == "t.csv: the CSV file has no numbers (it is empty or blank)");
+    CHECK(error_of("\n \r\n") == "t.csv: the CSV file has no numbers (it is empty or blank)");
+}
+
+TEST_CASE("CSV: written numbers are the shortest text that reads back to the same value") {
+    Array a(DType::f64, {2, 3});
+    double* p = a.data<double>();
+    p[0] = 0.1; p[1] = 1e-5; p[2] = -0.0; p[3] = 1e21; p[4] = 5e-324; p[5] = 123456.789;
+    CHECK(format(a) == "0.1,1e-05,-0\n1e+21,5e-324,123456.789\n");
+
+    Array f(DType::f32, {3});
+    f.data<float>()[0] = 0.1f; // 0.100000001490116... as a double, "0.1" as a float
+    f.data<float>()[1] = 16777216.0f;
+    f.data<float>()[2] = 1e-45f;
+    CHECK(format(f) == "0.1\n16777216\n1e-45\n");
+}
+
+TEST_CASE("CSV: random bit patterns survive a write and a read exactly") {
+    std::mt19937_64 rng(20261124);
+    for (DType dt : {DType::f32, DType::f64}) {
+        Array a(dt, {50, 40});
+        dispatch(dt, [&](auto t) {
+            using T = decltype(t);
+            using U = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+            T* v = a.data<T>();
+            for (std::int64_t i = 0; i < a.size(); ++i) {
+                T x;
+                do {
+                    const U bits = static_cast<U>(rng());
+                    std::memcpy(&x, &bits, sizeof x);
+                } while (!std::isfinite(x));
+                v[i] = x;
+            }
+        });
+        const Array back = parse_csv(format(a), dt, "t.csv");
+        REQUIRE(back.shape() == a.shape());
+        CHECK(std::memcmp(back.bytes(), a.bytes(), a.nbytes()) == 0);
+    }
+}

@@ -46,7 +46,7 @@ public:
     template <class T> Array parse() {
         reject_binary();
         std::size_t pos = 0;
-        if (text_.substr(0, 3) == "\xEF\xBB\xBF") pos = 3, bom_ = 3;
+        if (text_.substr(0, 3) == "\xEF\xBB\xBF") pos = 3;
         std::vector<T> values;
         std::int64_t cols = -1, rows = 0, first_line = 0;
         long long line = 0;
@@ -56,7 +56,6 @@ public:
             if (end == std::string_view::npos) end = text_.size();
             std::string_view row = text_.substr(pos, end - pos);
             if (!row.empty() && row.back() == '\r') row.remove_suffix(1);
-            const std::size_t row_start = pos;
             pos = end + 1;
             if (row.find_first_not_of(" \t") == std::string_view::npos) continue; // blank line
 
@@ -65,19 +64,19 @@ public:
             while (true) {
                 const std::size_t comma = row.find(',', f);
                 const std::size_t fend = comma == std::string_view::npos ? row.size() : comma;
-                values.push_back(field<T>(row.substr(f, fend - f), line, column(row_start, f),
+                values.push_back(field<T>(row.substr(f, fend - f), line, column(f),
                                           rows == 0 && n == 0, comma == std::string_view::npos && n > 0));
                 ++n;
                 if (comma == std::string_view::npos) break;
                 f = comma + 1;
                 if (cols >= 0 && n == cols)
-                    fail(line, column(row_start, f),
+                    fail(line, column(f),
                          fmt::format("this row has more than {} values (line {} has {})", cols,
                                      first_line, cols));
             }
             if (cols < 0) cols = n, first_line = line;
             else if (n != cols)
-                fail(line, column(row_start, row.size()) + 1,
+                fail(line, column(row.size()),
                      fmt::format("this row has {} values, expected {} like line {}", n, cols, first_line));
             ++rows;
         }
@@ -93,11 +92,9 @@ private:
         throw InputError::at(name_, line, col, what);
     }
 
-    long long column(std::size_t row_start, std::size_t offset_in_row) const {
-        // 1-based; a UTF-8 byte-order mark does not count as a column.
-        const long long c = static_cast<long long>(offset_in_row) + 1;
-        return row_start == 0 ? c - 0 : c;
-    }
+    /// 1-based column of a byte offset within a row (a UTF-8 byte-order mark precedes
+    /// the first row and so does not count).
+    static long long column(std::size_t offset_in_row) { return static_cast<long long>(offset_in_row) + 1; }
 
     void reject_binary() const {
         if (text_.size() >= 2 && ((text_[0] == '\xFF' && text_[1] == '\xFE') ||
@@ -161,7 +158,6 @@ private:
     std::string_view text_;
     DType dtype_;
     const std::string& name_;
-    std::size_t bom_ = 0;
 };
 
 } // namespace

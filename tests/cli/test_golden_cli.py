@@ -1,0 +1,266 @@
+#!/usr/bin/python3
+"""bnorm's accuracy promise, checked through the CLI against the exact mpmath reference.
+
+Usage (with Debian's Python, which has numpy; golden.py also needs mpmath):
+
+    /usr/bin/python3 tests/cli/test_golden_cli.py BNORM                  # committed cases
+    /usr/bin/python3 tests/cli/test_golden_cli.py BNORM --fresh          # new random data
+    /usr/bin/python3 tests/cli/test_golden_cli.py BNORM --fresh --seed S # reproduce a run
+
+Without --fresh the committed golden set tests/data/golden (../data/golden from this
+script) is used.  With --fresh, scripts/golden.py writes the same classes of cases with
+new data into a temporary folder; the seed (random from os.urandom unless --seed is
+given) is printed first so that a failure can be reproduced.  --seed implies --fresh.
+
+For every case, in a temporary folder holding copies of the case's inputs:
+  * bnorm forward / backward with NPY inputs and NPY outputs;
+  * the same with CSV inputs and CSV outputs (x and dy: one row per index of the first
+    axis, the other axes flattened into columns, --shape when the rank is > 2; gamma
+    and beta one value per line; --dtype float32 for float32 cases).  Every number is
+    written exactly: repr(float(v)) for float64, the shortest round-trip scientific
+    text of the float32 value for float32.
+
+Checks (each counted in the final "N passed, M failed"):
+  * every bnorm run exits with 0;
+  * every NPY output has x's dtype and the expected shape;
+  * every output (NPY and CSV) is within TOL = 4 units of eps(dtype) of the exact
+    result, normwise:  err = max|got - exact| / max|exact| / eps(dtype),
+    eps(dtype) = np.finfo(dtype).eps, got widened to float64.
+    If the exact output is all zeros (max|exact| = 0), the error is taken as absolute,
+    i.e. the scale max|exact| is replaced by 1: err = max|got| / eps(dtype).  (No case
+    of the current set has an all-zero output; a constant channel only zeroes some
+    entries of dgamma, and the norm runs over the whole output.)
+
+Exit code 0 iff no check failed.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+TOL = 4.0  # in units of eps(dtype)
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+COMMITTED = os.path.join(HERE, "..", "data", "golden")
+GOLDEN_PY = os.path.join("scripts", "golden.py")
+PYTHON = "/usr/bin/python3"
+
+FWD_OUT = ("y", "mean", "invstd")
+BWD_OUT = ("dx", "dgamma", "dbeta")
+OUTPUTS = FWD_OUT + BWD_OUT
+
+
+class Tally:
+    def __init__(self):
+        self.passed = 0
+        self.failed = 0
+
+    def check(self, ok, what):
+        if ok:
+            self.passed += 1
+        else:
+            self.failed += 1
+            print("  FAIL %s" % what)
+        return ok
+
+
+# ---------------------------------------------------------------------------
+# CSV writing / reading
+# ---------------------------------------------------------------------------
+
+def fmt_number(v, dtype):
+    if dtype == np.float32:
+        return np.format_float_scientific(np.float32(v), unique=True)
+    return repr(float(v))
+
+
+def write_csv_2d(path, a):
+    """One row per index of the first axis, the other axes flattened into columns."""
+    rows = a.reshape(a.shape[0], -1)
+    with open(path, "w") as f:
+        for r in rows:
+            f.write(",".join(fmt_number(v, a.dtype) for v in r))
+            f.write("\n")
+
+
+def write_csv_vector(path, a):
+    with open(path, "w") as f:
+        for v in a:
+            f.write(fmt_number(v, a.dtype) + "\n")
+
+
+def read_csv(path, shape, dtype):
+    a = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2)
+    if a.size != int(np.prod(shape)):
+        raise ValueError("%s has %d values, expected shape %s" % (path, a.size, shape))
+    return a.reshape(shape).astype(dtype)
+
+
+# ---------------------------------------------------------------------------
+# Running bnorm
+# ---------------------------------------------------------------------------
+
+def run(bnorm, args, cwd):
+    p = subprocess.run([bnorm] + args, cwd=cwd, capture_output=True, text=True)
+    return p.returncode, p.stdout, p.stderr
+
+
+def normwise_err(got, exact, dtype):
+    got = np.asarray(got, dtype=np.float64)
+    exact = np.asarray(exact, dtype=np.float64)
+    scale = float(np.max(np.abs(exact))) if exact.size else 0.0
+    if scale == 0.0:
+        scale = 1.0  # all-zero exact output: absolute error (see the docstring)
+    diff = np.abs(got - exact)
+    if np.any(np.isnan(diff)):
+        return float("inf")
+    return float(np.max(diff)) / scale / float(np.finfo(dtype).eps)
+
+
+def run_case(bnorm, case_dir, tally, worst, do_csv):
+    with open(os.path.join(case_dir, "case.json")) as f:
+        meta = json.load(f)
+    name, axis, eps = meta["name"], int(meta["axis"]), meta["eps"]
+    dtype = np.dtype(meta["dtype"]).type
+    shape = tuple(meta["shape"])
+    C = shape[axis]
+    exact = {k: np.load(os.path.join(case_dir, k + ".npy")) for k in OUTPUTS}
+    inputs = {k: np.load(os.path.join(case_dir, k + ".npy")) for k in ("x", "gamma", "beta", "dy")}
+    expect_shape = {"y": shape, "dx": shape, "mean": (C,), "invstd": (C,),
+                    "dgamma": (C,), "dbeta": (C,)}
+    common = ["--eps", eps, "--axis", str(axis)]
+    errs = {"npy": {}, "csv": {}}
+
+    with tempfile.TemporaryDirectory(prefix="bnorm-golden-") as tmp:
+        for k in ("x", "gamma", "beta", "dy"):
+            shutil.copyfile(os.path.join(case_dir, k + ".npy"), os.path.join(tmp, k + ".npy"))
+
+        formats = ["npy", "csv"] if do_csv else ["npy"]
+        for fmt in formats:
+            ext = "." + fmt
+            extra = []
+            if fmt == "csv":
+                write_csv_2d(os.path.join(tmp, "x.csv"), inputs["x"])
+                write_csv_2d(os.path.join(tmp, "dy.csv"), inputs["dy"])
+                write_csv_vector(os.path.join(tmp, "gamma.csv"), inputs["gamma"])
+                write_csv_vector(os.path.join(tmp, "beta.csv"), inputs["beta"])
+                if len(shape) > 2:
+                    extra += ["--shape", ",".join(map(str, shape))]
+                if dtype == np.float32:
+                    extra += ["--dtype", "float32"]
+            fwd = ["forward", "--x", "x" + ext, "--gamma", "gamma" + ext, "--beta", "beta" + ext,
+                   "--y", "y" + ext, "--mean", "mean" + ext, "--invstd", "invstd" + ext]
+            bwd = ["backward", "--x", "x" + ext, "--gamma", "gamma" + ext, "--dy", "dy" + ext,
+                   "--dx", "dx" + ext, "--dgamma", "dgamma" + ext, "--dbeta", "dbeta" + ext]
+            for args, outs in ((fwd, FWD_OUT), (bwd, BWD_OUT)):
+                cmd = args + common + extra
+                rc, out, err = run(bnorm, cmd, tmp)
+                if not tally.check(rc == 0, "%s [%s] bnorm %s: exit %d, stderr %r"
+                                   % (name, fmt, " ".join(cmd), rc, err.strip())):
+                    for k in outs:
+                        errs[fmt][k] = None
+                    continue
+                for k in outs:
+                    path = os.path.join(tmp, k + ext)
+                    try:
+                        if fmt == "npy":
+                            got = np.load(path)
+                            tally.check(got.dtype == inputs["x"].dtype
+                                        and got.shape == expect_shape[k],
+                                        "%s [npy] %s: dtype %s shape %s, expected %s %s"
+                                        % (name, k, got.dtype, got.shape,
+                                           inputs["x"].dtype, expect_shape[k]))
+                        else:
+                            got = read_csv(path, expect_shape[k], dtype)
+                        if got.shape != expect_shape[k]:
+                            raise ValueError("shape %s, expected %s" % (got.shape, expect_shape[k]))
+                    except Exception as e:  # unreadable or misshapen output
+                        tally.check(False, "%s [%s] %s: cannot read: %s" % (name, fmt, k, e))
+                        errs[fmt][k] = None
+                        continue
+                    e = normwise_err(got, exact[k], dtype)
+                    errs[fmt][k] = e
+                    tally.check(e <= TOL, "%s [%s] %s: error %.3g eps > %g eps"
+                                % (name, fmt, k, e, TOL))
+                    if e > worst["all"][0]:
+                        worst["all"] = (e, name, k, fmt)
+                    if e > worst[k][0]:
+                        worst[k] = (e, name, k, fmt)
+
+    def show(fmt):
+        parts = []
+        for k in OUTPUTS:
+            if k not in errs[fmt]:
+                continue
+            e = errs[fmt][k]
+            parts.append("%s %s" % (k, "--" if e is None else "%.2f" % e))
+        return "%s: %s" % (fmt, " ".join(parts))
+
+    line = "%-46s %s" % (name, show("npy"))
+    if do_csv:
+        line += " | " + show("csv")
+    print(line)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("bnorm", help="path of the bnorm executable")
+    ap.add_argument("--fresh", action="store_true",
+                    help="generate new cases with scripts/golden.py instead of the committed set")
+    ap.add_argument("--seed", type=int, default=None,
+                    help="seed for --fresh (default: random); implies --fresh")
+    ap.add_argument("--csv-every", type=int, default=1,
+                    help="run the CSV variant for every k-th case only (default 1: all)")
+    args = ap.parse_args()
+    bnorm = os.path.abspath(args.bnorm)
+    t0 = time.perf_counter()
+
+    tmp_golden = None
+    if args.fresh or args.seed is not None:
+        seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "little")
+        print("seed: %d   (reproduce: %s %s %s --fresh --seed %d)"
+              % (seed, PYTHON, sys.argv[0], args.bnorm, seed), flush=True)
+        tmp_golden = tempfile.TemporaryDirectory(prefix="bnorm-fresh-golden-")
+        golden = tmp_golden.name
+        p = subprocess.run([PYTHON, GOLDEN_PY, "--out", golden, "--seed", str(seed)],
+                           cwd=REPO, capture_output=True, text=True)
+        if p.returncode != 0:
+            print("golden.py failed (exit %d):\n%s%s" % (p.returncode, p.stdout, p.stderr))
+            print("0 passed, 1 failed")
+            return 1
+    else:
+        golden = os.path.normpath(COMMITTED)
+        print("golden set: %s" % golden)
+
+    cases = sorted(d for d in os.listdir(golden)
+                   if os.path.isfile(os.path.join(golden, d, "case.json")))
+    tally = Tally()
+    if not tally.check(len(cases) > 0, "no golden cases found in %s" % golden):
+        print("%d passed, %d failed" % (tally.passed, tally.failed))
+        return 1
+    worst = {k: (-1.0, None, k, None) for k in ("all",) + OUTPUTS}
+    for i, c in enumerate(cases):
+        run_case(bnorm, os.path.join(golden, c), tally, worst, i % args.csv_every == 0)
+    if tmp_golden is not None:
+        tmp_golden.cleanup()
+
+    e, name, k, fmt = worst["all"]
+    print("worst: %.2f eps (%s, %s, %s)" % (e, name, k, fmt))
+    for k in OUTPUTS:
+        e, name, _, fmt = worst[k]
+        if name is not None:
+            print("  worst %-6s: %.2f eps (%s, %s)" % (k, e, name, fmt))
+    print("cases: %d, tolerance %g eps, %.1fs" % (len(cases), TOL, time.perf_counter() - t0))
+    print("%d passed, %d failed" % (tally.passed, tally.failed))
+    return 0 if tally.failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
