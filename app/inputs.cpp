@@ -10,16 +10,6 @@
 namespace bnorm::app {
 namespace {
 
-double parse_eps(const std::string& text) {
-    double v = 0;
-    const char* end = text.data() + text.size();
-    const auto r = std::from_chars(text.data(), end, v);
-    if (text.empty() || r.ec != std::errc() || r.ptr != end)
-        throw UsageError(fmt::format("--eps '{}' is not a number", text));
-    if (!std::isfinite(v) || v < 0)
-        throw UsageError(fmt::format("--eps {} must be a finite number >= 0", text));
-    return v;
-}
 
 std::optional<Shape> parse_shape(const std::string& text) {
     if (text.empty()) return std::nullopt;
@@ -52,6 +42,8 @@ std::string index_to_string(std::int64_t flat, const Shape& shape) {
     return shape_to_string(idx);
 }
 
+} // namespace
+
 /// Refuses NaN and ±inf unless --allow-nonfinite, naming the first offending index.
 void check_finite(const Array& a, const std::string& path) {
     dispatch(a.dtype(), [&](auto t) {
@@ -66,6 +58,8 @@ void check_finite(const Array& a, const std::string& path) {
     });
 }
 
+namespace {
+
 void check_dtype(const Array& a, DType want, const std::string& path, const std::string& x_path) {
     if (a.dtype() != want)
         throw InputError::in_file(path, fmt::format("dtype {} differs from {}'s {}; save both with "
@@ -73,10 +67,30 @@ void check_dtype(const Array& a, DType want, const std::string& path, const std:
                                                     dtype_name(a.dtype()), x_path, dtype_name(want)));
 }
 
-/// γ and β: C values, as a 1-d array or one row or one column.
-Array load_channel_vector(const std::string& path, const Problem& p, const std::string& x_path,
-                          int axis) {
-    Array v = load_array(path, CsvRead{p.x.dtype(), std::nullopt});
+} // namespace
+
+double parse_nonnegative(const std::string& option, const std::string& text) {
+    double v = 0;
+    const char* end = text.data() + text.size();
+    const auto r = std::from_chars(text.data(), end, v);
+    if (text.empty() || r.ec != std::errc() || r.ptr != end)
+        throw UsageError(fmt::format("{} '{}' is not a number", option, text));
+    if (!std::isfinite(v) || v < 0)
+        throw UsageError(fmt::format("{} {} must be a finite number >= 0", option, text));
+    return v;
+}
+
+Array load_like_x(const std::string& path, const Problem& p, const std::string& x_path) {
+    Array a = load_array(path, CsvRead{p.x.dtype(), p.x.shape(), "x's shape"});
+    check_dtype(a, p.x.dtype(), path, x_path);
+    if (a.shape() != p.x.shape())
+        throw InputError::in_file(path, fmt::format("shape {} differs from x's shape {}",
+                                                    shape_to_string(a.shape()), shape_to_string(p.x.shape())));
+    return a;
+}
+
+Array load_per_channel(const std::string& path, const Problem& p, const std::string& x_path, int axis) {
+    Array v = load_array(path, CsvRead{p.x.dtype(), std::nullopt, "--shape"});
     check_dtype(v, p.x.dtype(), path, x_path);
     const Shape& s = v.shape();
     const bool vector_like = s.size() == 1 || (s.size() == 2 && (s[0] == 1 || s[1] == 1));
@@ -88,8 +102,6 @@ Array load_channel_vector(const std::string& path, const Problem& p, const std::
     v.reshape({p.layout.channels});
     return v;
 }
-
-} // namespace
 
 void add_common_options(CLI::App& cmd, CommonOptions& opts) {
     cmd.add_option("--x", opts.x, "Input tensor x (.npy or .csv), rank >= 2")->required();
@@ -109,38 +121,38 @@ void add_common_options(CLI::App& cmd, CommonOptions& opts) {
 }
 
 Problem load_problem(const CommonOptions& opts, const std::string& gamma, const std::string& beta,
-                     const std::string& dy, const NamedPaths& outputs) {
+                     const std::string& dy, const NamedPaths& outputs, const NamedPaths& extra_inputs,
+                     const NamedPaths& other_outputs) {
     NamedPaths inputs{{"--x", opts.x}};
+    for (const auto& e : extra_inputs)
+        if (!e.second.empty()) inputs.push_back(e);
     if (!gamma.empty()) inputs.emplace_back("--gamma", gamma);
     if (!beta.empty()) inputs.emplace_back("--beta", beta);
     if (!dy.empty()) inputs.emplace_back("--dy", dy);
     NamedPaths outs;
     for (const auto& o : outputs)
         if (!o.second.empty()) outs.push_back(o);
+    for (const auto& path : inputs) format_of(path.second);
+    for (const auto& path : outs) format_of(path.second);
+    for (const auto& o : other_outputs)
+        if (!o.second.empty()) outs.push_back(o);
     check_paths(inputs, outs);
 
     Problem p;
-    p.eps = parse_eps(opts.eps);
+    p.eps = parse_nonnegative("--eps", opts.eps);
     const std::optional<Shape> shape = parse_shape(opts.shape);
     const DType csv_dtype = opts.dtype == "float32" ? DType::f32 : DType::f64;
 
-    p.x = load_array(opts.x, CsvRead{csv_dtype, shape});
+    p.x = load_array(opts.x, CsvRead{csv_dtype, shape, "--shape"});
     if (!opts.dtype.empty() && format_of(opts.x) == Format::npy && p.x.dtype() != csv_dtype)
         throw UsageError(fmt::format("--dtype {} contradicts {}, which is {} (--dtype is for CSV "
                                      "inputs)",
                                      opts.dtype, opts.x, dtype_name(p.x.dtype())));
     p.layout = check_problem(p.x.shape(), opts.axis, opts.x);
 
-    if (!gamma.empty()) p.gamma = load_channel_vector(gamma, p, opts.x, opts.axis);
-    if (!beta.empty()) p.beta = load_channel_vector(beta, p, opts.x, opts.axis);
-    if (!dy.empty()) {
-        p.dy = load_array(dy, CsvRead{p.x.dtype(), p.x.shape()});
-        check_dtype(*p.dy, p.x.dtype(), dy, opts.x);
-        if (p.dy->shape() != p.x.shape())
-            throw InputError::in_file(dy, fmt::format("shape {} differs from x's shape {}",
-                                                      shape_to_string(p.dy->shape()),
-                                                      shape_to_string(p.x.shape())));
-    }
+    if (!gamma.empty()) p.gamma = load_per_channel(gamma, p, opts.x, opts.axis);
+    if (!beta.empty()) p.beta = load_per_channel(beta, p, opts.x, opts.axis);
+    if (!dy.empty()) p.dy = load_like_x(dy, p, opts.x);
     if (!opts.allow_nonfinite) {
         check_finite(p.x, opts.x);
         if (p.gamma) check_finite(*p.gamma, gamma);

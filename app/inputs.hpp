@@ -41,8 +41,22 @@ using NamedPaths = std::vector<std::pair<std::string, std::string>>;
 /// the optional γ, β, dy (empty path = not given), and checks every cross-file rule:
 /// rank, axis, m >= 2, γ/β length C, dy shape and dtype equal to x's, finite values
 /// unless allowed. Throws bnorm::Error subclasses with one-line messages.
+/// `outputs` are array outputs (.npy/.csv); `extra_inputs` further array inputs loaded by
+/// the caller; `other_outputs` outputs of another type (a JSON report). All are checked
+/// by check_paths before anything is read.
 Problem load_problem(const CommonOptions& opts, const std::string& gamma, const std::string& beta,
-                     const std::string& dy, const NamedPaths& outputs);
+                     const std::string& dy, const NamedPaths& outputs, const NamedPaths& extra_inputs = {},
+                     const NamedPaths& other_outputs = {});
+
+/// Loads a tensor that must have x's shape and dtype (dy, a given dx). CSV is read in x's
+/// dtype and shape.
+Array load_like_x(const std::string& path, const Problem& p, const std::string& x_path);
+
+/// Loads C values (γ, β, a given dγ or dβ): a 1-d array, or one row or one column.
+Array load_per_channel(const std::string& path, const Problem& p, const std::string& x_path, int axis);
+
+/// Parses a strictly numeric option value: a finite number >= 0 ("--rtol", "1e-9x" fails).
+double parse_nonnegative(const std::string& option, const std::string& text);
 
 /// Writes every (path, array) to a temporary file, then renames them all into place;
 /// empty paths are skipped. Nothing is renamed unless every write succeeded.

@@ -36,9 +36,21 @@ template <class F> void for_each_row(const Layout& l, F&& row) {
         for (std::int64_t c = 0; c < l.channels; ++c, offset += l.inner) row(c, offset);
 }
 
+/// A channel's statistics. Deviations from the mean are handled scaled by 2^-exponent,
+/// where 2^exponent is about the channel's largest |x|: the scaled deviations are at most
+/// 4, so their squares and products can neither overflow nor underflow, whatever the
+/// magnitude of the data (1e-300 to 1e300). Scaling by a power of two is exact.
 struct ChannelStats {
-    dd mean;
-    dd invstd;
+    int exponent = 0;
+    double scale = 1;  // 2^-exponent
+    dd mean_scaled;    // mean · 2^-exponent
+    dd invstd_scaled;  // invstd · 2^exponent
+    /// (x − mean)·2^-exponent; x is scaled first so that tiny data stays in the normal range.
+    dd scaled_deviation(double x) const { return detail::add(detail::neg(mean_scaled), x * scale); }
+    /// x̂ = (x − mean)·invstd
+    dd normalized(double x) const { return detail::mul(scaled_deviation(x), invstd_scaled); }
+    dd mean() const { return detail::ldexp(mean_scaled, exponent); }
+    dd invstd() const { return detail::ldexp(invstd_scaled, -exponent); }
 };
 
 /// Passes 1 and 2: the mean and invstd of every channel, to ~106 bits.
@@ -48,24 +60,47 @@ std::vector<ChannelStats> channel_stats(const T* x, const Layout& l, double eps)
     const auto C = static_cast<std::size_t>(l.channels);
     const double m = static_cast<double>(l.per_channel());
 
-    // pass 1: S1 = Σ x, per channel. x is (outer, C, inner).
+    // pass 1: S1 = Σ x and max |x|, per channel. x is (outer, C, inner).
     std::vector<dd> s1(C);
+    std::vector<double> max_abs(C, 0.0);
     for_each_row(l, [&](std::int64_t c, std::int64_t off) {
         dd row{};
-        for (std::int64_t k = 0; k < l.inner; ++k) row = detail::add(row, double(x[off + k]));
+        double row_max = max_abs[c];
+        for (std::int64_t k = 0; k < l.inner; ++k) {
+            const double v = double(x[off + k]);
+            row = detail::add(row, v);
+            if (std::abs(v) > row_max) row_max = std::abs(v); // NaN is skipped
+        }
         s1[c] = detail::add(s1[c], row);
+        max_abs[c] = row_max;
     });
 
     std::vector<ChannelStats> stats(C);
-    for (std::size_t c = 0; c < C; ++c) stats[c].mean = detail::div(s1[c], m); // mean₀
+    bool overflowed = false;
+    for (std::size_t c = 0; c < C; ++c) {
+        ChannelStats& st = stats[c];
+        if (max_abs[c] > 0 && std::isfinite(max_abs[c])) st.exponent = std::ilogb(max_abs[c]);
+        st.scale = std::ldexp(1.0, -st.exponent);
+        overflowed |= std::isinf(s1[c].hi) && std::isfinite(max_abs[c]);
+        st.mean_scaled = detail::ldexp(detail::div(s1[c], m), -st.exponent); // mean₀
+    }
+    if (overflowed) { // Σ x left the double range (|x| near 1e308): sum again, scaled.
+        std::vector<dd> s1_scaled(C);
+        for_each_row(l, [&](std::int64_t c, std::int64_t off) {
+            for (std::int64_t k = 0; k < l.inner; ++k)
+                s1_scaled[c] = detail::add(s1_scaled[c], double(x[off + k]) * stats[c].scale);
+        });
+        for (std::size_t c = 0; c < C; ++c)
+            if (std::isinf(s1[c].hi)) stats[c].mean_scaled = detail::div(s1_scaled[c], m);
+    }
 
-    // pass 2: d = x − mean₀, S_d = Σ d, S_dd = Σ d², per channel.
+    // pass 2: d = (x − mean₀)·2^-e, S_d = Σ d, S_dd = Σ d², per channel (scaled).
     std::vector<dd> sd(C), sdd(C);
     for_each_row(l, [&](std::int64_t c, std::int64_t off) {
-        const dd neg_mean0 = detail::neg(stats[c].mean);
+        const ChannelStats& st = stats[c];
         dd row_d{}, row_dd{};
         for (std::int64_t k = 0; k < l.inner; ++k) {
-            const dd d = detail::add(neg_mean0, double(x[off + k]));
+            const dd d = st.scaled_deviation(double(x[off + k]));
             row_d = detail::add(row_d, d);
             row_dd = detail::add(row_dd, detail::mul(d, d));
         }
@@ -74,25 +109,27 @@ std::vector<ChannelStats> channel_stats(const T* x, const Layout& l, double eps)
     });
 
     for (std::size_t c = 0; c < C; ++c) {
-        const dd shift = detail::div(sd[c], m); // mean − mean₀
-        stats[c].mean = detail::add(stats[c].mean, shift);
-        // Σ (x − mean)² = S_dd − m·shift² = S_dd − S_d·shift
+        ChannelStats& st = stats[c];
+        const dd shift = detail::div(sd[c], m); // (mean − mean₀)·2^-e
+        st.mean_scaled = detail::add(st.mean_scaled, shift);
+        // Σ (x − mean)² = S_dd − m·shift² = S_dd − S_d·shift   (all scaled by 4^-e)
         const dd ss = detail::sub(sdd[c], detail::mul(sd[c], shift));
-        const dd var = detail::div(ss, m);
-        const dd var_eps = detail::add(var, eps);
-        if (!(var_eps.hi > 0) && !std::isnan(var_eps.hi))
+        const dd var_scaled = detail::div(ss, m); // biased variance · 4^-e
+        const double eps_scaled = std::ldexp(eps, -2 * st.exponent);
+        if (std::isinf(eps_scaled)) { // tiny data, eps dwarfs the variance: invstd = 1/sqrt(eps)
+            st.invstd_scaled = detail::ldexp(detail::rsqrt(dd{eps, 0}), st.exponent);
+            continue;
+        }
+        const dd var_eps = detail::add(var_scaled, eps_scaled);
+        if (var_eps.hi == 0 && eps == 0)
             throw InputError(fmt::format(
                 "channel {} has zero variance and eps = 0: invstd = 1/sqrt(var + eps) is "
                 "infinite (use eps > 0)",
                 c));
-        stats[c].invstd = detail::rsqrt(var_eps);
+        st.invstd_scaled = var_eps.hi == 0 ? detail::ldexp(detail::rsqrt(dd{eps, 0}), st.exponent)
+                                           : detail::rsqrt(var_eps);
     }
     return stats;
-}
-
-/// x̂ = (x − mean)·invstd in dd.
-inline dd normalized(double x, const ChannelStats& s) {
-    return detail::mul(detail::add(detail::neg(s.mean), x), s.invstd);
 }
 
 } // namespace
@@ -104,8 +141,8 @@ void forward(const T* x, const Layout& l, const T* gamma, const T* beta, double 
     const std::vector<ChannelStats> stats = channel_stats(x, l, eps);
 
     for (std::int64_t c = 0; c < l.channels; ++c) {
-        if (mean) mean[c] = detail::to<T>(stats[c].mean);
-        if (invstd) invstd[c] = detail::to<T>(stats[c].invstd);
+        if (mean) mean[c] = detail::to<T>(stats[c].mean());
+        if (invstd) invstd[c] = detail::to<T>(stats[c].invstd());
     }
 
     // pass 3: y = γ·x̂ + β. y and x are (outer, C, inner).
@@ -113,7 +150,7 @@ void forward(const T* x, const Layout& l, const T* gamma, const T* beta, double 
         const double g = gamma ? double(gamma[c]) : 1.0;
         const double b = beta ? double(beta[c]) : 0.0;
         for (std::int64_t k = 0; k < l.inner; ++k) {
-            const dd xhat = normalized(double(x[off + k]), stats[c]);
+            const dd xhat = stats[c].normalized(double(x[off + k]));
             y[off + k] = detail::to<T>(detail::add(detail::mul(xhat, g), b));
         }
     });
@@ -127,15 +164,16 @@ void backward(const T* x, const T* gamma, const T* dy, const Layout& l, double e
     const double m = static_cast<double>(l.per_channel());
     const std::vector<ChannelStats> stats = channel_stats(x, l, eps);
 
-    // pass 3a: dβ = Σ dy and Σ dy·(x − mean), per channel (dγ = invstd·Σ dy·(x − mean)).
+    // pass 3a: dβ = Σ dy and Σ dy·(x − mean)·2^-e, per channel
+    // (dγ = invstd·Σ dy·(x − mean) = invstd_scaled·Σ dy·(x − mean)·2^-e).
     std::vector<dd> sum_dy(C), sum_dy_d(C);
     for_each_row(l, [&](std::int64_t c, std::int64_t off) {
-        const dd neg_mean = detail::neg(stats[c].mean);
+        const ChannelStats& st = stats[c];
         dd row_dy{}, row_dy_d{};
         for (std::int64_t k = 0; k < l.inner; ++k) {
             const double g = double(dy[off + k]);
             row_dy = detail::add(row_dy, g);
-            row_dy_d = detail::add(row_dy_d, detail::mul(detail::add(neg_mean, double(x[off + k])), g));
+            row_dy_d = detail::add(row_dy_d, detail::mul(st.scaled_deviation(double(x[off + k])), g));
         }
         sum_dy[c] = detail::add(sum_dy[c], row_dy);
         sum_dy_d[c] = detail::add(sum_dy_d[c], row_dy_d);
@@ -145,26 +183,27 @@ void backward(const T* x, const T* gamma, const T* dy, const Layout& l, double e
     struct Terms {
         dd dbeta_over_m;  // term 2: mean of dy
         dd dgamma_over_m; // term 3 factor: mean of dy·x̂
-        dd scale;         // γ·invstd
+        dd scale;         // γ·invstd·2^e (the 2^-e is applied last, exactly)
     };
     std::vector<Terms> terms(C);
     for (std::size_t c = 0; c < C; ++c) {
-        const dd dg = detail::mul(sum_dy_d[c], stats[c].invstd);
+        const dd dg = detail::mul(sum_dy_d[c], stats[c].invstd_scaled);
         if (dbeta) dbeta[c] = detail::to<T>(sum_dy[c]);
         if (dgamma) dgamma[c] = detail::to<T>(dg);
         const double g = gamma ? double(gamma[c]) : 1.0;
-        terms[c] = {detail::div(sum_dy[c], m), detail::div(dg, m), detail::mul(stats[c].invstd, g)};
+        terms[c] = {detail::div(sum_dy[c], m), detail::div(dg, m), detail::mul(stats[c].invstd_scaled, g)};
     }
 
     // pass 3b: dx. dx, dy and x are (outer, C, inner).
     for_each_row(l, [&](std::int64_t c, std::int64_t off) {
         const Terms& t = terms[c];
+        const int e = stats[c].exponent;
         for (std::int64_t k = 0; k < l.inner; ++k) {
-            const dd xhat = normalized(double(x[off + k]), stats[c]);
+            const dd xhat = stats[c].normalized(double(x[off + k]));
             // term 1 − term 2 − term 3 = dy − dβ/m − x̂·dγ/m
             const dd inner_sum = detail::sub(detail::add(detail::neg(t.dbeta_over_m), double(dy[off + k])),
                                              detail::mul(xhat, t.dgamma_over_m));
-            dx[off + k] = detail::to<T>(detail::mul(inner_sum, t.scale));
+            dx[off + k] = detail::to<T>(detail::ldexp(detail::mul(inner_sum, t.scale), -e));
         }
     });
 }

@@ -13,6 +13,21 @@ namespace {
 
 bool is_blank(char c) { return c == ' ' || c == '\t'; }
 
+/// A token as it may appear in a one-line message: control bytes are escaped (\r, \t,
+/// \xHH), so that nothing from the file can break the line or drive the terminal.
+std::string printable(std::string_view tok) {
+    std::string out;
+    for (const char ch : tok.substr(0, 40)) {
+        const auto u = static_cast<unsigned char>(ch);
+        if (ch == '\r') out += "\\r";
+        else if (ch == '\t') out += "\\t";
+        else if (u < 0x20 || u == 0x7f) out += fmt::format("\\x{:02x}", u);
+        else out += ch;
+    }
+    if (tok.size() > 40) out += "...";
+    return out;
+}
+
 /// Decimal exponent of the leading digit of a numeric token ("123e5" -> 7, "0.001" -> -3);
 /// used only to tell overflow from underflow when from_chars reports out of range.
 long long decimal_magnitude(std::string_view tok) {
@@ -134,7 +149,7 @@ private:
         const auto r = std::from_chars(num.data(), num.data() + num.size(), v);
         if (r.ec == std::errc::result_out_of_range && r.ptr == num.data() + num.size()) {
             if (decimal_magnitude(num) > 0)
-                fail(line, col, fmt::format("'{}' overflows {}", tok, dtype_name(dtype_)));
+                fail(line, col, fmt::format("'{}' overflows {}", printable(tok), dtype_name(dtype_)));
             return std::signbit(static_cast<T>(num[0] == '-' ? -1 : 1)) ? T(-0.0) : T(0.0);
         }
         if (r.ec != std::errc() || r.ptr != num.data() + num.size())
@@ -143,7 +158,11 @@ private:
     }
 
     [[noreturn]] void bad_token(std::string_view tok, long long line, long long col, bool maybe_header) const {
-        const std::string shown(tok.substr(0, 40));
+        const std::string shown = printable(tok);
+        if (tok.find('\r') != std::string_view::npos)
+            fail(line, col, fmt::format("'{}' is not a number: a carriage return inside a line (the "
+                                        "file has old Mac CR-only line endings? use LF or CRLF)",
+                                        shown));
         if (maybe_header)
             fail(line, col, fmt::format("'{}' is not a number: the first row looks like a header, "
                                         "and headers are not supported (delete that line)",

@@ -81,18 +81,24 @@ inline dd div(dd x, double y) {
     return fast_two_sum(th, tl);
 }
 
-/// 1/sqrt(x) for x > 0: one Newton step r' = r + r(1 - x r^2)/2 from the double
-/// estimate, evaluated in dd, doubles the ~53 correct bits.
+/// x·2^k, exact unless the result leaves the normal range.
+inline dd ldexp(dd x, int k) { return {std::ldexp(x.hi, k), std::ldexp(x.lo, k)}; }
+
+/// 1/sqrt(x) for x > 0: one Newton step r' = r + r(1 − x r²)/2 from the double
+/// estimate, evaluated in dd, doubles the ~53 correct bits. x is first scaled by an even
+/// power of two into [1/2, 4) so that r² cannot overflow or underflow.
+/// Zero, negative, infinite and NaN x give what 1/sqrt(x.hi) gives.
 inline dd rsqrt(dd x) {
-    const double r = 1.0 / std::sqrt(x.hi);
+    if (!(x.hi > 0) || !std::isfinite(x.hi)) return {1.0 / std::sqrt(x.hi), 0.0};
+    const int k = std::ilogb(x.hi) / 2;
+    const dd xs = ldexp(x, -2 * k);
+    const double r = 1.0 / std::sqrt(xs.hi);
     const dd r2 = two_prod(r, r);
-    const dd e = add(dd{1.0, 0.0}, neg(mul(x, r2))); // 1 - x r^2, tiny
-    return add(dd{r, 0.0}, mul(e, 0.5 * r));
+    const dd e = add(dd{1.0, 0.0}, neg(mul(xs, r2))); // 1 − x r², tiny
+    return ldexp(add(dd{r, 0.0}, mul(e, 0.5 * r)), -k);
 }
 
-/// Rounds hi + lo to the nearest float of type T. For T = double this is hi
-/// (|lo| <= ulp(hi)/2 with ties resolved by two_sum's round-to-nearest-even); for
-/// float, hi + lo is first narrowed so that no double rounding can occur.
+/// Rounds hi + lo to the nearest value of type T, without double rounding.
 template <class T> T to(dd x);
 
 template <> inline double to<double>(dd x) { return x.hi + x.lo; }

@@ -130,14 +130,14 @@ Array load_array(const std::string& path, const CsvRead& csv) {
     const Shape& want = *csv.shape;
     const std::int64_t rows = a.shape()[0], cols = a.shape()[1];
     if (element_count(want) != a.size())
-        throw InputError::in_file(path, fmt::format("--shape {} has {} elements, the file has {} "
+        throw InputError::in_file(path, fmt::format("{} {} has {} elements, the file has {} "
                                                     "({} rows of {})",
-                                                    shape_to_string(want), element_count(want),
+                                                    csv.shape_source, shape_to_string(want), element_count(want),
                                                     a.size(), rows, cols));
     if (want.empty() || want[0] != rows)
-        throw InputError::in_file(path, fmt::format("--shape {} needs {} rows (one per index of the "
+        throw InputError::in_file(path, fmt::format("{} {} needs {} rows (one per index of the "
                                                     "first axis), the file has {} rows of {}",
-                                                    shape_to_string(want), want.empty() ? 1 : want[0],
+                                                    csv.shape_source, shape_to_string(want), want.empty() ? 1 : want[0],
                                                     rows, cols));
     a.reshape(want);
     return a;
@@ -235,7 +235,6 @@ void check_paths(const std::vector<std::pair<std::string, std::string>>& inputs,
     };
     std::vector<std::pair<Id, std::string>> input_ids;
     for (const auto& [opt, path] : inputs) {
-        format_of(path);
         struct stat st {};
         if (::stat(path.c_str(), &st) != 0) {
             const int e = errno;
@@ -247,11 +246,12 @@ void check_paths(const std::vector<std::pair<std::string, std::string>>& inputs,
     }
     std::vector<std::pair<Id, std::string>> output_ids;
     for (const auto& [opt, path] : outputs) {
-        format_of(path);
         const std::string dir = parent_dir(path);
         struct stat dst {};
-        if (::stat(dir.c_str(), &dst) != 0 || !S_ISDIR(dst.st_mode))
+        if (::stat(dir.c_str(), &dst) != 0)
             throw UsageError(fmt::format("{} {}: the folder {} does not exist", opt, path, dir));
+        if (!S_ISDIR(dst.st_mode))
+            throw UsageError(fmt::format("{} {}: {} is not a folder", opt, path, dir));
         if (base_name(path).empty())
             throw UsageError(fmt::format("{} {}: is a folder, not a file name", opt, path));
         Id id{dst.st_dev, dst.st_ino, base_name(path)};

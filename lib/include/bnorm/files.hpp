@@ -24,6 +24,7 @@ struct CsvRead {
     DType dtype = DType::f64;       ///< dtype to parse the numbers into
     std::optional<Shape> shape;     ///< reshape the (rows, cols) table into this shape;
                                     ///< shape[0] must equal rows, the product the count
+    std::string shape_source = "--shape"; ///< where `shape` came from, for messages
 };
 
 /// Reads an .npy or .csv file into an array. For CSV, `csv` says how.
@@ -62,7 +63,8 @@ PendingFile write_array(const std::string& path, const Array& a);
 /// Checks, before any work, that the outputs can be written without harming the inputs:
 /// every input is an existing regular file; no output is the same file as an input
 /// (device and inode, so links and other spellings are caught) or as another output;
-/// every output's folder exists and the output is not a folder. Each entry is
+/// every output's folder exists and the output is not a folder. File types are not
+/// checked here (see format_of). Each entry is
 /// (option name, path). Throws UsageError/InputError naming the offending paths.
 void check_paths(const std::vector<std::pair<std::string, std::string>>& inputs,
                  const std::vector<std::pair<std::string, std::string>>& outputs);

@@ -1,0 +1,96 @@
+// Gradient check: analytic gradients of f = Σ dy ⊙ y (with respect to x, γ, β) against
+// numerical derivatives of bnorm's forward pass.
+//
+// Numerical method: complex-step differentiation, f'(x)·h ≈ Im f(x + i·h), on a forward
+// pass written once as a template over the scalar type (lib/src/gradcheck.cpp,
+// channel_objective) and instantiated for complex numbers with double-double parts.
+// The step h is 2^-70 of the channel's standard deviation: there is no subtraction of
+// nearby values, so the derivative is accurate to double-double precision, ~1e-30 of the
+// size of its terms, on any conditioning. Its own error is estimated on a few elements by
+// an independent method: Richardson-extrapolated central differences of the same
+// template instantiated for real double-double numbers.
+#pragma once
+
+#include "bnorm/layout.hpp"
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace bnorm {
+
+struct GradcheckOptions {
+    /// Tolerances: element i passes iff |analytic − numerical| <= atol + rtol·|numerical|.
+    /// rtol defaults to 1e-11 (float64) or 1e-5 (float32); atol defaults to
+    /// 1e-3·rtol·max|numerical| of that tensor (a floor for elements near zero).
+    std::optional<double> rtol, atol;
+    std::uint64_t seed = 0;       ///< for random dy draws, directions and samples
+    int random_dy_draws = 3;      ///< used when no dy is given
+    bool full = false;            ///< check every element whatever the size
+    std::int64_t elementwise_limit = 16384; ///< above this many elements: randomized mode
+    int directions = 4;           ///< random directions per dy in randomized mode
+    int samples = 64;             ///< random elements per dy in randomized mode (plus the
+                                  ///< first and last element of every channel)
+    int threads = 0;              ///< 0: all cores; results do not depend on it
+    /// Called with the fraction done (0..1) from the calling thread, now and then.
+    std::function<void(double)> progress;
+};
+
+/// The verdict for one of x, γ, β.
+struct TensorVerdict {
+    bool judged = false;          ///< false when its gradient was not given to judge
+    bool passed = true;
+    double max_abs_err = 0;       ///< max |analytic − numerical|
+    double max_rel_err = 0;       ///< max |a − n| / max(|n|, 1e-3·max|n|)
+    std::vector<std::int64_t> worst_index; ///< multi-index of the element closest to failing
+    double worst_ratio = -1;      ///< its |a − n| / (atol + rtol·|n|): > 1 means it failed
+    double worst_analytic = 0, worst_numerical = 0;
+    int worst_draw = 0;           ///< which dy draw (0-based) it came from
+    std::int64_t checked = 0;     ///< distinct elements compared one by one
+    std::int64_t total = 0;       ///< elements in the tensor
+    double atol = 0, rtol = 0;    ///< tolerances used (atol of the worst draw)
+    // randomized mode: directional derivatives, per channel
+    std::int64_t directional_checks = 0;
+    double directional_max_rel_err = 0; ///< |a·v − n·v| / Σ|n_i·v_i|
+    std::int64_t directional_worst_channel = -1;
+    bool directional_passed = true;
+};
+
+struct GradcheckReport {
+    bool passed = true;
+    std::string mode;             ///< "elementwise" or "randomized"
+    int dy_draws = 0;             ///< number of upstream gradients checked
+    bool dy_given = false;
+    bool gradients_given = false; ///< judged the caller's gradients, not bnorm's backward
+    TensorVerdict x, gamma, beta;
+    double step_relative = 0;     ///< h / std of the channel
+    double estimated_method_error = 0; ///< max |complex step − Richardson| / max|numerical|
+    std::int64_t crosscheck_elements = 0;
+    std::int64_t forward_evaluations = 0; ///< channel forward passes (complex + real)
+    std::int64_t forward_element_evaluations = 0; ///< the same, counted in elements
+    double elapsed_seconds = 0;
+};
+
+/// Gradients to judge, given by the caller. Each pointer may be null (not judged);
+/// dx has l.size() elements, dgamma and dbeta l.channels, all in x's type.
+template <class T> struct GivenGradients {
+    const T* dx = nullptr;
+    const T* dgamma = nullptr;
+    const T* dbeta = nullptr;
+    bool any() const { return dx || dgamma || dbeta; }
+};
+
+/// Runs the check. `shape` is x's shape (for the multi-indices in the report) and l its
+/// collapse around the channel axis. gamma/beta may be null (ones/zeros). dy may be null
+/// only when no gradients are given: then random upstream gradients are drawn (seeded,
+/// independent of the thread count). Without given gradients, bnorm's own backward is
+/// judged. Requires the same as forward()/backward(); throws InputError for a
+/// zero-variance channel with eps = 0 and UsageError for given gradients without dy.
+template <class T>
+GradcheckReport gradcheck(const T* x, const Shape& shape, const Layout& l, const T* gamma, const T* beta,
+                          const T* dy, double eps, const GivenGradients<T>& given,
+                          const GradcheckOptions& options);
+
+} // namespace bnorm
