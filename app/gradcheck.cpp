@@ -124,6 +124,7 @@ int run_gradcheck(const GradcheckCliOptions& o) {
                    {"error_estimate", "max |complex step - Richardson-extrapolated central differences| / "
                                       "max |derivative|, on the crosscheck elements"},
                    {"crosscheck_elements", r.crosscheck_elements},
+                   {"lanes_per_pass", r.lanes},
                    {"mode", r.mode},
                    {"directions_per_draw", randomized ? opt.directions : 0},
                    {"samples_per_draw", randomized ? opt.samples : 0}};

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <array>
 #include <numeric>
 
 namespace bnorm {
@@ -31,43 +32,70 @@ inline Real operator/(Real a, double b) { return {detail::div(a.v, b)}; }
 inline Real operator+(Real a, double b) { return {detail::add(a.v, b)}; }
 inline Real rsqrt(Real a) { return {detail::rsqrt(a.v)}; }
 
-/// A complex number with double-double parts, for the complex step.
-struct Complex {
-    dd re, im;
+/// A complex number with K imaginary units, double-double parts: z = re + Σ_k im_k·i_k.
+/// It runs the complex step along K directions in one pass, sharing the real part.
+/// With steps of 2^-70 of the standard deviation, products of two imaginary parts are
+/// O(h²) relative, below double-double resolution (2^-106), so they are not formed: for
+/// K = 1 this is the ordinary complex product to working precision.
+template <int K> struct Lanes {
+    dd re;
+    std::array<dd, K> im{};
 };
-inline Complex operator+(Complex a, Complex b) { return {detail::add(a.re, b.re), detail::add(a.im, b.im)}; }
-inline Complex operator-(Complex a, Complex b) { return {detail::sub(a.re, b.re), detail::sub(a.im, b.im)}; }
-inline Complex operator*(Complex a, Complex b) {
-    return {detail::sub(detail::mul(a.re, b.re), detail::mul(a.im, b.im)),
-            detail::add(detail::mul(a.re, b.im), detail::mul(a.im, b.re))};
+template <int K> inline Lanes<K> operator+(const Lanes<K>& a, const Lanes<K>& b) {
+    Lanes<K> r{detail::add(a.re, b.re)};
+    for (int k = 0; k < K; ++k) r.im[k] = detail::add(a.im[k], b.im[k]);
+    return r;
 }
-inline Complex operator*(Complex a, double b) { return {detail::mul(a.re, b), detail::mul(a.im, b)}; }
-inline Complex operator/(Complex a, double b) { return {detail::div(a.re, b), detail::div(a.im, b)}; }
-inline Complex operator+(Complex a, double b) { return {detail::add(a.re, b), a.im}; }
-/// 1/sqrt(z) for Re z > 0 and |Im z| <= 2^-50 |Re z| (always the case here: the step is
-/// 2^-70 of the standard deviation). The series 1/sqrt(a + ib) = a^-1/2 (1 − ib/(2a)
-/// − 3b²/(8a²) + ...) is truncated after the term in b; the next term is below 2^-100
-/// relative, i.e. at double-double resolution, so this is the complex function itself.
-inline Complex rsqrt(Complex z) {
+template <int K> inline Lanes<K> operator-(const Lanes<K>& a, const Lanes<K>& b) {
+    Lanes<K> r{detail::sub(a.re, b.re)};
+    for (int k = 0; k < K; ++k) r.im[k] = detail::sub(a.im[k], b.im[k]);
+    return r;
+}
+template <int K> inline Lanes<K> operator*(const Lanes<K>& a, const Lanes<K>& b) {
+    Lanes<K> r{detail::mul(a.re, b.re)};
+    for (int k = 0; k < K; ++k) r.im[k] = detail::add(detail::mul(a.re, b.im[k]), detail::mul(a.im[k], b.re));
+    return r;
+}
+template <int K> inline Lanes<K> operator*(const Lanes<K>& a, double b) {
+    Lanes<K> r{detail::mul(a.re, b)};
+    for (int k = 0; k < K; ++k) r.im[k] = detail::mul(a.im[k], b);
+    return r;
+}
+template <int K> inline Lanes<K> operator/(const Lanes<K>& a, double b) {
+    Lanes<K> r{detail::div(a.re, b)};
+    for (int k = 0; k < K; ++k) r.im[k] = detail::div(a.im[k], b);
+    return r;
+}
+template <int K> inline Lanes<K> operator+(const Lanes<K>& a, double b) {
+    Lanes<K> r = a;
+    r.re = detail::add(a.re, b);
+    return r;
+}
+/// 1/sqrt(z) = a^-1/2·(1 − i·b/(2a) + O(b²)) for z = a + i·b, b tiny: the O(b²) term is
+/// below double-double resolution here (see above).
+template <int K> inline Lanes<K> rsqrt(const Lanes<K>& z) {
     const dd r = detail::rsqrt(z.re);
-    const dd r3 = detail::mul(detail::mul(r, r), r);
-    return {r, detail::mul(detail::mul(r3, z.im), -0.5)};
+    const dd half_r3 = detail::mul(detail::mul(detail::mul(r, r), r), -0.5);
+    Lanes<K> out{r};
+    for (int k = 0; k < K; ++k) out.im[k] = detail::mul(half_r3, z.im[k]);
+    return out;
 }
 
 /// The forward pass of one channel, reduced to the objective f_c = Σ dy·y, in the
 /// arithmetic of S. Written once for every S, it is the definition being differentiated:
 ///   mean = Σ x / m (refined by a corrected second pass), var = Σ (x − mean)² / m,
 ///   invstd = 1/sqrt(var + eps), y = γ·(x − mean)·invstd + β,  f_c = Σ dy·y.
-/// x points to the m values of the channel.
-template <class S>
-S channel_objective(const S* x, std::int64_t m, const double* dy, S gamma, S beta, double eps) {
+/// x_of(i) gives the i-th of the m values of the channel as an S.
+template <class S, class XOf>
+S channel_objective(std::int64_t m, const XOf& x_of, const double* dy, const S& gamma, const S& beta,
+                    double eps) {
     const double md = static_cast<double>(m);
     S sum{};
-    for (std::int64_t i = 0; i < m; ++i) sum = sum + x[i];
+    for (std::int64_t i = 0; i < m; ++i) sum = sum + x_of(i);
     const S mean0 = sum / md;
     S sd{}, sdd{};
     for (std::int64_t i = 0; i < m; ++i) {
-        const S d = x[i] - mean0;
+        const S d = x_of(i) - mean0;
         sd = sd + d;
         sdd = sdd + d * d;
     }
@@ -75,9 +103,10 @@ S channel_objective(const S* x, std::int64_t m, const double* dy, S gamma, S bet
     const S mean = mean0 + shift;
     const S var = (sdd - sd * shift) / md; // biased variance
     const S invstd = rsqrt(var + eps);
+    const S gamma_invstd = gamma * invstd;
     S f{};
     for (std::int64_t i = 0; i < m; ++i) {
-        const S y = gamma * ((x[i] - mean) * invstd) + beta;
+        const S y = (x_of(i) - mean) * gamma_invstd + beta;
         f = f + y * dy[i];
     }
     return f;
@@ -162,6 +191,15 @@ void judge(TensorVerdict& v, const std::vector<Sample>& samples, const Shape& sh
     v.rtol = rtol;
 }
 
+/// What one imaginary lane of a pass differentiates along.
+struct Probe {
+    enum Kind : std::uint8_t { kGamma, kBeta, kElement, kDirection } kind;
+    std::int64_t arg; // the element's position in its channel, or the direction's number
+};
+
+constexpr int kLanes = 8;
+using Pass = Lanes<kLanes>;
+
 } // namespace
 
 template <class T>
@@ -180,58 +218,36 @@ GradcheckReport gradcheck(const T* x, const Shape& shape, const Layout& l, const
     GradcheckReport r;
     r.gradients_given = given.any();
     r.dy_given = dy_given != nullptr;
-    r.mode = (opt.full || n <= opt.elementwise_limit) ? "elementwise" : "randomized";
-    r.dy_draws = dy_given ? 1 : opt.random_dy_draws;
+    const bool elementwise =
+        opt.full || (n <= opt.elementwise_limit && double(n) * double(m) <= opt.elementwise_cost_limit);
+    r.mode = elementwise ? "elementwise" : "randomized";
+    r.dy_draws = dy_given ? 1 : (elementwise ? opt.random_dy_draws : opt.random_dy_draws_randomized);
     r.x.judged = !given.any() || given.dx;
     r.gamma.judged = !given.any() || given.dgamma;
     r.beta.judged = !given.any() || given.dbeta;
     r.x.total = n;
     r.gamma.total = r.beta.total = C;
-    const bool elementwise = r.mode == "elementwise";
+    r.lanes = kLanes;
 
     // Channel statistics from bnorm's forward pass (also validates eps and the variance).
-    // They only size the steps: h_c = 2^-70·std_c, an exact power-of-two scaling.
+    // They only size the steps: h_c = 2^-70·std_c, an exact power-of-two scaling of it.
     std::vector<T> invstd(C), y(n);
     forward<T>(x, l, gamma, beta, eps, y.data(), nullptr, invstd.data());
     std::vector<double> step(C);
     for (std::int64_t c = 0; c < C; ++c) step[c] = std::ldexp(1.0 / double(invstd[c]), -70);
-    r.step_relative = std::ldexp(1.0, -70);
+    constexpr double kParamStep = 0x1p-70; // for γ and β, on which f depends linearly
+    r.step_relative = 0x1p-70;
 
-    // The channels as contiguous double arrays, gathered once.
-    std::vector<double> xc(n);
+    // The channels as contiguous double arrays (channel c at [c*m, (c+1)*m)).
+    std::vector<double> xc(n), dyc(n);
     for (std::int64_t c = 0; c < C; ++c)
         for (std::int64_t j = 0; j < m; ++j) xc[c * m + j] = double(x[map.flat(c, j)]);
     auto gamma_of = [&](std::int64_t c) { return gamma ? double(gamma[c]) : 1.0; };
     auto beta_of = [&](std::int64_t c) { return beta ? double(beta[c]) : 0.0; };
 
-    std::int64_t evaluations = 0, element_evaluations = 0;
-    auto count = [&](std::int64_t evals) {
-        evaluations += evals;
-        element_evaluations += evals * m;
-    };
-
-    // Complex-step derivative of f_c with respect to the elements `positions` (positions
-    // in channel c), into out[k]. Thread-safe: its own buffer.
-    auto d_dx = [&](std::int64_t c, const std::vector<std::int64_t>& positions, std::vector<dd>& out,
-                    const std::vector<double>& dyc, std::vector<Complex>& buf) {
-        buf.resize(m);
-        for (std::int64_t j = 0; j < m; ++j) buf[j] = Complex{{xc[c * m + j], 0}, {0, 0}};
-        const Complex g{{gamma_of(c), 0}, {}}, b{{beta_of(c), 0}, {}};
-        for (std::size_t k = 0; k < positions.size(); ++k) {
-            const std::int64_t j = positions[k];
-            buf[j].im = {step[c], 0};
-            const Complex f = channel_objective(buf.data(), m, dyc.data() + c * m, g, b, eps);
-            buf[j].im = {0, 0};
-            out[k] = detail::div(f.im, step[c]);
-        }
-    };
-
-    std::vector<double> dyc(n); // dy of the current draw, gathered by channel
     std::vector<T> dy_draw(n), dx(n), dgamma(C), dbeta(C);
-    const double total_work = double(r.dy_draws);
-    auto report_progress = [&](int draw, double within) {
-        if (opt.progress) opt.progress((draw + within) / total_work);
-    };
+    std::vector<std::uint8_t> direction_signs(elementwise ? 0 : n); // bit d: sign of direction d
+    const int directions = elementwise ? 0 : std::min(opt.directions, 8);
 
     for (int draw = 0; draw < r.dy_draws; ++draw) {
         const T* dy = dy_given;
@@ -249,172 +265,175 @@ GradcheckReport gradcheck(const T* x, const Shape& shape, const Layout& l, const
             a_dx = dx.data(), a_dgamma = dgamma.data(), a_dbeta = dbeta.data();
         }
 
-        // γ and β: one complex step per channel each (f is linear in both).
-        if (r.gamma.judged || r.beta.judged) {
-            std::vector<Sample> sg, sb;
-            std::vector<Complex> buf(m);
-            for (std::int64_t c = 0; c < C; ++c) {
-                for (std::int64_t j = 0; j < m; ++j) buf[j] = Complex{{xc[c * m + j], 0}, {0, 0}};
-                const Complex g{{gamma_of(c), 0}, {}}, b{{beta_of(c), 0}, {}};
-                if (r.gamma.judged) {
-                    const Complex f = channel_objective(buf.data(), m, dyc.data() + c * m,
-                                                        Complex{g.re, {0x1p-70, 0}}, b, eps);
-                    sg.push_back({c, double(a_dgamma[c]), to_double(detail::mul(f.im, 0x1p70))});
-                    count(1);
-                }
-                if (r.beta.judged) {
-                    const Complex f = channel_objective(buf.data(), m, dyc.data() + c * m, g,
-                                                        Complex{b.re, {0x1p-70, 0}}, eps);
-                    sb.push_back({c, double(a_dbeta[c]), to_double(detail::mul(f.im, 0x1p70))});
-                    count(1);
-                }
-            }
-            if (r.gamma.judged) judge(r.gamma, sg, Shape{C}, draw, rtol, opt.atol), r.gamma.checked = C;
-            if (r.beta.judged) judge(r.beta, sb, Shape{C}, draw, rtol, opt.atol), r.beta.checked = C;
+        // The probes of every channel: γ, β, then the elements compared one by one (all of
+        // them, or the first and last plus random samples), then random ±1 directions.
+        std::vector<std::vector<Probe>> probes(C);
+        for (std::int64_t c = 0; c < C; ++c) {
+            if (r.gamma.judged) probes[c].push_back({Probe::kGamma, 0});
+            if (r.beta.judged) probes[c].push_back({Probe::kBeta, 0});
         }
-
         if (r.x.judged) {
-            // Which elements to compare one by one, grouped by channel.
             std::vector<std::vector<std::int64_t>> positions(C);
-            if (elementwise) {
-                for (std::int64_t c = 0; c < C; ++c) {
+            for (std::int64_t c = 0; c < C; ++c) {
+                if (elementwise) {
                     positions[c].resize(m);
                     std::iota(positions[c].begin(), positions[c].end(), 0);
+                } else {
+                    positions[c] = {0, m - 1};
                 }
-            } else {
-                for (std::int64_t c = 0; c < C; ++c) positions[c] = {0, m - 1};
+            }
+            if (!elementwise) {
                 for (int s = 0; s < opt.samples; ++s) {
-                    const std::int64_t flat = std::int64_t(random_bits(opt.seed, kSampleStream + draw, s) % std::uint64_t(n));
+                    const auto flat = std::int64_t(random_bits(opt.seed, kSampleStream + draw, s) % std::uint64_t(n));
                     positions[map.channel_of(flat)].push_back(map.position_in_channel(flat));
                 }
-                for (auto& p : positions) {
-                    std::sort(p.begin(), p.end());
-                    p.erase(std::unique(p.begin(), p.end()), p.end());
-                }
+                for (std::int64_t c = 0; c < C; ++c)
+                    for (std::int64_t j = 0; j < m; ++j)
+                        direction_signs[c * m + j] =
+                            std::uint8_t(random_bits(opt.seed, kDirectionStream + draw, map.flat(c, j)));
             }
-            // Work items: (channel, block of positions), in a fixed order.
-            struct Item {
-                std::int64_t c, begin, end;
-            };
-            std::vector<Item> items;
-            const std::int64_t block = 16;
-            for (std::int64_t c = 0; c < C; ++c)
-                for (std::int64_t b = 0; b < std::int64_t(positions[c].size()); b += block)
-                    items.push_back({c, b, std::min<std::int64_t>(b + block, positions[c].size())});
-            std::vector<std::vector<double>> numerical(C);
-            for (std::int64_t c = 0; c < C; ++c) numerical[c].resize(positions[c].size());
-
-            // Run in slices so that progress can be reported from this thread.
-            const std::int64_t slices = std::min<std::int64_t>(50, std::int64_t(items.size()));
-            for (std::int64_t s = 0; s < slices; ++s) {
-                const std::int64_t lo = std::int64_t(items.size()) * s / slices;
-                const std::int64_t hi = std::int64_t(items.size()) * (s + 1) / slices;
-                detail::parallel_for(hi - lo, threads, [&](std::int64_t b, std::int64_t e) {
-                    std::vector<Complex> buf;
-                    std::vector<std::int64_t> pos;
-                    std::vector<dd> out;
-                    for (std::int64_t k = lo + b; k < lo + e; ++k) {
-                        const Item& it = items[k];
-                        pos.assign(positions[it.c].begin() + it.begin, positions[it.c].begin() + it.end);
-                        out.resize(pos.size());
-                        d_dx(it.c, pos, out, dyc, buf);
-                        std::transform(out.begin(), out.end(), numerical[it.c].begin() + it.begin, to_double);
-                    }
-                });
-                report_progress(draw, 0.9 * double(s + 1) / double(slices));
-            }
-            std::vector<Sample> sx;
             for (std::int64_t c = 0; c < C; ++c) {
-                count(std::int64_t(positions[c].size()));
-                for (std::size_t k = 0; k < positions[c].size(); ++k) {
-                    const std::int64_t flat = map.flat(c, positions[c][k]);
-                    sx.push_back({flat, double(a_dx[flat]), numerical[c][k]});
-                }
+                std::sort(positions[c].begin(), positions[c].end());
+                positions[c].erase(std::unique(positions[c].begin(), positions[c].end()), positions[c].end());
+                for (const std::int64_t j : positions[c]) probes[c].push_back({Probe::kElement, j});
+                for (int d = 0; d < directions; ++d) probes[c].push_back({Probe::kDirection, d});
             }
+        }
+
+        // Passes: up to kLanes probes of one channel each, in a fixed order; every pass
+        // writes only its own result slots, so threads cannot change the numbers.
+        struct PassItem {
+            std::int64_t c, first, count;
+        };
+        std::vector<PassItem> passes;
+        std::vector<std::vector<dd>> result(C);
+        for (std::int64_t c = 0; c < C; ++c) {
+            result[c].resize(probes[c].size());
+            for (std::int64_t b = 0; b < std::int64_t(probes[c].size()); b += kLanes)
+                passes.push_back({c, b, std::min<std::int64_t>(kLanes, std::int64_t(probes[c].size()) - b)});
+        }
+        auto run_pass = [&](const PassItem& it) {
+            const std::int64_t c = it.c;
+            const Probe* pr = probes[c].data() + it.first;
+            const double h = step[c];
+            const double* xs = xc.data() + c * m;
+            const std::uint8_t* signs = direction_signs.empty() ? nullptr : direction_signs.data() + c * m;
+            Pass g{{gamma_of(c), 0}}, b{{beta_of(c), 0}};
+            for (int k = 0; k < it.count; ++k) {
+                if (pr[k].kind == Probe::kGamma) g.im[k] = {kParamStep, 0};
+                if (pr[k].kind == Probe::kBeta) b.im[k] = {kParamStep, 0};
+            }
+            auto x_of = [&](std::int64_t i) {
+                Pass v{{xs[i], 0}};
+                for (int k = 0; k < it.count; ++k) {
+                    if (pr[k].kind == Probe::kElement && pr[k].arg == i) v.im[k] = {h, 0};
+                    else if (pr[k].kind == Probe::kDirection) v.im[k] = {(signs[i] >> pr[k].arg) & 1 ? h : -h, 0};
+                }
+                return v;
+            };
+            const Pass f = channel_objective(m, x_of, dyc.data() + c * m, g, b, eps);
+            for (int k = 0; k < it.count; ++k) {
+                const bool param = pr[k].kind == Probe::kGamma || pr[k].kind == Probe::kBeta;
+                result[c][it.first + k] = detail::div(f.im[k], param ? kParamStep : h);
+            }
+        };
+        // In slices, so that progress is reported from this thread.
+        const std::int64_t slices = std::min<std::int64_t>(50, std::int64_t(passes.size()));
+        for (std::int64_t sl = 0; sl < slices; ++sl) {
+            const std::int64_t lo = std::int64_t(passes.size()) * sl / slices;
+            const std::int64_t hi = std::int64_t(passes.size()) * (sl + 1) / slices;
+            detail::parallel_for(hi - lo, threads, [&](std::int64_t b, std::int64_t e) {
+                for (std::int64_t k = lo + b; k < lo + e; ++k) run_pass(passes[k]);
+            });
+            if (opt.progress) opt.progress((draw + double(sl + 1) / double(slices)) / r.dy_draws);
+        }
+        r.forward_evaluations += std::int64_t(passes.size());
+        r.forward_element_evaluations += std::int64_t(passes.size()) * m;
+
+        // Judge: element by element, then (randomized mode) the directional derivatives.
+        std::vector<Sample> sx, sg, sb;
+        std::vector<dd> dir_numerical(std::size_t(C) * directions);
+        for (std::int64_t c = 0; c < C; ++c) {
+            for (std::size_t k = 0; k < probes[c].size(); ++k) {
+                const Probe& pr = probes[c][k];
+                const double num = to_double(result[c][k]);
+                if (pr.kind == Probe::kGamma) sg.push_back({c, double(a_dgamma[c]), num});
+                if (pr.kind == Probe::kBeta) sb.push_back({c, double(a_dbeta[c]), num});
+                if (pr.kind == Probe::kElement) {
+                    const std::int64_t flat = map.flat(c, pr.arg);
+                    sx.push_back({flat, double(a_dx[flat]), num});
+                }
+                if (pr.kind == Probe::kDirection) dir_numerical[c * directions + pr.arg] = result[c][k];
+            }
+        }
+        if (r.gamma.judged) judge(r.gamma, sg, Shape{C}, draw, rtol, opt.atol), r.gamma.checked = C;
+        if (r.beta.judged) judge(r.beta, sb, Shape{C}, draw, rtol, opt.atol), r.beta.checked = C;
+        if (r.x.judged) {
             judge(r.x, sx, shape, draw, rtol, opt.atol);
             r.x.checked = std::max<std::int64_t>(r.x.checked, std::int64_t(sx.size()));
-
-            // Randomized mode: directional derivatives through every element, per channel.
-            if (!elementwise) {
-                const double atol_elem = opt.atol ? *opt.atol : r.x.atol;
-                for (int dir = 0; dir < opt.directions; ++dir) {
-                    std::vector<double> dir_num(C), dir_ana(C), dir_scale(C);
-                    detail::parallel_for(C, threads, [&](std::int64_t b, std::int64_t e) {
-                        std::vector<Complex> buf(m);
-                        for (std::int64_t c = b; c < e; ++c) {
-                            dd ana{}, scale{};
-                            for (std::int64_t j = 0; j < m; ++j) {
-                                const std::int64_t flat = map.flat(c, j);
-                                // v_i = ±1, drawn per element of the tensor
-                                const double v = (random_bits(opt.seed, kDirectionStream + 64 * draw + dir, flat) & 1) ? 1.0 : -1.0;
-                                buf[j] = Complex{{xc[c * m + j], 0}, {v * step[c], 0}};
-                                ana = detail::add(ana, double(a_dx[flat]) * v);
-                                scale = detail::add(scale, std::abs(double(a_dx[flat])));
-                            }
-                            const Complex g{{gamma_of(c), 0}, {}}, bb{{beta_of(c), 0}, {}};
-                            const Complex f = channel_objective(buf.data(), m, dyc.data() + c * m, g, bb, eps);
-                            dir_num[c] = to_double(detail::div(f.im, step[c]));
-                            dir_ana[c] = to_double(ana);
-                            dir_scale[c] = to_double(scale);
-                        }
-                    });
-                    count(C);
-                    for (std::int64_t c = 0; c < C; ++c) {
-                        // If every element were within atol + rtol·|n_i|, the directional
-                        // derivative would be within the sum of those allowances.
-                        const double err = std::abs(dir_ana[c] - dir_num[c]);
-                        const double allowed = double(m) * atol_elem + rtol * dir_scale[c];
-                        const double rel = dir_scale[c] > 0 ? err / dir_scale[c] : (err > 0 ? INFINITY : 0);
-                        ++r.x.directional_checks;
-                        if (!(err <= allowed)) r.x.directional_passed = r.x.passed = false;
-                        if (!(rel <= r.x.directional_max_rel_err)) {
-                            r.x.directional_max_rel_err = std::isnan(rel) ? INFINITY : rel;
-                            r.x.directional_worst_channel = c;
-                        }
+        }
+        if (r.x.judged && directions > 0) {
+            // If every element were within atol + rtol·|n_i|, the directional derivative
+            // Σ n_i·v_i would be within m·atol + rtol·Σ|n_i| of Σ a_i·v_i.
+            const double atol = opt.atol ? *opt.atol : r.x.atol;
+            for (std::int64_t c = 0; c < C; ++c) {
+                for (int d = 0; d < directions; ++d) {
+                    dd ana{}, scale{};
+                    for (std::int64_t j = 0; j < m; ++j) {
+                        const double a = double(a_dx[map.flat(c, j)]);
+                        ana = detail::add(ana, (direction_signs[c * m + j] >> d) & 1 ? a : -a);
+                        scale = detail::add(scale, std::abs(a));
+                    }
+                    const double err = std::abs(to_double(detail::sub(ana, dir_numerical[c * directions + d])));
+                    const double allowed = double(m) * atol + rtol * to_double(scale);
+                    const double rel = scale.hi > 0 ? err / to_double(scale) : (err > 0 ? INFINITY : 0);
+                    ++r.x.directional_checks;
+                    if (!(err <= allowed)) r.x.directional_passed = r.x.passed = false;
+                    if (!(rel <= r.x.directional_max_rel_err)) {
+                        r.x.directional_max_rel_err = std::isnan(rel) ? INFINITY : rel;
+                        r.x.directional_worst_channel = c;
                     }
                 }
             }
         }
-        report_progress(draw, 1.0);
 
         // The method's own error, on draw 0: complex step against Richardson-extrapolated
         // central differences of the same forward template in real double-double.
-        if (draw == 0) {
-            std::vector<std::int64_t> cross = {map.flat(0, 0), map.flat(C - 1, m - 1)};
-            for (int s = 0; s < 4; ++s)
-                cross.push_back(std::int64_t(random_bits(opt.seed, kSampleStream + 999, s) % std::uint64_t(n)));
+        if (draw == 0 && r.x.judged) {
+            std::vector<std::pair<std::int64_t, dd>> cross; // (channel, position) via probes
             double max_diff = 0, max_mag = 0;
-            std::vector<Real> rbuf(m);
-            std::vector<Complex> cbuf;
-            for (const std::int64_t flat : cross) {
-                const std::int64_t c = map.channel_of(flat), j = map.position_in_channel(flat);
-                std::vector<dd> cs(1);
-                d_dx(c, {j}, cs, dyc, cbuf);
-                for (std::int64_t i = 0; i < m; ++i) rbuf[i] = Real{{xc[c * m + i], 0}};
-                const Real g{{gamma_of(c), 0}}, b{{beta_of(c), 0}};
-                auto central = [&](double h) {
-                    rbuf[j] = Real{detail::two_sum(xc[c * m + j], h)};
-                    const Real up = channel_objective(rbuf.data(), m, dyc.data() + c * m, g, b, eps);
-                    rbuf[j] = Real{detail::two_sum(xc[c * m + j], -h)};
-                    const Real down = channel_objective(rbuf.data(), m, dyc.data() + c * m, g, b, eps);
-                    rbuf[j] = Real{{xc[c * m + j], 0}};
-                    return detail::div((up - down).v, 2 * h);
-                };
-                const double h = std::ldexp(step[c], 50); // 2^-20 std
-                const dd d1 = central(h), d2 = central(h / 2);
-                const dd richardson = detail::div(detail::sub(detail::mul(d2, 4.0), d1), 3.0);
-                max_diff = std::max(max_diff, std::abs(to_double(detail::sub(richardson, cs[0]))));
-                max_mag = std::max(max_mag, std::abs(to_double(cs[0])));
-                count(5);
+            int done = 0;
+            for (std::int64_t c = 0; c < C && done < 6; c += std::max<std::int64_t>(1, C / 3)) {
+                for (std::size_t k = 0; k < probes[c].size() && done < 6; ++k) {
+                    if (probes[c][k].kind != Probe::kElement) continue;
+                    if (k > 4 && k + 1 != probes[c].size()) continue; // the first few and the last
+                    const std::int64_t j = probes[c][k].arg;
+                    const double* xs = xc.data() + c * m;
+                    const Real g{{gamma_of(c), 0}}, b{{beta_of(c), 0}};
+                    auto central = [&](double hh) {
+                        const dd plus = detail::two_sum(xs[j], hh), minus = detail::two_sum(xs[j], -hh);
+                        auto at = [&](const dd& xj) {
+                            return channel_objective(m, [&](std::int64_t i) { return i == j ? Real{xj} : Real{{xs[i], 0}}; },
+                                                     dyc.data() + c * m, g, b, eps);
+                        };
+                        return detail::div((at(plus) - at(minus)).v, 2 * hh);
+                    };
+                    const double hh = std::ldexp(step[c], 50); // 2^-20 std
+                    const dd d1 = central(hh), d2 = central(hh / 2);
+                    const dd richardson = detail::div(detail::sub(detail::mul(d2, 4.0), d1), 3.0);
+                    max_diff = std::max(max_diff, std::abs(to_double(detail::sub(richardson, result[c][k]))));
+                    max_mag = std::max(max_mag, std::abs(to_double(result[c][k])));
+                    r.forward_evaluations += 4;
+                    r.forward_element_evaluations += 4 * m;
+                    ++done;
+                }
             }
-            r.crosscheck_elements = std::int64_t(cross.size());
+            r.crosscheck_elements = done;
             r.estimated_method_error = max_mag > 0 ? max_diff / max_mag : max_diff;
         }
     }
 
     r.passed = r.x.passed && r.gamma.passed && r.beta.passed;
-    r.forward_evaluations = evaluations;
-    r.forward_element_evaluations = element_evaluations;
     r.elapsed_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return r;
 }

@@ -27,11 +27,16 @@ struct GradcheckOptions {
     /// 1e-3·rtol·max|numerical| of that tensor (a floor for elements near zero).
     std::optional<double> rtol, atol;
     std::uint64_t seed = 0;       ///< for random dy draws, directions and samples
-    int random_dy_draws = 3;      ///< used when no dy is given
+    int random_dy_draws = 3;      ///< used when no dy is given (elementwise mode)
+    int random_dy_draws_randomized = 2; ///< the same in randomized mode
     bool full = false;            ///< check every element whatever the size
-    std::int64_t elementwise_limit = 16384; ///< above this many elements: randomized mode
-    int directions = 4;           ///< random directions per dy in randomized mode
-    int samples = 64;             ///< random elements per dy in randomized mode (plus the
+    /// Elementwise mode when the tensor has at most this many elements and the work,
+    /// n·m element evaluations per dy, stays under elementwise_cost_limit (a (10000, 1)
+    /// tensor would need 10^8); otherwise randomized mode.
+    std::int64_t elementwise_limit = 16384;
+    double elementwise_cost_limit = 0x1p26;
+    int directions = 4;           ///< random ±1 directions per dy in randomized mode (<= 8)
+    int samples = 16;             ///< random elements per dy in randomized mode (plus the
                                   ///< first and last element of every channel)
     int threads = 0;              ///< 0: all cores; results do not depend on it
     /// Called with the fraction done (0..1) from the calling thread, now and then.
@@ -66,9 +71,10 @@ struct GradcheckReport {
     bool gradients_given = false; ///< judged the caller's gradients, not bnorm's backward
     TensorVerdict x, gamma, beta;
     double step_relative = 0;     ///< h / std of the channel
+    int lanes = 0;                ///< imaginary units carried by one forward pass
     double estimated_method_error = 0; ///< max |complex step − Richardson| / max|numerical|
     std::int64_t crosscheck_elements = 0;
-    std::int64_t forward_evaluations = 0; ///< channel forward passes (complex + real)
+    std::int64_t forward_evaluations = 0; ///< forward passes over one channel (complex + real)
     std::int64_t forward_element_evaluations = 0; ///< the same, counted in elements
     double elapsed_seconds = 0;
 };
