@@ -76,6 +76,11 @@ int run_gradcheck(const GradcheckCliOptions& o) {
     if (!o.dx.empty()) dx = load_like_x(o.dx, p, o.common.x);
     if (!o.dgamma.empty()) dgamma = load_per_channel(o.dgamma, p, o.common.x, o.common.axis);
     if (!o.dbeta.empty()) dbeta = load_per_channel(o.dbeta, p, o.common.x, o.common.axis);
+    if (!o.common.allow_nonfinite) {
+        if (dx) check_finite(*dx, o.dx);
+        if (dgamma) check_finite(*dgamma, o.dgamma);
+        if (dbeta) check_finite(*dbeta, o.dbeta);
+    }
 
     GradcheckOptions opt;
     if (!o.rtol.empty()) opt.rtol = parse_nonnegative("--rtol", o.rtol);
@@ -187,7 +192,7 @@ void setup_gradcheck(CLI::App& app, int& exit_code) {
     cmd->add_option("--report", opts->report, "Also write the JSON report to this file");
     cmd->add_flag("--full", opts->full, "Check every element, however large the tensor");
     cmd->add_option("--threads", opts->threads, "Threads (default: all cores); results do not depend on it")
-        ->check(CLI::NonNegativeNumber);
+        ->check(CLI::Range(0, 4096));
     cmd->footer("Examples:\n"
                 "  bnorm gradcheck --x data/x_nchw.npy --gamma data/gamma.npy\n"
                 "  bnorm gradcheck --x x.npy --gamma g.npy --dy dy.npy --dx my_dx.npy --dgamma my_dg.npy "

@@ -55,6 +55,9 @@ Array load_like_x(const std::string& path, const Problem& p, const std::string& 
 /// Loads C values (γ, β, a given dγ or dβ): a 1-d array, or one row or one column.
 Array load_per_channel(const std::string& path, const Problem& p, const std::string& x_path, int axis);
 
+/// Refuses NaN and ±inf (unless --allow-nonfinite), naming the file and the first index.
+void check_finite(const Array& a, const std::string& path);
+
 /// Parses a strictly numeric option value: a finite number >= 0 ("--rtol", "1e-9x" fails).
 double parse_nonnegative(const std::string& option, const std::string& text);
 

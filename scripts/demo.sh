@@ -36,6 +36,15 @@ echo "== NHWC float64 (4, 5, 5, 3), heavy-tailed, channels last =="
 run $bnorm forward --x data/x_nhwc.npy --axis -1 --y "$out/y_nhwc.npy" --mean "$out/mean_nhwc.npy"
 run $bnorm backward --x data/x_nhwc.npy --axis -1 --dy data/dy_nhwc.npy --dx "$out/dx_nhwc.npy"
 
+echo "== gradcheck: bnorm's own backward against complex-step derivatives (3 random dy) =="
+run $bnorm gradcheck --x data/x_nchw.npy --gamma data/gamma.npy --beta data/beta.npy \
+    --report "$out/gradcheck_own.json" >/dev/null
+
+echo "== gradcheck judging given gradients (here: the backward outputs written above) =="
+run $bnorm gradcheck --x data/x.csv --gamma data/gamma.csv --dy data/dy.csv --eps 1e-3 \
+    --dx "$out/dx.csv" --dgamma "$out/dgamma.csv" --dbeta "$out/dbeta.csv" \
+    --report "$out/gradcheck_given.json" >/dev/null
+
 echo
 echo "Outputs written to $out/:"
 ls -l "$out" | tail -n +2

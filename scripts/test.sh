@@ -1,8 +1,25 @@
 #!/usr/bin/env bash
-# Runs every test: builds bnorm (installing what is missing), then the unit tests
-# (doctest), the CLI end-to-end tests and the golden accuracy tests (CTest).
+# Runs every test, installing what is missing first:
+#   1. the Release build: unit tests (doctest) and the CLI, golden and catalog tests (CTest);
+#   2. the same suite built with AddressSanitizer and UndefinedBehaviorSanitizer;
+#   3. the libFuzzer targets for the NPY and CSV readers, 60 s each (FUZZ_SECONDS).
+# With --quick only stage 1 runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+quick=0
+[ "${1:-}" = "--quick" ] && quick=1
+
+echo "== 1/3 tests (Release build) =="
 bash scripts/build.sh build
-ctest --test-dir build --output-on-failure "$@"
+ctest --test-dir build --output-on-failure
+[ $quick = 1 ] && exit 0
+
+echo "== 2/3 tests under AddressSanitizer + UndefinedBehaviorSanitizer =="
+bash scripts/build.sh build-asan -DBNORM_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir build-asan --output-on-failure
+
+echo "== 3/3 fuzzing the NPY and CSV readers =="
+bash scripts/fuzz.sh "${FUZZ_SECONDS:-60}"
+echo "all stages passed"

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <optional>
 #include <string_view>
+#include <vector>
 
 namespace bnorm {
 namespace {
@@ -235,7 +236,12 @@ void decode_all(const std::byte* data, const StoredType& st, bool fortran, Array
     // multi-index and keep the matching Fortran offset.
     const Shape& shape = out.shape();
     const std::size_t rank = shape.size();
-    Shape fstride(rank, 1), idx(rank, 0);
+    if (rank < 2 || n == 0) { // a 0-d or 1-d array reads the same in either order
+        for (std::int64_t i = 0; i < n; ++i) dst[i] = decode<T>(data, i, st);
+        return;
+    }
+    std::vector<std::int64_t> fstride(rank), idx(rank);
+    fstride[0] = 1;
     for (std::size_t d = 1; d < rank; ++d) fstride[d] = fstride[d - 1] * shape[d - 1];
     std::int64_t f = 0;
     for (std::int64_t i = 0; i < n; ++i) {

@@ -27,14 +27,11 @@ struct GradcheckOptions {
     /// 1e-3·rtol·max|numerical| of that tensor (a floor for elements near zero).
     std::optional<double> rtol, atol;
     std::uint64_t seed = 0;       ///< for random dy draws, directions and samples
-    int random_dy_draws = 3;      ///< used when no dy is given (elementwise mode)
-    int random_dy_draws_randomized = 2; ///< the same in randomized mode
+    int random_dy_draws = 3;      ///< used when no dy is given
     bool full = false;            ///< check every element whatever the size
-    /// Elementwise mode when the tensor has at most this many elements and the work,
-    /// n·m element evaluations per dy, stays under elementwise_cost_limit (a (10000, 1)
-    /// tensor would need 10^8); otherwise randomized mode.
-    std::int64_t elementwise_limit = 16384;
-    double elementwise_cost_limit = 0x1p26;
+    /// Elementwise mode up to this many elements, randomized mode above. The cost of
+    /// elementwise mode is n·m element evaluations per dy (8 per pass).
+    std::int64_t elementwise_limit = 10000;
     int directions = 4;           ///< random ±1 directions per dy in randomized mode (<= 8)
     int samples = 16;             ///< random elements per dy in randomized mode (plus the
                                   ///< first and last element of every channel)

@@ -1,0 +1,457 @@
+#!/usr/bin/python3
+"""Writes a catalog of bad inputs for bnorm into OUT_DIR, for tests/cli/test_bad_inputs.py.
+
+Usage (Debian's Python, which has numpy):
+
+    /usr/bin/python3 scripts/make_bad_inputs.py OUT_DIR
+
+Every case is one bnorm command line that must fail with the error contract of the
+README ("Exit codes and errors"): exit code 2, one line on stderr starting with
+"bnorm: error: ", naming the file at fault, and no trace left in the folder.
+
+OUT_DIR receives the input files of every case (flat, each bad file named after its
+case, plus a few shared valid files: x.npy, x.csv, dy.npy, ...) and catalog.json, a list
+of entries:
+
+    {"name":    unique case name,
+     "why":     one sentence: what is wrong with the input,
+     "args":    the bnorm command line (without the executable), paths relative to OUT_DIR,
+     "file":    the path the error must name, exactly as given in args (null for pure
+                usage errors),
+     "expect":  substrings the one-line error must contain (file:line:col for CSV, or a
+                key phrase),
+     "outputs": the output paths in args that do not exist before the run and must not
+                exist after it}
+
+Valid arrays are written with numpy (np.save); bad NPY files are valid files with
+corrupted bytes, or headers written byte by byte. The catalog is deterministic.
+"""
+import io
+import json
+import os
+import sys
+
+import numpy as np
+
+MAGIC = b"\x93NUMPY"
+
+# Shared valid inputs: x is (6, 3) float64, so C = 3 and m = 6.
+N, C = 6, 3
+
+
+def npy_bytes(a, version=None):
+    """The bytes np.save writes for a (or write_array with an explicit version)."""
+    buf = io.BytesIO()
+    if version is None:
+        np.save(buf, a, allow_pickle=True)
+    else:
+        np.lib.format.write_array(buf, a, version=version)
+    return buf.getvalue()
+
+
+def raw_npy(header, data=b"", version=(1, 0), pad_to=None):
+    """Hand-built NPY bytes: magic, version, header length, header text, data.
+
+    header is the header text (normally a dict literal); it is padded with spaces and a
+    final '\\n' so that the data starts at a multiple of 64, as numpy does (or to pad_to
+    header bytes when given). The length field is 2 bytes for version 1.x, 4 otherwise."""
+    hb = header.encode("latin1")
+    lenbytes = 2 if version[0] == 1 else 4
+    prefix = len(MAGIC) + 2 + lenbytes
+    total = pad_to if pad_to is not None else -(-(prefix + len(hb) + 1) // 64) * 64 - prefix
+    hb = hb + b" " * (total - len(hb) - 1) + b"\n"
+    return (MAGIC + bytes(version) + len(hb).to_bytes(lenbytes, "little") + hb + data)
+
+
+def f64_data(n):
+    return (np.arange(n, dtype="<f8") / 4 - 1).tobytes()
+
+
+def header(descr="'<f8'", fortran="False", shape="(6, 3)", extra=""):
+    return "{'descr': %s, 'fortran_order': %s, 'shape': %s, %s}" % (descr, fortran, shape, extra)
+
+
+def csv_text(a):
+    return "".join(",".join(repr(float(v)) for v in row) + "\n" for row in a)
+
+
+def build(out):
+    os.makedirs(out, exist_ok=True)
+    cases = []
+    names = set()
+
+    def put(name, data):
+        """Writes bytes (or text, written as UTF-8 with no newline translation)."""
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        with open(os.path.join(out, name), "wb") as f:
+            f.write(data)
+        return name
+
+    def case(name, why, args, file, expect, outputs=()):
+        assert name not in names, name
+        names.add(name)
+        for o in outputs:
+            assert o in args, (name, o)
+        if file is not None:
+            assert file in args, (name, file)
+        cases.append({"name": name, "why": why, "args": list(args), "file": file,
+                      "expect": list(expect), "outputs": list(outputs)})
+
+    def fwd(x, *more):
+        return ["forward", "--x", x, "--y", "y.npy"] + list(more)
+
+    def bwd(x, dy, *more):
+        return ["backward", "--x", x, "--dy", dy, "--dx", "dx.npy"] + list(more)
+
+    rng = np.random.default_rng(20240601)
+    x = rng.standard_normal((N, C))
+    dy = rng.standard_normal((N, C))
+    put("x.npy", npy_bytes(x))
+    put("x.csv", csv_text(x))
+    put("dy.npy", npy_bytes(dy))
+    put("x32.npy", npy_bytes(x.astype(np.float32)))
+    put("dy32.npy", npy_bytes(dy.astype(np.float32)))
+    good = npy_bytes(x)
+    hlen = int.from_bytes(good[8:10], "little")
+    good_data = good[10 + hlen:]
+
+    # ------------------------------------------------------------------ NPY
+    put("npy_wrong_magic.npy", b"\x93NUMPZ" + good[6:])
+    case("npy_wrong_magic", "The file starts with \\x93NUMPZ instead of the NPY magic \\x93NUMPY.",
+         fwd("npy_wrong_magic.npy"), "npy_wrong_magic.npy", ["not an NPY file"], ["y.npy"])
+
+    put("npy_csv_text.npy", csv_text(x))
+    case("npy_csv_text", "A CSV text file was given the .npy extension.",
+         fwd("npy_csv_text.npy"), "npy_csv_text.npy", ["not an NPY file", "looks like text"],
+         ["y.npy"])
+
+    buf = io.BytesIO()
+    np.savez(buf, x=x)
+    put("npy_npz_zip.npy", buf.getvalue())
+    case("npy_npz_zip", "An .npz archive (a zip file) was renamed to .npy.",
+         fwd("npy_npz_zip.npy"), "npy_npz_zip.npy", ["not an NPY file", "zip"], ["y.npy"])
+
+    put("npy_empty.npy", b"")
+    case("npy_empty", "The .npy file is empty (0 bytes).",
+         fwd("npy_empty.npy"), "npy_empty.npy", ["empty"], ["y.npy"])
+
+    put("npy_truncated_magic.npy", MAGIC[:4])
+    case("npy_truncated_magic", "The file holds only the first 4 bytes of the NPY magic.",
+         fwd("npy_truncated_magic.npy"), "npy_truncated_magic.npy", ["truncated"], ["y.npy"])
+
+    put("npy_version_4_0.npy", good[:6] + b"\x04\x00" + good[8:])
+    case("npy_version_4_0", "The NPY version bytes say 4.0, which does not exist.",
+         fwd("npy_version_4_0.npy"), "npy_version_4_0.npy", ["version 4.0"], ["y.npy"])
+
+    put("npy_version_1_1.npy", good[:6] + b"\x01\x01" + good[8:])
+    case("npy_version_1_1", "The NPY version bytes say 1.1; only 1.0, 2.0 and 3.0 exist.",
+         fwd("npy_version_1_1.npy"), "npy_version_1_1.npy", ["version 1.1"], ["y.npy"])
+
+    put("npy_truncated_header_length.npy", good[:9])
+    case("npy_truncated_header_length",
+         "The file ends after the first byte of the 2-byte header length.",
+         fwd("npy_truncated_header_length.npy"), "npy_truncated_header_length.npy",
+         ["truncated"], ["y.npy"])
+
+    put("npy_header_past_eof.npy", good[:8] + (1000).to_bytes(2, "little") + good[10:])
+    case("npy_header_past_eof",
+         "The header length field says 1000 bytes but the whole file is shorter.",
+         fwd("npy_header_past_eof.npy"), "npy_header_past_eof.npy", ["truncated"], ["y.npy"])
+
+    put("npy_header_absurd.npy", raw_npy(header(), good_data, version=(2, 0), pad_to=20032))
+    case("npy_header_absurd",
+         "A version 2.0 file whose (space-padded) header is 20032 bytes, over numpy's 10000 limit.",
+         fwd("npy_header_absurd.npy"), "npy_header_absurd.npy", ["absurd"], ["y.npy"])
+
+    put("npy_header_not_dict.npy", raw_npy("('<f8', False, (6, 3))", good_data))
+    case("npy_header_not_dict", "The header is a tuple literal, not a dict.",
+         fwd("npy_header_not_dict.npy"), "npy_header_not_dict.npy", ["bad NPY header"],
+         ["y.npy"])
+
+    put("npy_missing_key.npy", raw_npy("{'descr': '<f8', 'shape': (6, 3), }", good_data))
+    case("npy_missing_key", "The header dict has no 'fortran_order' key.",
+         fwd("npy_missing_key.npy"), "npy_missing_key.npy",
+         ["bad NPY header", "fortran_order"], ["y.npy"])
+
+    put("npy_duplicate_key.npy",
+        raw_npy("{'descr': '<f4', 'descr': '<f8', 'fortran_order': False, 'shape': (6, 3), }",
+                good_data))
+    case("npy_duplicate_key", "The header dict has the key 'descr' twice, with different values.",
+         fwd("npy_duplicate_key.npy"), "npy_duplicate_key.npy", ["bad NPY header", "descr"],
+         ["y.npy"])
+
+    put("npy_extra_key.npy", raw_npy(header(extra="'units': 'm', "), good_data))
+    case("npy_extra_key", "The header dict has an unexpected key 'units'.",
+         fwd("npy_extra_key.npy"), "npy_extra_key.npy", ["bad NPY header", "units"], ["y.npy"])
+
+    put("npy_shape_not_tuple.npy", raw_npy(header(shape="(18)"), good_data))
+    case("npy_shape_not_tuple", "The shape is written '(18)', which is the integer 18, not a tuple.",
+         fwd("npy_shape_not_tuple.npy"), "npy_shape_not_tuple.npy",
+         ["bad NPY header", "tuple"], ["y.npy"])
+
+    put("npy_negative_dim.npy", raw_npy(header(shape="(-6, 3)"), good_data))
+    case("npy_negative_dim", "The shape (-6, 3) has a negative dimension.",
+         fwd("npy_negative_dim.npy"), "npy_negative_dim.npy", ["bad NPY header", "negative"],
+         ["y.npy"])
+
+    put("npy_nonint_dim.npy", raw_npy(header(shape="(6.0, 3)"), good_data))
+    case("npy_nonint_dim", "The shape (6.0, 3) has a float dimension.",
+         fwd("npy_nonint_dim.npy"), "npy_nonint_dim.npy", ["bad NPY header"], ["y.npy"])
+
+    put("npy_count_overflow.npy",
+        raw_npy(header(shape="(4294967296, 4294967296, 3)"), good_data))
+    case("npy_count_overflow",
+         "The shape (2**32, 2**32, 3) has more elements than fit in 64 bits.",
+         fwd("npy_count_overflow.npy"), "npy_count_overflow.npy", ["64 bits"], ["y.npy"])
+
+    put("npy_bytecount_overflow.npy",
+        raw_npy(header(shape="(2305843009213693952, 3)"), good_data))
+    case("npy_bytecount_overflow",
+         "The shape (2**61, 3) has an element count that fits in 64 bits but a byte count that does not.",
+         fwd("npy_bytecount_overflow.npy"), "npy_bytecount_overflow.npy", [], ["y.npy"])
+
+    put("npy_data_truncated.npy", good[:-1])
+    case("npy_data_truncated", "The data of a (6, 3) float64 array is one byte short.",
+         fwd("npy_data_truncated.npy"), "npy_data_truncated.npy", ["truncated", "144"],
+         ["y.npy"])
+
+    put("npy_trailing_bytes.npy", good + b"\x00" * 8)
+    case("npy_trailing_bytes", "Eight extra bytes follow the data.",
+         fwd("npy_trailing_bytes.npy"), "npy_trailing_bytes.npy", ["extra data"], ["y.npy"])
+
+    for name, arr, why, expect in [
+        ("npy_dtype_int32", np.arange(18, dtype="<i4").reshape(N, C),
+         "The array is int32 ('<i4'), not float.", ["'<i4'"]),
+        ("npy_dtype_bool", (x > 0), "The array is boolean ('|b1').", ["'|b1'"]),
+        ("npy_dtype_object", x.astype(object),
+         "The array has dtype object ('|O'): its data is a pickle.", ["'|O'"]),
+        ("npy_dtype_complex", x.astype("<c16"), "The array is complex ('<c16').", ["'<c16'"]),
+        ("npy_dtype_structured",
+         np.zeros((N, C), dtype=[("a", "<f8"), ("b", "<f8")]),
+         "The array has a structured dtype (two float64 fields).", ["structured"]),
+        ("npy_dtype_unicode", np.array([["abc"] * C] * N, dtype="<U3"),
+         "The array holds unicode strings ('<U3').", ["'<U3'"]),
+    ]:
+        put(name + ".npy", npy_bytes(arr))
+        case(name, why, fwd(name + ".npy"), name + ".npy", ["dtype"] + expect, ["y.npy"])
+
+    put("npy_fortran_not_bool.npy", raw_npy(header(fortran="0"), good_data))
+    case("npy_fortran_not_bool", "fortran_order is the integer 0, not False or True.",
+         fwd("npy_fortran_not_bool.npy"), "npy_fortran_not_bool.npy",
+         ["bad NPY header", "fortran_order"], ["y.npy"])
+
+    put("npy_descr_not_string.npy", raw_npy(header(descr="8"), good_data))
+    case("npy_descr_not_string", "descr is the integer 8, not a dtype string.",
+         fwd("npy_descr_not_string.npy"), "npy_descr_not_string.npy", ["descr"], ["y.npy"])
+
+    put("npy_header_unterminated.npy",
+        raw_npy("{'descr': '<f8', 'fortran_order': False, 'shape': (6, 3), ", good_data))
+    case("npy_header_unterminated", "The header dict has no closing brace.",
+         fwd("npy_header_unterminated.npy"), "npy_header_unterminated.npy",
+         ["bad NPY header"], ["y.npy"])
+
+    # ------------------------------------------------------------------ CSV
+    def csv_case(name, text, why, expect, extra=(), raw=None, out="y.npy"):
+        fname = name + ".csv"
+        put(fname, raw if raw is not None else text)
+        case(name, why, ["forward", "--x", fname, "--y", out] + list(extra), fname, expect, [out])
+
+    csv_case("csv_ragged", "1,2,3\n4,5,6\n7,8\n", "Line 3 has 2 values where the rows above have 3.",
+             ["csv_ragged.csv:3:", "2 values", "expected 3"])
+    csv_case("csv_token_suffix", "1,2,3\n4,2.5x,6\n", "The token '2.5x' has trailing garbage.",
+             ["csv_token_suffix.csv:2:3", "'2.5x'"])
+    csv_case("csv_decimal_comma", "1,5;2,5\n3,5;4,5\n",
+             "European CSV: decimal commas and ';' as the separator.",
+             ["csv_decimal_comma.csv:1:3", "'5;2'"])
+    csv_case("csv_fortran_d", "1.5D+00,2\n3,4\n", "'1.5D+00' is Fortran's double exponent notation.",
+             ["csv_fortran_d.csv:1:1", "'1.5D+00'"])
+    csv_case("csv_empty_field", "1,,2\n3,4,5\n", "Line 1 has an empty field between two commas.",
+             ["csv_empty_field.csv:1:3", "empty field"])
+    csv_case("csv_trailing_delimiter", "1,2,\n3,4,\n", "Every line ends with a trailing comma.",
+             ["csv_trailing_delimiter.csv:1:5", "trailing"])
+    csv_case("csv_header_row", "a,b\n1,2\n3,4\n", "The first line is a header row 'a,b'.",
+             ["csv_header_row.csv:1:1", "header"])
+    csv_case("csv_empty", "", "The CSV file is empty.", ["no numbers"])
+    csv_case("csv_blank_only", "\n  \n\t\n\r\n", "The CSV file holds only blank lines.",
+             ["no numbers"])
+    csv_case("csv_nul_byte", "1,2\n3,\x004\n", "Line 2 holds a NUL byte.",
+             ["csv_nul_byte.csv:2:3", "NUL"])
+    csv_case("csv_utf16le_bom", None, "The file is UTF-16 LE text with a byte-order mark.",
+             ["csv_utf16le_bom.csv:1:1", "UTF-16"], raw="1,2\n3,4\n".encode("utf-16"))
+    csv_case("csv_utf16le_nobom", None, "The file is UTF-16 LE text without a byte-order mark.",
+             ["csv_utf16le_nobom.csv:1:1", "UTF-16"], raw="1,2\n3,4\n".encode("utf-16-le"))
+    csv_case("csv_overflow_f64", "1,2\n1e999,4\n", "'1e999' is above float64's range.",
+             ["csv_overflow_f64.csv:2:1", "'1e999'", "overflows float64"])
+    csv_case("csv_overflow_f32", "1,2\n3,1e39\n",
+             "'1e39' is above float32's range, and the CSV is read as float32.",
+             ["csv_overflow_f32.csv:2:3", "'1e39'", "overflows float32"],
+             extra=["--dtype", "float32"])
+    csv_case("csv_cr_only", "1,2\r3,4\r5,6\r",
+             "Classic Mac line endings: lines end with CR alone.", ["csv_cr_only.csv:1:"])
+    csv_case("csv_escape_char", "1,2\n3,4\x1b[31m\n",
+             "A token holds an ESC control character (an ANSI color code).",
+             ["csv_escape_char.csv:2:3"])
+    csv_case("csv_plus_minus", "1,2\n+-1,4\n", "The token '+-1' has two signs.",
+             ["csv_plus_minus.csv:2:1", "'+-1'"])
+    csv_case("csv_hex", "1,2\n0x10,4\n", "The token '0x10' is hexadecimal.",
+             ["csv_hex.csv:2:1", "'0x10'"])
+    put("csv_dy_bad.csv", "1,2,3\n4,5,6\n7,8,9\n1,2,3\n4,5,6\n7,8,nope\n")
+    case("csv_dy_bad_token", "The CSV dy has the token 'nope' on line 6.",
+         ["backward", "--x", "x.csv", "--dy", "csv_dy_bad.csv", "--dx", "dx.csv"],
+         "csv_dy_bad.csv", ["csv_dy_bad.csv:6:5", "'nope'"], ["dx.csv"])
+
+    # ------------------------------------------------------ cross-file and usage
+    put("gamma_len4.npy", npy_bytes(np.ones(4)))
+    case("gamma_wrong_length", "gamma has 4 values for 3 channels.",
+         fwd("x.npy", "--gamma", "gamma_len4.npy"), "gamma_len4.npy",
+         ["expected 3 values", "(4,)"], ["y.npy"])
+    put("beta_len2.npy", npy_bytes(np.zeros(2)))
+    case("beta_wrong_length", "beta has 2 values for 3 channels.",
+         fwd("x.npy", "--beta", "beta_len2.npy"), "beta_len2.npy",
+         ["expected 3 values", "(2,)"], ["y.npy"])
+    put("dy_transposed.npy", npy_bytes(dy.reshape(C, N)))
+    case("dy_shape_differs", "dy has shape (3, 6): the same element count as x's (6, 3), another shape.",
+         bwd("x.npy", "dy_transposed.npy"), "dy_transposed.npy", ["(3, 6)", "(6, 3)"],
+         ["dx.npy"])
+    case("dy_dtype_differs", "dy is float32 while x is float64.",
+         bwd("x.npy", "dy32.npy"), "dy32.npy", ["float32", "float64"], ["dx.npy"])
+    case("shape_count_mismatch", "--shape 6,4 has 24 elements; the CSV has 18.",
+         fwd("x.csv", "--shape", "6,4"), "x.csv", ["--shape", "24", "18"], ["y.npy"])
+    case("shape_rows_mismatch", "--shape 3,6 has 18 elements like the CSV, but 3 rows for 6.",
+         fwd("x.csv", "--shape", "3,6"), "x.csv", ["--shape", "rows"], ["y.npy"])
+    put("x_1x3.npy", npy_bytes(x[:1]))
+    case("batch_of_one", "x has shape (1, 3): one value per channel (m = 1).",
+         fwd("x_1x3.npy"), "x_1x3.npy", ["m = 1"], ["y.npy"])
+    put("x_0x3.npy", npy_bytes(np.zeros((0, C))))
+    case("batch_of_zero", "x has shape (0, 3): no elements.",
+         fwd("x_0x3.npy"), "x_0x3.npy", ["(0, 3)", "no elements"], ["y.npy"])
+    put("x_6x0.npy", npy_bytes(np.zeros((N, 0))))
+    case("zero_channels", "x has shape (6, 0): no channels.",
+         fwd("x_6x0.npy"), "x_6x0.npy", ["(6, 0)", "no elements"], ["y.npy"])
+    put("x_rank1.npy", npy_bytes(x[:, 0].copy()))
+    case("rank1", "x is 1-D, shape (6,).", fwd("x_rank1.npy"), "x_rank1.npy",
+         ["rank 2", "(6,)"], ["y.npy"])
+    case("axis_out_of_range", "--axis 2 for a rank-2 tensor.", fwd("x.npy", "--axis", "2"),
+         None, ["--axis 2", "out of range"], ["y.npy"])
+    case("axis_not_integer", "--axis '1x' is not an integer.", fwd("x.npy", "--axis", "1x"),
+         None, ["--axis"], ["y.npy"])
+    case("eps_garbage", "--eps '1e-5x' has trailing garbage.", fwd("x.npy", "--eps", "1e-5x"),
+         None, ["--eps", "'1e-5x'", "not a number"], ["y.npy"])
+    case("eps_negative", "--eps -1 is negative.", fwd("x.npy", "--eps", "-1"),
+         None, ["--eps", ">= 0"], ["y.npy"])
+    case("eps_nan", "--eps nan is not finite.", fwd("x.npy", "--eps", "nan"),
+         None, ["--eps"], ["y.npy"])
+    case("eps_inf", "--eps inf is not finite.", fwd("x.npy", "--eps", "inf"),
+         None, ["--eps"], ["y.npy"])
+    case("eps_empty", "--eps '' is an empty string.", fwd("x.npy", "--eps", ""),
+         None, ["--eps"], ["y.npy"])
+    xc = x.copy()
+    xc[:, 1] = 0.75
+    put("x_const_channel.npy", npy_bytes(xc))
+    case("eps0_constant_channel", "Channel 1 is constant and --eps is 0, so invstd = 1/0.",
+         fwd("x_const_channel.npy", "--eps", "0"), "x_const_channel.npy",
+         ["channel 1", "eps = 0"], ["y.npy"])
+    xn = x.copy()
+    xn[2, 1] = np.nan
+    put("x_nan.npy", npy_bytes(xn))
+    case("nan_in_x", "x holds a NaN at index (2, 1).", fwd("x_nan.npy"), "x_nan.npy",
+         ["nan", "index (2, 1)"], ["y.npy"])
+    dyi = dy.copy()
+    dyi[4, 0] = -np.inf
+    put("dy_inf.npy", npy_bytes(dyi))
+    case("inf_in_dy", "dy holds -inf at index (4, 0).", bwd("x.npy", "dy_inf.npy"),
+         "dy_inf.npy", ["inf", "index (4, 0)"], ["dx.npy"])
+    put("x_inf.csv", "1,2,3\n4,inf,6\n7,8,9\n")
+    case("inf_in_csv_x", "The CSV x holds 'inf' on line 2.", fwd("x_inf.csv"), "x_inf.csv",
+         ["inf", "index (1, 1)"], ["y.npy"])
+
+    case("output_is_input", "--y names the input x.npy.",
+         ["forward", "--x", "x.npy", "--y", "x.npy"], "x.npy", ["same file"])
+    case("output_is_input_dot_slash", "--y is ./x.npy, another spelling of the input x.npy.",
+         ["forward", "--x", "x.npy", "--y", "./x.npy"], "./x.npy", ["same file"])
+    os.symlink("x.npy", os.path.join(out, "link_to_x.npy"))
+    case("output_is_input_symlink", "--y is a symlink to the input x.npy.",
+         ["forward", "--x", "x.npy", "--y", "link_to_x.npy"], "link_to_x.npy", ["same file"])
+    os.link(os.path.join(out, "x.npy"), os.path.join(out, "hardlink_to_x.npy"))
+    case("output_is_input_hardlink", "--y is a hard link to the input x.npy.",
+         ["forward", "--x", "x.npy", "--y", "hardlink_to_x.npy"], "hardlink_to_x.npy",
+         ["same file"])
+    case("output_is_input_dy", "backward's --dx names its input --dy.",
+         ["backward", "--x", "x.npy", "--dy", "dy.npy", "--dx", "dy.npy", "--dgamma", "dg.npy"],
+         "dy.npy", ["same file"], ["dg.npy"])
+    case("output_is_input_late", "--invstd, the last output, names the input x.npy.",
+         ["forward", "--x", "x.npy", "--y", "y.npy", "--mean", "mean.npy", "--invstd", "x.npy"],
+         "x.npy", ["same file"], ["y.npy", "mean.npy"])
+    case("report_is_input", "gradcheck's --report names the input x.npy.",
+         ["gradcheck", "--x", "x.npy", "--report", "x.npy"], "x.npy", ["same file"])
+    case("two_outputs_same_path", "--y and --mean name the same new file.",
+         ["forward", "--x", "x.npy", "--y", "out.npy", "--mean", "out.npy"], "out.npy",
+         ["same file"], ["out.npy"])
+    case("two_outputs_same_file_spelled_apart", "--y out.csv and --invstd ./out.csv are one file.",
+         ["forward", "--x", "x.npy", "--y", "out.csv", "--invstd", "./out.csv"], "out.csv",
+         ["same file"], ["out.csv"])
+    case("output_folder_missing", "The folder of --y does not exist.",
+         ["forward", "--x", "x.npy", "--y", "nodir/y.npy"], "nodir/y.npy", ["does not exist"])
+    case("output_folder_missing_late", "The folder of --invstd does not exist (y and mean are fine).",
+         ["forward", "--x", "x.npy", "--y", "y.npy", "--mean", "mean.npy",
+          "--invstd", "nodir/invstd.npy"], "nodir/invstd.npy", ["does not exist"],
+         ["y.npy", "mean.npy"])
+    os.mkdir(os.path.join(out, "folder.npy"))
+    case("output_is_folder", "--y names an existing folder.",
+         ["forward", "--x", "x.npy", "--y", "folder.npy"], "folder.npy", ["is a folder"])
+    case("input_is_folder", "--x names a folder.",
+         ["forward", "--x", "folder.npy", "--y", "y.npy"], "folder.npy", ["is a folder"],
+         ["y.npy"])
+    case("input_missing", "--x names a file that does not exist.",
+         ["forward", "--x", "missing.npy", "--y", "y.npy"], "missing.npy", ["no such file"],
+         ["y.npy"])
+    case("gamma_missing", "--gamma names a file that does not exist.",
+         fwd("x.npy", "--gamma", "nodir/gamma.npy"), "nodir/gamma.npy", ["no such file"],
+         ["y.npy"])
+    put("x.txt", good)
+    case("unknown_extension", "--x is a valid NPY file named x.txt.",
+         ["forward", "--x", "x.txt", "--y", "y.npy"], "x.txt", ["unknown file type"], ["y.npy"])
+    case("output_unknown_extension", "--y is named y.json.",
+         ["forward", "--x", "x.npy", "--y", "y.json"], "y.json", ["unknown file type"],
+         ["y.json"])
+    case("dtype_contradicts_npy", "--dtype float32 with a float64 NPY x.",
+         fwd("x.npy", "--dtype", "float32"), "x.npy", ["--dtype float32", "float64"], ["y.npy"])
+    case("dtype_unknown", "--dtype float16 is not one of float32, float64.",
+         fwd("x.csv", "--dtype", "float16"), None, ["--dtype"], ["y.npy"])
+    put("dx_given.npy", npy_bytes(dy))
+    case("gradcheck_dx_without_dy", "gradcheck judges a given --dx but has no --dy it belongs to.",
+         ["gradcheck", "--x", "x.npy", "--dx", "dx_given.npy"], None, ["--dy"])
+    case("gradcheck_rtol_garbage", "--rtol '1e-9x' has trailing garbage.",
+         ["gradcheck", "--x", "x.npy", "--rtol", "1e-9x", "--report", "report.json"], None,
+         ["--rtol", "'1e-9x'"], ["report.json"])
+    case("gradcheck_seed_garbage", "--seed 'abc' is not a non-negative integer.",
+         ["gradcheck", "--x", "x.npy", "--seed", "abc", "--report", "report.json"], None,
+         ["--seed", "'abc'"], ["report.json"])
+    case("missing_x", "forward without --x.", ["forward", "--y", "y.npy"], None, ["--x"],
+         ["y.npy"])
+    case("missing_y", "forward without --y.", ["forward", "--x", "x.npy"], None, ["--y"])
+    case("unknown_option", "An unknown option --bogus.",
+         fwd("x.npy", "--bogus", "1"), None, ["--bogus"], ["y.npy"])
+    case("unknown_subcommand", "An unknown subcommand 'sideways'.",
+         ["sideways", "--x", "x.npy", "--y", "y.npy"], None, ["sideways"], ["y.npy"])
+    case("option_without_value", "--eps is the last word, with no value.",
+         fwd("x.npy", "--eps"), None, ["--eps"], ["y.npy"])
+
+    with open(os.path.join(out, "catalog.json"), "w") as f:
+        json.dump(cases, f, indent=1)
+        f.write("\n")
+    return cases
+
+
+def main():
+    if len(sys.argv) != 2 or sys.argv[1] in ("-h", "--help"):
+        print(__doc__)
+        return 2
+    cases = build(sys.argv[1])
+    print("wrote %d bad-input cases to %s" % (len(cases), sys.argv[1]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

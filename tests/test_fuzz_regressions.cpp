@@ -1,0 +1,41 @@
+// Replays every input in tests/fuzz/regressions/ (inputs that once crashed a fuzz target)
+// through the readers: each must parse or be refused with an InputError, nothing else.
+#include "helpers.hpp"
+
+#include "bnorm/csv.hpp"
+#include "bnorm/error.hpp"
+
+#include <filesystem>
+#include <functional>
+
+using namespace bnorm;
+
+namespace {
+
+int replay(const std::string& folder, const std::function<void(const std::string&)>& read) {
+    int n = 0;
+    for (const auto& e : std::filesystem::directory_iterator(folder)) {
+        const std::string bytes = test::slurp(e.path().string());
+        CAPTURE(e.path().string());
+        try {
+            read(bytes);
+        } catch (const InputError&) {
+        }
+        ++n;
+    }
+    return n;
+}
+
+} // namespace
+
+TEST_CASE("fuzz regressions: every saved input is read or refused cleanly") {
+    const std::string root = test::data_dir() + "/../fuzz/regressions";
+    const int npy = replay(root + "/npy", [](const std::string& b) {
+        parse_npy(std::as_bytes(std::span(b.data(), b.size())), "r.npy");
+    });
+    const int csv64 = replay(root + "/csv", [](const std::string& b) { parse_csv(b, DType::f64, "r.csv"); });
+    const int csv32 = replay(root + "/csv", [](const std::string& b) { parse_csv(b, DType::f32, "r.csv"); });
+    CHECK(npy >= 1);
+    CHECK(csv64 >= 1);
+    CHECK(csv32 == csv64);
+}
