@@ -48,6 +48,7 @@ void setup_backward(CLI::App& app) {
                 "  bnorm backward --x data/x_nchw.npy --gamma data/gamma.npy --dy data/dy_nchw.npy \\\n"
                 "                 --dx dx.npy --dgamma dgamma.npy --dbeta dbeta.npy\n"
                 "  bnorm backward --x data/x.csv --dy data/dy.csv --dx dx.csv");
+    refuse_empty_values(*cmd);
     cmd->callback([opts] { run_backward(*opts); });
 }
 

@@ -50,6 +50,7 @@ void setup_forward(CLI::App& app) {
                 "                --y y.npy --mean mean.npy --invstd invstd.npy\n"
                 "  bnorm forward --x data/x.csv --y y.csv --eps 1e-3\n"
                 "  bnorm forward --x data/x_nchw.csv --shape 4,3,5,5 --dtype float32 --y y.npy");
+    refuse_empty_values(*cmd);
     cmd->callback([opts] { run_forward(*opts); });
 }
 

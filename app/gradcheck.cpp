@@ -198,6 +198,7 @@ void setup_gradcheck(CLI::App& app, int& exit_code) {
                 "  bnorm gradcheck --x x.npy --gamma g.npy --dy dy.npy --dx my_dx.npy --dgamma my_dg.npy "
                 "--report report.json\n"
                 "Exit codes: 0 every check passed, 1 a check failed, 2 bad usage or input.");
+    refuse_empty_values(*cmd);
     cmd->callback([opts, &exit_code] { exit_code = run_gradcheck(*opts); });
 }
 

@@ -103,6 +103,10 @@ Array load_per_channel(const std::string& path, const Problem& p, const std::str
     return v;
 }
 
+const CLI::Validator NonEmpty(
+    [](const std::string& value) { return value.empty() ? std::string("the value is empty") : std::string(); },
+    "", "NonEmpty");
+
 void add_common_options(CLI::App& cmd, CommonOptions& opts) {
     cmd.add_option("--x", opts.x, "Input tensor x (.npy or .csv), rank >= 2")->required();
     cmd.add_option("--eps", opts.eps, "Added to the variance before the square root: "
@@ -118,6 +122,11 @@ void add_common_options(CLI::App& cmd, CommonOptions& opts) {
         ->default_str("float64");
     cmd.add_flag("--allow-nonfinite", opts.allow_nonfinite,
                  "Accept NaN and inf in the inputs and let them propagate (refused by default)");
+}
+
+void refuse_empty_values(CLI::App& cmd) {
+    for (CLI::Option* opt : cmd.get_options())
+        if (opt->get_type_size() != 0 && opt->get_name() != "--help") opt->check(NonEmpty);
 }
 
 Problem load_problem(const CommonOptions& opts, const std::string& gamma, const std::string& beta,
@@ -148,6 +157,10 @@ Problem load_problem(const CommonOptions& opts, const std::string& gamma, const 
         throw UsageError(fmt::format("--dtype {} contradicts {}, which is {} (--dtype is for CSV "
                                      "inputs)",
                                      opts.dtype, opts.x, dtype_name(p.x.dtype())));
+    if (shape && format_of(opts.x) == Format::npy && *shape != p.x.shape())
+        throw UsageError(fmt::format("--shape {} contradicts {}, whose shape is {} (--shape is for CSV "
+                                     "inputs)",
+                                     shape_to_string(*shape), opts.x, shape_to_string(p.x.shape())));
     p.layout = check_problem(p.x.shape(), opts.axis, opts.x);
 
     if (!gamma.empty()) p.gamma = load_per_channel(gamma, p, opts.x, opts.axis);

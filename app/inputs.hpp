@@ -23,8 +23,14 @@ struct CommonOptions {
     bool allow_nonfinite = false;
 };
 
+/// Refuses an empty value ("--dy ''"): an empty path or number is a mistake, never "not given".
+extern const CLI::Validator NonEmpty;
+
 /// Registers --x, --eps, --axis, --shape, --dtype and --allow-nonfinite on `cmd`.
 void add_common_options(CLI::App& cmd, CommonOptions& opts);
+
+/// Adds NonEmpty to every option of `cmd` that takes a value (call after adding them all).
+void refuse_empty_values(CLI::App& cmd);
 
 /// The validated inputs of one batch-norm problem.
 struct Problem {

@@ -7,8 +7,38 @@
 #include <fmt/format.h>
 
 #include <cstdio>
+#include <cstring>
 #include <exception>
 #include <new>
+#include <string>
+
+namespace {
+
+/// The message as one printable line: control characters (C0, DEL and the C1 range
+/// U+0080..U+009F, which can come from a file name, a file's content or an option value)
+/// are written as escapes, so an error is always exactly one line and never drives the
+/// terminal.
+std::string one_line(const std::string& message) {
+    std::string out;
+    for (std::size_t i = 0; i < message.size(); ++i) {
+        const auto u = static_cast<unsigned char>(message[i]);
+        const auto next = i + 1 < message.size() ? static_cast<unsigned char>(message[i + 1]) : 0;
+        if (u == '\n') out += "\\n";
+        else if (u == '\r') out += "\\r";
+        else if (u == '\t') out += "\\t";
+        else if (u < 0x20 || u == 0x7f) out += fmt::format("\\x{:02x}", u);
+        else if (u == 0xc2 && next >= 0x80 && next <= 0x9f) out += fmt::format("\\u{:04x}", next), ++i;
+        else out += static_cast<char>(u);
+    }
+    return out;
+}
+
+int fail(const std::string& message, int code) {
+    fmt::print(stderr, "bnorm: error: {}\n", one_line(message));
+    return code;
+}
+
+} // namespace
 
 int main(int argc, char** argv) {
     CLI::App app{"bnorm: exact batch normalization (forward, backward, gradcheck) on .npy and .csv files.\n"
@@ -26,19 +56,22 @@ int main(int argc, char** argv) {
     int exit_code = bnorm::kExitOk;
     bnorm::app::setup_gradcheck(app, exit_code);
 
+    const auto named = [&](const CLI::App* sub) { return argc > 1 && sub->check_name(argv[1]); };
+    if (argc > 1 && argv[1][0] != '-' && app.get_subcommands(named).empty())
+        return fail(fmt::format("unknown subcommand '{}' (expected forward, backward or gradcheck; see "
+                                "bnorm --help)",
+                                argv[1]),
+                    bnorm::kExitBadInput);
     try {
         app.parse(argc, argv);
     } catch (const CLI::Success& e) { // --help, --help-all, --version
         return app.exit(e);
     } catch (const CLI::Error& e) {
-        fmt::print(stderr, "bnorm: error: {} (see bnorm --help)\n", e.what());
-        return bnorm::kExitBadInput;
+        return fail(fmt::format("{} (see bnorm --help)", e.what()), bnorm::kExitBadInput);
     } catch (const bnorm::Error& e) {
-        fmt::print(stderr, "bnorm: error: {}\n", e.what());
-        return e.exit_code();
+        return fail(e.what(), e.exit_code());
     } catch (const std::bad_alloc&) {
-        fmt::print(stderr, "bnorm: error: out of memory\n");
-        return bnorm::kExitBadInput;
+        return fail("out of memory", bnorm::kExitBadInput);
     }
     return exit_code;
 }

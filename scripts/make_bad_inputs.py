@@ -17,7 +17,8 @@ of entries:
      "why":     one sentence: what is wrong with the input,
      "args":    the bnorm command line (without the executable), paths relative to OUT_DIR,
      "file":    the path the error must name, exactly as given in args (null for pure
-                usage errors),
+                usage errors, and for paths holding control characters, which a one-line
+                message must show escaped; "expect" then holds the printable part),
      "expect":  substrings the one-line error must contain (file:line:col for CSV, or a
                 key phrase),
      "outputs": the output paths in args that do not exist before the run and must not
@@ -30,6 +31,7 @@ import io
 import json
 import os
 import sys
+import zipfile
 
 import numpy as np
 
@@ -61,10 +63,6 @@ def raw_npy(header, data=b"", version=(1, 0), pad_to=None):
     total = pad_to if pad_to is not None else -(-(prefix + len(hb) + 1) // 64) * 64 - prefix
     hb = hb + b" " * (total - len(hb) - 1) + b"\n"
     return (MAGIC + bytes(version) + len(hb).to_bytes(lenbytes, "little") + hb + data)
-
-
-def f64_data(n):
-    return (np.arange(n, dtype="<f8") / 4 - 1).tobytes()
 
 
 def header(descr="'<f8'", fortran="False", shape="(6, 3)", extra=""):
@@ -110,7 +108,6 @@ def build(out):
     put("x.npy", npy_bytes(x))
     put("x.csv", csv_text(x))
     put("dy.npy", npy_bytes(dy))
-    put("x32.npy", npy_bytes(x.astype(np.float32)))
     put("dy32.npy", npy_bytes(dy.astype(np.float32)))
     good = npy_bytes(x)
     hlen = int.from_bytes(good[8:10], "little")
@@ -127,7 +124,8 @@ def build(out):
          ["y.npy"])
 
     buf = io.BytesIO()
-    np.savez(buf, x=x)
+    with zipfile.ZipFile(buf, "w") as z:  # what np.savez writes, with a fixed timestamp
+        z.writestr(zipfile.ZipInfo("x.npy", date_time=(1980, 1, 1, 0, 0, 0)), npy_bytes(x))
     put("npy_npz_zip.npy", buf.getvalue())
     case("npy_npz_zip", "An .npz archive (a zip file) was renamed to .npy.",
          fwd("npy_npz_zip.npy"), "npy_npz_zip.npy", ["not an NPY file", "zip"], ["y.npy"])
@@ -209,7 +207,7 @@ def build(out):
         raw_npy(header(shape="(2305843009213693952, 3)"), good_data))
     case("npy_bytecount_overflow",
          "The shape (2**61, 3) has an element count that fits in 64 bits but a byte count that does not.",
-         fwd("npy_bytecount_overflow.npy"), "npy_bytecount_overflow.npy", [], ["y.npy"])
+         fwd("npy_bytecount_overflow.npy"), "npy_bytecount_overflow.npy", ["bytes", "64 bits"], ["y.npy"])
 
     put("npy_data_truncated.npy", good[:-1])
     case("npy_data_truncated", "The data of a (6, 3) float64 array is one byte short.",
@@ -251,6 +249,42 @@ def build(out):
          fwd("npy_header_unterminated.npy"), "npy_header_unterminated.npy",
          ["bad NPY header"], ["y.npy"])
 
+    put("npy_header_nul.npy", raw_npy(header(extra="'\x00': 1, "), good_data))
+    case("npy_header_nul", "The header text holds a NUL byte.",
+         fwd("npy_header_nul.npy"), "npy_header_nul.npy", ["bad NPY header", "NUL"], ["y.npy"])
+
+    put("npy_header_length_4g.npy", MAGIC + b"\x02\x00" + b"\xff\xff\xff\xff" + b"{")
+    case("npy_header_length_4g", "A version 2.0 header length field of 0xFFFFFFFF.",
+         fwd("npy_header_length_4g.npy"), "npy_header_length_4g.npy", ["absurd"], ["y.npy"])
+
+    for name, arr, why, expect in [
+        ("npy_dtype_uint64", np.arange(18, dtype="<u8").reshape(N, C),
+         "The array is uint64 ('<u8').", ["'<u8'"]),
+        ("npy_dtype_longdouble", x.astype(np.longdouble),
+         "The array is x87 long double ('<f16'), which bnorm does not read.", ["'<f16'"]),
+        ("npy_dtype_datetime", np.zeros((N, C), dtype="<M8[ns]"),
+         "The array is datetime64 ('<M8[ns]').", ["'<M8[ns]'"]),
+        ("npy_dtype_void", np.zeros((N, C), dtype="|V8"),
+         "The array is raw void bytes ('|V8').", ["'|V8'"]),
+    ]:
+        put(name + ".npy", npy_bytes(arr))
+        case(name, why, fwd(name + ".npy"), name + ".npy", ["dtype"] + expect, ["y.npy"])
+
+    # Header text with control characters: the message must show them escaped, on one line.
+    put("npy_header_key_escape.npy", raw_npy(header(extra="'\x1b[31m': 1, "), good_data))
+    case("npy_header_key_escape",
+         "The header has an extra key holding an ESC character (an ANSI color code).",
+         fwd("npy_header_key_escape.npy"), "npy_header_key_escape.npy",
+         ["bad NPY header", "unexpected key"], ["y.npy"])
+    put("npy_header_key_newline.npy", raw_npy(header(extra="'a\nb': 1, "), good_data))
+    case("npy_header_key_newline", "The header has an extra key holding a newline.",
+         fwd("npy_header_key_newline.npy"), "npy_header_key_newline.npy",
+         ["bad NPY header", "unexpected key"], ["y.npy"])
+    put("npy_descr_escape.npy", raw_npy(header(descr="'<f\x1b'"), good_data))
+    case("npy_descr_escape", "The descr string '<f' ends with an ESC character.",
+         fwd("npy_descr_escape.npy"), "npy_descr_escape.npy", ["dtype", "not supported"],
+         ["y.npy"])
+
     # ------------------------------------------------------------------ CSV
     def csv_case(name, text, why, expect, extra=(), raw=None, out="y.npy"):
         fname = name + ".csv"
@@ -258,7 +292,7 @@ def build(out):
         case(name, why, ["forward", "--x", fname, "--y", out] + list(extra), fname, expect, [out])
 
     csv_case("csv_ragged", "1,2,3\n4,5,6\n7,8\n", "Line 3 has 2 values where the rows above have 3.",
-             ["csv_ragged.csv:3:", "2 values", "expected 3"])
+             ["csv_ragged.csv:3:4", "2 values", "expected 3"])
     csv_case("csv_token_suffix", "1,2,3\n4,2.5x,6\n", "The token '2.5x' has trailing garbage.",
              ["csv_token_suffix.csv:2:3", "'2.5x'"])
     csv_case("csv_decimal_comma", "1,5;2,5\n3,5;4,5\n",
@@ -288,14 +322,49 @@ def build(out):
              ["csv_overflow_f32.csv:2:3", "'1e39'", "overflows float32"],
              extra=["--dtype", "float32"])
     csv_case("csv_cr_only", "1,2\r3,4\r5,6\r",
-             "Classic Mac line endings: lines end with CR alone.", ["csv_cr_only.csv:1:"])
+             "Classic Mac line endings: lines end with CR alone.",
+             ["csv_cr_only.csv:1:3", "carriage return"])
     csv_case("csv_escape_char", "1,2\n3,4\x1b[31m\n",
              "A token holds an ESC control character (an ANSI color code).",
-             ["csv_escape_char.csv:2:3"])
+             ["csv_escape_char.csv:2:3", "'4\\x1b[31m'"])
     csv_case("csv_plus_minus", "1,2\n+-1,4\n", "The token '+-1' has two signs.",
              ["csv_plus_minus.csv:2:1", "'+-1'"])
     csv_case("csv_hex", "1,2\n0x10,4\n", "The token '0x10' is hexadecimal.",
              ["csv_hex.csv:2:1", "'0x10'"])
+    csv_case("csv_exponent_overflow", "1,2\n3,1e99999999999999999999\n5,6\n",
+             "'1e99999999999999999999' is far above float64's range (its exponent overflows 64 bits).",
+             ["csv_exponent_overflow.csv:2:3", "overflows float64"])
+    csv_case("csv_exponent_overflow_f32", "1,2\n3,-1e99999999999999999999\n5,6\n",
+             "'-1e99999999999999999999' is far below float32's range, read as float32.",
+             ["csv_exponent_overflow_f32.csv:2:3", "overflows float32"],
+             extra=["--dtype", "float32"])
+    csv_case("csv_f32_just_over_max", "1,2\n3,3.4028235678e38\n",
+             "'3.4028235678e38' is just past the point where float32 rounds to infinity.",
+             ["csv_f32_just_over_max.csv:2:3", "overflows float32"], extra=["--dtype", "float32"])
+    csv_case("csv_longer_row", "1,2\n3,4,5\n", "Line 2 has 3 values where line 1 has 2.",
+             ["csv_longer_row.csv:2:5", "more than 2 values"])
+    csv_case("csv_unicode_minus", "1,2\n3,\u22124\n",
+             "'\u22124' uses the Unicode minus sign U+2212 (pasted from a document).",
+             ["csv_unicode_minus.csv:2:3", "not a number"])
+    csv_case("csv_nbsp", "1,2\n3,\u00a04\n", "A no-break space U+00A0 precedes a number.",
+             ["csv_nbsp.csv:2:3", "not a number"])
+    csv_case("csv_space_inside", "1,2\n3,4 5\n", "The field '4 5' holds two numbers separated by a space.",
+             ["csv_space_inside.csv:2:3", "'4 5'"])
+    csv_case("csv_quoted", '"1","2"\n"3","4"\n', "Every number is in double quotes.",
+             ["csv_quoted.csv:1:1", "'\"1\"'"])
+    csv_case("csv_bom_midfile", "1,2\n\ufeff3,4\n",
+             "A UTF-8 byte-order mark in the middle of the file (two files concatenated).",
+             ["csv_bom_midfile.csv:2:1", "not a number"])
+    csv_case("csv_formfeed", "1,2\n3,4\x0c5\n", "A token holds a form feed.",
+             ["csv_formfeed.csv:2:3", "'4\\x0c5'"])
+    csv_case("csv_c1_control", "1,2\n3,4\u009b31m\n",
+             "A token holds U+009B, the C1 control character CSI (an ANSI escape in one character).",
+             ["csv_c1_control.csv:2:3", "not a number"])
+    csv_case("csv_long_token", "1,2\n3," + "9" * 100000 + "x\n",
+             "A 100001-character token that is not a number.",
+             ["csv_long_token.csv:2:3", "not a number"])
+    csv_case("csv_utf16be_bom", None, "The file is UTF-16 BE text with a byte-order mark.",
+             ["csv_utf16be_bom.csv:1:1", "UTF-16"], raw=b"\xfe\xff" + "1,2\n3,4\n".encode("utf-16-be"))
     put("csv_dy_bad.csv", "1,2,3\n4,5,6\n7,8,9\n1,2,3\n4,5,6\n7,8,nope\n")
     case("csv_dy_bad_token", "The CSV dy has the token 'nope' on line 6.",
          ["backward", "--x", "x.csv", "--dy", "csv_dy_bad.csv", "--dx", "dx.csv"],
@@ -365,6 +434,38 @@ def build(out):
     put("x_inf.csv", "1,2,3\n4,inf,6\n7,8,9\n")
     case("inf_in_csv_x", "The CSV x holds 'inf' on line 2.", fwd("x_inf.csv"), "x_inf.csv",
          ["inf", "index (1, 1)"], ["y.npy"])
+    xf = np.asfortranarray(xn)
+    put("x_nan_fortran.npy", npy_bytes(xf))
+    case("nan_in_fortran_x",
+         "A Fortran-order x holds a NaN at index (2, 1) (stored at another offset).",
+         fwd("x_nan_fortran.npy"), "x_nan_fortran.npy", ["nan", "index (2, 1)"], ["y.npy"])
+    put("x_nan_nd.csv", "1,2,3,4,5,6,7,8,9\n1,2,3,4,5,nan,7,8,9\n")
+    case("nan_in_csv_nd", "A CSV x read with --shape 2,3,3 holds NaN at index (1, 1, 2).",
+         fwd("x_nan_nd.csv", "--shape", "2,3,3"), "x_nan_nd.csv", ["nan", "index (1, 1, 2)"],
+         ["y.npy"])
+    put("gamma_nan.csv", "1,nan,1\n")
+    case("nan_in_gamma", "gamma holds a NaN.", fwd("x.npy", "--gamma", "gamma_nan.csv"),
+         "gamma_nan.csv", ["nan", "index (1,)"], ["y.npy"])
+    put("gamma_2x3.csv", "1,2,3\n4,5,6\n")
+    case("gamma_csv_matrix", "gamma is a 2x3 CSV matrix, not one row or column of 3 values.",
+         fwd("x.npy", "--gamma", "gamma_2x3.csv"), "gamma_2x3.csv",
+         ["expected 3 values", "(2, 3)"], ["y.npy"])
+    put("gamma_f32.npy", npy_bytes(np.ones(C, np.float32)))
+    case("gamma_dtype_differs", "gamma is float32 while x is float64.",
+         fwd("x.npy", "--gamma", "gamma_f32.npy"), "gamma_f32.npy", ["float32", "float64"],
+         ["y.npy"])
+    put("gamma_f64.npy", npy_bytes(np.ones(C)))
+    case("gamma_npy_vs_csv_x_float32", "x is CSV read as float32, gamma is a float64 NPY.",
+         fwd("x.csv", "--dtype", "float32", "--gamma", "gamma_f64.npy"), "gamma_f64.npy",
+         ["float64", "float32"], ["y.npy"])
+    put("dy_short.csv", "1,2,3\n4,5,6\n")
+    case("dy_csv_wrong_count", "The CSV dy has 2 rows of 3 for an x of shape (6, 3).",
+         bwd("x.npy", "dy_short.csv"), "dy_short.csv", ["(6, 3)", "2 rows of 3"],
+         ["dx.npy"])
+    case("shape_contradicts_npy", "--shape 3,6 contradicts the NPY x, which is (6, 3).",
+         fwd("x.npy", "--shape", "3,6"), "x.npy", ["--shape"], ["y.npy"])
+    case("shape_garbage", "--shape '6,3x' is not a list of integers.",
+         fwd("x.csv", "--shape", "6,3x"), None, ["--shape", "'6,3x'"], ["y.npy"])
 
     case("output_is_input", "--y names the input x.npy.",
          ["forward", "--x", "x.npy", "--y", "x.npy"], "x.npy", ["same file"])
@@ -437,6 +538,94 @@ def build(out):
          ["sideways", "--x", "x.npy", "--y", "y.npy"], None, ["sideways"], ["y.npy"])
     case("option_without_value", "--eps is the last word, with no value.",
          fwd("x.npy", "--eps"), None, ["--eps"], ["y.npy"])
+
+    os.symlink(".", os.path.join(out, "here"))
+    case("output_is_input_via_dir_symlink", "--y is here/x.npy, where here is a symlink to '.'.",
+         ["forward", "--x", "x.npy", "--y", "here/x.npy"], "here/x.npy", ["same file"])
+    put("x.npy.csv", "not a folder\n")
+    case("output_parent_is_file", "The folder part of --y, x.npy.csv, is a file.",
+         ["forward", "--x", "x.npy", "--y", "x.npy.csv/y.npy"], "x.npy.csv/y.npy", ["not a folder"],
+         ["x.npy.csv/y.npy"])
+    case("output_late_is_folder", "--mean names an existing folder (y.npy is fine).",
+         ["forward", "--x", "x.npy", "--y", "y.npy", "--mean", "folder.npy"], "folder.npy",
+         ["is a folder"], ["y.npy"])
+    os.mkfifo(os.path.join(out, "fifo.npy"))
+    case("input_is_fifo", "--x names a named pipe (FIFO), which must not be opened and waited on.",
+         ["forward", "--x", "fifo.npy", "--y", "y.npy"], "fifo.npy", ["not a regular file"],
+         ["y.npy"])
+    put("old_y.npy", npy_bytes(np.arange(3.0)))
+    case("existing_output_kept_bad_input",
+         "x holds a NaN; the existing --y file old_y.npy must keep its bytes.",
+         ["forward", "--x", "x_nan.npy", "--y", "old_y.npy"], "x_nan.npy", ["index (2, 1)"])
+    case("existing_output_kept_late_failure",
+         "The folder of --invstd is missing; the existing --y file old_y.npy must keep its bytes.",
+         ["forward", "--x", "x.npy", "--y", "old_y.npy", "--mean", "mean.csv",
+          "--invstd", "nodir/invstd.csv"], "nodir/invstd.csv", ["does not exist"], ["mean.csv"])
+    case("gradcheck_batch_of_one", "gradcheck on x of shape (1, 3).",
+         ["gradcheck", "--x", "x_1x3.npy", "--report", "report.json"], "x_1x3.npy", ["m = 1"],
+         ["report.json"])
+    case("gradcheck_dx_shape", "gradcheck's --dx has shape (3, 6) for x (6, 3).",
+         ["gradcheck", "--x", "x.npy", "--dy", "dy.npy", "--dx", "dy_transposed.npy"],
+         "dy_transposed.npy", ["(3, 6)", "(6, 3)"])
+    case("gradcheck_dgamma_length", "gradcheck's --dgamma has 4 values for 3 channels.",
+         ["gradcheck", "--x", "x.npy", "--dy", "dy.npy", "--dgamma", "gamma_len4.npy"],
+         "gamma_len4.npy", ["expected 3 values"])
+    case("gradcheck_nan_x", "gradcheck on x holding a NaN.",
+         ["gradcheck", "--x", "x_nan.npy", "--report", "report.json"], "x_nan.npy",
+         ["index (2, 1)"], ["report.json"])
+    case("gradcheck_atol_negative", "--atol -1 is negative.",
+         ["gradcheck", "--x", "x.npy", "--atol", "-1"], None, ["--atol", ">= 0"])
+    case("gradcheck_rtol_nan", "--rtol nan is not finite.",
+         ["gradcheck", "--x", "x.npy", "--rtol", "nan"], None, ["--rtol"])
+    case("gradcheck_report_folder_missing", "The folder of --report does not exist.",
+         ["gradcheck", "--x", "x.npy", "--report", "nodir/report.json"], "nodir/report.json",
+         ["does not exist"])
+
+    # Empty strings: an option given as '' is not the option left out.
+    case("empty_y", "--y is the empty string: no output path at all.",
+         ["forward", "--x", "x.npy", "--y", ""], None, ["--y"])
+    case("empty_mean", "--mean is the empty string.",
+         ["forward", "--x", "x.npy", "--y", "y.npy", "--mean", ""], None, ["--mean"], ["y.npy"])
+    case("empty_dx", "backward's --dx is the empty string.",
+         ["backward", "--x", "x.npy", "--dy", "dy.npy", "--dx", ""], None, ["--dx"])
+    case("empty_dy", "backward's --dy is the empty string.",
+         ["backward", "--x", "x.npy", "--dy", "", "--dx", "dx.npy"], None, ["--dy"], ["dx.npy"])
+    case("empty_gamma", "--gamma is the empty string.",
+         ["forward", "--x", "x.npy", "--gamma", "", "--y", "y.npy"], None, ["--gamma"], ["y.npy"])
+    case("empty_shape", "--shape is the empty string.",
+         ["forward", "--x", "x.csv", "--shape", "", "--y", "y.npy"], None, ["--shape"], ["y.npy"])
+    case("empty_axis", "--axis is the empty string.",
+         ["forward", "--x", "x.npy", "--axis", "", "--y", "y.npy"], None, ["--axis"], ["y.npy"])
+    case("empty_x", "--x is the empty string.", ["forward", "--x", "", "--y", "y.npy"], None,
+         ["--x"], ["y.npy"])
+    case("gradcheck_empty_dy", "gradcheck's --dy is the empty string.",
+         ["gradcheck", "--x", "x.npy", "--dy", "", "--report", "report.json"], None, ["--dy"],
+         ["report.json"])
+    case("gradcheck_empty_report", "gradcheck's --report is the empty string.",
+         ["gradcheck", "--x", "x.npy", "--report", ""], None, ["--report"])
+
+    # Control characters in arguments: the message must show them escaped, on one line.
+    # "file" is null because the raw path cannot appear in a one-line message; "expect"
+    # holds the printable part of the name.
+    case("input_name_newline", "--x names a missing file whose name holds a newline.",
+         ["forward", "--x", "bad\nname.npy", "--y", "y.npy"], None, ["name.npy", "no such file"],
+         ["y.npy"])
+    case("input_name_escape", "--x names a missing file whose name holds an ESC character.",
+         ["forward", "--x", "bad\x1b[31mname.npy", "--y", "y.npy"], None,
+         ["name.npy", "no such file"], ["y.npy"])
+    case("output_folder_name_newline", "The missing folder of --y has a newline in its name.",
+         ["forward", "--x", "x.npy", "--y", "no\ndir/y.npy"], None, ["dir/y.npy", "does not exist"],
+         ["no\ndir/y.npy"])
+    case("eps_newline", "--eps '1e-5' followed by a newline.",
+         fwd("x.npy", "--eps", "1e-5\n"), None, ["--eps", "not a number"], ["y.npy"])
+    case("axis_escape", "--axis '1' followed by an ANSI color code.",
+         fwd("x.npy", "--axis", "1\x1b[31m"), None, ["--axis"], ["y.npy"])
+    case("shape_escape", "--shape '6,3' followed by an ESC character.",
+         fwd("x.csv", "--shape", "6,3\x1b"), None, ["--shape"], ["y.npy"])
+    case("dtype_newline", "--dtype 'float\\n32' holds a newline.",
+         fwd("x.csv", "--dtype", "float\n32"), None, ["--dtype"], ["y.npy"])
+    case("unknown_option_newline", "An unknown option whose name holds a newline.",
+         fwd("x.npy", "--bo\ngus"), None, ["gus"], ["y.npy"])
 
     with open(os.path.join(out, "catalog.json"), "w") as f:
         json.dump(cases, f, indent=1)

@@ -46,7 +46,8 @@ long long decimal_magnitude(std::string_view tok) {
         // Clamp: only the sign and rough size matter.
         std::string_view e = tok.substr(i + 1);
         if (!e.empty() && e[0] == '+') e.remove_prefix(1);
-        std::from_chars(e.data(), e.data() + e.size(), exp);
+        const auto r = std::from_chars(e.data(), e.data() + e.size(), exp);
+        if (r.ec == std::errc::result_out_of_range) exp = (!e.empty() && e[0] == '-') ? -1'000'000 : 1'000'000;
         if (exp > 1'000'000) exp = 1'000'000;
         if (exp < -1'000'000) exp = -1'000'000;
     }
@@ -112,6 +113,9 @@ private:
     static long long column(std::size_t offset_in_row) { return static_cast<long long>(offset_in_row) + 1; }
 
     void reject_binary() const {
+        if (text_.size() >= 4 && ((text_.substr(0, 4) == std::string_view("\xFF\xFE\0\0", 4)) ||
+                                  (text_.substr(0, 4) == std::string_view("\0\0\xFE\xFF", 4))))
+            throw InputError::at(name_, 1, 1, "the file is UTF-32 text; save it as UTF-8 or ASCII");
         if (text_.size() >= 2 && ((text_[0] == '\xFF' && text_[1] == '\xFE') ||
                                   (text_[0] == '\xFE' && text_[1] == '\xFF')))
             throw InputError::at(name_, 1, 1, "the file is UTF-16 text; save it as UTF-8 or ASCII");
@@ -162,6 +166,10 @@ private:
         if (tok.find('\r') != std::string_view::npos)
             fail(line, col, fmt::format("'{}' is not a number: a carriage return inside a line (the "
                                         "file has old Mac CR-only line endings? use LF or CRLF)",
+                                        shown));
+        if (tok.front() == '"' || tok.front() == '\'')
+            fail(line, col, fmt::format("'{}' is not a number: quoted fields are not supported (write "
+                                        "plain numbers)",
                                         shown));
         if (maybe_header)
             fail(line, col, fmt::format("'{}' is not a number: the first row looks like a header, "

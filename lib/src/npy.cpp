@@ -320,9 +320,12 @@ Array parse_npy(std::span<const std::byte> file, const std::string& name) {
 
     const std::int64_t count = element_count(h.shape);
     std::int64_t expected_bytes = 0;
-    if (count < 0 || __builtin_mul_overflow(count, static_cast<std::int64_t>(st.itemsize), &expected_bytes))
+    if (count < 0)
         throw InputError::in_file(name, fmt::format("shape {} has more elements than fit in 64 bits",
                                                     shape_to_string(h.shape)));
+    if (__builtin_mul_overflow(count, static_cast<std::int64_t>(st.itemsize), &expected_bytes))
+        throw InputError::in_file(name, fmt::format("shape {} of '{}' needs more bytes than fit in 64 bits",
+                                                    shape_to_string(h.shape), h.descr));
     const auto present = static_cast<std::int64_t>(file.size() - data_offset);
     if (present != expected_bytes)
         throw InputError::in_file(
