@@ -117,3 +117,36 @@ TEST_CASE("NPY: malformed files are refused with the file name and the problem")
         CHECK(msg.find('\n') == std::string::npos);
     }
 }
+
+TEST_CASE("NPY: header variants older numpys and other writers produce are read") {
+    // The same (2, 3) float64 array v[i] = (i - 3)/4, with differently written headers.
+    std::string data;
+    for (int i = 0; i < 6; ++i) {
+        const double v = (i - 3) / 4.0;
+        data.append(reinterpret_cast<const char*>(&v), 8);
+    }
+    auto file = [&](const std::string& dict, std::size_t align, bool newline) {
+        std::string h = dict;
+        const std::size_t prefix = 10, body = h.size() + (newline ? 1 : 0);
+        const std::size_t pad = (align - (prefix + body) % align) % align;
+        h.append(pad, ' ');
+        if (newline) h += '\n';
+        std::string out("\x93NUMPY\x01\x00", 8);
+        out += static_cast<char>(h.size() & 0xff);
+        out += static_cast<char>(h.size() >> 8);
+        return out + h + data;
+    };
+    const std::string variants[] = {
+        file("{'descr': '<f8', 'fortran_order': False, 'shape': (2, 3), }", 16, true),   // numpy < 1.9: 16
+        file("{'descr': '<f8', 'fortran_order': False, 'shape': (2, 3)}", 64, false),    // no newline, no comma
+        file("{\"descr\": \"<f8\", \"fortran_order\": False, \"shape\": (2, 3)}", 64, true), // double quotes
+        file("{'shape': (2, 3), 'fortran_order': False, 'descr': '<f8'}", 64, true),     // other key order
+        file("{'fortran_order':False,'shape':(2,3,),'descr':'<f8'}", 1, false),          // no spaces, no padding
+    };
+    for (const std::string& bytes : variants) {
+        CAPTURE(bytes.substr(10, bytes.size() - 58));
+        const Array a = parse_npy(as_bytes(bytes), "v.npy");
+        CHECK(a.shape() == Shape{2, 3});
+        CHECK(test::to_doubles(a) == std::vector<double>{-0.75, -0.5, -0.25, 0, 0.25, 0.5});
+    }
+}

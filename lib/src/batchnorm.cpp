@@ -1,24 +1,31 @@
-// Batch normalization kernels. One kernel serves every layout: the tensor is viewed as
-// (outer, C, inner) and walked row by row, a row being the `inner` contiguous elements
-// of one (o, c). Every pass visits rows in the same fixed order, so results do not
-// depend on anything but the input.
+// Batch normalization kernels, fast path. One kernel serves every layout: the tensor is
+// viewed as (outer, C, inner) (layout.hpp) and cut into tiles of about kTileBytes.
 //
-// Precision: all arithmetic on data values is double-double (ddouble.hpp). The steps,
-// with the names used in docs/derivation.md:
-//   pass 1   S1 = Σ x                      -> mean₀ = S1/m       (dd, error ~m·2^-106·Σ|x|)
-//   pass 2   d = x − mean₀ (dd, nearly exact), S_d = Σ d, S_dd = Σ d²
-//            mean = mean₀ + S_d/m          (corrected two-pass: removes pass 1's error)
-//            var  = (S_dd − S_d²/m)/m      (biased variance, exact identity)
-//   pass 3   forward:  y = γ·(x − mean)·invstd + β
-//            backward: dβ = Σ dy, dγ = invstd·Σ dy·(x − mean), then
-//                      dx = γ·invstd·(dy − dβ/m − x̂·dγ/m)
+//   pass A (one read of x, and of dy for backward): each tile's statistics are computed
+//          by a two-pass algorithm over the tile, which stays in cache between its two
+//          sweeps, so memory sees a single read. Tiles are merged per channel with Chan's
+//          formula in double-double, in memory order, within blocks of kBlockBytes; the
+//          blocks are merged in order. Threads take whole blocks: the result does not
+//          depend on the thread count.
+//   pass B (one read of x (and dy), one write of y (dx)): elementwise, in parallel.
+//
+// Precision (docs/derivation.md): arithmetic is in double, with error-free
+// transformations (two_sum, two_prod, compensated sums) exactly where cancellation can
+// occur: the centring x − mean (mean carried in double-double), the sums behind the mean,
+// M2, dβ and dγ, and the three-term difference of dx. The same code serves float32 and
+// float64 data: heavy-tailed float32 data with a dy nearly linear in x needs it too.
+// float64 data whose magnitude is outside [2^-400, 2^480], and non-finite data, go to
+// the all-double-double kernels of batchnorm_exact.cpp instead.
 #include "bnorm/batchnorm.hpp"
 
+#include "batchnorm_exact.hpp"
 #include "bnorm/error.hpp"
 #include "ddouble.hpp"
+#include "parallel.hpp"
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cassert>
 #include <cmath>
 #include <vector>
@@ -28,193 +35,456 @@ namespace {
 
 using detail::dd;
 
-/// Calls row(c, offset) for every row of the (outer, C, inner) view in memory order;
-/// the row holds x[offset .. offset + inner).
-template <class F> void for_each_row(const Layout& l, F&& row) {
-    std::int64_t offset = 0;
-    for (std::int64_t o = 0; o < l.outer; ++o)
-        for (std::int64_t c = 0; c < l.channels; ++c, offset += l.inner) row(c, offset);
+constexpr std::int64_t kBlockBytes = 4 * 1024 * 1024; // the unit of parallel work
+constexpr std::int64_t kSerialBelow = 1 << 16;       // elements: smaller tensors use 1 thread
+constexpr int kLanes = 8;                            // independent accumulators, fixed order
+constexpr double kMaxMagnitude = 0x1p480, kMinMagnitude = 0x1p-400; // fast-path range (float64)
+
+// ---- one element's contribution to a tile's sums ------------------------------------------
+
+/// sum += v, keeping the rounding error in err (TwoSum).
+inline void add_compensated(double& sum, double& err, double v) {
+    const double s = sum + v;
+    const double bb = s - sum;
+    err += (sum - (s - bb)) + (v - bb);
+    sum = s;
 }
 
-/// A channel's statistics. Deviations from the mean are handled scaled by 2^-exponent,
-/// where 2^exponent is about the channel's largest |x|: the scaled deviations are at most
-/// 4, so their squares and products can neither overflow nor underflow, whatever the
-/// magnitude of the data (1e-300 to 1e300). Scaling by a power of two is exact.
-struct ChannelStats {
-    int exponent = 0;
-    double scale = 1;  // 2^-exponent
-    dd mean_scaled;    // mean · 2^-exponent
-    dd invstd_scaled;  // invstd · 2^exponent
-    /// (x − mean)·2^-exponent; x is scaled first so that tiny data stays in the normal range.
-    dd scaled_deviation(double x) const { return detail::add(detail::neg(mean_scaled), x * scale); }
-    /// x̂ = (x − mean)·invstd
-    dd normalized(double x) const { return detail::mul(scaled_deviation(x), invstd_scaled); }
-    dd mean() const { return detail::ldexp(mean_scaled, exponent); }
-    dd invstd() const { return detail::ldexp(invstd_scaled, -exponent); }
+/// Adds x (and its dy g) to sums around K. Every step is error-free or keeps its error:
+/// x − K = d + d_err (TwoSum), d² = p + p_err and g·d = q + q_err (TwoProd), sums
+/// compensated. That keeps the mean, M2 and Σ dy·(x − mean) to ~2^-100 relative, which dx
+/// needs when its three terms cancel (dy nearly linear in x), for float32 data as well:
+/// heavy-tailed data makes the terms of dx many orders larger than dx itself.
+template <bool Backward>
+inline void accumulate(double x, double g, double K, double& s1, double& s1e, double& s2, double& s2e, double& b1,
+                       double& b1e, double& b2, double& b2e) {
+    const double d = x - K;
+    const double bb = d - x;
+    const double d_err = (x - (d - bb)) + (-K - bb);
+    add_compensated(s1, s1e, d);
+    s1e += d_err;
+    const double p = d * d;
+    add_compensated(s2, s2e, p);
+    s2e += std::fma(d, d, -p) + 2 * d * d_err;
+    if constexpr (Backward) {
+        add_compensated(b1, b1e, g);
+        const double q = g * d;
+        add_compensated(b2, b2e, q);
+        b2e += std::fma(g, d, -q) + g * d_err;
+    }
+}
+
+// ---- per-channel statistics as structures of arrays ----------------------------------------
+
+/// Sums over some values of every channel, struct-of-arrays so that loops over channels
+/// vectorize, around a reference K per channel (any of the channel's values: the sums are
+/// error-free, so a poor reference costs at most log2(count) of the ~106 bits):
+/// s1 = Σ(x − K), s2 = Σ(x − K)², and for backward b1 = Σ dy, b2 = Σ dy·(x − K), each with
+/// its compensation term.
+struct Sums {
+    std::vector<double> n, K, s1, s1_err, s2, s2_err, max_abs, b1, b1_err, b2, b2_err, dy_max_abs;
+    void reset(std::size_t C, bool backward) {
+        for (auto* v : {&n, &K, &s1, &s1_err, &s2, &s2_err, &max_abs}) v->assign(C, 0.0);
+        if (backward)
+            for (auto* v : {&b1, &b1_err, &b2, &b2_err, &dy_max_abs}) v->assign(C, 0.0);
+    }
 };
 
-/// Passes 1 and 2: the mean and invstd of every channel, to ~106 bits.
-/// Throws InputError when var + eps == 0 (eps = 0 and a constant channel).
+/// A channel's statistics in double-double: count, mean, M2 = Σ(x − mean)², and for
+/// backward Σ dy and Σ dy·(x − mean). Blocks are merged with Chan, Golub & LeVeque's
+/// pairwise formula, each centred on its own mean.
+struct Moments {
+    double n = 0;
+    dd mean{}, m2{}, sum_dy{}, sum_dyd{};
+    double max_abs = 0, dy_max_abs = 0;
+
+    /// The moments of channel c of a block's sums.
+    static Moments of(const Sums& t, std::size_t c, bool backward) {
+        Moments m;
+        m.n = t.n[c];
+        if (m.n == 0) return m;
+        const dd s1 = detail::two_sum(t.s1[c], t.s1_err[c]);
+        const dd shift = detail::div(s1, m.n); // mean − K
+        m.mean = detail::add(shift, t.K[c]);
+        m.m2 = detail::sub(detail::two_sum(t.s2[c], t.s2_err[c]), detail::mul(s1, shift));
+        m.max_abs = t.max_abs[c];
+        if (backward) {
+            // Σ dy·(x − mean) = Σ dy·(x − K) − (mean − K)·Σ dy
+            m.sum_dy = detail::two_sum(t.b1[c], t.b1_err[c]);
+            m.sum_dyd = detail::sub(detail::two_sum(t.b2[c], t.b2_err[c]), detail::mul(m.sum_dy, shift));
+            m.dy_max_abs = t.dy_max_abs[c];
+        }
+        return m;
+    }
+
+    void merge(const Moments& o) {
+        if (o.n == 0) return;
+        max_abs = std::max(max_abs, o.max_abs);
+        dy_max_abs = std::max(dy_max_abs, o.dy_max_abs);
+        if (n == 0) {
+            *this = o;
+            return;
+        }
+        const double total = n + o.n; // exact: counts are far below 2^53
+        const dd delta = detail::sub(o.mean, mean);
+        const dd new_mean = detail::add(mean, detail::div(detail::mul(delta, o.n), total));
+        const dd between = detail::div(detail::mul(detail::mul(delta, delta), n * o.n), total);
+        m2 = detail::add(detail::add(m2, o.m2), between);
+        // Σ dy·(x − μ) = Σ_a dy·(x − μ_a) + (μ_a − μ)·Σ_a dy + Σ_o dy·(x − μ_o) + (μ_o − μ)·Σ_o dy
+        sum_dyd = detail::add(detail::add(sum_dyd, detail::mul(detail::sub(mean, new_mean), sum_dy)),
+                              detail::add(o.sum_dyd, detail::mul(detail::sub(o.mean, new_mean), o.sum_dy)));
+        sum_dy = detail::add(sum_dy, o.sum_dy);
+        mean = new_mean;
+        n = total;
+    }
+};
+
+// ---- blocks: the units of parallel work -------------------------------------------------
+
+/// The tensor (outer, C, inner) is cut into blocks of about kBlockBytes, by whole rows of
+/// outer when a row (C·inner values) fits, else by (o, c) runs of `inner` values. The cut
+/// depends only on the shape and the element size, never on the thread count.
+struct Blocks {
+    Layout l;
+    bool whole_rows;
+    std::int64_t per_block = 0, count = 0; // rows of outer, or (o, c) runs, per block
+
+    Blocks(const Layout& layout, std::size_t bytes_per_element) : l(layout) {
+        const std::int64_t budget = std::max<std::int64_t>(1, kBlockBytes / std::int64_t(bytes_per_element));
+        const std::int64_t row = l.channels * l.inner;
+        whole_rows = row <= budget;
+        per_block = whole_rows ? std::max<std::int64_t>(1, budget / row) : std::max<std::int64_t>(1, budget / l.inner);
+        const std::int64_t units = whole_rows ? l.outer : l.outer * l.channels;
+        count = (units + per_block - 1) / per_block;
+    }
+    /// Calls run(offset, c) for every (o, c) run of `inner` values in block b, in memory order.
+    template <class F> void for_runs(std::int64_t b, F&& run) const {
+        const std::int64_t u0 = b * per_block;
+        if (whole_rows) {
+            const std::int64_t o1 = std::min(l.outer, u0 + per_block);
+            for (std::int64_t o = u0; o < o1; ++o)
+                for (std::int64_t c = 0; c < l.channels; ++c) run((o * l.channels + c) * l.inner, c);
+        } else {
+            const std::int64_t r1 = std::min(l.outer * l.channels, u0 + per_block);
+            for (std::int64_t r = u0; r < r1; ++r) run(r * l.inner, r % l.channels);
+        }
+    }
+    /// Rows of outer [o0, o1) of block b (whole_rows only).
+    std::pair<std::int64_t, std::int64_t> rows(std::int64_t b) const {
+        return {b * per_block, std::min(l.outer, (b + 1) * per_block)};
+    }
+};
+
+/// Adds the values v[0, len) (and dy g) of channel c to its sums, in kLanes independent
+/// lanes combined in a fixed order.
+template <class T, bool Backward> void add_run(const T* v, const T* g, std::int64_t len, std::size_t c, Sums& t) {
+    if (t.n[c] == 0) t.K[c] = double(v[0]); // the channel's reference in this block
+    const double K = t.K[c];
+    double s1[kLanes] = {}, s1e[kLanes] = {}, s2[kLanes] = {}, s2e[kLanes] = {}, b1[kLanes] = {}, b1e[kLanes] = {},
+           b2[kLanes] = {}, b2e[kLanes] = {}, mx[kLanes] = {}, gm[kLanes] = {};
+    auto step = [&](int j, std::int64_t i) {
+        const double xi = double(v[i]);
+        const double gi = Backward ? double(g[i]) : 0.0;
+        mx[j] = std::max(mx[j], std::abs(xi));
+        if constexpr (Backward) gm[j] = std::max(gm[j], std::abs(gi));
+        accumulate<Backward>(xi, gi, K, s1[j], s1e[j], s2[j], s2e[j], b1[j], b1e[j], b2[j], b2e[j]);
+    };
+    std::int64_t i = 0;
+    for (; i + kLanes <= len; i += kLanes)
+        for (int j = 0; j < kLanes; ++j) step(j, i + j);
+    for (; i < len; ++i) step(0, i);
+    for (int j = 0; j < kLanes; ++j) {
+        add_compensated(t.s1[c], t.s1_err[c], s1[j]);
+        t.s1_err[c] += s1e[j];
+        add_compensated(t.s2[c], t.s2_err[c], s2[j]);
+        t.s2_err[c] += s2e[j];
+        t.max_abs[c] = std::max(t.max_abs[c], mx[j]);
+        if constexpr (Backward) {
+            t.dy_max_abs[c] = std::max(t.dy_max_abs[c], gm[j]);
+            add_compensated(t.b1[c], t.b1_err[c], b1[j]);
+            t.b1_err[c] += b1e[j];
+            add_compensated(t.b2[c], t.b2_err[c], b2[j]);
+            t.b2_err[c] += b2e[j];
+        }
+    }
+    t.n[c] += double(len);
+}
+
+/// Adds rows [o0, o1) of a channels-last view (inner == 1): one value per channel per row,
+/// the loop over channels being the vectorized one.
+/// One row of a channels-last view: x holds one value per channel. A function of distinct
+/// (restrict) arrays, kept out of line so that the compiler still knows they are distinct
+/// and vectorizes the loop over channels (one call per row costs nothing).
 template <class T>
-std::vector<ChannelStats> channel_stats(const T* x, const Layout& l, double eps) {
-    const auto C = static_cast<std::size_t>(l.channels);
-    const double m = static_cast<double>(l.per_channel());
+[[gnu::noinline]] void add_row(const T* __restrict v, std::int64_t C, const double* __restrict K,
+                               double* __restrict s1, double* __restrict s1e, double* __restrict s2,
+                               double* __restrict s2e, double* __restrict mx) {
+    for (std::int64_t c = 0; c < C; ++c) {
+        const double xc = double(v[c]);
+        const double a = std::abs(xc);
+        mx[c] = a > mx[c] ? a : mx[c];
+        double unused_b1 = 0, unused_b1e = 0, unused_b2 = 0, unused_b2e = 0;
+        accumulate<false>(xc, 0.0, K[c], s1[c], s1e[c], s2[c], s2e[c], unused_b1, unused_b1e, unused_b2, unused_b2e);
+    }
+}
 
-    // pass 1: S1 = Σ x and max |x|, per channel. x is (outer, C, inner).
-    std::vector<dd> s1(C);
-    std::vector<double> max_abs(C, 0.0);
-    for_each_row(l, [&](std::int64_t c, std::int64_t off) {
-        dd row{};
-        double row_max = max_abs[c];
-        for (std::int64_t k = 0; k < l.inner; ++k) {
-            const double v = double(x[off + k]);
-            row = detail::add(row, v);
-            if (std::abs(v) > row_max) row_max = std::abs(v); // NaN is skipped
+/// The backward part of one channels-last row: Σ dy and Σ dy·(x − K).
+template <class T>
+[[gnu::noinline]] void add_row_dy(const T* __restrict v, const T* __restrict g, std::int64_t C,
+                                  const double* __restrict K, double* __restrict b1, double* __restrict b1e,
+                                  double* __restrict b2, double* __restrict b2e, double* __restrict gm) {
+    for (std::int64_t c = 0; c < C; ++c) {
+        const double xc = double(v[c]), gc = double(g[c]);
+        const double a = std::abs(gc);
+        gm[c] = a > gm[c] ? a : gm[c];
+        add_compensated(b1[c], b1e[c], gc);
+        const double d = xc - K[c];
+        const double bb = d - xc;
+        const double d_err = (xc - (d - bb)) + (-K[c] - bb);
+        const double q = gc * d;
+        add_compensated(b2[c], b2e[c], q);
+        b2e[c] += std::fma(gc, d, -q) + gc * d_err;
+    }
+}
+
+/// Adds rows [o0, o1) of a channels-last view (inner == 1) to the sums.
+template <class T, bool Backward>
+void add_rows(const T* x, const T* dy, std::int64_t C, std::int64_t o0, std::int64_t o1, Sums& t) {
+    if (t.n[0] == 0)
+        for (std::int64_t c = 0; c < C; ++c) t.K[c] = double(x[o0 * C + c]);
+    for (std::int64_t o = o0; o < o1; ++o) {
+        add_row(x + o * C, C, t.K.data(), t.s1.data(), t.s1_err.data(), t.s2.data(), t.s2_err.data(), t.max_abs.data());
+        if constexpr (Backward)
+            add_row_dy(x + o * C, dy + o * C, C, t.K.data(), t.b1.data(), t.b1_err.data(), t.b2.data(), t.b2_err.data(),
+                       t.dy_max_abs.data());
+    }
+    for (std::int64_t c = 0; c < C; ++c) t.n[c] += double(o1 - o0);
+}
+
+/// Pass A over the whole tensor: the Moments of every channel.
+template <class T, bool Backward>
+std::vector<Moments> channel_moments(const T* x, const T* dy, const Layout& l, const Blocks& blocks, int threads) {
+    const auto C = std::size_t(l.channels);
+    std::vector<Moments> per_block(std::size_t(blocks.count) * C);
+    detail::parallel_for(blocks.count, threads, [&](std::int64_t b0, std::int64_t b1) {
+        Sums sums;
+        for (std::int64_t b = b0; b < b1; ++b) {
+            sums.reset(C, Backward);
+            if (blocks.whole_rows && l.inner == 1) {
+                const auto [o0, o1] = blocks.rows(b);
+                add_rows<T, Backward>(x, dy, l.channels, o0, o1, sums);
+            } else {
+                blocks.for_runs(b, [&](std::int64_t off, std::int64_t c) {
+                    add_run<T, Backward>(x + off, Backward ? dy + off : nullptr, l.inner, std::size_t(c), sums);
+                });
+            }
+            for (std::size_t c = 0; c < C; ++c) per_block[std::size_t(b) * C + c] = Moments::of(sums, c, Backward);
         }
-        s1[c] = detail::add(s1[c], row);
-        max_abs[c] = row_max;
     });
+    std::vector<Moments> total(C);
+    for (std::int64_t b = 0; b < blocks.count; ++b)
+        for (std::size_t c = 0; c < C; ++c) total[c].merge(per_block[std::size_t(b) * C + c]);
+    return total;
+}
 
-    std::vector<ChannelStats> stats(C);
-    bool overflowed = false;
-    for (std::size_t c = 0; c < C; ++c) {
-        ChannelStats& st = stats[c];
-        if (max_abs[c] > 0 && std::isfinite(max_abs[c])) st.exponent = std::ilogb(max_abs[c]);
-        st.scale = std::ldexp(1.0, -st.exponent);
-        overflowed |= std::isinf(s1[c].hi) && std::isfinite(max_abs[c]);
-        st.mean_scaled = detail::ldexp(detail::div(s1[c], m), -st.exponent); // mean₀
+/// True when the fast path's double arithmetic cannot overflow, underflow or meet a
+/// non-finite value for this data.
+bool in_fast_range(const std::vector<Moments>& ms, bool is_double) {
+    auto ok = [&](double a) { return a == 0 || !is_double || (a >= kMinMagnitude && a <= kMaxMagnitude); };
+    for (const Moments& m : ms) {
+        for (double v : {m.mean.hi, m.m2.hi, m.max_abs, m.sum_dy.hi, m.sum_dyd.hi, m.dy_max_abs})
+            if (!std::isfinite(v)) return false;
+        if (!ok(m.max_abs) || !ok(m.dy_max_abs)) return false;
     }
-    if (overflowed) { // Σ x left the double range (|x| near 1e308): sum again, scaled.
-        std::vector<dd> s1_scaled(C);
-        for_each_row(l, [&](std::int64_t c, std::int64_t off) {
-            for (std::int64_t k = 0; k < l.inner; ++k)
-                s1_scaled[c] = detail::add(s1_scaled[c], double(x[off + k]) * stats[c].scale);
-        });
-        for (std::size_t c = 0; c < C; ++c)
-            if (std::isinf(s1[c].hi)) stats[c].mean_scaled = detail::div(s1_scaled[c], m);
-    }
+    return true;
+}
 
-    // pass 2: d = (x − mean₀)·2^-e, S_d = Σ d, S_dd = Σ d², per channel (scaled).
-    std::vector<dd> sd(C), sdd(C);
-    for_each_row(l, [&](std::int64_t c, std::int64_t off) {
-        const ChannelStats& st = stats[c];
-        dd row_d{}, row_dd{};
-        for (std::int64_t k = 0; k < l.inner; ++k) {
-            const dd d = st.scaled_deviation(double(x[off + k]));
-            row_d = detail::add(row_d, d);
-            row_dd = detail::add(row_dd, detail::mul(d, d));
+/// invstd = 1/sqrt(M2/m + eps) for every channel; throws for var + eps == 0.
+std::vector<dd> inverse_std(const std::vector<Moments>& ms, double eps) {
+    std::vector<dd> out(ms.size());
+    for (std::size_t c = 0; c < ms.size(); ++c) {
+        const dd var_eps = detail::add(detail::div(ms[c].m2, ms[c].n), eps);
+        if (!(var_eps.hi > 0))
+            throw InputError(fmt::format("channel {} has zero variance and eps = 0: invstd = 1/sqrt(var + eps) is "
+                                         "infinite (use eps > 0)",
+                                         c));
+        out[c] = detail::rsqrt(var_eps);
+    }
+    return out;
+}
+
+int threads_for(const Layout& l, int threads) {
+    return l.size() < kSerialBelow ? 1 : detail::resolve_threads(threads);
+}
+
+/// Pass B: calls row(offset, c0, count, inner) on runs that together cover the tensor, in
+/// parallel over blocks. A run is `count` consecutive channels starting at c0, each with
+/// `inner` values (inner == 1: a whole row of channels, vectorized across channels).
+template <class F> void for_blocks_parallel(const Blocks& blocks, int threads, F&& run) {
+    const Layout& l = blocks.l;
+    detail::parallel_for(blocks.count, threads, [&](std::int64_t b0, std::int64_t b1) {
+        for (std::int64_t b = b0; b < b1; ++b) {
+            if (blocks.whole_rows && l.inner == 1) {
+                const auto [o0, o1] = blocks.rows(b);
+                for (std::int64_t o = o0; o < o1; ++o) run(o * l.channels, std::int64_t{0}, l.channels, std::int64_t{1});
+            } else {
+                blocks.for_runs(b, [&](std::int64_t off, std::int64_t c) { run(off, c, std::int64_t{1}, l.inner); });
+            }
         }
-        sd[c] = detail::add(sd[c], row_d);
-        sdd[c] = detail::add(sdd[c], row_dd);
     });
+}
 
-    for (std::size_t c = 0; c < C; ++c) {
-        ChannelStats& st = stats[c];
-        const dd shift = detail::div(sd[c], m); // (mean − mean₀)·2^-e
-        st.mean_scaled = detail::add(st.mean_scaled, shift);
-        // Σ (x − mean)² = S_dd − m·shift² = S_dd − S_d·shift   (all scaled by 4^-e)
-        const dd ss = detail::sub(sdd[c], detail::mul(sd[c], shift));
-        const dd var_scaled = detail::div(ss, m); // biased variance · 4^-e
-        const double eps_scaled = std::ldexp(eps, -2 * st.exponent);
-        if (std::isinf(eps_scaled)) { // tiny data, eps dwarfs the variance: invstd = 1/sqrt(eps)
-            st.invstd_scaled = detail::ldexp(detail::rsqrt(dd{eps, 0}), st.exponent);
-            continue;
-        }
-        const dd var_eps = detail::add(var_scaled, eps_scaled);
-        if (var_eps.hi == 0 && eps == 0)
-            throw InputError(fmt::format(
-                "channel {} has zero variance and eps = 0: invstd = 1/sqrt(var + eps) is "
-                "infinite (use eps > 0)",
-                c));
-        st.invstd_scaled = var_eps.hi == 0 ? detail::ldexp(detail::rsqrt(dd{eps, 0}), st.exponent)
-                                           : detail::rsqrt(var_eps);
-    }
-    return stats;
+/// y = β + a·(x − μ), with μ = mh + ml and a = ah + al in double-double: x − μ = s + e
+/// exactly (TwoSum), the main product-sum rounded once and the small terms added to it.
+template <class T>
+inline T normalize(double x, double mh, double ml, double ah, double al, double b) {
+    const double s = x - mh;
+    const double bb = s - x;
+    const double e = ((x - (s - bb)) + (-mh - bb)) - ml;
+    return T(std::fma(ah, s, b) + (ah * e + al * s));
+}
+
+/// dx = a·(dy − B − (x − μ)·H): d = x − μ = s + e (TwoSum), t = d·H = ph + pl (TwoProd),
+/// w = dy − B = wh + wl, inner = w − t = ih + il; every step keeps its error term, so the
+/// three terms may cancel to 2^-100 of their size and dx is still right.
+template <class T>
+inline T input_gradient(double x, double g, double mh, double ml, double ah, double al, double Bh, double Bl,
+                        double Hh, double Hl) {
+    const double s = x - mh;
+    const double sb = s - x;
+    const double e = ((x - (s - sb)) + (-mh - sb)) - ml;
+    const double ph = s * Hh;
+    const double pl = std::fma(s, Hh, -ph) + (s * Hl + e * Hh);
+    const double wh = g - Bh;
+    const double wb = wh - g;
+    const double wl = ((g - (wh - wb)) + (-Bh - wb)) - Bl;
+    const double ih = wh - ph;
+    const double ib = ih - wh;
+    const double il = ((wh - (ih - ib)) + (-ph - ib)) + (wl - pl);
+    return T(std::fma(ah, ih, ah * il + al * ih));
+}
+
+/// Pass B of forward over one channels-last row (vectorized across channels).
+template <class T>
+[[gnu::noinline]] void normalize_row(const T* __restrict x, T* __restrict y, std::int64_t C, const double* __restrict mh,
+                   const double* __restrict ml, const double* __restrict ah, const double* __restrict al,
+                   const double* __restrict b) {
+    for (std::int64_t c = 0; c < C; ++c) y[c] = normalize<T>(double(x[c]), mh[c], ml[c], ah[c], al[c], b[c]);
+}
+
+/// Pass B of backward over one channels-last row (vectorized across channels).
+template <class T>
+[[gnu::noinline]] void input_gradient_row(const T* __restrict x, const T* __restrict g, T* __restrict dx, std::int64_t C,
+                        const double* __restrict mh, const double* __restrict ml, const double* __restrict ah,
+                        const double* __restrict al, const double* __restrict Bh, const double* __restrict Bl,
+                        const double* __restrict Hh, const double* __restrict Hl) {
+    for (std::int64_t c = 0; c < C; ++c)
+        dx[c] = input_gradient<T>(double(x[c]), double(g[c]), mh[c], ml[c], ah[c], al[c], Bh[c], Bl[c], Hh[c], Hl[c]);
 }
 
 } // namespace
 
 template <class T>
-void forward(const T* x, const Layout& l, const T* gamma, const T* beta, double eps, T* y,
-             T* mean, T* invstd) {
+void forward(const T* x, const Layout& l, const T* gamma, const T* beta, double eps, T* y, T* mean, T* invstd,
+             int threads) {
     assert(l.channels >= 1 && l.per_channel() >= 2 && eps >= 0);
-    const std::vector<ChannelStats> stats = channel_stats(x, l, eps);
+    constexpr bool is_double = sizeof(T) == 8; // the fast path's range check applies to float64
+    const int nthreads = threads_for(l, threads);
+    const Blocks blocks(l, sizeof(T));
+    const std::vector<Moments> ms = channel_moments<T, false>(x, nullptr, l, blocks, nthreads);
+    if (!in_fast_range(ms, is_double))
+        return detail::forward_exact(x, l, gamma, beta, eps, y, mean, invstd);
+    const std::vector<dd> inv = inverse_std(ms, eps);
 
-    for (std::int64_t c = 0; c < l.channels; ++c) {
-        if (mean) mean[c] = detail::to<T>(stats[c].mean());
-        if (invstd) invstd[c] = detail::to<T>(stats[c].invstd());
+    // Per channel: y = a·(x − μ) + β with a = γ·invstd.
+    const std::size_t C = std::size_t(l.channels);
+    std::vector<double> mu_hi(C), mu_lo(C), a_hi(C), a_lo(C), b(C);
+    for (std::size_t c = 0; c < C; ++c) {
+        if (mean) mean[c] = detail::to<T>(ms[c].mean);
+        if (invstd) invstd[c] = detail::to<T>(inv[c]);
+        const dd a = detail::mul(inv[c], gamma ? double(gamma[c]) : 1.0);
+        mu_hi[c] = ms[c].mean.hi, mu_lo[c] = ms[c].mean.lo;
+        a_hi[c] = a.hi, a_lo[c] = a.lo;
+        b[c] = beta ? double(beta[c]) : 0.0;
     }
 
-    // pass 3: y = γ·x̂ + β. y and x are (outer, C, inner).
-    for_each_row(l, [&](std::int64_t c, std::int64_t off) {
-        const double g = gamma ? double(gamma[c]) : 1.0;
-        const double b = beta ? double(beta[c]) : 0.0;
-        for (std::int64_t k = 0; k < l.inner; ++k) {
-            const dd xhat = stats[c].normalized(double(x[off + k]));
-            y[off + k] = detail::to<T>(detail::add(detail::mul(xhat, g), b));
+    // pass B: x and y are (outer, C, inner); a run is `count` channels of `inner` values.
+    const double *__restrict pmh = mu_hi.data(), *__restrict pml = mu_lo.data(), *__restrict pah = a_hi.data(),
+                               *__restrict pal = a_lo.data(), *__restrict pb = b.data();
+    for_blocks_parallel(blocks, nthreads, [&](std::int64_t off, std::int64_t c0, std::int64_t count, std::int64_t inner) {
+        const T* __restrict xs = x + off;
+        T* __restrict ys = y + off;
+        if (inner == 1) { // channels last: vectorized across channels
+            normalize_row<T>(xs, ys, count, pmh + c0, pml + c0, pah + c0, pal + c0, pb + c0);
+            return;
+        }
+        for (std::int64_t j = 0; j < count; ++j) {
+            const std::int64_t c = c0 + j;
+            const double mh = pmh[c], ml = pml[c], ah = pah[c], al = pal[c], bc = pb[c];
+            for (std::int64_t k = 0; k < inner; ++k) ys[j * inner + k] = normalize<T>(double(xs[j * inner + k]), mh, ml, ah, al, bc);
         }
     });
 }
 
 template <class T>
-void backward(const T* x, const T* gamma, const T* dy, const Layout& l, double eps, T* dx,
-              T* dgamma, T* dbeta) {
+void backward(const T* x, const T* gamma, const T* dy, const Layout& l, double eps, T* dx, T* dgamma, T* dbeta,
+              int threads) {
     assert(l.channels >= 1 && l.per_channel() >= 2 && eps >= 0);
-    const auto C = static_cast<std::size_t>(l.channels);
-    const double m = static_cast<double>(l.per_channel());
-    const std::vector<ChannelStats> stats = channel_stats(x, l, eps);
+    constexpr bool is_double = sizeof(T) == 8; // the fast path's range check applies to float64
+    const int nthreads = threads_for(l, threads);
+    const Blocks blocks(l, 2 * sizeof(T));
+    const std::vector<Moments> ms = channel_moments<T, true>(x, dy, l, blocks, nthreads);
+    if (!in_fast_range(ms, is_double))
+        return detail::backward_exact(x, gamma, dy, l, eps, dx, dgamma, dbeta);
+    const std::vector<dd> inv = inverse_std(ms, eps);
 
-    // pass 3a: dβ = Σ dy and Σ dy·(x − mean)·2^-e, per channel
-    // (dγ = invstd·Σ dy·(x − mean) = invstd_scaled·Σ dy·(x − mean)·2^-e).
-    std::vector<dd> sum_dy(C), sum_dy_d(C);
-    for_each_row(l, [&](std::int64_t c, std::int64_t off) {
-        const ChannelStats& st = stats[c];
-        dd row_dy{}, row_dy_d{};
-        for (std::int64_t k = 0; k < l.inner; ++k) {
-            const double g = double(dy[off + k]);
-            row_dy = detail::add(row_dy, g);
-            row_dy_d = detail::add(row_dy_d, detail::mul(st.scaled_deviation(double(x[off + k])), g));
-        }
-        sum_dy[c] = detail::add(sum_dy[c], row_dy);
-        sum_dy_d[c] = detail::add(sum_dy_d[c], row_dy_d);
-    });
-
-    // Per channel: dβ, dγ and the terms of dx = γ·invstd·(dy − dβ/m − x̂·dγ/m).
-    struct Terms {
-        dd dbeta_over_m;  // term 2: mean of dy
-        dd dgamma_over_m; // term 3 factor: mean of dy·x̂
-        dd scale;         // γ·invstd·2^e (the 2^-e is applied last, exactly)
-    };
-    std::vector<Terms> terms(C);
+    // Per channel: dx = a·(dy − B − (x − μ)·H) with a = γ·invstd, B = dβ/m, H = invstd·dγ/m.
+    const std::size_t C = std::size_t(l.channels);
+    const double m = double(l.per_channel());
+    std::vector<double> mu_hi(C), mu_lo(C), a_hi(C), a_lo(C), B_hi(C), B_lo(C), H_hi(C), H_lo(C);
     for (std::size_t c = 0; c < C; ++c) {
-        const dd dg = detail::mul(sum_dy_d[c], stats[c].invstd_scaled);
-        if (dbeta) dbeta[c] = detail::to<T>(sum_dy[c]);
+        const dd dg = detail::mul(ms[c].sum_dyd, inv[c]); // dγ = invstd·Σ dy·(x − μ)
+        if (dbeta) dbeta[c] = detail::to<T>(ms[c].sum_dy);
         if (dgamma) dgamma[c] = detail::to<T>(dg);
-        const double g = gamma ? double(gamma[c]) : 1.0;
-        terms[c] = {detail::div(sum_dy[c], m), detail::div(dg, m), detail::mul(stats[c].invstd_scaled, g)};
+        const dd a = detail::mul(inv[c], gamma ? double(gamma[c]) : 1.0);
+        const dd B = detail::div(ms[c].sum_dy, m);
+        const dd H = detail::div(detail::mul(dg, inv[c]), m);
+        mu_hi[c] = ms[c].mean.hi, mu_lo[c] = ms[c].mean.lo;
+        a_hi[c] = a.hi, a_lo[c] = a.lo, B_hi[c] = B.hi, B_lo[c] = B.lo, H_hi[c] = H.hi, H_lo[c] = H.lo;
     }
 
-    // pass 3b: dx. dx, dy and x are (outer, C, inner).
-    for_each_row(l, [&](std::int64_t c, std::int64_t off) {
-        const Terms& t = terms[c];
-        const int e = stats[c].exponent;
-        for (std::int64_t k = 0; k < l.inner; ++k) {
-            const dd xhat = stats[c].normalized(double(x[off + k]));
-            // term 1 − term 2 − term 3 = dy − dβ/m − x̂·dγ/m
-            const dd inner_sum = detail::sub(detail::add(detail::neg(t.dbeta_over_m), double(dy[off + k])),
-                                             detail::mul(xhat, t.dgamma_over_m));
-            dx[off + k] = detail::to<T>(detail::ldexp(detail::mul(inner_sum, t.scale), -e));
+    // pass B: term 1 − term 2 − term 3 = dy − dβ/m − x̂·dγ/m, times γ·invstd.
+    const double *__restrict pmh = mu_hi.data(), *__restrict pml = mu_lo.data(), *__restrict pah = a_hi.data(),
+                               *__restrict pal = a_lo.data(), *__restrict pBh = B_hi.data(), *__restrict pBl = B_lo.data(),
+                               *__restrict pHh = H_hi.data(), *__restrict pHl = H_lo.data();
+    for_blocks_parallel(blocks, nthreads, [&](std::int64_t off, std::int64_t c0, std::int64_t count, std::int64_t inner) {
+        const T* __restrict xs = x + off;
+        const T* __restrict gs = dy + off;
+        T* __restrict out = dx + off;
+        if (inner == 1) { // channels last: vectorized across channels
+            input_gradient_row<T>(xs, gs, out, count, pmh + c0, pml + c0, pah + c0, pal + c0, pBh + c0, pBl + c0,
+                                  pHh + c0, pHl + c0);
+            return;
+        }
+        for (std::int64_t j = 0; j < count; ++j) {
+            const std::int64_t c = c0 + j;
+            const double mh = pmh[c], ml = pml[c], ah = pah[c], al = pal[c], Bh = pBh[c], Bl = pBl[c], Hh = pHh[c],
+                         Hl = pHl[c];
+            for (std::int64_t k = 0; k < inner; ++k) {
+                const std::int64_t i = j * inner + k;
+                out[i] = input_gradient<T>(double(xs[i]), double(gs[i]), mh, ml, ah, al, Bh, Bl, Hh, Hl);
+            }
         }
     });
 }
 
-template void forward<float>(const float*, const Layout&, const float*, const float*, double,
-                             float*, float*, float*);
-template void forward<double>(const double*, const Layout&, const double*, const double*,
-                              double, double*, double*, double*);
-template void backward<float>(const float*, const float*, const float*, const Layout&, double,
-                              float*, float*, float*);
-template void backward<double>(const double*, const double*, const double*, const Layout&,
-                               double, double*, double*, double*);
+template void forward<float>(const float*, const Layout&, const float*, const float*, double, float*, float*, float*,
+                             int);
+template void forward<double>(const double*, const Layout&, const double*, const double*, double, double*, double*,
+                              double*, int);
+template void backward<float>(const float*, const float*, const float*, const Layout&, double, float*, float*, float*,
+                              int);
+template void backward<double>(const double*, const double*, const double*, const Layout&, double, double*, double*,
+                               double*, int);
 
 } // namespace bnorm

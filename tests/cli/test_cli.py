@@ -1037,6 +1037,35 @@ def test_err_write_failure_leaves_no_trace():
 # runner
 # ---------------------------------------------------------------------------
 
+def test_interrupted_run_leaves_no_trace():
+    """SIGTERM or SIGINT while the output is being written: the process dies by the signal,
+    the temporary file is removed, and the old output keeps its bytes."""
+    import signal
+    with tempfile.TemporaryDirectory() as tmp:
+        rng = np.random.default_rng(77)
+        save(tmp, "x.npy", rng.normal(size=(500000, 16)))   # 8e6 values: ~150 MB of CSV text
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            write_text(tmp, "y.csv", "old\n")
+            before = snapshot(tmp)
+            p = subprocess.Popen([BNORM, "forward", "--x", "x.npy", "--y", "y.csv"], cwd=tmp,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            seen = False
+            deadline = time.time() + 30
+            while p.poll() is None and time.time() < deadline:
+                if any(n.startswith(".y.csv.tmp-") for n in os.listdir(tmp)):
+                    seen = True
+                    time.sleep(0.05)           # let it write some of the file
+                    p.send_signal(sig)
+                    break
+                time.sleep(0.002)
+            p.wait(timeout=60)
+            p.stderr.close()
+            check(seen, "the run finished before its temporary file was seen; use a larger input")
+            check(p.returncode == -sig, "killed by %s: exit status %r" % (sig.name, p.returncode))
+            diff = snapshot_diff(before, snapshot(tmp))
+            check(not diff, "after %s the folder changed: %s" % (sig.name, diff))
+
+
 def main():
     global BNORM
     if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help"):

@@ -35,9 +35,10 @@ namespace bnorm {
 /// mean and invstd may be nullptr when not wanted; y is always written.
 /// Throws InputError (before writing any output) when var + eps == 0 for some channel,
 /// which happens only with eps = 0 and a constant channel; the message names it.
+/// threads: 0 means all cores; the outputs are bitwise the same for any value.
 template <class T>
 void forward(const T* x, const Layout& l, const T* gamma, const T* beta, double eps, T* y,
-             T* mean, T* invstd);
+             T* mean, T* invstd, int threads = 0);
 
 /// Backward pass: the gradients of f = Σ dy ⊙ y(x, γ, β) for the forward pass above,
 /// with the batch statistics recomputed from x (so that they carry full precision).
@@ -45,6 +46,6 @@ void forward(const T* x, const Layout& l, const T* gamma, const T* beta, double 
 /// Throws InputError like forward().
 template <class T>
 void backward(const T* x, const T* gamma, const T* dy, const Layout& l, double eps, T* dx,
-              T* dgamma, T* dbeta);
+              T* dgamma, T* dbeta, int threads = 0);
 
 } // namespace bnorm

@@ -1,0 +1,17 @@
+// The all-double-double kernels (batchnorm_exact.cpp): the same contract as forward() and
+// backward() in bnorm/batchnorm.hpp, single-threaded, for any input. Internal.
+#pragma once
+
+#include "bnorm/layout.hpp"
+
+namespace bnorm::detail {
+
+template <class T>
+void forward_exact(const T* x, const Layout& l, const T* gamma, const T* beta, double eps, T* y,
+                   T* mean, T* invstd);
+
+template <class T>
+void backward_exact(const T* x, const T* gamma, const T* dy, const Layout& l, double eps, T* dx,
+                    T* dgamma, T* dbeta);
+
+} // namespace bnorm::detail
