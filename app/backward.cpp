@@ -24,7 +24,7 @@ void run_backward(const BackwardOptions& o) {
         using T = decltype(t);
         try {
             backward<T>(p.x.data<T>(), p.gamma ? p.gamma->data<T>() : nullptr, p.dy->data<T>(),
-                        p.layout, p.eps, dx.data<T>(), dgamma.data<T>(), dbeta.data<T>());
+                        p.layout, p.eps, dx.data<T>(), dgamma.data<T>(), dbeta.data<T>(), o.common.threads);
         } catch (const InputError&) {
             rethrow_for_file(o.common.x);
         }

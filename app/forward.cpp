@@ -25,7 +25,7 @@ void run_forward(const ForwardOptions& o) {
         try {
             forward<T>(p.x.data<T>(), p.layout, p.gamma ? p.gamma->data<T>() : nullptr,
                        p.beta ? p.beta->data<T>() : nullptr, p.eps, y.data<T>(), mean.data<T>(),
-                       invstd.data<T>());
+                       invstd.data<T>(), o.common.threads);
         } catch (const InputError&) {
             rethrow_for_file(o.common.x);
         }

@@ -23,7 +23,6 @@ struct GradcheckCliOptions {
     std::string gamma, beta, dy, dx, dgamma, dbeta, report;
     std::string rtol, atol, seed = "0";
     bool full = false;
-    int threads = 0;
 };
 
 using Json = nlohmann::ordered_json;
@@ -74,8 +73,8 @@ int run_gradcheck(const GradcheckCliOptions& o) {
                          "gradient: pass it with --dy");
     std::optional<Array> dx, dgamma, dbeta;
     if (!o.dx.empty()) dx = load_like_x(o.dx, p, o.common.x);
-    if (!o.dgamma.empty()) dgamma = load_per_channel(o.dgamma, p, o.common.x, o.common.axis);
-    if (!o.dbeta.empty()) dbeta = load_per_channel(o.dbeta, p, o.common.x, o.common.axis);
+    if (!o.dgamma.empty()) dgamma = load_per_channel(o.dgamma, p, o.common.x);
+    if (!o.dbeta.empty()) dbeta = load_per_channel(o.dbeta, p, o.common.x);
     if (!o.common.allow_nonfinite) {
         if (dx) check_finite(*dx, o.dx);
         if (dgamma) check_finite(*dgamma, o.dgamma);
@@ -87,7 +86,7 @@ int run_gradcheck(const GradcheckCliOptions& o) {
     if (!o.atol.empty()) opt.atol = parse_nonnegative("--atol", o.atol);
     opt.seed = parse_seed(o.seed);
     opt.full = o.full;
-    opt.threads = o.threads;
+    opt.threads = o.common.threads;
     const bool tty = ::isatty(STDERR_FILENO);
     if (tty) opt.progress = [](double f) { fmt::print(stderr, "\rgradcheck: {:3.0f}%", 100 * f); };
 
@@ -112,7 +111,7 @@ int run_gradcheck(const GradcheckCliOptions& o) {
     Json j;
     j["passed"] = r.passed;
     j["problem"] = {{"shape", p.x.shape()},
-                    {"axis", o.common.axis},
+                    {"axis", p.axis},
                     {"eps", p.eps},
                     {"dtype", dtype_name(p.x.dtype())},
                     {"channels", p.layout.channels},
@@ -191,8 +190,6 @@ void setup_gradcheck(CLI::App& app, int& exit_code) {
         ->capture_default_str();
     cmd->add_option("--report", opts->report, "Also write the JSON report to this file");
     cmd->add_flag("--full", opts->full, "Check every element, however large the tensor");
-    cmd->add_option("--threads", opts->threads, "Threads (default: all cores); results do not depend on it")
-        ->check(CLI::Range(0, 4096));
     cmd->footer("Examples:\n"
                 "  bnorm gradcheck --x data/x_nchw.npy --gamma data/gamma.npy\n"
                 "  bnorm gradcheck --x x.npy --gamma g.npy --dy dy.npy --dx my_dx.npy --dgamma my_dg.npy "

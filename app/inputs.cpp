@@ -69,6 +69,15 @@ void check_dtype(const Array& a, DType want, const std::string& path, const std:
 
 } // namespace
 
+int parse_int(const std::string& option, const std::string& text) {
+    int v = 0;
+    const char* end = text.data() + text.size();
+    const auto r = std::from_chars(text.data(), end, v);
+    if (text.empty() || r.ec != std::errc() || r.ptr != end)
+        throw UsageError(fmt::format("{} '{}' is not an integer", option, text));
+    return v;
+}
+
 double parse_nonnegative(const std::string& option, const std::string& text) {
     double v = 0;
     const char* end = text.data() + text.size();
@@ -89,7 +98,7 @@ Array load_like_x(const std::string& path, const Problem& p, const std::string& 
     return a;
 }
 
-Array load_per_channel(const std::string& path, const Problem& p, const std::string& x_path, int axis) {
+Array load_per_channel(const std::string& path, const Problem& p, const std::string& x_path) {
     Array v = load_array(path, CsvRead{p.x.dtype(), std::nullopt, "--shape"});
     check_dtype(v, p.x.dtype(), path, x_path);
     const Shape& s = v.shape();
@@ -97,7 +106,7 @@ Array load_per_channel(const std::string& path, const Problem& p, const std::str
     if (!vector_like || v.size() != p.layout.channels)
         throw InputError::in_file(
             path, fmt::format("expected {} values (C, the size of axis {} of x {}), found shape {}",
-                              p.layout.channels, axis, shape_to_string(p.x.shape()),
+                              p.layout.channels, p.axis, shape_to_string(p.x.shape()),
                               shape_to_string(s)));
     v.reshape({p.layout.channels});
     return v;
@@ -112,7 +121,7 @@ void add_common_options(CLI::App& cmd, CommonOptions& opts) {
     cmd.add_option("--eps", opts.eps, "Added to the variance before the square root: "
                                       "invstd = 1/sqrt(var + eps); a finite number >= 0")
         ->capture_default_str();
-    cmd.add_option("--axis", opts.axis, "Channel axis of x; negative counts from the end "
+    cmd.add_option("--axis", opts.axis, "Channel axis of x, an integer; negative counts from the end "
                                         "(1: NCHW / (N, C), -1: NHWC)")
         ->capture_default_str();
     cmd.add_option("--shape", opts.shape, "Shape of x and dy when they are CSV files, e.g. 8,3,5,7 "
@@ -122,6 +131,9 @@ void add_common_options(CLI::App& cmd, CommonOptions& opts) {
         ->default_str("float64");
     cmd.add_flag("--allow-nonfinite", opts.allow_nonfinite,
                  "Accept NaN and inf in the inputs and let them propagate (refused by default)");
+    cmd.add_option("--threads", opts.threads, "Threads (default 0: all cores); the outputs are bitwise the same "
+                                              "for any number")
+        ->check(CLI::Range(0, 4096));
 }
 
 void refuse_empty_values(CLI::App& cmd) {
@@ -149,6 +161,7 @@ Problem load_problem(const CommonOptions& opts, const std::string& gamma, const 
 
     Problem p;
     p.eps = parse_nonnegative("--eps", opts.eps);
+    p.axis = parse_int("--axis", opts.axis);
     const std::optional<Shape> shape = parse_shape(opts.shape);
     const DType csv_dtype = opts.dtype == "float32" ? DType::f32 : DType::f64;
 
@@ -161,10 +174,10 @@ Problem load_problem(const CommonOptions& opts, const std::string& gamma, const 
         throw UsageError(fmt::format("--shape {} contradicts {}, whose shape is {} (--shape is for CSV "
                                      "inputs)",
                                      shape_to_string(*shape), opts.x, shape_to_string(p.x.shape())));
-    p.layout = check_problem(p.x.shape(), opts.axis, opts.x);
+    p.layout = check_problem(p.x.shape(), p.axis, opts.x);
 
-    if (!gamma.empty()) p.gamma = load_per_channel(gamma, p, opts.x, opts.axis);
-    if (!beta.empty()) p.beta = load_per_channel(beta, p, opts.x, opts.axis);
+    if (!gamma.empty()) p.gamma = load_per_channel(gamma, p, opts.x);
+    if (!beta.empty()) p.beta = load_per_channel(beta, p, opts.x);
     if (!dy.empty()) p.dy = load_like_x(dy, p, opts.x);
     if (!opts.allow_nonfinite) {
         check_finite(p.x, opts.x);

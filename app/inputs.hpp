@@ -17,10 +17,11 @@ namespace bnorm::app {
 struct CommonOptions {
     std::string x;
     std::string eps = "1e-5";
-    int axis = 1;
+    std::string axis = "1"; // parsed strictly (no hex, no spaces) by load_problem
     std::string shape;  // "8,3,5,7", for CSV x and dy
     std::string dtype;  // "float32" | "float64", for CSV inputs; NPY files carry theirs
     bool allow_nonfinite = false;
+    int threads = 0;    // 0: all cores; results do not depend on it
 };
 
 /// Refuses an empty value ("--dy ''"): an empty path or number is a mistake, never "not given".
@@ -34,6 +35,7 @@ void refuse_empty_values(CLI::App& cmd);
 
 /// The validated inputs of one batch-norm problem.
 struct Problem {
+    int axis = 1;       ///< --axis as given (may be negative)
     Array x;
     Layout layout;
     double eps = 0;
@@ -59,10 +61,13 @@ Problem load_problem(const CommonOptions& opts, const std::string& gamma, const 
 Array load_like_x(const std::string& path, const Problem& p, const std::string& x_path);
 
 /// Loads C values (γ, β, a given dγ or dβ): a 1-d array, or one row or one column.
-Array load_per_channel(const std::string& path, const Problem& p, const std::string& x_path, int axis);
+Array load_per_channel(const std::string& path, const Problem& p, const std::string& x_path);
 
 /// Refuses NaN and ±inf (unless --allow-nonfinite), naming the file and the first index.
 void check_finite(const Array& a, const std::string& path);
+
+/// Parses a decimal integer option value strictly ("1x", "0x1", " 1" fail).
+int parse_int(const std::string& option, const std::string& text);
 
 /// Parses a strictly numeric option value: a finite number >= 0 ("--rtol", "1e-9x" fails).
 double parse_nonnegative(const std::string& option, const std::string& text);

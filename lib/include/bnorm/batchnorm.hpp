@@ -14,11 +14,14 @@
 //   dx = γ·invstd·(dy − (dβ + x̂·dγ)/m)
 //      = (invstd/m)·(m·dx̂ − Σ dx̂ − x̂·Σ dx̂·x̂)  with dx̂ = γ·dy
 //
-// Accuracy: every output is the exact value for the given input numbers (eps taken
-// as the given double) rounded to T, up to a relative error of a few units of 2^-100
-// before that final rounding: internal arithmetic is double-double, the mean is carried
-// to ~106 bits and refined by a second (corrected two-pass) sum. So each output element
-// is within one ulp of T of the exact result, on any conditioning of the data.
+// Accuracy: every output is within about one ulp of T of the exact value for the given
+// input numbers (eps taken as the given double), on any conditioning of the data: the
+// statistics and the sums behind dβ, dγ are carried to ~2^-100 relative (error-free
+// transformations and double-double merges), dx's three terms are combined without loss,
+// and each output is rounded once. Data beyond 2^-400..2^480 in magnitude and non-finite
+// data go through an all-double-double kernel. docs/derivation.md has the details.
+//
+// Threads: `threads` = 0 uses all cores. The outputs are bitwise identical for any value.
 //
 // Common requirements: l.channels >= 1 and l.per_channel() >= 2 (see check_problem);
 // eps >= 0 and finite; pointers to x, dy, y, dx cover l.size() elements in
