@@ -28,6 +28,7 @@
 #include <algorithm>
 #include <cassert>
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 namespace bnorm {
@@ -212,52 +213,67 @@ template <class T, bool Backward> void add_run(const T* v, const T* g, std::int6
 
 /// Adds rows [o0, o1) of a channels-last view (inner == 1): one value per channel per row,
 /// the loop over channels being the vectorized one.
-/// One row of a channels-last view: x holds one value per channel. A function of distinct
-/// (restrict) arrays, kept out of line so that the compiler still knows they are distinct
-/// and vectorizes the loop over channels (one call per row costs nothing).
-template <class T>
-[[gnu::noinline]] void add_row(const T* __restrict v, std::int64_t C, const double* __restrict K,
-                               double* __restrict s1, double* __restrict s1e, double* __restrict s2,
-                               double* __restrict s2e, double* __restrict mx) {
+/// R consecutive rows of a channels-last view (x holds one value per channel per row,
+/// rows `stride` apart). The accumulators of a channel are loaded once for the R rows.
+/// A function of distinct (restrict) arrays, kept out of line so that the compiler still
+/// knows they are distinct and vectorizes the loop over channels.
+template <class T, int R>
+[[gnu::noinline]] void add_rows_of(const T* __restrict v, std::int64_t stride, std::int64_t C,
+                                   const double* __restrict K, double* __restrict s1, double* __restrict s1e,
+                                   double* __restrict s2, double* __restrict s2e, double* __restrict mx) {
     for (std::int64_t c = 0; c < C; ++c) {
-        const double xc = double(v[c]);
-        const double a = std::abs(xc);
-        mx[c] = a > mx[c] ? a : mx[c];
+        double a1 = s1[c], a1e = s1e[c], a2 = s2[c], a2e = s2e[c], m = mx[c];
         double unused_b1 = 0, unused_b1e = 0, unused_b2 = 0, unused_b2e = 0;
-        accumulate<false>(xc, 0.0, K[c], s1[c], s1e[c], s2[c], s2e[c], unused_b1, unused_b1e, unused_b2, unused_b2e);
+        for (int r = 0; r < R; ++r) {
+            const double xc = double(v[r * stride + c]);
+            const double a = std::abs(xc);
+            m = a > m ? a : m;
+            accumulate<false>(xc, 0.0, K[c], a1, a1e, a2, a2e, unused_b1, unused_b1e, unused_b2, unused_b2e);
+        }
+        s1[c] = a1, s1e[c] = a1e, s2[c] = a2, s2e[c] = a2e, mx[c] = m;
     }
 }
 
-/// The backward part of one channels-last row: Σ dy and Σ dy·(x − K).
-template <class T>
-[[gnu::noinline]] void add_row_dy(const T* __restrict v, const T* __restrict g, std::int64_t C,
-                                  const double* __restrict K, double* __restrict b1, double* __restrict b1e,
-                                  double* __restrict b2, double* __restrict b2e, double* __restrict gm) {
+/// The backward part of R channels-last rows: Σ dy and Σ dy·(x − K).
+template <class T, int R>
+[[gnu::noinline]] void add_rows_dy_of(const T* __restrict v, const T* __restrict g, std::int64_t stride,
+                                      std::int64_t C, const double* __restrict K, double* __restrict b1,
+                                      double* __restrict b1e, double* __restrict b2, double* __restrict b2e,
+                                      double* __restrict gm) {
     for (std::int64_t c = 0; c < C; ++c) {
-        const double xc = double(v[c]), gc = double(g[c]);
-        const double a = std::abs(gc);
-        gm[c] = a > gm[c] ? a : gm[c];
-        add_compensated(b1[c], b1e[c], gc);
-        const double d = xc - K[c];
-        const double bb = d - xc;
-        const double d_err = (xc - (d - bb)) + (-K[c] - bb);
-        const double q = gc * d;
-        add_compensated(b2[c], b2e[c], q);
-        b2e[c] += std::fma(gc, d, -q) + gc * d_err;
+        double c1 = b1[c], c1e = b1e[c], c2 = b2[c], c2e = b2e[c], m = gm[c];
+        for (int r = 0; r < R; ++r) {
+            const double xc = double(v[r * stride + c]), gc = double(g[r * stride + c]);
+            const double a = std::abs(gc);
+            m = a > m ? a : m;
+            add_compensated(c1, c1e, gc);
+            const double d = xc - K[c];
+            const double bb = d - xc;
+            const double d_err = (xc - (d - bb)) + (-K[c] - bb);
+            const double q = gc * d;
+            add_compensated(c2, c2e, q);
+            c2e += std::fma(gc, d, -q) + gc * d_err;
+        }
+        b1[c] = c1, b1e[c] = c1e, b2[c] = c2, b2e[c] = c2e, gm[c] = m;
     }
 }
 
-/// Adds rows [o0, o1) of a channels-last view (inner == 1) to the sums.
+/// Adds rows [o0, o1) of a channels-last view (inner == 1) to the sums, four rows a call.
 template <class T, bool Backward>
 void add_rows(const T* x, const T* dy, std::int64_t C, std::int64_t o0, std::int64_t o1, Sums& t) {
     if (t.n[0] == 0)
         for (std::int64_t c = 0; c < C; ++c) t.K[c] = double(x[o0 * C + c]);
-    for (std::int64_t o = o0; o < o1; ++o) {
-        add_row(x + o * C, C, t.K.data(), t.s1.data(), t.s1_err.data(), t.s2.data(), t.s2_err.data(), t.max_abs.data());
+    auto rows = [&](auto r_const, std::int64_t o) {
+        constexpr int R = decltype(r_const)::value;
+        add_rows_of<T, R>(x + o * C, C, C, t.K.data(), t.s1.data(), t.s1_err.data(), t.s2.data(), t.s2_err.data(),
+                          t.max_abs.data());
         if constexpr (Backward)
-            add_row_dy(x + o * C, dy + o * C, C, t.K.data(), t.b1.data(), t.b1_err.data(), t.b2.data(), t.b2_err.data(),
-                       t.dy_max_abs.data());
-    }
+            add_rows_dy_of<T, R>(x + o * C, dy + o * C, C, C, t.K.data(), t.b1.data(), t.b1_err.data(), t.b2.data(),
+                                 t.b2_err.data(), t.dy_max_abs.data());
+    };
+    std::int64_t o = o0;
+    for (; o + 4 <= o1; o += 4) rows(std::integral_constant<int, 4>{}, o);
+    for (; o < o1; ++o) rows(std::integral_constant<int, 1>{}, o);
     for (std::int64_t c = 0; c < C; ++c) t.n[c] += double(o1 - o0);
 }
 
@@ -287,22 +303,38 @@ std::vector<Moments> channel_moments(const T* x, const T* dy, const Layout& l, c
     return total;
 }
 
-/// True when the fast path's double arithmetic cannot overflow, underflow or meet a
-/// non-finite value for this data.
-bool in_fast_range(const std::vector<Moments>& ms, bool is_double) {
+/// Per channel: true when the fast path's double arithmetic cannot overflow, underflow
+/// or meet a non-finite value for its data; the other channels are computed by the exact
+/// kernel, so that a channel's outputs depend on its own data only.
+std::vector<char> in_fast_range(const std::vector<Moments>& ms, bool is_double) {
     auto ok = [&](double a) { return a == 0 || !is_double || (a >= kMinMagnitude && a <= kMaxMagnitude); };
-    for (const Moments& m : ms) {
+    std::vector<char> fast(ms.size(), 1);
+    for (std::size_t c = 0; c < ms.size(); ++c) {
+        const Moments& m = ms[c];
         for (double v : {m.mean.hi, m.m2.hi, m.max_abs, m.sum_dy.hi, m.sum_dyd.hi, m.dy_max_abs})
-            if (!std::isfinite(v)) return false;
-        if (!ok(m.max_abs) || !ok(m.dy_max_abs)) return false;
+            if (!std::isfinite(v)) fast[c] = 0;
+        if (!ok(m.max_abs) || !ok(m.dy_max_abs)) fast[c] = 0;
     }
-    return true;
+    return fast;
 }
 
-/// invstd = 1/sqrt(M2/m + eps) for every channel; throws for var + eps == 0.
-std::vector<dd> inverse_std(const std::vector<Moments>& ms, double eps) {
-    std::vector<dd> out(ms.size());
+bool all_fast(const std::vector<char>& fast) {
+    return std::all_of(fast.begin(), fast.end(), [](char f) { return f != 0; });
+}
+
+/// dst[o, c, k] = src[o, c, k] for the channels that are not fast.
+template <class T> void take_slow_channels(const Layout& l, const std::vector<char>& fast, const T* src, T* dst) {
+    std::int64_t off = 0;
+    for (std::int64_t o = 0; o < l.outer; ++o)
+        for (std::int64_t c = 0; c < l.channels; ++c, off += l.inner)
+            if (!fast[c]) std::copy(src + off, src + off + l.inner, dst + off);
+}
+
+/// invstd = 1/sqrt(M2/m + eps) for every fast channel; throws for var + eps == 0.
+std::vector<dd> inverse_std(const std::vector<Moments>& ms, const std::vector<char>& fast, double eps) {
+    std::vector<dd> out(ms.size(), dd{NAN, 0});
     for (std::size_t c = 0; c < ms.size(); ++c) {
+        if (!fast[c]) continue;
         const dd var_eps = detail::add(detail::div(ms[c].m2, ms[c].n), eps);
         if (!(var_eps.hi > 0))
             throw InputError(fmt::format("channel {} has zero variance and eps = 0: invstd = 1/sqrt(var + eps) is "
@@ -392,9 +424,8 @@ void forward(const T* x, const Layout& l, const T* gamma, const T* beta, double 
     const int nthreads = threads_for(l, threads);
     const Blocks blocks(l, sizeof(T));
     const std::vector<Moments> ms = channel_moments<T, false>(x, nullptr, l, blocks, nthreads);
-    if (!in_fast_range(ms, is_double))
-        return detail::forward_exact(x, l, gamma, beta, eps, y, mean, invstd);
-    const std::vector<dd> inv = inverse_std(ms, eps);
+    const std::vector<char> fast = in_fast_range(ms, is_double);
+    const std::vector<dd> inv = inverse_std(ms, fast, eps);
 
     // Per channel: y = a·(x − μ) + β with a = γ·invstd.
     const std::size_t C = std::size_t(l.channels);
@@ -424,6 +455,18 @@ void forward(const T* x, const Layout& l, const T* gamma, const T* beta, double 
             for (std::int64_t k = 0; k < inner; ++k) ys[j * inner + k] = normalize<T>(double(xs[j * inner + k]), mh, ml, ah, al, bc);
         }
     });
+
+    if (!all_fast(fast)) { // the channels beyond the fast path's range, from the exact kernel
+        const auto C2 = std::size_t(l.channels);
+        std::vector<T> y_exact(std::size_t(l.size())), mean_exact(C2), invstd_exact(C2);
+        detail::forward_exact(x, l, gamma, beta, eps, y_exact.data(), mean_exact.data(), invstd_exact.data());
+        take_slow_channels(l, fast, y_exact.data(), y);
+        for (std::size_t c = 0; c < C2; ++c)
+            if (!fast[c]) {
+                if (mean) mean[c] = mean_exact[c];
+                if (invstd) invstd[c] = invstd_exact[c];
+            }
+    }
 }
 
 template <class T>
@@ -434,9 +477,8 @@ void backward(const T* x, const T* gamma, const T* dy, const Layout& l, double e
     const int nthreads = threads_for(l, threads);
     const Blocks blocks(l, 2 * sizeof(T));
     const std::vector<Moments> ms = channel_moments<T, true>(x, dy, l, blocks, nthreads);
-    if (!in_fast_range(ms, is_double))
-        return detail::backward_exact(x, gamma, dy, l, eps, dx, dgamma, dbeta);
-    const std::vector<dd> inv = inverse_std(ms, eps);
+    const std::vector<char> fast = in_fast_range(ms, is_double);
+    const std::vector<dd> inv = inverse_std(ms, fast, eps);
 
     // Per channel: dx = a·(dy − B − (x − μ)·H) with a = γ·invstd, B = dβ/m, H = invstd·dγ/m.
     const std::size_t C = std::size_t(l.channels);
@@ -476,6 +518,18 @@ void backward(const T* x, const T* gamma, const T* dy, const Layout& l, double e
             }
         }
     });
+
+    if (!all_fast(fast)) { // the channels beyond the fast path's range, from the exact kernel
+        const auto C2 = std::size_t(l.channels);
+        std::vector<T> dx_exact(std::size_t(l.size())), dgamma_exact(C2), dbeta_exact(C2);
+        detail::backward_exact(x, gamma, dy, l, eps, dx_exact.data(), dgamma_exact.data(), dbeta_exact.data());
+        take_slow_channels(l, fast, dx_exact.data(), dx);
+        for (std::size_t c = 0; c < C2; ++c)
+            if (!fast[c]) {
+                if (dgamma) dgamma[c] = dgamma_exact[c];
+                if (dbeta) dbeta[c] = dbeta_exact[c];
+            }
+    }
 }
 
 template void forward<float>(const float*, const Layout&, const float*, const float*, double, float*, float*, float*,

@@ -14,6 +14,7 @@
 #include <span>
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -119,11 +120,46 @@ std::string read_file(const std::string& path) {
     return out;
 }
 
+namespace {
+
+/// An NPY file memory-mapped (pages read in at once), its array used in place when the
+/// file's bytes are the array's bytes (little-endian C-order float32/float64): no copy.
+/// Other files are decoded into a new array and unmapped.
+Array load_npy(const std::string& path) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        const int e = errno;
+        throw InputError::in_file(path, e == ENOENT ? "no such file" : "cannot open: " + errno_text(e));
+    }
+    struct Closer {
+        int fd;
+        ~Closer() { ::close(fd); }
+    } closer{fd};
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) throw InputError::in_file(path, "cannot stat: " + errno_text(errno));
+    if (S_ISDIR(st.st_mode)) throw InputError::in_file(path, "is a folder, not a file");
+    if (!S_ISREG(st.st_mode)) throw InputError::in_file(path, "is not a regular file");
+    const auto size = static_cast<std::size_t>(st.st_size);
+    if (size == 0) return parse_npy({}, path); // the error for an empty file
+    void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+    if (p == MAP_FAILED) { // e.g. a file system without mmap: read it instead
+        const std::string bytes = read_file(path);
+        return parse_npy(std::as_bytes(std::span(bytes.data(), bytes.size())), path);
+    }
+    const std::shared_ptr<std::byte> mapping(static_cast<std::byte*>(p), [size](std::byte* q) { ::munmap(q, size); });
+    const std::span<const std::byte> file(mapping.get(), size);
+    const NpyLayout layout = inspect_npy(file, path);
+    if (!layout.native) return parse_npy(file, path);
+    return Array::adopt(layout.dtype, layout.shape,
+                        std::shared_ptr<std::byte>(mapping, mapping.get() + layout.data_offset));
+}
+
+} // namespace
+
 Array load_array(const std::string& path, const CsvRead& csv) {
     const Format format = format_of(path);
+    if (format == Format::npy) return load_npy(path);
     const std::string bytes = read_file(path);
-    if (format == Format::npy)
-        return parse_npy(std::as_bytes(std::span(bytes.data(), bytes.size())), path);
 
     Array a = parse_csv(bytes, csv.dtype, path);
     if (!csv.shape) return a;

@@ -280,7 +280,16 @@ std::uint32_t read_le(std::span<const std::byte> b, std::size_t at, std::size_t 
 
 } // namespace
 
-Array parse_npy(std::span<const std::byte> file, const std::string& name) {
+namespace {
+
+/// Everything parse_npy checks, without touching the data.
+struct Inspected {
+    Header header;
+    StoredType stored;
+    std::size_t data_offset;
+};
+
+Inspected inspect(std::span<const std::byte> file, const std::string& name) {
     if (file.size() < kMagic.size() || std::memcmp(file.data(), kMagic.data(), kMagic.size()) != 0) {
         if (file.size() < kMagic.size() && !file.empty() && static_cast<unsigned char>(file[0]) == 0x93)
             throw InputError::in_file(name, fmt::format("truncated NPY file: {} bytes, the magic "
@@ -333,9 +342,24 @@ Array parse_npy(std::span<const std::byte> file, const std::string& name) {
                               present < expected_bytes ? "truncated data" : "extra data after the array",
                               shape_to_string(h.shape), h.descr, expected_bytes, present));
 
-    Array out(st.dtype, h.shape);
-    const std::byte* data = file.data() + data_offset;
-    dispatch(st.dtype, [&](auto t) { decode_all<decltype(t)>(data, st, h.fortran_order, out); });
+    return {h, st, data_offset};
+}
+
+} // namespace
+
+NpyLayout inspect_npy(std::span<const std::byte> file, const std::string& name) {
+    const Inspected in = inspect(file, name);
+    const bool native = !in.stored.big_endian && !in.header.fortran_order &&
+                        in.stored.itemsize == dtype_size(in.stored.dtype) &&
+                        in.data_offset % in.stored.itemsize == 0;
+    return {in.stored.dtype, in.header.shape, native, in.data_offset};
+}
+
+Array parse_npy(std::span<const std::byte> file, const std::string& name) {
+    const Inspected in = inspect(file, name);
+    Array out(in.stored.dtype, in.header.shape);
+    const std::byte* data = file.data() + in.data_offset;
+    dispatch(in.stored.dtype, [&](auto t) { decode_all<decltype(t)>(data, in.stored, in.header.fortran_order, out); });
     return out;
 }
 

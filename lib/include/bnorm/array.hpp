@@ -29,9 +29,15 @@ template <class F> decltype(auto) dispatch(DType t, F&& f) {
 class Array {
 public:
     Array() = default;
-    /// Allocates element_count(shape) zero-initialized elements (64-byte aligned).
+    /// Allocates element_count(shape) zero-initialized elements (64-byte aligned; large
+    /// arrays get fresh pages from the kernel, transparent huge pages where available).
     /// Requires: every dimension >= 0 and the count fits in memory.
     Array(DType dtype, Shape shape);
+
+    /// An array over memory owned by someone else, e.g. the data of a memory-mapped NPY
+    /// file: `data` points to element_count(shape) elements, suitably aligned, and stays
+    /// valid as long as `data` (a shared_ptr that may alias its owner) is held.
+    static Array adopt(DType dtype, Shape shape, std::shared_ptr<std::byte> data);
 
     DType dtype() const { return dtype_; }
     const Shape& shape() const { return shape_; }
@@ -53,13 +59,10 @@ public:
     void reshape(Shape shape);
 
 private:
-    struct FreeAligned {
-        void operator()(std::byte* p) const;
-    };
     DType dtype_ = DType::f64;
     Shape shape_;
     std::int64_t size_ = 0;
-    std::unique_ptr<std::byte[], FreeAligned> bytes_;
+    std::shared_ptr<std::byte> bytes_;
 };
 
 } // namespace bnorm

@@ -17,6 +17,16 @@ namespace bnorm {
 /// size the header implies against the bytes present before allocating.
 Array parse_npy(std::span<const std::byte> file, const std::string& name);
 
+/// What the header of a valid NPY file says (the same checks as parse_npy, data untouched).
+struct NpyLayout {
+    DType dtype;             ///< what the array is in memory (float16 reads as float32)
+    Shape shape;
+    bool native;             ///< little-endian C-order float32/float64, aligned: the file's
+                             ///< bytes are the array's bytes
+    std::size_t data_offset; ///< where the data starts in the file
+};
+NpyLayout inspect_npy(std::span<const std::byte> file, const std::string& name);
+
 /// The header np.save (numpy 1.24) writes for a C-order little-endian array:
 /// magic, version, header length, dict, padding, so that the data starts at a multiple
 /// of 64 bytes. Version 1.0 unless the header needs more than 65535 bytes.
