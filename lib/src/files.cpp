@@ -93,24 +93,44 @@ Format format_of(const std::string& path) {
     throw UsageError(fmt::format("{}: unknown file type; bnorm reads and writes .npy and .csv", path));
 }
 
-std::string read_file(const std::string& path) {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        const int e = errno;
-        throw InputError::in_file(path, e == ENOENT ? "no such file" : "cannot open: " + errno_text(e));
+namespace {
+
+/// An input file opened for reading, known to be a regular file of `size` bytes.
+struct InputFile {
+    int fd = -1;
+    std::size_t size = 0;
+    explicit InputFile(const std::string& path) {
+        fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            const int e = errno;
+            throw InputError::in_file(path, e == ENOENT ? "no such file" : "cannot open: " + errno_text(e));
+        }
+        struct stat st {};
+        if (::fstat(fd, &st) != 0) fail(path, "cannot stat: " + errno_text(errno));
+        if (S_ISDIR(st.st_mode)) fail(path, "is a folder, not a file");
+        if (!S_ISREG(st.st_mode)) fail(path, "is not a regular file");
+        size = static_cast<std::size_t>(st.st_size);
     }
-    struct Closer {
-        int fd;
-        ~Closer() { ::close(fd); }
-    } closer{fd};
-    struct stat st {};
-    if (::fstat(fd, &st) != 0) throw InputError::in_file(path, "cannot stat: " + errno_text(errno));
-    if (S_ISDIR(st.st_mode)) throw InputError::in_file(path, "is a folder, not a file");
-    if (!S_ISREG(st.st_mode)) throw InputError::in_file(path, "is not a regular file");
-    std::string out(static_cast<std::size_t>(st.st_size), '\0');
+    ~InputFile() { ::close(fd); }
+    InputFile(const InputFile&) = delete;
+    InputFile& operator=(const InputFile&) = delete;
+
+private:
+    [[noreturn]] void fail(const std::string& path, const std::string& problem) {
+        ::close(fd);
+        fd = -1;
+        throw InputError::in_file(path, problem);
+    }
+};
+
+} // namespace
+
+std::string read_file(const std::string& path) {
+    const InputFile in(path);
+    std::string out(in.size, '\0');
     std::size_t got = 0;
     while (got < out.size()) {
-        const ssize_t r = ::read(fd, out.data() + got, out.size() - got);
+        const ssize_t r = ::read(in.fd, out.data() + got, out.size() - got);
         if (r < 0 && errno == EINTR) continue;
         if (r < 0) throw InputError::in_file(path, "read error: " + errno_text(errno));
         if (r == 0) break; // the file shrank while we read it
@@ -126,22 +146,10 @@ namespace {
 /// file's bytes are the array's bytes (little-endian C-order float32/float64): no copy.
 /// Other files are decoded into a new array and unmapped.
 Array load_npy(const std::string& path) {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        const int e = errno;
-        throw InputError::in_file(path, e == ENOENT ? "no such file" : "cannot open: " + errno_text(e));
-    }
-    struct Closer {
-        int fd;
-        ~Closer() { ::close(fd); }
-    } closer{fd};
-    struct stat st {};
-    if (::fstat(fd, &st) != 0) throw InputError::in_file(path, "cannot stat: " + errno_text(errno));
-    if (S_ISDIR(st.st_mode)) throw InputError::in_file(path, "is a folder, not a file");
-    if (!S_ISREG(st.st_mode)) throw InputError::in_file(path, "is not a regular file");
-    const auto size = static_cast<std::size_t>(st.st_size);
+    const InputFile in(path);
+    const std::size_t size = in.size;
     if (size == 0) return parse_npy({}, path); // the error for an empty file
-    void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+    void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, in.fd, 0);
     if (p == MAP_FAILED) { // e.g. a file system without mmap: read it instead
         const std::string bytes = read_file(path);
         return parse_npy(std::as_bytes(std::span(bytes.data(), bytes.size())), path);
