@@ -51,15 +51,22 @@ inline void add_compensated(double& sum, double& err, double v) {
     sum = s;
 }
 
-/// Adds x (and its dy g) to sums around K. Every step is error-free or keeps its error:
-/// x − K = d + d_err (TwoSum), d² = p + p_err and g·d = q + q_err (TwoProd), sums
-/// compensated. That keeps the mean, M2 and Σ dy·(x − mean) to ~2^-100 relative, which dx
-/// needs when its three terms cancel (dy nearly linear in x), for float32 data as well:
-/// heavy-tailed data makes the terms of dx many orders larger than dx itself.
-template <bool Backward>
+/// Adds x (and its dy g) to sums around K. With Exact, every step is error-free or keeps
+/// its error: x − K = d + d_err (TwoSum), d² = p + p_err and g·d = q + q_err (TwoProd),
+/// sums compensated. That keeps the mean, M2 and Σ dy·(x − mean) to ~2^-100 relative,
+/// which float64 outputs need, and which dx needs in any dtype when its three terms
+/// cancel (dy nearly linear in x): heavy-tailed data makes them many orders larger than
+/// dx itself. Only float32 forward does without: plain double sums around a reference K
+/// lose at most log2(block length) bits of 53, and float32 needs 24.
+template <bool Backward, bool Exact>
 inline void accumulate(double x, double g, double K, double& s1, double& s1e, double& s2, double& s2e, double& b1,
                        double& b1e, double& b2, double& b2e) {
     const double d = x - K;
+    if constexpr (!Exact) {
+        s1 += d;
+        s2 = std::fma(d, d, s2);
+        return;
+    }
     const double bb = d - x;
     const double d_err = (x - (d - bb)) + (-K - bb);
     add_compensated(s1, s1e, d);
@@ -74,6 +81,9 @@ inline void accumulate(double x, double g, double K, double& s1, double& s1e, do
         b2e += std::fma(g, d, -q) + g * d_err;
     }
 }
+
+/// Whether the sums of T's data need the error-free path (see accumulate).
+template <class T, bool Backward> constexpr bool kExactSums = Backward || sizeof(T) == 8;
 
 // ---- per-channel statistics as structures of arrays ----------------------------------------
 
@@ -188,7 +198,7 @@ template <class T, bool Backward> void add_run(const T* v, const T* g, std::int6
         const double gi = Backward ? double(g[i]) : 0.0;
         mx[j] = std::max(mx[j], std::abs(xi));
         if constexpr (Backward) gm[j] = std::max(gm[j], std::abs(gi));
-        accumulate<Backward>(xi, gi, K, s1[j], s1e[j], s2[j], s2e[j], b1[j], b1e[j], b2[j], b2e[j]);
+        accumulate<Backward, kExactSums<T, Backward>>(xi, gi, K, s1[j], s1e[j], s2[j], s2e[j], b1[j], b1e[j], b2[j], b2e[j]);
     };
     std::int64_t i = 0;
     for (; i + kLanes <= len; i += kLanes)
@@ -217,7 +227,7 @@ template <class T, bool Backward> void add_run(const T* v, const T* g, std::int6
 /// rows `stride` apart). The accumulators of a channel are loaded once for the R rows.
 /// A function of distinct (restrict) arrays, kept out of line so that the compiler still
 /// knows they are distinct and vectorizes the loop over channels.
-template <class T, int R>
+template <class T, int R, bool Exact>
 [[gnu::noinline]] void add_rows_of(const T* __restrict v, std::int64_t stride, std::int64_t C,
                                    const double* __restrict K, double* __restrict s1, double* __restrict s1e,
                                    double* __restrict s2, double* __restrict s2e, double* __restrict mx) {
@@ -228,7 +238,7 @@ template <class T, int R>
             const double xc = double(v[r * stride + c]);
             const double a = std::abs(xc);
             m = a > m ? a : m;
-            accumulate<false>(xc, 0.0, K[c], a1, a1e, a2, a2e, unused_b1, unused_b1e, unused_b2, unused_b2e);
+            accumulate<false, Exact>(xc, 0.0, K[c], a1, a1e, a2, a2e, unused_b1, unused_b1e, unused_b2, unused_b2e);
         }
         s1[c] = a1, s1e[c] = a1e, s2[c] = a2, s2e[c] = a2e, mx[c] = m;
     }
@@ -265,7 +275,7 @@ void add_rows(const T* x, const T* dy, std::int64_t C, std::int64_t o0, std::int
         for (std::int64_t c = 0; c < C; ++c) t.K[c] = double(x[o0 * C + c]);
     auto rows = [&](auto r_const, std::int64_t o) {
         constexpr int R = decltype(r_const)::value;
-        add_rows_of<T, R>(x + o * C, C, C, t.K.data(), t.s1.data(), t.s1_err.data(), t.s2.data(), t.s2_err.data(),
+        add_rows_of<T, R, kExactSums<T, Backward>>(x + o * C, C, C, t.K.data(), t.s1.data(), t.s1_err.data(), t.s2.data(), t.s2_err.data(),
                           t.max_abs.data());
         if constexpr (Backward)
             add_rows_dy_of<T, R>(x + o * C, dy + o * C, C, C, t.K.data(), t.b1.data(), t.b1_err.data(), t.b2.data(),
@@ -370,10 +380,14 @@ template <class F> void for_blocks_parallel(const Blocks& blocks, int threads, F
 /// exactly (TwoSum), the main product-sum rounded once and the small terms added to it.
 template <class T>
 inline T normalize(double x, double mh, double ml, double ah, double al, double b) {
-    const double s = x - mh;
-    const double bb = s - x;
-    const double e = ((x - (s - bb)) + (-mh - bb)) - ml;
-    return T(std::fma(ah, s, b) + (ah * e + al * s));
+    if constexpr (sizeof(T) == 4) { // double's 2^-53 is far below float32's half ulp
+        return T(std::fma(ah, (x - mh) - ml, b));
+    } else {
+        const double s = x - mh;
+        const double bb = s - x;
+        const double e = ((x - (s - bb)) + (-mh - bb)) - ml;
+        return T(std::fma(ah, s, b) + (ah * e + al * s));
+    }
 }
 
 /// dx = a·(dy − B − (x − μ)·H): d = x − μ = s + e (TwoSum), t = d·H = ph + pl (TwoProd),
