@@ -72,6 +72,8 @@ int main(int argc, char** argv) {
         return fail(e.what(), e.exit_code());
     } catch (const std::bad_alloc&) {
         return fail("out of memory", bnorm::kExitBadInput);
+    } catch (const std::exception& e) { // a bug: still one line and exit 2, never an abort
+        return fail(fmt::format("internal error: {} (please report it)", e.what()), bnorm::kExitBadInput);
     }
     return exit_code;
 }

@@ -4,8 +4,10 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <memory>
 #include <vector>
 
 namespace bnorm {
@@ -64,6 +66,12 @@ public:
         std::size_t pos = 0;
         if (text_.substr(0, 3) == "\xEF\xBB\xBF") pos = 3;
         std::vector<T> values;
+        if (text_.size() > pos) { // reserve from the density of numbers at the start of the file
+            const std::string_view head = text_.substr(pos, 1 << 16);
+            const std::size_t commas = std::size_t(std::count(head.begin(), head.end(), ',')) +
+                                       std::size_t(std::count(head.begin(), head.end(), '\n')) + 1;
+            values.reserve(std::size_t(double(commas) * double(text_.size()) / double(head.size()) * 1.05) + 16);
+        }
         std::int64_t cols = -1, rows = 0, first_line = 0;
         long long line = 0;
         while (pos < text_.size()) {
@@ -78,10 +86,26 @@ public:
             std::int64_t n = 0;
             std::size_t f = 0; // start of the current field within row
             while (true) {
-                const std::size_t comma = row.find(',', f);
-                const std::size_t fend = comma == std::string_view::npos ? row.size() : comma;
-                values.push_back(field<T>(row.substr(f, fend - f), line, column(f),
-                                          rows == 0 && n == 0, comma == std::string_view::npos && n > 0));
+                // Fast path: a plain number (blanks around it allowed) ended by ',' or the end
+                // of the row. Anything else goes through field(), which accepts the rarer
+                // spellings or says precisely what is wrong.
+                std::size_t comma;
+                T v{};
+                const char* const row_end = row.data() + row.size();
+                const char* p = row.data() + f;
+                while (p < row_end && is_blank(*p)) ++p;
+                const auto r = std::from_chars(p, row_end, v);
+                const char* q = r.ptr;
+                while (q < row_end && is_blank(*q)) ++q;
+                if (r.ec == std::errc() && r.ptr != p && (q == row_end || *q == ',') && std::isfinite(v)) {
+                    comma = q == row_end ? std::string_view::npos : std::size_t(q - row.data());
+                } else {
+                    comma = row.find(',', f);
+                    const std::size_t fend = comma == std::string_view::npos ? row.size() : comma;
+                    v = field<T>(row.substr(f, fend - f), line, column(f), rows == 0 && n == 0,
+                                 comma == std::string_view::npos && n > 0);
+                }
+                values.push_back(v);
                 ++n;
                 if (comma == std::string_view::npos) break;
                 f = comma + 1;
@@ -98,9 +122,10 @@ public:
         }
         if (rows == 0)
             throw InputError::in_file(name_, "the CSV file has no numbers (it is empty or blank)");
-        Array out(dtype_, Shape{rows, cols});
-        std::copy(values.begin(), values.end(), out.data<T>());
-        return out;
+        // The parsed values become the array's storage: no copy.
+        auto owner = std::make_shared<std::vector<T>>(std::move(values));
+        std::shared_ptr<std::byte> data(owner, reinterpret_cast<std::byte*>(owner->data()));
+        return Array::adopt(dtype_, Shape{rows, cols}, std::move(data));
     }
 
 private:
@@ -198,24 +223,25 @@ void format_csv(const Array& a, const std::function<void(std::string_view)>& sin
     const std::int64_t n = a.size();
     const Shape& s = a.shape();
     const std::int64_t per_line = s.size() >= 2 ? (s[0] == 0 ? 0 : n / s[0]) : 1;
-    constexpr std::size_t kChunk = 1 << 20;
-    std::string buf;
-    buf.reserve(kChunk + 64);
+    constexpr std::size_t kChunk = 1 << 20, kMaxNumber = 32; // to_chars needs at most 24 + separator
+    std::vector<char> buf(kChunk + kMaxNumber);
     dispatch(a.dtype(), [&](auto t) {
         using T = decltype(t);
         const T* v = a.data<T>();
-        char num[64];
+        char* out = buf.data();
+        char* const flush_at = buf.data() + kChunk;
+        std::int64_t column = 0;
         for (std::int64_t i = 0; i < n; ++i) {
-            const auto r = std::to_chars(num, num + sizeof num, v[i]);
-            buf.append(num, r.ptr);
-            buf += (i + 1) % per_line == 0 ? '\n' : ',';
-            if (buf.size() >= kChunk) {
-                sink(buf);
-                buf.clear();
+            out = std::to_chars(out, out + kMaxNumber, v[i]).ptr; // straight into the buffer
+            *out++ = ++column == per_line ? '\n' : ',';
+            if (column == per_line) column = 0;
+            if (out >= flush_at) {
+                sink({buf.data(), std::size_t(out - buf.data())});
+                out = buf.data();
             }
         }
+        if (out != buf.data()) sink({buf.data(), std::size_t(out - buf.data())});
     });
-    if (!buf.empty()) sink(buf);
 }
 
 } // namespace bnorm
