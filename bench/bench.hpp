@@ -1,0 +1,89 @@
+// The parts of bnorm_bench: the cases (bench/cases.json), the memory-bandwidth yardstick
+// (triad.cpp), bnorm's kernels (kernels.cpp), the oneDNN peer (onednn.cpp) and the CSV
+// reader and writer (csv.cpp). main.cpp runs them and writes the JSON records that
+// bench/report.py turns into the table.
+#pragma once
+
+#include "harness.hpp"
+
+#include "bnorm/array.hpp"
+#include "bnorm/layout.hpp"
+
+#include <optional>
+#include <string>
+
+namespace bench {
+
+enum class Op { forward, backward };
+inline const char* op_name(Op op) { return op == Op::forward ? "forward" : "backward"; }
+
+/// One problem of bench/cases.json.
+struct Case {
+    bnorm::Shape shape; ///< the array as stored in memory (nhwc: N, H, W, C)
+    int axis = 1;       ///< its channel axis
+    std::string layout; ///< "nc", "nchw" or "nhwc"
+    bnorm::DType dtype = bnorm::DType::f32;
+};
+
+/// The operands of one case, allocated and touched once: random normal inputs, and
+/// every output of forward() and backward().
+template <class T> struct Tensors {
+    explicit Tensors(const Case& c);
+    bnorm::Layout layout;
+    Buffer<T> x, dy, gamma, beta;
+    Buffer<T> y, mean, invstd;
+    Buffer<T> dx, dgamma, dbeta;
+};
+
+inline constexpr double kEps = 1e-5;
+
+/// bnorm::forward / bnorm::backward on t's buffers, on `threads` threads.
+template <class T> void run_forward(Tensors<T>& t, int threads);
+template <class T> void run_backward(Tensors<T>& t, int threads);
+
+/// a[i] = b[i] + s·c[i] over three arrays of `bytes_per_array` bytes of doubles,
+/// allocated and touched on construction: the memory bandwidth a streaming kernel
+/// can reach on this machine. Counts 3 arrays × 8 bytes per element moved per call.
+class Triad {
+public:
+    explicit Triad(std::size_t bytes_per_array);
+    Timing measure(int threads, const RepPolicy& policy);
+    std::size_t bytes_per_call() const { return 3 * a_.bytes(); }
+
+private:
+    Buffer<double> a_, b_, c_;
+};
+
+namespace onednn {
+/// The oneDNN version bnorm_bench was built with, or nullopt when it was built without.
+std::optional<std::string> version();
+
+struct Result {
+    std::optional<Timing> timing; ///< nullopt when skipped
+    std::string implementation;   ///< oneDNN's name for the kernel it chose
+    std::string skipped;          ///< why there is no timing
+};
+/// Times oneDNN's batch normalization (training forward, or backward from the saved
+/// statistics) on t's buffers with `threads` OpenMP threads.
+Result measure(Op op, const Case& c, Tensors<float>& t, int threads, const RepPolicy& policy);
+Result measure(Op op, const Case& c, Tensors<double>& t, int threads, const RepPolicy& policy);
+} // namespace onednn
+
+/// Times bnorm::format_csv and bnorm::parse_csv (one thread) on a rows × cols float64
+/// array of random normal values. The text is kept for write_text().
+class CsvBench {
+public:
+    CsvBench(std::int64_t rows, std::int64_t cols);
+    Timing measure_format(const RepPolicy& policy);
+    Timing measure_parse(const RepPolicy& policy);
+    std::size_t text_bytes() const { return text_.size(); }
+    const bnorm::Shape& shape() const { return array_.shape(); }
+    /// Writes the CSV text to `path` (input of the end-to-end CSV run).
+    void write_text(const std::string& path) const;
+
+private:
+    bnorm::Array array_;
+    std::string text_;
+};
+
+} // namespace bench

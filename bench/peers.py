@@ -1,0 +1,160 @@
+#!/usr/bin/python3
+"""The PyTorch peer of the benchmark: times torch's CPU batch norm on the cases of
+bench/cases.json and writes JSON records like bnorm_bench's (scripts/bench.sh runs it).
+
+  forward   torch.nn.functional.batch_norm(x, None, None, weight, bias, training=True, eps=1e-5)
+  backward  torch.ops.aten.native_batch_norm_backward from the statistics saved by one
+            native_batch_norm call; only the backward is timed, as for oneDNN
+
+nhwc cases use torch.channels_last: the NCHW tensor whose memory is the stored
+(N, H, W, C) array. If torch cannot be imported, the output says so and has no records.
+
+Usage: peers.py [--quick] [--cases bench/cases.json] [--out FILE]
+"""
+import argparse
+import ctypes
+import json
+import math
+import os
+import resource
+import statistics
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+EPS = 1e-5
+
+
+def keep_freed_memory():
+    """Makes glibc keep freed memory for reuse instead of returning it to the kernel.
+
+    torch allocates a new output on every call. By default glibc serves blocks above
+    32 MiB with a fresh mmap, so every timed call would page-fault its whole output
+    (about half of the time of a 64 MiB forward), while bnorm and oneDNN write into
+    buffers touched beforehand. With mmap off and no trimming, most calls reuse memory
+    touched before. Some still fault (torch's aligned allocations can leave a freed
+    block a few bytes too small for the next one); faults_per_call shows how many, and
+    ms_min comes from a call without them.
+    """
+    libc = ctypes.CDLL(None)
+    m_trim_threshold, m_mmap_max = -1, -4  # <malloc.h>
+    libc.mallopt(m_mmap_max, 0)
+    libc.mallopt(m_trim_threshold, 2**31 - 1)  # an int: 2 GiB
+
+
+def page_faults():
+    u = resource.getrusage(resource.RUSAGE_SELF)
+    return u.ru_minflt + u.ru_majflt
+
+
+def measure(call, policy):
+    """Same procedure as bench/harness.cpp: a warm-up call, then samples of one or more
+    calls until the policy of bench/cases.json says stop. Times are per call."""
+    start = time.perf_counter()
+    call()
+    warmup_ms = 1e3 * (time.perf_counter() - start)
+    calls = 1
+    if warmup_ms < policy["min_sample_ms"]:
+        calls = math.ceil(policy["min_sample_ms"] / max(warmup_ms, 1e-6))
+    per_call_ms = []
+    faults_before = page_faults()
+    begin = time.perf_counter()
+    while True:
+        start = time.perf_counter()
+        for _ in range(calls):
+            call()
+        per_call_ms.append(1e3 * (time.perf_counter() - start) / calls)
+        n, elapsed = len(per_call_ms), time.perf_counter() - begin
+        if (n >= policy["max_samples"]
+                or (n >= policy["min_samples"] and elapsed >= policy["min_seconds"])
+                or (n >= policy["floor_samples"] and elapsed >= policy["max_seconds"])):
+            break
+    return {
+        "ms_min": min(per_call_ms),
+        "ms_median": statistics.median(per_call_ms),
+        "samples": len(per_call_ms),
+        "calls_per_sample": calls,
+        "faults_per_call": (page_faults() - faults_before) / (len(per_call_ms) * calls),
+    }
+
+
+def make_tensors(torch, case):
+    """x and dy as bnorm sees them (the stored shape), viewed the way torch wants them:
+    an nhwc case becomes the NCHW tensor in channels_last memory format."""
+    dtype = {"float32": torch.float32, "float64": torch.float64}[case["dtype"]]
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(case["shape"], dtype=dtype, generator=gen)
+    dy = torch.randn(case["shape"], dtype=dtype, generator=gen)
+    if case["layout"] == "nhwc":
+        x, dy = (t.permute(0, 3, 1, 2) for t in (x, dy))
+        assert x.is_contiguous(memory_format=torch.channels_last)
+    channels = x.shape[1]
+    weight = torch.randn(channels, dtype=dtype, generator=gen)
+    bias = torch.randn(channels, dtype=dtype, generator=gen)
+    return x, dy, weight, bias
+
+
+def bench_case(torch, case, op, threads, policy):
+    import torch.nn.functional as F
+
+    torch.set_num_threads(threads)
+    x, dy, weight, bias = make_tensors(torch, case)
+    if op == "forward":
+        def call():
+            F.batch_norm(x, None, None, weight, bias, training=True, eps=EPS)
+    else:
+        _, save_mean, save_invstd = torch.ops.aten.native_batch_norm(
+            x, weight, bias, None, None, True, 0.1, EPS)
+
+        def call():
+            torch.ops.aten.native_batch_norm_backward(
+                dy, x, weight, None, None, save_mean, save_invstd, True, EPS, [True, True, True])
+    with torch.no_grad():
+        timing = measure(call, policy)
+    record = {"op": op, "impl": "pytorch", "shape": case["shape"], "axis": case["axis"],
+              "dtype": case["dtype"], "layout": case["layout"], "threads": threads,
+              "tensor_bytes": x.numel() * x.element_size()}
+    record.update(timing)
+    return record
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="only the cases marked quick, fewer repetitions")
+    parser.add_argument("--cases", default=os.path.join(HERE, "cases.json"))
+    parser.add_argument("--out", default="-", help="JSON output ('-': stdout)")
+    args = parser.parse_args()
+
+    with open(args.cases) as f:
+        plan = json.load(f)
+    policy = plan["repetitions"]["quick" if args.quick else "full"]
+    cases = [c for c in plan["cases"] if c["quick"] or not args.quick]
+
+    result = {"pytorch": None, "notes": [], "records": []}
+    try:
+        import torch
+    except Exception as e:  # ImportError, or a broken install
+        result["notes"].append(f"PyTorch skipped: cannot import torch with {sys.executable} ({e}); "
+                               "install python3-torch")
+    else:
+        keep_freed_memory()
+        result["pytorch"] = torch.__version__
+        for case in cases:
+            for op in plan["ops"]:
+                for threads in plan["threads"]:
+                    r = bench_case(torch, case, op, threads, policy)
+                    shape = "x".join(map(str, case["shape"]))
+                    print(f"  {op} {shape} {case['dtype']} {case['layout']} threads={threads} pytorch"
+                          f"{r['ms_min']:>14.3f} ms", file=sys.stderr)
+                    result["records"].append(r)
+
+    text = json.dumps(result, indent=1)
+    if args.out == "-":
+        print(text)
+    else:
+        with open(args.out, "w") as f:
+            f.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,234 @@
+#!/usr/bin/python3
+"""Turns the measurements of one benchmark run into the report (scripts/bench.sh runs it).
+
+Reads the JSON written by machine.py (at the start, and with --since at the end),
+bnorm_bench, peers.py and e2e.py; derives the bandwidth of every kernel under the bytes
+model below and its percentage of the triad measured in the same run; prints the table;
+with --json, writes every record as one JSON list.
+
+Bytes model (the "bandwidth floor" of a streaming kernel): forward reads x twice and
+writes y once, 3 × the tensor's bytes; backward reads x and dy twice and writes dx,
+5 × the tensor's bytes. gbps = bytes / ms_min; pct_of_bound = gbps / triad gbps (same
+thread count) × 100.
+
+Usage: report.py --machine M.json [--during D.json] --cpp BENCH.json [--peers P.json]
+                 [--e2e E.json] [--json OUT] [--quick]
+"""
+import argparse
+import json
+import math
+import os
+import sys
+
+BYTES_MODEL = {"forward": 3, "backward": 5}  # × tensor bytes
+PEERS = {"pytorch": "PyTorch", "onednn": "oneDNN"}
+
+
+def load(path, default):
+    if path and os.path.exists(path):
+        with open(path) as f:
+            return json.load(f)
+    return default
+
+
+def sig3(v):
+    """v with three significant digits, without exponent: 4.93, 52.3, 292, 1234."""
+    if v == 0 or not math.isfinite(v):
+        return f"{v:g}"
+    return f"{v:.{max(0, 2 - math.floor(math.log10(abs(v))))}f}"
+
+
+def fmt_time(ms):
+    if ms < 1:
+        return sig3(ms * 1e3) + " µs"
+    if ms < 1000:
+        return sig3(ms) + " ms"
+    return sig3(ms / 1e3) + " s"
+
+
+def fmt_bytes(n):
+    return sig3(n / 1e6) + " MB"
+
+
+def fmt_mib(n):
+    return sig3(n / 2**20) + " MiB"
+
+
+def kernel_key(r):
+    return r["op"], tuple(r["shape"]), r["dtype"], r["layout"], r["threads"]
+
+
+def derive(records):
+    """Adds gbps to the triad, gbps and pct_of_bound to the kernels, mb_per_s to CSV, and
+    bnorm's time ratios to the peers. Returns the triad GB/s per thread count."""
+    triad = {}  # the best of the runs before and after the kernels
+    for r in records:
+        if r["op"] == "triad":
+            r["gbps"] = r["bytes"] / r["ms_min"] / 1e6
+            triad[r["threads"]] = max(triad.get(r["threads"], 0), r["gbps"])
+    for r in records:
+        if r["op"] in BYTES_MODEL:
+            r["bytes"] = BYTES_MODEL[r["op"]] * r["tensor_bytes"]
+            r["gbps"] = r["bytes"] / r["ms_min"] / 1e6
+            r["pct_of_bound"] = 100 * r["gbps"] / triad[r["threads"]]
+        elif r["op"] in ("csv_parse", "csv_format"):
+            r["mb_per_s"] = r["bytes"] / r["ms_min"] / 1e3
+    peer_ms = {(r["impl"],) + kernel_key(r): r["ms_min"]
+               for r in records if r["op"] in BYTES_MODEL and r["impl"] in PEERS}
+    for r in records:
+        if r["op"] in BYTES_MODEL and r["impl"] == "bnorm":
+            for impl in PEERS:
+                theirs = peer_ms.get((impl,) + kernel_key(r))
+                if theirs:
+                    r[f"ratio_to_{impl}"] = r["ms_min"] / theirs
+    return triad
+
+
+def table(header, rows, right):
+    """Formats rows under header; columns whose index is in `right` are right-aligned."""
+    widths = [max(len(str(row[i])) for row in [header] + rows) for i in range(len(header))]
+    lines = []
+    for row in [header] + rows:
+        cells = [str(c).rjust(w) if i in right else str(c).ljust(w)
+                 for i, (c, w) in enumerate(zip(row, widths))]
+        lines.append("  ".join(cells).rstrip())
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+def kernel_table(records):
+    bnorm = [r for r in records if r["op"] in BYTES_MODEL and r["impl"] == "bnorm"]
+    peers = {(r["impl"],) + kernel_key(r): r for r in records
+             if r["op"] in BYTES_MODEL and r["impl"] in PEERS}
+    header = ["op", "shape", "dtype", "layout", "thr", "min", "median", "GB/s", "% triad"]
+    for name in PEERS.values():
+        header += [name, "bnorm/" + name]
+    rows = []
+    for r in bnorm:
+        row = [r["op"], "x".join(map(str, r["shape"])), r["dtype"], r["layout"], r["threads"],
+               fmt_time(r["ms_min"]), fmt_time(r["ms_median"]), sig3(r["gbps"]),
+               f"{r['pct_of_bound']:.0f}%"]
+        for impl in PEERS:
+            peer = peers.get((impl,) + kernel_key(r))
+            row += [fmt_time(peer["ms_min"]), sig3(r[f"ratio_to_{impl}"]) + "x"] if peer else ["-", "-"]
+        rows.append(row)
+    return table(header, rows, right=set(range(4, len(header))))
+
+
+def e2e_table(records):
+    header = ["bnorm command (end to end)", "min", "median", "copy", "bnorm/copy", "input MB/s",
+              "peak RSS", "in+out", "RSS/(in+out)"]
+    rows = []
+    for r in records:
+        rss = r["peak_rss_bytes"]  # None without GNU time
+        rows.append([r["command"], fmt_time(r["ms_min"]), fmt_time(r["ms_median"]),
+                     fmt_time(r["copy_ms_min"]), sig3(r["ratio_to_copy"]) + "x",
+                     sig3(r["input_mb_per_s"]), fmt_bytes(rss) if rss else "-",
+                     fmt_bytes(r["io_bytes"]), sig3(r["rss_over_io"]) if rss else "-"])
+    return table(header, rows, right=set(range(1, len(header))))
+
+
+def notes(machine, cpp, peers, records):
+    """The lines under the kernel table: what the columns mean, and what to keep in mind."""
+    lines = [
+        "GB/s: bytes model / min time, forward 3x and backward 5x the tensor's bytes; % triad: of the",
+        "triad with the same thread count. bnorm/peer: bnorm's min time over the peer's (above 1: bnorm",
+        "is slower). Peers' backward starts from saved statistics (only the backward is timed); bnorm's",
+        "backward recomputes them. oneDNN gets (N, C) as the same bytes in (N, C, 1, 1) nhwc form: its",
+        "`nc` tag selects a generic kernel about ten times slower.",
+        "bnorm: the thread count is not passed to bnorm yet (bench/kernels.cpp, run_forward); it uses",
+        "its own default in every row.",
+    ]
+    lines += ["note: " + n for n in cpp.get("notes", []) + peers.get("notes", [])]
+    kernels = [r for r in records if r["op"] in BYTES_MODEL]
+    l3 = machine.get("l3_bytes")
+    cached = {}  # (bytes, dtype) -> shapes of kernels whose tensor fits in the L3 cache
+    for r in kernels:
+        if l3 and l3 / 64 < r["tensor_bytes"] <= l3:
+            shapes = cached.setdefault((r["tensor_bytes"], r["dtype"]), [])
+            shape = "x".join(map(str, r["shape"]))
+            if shape not in shapes:
+                shapes.append(shape)
+    for (size, dtype), shapes in sorted(cached.items()):
+        are = "are" if len(shapes) > 1 else "is"
+        lines.append(f"note: {', '.join(shapes)} {dtype} ({fmt_mib(size)}) {are} within the {fmt_mib(l3)} L3 "
+                     "cache: later passes partly hit the cache, so % triad can exceed 100%")
+    # Page faults in a timed call mean its memory was not reused (the bench avoids them);
+    # a few per call (thread stacks, small vectors) do not matter. Pages are 4 KiB.
+    for r in kernels:
+        if r["faults_per_call"] * 4096 > 0.01 * r["bytes"]:
+            lines.append(f"note: {r['impl']} {r['op']} {'x'.join(map(str, r['shape']))} {r['dtype']} "
+                         f"threads={r['threads']}: {r['faults_per_call']:.0f} page faults per timed call")
+    return lines
+
+
+def print_report(machine, cpp, peers, e2e, records, triad, quick, out=sys.stdout):
+    p = lambda *a: print(*a, file=out)  # noqa: E731
+    p(f"bnorm benchmark{' (--quick)' if quick else ''}, {machine['date']}")
+    l3 = f", {fmt_mib(machine['l3_bytes'])} L3" if machine.get("l3_bytes") else ""
+    p(f"machine  {machine['cpu']}, {machine['cores']} cores{l3}, Linux {machine['kernel']}")
+    torch_v, dnnl_v = peers.get("pytorch"), cpp.get("onednn")
+    p("peers    PyTorch " + (f"{torch_v}: measured" if torch_v else "not available: skipped")
+      + ";  oneDNN " + (f"{dnnl_v}: measured" if dnnl_v else "not available: skipped"))
+    triad_bytes = next(r["bytes"] for r in records if r["op"] == "triad")
+    p("triad    " + ", ".join(f"{t} thread{'s' if t > 1 else ''} {sig3(g)} GB/s"
+                              for t, g in sorted(triad.items()))
+      + f"  (a[i] = b[i] + s*c[i] on 3 arrays of {triad_bytes // 3 >> 20} MiB, counting 24 bytes per i;"
+      + " best of a run before and one after the kernels)")
+    before, during = machine.get("busy_cores_before", 0), machine.get("others_busy_cores", 0)
+    p(f"others   other processes used {during:.2f} of {machine['cores']} cores during the run "
+      f"({machine.get('seconds', 0):.0f} s), {before:.2f} just before it")
+    if max(before, during) > 0.1:
+        p("WARNING  other work ran beside the benchmark: timings (above all with 2 threads) are disturbed")
+    p("")
+    p(kernel_table(records))
+    p("")
+    for line in notes(machine, cpp, peers, records):
+        p(line)
+
+    if e2e:
+        p("")
+        p(e2e_table(e2e))
+        copies = "; ".join(r["copy_command"] for r in e2e)
+        p(f"Warm page cache, min of {e2e[0]['runs']} runs ({e2e[0]['timer']}). copy: {copies}.")
+        if not e2e[0]["peak_rss_bytes"]:
+            p("note: peak RSS not measured: it needs GNU time (/usr/bin/time, Debian package `time`)")
+    csv = {r["op"]: r for r in records if r["op"].startswith("csv_")}
+    if csv:
+        r = csv["csv_parse"]
+        p(f"CSV in memory, one thread, {'x'.join(map(str, r['shape']))} float64 ({fmt_bytes(r['bytes'])} "
+          f"of text): parse {sig3(r['mb_per_s'])} MB/s (with allocating the result), "
+          f"format {sig3(csv['csv_format']['mb_per_s'])} MB/s")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--machine", required=True, help="machine.py's output")
+    parser.add_argument("--during", help="machine.py --since's output at the end of the run")
+    parser.add_argument("--cpp", required=True, help="bnorm_bench's output")
+    parser.add_argument("--peers", help="peers.py's output")
+    parser.add_argument("--e2e", help="e2e.py's output")
+    parser.add_argument("--json", help="also write every record here, as a JSON list")
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+
+    machine = dict(load(args.machine, {}), **load(args.during, {}))
+    machine.pop("snapshot", None)
+    cpp = load(args.cpp, None)
+    peers = load(args.peers, {"pytorch": None, "notes": [], "records": []})
+    e2e = load(args.e2e, {"records": []})["records"]
+    records = cpp["records"] + peers["records"] + e2e
+    triad = derive(records)
+    print_report(machine, cpp, peers, e2e, records, triad, args.quick)
+
+    if args.json:
+        run = {"op": "run", "impl": None, **machine, "quick": args.quick,
+               "pytorch": peers.get("pytorch"), "onednn": cpp.get("onednn"),
+               "notes": cpp.get("notes", []) + peers.get("notes", [])}
+        with open(args.json, "w") as f:
+            json.dump([run] + records, f, indent=1)
+            f.write("\n")
+
+
+if __name__ == "__main__":
+    main()
