@@ -93,12 +93,16 @@ template <class T, bool Backward> constexpr bool kExactSums = Backward || sizeof
 /// s1 = Σ(x − K), s2 = Σ(x − K)², and for backward b1 = Σ dy, b2 = Σ dy·(x − K), each with
 /// its compensation term.
 struct Sums {
-    std::vector<double> n, K, s1, s1_err, s2, s2_err, max_abs, b1, b1_err, b2, b2_err, dy_max_abs;
+    double *n, *K, *s1, *s1_err, *s2, *s2_err, *max_abs, *b1, *b1_err, *b2, *b2_err, *dy_max_abs;
     void reset(std::size_t C, bool backward) {
-        for (auto* v : {&n, &K, &s1, &s1_err, &s2, &s2_err, &max_abs}) v->assign(C, 0.0);
-        if (backward)
-            for (auto* v : {&b1, &b1_err, &b2, &b2_err, &dy_max_abs}) v->assign(C, 0.0);
+        storage_.assign((backward ? 12 : 7) * C, 0.0); // one allocation, reused across blocks
+        double* p = storage_.data();
+        for (double** v : {&n, &K, &s1, &s1_err, &s2, &s2_err, &max_abs}) *v = p, p += C;
+        for (double** v : {&b1, &b1_err, &b2, &b2_err, &dy_max_abs}) *v = backward ? (p += C) - C : nullptr;
     }
+
+private:
+    std::vector<double> storage_;
 };
 
 /// A channel's statistics in double-double: count, mean, M2 = Σ(x − mean)², and for
@@ -275,11 +279,11 @@ void add_rows(const T* x, const T* dy, std::int64_t C, std::int64_t o0, std::int
         for (std::int64_t c = 0; c < C; ++c) t.K[c] = double(x[o0 * C + c]);
     auto rows = [&](auto r_const, std::int64_t o) {
         constexpr int R = decltype(r_const)::value;
-        add_rows_of<T, R, kExactSums<T, Backward>>(x + o * C, C, C, t.K.data(), t.s1.data(), t.s1_err.data(), t.s2.data(), t.s2_err.data(),
-                          t.max_abs.data());
+        add_rows_of<T, R, kExactSums<T, Backward>>(x + o * C, C, C, t.K, t.s1, t.s1_err, t.s2, t.s2_err,
+                          t.max_abs);
         if constexpr (Backward)
-            add_rows_dy_of<T, R>(x + o * C, dy + o * C, C, C, t.K.data(), t.b1.data(), t.b1_err.data(), t.b2.data(),
-                                 t.b2_err.data(), t.dy_max_abs.data());
+            add_rows_dy_of<T, R>(x + o * C, dy + o * C, C, C, t.K, t.b1, t.b1_err, t.b2,
+                                 t.b2_err, t.dy_max_abs);
     };
     std::int64_t o = o0;
     for (; o + 4 <= o1; o += 4) rows(std::integral_constant<int, 4>{}, o);
@@ -443,7 +447,8 @@ void forward(const T* x, const Layout& l, const T* gamma, const T* beta, double 
 
     // Per channel: y = a·(x − μ) + β with a = γ·invstd.
     const std::size_t C = std::size_t(l.channels);
-    std::vector<double> mu_hi(C), mu_lo(C), a_hi(C), a_lo(C), b(C);
+    std::vector<double> coefficients(5 * C); // one allocation: μ (hi, lo), a (hi, lo), β
+    double *mu_hi = coefficients.data(), *mu_lo = mu_hi + C, *a_hi = mu_lo + C, *a_lo = a_hi + C, *b = a_lo + C;
     for (std::size_t c = 0; c < C; ++c) {
         if (mean) mean[c] = detail::to<T>(ms[c].mean);
         if (invstd) invstd[c] = detail::to<T>(inv[c]);
@@ -454,8 +459,8 @@ void forward(const T* x, const Layout& l, const T* gamma, const T* beta, double 
     }
 
     // pass B: x and y are (outer, C, inner); a run is `count` channels of `inner` values.
-    const double *__restrict pmh = mu_hi.data(), *__restrict pml = mu_lo.data(), *__restrict pah = a_hi.data(),
-                               *__restrict pal = a_lo.data(), *__restrict pb = b.data();
+    const double *__restrict pmh = mu_hi, *__restrict pml = mu_lo, *__restrict pah = a_hi,
+                               *__restrict pal = a_lo, *__restrict pb = b;
     for_blocks_parallel(blocks, nthreads, [&](std::int64_t off, std::int64_t c0, std::int64_t count, std::int64_t inner) {
         const T* __restrict xs = x + off;
         T* __restrict ys = y + off;
@@ -497,7 +502,9 @@ void backward(const T* x, const T* gamma, const T* dy, const Layout& l, double e
     // Per channel: dx = a·(dy − B − (x − μ)·H) with a = γ·invstd, B = dβ/m, H = invstd·dγ/m.
     const std::size_t C = std::size_t(l.channels);
     const double m = double(l.per_channel());
-    std::vector<double> mu_hi(C), mu_lo(C), a_hi(C), a_lo(C), B_hi(C), B_lo(C), H_hi(C), H_lo(C);
+    std::vector<double> coefficients(8 * C); // one allocation: μ, a, B, H (hi, lo each)
+    double *mu_hi = coefficients.data(), *mu_lo = mu_hi + C, *a_hi = mu_lo + C, *a_lo = a_hi + C, *B_hi = a_lo + C,
+           *B_lo = B_hi + C, *H_hi = B_lo + C, *H_lo = H_hi + C;
     for (std::size_t c = 0; c < C; ++c) {
         const dd dg = detail::mul(ms[c].sum_dyd, inv[c]); // dγ = invstd·Σ dy·(x − μ)
         if (dbeta) dbeta[c] = detail::to<T>(ms[c].sum_dy);
@@ -510,9 +517,9 @@ void backward(const T* x, const T* gamma, const T* dy, const Layout& l, double e
     }
 
     // pass B: term 1 − term 2 − term 3 = dy − dβ/m − x̂·dγ/m, times γ·invstd.
-    const double *__restrict pmh = mu_hi.data(), *__restrict pml = mu_lo.data(), *__restrict pah = a_hi.data(),
-                               *__restrict pal = a_lo.data(), *__restrict pBh = B_hi.data(), *__restrict pBl = B_lo.data(),
-                               *__restrict pHh = H_hi.data(), *__restrict pHl = H_lo.data();
+    const double *__restrict pmh = mu_hi, *__restrict pml = mu_lo, *__restrict pah = a_hi,
+                               *__restrict pal = a_lo, *__restrict pBh = B_hi, *__restrict pBl = B_lo,
+                               *__restrict pHh = H_hi, *__restrict pHl = H_lo;
     for_blocks_parallel(blocks, nthreads, [&](std::int64_t off, std::int64_t c0, std::int64_t count, std::int64_t inner) {
         const T* __restrict xs = x + off;
         const T* __restrict gs = dy + off;
