@@ -136,8 +136,6 @@ def notes(machine, cpp, peers, records):
         "is slower). Peers' backward starts from saved statistics (only the backward is timed); bnorm's",
         "backward recomputes them. oneDNN gets (N, C) as the same bytes in (N, C, 1, 1) nhwc form: its",
         "`nc` tag selects a generic kernel about ten times slower.",
-        "bnorm: the thread count is not passed to bnorm yet (bench/kernels.cpp, run_forward); it uses",
-        "its own default in every row.",
     ]
     lines += ["note: " + n for n in cpp.get("notes", []) + peers.get("notes", [])]
     kernels = [r for r in records if r["op"] in BYTES_MODEL]
