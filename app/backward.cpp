@@ -19,17 +19,24 @@ void run_backward(const BackwardOptions& o) {
     Problem p = load_problem(o.common, o.gamma, "", o.dy,
                              {{"--dx", o.dx}, {"--dgamma", o.dgamma}, {"--dbeta", o.dbeta}});
     const Shape channels{p.layout.channels};
-    Array dx(p.x.dtype(), p.x.shape()), dgamma(p.x.dtype(), channels), dbeta(p.x.dtype(), channels);
+    Array dgamma(p.x.dtype(), channels), dbeta(p.x.dtype(), channels);
+    std::vector<PendingFile> dx_file;
     dispatch(p.x.dtype(), [&](auto t) {
         using T = decltype(t);
-        try {
-            backward<T>(p.x.data<T>(), p.gamma ? p.gamma->data<T>() : nullptr, p.dy->data<T>(),
-                        p.layout, p.eps, dx.data<T>(), dgamma.data<T>(), dbeta.data<T>(), o.common.threads);
-        } catch (const InputError&) {
-            rethrow_for_file(o.common.x);
-        }
+        auto make_pass = [&] {
+            try {
+                return BackwardPass<T>(p.x.data<T>(), p.gamma ? p.gamma->data<T>() : nullptr, p.dy->data<T>(),
+                                       p.layout, p.eps, o.common.threads);
+            } catch (const InputError&) {
+                rethrow_for_file(o.common.x);
+            }
+        };
+        const BackwardPass<T> pass = make_pass();
+        pass.gradients(dgamma.data<T>(), dbeta.data<T>());
+        dx_file.push_back(write_rows<T>(o.dx, p.x.shape(), p.layout,
+                                        [&](std::int64_t o0, std::int64_t o1, T* dx) { pass.apply(o0, o1, dx); }));
     });
-    write_outputs({{o.dx, &dx}, {o.dgamma, &dgamma}, {o.dbeta, &dbeta}});
+    write_outputs(std::move(dx_file), {{o.dgamma, &dgamma}, {o.dbeta, &dbeta}});
 }
 
 } // namespace

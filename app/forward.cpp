@@ -19,18 +19,24 @@ void run_forward(const ForwardOptions& o) {
     Problem p = load_problem(o.common, o.gamma, o.beta, "",
                              {{"--y", o.y}, {"--mean", o.mean}, {"--invstd", o.invstd}});
     const Shape channels{p.layout.channels};
-    Array y(p.x.dtype(), p.x.shape()), mean(p.x.dtype(), channels), invstd(p.x.dtype(), channels);
+    Array mean(p.x.dtype(), channels), invstd(p.x.dtype(), channels);
+    std::vector<PendingFile> y_file;
     dispatch(p.x.dtype(), [&](auto t) {
         using T = decltype(t);
-        try {
-            forward<T>(p.x.data<T>(), p.layout, p.gamma ? p.gamma->data<T>() : nullptr,
-                       p.beta ? p.beta->data<T>() : nullptr, p.eps, y.data<T>(), mean.data<T>(),
-                       invstd.data<T>(), o.common.threads);
-        } catch (const InputError&) {
-            rethrow_for_file(o.common.x);
-        }
+        auto make_pass = [&] {
+            try {
+                return ForwardPass<T>(p.x.data<T>(), p.layout, p.gamma ? p.gamma->data<T>() : nullptr,
+                                      p.beta ? p.beta->data<T>() : nullptr, p.eps, o.common.threads);
+            } catch (const InputError&) {
+                rethrow_for_file(o.common.x);
+            }
+        };
+        const ForwardPass<T> pass = make_pass();
+        pass.statistics(mean.data<T>(), invstd.data<T>());
+        y_file.push_back(write_rows<T>(o.y, p.x.shape(), p.layout,
+                                       [&](std::int64_t o0, std::int64_t o1, T* y) { pass.apply(o0, o1, y); }));
     });
-    write_outputs({{o.y, &y}, {o.mean, &mean}, {o.invstd, &invstd}});
+    write_outputs(std::move(y_file), {{o.mean, &mean}, {o.invstd, &invstd}});
 }
 
 } // namespace

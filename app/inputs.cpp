@@ -199,11 +199,10 @@ Problem load_problem(const CommonOptions& opts, const std::string& gamma, const 
     return p;
 }
 
-void write_outputs(const std::vector<std::pair<std::string, const Array*>>& outputs) {
-    std::vector<PendingFile> pending;
+void write_outputs(std::vector<PendingFile> done, const std::vector<std::pair<std::string, const Array*>>& outputs) {
     for (const auto& [path, array] : outputs)
-        if (!path.empty()) pending.push_back(write_array(path, *array));
-    for (PendingFile& f : pending) f.commit();
+        if (!path.empty()) done.push_back(write_array(path, *array));
+    for (PendingFile& f : done) f.commit();
 }
 
 void rethrow_for_file(const std::string& path) {

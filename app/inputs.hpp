@@ -4,9 +4,11 @@
 
 #include "bnorm/array.hpp"
 #include "bnorm/files.hpp"
+#include "bnorm/npy.hpp"
 
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <optional>
 #include <string>
 #include <utility>
@@ -72,9 +74,35 @@ int parse_int(const std::string& option, const std::string& text);
 /// Parses a strictly numeric option value: a finite number >= 0 ("--rtol", "1e-9x" fails).
 double parse_nonnegative(const std::string& option, const std::string& text);
 
-/// Writes every (path, array) to a temporary file, then renames them all into place;
-/// empty paths are skipped. Nothing is renamed unless every write succeeded.
-void write_outputs(const std::vector<std::pair<std::string, const Array*>>& outputs);
+/// Writes every (path, array) to a temporary file, then renames them all, and the already
+/// written files `done`, into place; empty paths are skipped. Nothing is renamed unless
+/// every write succeeded.
+void write_outputs(std::vector<PendingFile> done, const std::vector<std::pair<std::string, const Array*>>& outputs);
+
+/// Writes an output of x's shape whose rows produce(o0, o1, out) computes: an NPY file
+/// through a small buffer reused chunk after chunk (no full-size output in memory, none of
+/// its page faults), a CSV file from the whole array (the text needs every value anyway).
+template <class T, class Produce>
+PendingFile write_rows(const std::string& path, const Shape& shape, const Layout& l, Produce&& produce) {
+    const std::int64_t row = l.channels * l.inner;
+    if (format_of(path) == Format::csv) {
+        Array whole(dtype_of<T>(), shape);
+        produce(std::int64_t{0}, l.outer, whole.data<T>());
+        return write_array(path, whole);
+    }
+    PendingFile out(path);
+    const std::string header = npy_header(dtype_of<T>(), shape);
+    out.write(header.data(), header.size());
+    constexpr std::int64_t kChunkBytes = 4 << 20;
+    const std::int64_t rows = std::max<std::int64_t>(1, kChunkBytes / std::int64_t(sizeof(T)) / std::max<std::int64_t>(1, row));
+    std::vector<T> buffer(std::size_t(std::min(rows, l.outer) * row));
+    for (std::int64_t o0 = 0; o0 < l.outer; o0 += rows) {
+        const std::int64_t o1 = std::min(l.outer, o0 + rows);
+        produce(o0, o1, buffer.data());
+        out.write(buffer.data(), std::size_t((o1 - o0) * row) * sizeof(T));
+    }
+    return out;
+}
 
 /// Re-throws an error raised by the library for the data of file `path` with the file
 /// name in front, so that every message names its file.

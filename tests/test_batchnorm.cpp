@@ -10,6 +10,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <numeric>
 #include <random>
 
 using namespace bnorm;
@@ -329,5 +331,43 @@ TEST_CASE("a channel's outputs depend on its own data only, whichever kernel its
         std::vector<double> xs = x;
         for (std::int64_t o = 0; o < 300; ++o) xs[o * 2] *= scale;
         CHECK(channel1(xs) == reference);
+    }
+}
+
+TEST_CASE("the two-step passes give forward()'s and backward()'s bits, in any chunks, in any order") {
+    for (const Shape& shape : {Shape{777, 12}, Shape{9, 5, 11, 13}}) {
+        for (bool with_slow_channel : {false, true}) {
+            CAPTURE(shape_to_string(shape));
+            CAPTURE(with_slow_channel);
+            const Layout l = collapse(shape, 1);
+            std::mt19937_64 rng(21);
+            std::normal_distribution<double> normal;
+            std::vector<double> x(l.size()), dy(l.size()), gamma(l.channels, 1.5), beta(l.channels, -0.5);
+            for (auto& v : x) v = normal(rng);
+            for (auto& v : dy) v = normal(rng);
+            if (with_slow_channel) // channel 1 beyond the fast path's range: the exact kernel
+                for (std::int64_t o = 0; o < l.outer; ++o)
+                    for (std::int64_t k = 0; k < l.inner; ++k) x[(o * l.channels + 1) * l.inner + k] *= 1e300;
+            std::vector<double> y(l.size()), dx(l.size());
+            forward<double>(x.data(), l, gamma.data(), beta.data(), 1e-5, y.data(), nullptr, nullptr);
+            backward<double>(x.data(), gamma.data(), dy.data(), l, 1e-5, dx.data(), nullptr, nullptr);
+
+            const ForwardPass<double> fp(x.data(), l, gamma.data(), beta.data(), 1e-5);
+            const BackwardPass<double> bp(x.data(), gamma.data(), dy.data(), l, 1e-5);
+            std::vector<double> y2(l.size(), kSentinel), dx2(l.size(), kSentinel);
+            std::vector<std::int64_t> cuts{0, l.outer};
+            for (int i = 0; i < 5; ++i) cuts.push_back(std::int64_t(rng() % std::uint64_t(l.outer)));
+            std::sort(cuts.begin(), cuts.end());
+            std::vector<std::size_t> order(cuts.size() - 1);
+            std::iota(order.begin(), order.end(), 0);
+            std::shuffle(order.begin(), order.end(), rng);
+            const std::int64_t row = l.channels * l.inner;
+            for (std::size_t k : order) {
+                fp.apply(cuts[k], cuts[k + 1], y2.data() + cuts[k] * row);
+                bp.apply(cuts[k], cuts[k + 1], dx2.data() + cuts[k] * row);
+            }
+            CHECK(y2 == y);
+            CHECK(dx2 == dx);
+        }
     }
 }

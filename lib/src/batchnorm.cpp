@@ -336,14 +336,6 @@ bool all_fast(const std::vector<char>& fast) {
     return std::all_of(fast.begin(), fast.end(), [](char f) { return f != 0; });
 }
 
-/// dst[o, c, k] = src[o, c, k] for the channels that are not fast.
-template <class T> void take_slow_channels(const Layout& l, const std::vector<char>& fast, const T* src, T* dst) {
-    std::int64_t off = 0;
-    for (std::int64_t o = 0; o < l.outer; ++o)
-        for (std::int64_t c = 0; c < l.channels; ++c, off += l.inner)
-            if (!fast[c]) std::copy(src + off, src + off + l.inner, dst + off);
-}
-
 /// invstd = 1/sqrt(M2/m + eps) for every fast channel; throws for var + eps == 0.
 std::vector<dd> inverse_std(const std::vector<Moments>& ms, const std::vector<char>& fast, double eps) {
     std::vector<dd> out(ms.size(), dd{NAN, 0});
@@ -363,21 +355,37 @@ int threads_for(const Layout& l, int threads) {
     return l.size() < kSerialBelow ? 1 : detail::resolve_threads(threads);
 }
 
-/// Pass B: calls row(offset, c0, count, inner) on runs that together cover the tensor, in
-/// parallel over blocks. A run is `count` consecutive channels starting at c0, each with
-/// `inner` values (inner == 1: a whole row of channels, vectorized across channels).
-template <class F> void for_blocks_parallel(const Blocks& blocks, int threads, F&& run) {
-    const Layout& l = blocks.l;
-    detail::parallel_for(blocks.count, threads, [&](std::int64_t b0, std::int64_t b1) {
-        for (std::int64_t b = b0; b < b1; ++b) {
-            if (blocks.whole_rows && l.inner == 1) {
-                const auto [o0, o1] = blocks.rows(b);
-                for (std::int64_t o = o0; o < o1; ++o) run(o * l.channels, std::int64_t{0}, l.channels, std::int64_t{1});
-            } else {
-                blocks.for_runs(b, [&](std::int64_t off, std::int64_t c) { run(off, c, std::int64_t{1}, l.inner); });
+/// Pass B over outer rows [o0, o1): calls run(offset, c0, count, inner) on runs covering
+/// them, in parallel. A run is `count` consecutive channels from c0, each with `inner`
+/// values, at `offset` in the whole tensor (inner == 1: a whole row of channels,
+/// vectorized across channels). Every output element is computed alone, so the split
+/// between threads cannot change a bit.
+template <class F>
+void for_rows_parallel(const Layout& l, std::int64_t o0, std::int64_t o1, int threads, F&& run) {
+    if ((o1 - o0) * l.channels * l.inner < kSerialBelow) threads = 1;
+    if (l.inner == 1) {
+        detail::parallel_for(o1 - o0, threads, [&](std::int64_t b, std::int64_t e) {
+            for (std::int64_t o = o0 + b; o < o0 + e; ++o) run(o * l.channels, std::int64_t{0}, l.channels, std::int64_t{1});
+        });
+    } else {
+        const std::int64_t r0 = o0 * l.channels;
+        detail::parallel_for((o1 - o0) * l.channels, threads, [&](std::int64_t b, std::int64_t e) {
+            for (std::int64_t r = r0 + b; r < r0 + e; ++r) run(r * l.inner, r % l.channels, std::int64_t{1}, l.inner);
+        });
+    }
+}
+
+/// dst[o, c, k] = src[o, c, k] for outer rows [o0, o1) of the channels that are not fast;
+/// src is the whole tensor, dst holds rows [o0, o1) only.
+template <class T>
+void take_slow_channels(const Layout& l, const std::vector<char>& fast, const T* src, T* dst, std::int64_t o0,
+                        std::int64_t o1) {
+    for (std::int64_t o = o0; o < o1; ++o)
+        for (std::int64_t c = 0; c < l.channels; ++c)
+            if (!fast[c]) {
+                const std::int64_t off = (o * l.channels + c) * l.inner;
+                std::copy(src + off, src + off + l.inner, dst + (off - o0 * l.channels * l.inner));
             }
-        }
-    });
 }
 
 /// y = β + a·(x − μ), with μ = mh + ml and a = ah + al in double-double: x − μ = s + e
@@ -434,36 +442,53 @@ template <class T>
 
 } // namespace
 
+// ---- the passes ------------------------------------------------------------------------------
+
 template <class T>
-void forward(const T* x, const Layout& l, const T* gamma, const T* beta, double eps, T* y, T* mean, T* invstd,
-             int threads) {
+ForwardPass<T>::ForwardPass(const T* x, const Layout& l, const T* gamma, const T* beta, double eps, int threads)
+    : x_(x), l_(l), threads_(threads_for(l, threads)) {
     assert(l.channels >= 1 && l.per_channel() >= 2 && eps >= 0);
     constexpr bool is_double = sizeof(T) == 8; // the fast path's range check applies to float64
-    const int nthreads = threads_for(l, threads);
-    const Blocks blocks(l, sizeof(T));
-    const std::vector<Moments> ms = channel_moments<T, false>(x, nullptr, l, blocks, nthreads);
-    const std::vector<char> fast = in_fast_range(ms, is_double);
-    const std::vector<dd> inv = inverse_std(ms, fast, eps);
+    const std::vector<Moments> ms = channel_moments<T, false>(x, nullptr, l, Blocks(l, sizeof(T)), threads_);
+    fast_ = in_fast_range(ms, is_double);
+    const std::vector<dd> inv = inverse_std(ms, fast_, eps);
 
     // Per channel: y = a·(x − μ) + β with a = γ·invstd.
     const std::size_t C = std::size_t(l.channels);
-    std::vector<double> coefficients(5 * C); // one allocation: μ (hi, lo), a (hi, lo), β
-    double *mu_hi = coefficients.data(), *mu_lo = mu_hi + C, *a_hi = mu_lo + C, *a_lo = a_hi + C, *b = a_lo + C;
+    mean_.resize(C), invstd_.resize(C), coefficients_.resize(5 * C); // μ (hi, lo), a (hi, lo), β
+    double *mu_hi = coefficients_.data(), *mu_lo = mu_hi + C, *a_hi = mu_lo + C, *a_lo = a_hi + C, *b = a_lo + C;
     for (std::size_t c = 0; c < C; ++c) {
-        if (mean) mean[c] = detail::to<T>(ms[c].mean);
-        if (invstd) invstd[c] = detail::to<T>(inv[c]);
+        mean_[c] = detail::to<T>(ms[c].mean);
+        invstd_[c] = detail::to<T>(inv[c]);
         const dd a = detail::mul(inv[c], gamma ? double(gamma[c]) : 1.0);
         mu_hi[c] = ms[c].mean.hi, mu_lo[c] = ms[c].mean.lo;
         a_hi[c] = a.hi, a_lo[c] = a.lo;
         b[c] = beta ? double(beta[c]) : 0.0;
     }
+    if (!all_fast(fast_)) { // the channels beyond the fast path's range: the exact kernel
+        exact_.resize(std::size_t(l.size()));
+        std::vector<T> mean_exact(C), invstd_exact(C);
+        detail::forward_exact(x, l, gamma, beta, eps, exact_.data(), mean_exact.data(), invstd_exact.data());
+        for (std::size_t c = 0; c < C; ++c)
+            if (!fast_[c]) mean_[c] = mean_exact[c], invstd_[c] = invstd_exact[c];
+    }
+}
 
+template <class T> void ForwardPass<T>::statistics(T* mean, T* invstd) const {
+    if (mean) std::copy(mean_.begin(), mean_.end(), mean);
+    if (invstd) std::copy(invstd_.begin(), invstd_.end(), invstd);
+}
+
+template <class T> void ForwardPass<T>::apply(std::int64_t o0, std::int64_t o1, T* y) const {
+    const std::size_t C = std::size_t(l_.channels);
+    const double* __restrict pmh = coefficients_.data();
+    const double *__restrict pml = pmh + C, *__restrict pah = pml + C, *__restrict pal = pah + C,
+                               *__restrict pb = pal + C;
+    const std::int64_t base = o0 * l_.channels * l_.inner; // y holds rows [o0, o1)
     // pass B: x and y are (outer, C, inner); a run is `count` channels of `inner` values.
-    const double *__restrict pmh = mu_hi, *__restrict pml = mu_lo, *__restrict pah = a_hi,
-                               *__restrict pal = a_lo, *__restrict pb = b;
-    for_blocks_parallel(blocks, nthreads, [&](std::int64_t off, std::int64_t c0, std::int64_t count, std::int64_t inner) {
-        const T* __restrict xs = x + off;
-        T* __restrict ys = y + off;
+    for_rows_parallel(l_, o0, o1, threads_, [&](std::int64_t off, std::int64_t c0, std::int64_t count, std::int64_t inner) {
+        const T* __restrict xs = x_ + off;
+        T* __restrict ys = y + (off - base);
         if (inner == 1) { // channels last: vectorized across channels
             normalize_row<T>(xs, ys, count, pmh + c0, pml + c0, pah + c0, pal + c0, pb + c0);
             return;
@@ -474,56 +499,60 @@ void forward(const T* x, const Layout& l, const T* gamma, const T* beta, double 
             for (std::int64_t k = 0; k < inner; ++k) ys[j * inner + k] = normalize<T>(double(xs[j * inner + k]), mh, ml, ah, al, bc);
         }
     });
-
-    if (!all_fast(fast)) { // the channels beyond the fast path's range, from the exact kernel
-        const auto C2 = std::size_t(l.channels);
-        std::vector<T> y_exact(std::size_t(l.size())), mean_exact(C2), invstd_exact(C2);
-        detail::forward_exact(x, l, gamma, beta, eps, y_exact.data(), mean_exact.data(), invstd_exact.data());
-        take_slow_channels(l, fast, y_exact.data(), y);
-        for (std::size_t c = 0; c < C2; ++c)
-            if (!fast[c]) {
-                if (mean) mean[c] = mean_exact[c];
-                if (invstd) invstd[c] = invstd_exact[c];
-            }
-    }
+    if (!exact_.empty()) take_slow_channels(l_, fast_, exact_.data(), y, o0, o1);
 }
 
 template <class T>
-void backward(const T* x, const T* gamma, const T* dy, const Layout& l, double eps, T* dx, T* dgamma, T* dbeta,
-              int threads) {
+BackwardPass<T>::BackwardPass(const T* x, const T* gamma, const T* dy, const Layout& l, double eps, int threads)
+    : x_(x), dy_(dy), l_(l), threads_(threads_for(l, threads)) {
     assert(l.channels >= 1 && l.per_channel() >= 2 && eps >= 0);
     constexpr bool is_double = sizeof(T) == 8; // the fast path's range check applies to float64
-    const int nthreads = threads_for(l, threads);
-    const Blocks blocks(l, 2 * sizeof(T));
-    const std::vector<Moments> ms = channel_moments<T, true>(x, dy, l, blocks, nthreads);
-    const std::vector<char> fast = in_fast_range(ms, is_double);
-    const std::vector<dd> inv = inverse_std(ms, fast, eps);
+    const std::vector<Moments> ms = channel_moments<T, true>(x, dy, l, Blocks(l, 2 * sizeof(T)), threads_);
+    fast_ = in_fast_range(ms, is_double);
+    const std::vector<dd> inv = inverse_std(ms, fast_, eps);
 
     // Per channel: dx = a·(dy − B − (x − μ)·H) with a = γ·invstd, B = dβ/m, H = invstd·dγ/m.
     const std::size_t C = std::size_t(l.channels);
     const double m = double(l.per_channel());
-    std::vector<double> coefficients(8 * C); // one allocation: μ, a, B, H (hi, lo each)
-    double *mu_hi = coefficients.data(), *mu_lo = mu_hi + C, *a_hi = mu_lo + C, *a_lo = a_hi + C, *B_hi = a_lo + C,
+    dgamma_.resize(C), dbeta_.resize(C), coefficients_.resize(8 * C); // μ, a, B, H (hi, lo each)
+    double *mu_hi = coefficients_.data(), *mu_lo = mu_hi + C, *a_hi = mu_lo + C, *a_lo = a_hi + C, *B_hi = a_lo + C,
            *B_lo = B_hi + C, *H_hi = B_lo + C, *H_lo = H_hi + C;
     for (std::size_t c = 0; c < C; ++c) {
         const dd dg = detail::mul(ms[c].sum_dyd, inv[c]); // dγ = invstd·Σ dy·(x − μ)
-        if (dbeta) dbeta[c] = detail::to<T>(ms[c].sum_dy);
-        if (dgamma) dgamma[c] = detail::to<T>(dg);
+        dbeta_[c] = detail::to<T>(ms[c].sum_dy);
+        dgamma_[c] = detail::to<T>(dg);
         const dd a = detail::mul(inv[c], gamma ? double(gamma[c]) : 1.0);
         const dd B = detail::div(ms[c].sum_dy, m);
         const dd H = detail::div(detail::mul(dg, inv[c]), m);
         mu_hi[c] = ms[c].mean.hi, mu_lo[c] = ms[c].mean.lo;
         a_hi[c] = a.hi, a_lo[c] = a.lo, B_hi[c] = B.hi, B_lo[c] = B.lo, H_hi[c] = H.hi, H_lo[c] = H.lo;
     }
+    if (!all_fast(fast_)) { // the channels beyond the fast path's range: the exact kernel
+        exact_.resize(std::size_t(l.size()));
+        std::vector<T> dgamma_exact(C), dbeta_exact(C);
+        detail::backward_exact(x, gamma, dy, l, eps, exact_.data(), dgamma_exact.data(), dbeta_exact.data());
+        for (std::size_t c = 0; c < C; ++c)
+            if (!fast_[c]) dgamma_[c] = dgamma_exact[c], dbeta_[c] = dbeta_exact[c];
+    }
+}
 
+template <class T> void BackwardPass<T>::gradients(T* dgamma, T* dbeta) const {
+    if (dgamma) std::copy(dgamma_.begin(), dgamma_.end(), dgamma);
+    if (dbeta) std::copy(dbeta_.begin(), dbeta_.end(), dbeta);
+}
+
+template <class T> void BackwardPass<T>::apply(std::int64_t o0, std::int64_t o1, T* dx) const {
+    const std::size_t C = std::size_t(l_.channels);
+    const double* __restrict pmh = coefficients_.data();
+    const double *__restrict pml = pmh + C, *__restrict pah = pml + C, *__restrict pal = pah + C,
+                               *__restrict pBh = pal + C, *__restrict pBl = pBh + C, *__restrict pHh = pBl + C,
+                               *__restrict pHl = pHh + C;
+    const std::int64_t base = o0 * l_.channels * l_.inner; // dx holds rows [o0, o1)
     // pass B: term 1 − term 2 − term 3 = dy − dβ/m − x̂·dγ/m, times γ·invstd.
-    const double *__restrict pmh = mu_hi, *__restrict pml = mu_lo, *__restrict pah = a_hi,
-                               *__restrict pal = a_lo, *__restrict pBh = B_hi, *__restrict pBl = B_lo,
-                               *__restrict pHh = H_hi, *__restrict pHl = H_lo;
-    for_blocks_parallel(blocks, nthreads, [&](std::int64_t off, std::int64_t c0, std::int64_t count, std::int64_t inner) {
-        const T* __restrict xs = x + off;
-        const T* __restrict gs = dy + off;
-        T* __restrict out = dx + off;
+    for_rows_parallel(l_, o0, o1, threads_, [&](std::int64_t off, std::int64_t c0, std::int64_t count, std::int64_t inner) {
+        const T* __restrict xs = x_ + off;
+        const T* __restrict gs = dy_ + off;
+        T* __restrict out = dx + (off - base);
         if (inner == 1) { // channels last: vectorized across channels
             input_gradient_row<T>(xs, gs, out, count, pmh + c0, pml + c0, pah + c0, pal + c0, pBh + c0, pBl + c0,
                                   pHh + c0, pHl + c0);
@@ -539,20 +568,29 @@ void backward(const T* x, const T* gamma, const T* dy, const Layout& l, double e
             }
         }
     });
-
-    if (!all_fast(fast)) { // the channels beyond the fast path's range, from the exact kernel
-        const auto C2 = std::size_t(l.channels);
-        std::vector<T> dx_exact(std::size_t(l.size())), dgamma_exact(C2), dbeta_exact(C2);
-        detail::backward_exact(x, gamma, dy, l, eps, dx_exact.data(), dgamma_exact.data(), dbeta_exact.data());
-        take_slow_channels(l, fast, dx_exact.data(), dx);
-        for (std::size_t c = 0; c < C2; ++c)
-            if (!fast[c]) {
-                if (dgamma) dgamma[c] = dgamma_exact[c];
-                if (dbeta) dbeta[c] = dbeta_exact[c];
-            }
-    }
+    if (!exact_.empty()) take_slow_channels(l_, fast_, exact_.data(), dx, o0, o1);
 }
 
+template <class T>
+void forward(const T* x, const Layout& l, const T* gamma, const T* beta, double eps, T* y, T* mean, T* invstd,
+             int threads) {
+    const ForwardPass<T> pass(x, l, gamma, beta, eps, threads);
+    pass.statistics(mean, invstd);
+    pass.apply(0, l.outer, y);
+}
+
+template <class T>
+void backward(const T* x, const T* gamma, const T* dy, const Layout& l, double eps, T* dx, T* dgamma, T* dbeta,
+              int threads) {
+    const BackwardPass<T> pass(x, gamma, dy, l, eps, threads);
+    pass.gradients(dgamma, dbeta);
+    pass.apply(0, l.outer, dx);
+}
+
+template class ForwardPass<float>;
+template class ForwardPass<double>;
+template class BackwardPass<float>;
+template class BackwardPass<double>;
 template void forward<float>(const float*, const Layout&, const float*, const float*, double, float*, float*, float*,
                              int);
 template void forward<double>(const double*, const Layout&, const double*, const double*, double, double*, double*,

@@ -32,6 +32,9 @@
 
 #include "bnorm/layout.hpp"
 
+#include <cstdint>
+#include <vector>
+
 namespace bnorm {
 
 /// Forward pass. gamma == nullptr means γ = 1, beta == nullptr means β = 0.
@@ -50,5 +53,48 @@ void forward(const T* x, const Layout& l, const T* gamma, const T* beta, double 
 template <class T>
 void backward(const T* x, const T* gamma, const T* dy, const Layout& l, double eps, T* dx,
               T* dgamma, T* dbeta, int threads = 0);
+
+/// The forward pass in two steps, for callers that produce y piece by piece (the CLI
+/// streams it to its file through a small buffer, instead of page-faulting a full-size
+/// output): the statistics when constructed (one read of x), then y for any range of
+/// outer rows, in any order. forward() is both steps at once, with the same results.
+/// x must stay valid while the object is used. Throws like forward().
+template <class T> class ForwardPass {
+public:
+    ForwardPass(const T* x, const Layout& l, const T* gamma, const T* beta, double eps, int threads = 0);
+    /// The batch mean and invstd of every channel (either may be null).
+    void statistics(T* mean, T* invstd) const;
+    /// y of outer rows [o0, o1): (o1 − o0)·C·inner values in (outer, C, inner) order.
+    void apply(std::int64_t o0, std::int64_t o1, T* y) const;
+
+private:
+    const T* x_;
+    Layout l_;
+    int threads_;
+    std::vector<double> coefficients_; // per channel: μ (hi, lo), γ·invstd (hi, lo), β
+    std::vector<T> mean_, invstd_;
+    std::vector<char> fast_;           // per channel: computed by the fast path
+    std::vector<T> exact_;             // y from the exact kernel, when a channel needs it
+};
+
+/// The backward pass in two steps, like ForwardPass: dγ and dβ when constructed (one
+/// read of x and dy), then dx for any range of outer rows.
+template <class T> class BackwardPass {
+public:
+    BackwardPass(const T* x, const T* gamma, const T* dy, const Layout& l, double eps, int threads = 0);
+    /// dγ and dβ of every channel (either may be null).
+    void gradients(T* dgamma, T* dbeta) const;
+    /// dx of outer rows [o0, o1): (o1 − o0)·C·inner values in (outer, C, inner) order.
+    void apply(std::int64_t o0, std::int64_t o1, T* dx) const;
+
+private:
+    const T *x_, *dy_;
+    Layout l_;
+    int threads_;
+    std::vector<double> coefficients_; // per channel: μ, γ·invstd, dβ/m, invstd·dγ/m (hi, lo)
+    std::vector<T> dgamma_, dbeta_;
+    std::vector<char> fast_;
+    std::vector<T> exact_;             // dx from the exact kernel, when a channel needs it
+};
 
 } // namespace bnorm
