@@ -29,6 +29,8 @@ import time
 
 import numpy as np
 
+from jsonout import write_json
+
 
 def time_command(command, runs, folder):
     """Returns (per-run seconds, timer name) for a shell command run in `folder`, after
@@ -141,12 +143,7 @@ def main():
             ["forward", "--x", args.csv, "--y", "y.csv"], [args.csv], ["y.csv"],
             f"cat {q} > out.csv", runs=max(1, args.runs // 2))})
 
-    text = json.dumps({"records": records}, indent=1)
-    if args.out == "-":
-        print(text)
-    else:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+    write_json({"records": records}, args.out)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ import platform
 import subprocess
 import time
 
+from jsonout import write_json
+
 
 def lscpu():
     """lscpu's fields as a dict ({} when lscpu is missing)."""
@@ -101,12 +103,7 @@ def main():
             info = others_since(json.load(f)["snapshot"])
     else:
         info = describe()
-    text = json.dumps(info, indent=1)
-    if args.out == "-":
-        print(text)
-    else:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+    write_json(info, args.out)
 
 
 if __name__ == "__main__":

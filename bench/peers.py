@@ -21,6 +21,8 @@ import statistics
 import sys
 import time
 
+from jsonout import write_json
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 EPS = 1e-5
 
@@ -148,12 +150,7 @@ def main():
                           f"{r['ms_min']:>14.3f} ms", file=sys.stderr)
                     result["records"].append(r)
 
-    text = json.dumps(result, indent=1)
-    if args.out == "-":
-        print(text)
-    else:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+    write_json(result, args.out)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ what np.save writes by default).
 
 Usage: /usr/bin/python3 scripts/make_npy_fixtures.py [OUT_DIR]   (default tests/data/npy)
 """
-import io
 import json
 import os
 import sys

@@ -30,9 +30,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 
 import numpy as np
+
+from runner import Fail, check, run_tests, snapshot, snapshot_diff
 
 BNORM = None  # set by main()
 
@@ -41,13 +42,6 @@ TOL_F64 = 1e-12            # normwise relative, float64, well-conditioned data
 TOL_F32 = 4 * np.finfo(np.float32).eps
 
 
-class Fail(Exception):
-    pass
-
-
-def check(cond, msg):
-    if not cond:
-        raise Fail(msg)
 
 
 # ---------------------------------------------------------------------------
@@ -70,34 +64,6 @@ def ok(cwd, args):
           % (cmd, out, err))
     return out, err
 
-
-def snapshot(folder):
-    """Every entry under folder (hidden ones too): kind and content."""
-    snap = {}
-    for root, dirs, files in os.walk(folder):
-        for name in dirs + files:
-            p = os.path.join(root, name)
-            rel = os.path.relpath(p, folder)
-            if os.path.islink(p):
-                snap[rel] = ("link", os.readlink(p))
-            elif os.path.isdir(p):
-                snap[rel] = ("dir",)
-            else:
-                with open(p, "rb") as f:
-                    snap[rel] = ("file", f.read())
-    return snap
-
-
-def snapshot_diff(before, after):
-    out = []
-    for k in sorted(set(before) | set(after)):
-        if k not in before:
-            out.append("created %s" % k)
-        elif k not in after:
-            out.append("removed %s" % k)
-        elif before[k] != after[k]:
-            out.append("changed %s" % k)
-    return ", ".join(out)
 
 
 def expect_error(cwd, args, names=(), contains=(), preexec_fn=None):
@@ -1085,33 +1051,11 @@ def test_threads_give_bitwise_identical_outputs():
 
 
 def main():
-    global BNORM
-    if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help"):
-        print(__doc__)
-        return 2
-    BNORM = os.path.abspath(sys.argv[1])
-    only = sys.argv[2:]
-    tests = [(n, f) for n, f in globals().items()
-             if n.startswith("test_") and callable(f)
-             and (not only or any(s in n for s in only))]
-    passed = failed = 0
-    t0 = time.perf_counter()
-    for name, f in tests:
-        try:
-            f()
-        except Fail as e:
-            failed += 1
-            print("FAIL %s: %s" % (name, e))
-        except Exception:
-            failed += 1
-            print("FAIL %s: %s" % (name, traceback.format_exc().strip().replace("\n", "\n    ")))
-        else:
-            passed += 1
-            print("PASS %s" % name)
-        sys.stdout.flush()
-    print("(%.1fs)" % (time.perf_counter() - t0))
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    def set_bnorm(path):
+        global BNORM
+        BNORM = path
+
+    return run_tests(globals(), __doc__, set_bnorm)
 
 
 if __name__ == "__main__":

@@ -38,9 +38,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 
 import numpy as np
+
+from runner import Fail, check, run_tests, snapshot, snapshot_diff
 
 BNORM = None  # set by main()
 
@@ -53,13 +54,6 @@ RANDOM_DY_DRAWS = 3         # upstream gradients drawn without --dy, in either m
 # The report's keys are those of REPORT_KEYS, PROBLEM_KEYS, METHOD_KEYS... below.
 
 
-class Fail(Exception):
-    pass
-
-
-def check(cond, msg):
-    if not cond:
-        raise Fail(msg)
 
 
 def note(msg):
@@ -119,33 +113,6 @@ def summary(rep):
         parts.append("mode=%s est_err=%s" % (m.get("mode"), m.get("estimated_error")))
     return " ".join(parts)
 
-
-def snapshot(folder):
-    snap = {}
-    for root, dirs, files in os.walk(folder):
-        for name in dirs + files:
-            p = os.path.join(root, name)
-            rel = os.path.relpath(p, folder)
-            if os.path.islink(p):
-                snap[rel] = ("link", os.readlink(p))
-            elif os.path.isdir(p):
-                snap[rel] = ("dir",)
-            else:
-                with open(p, "rb") as f:
-                    snap[rel] = ("file", f.read())
-    return snap
-
-
-def snapshot_diff(before, after):
-    out = []
-    for k in sorted(set(before) | set(after)):
-        if k not in before:
-            out.append("created %s" % k)
-        elif k not in after:
-            out.append("removed %s" % k)
-        elif before[k] != after[k]:
-            out.append("changed %s" % k)
-    return ", ".join(out)
 
 
 def expect_error(cwd, args, contains=()):
@@ -911,33 +878,11 @@ def test_nonfinite_given_dx():
 # ---------------------------------------------------------------------------
 
 def main():
-    global BNORM
-    if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help"):
-        print(__doc__)
-        return 2
-    BNORM = os.path.abspath(sys.argv[1])
-    only = sys.argv[2:]
-    tests = [(n, f) for n, f in globals().items()
-             if n.startswith("test_") and callable(f)
-             and (not only or any(s in n for s in only))]
-    passed = failed = 0
-    t0 = time.perf_counter()
-    for name, f in tests:
-        try:
-            f()
-        except Fail as e:
-            failed += 1
-            print("FAIL %s: %s" % (name, e))
-        except Exception:
-            failed += 1
-            print("FAIL %s: %s" % (name, traceback.format_exc().strip().replace("\n", "\n    ")))
-        else:
-            passed += 1
-            print("PASS %s" % name)
-        sys.stdout.flush()
-    print("(%.1fs)" % (time.perf_counter() - t0))
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    def set_bnorm(path):
+        global BNORM
+        BNORM = path
+
+    return run_tests(globals(), __doc__, set_bnorm)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,82 @@
+"""The small test runner that the CLI test scripts share, and the folder snapshots they
+use to prove that a failed run changed nothing.
+
+Each script defines test_* functions that raise Fail (through check) on a failed
+expectation; run_tests() calls them in order (or only those whose name contains one of
+the substrings given after the bnorm path), prints `PASS name` or `FAIL name: reason`,
+then `N passed, M failed`, and returns the exit status: 1 if any test failed.
+"""
+
+import os
+import sys
+import time
+import traceback
+
+
+class Fail(Exception):
+    pass
+
+
+def check(cond, msg):
+    if not cond:
+        raise Fail(msg)
+
+
+def snapshot(folder):
+    """Every entry under folder (hidden ones too): its kind and content."""
+    snap = {}
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            p = os.path.join(root, name)
+            rel = os.path.relpath(p, folder)
+            if os.path.islink(p):
+                snap[rel] = ("link", os.readlink(p))
+            elif os.path.isdir(p):
+                snap[rel] = ("dir",)
+            else:
+                with open(p, "rb") as f:
+                    snap[rel] = ("file", f.read())
+    return snap
+
+
+def snapshot_diff(before, after):
+    """What changed between two snapshots, as one line ('' when nothing did)."""
+    out = []
+    for k in sorted(set(before) | set(after)):
+        if k not in before:
+            out.append("created %s" % k)
+        elif k not in after:
+            out.append("removed %s" % k)
+        elif before[k] != after[k]:
+            out.append("changed %s" % k)
+    return ", ".join(out)
+
+
+def run_tests(namespace, doc, set_bnorm):
+    """Runs the test_* functions of `namespace` (a script's globals()). argv[1] is the
+    bnorm executable, handed to set_bnorm; further arguments select tests by name."""
+    if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help"):
+        print(doc)
+        return 2
+    set_bnorm(os.path.abspath(sys.argv[1]))
+    only = sys.argv[2:]
+    tests = [(n, f) for n, f in namespace.items()
+             if n.startswith("test_") and callable(f) and (not only or any(s in n for s in only))]
+    passed = failed = 0
+    t0 = time.perf_counter()
+    for name, f in tests:
+        try:
+            f()
+        except Fail as e:
+            failed += 1
+            print("FAIL %s: %s" % (name, e))
+        except Exception:
+            failed += 1
+            print("FAIL %s: %s" % (name, traceback.format_exc().strip().replace("\n", "\n    ")))
+        else:
+            passed += 1
+            print("PASS %s" % name)
+        sys.stdout.flush()
+    print("(%.1fs)" % (time.perf_counter() - t0))
+    print("%d passed, %d failed" % (passed, failed))
+    return 1 if failed else 0
