@@ -26,7 +26,7 @@ void run_backward(const BackwardOptions& o) {
         auto make_pass = [&] {
             try {
                 return BackwardPass<T>(p.x.data<T>(), p.gamma ? p.gamma->data<T>() : nullptr, p.dy->data<T>(),
-                                       p.layout, p.eps, o.common.threads);
+                                       p.layout, p.eps, thread_count(o.common));
             } catch (const InputError&) {
                 rethrow_for_file(o.common.x);
             }

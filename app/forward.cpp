@@ -26,7 +26,7 @@ void run_forward(const ForwardOptions& o) {
         auto make_pass = [&] {
             try {
                 return ForwardPass<T>(p.x.data<T>(), p.layout, p.gamma ? p.gamma->data<T>() : nullptr,
-                                      p.beta ? p.beta->data<T>() : nullptr, p.eps, o.common.threads);
+                                      p.beta ? p.beta->data<T>() : nullptr, p.eps, thread_count(o.common));
             } catch (const InputError&) {
                 rethrow_for_file(o.common.x);
             }

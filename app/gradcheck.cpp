@@ -86,7 +86,7 @@ int run_gradcheck(const GradcheckCliOptions& o) {
     if (!o.atol.empty()) opt.atol = parse_nonnegative("--atol", o.atol);
     opt.seed = parse_seed(o.seed);
     opt.full = o.full;
-    opt.threads = o.common.threads;
+    opt.threads = thread_count(o.common);
     const bool tty = ::isatty(STDERR_FILENO);
     if (tty) opt.progress = [](double f) { fmt::print(stderr, "\rgradcheck: {:3.0f}%", 100 * f); };
 

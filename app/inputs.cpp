@@ -89,6 +89,12 @@ int parse_int(const std::string& option, const std::string& text) {
     return v;
 }
 
+int thread_count(const CommonOptions& opts) {
+    const int n = parse_int("--threads", opts.threads);
+    if (n < 0 || n > 4096) throw UsageError(fmt::format("--threads {} must be from 0 (all cores) to 4096", n));
+    return n;
+}
+
 double parse_nonnegative(const std::string& option, const std::string& text) {
     double v = 0;
     const char* end = text.data() + text.size();
@@ -144,7 +150,7 @@ void add_common_options(CLI::App& cmd, CommonOptions& opts) {
                  "Accept NaN and inf in the inputs and let them propagate (refused by default)");
     cmd.add_option("--threads", opts.threads, "Threads (default 0: all cores); the outputs are bitwise the same "
                                               "for any number")
-        ->check(CLI::Range(0, 4096));
+        ->capture_default_str();
 }
 
 void refuse_empty_values(CLI::App& cmd) {
@@ -173,6 +179,7 @@ Problem load_problem(const CommonOptions& opts, const std::string& gamma, const 
     Problem p;
     p.eps = parse_nonnegative("--eps", opts.eps);
     p.axis = parse_int("--axis", opts.axis);
+    thread_count(opts); // refused before any work, like every other option
     const std::optional<Shape> shape = parse_shape(opts.shape);
     const DType csv_dtype = opts.dtype == "float32" ? DType::f32 : DType::f64;
 

@@ -23,7 +23,7 @@ struct CommonOptions {
     std::string shape;  // "8,3,5,7", for CSV x and dy
     std::string dtype;  // "float32" | "float64", for CSV inputs; NPY files carry theirs
     bool allow_nonfinite = false;
-    int threads = 0;    // 0: all cores; results do not depend on it
+    std::string threads = "0"; // 0: all cores; results do not depend on it (see thread_count)
 };
 
 /// Refuses an empty value ("--dy ''"): an empty path or number is a mistake, never "not given".
@@ -67,6 +67,9 @@ Array load_per_channel(const std::string& path, const Problem& p, const std::str
 
 /// Refuses NaN and ±inf (unless --allow-nonfinite), naming the file and the first index.
 void check_finite(const Array& a, const std::string& path);
+
+/// --threads as a number: a decimal integer from 0 (all cores) to 4096.
+int thread_count(const CommonOptions& opts);
 
 /// Parses a decimal integer option value strictly ("1x", "0x1", " 1" fail).
 int parse_int(const std::string& option, const std::string& text);
