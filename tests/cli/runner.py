@@ -52,6 +52,22 @@ def snapshot_diff(before, after):
     return ", ".join(out)
 
 
+def check_error(cmd, rc, err, before, after, contains=()):
+    """The error contract every failing run must keep: exit code 2, exactly one line on
+    stderr starting with `bnorm: error: ` and holding every string of `contains`, and the
+    folder unchanged (before/after are snapshots of it). Returns the message."""
+    check(rc == 2, "%s: exit %d (expected 2), stderr %r" % (cmd, rc, err[-500:]))
+    check(err.endswith("\n") and err.count("\n") == 1,
+          "%s: stderr is not exactly one line: %r" % (cmd, err))
+    check(err.startswith("bnorm: error: "),
+          "%s: stderr does not start with 'bnorm: error: ': %r" % (cmd, err))
+    for c in contains:
+        check(c in err, "%s: message lacks %r: %r" % (cmd, c, err))
+    diff = snapshot_diff(before, after)
+    check(not diff, "%s: the folder changed: %s (stderr %r)" % (cmd, diff, err))
+    return err.rstrip("\n")
+
+
 def run_tests(namespace, doc, set_bnorm):
     """Runs the test_* functions of `namespace` (a script's globals()). argv[1] is the
     bnorm executable, handed to set_bnorm; further arguments select tests by name."""

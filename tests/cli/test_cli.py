@@ -33,7 +33,7 @@ import time
 
 import numpy as np
 
-from runner import Fail, check, run_tests, snapshot, snapshot_diff
+from runner import Fail, check, check_error, run_tests, snapshot, snapshot_diff
 
 BNORM = None  # set by main()
 
@@ -72,21 +72,13 @@ def expect_error(cwd, args, names=(), contains=(), preexec_fn=None):
     rc, out, err = run(args, cwd, preexec_fn)
     after = snapshot(cwd)
     cmd = "bnorm " + " ".join(map(str, args))
-    check(rc == 2, "%s: exit %d (expected 2), stderr %r" % (cmd, rc, err))
-    check(err.endswith("\n") and err.count("\n") == 1,
-          "%s: stderr is not exactly one line: %r" % (cmd, err))
-    check(err.startswith("bnorm: error: "),
-          "%s: stderr does not start with 'bnorm: error: ': %r" % (cmd, err))
+    message = check_error(cmd, rc, err, before, after, contains)
     check(len(err.splitlines()) == 1 and not re.search(r"[\x00-\x08\x0a-\x1f\x7f]", err[:-1]),
           "%s: the message holds control characters (CR, ESC...), so it is not one clean "
           "line: %r" % (cmd, err))
     for n in names:
         check(n in err, "%s: message does not name the file %r: %r" % (cmd, n, err))
-    for c in contains:
-        check(c in err, "%s: message lacks %r: %r" % (cmd, c, err))
-    diff = snapshot_diff(before, after)
-    check(not diff, "%s: the folder changed: %s (stderr %r)" % (cmd, diff, err))
-    return err.rstrip("\n")
+    return message
 
 
 def save(folder, name, a):

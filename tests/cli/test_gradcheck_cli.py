@@ -41,7 +41,7 @@ import time
 
 import numpy as np
 
-from runner import Fail, check, run_tests, snapshot, snapshot_diff
+from runner import Fail, check, check_error, run_tests, snapshot, snapshot_diff
 
 BNORM = None  # set by main()
 
@@ -123,18 +123,8 @@ def expect_error(cwd, args, contains=()):
     rc, out, err = run(args, cwd)
     after = snapshot(cwd)
     cmd = cmdline(args)
-    check(rc == 2, "%s: exit %d (expected 2), stderr %r, stdout %r" % (cmd, rc, err[-500:],
-                                                                       out[:300]))
-    check(err.endswith("\n") and err.count("\n") == 1,
-          "%s: stderr is not exactly one line: %r" % (cmd, err))
-    check(err.startswith("bnorm: error: "),
-          "%s: stderr does not start with 'bnorm: error: ': %r" % (cmd, err))
     check(out == "", "%s: a failed run printed on stdout: %r" % (cmd, out[:300]))
-    for c in contains:
-        check(c in err, "%s: message lacks %r: %r" % (cmd, c, err))
-    diff = snapshot_diff(before, after)
-    check(not diff, "%s: the folder changed: %s (stderr %r)" % (cmd, diff, err))
-    return err.rstrip("\n")
+    return check_error(cmd, rc, err, before, after, contains)
 
 
 def save(folder, name, a):
