@@ -22,6 +22,7 @@
 #include "bnorm/error.hpp"
 #include "ddouble.hpp"
 #include "parallel.hpp"
+#include "simd.hpp"
 
 #include <fmt/format.h>
 
@@ -82,23 +83,21 @@ inline void accumulate(double x, double g, double K, double& s1, double& s1e, do
     }
 }
 
-/// Whether the sums of T's data need the error-free path (see accumulate).
-template <class T, bool Backward> constexpr bool kExactSums = Backward || sizeof(T) == 8;
-
 // ---- per-channel statistics as structures of arrays ----------------------------------------
 
 /// Sums over some values of every channel, struct-of-arrays so that loops over channels
 /// vectorize, around a reference K per channel (any of the channel's values: the sums are
 /// error-free, so a poor reference costs at most log2(count) of the ~106 bits):
 /// s1 = Σ(x − K), s2 = Σ(x − K)², and for backward b1 = Σ dy, b2 = Σ dy·(x − K), each with
-/// its compensation term.
+/// its compensation term. The plain kernels (float32) leave the compensation terms at
+/// zero and also sum b3 = Σ dy², which bounds their rounding errors (certificates below).
 struct Sums {
-    double *n, *K, *s1, *s1_err, *s2, *s2_err, *max_abs, *b1, *b1_err, *b2, *b2_err, *dy_max_abs;
+    double *n, *K, *s1, *s1_err, *s2, *s2_err, *max_abs, *b1, *b1_err, *b2, *b2_err, *dy_max_abs, *b3;
     void reset(std::size_t C, bool backward) {
-        storage_.assign((backward ? 12 : 7) * C, 0.0); // one allocation, reused across blocks
+        storage_.assign((backward ? 13 : 7) * C, 0.0); // one allocation, reused across blocks
         double* p = storage_.data();
         for (double** v : {&n, &K, &s1, &s1_err, &s2, &s2_err, &max_abs}) *v = p, p += C;
-        for (double** v : {&b1, &b1_err, &b2, &b2_err, &dy_max_abs}) *v = backward ? (p += C) - C : nullptr;
+        for (double** v : {&b1, &b1_err, &b2, &b2_err, &dy_max_abs, &b3}) *v = backward ? (p += C) - C : nullptr;
     }
 
 private:
@@ -108,16 +107,24 @@ private:
 /// A channel's statistics in double-double: count, mean, M2 = Σ(x − mean)², and for
 /// backward Σ dy and Σ dy·(x − mean). Blocks are merged with Chan, Golub & LeVeque's
 /// pairwise formula, each centred on its own mean.
+///
+/// For the certificates of plain sums it also carries: sq = Σ over blocks of Σ(x − K)²
+/// (≥ M2), dy_sq = Σ dy², and rel = the largest relative rounding bound γ of a block's
+/// plain accumulations (0 when they are error-free).
 struct Moments {
     double n = 0;
     dd mean{}, m2{}, sum_dy{}, sum_dyd{};
     double max_abs = 0, dy_max_abs = 0;
+    double sq = 0, dy_sq = 0, rel = 0;
 
-    /// The moments of channel c of a block's sums.
-    static Moments of(const Sums& t, std::size_t c, bool backward) {
+    /// The moments of channel c of a block's sums; rel is the bound γ of its plain sums.
+    static Moments of(const Sums& t, std::size_t c, bool backward, double rel) {
         Moments m;
         m.n = t.n[c];
         if (m.n == 0) return m;
+        m.rel = rel;
+        m.sq = t.s2[c];
+        if (backward) m.dy_sq = t.b3[c];
         const dd s1 = detail::two_sum(t.s1[c], t.s1_err[c]);
         const dd shift = detail::div(s1, m.n); // mean − K
         m.mean = detail::add(shift, t.K[c]);
@@ -136,6 +143,8 @@ struct Moments {
         if (o.n == 0) return;
         max_abs = std::max(max_abs, o.max_abs);
         dy_max_abs = std::max(dy_max_abs, o.dy_max_abs);
+        rel = std::max(rel, o.rel);
+        if (n != 0) sq += o.sq, dy_sq += o.dy_sq; // (else taken with *this = o below)
         if (n == 0) {
             *this = o;
             return;
@@ -202,7 +211,7 @@ template <class T, bool Backward> void add_run(const T* v, const T* g, std::int6
         const double gi = Backward ? double(g[i]) : 0.0;
         mx[j] = std::max(mx[j], std::abs(xi));
         if constexpr (Backward) gm[j] = std::max(gm[j], std::abs(gi));
-        accumulate<Backward, kExactSums<T, Backward>>(xi, gi, K, s1[j], s1e[j], s2[j], s2e[j], b1[j], b1e[j], b2[j], b2e[j]);
+        accumulate<Backward, true>(xi, gi, K, s1[j], s1e[j], s2[j], s2e[j], b1[j], b1e[j], b2[j], b2e[j]);
     };
     std::int64_t i = 0;
     for (; i + kLanes <= len; i += kLanes)
@@ -272,27 +281,199 @@ template <class T, int R>
     }
 }
 
-/// Adds rows [o0, o1) of a channels-last view (inner == 1) to the sums, four rows a call.
+/// Adds rows [o0, o1) of a channels-last view (inner == 1) to the sums, four rows a call:
+/// `count` channels, from x[0] and dy[0] in each row, rows `stride` values apart. Each
+/// channel sees the same operations whatever `count` is, so one channel summed alone
+/// (certified_moments) gets the same bits as in a whole row.
 template <class T, bool Backward>
-void add_rows(const T* x, const T* dy, std::int64_t C, std::int64_t o0, std::int64_t o1, Sums& t) {
+void add_rows(const T* x, const T* dy, std::int64_t stride, std::int64_t count, std::int64_t o0, std::int64_t o1,
+              Sums& t) {
     if (t.n[0] == 0)
-        for (std::int64_t c = 0; c < C; ++c) t.K[c] = double(x[o0 * C + c]);
+        for (std::int64_t c = 0; c < count; ++c) t.K[c] = double(x[o0 * stride + c]);
     auto rows = [&](auto r_const, std::int64_t o) {
         constexpr int R = decltype(r_const)::value;
-        add_rows_of<T, R, kExactSums<T, Backward>>(x + o * C, C, C, t.K, t.s1, t.s1_err, t.s2, t.s2_err,
-                          t.max_abs);
+        add_rows_of<T, R, true>(x + o * stride, stride, count, t.K, t.s1, t.s1_err, t.s2, t.s2_err, t.max_abs);
         if constexpr (Backward)
-            add_rows_dy_of<T, R>(x + o * C, dy + o * C, C, C, t.K, t.b1, t.b1_err, t.b2,
-                                 t.b2_err, t.dy_max_abs);
+            add_rows_dy_of<T, R>(x + o * stride, dy + o * stride, stride, count, t.K, t.b1, t.b1_err, t.b2, t.b2_err,
+                                 t.dy_max_abs);
     };
     std::int64_t o = o0;
     for (; o + 4 <= o1; o += 4) rows(std::integral_constant<int, 4>{}, o);
     for (; o < o1; ++o) rows(std::integral_constant<int, 1>{}, o);
+    for (std::int64_t c = 0; c < count; ++c) t.n[c] += double(o1 - o0);
+}
+
+// ---- plain sums (float32 data) ------------------------------------------------------------
+//
+// float32 values are exact in double, and so (nearly always) are x − K, (x − K)² and
+// dy·(x − K): the only rounding is in the additions. The plain kernels add at most
+// kPlainRun terms into one double accumulator, then fold it into the compensated sums of
+// the block, so a plain sum is off by at most γ(kPlainRun + 2)·Σ|terms| (Higham, 2002,
+// §4.2). The certificates below turn that into a bound on every output, and channels
+// whose bound is not small enough are summed again with the error-free kernels above.
+
+constexpr std::int64_t kPlainRun = 32; // terms per plain accumulator before it is folded
+
+/// γ(k) = k·u/(1 − k·u): the relative bound of k roundings.
+constexpr double gamma_of(std::int64_t k) { return double(k) * 0x1p-53 / (1 - double(k) * 0x1p-53); }
+constexpr double kPlainGamma = gamma_of(kPlainRun + 2 * detail::simd::kWidth + 2);
+
+/// Folds a plain partial sum into a compensated one.
+inline void fold(double& sum, double& err, double& plain) {
+    add_compensated(sum, err, plain);
+    plain = 0;
+}
+
+/// R consecutive channels-last rows of C channels (rows C values apart) added to plain
+/// per-channel sums around K: p1 += x − K, p2 += (x − K)², and for backward q1 += dy,
+/// q2 += dy·(x − K), q3 += dy².
+template <class T, bool Backward, int R>
+[[gnu::noinline]] void add_rows_plain_of(const T* __restrict x, const T* __restrict g, std::int64_t C,
+                                         const double* __restrict K, double* __restrict p1, double* __restrict p2,
+                                         double* __restrict q1, double* __restrict q2, double* __restrict q3) {
+    using namespace detail::simd;
+    std::int64_t c = 0;
+    for (; c + kWidth <= C; c += kWidth) {
+        const v4d k = load(K + c);
+        v4d a1 = load(p1 + c), a2 = load(p2 + c), b1{}, b2{}, b3{};
+        if constexpr (Backward) b1 = load(q1 + c), b2 = load(q2 + c), b3 = load(q3 + c);
+        for (int r = 0; r < R; ++r) {
+            const v4d d = load(x + r * C + c) - k;
+            a1 += d;
+            a2 = fma(d, d, a2);
+            if constexpr (Backward) {
+                const v4d gv = load(g + r * C + c);
+                b1 += gv;
+                b2 = fma(gv, d, b2);
+                b3 = fma(gv, gv, b3);
+            }
+        }
+        store(p1 + c, a1), store(p2 + c, a2);
+        if constexpr (Backward) store(q1 + c, b1), store(q2 + c, b2), store(q3 + c, b3);
+    }
+    for (; c < C; ++c) // the same operations, one lane
+        for (int r = 0; r < R; ++r) {
+            const double d = double(x[r * C + c]) - K[c];
+            p1[c] += d;
+            p2[c] = std::fma(d, d, p2[c]);
+            if constexpr (Backward) {
+                const double gc = double(g[r * C + c]);
+                q1[c] += gc;
+                q2[c] = std::fma(gc, d, q2[c]);
+                q3[c] = std::fma(gc, gc, q3[c]);
+            }
+        }
+}
+
+/// Folds plain per-channel sums into compensated ones (add_compensated, lane by lane).
+[[gnu::noinline]] void fold_rows(std::int64_t C, double* __restrict sum, double* __restrict err,
+                                 double* __restrict plain) {
+    using namespace detail::simd;
+    std::int64_t c = 0;
+    for (; c + kWidth <= C; c += kWidth) {
+        const v4d a = load(sum + c), v = load(plain + c);
+        const v4d s = a + v, bb = s - a;
+        store(err + c, load(err + c) + ((a - (s - bb)) + (v - bb)));
+        store(sum + c, s);
+        store(plain + c, splat(0));
+    }
+    for (; c < C; ++c) fold(sum[c], err[c], plain[c]);
+}
+
+/// Hints the memory system to fetch `bytes` from p: rows of a channels-last tensor are read
+/// in order, but the hardware prefetcher alone leaves this pass well below bandwidth.
+inline void prefetch_bytes(const void* p, std::int64_t bytes) {
+    for (std::int64_t b = 0; b < bytes; b += 64) detail::simd::prefetch(static_cast<const char*>(p) + b);
+}
+
+/// Adds rows [o0, o1) of a channels-last view (inner == 1) to the sums with plain kernels.
+template <class T, bool Backward>
+void add_rows_plain(const T* x, const T* dy, std::int64_t C, std::int64_t o0, std::int64_t o1, std::int64_t outer,
+                    Sums& t) {
+    const auto n = std::size_t(C);
+    std::vector<double> plain((Backward ? 5 : 2) * n, 0.0);
+    double *p1 = plain.data(), *p2 = p1 + n, *q1 = Backward ? p2 + n : nullptr, *q2 = Backward ? q1 + n : nullptr,
+           *q3 = Backward ? q2 + n : nullptr;
+    for (std::int64_t c = 0; c < C; ++c) t.K[c] = double(x[o0 * C + c]);
+    auto fold_all = [&] {
+        fold_rows(C, t.s1, t.s1_err, p1);
+        fold_rows(C, t.s2, t.s2_err, p2);
+        if constexpr (Backward) {
+            fold_rows(C, t.b1, t.b1_err, q1);
+            fold_rows(C, t.b2, t.b2_err, q2);
+            for (std::size_t c = 0; c < n; ++c) t.b3[c] += q3[c], q3[c] = 0; // only bounds errors
+        }
+    };
+    constexpr int R = 1;                  // rows a call: one stream reads fastest here
+    constexpr std::int64_t ahead = 8;     // rows prefetched ahead
+    const std::int64_t row_bytes = C * std::int64_t(sizeof(T));
+    auto prefetch_rows = [&](std::int64_t o, int count) {
+        for (int r = 0; r < count; ++r)
+            if (o + r < outer) {
+                prefetch_bytes(x + (o + r) * C, row_bytes);
+                if constexpr (Backward) prefetch_bytes(dy + (o + r) * C, row_bytes);
+            }
+    };
+    std::int64_t o = o0;
+    for (; o + R <= o1; o += R) {
+        prefetch_rows(o + ahead, R);
+        add_rows_plain_of<T, Backward, R>(x + o * C, Backward ? dy + o * C : nullptr, C, t.K, p1, p2, q1, q2, q3);
+        if ((o + R - o0) % kPlainRun == 0) fold_all();
+    }
+    for (; o < o1; ++o) add_rows_plain_of<T, Backward, 1>(x + o * C, Backward ? dy + o * C : nullptr, C, t.K, p1, p2, q1, q2, q3);
+    fold_all();
     for (std::int64_t c = 0; c < C; ++c) t.n[c] += double(o1 - o0);
 }
 
-/// Pass A over the whole tensor: the Moments of every channel.
-template <class T, bool Backward>
+/// Adds the values v[0, len) (and dy g) of channel c to its sums with plain kernels, in
+/// 2·kWidth lanes, folded every kPlainRun values per lane.
+template <class T, bool Backward> void add_run_plain(const T* v, const T* g, std::int64_t len, std::size_t c, Sums& t) {
+    using namespace detail::simd;
+    if (t.n[c] == 0) t.K[c] = double(v[0]);
+    const v4d K = splat(t.K[c]);
+    constexpr std::int64_t step = 2 * kWidth, chunk = kPlainRun * step;
+    std::int64_t i = 0;
+    while (i < len) {
+        const std::int64_t end = std::min(len, i + chunk);
+        v4d s1a{}, s1b{}, s2a{}, s2b{}, b1a{}, b1b{}, b2a{}, b2b{}, b3a{}, b3b{};
+        for (; i + step <= end; i += step) {
+            const v4d da = load(v + i) - K, db = load(v + i + kWidth) - K;
+            s1a += da, s1b += db;
+            s2a = fma(da, da, s2a), s2b = fma(db, db, s2b);
+            if constexpr (Backward) {
+                const v4d ga = load(g + i), gb = load(g + i + kWidth);
+                b1a += ga, b1b += gb;
+                b2a = fma(ga, da, b2a), b2b = fma(gb, db, b2b);
+                b3a = fma(ga, ga, b3a), b3b = fma(gb, gb, b3b);
+            }
+        }
+        double p1 = sum_lanes(s1a + s1b), p2 = sum_lanes(s2a + s2b);
+        double q1 = sum_lanes(b1a + b1b), q2 = sum_lanes(b2a + b2b), q3 = sum_lanes(b3a + b3b);
+        for (; i < end; ++i) { // the tail, fewer than 2·kWidth values
+            const double d = double(v[i]) - t.K[c];
+            p1 += d;
+            p2 = std::fma(d, d, p2);
+            if constexpr (Backward) {
+                const double gi = double(g[i]);
+                q1 += gi;
+                q2 = std::fma(gi, d, q2);
+                q3 = std::fma(gi, gi, q3);
+            }
+        }
+        fold(t.s1[c], t.s1_err[c], p1);
+        fold(t.s2[c], t.s2_err[c], p2);
+        if constexpr (Backward) {
+            fold(t.b1[c], t.b1_err[c], q1);
+            fold(t.b2[c], t.b2_err[c], q2);
+            t.b3[c] += q3;
+        }
+    }
+    t.n[c] += double(len);
+}
+
+/// Pass A over the whole tensor: the Moments of every channel. Plain: the float32 kernels
+/// above, else the error-free ones.
+template <class T, bool Backward, bool Plain>
 std::vector<Moments> channel_moments(const T* x, const T* dy, const Layout& l, const Blocks& blocks, int threads) {
     const auto C = std::size_t(l.channels);
     std::vector<Moments> per_block(std::size_t(blocks.count) * C);
@@ -302,18 +483,43 @@ std::vector<Moments> channel_moments(const T* x, const T* dy, const Layout& l, c
             sums.reset(C, Backward);
             if (blocks.whole_rows && l.inner == 1) {
                 const auto [o0, o1] = blocks.rows(b);
-                add_rows<T, Backward>(x, dy, l.channels, o0, o1, sums);
+                if constexpr (Plain) add_rows_plain<T, Backward>(x, dy, l.channels, o0, o1, l.outer, sums);
+                else add_rows<T, Backward>(x, dy, l.channels, l.channels, o0, o1, sums);
             } else {
                 blocks.for_runs(b, [&](std::int64_t off, std::int64_t c) {
-                    add_run<T, Backward>(x + off, Backward ? dy + off : nullptr, l.inner, std::size_t(c), sums);
+                    const T* g = Backward ? dy + off : nullptr;
+                    if constexpr (Plain) add_run_plain<T, Backward>(x + off, g, l.inner, std::size_t(c), sums);
+                    else add_run<T, Backward>(x + off, g, l.inner, std::size_t(c), sums);
                 });
             }
-            for (std::size_t c = 0; c < C; ++c) per_block[std::size_t(b) * C + c] = Moments::of(sums, c, Backward);
+            for (std::size_t c = 0; c < C; ++c)
+                per_block[std::size_t(b) * C + c] = Moments::of(sums, c, Backward, Plain ? kPlainGamma : 0.0);
         }
     });
     std::vector<Moments> total(C);
     for (std::int64_t b = 0; b < blocks.count; ++b)
         for (std::size_t c = 0; c < C; ++c) total[c].merge(per_block[std::size_t(b) * C + c]);
+    return total;
+}
+
+/// The Moments of channel c alone with the error-free kernels: the same bits as
+/// channel_moments<T, Backward, false> gives for c, reading only c's values.
+template <class T, bool Backward>
+Moments exact_channel_moments(const T* x, const T* dy, const Layout& l, const Blocks& blocks, std::int64_t c) {
+    Moments total;
+    Sums sums;
+    for (std::int64_t b = 0; b < blocks.count; ++b) {
+        sums.reset(1, Backward);
+        if (blocks.whole_rows && l.inner == 1) {
+            const auto [o0, o1] = blocks.rows(b);
+            add_rows<T, Backward>(x + c, Backward ? dy + c : nullptr, l.channels, 1, o0, o1, sums);
+        } else {
+            blocks.for_runs(b, [&](std::int64_t off, std::int64_t run_c) {
+                if (run_c == c) add_run<T, Backward>(x + off, Backward ? dy + off : nullptr, l.inner, 0, sums);
+            });
+        }
+        total.merge(Moments::of(sums, 0, Backward, 0.0));
+    }
     return total;
 }
 
@@ -334,6 +540,91 @@ std::vector<char> in_fast_range(const std::vector<Moments>& ms, bool is_double) 
 
 bool all_fast(const std::vector<char>& fast) {
     return std::all_of(fast.begin(), fast.end(), [](char f) { return f != 0; });
+}
+
+// ---- certificates: are a channel's plain sums good enough? -----------------------------------
+//
+// Bounds on what the rounding of plain sums (γ per sum, doubled to cover the double-double
+// merges and the bounds' own rounding) can do to each output, using Cauchy–Schwarz:
+// Σ|x − K| ≤ √(n·Σ(x − K)²), Σ|dy| ≤ √(n·Σdy²), Σ|dy·(x − K)| ≤ √(Σdy²·Σ(x − K)²). A
+// channel is certified when every output's share is small against the channel's own
+// outputs (stricter than the normwise promise): 2^-28 for y, invstd and dx, and 2^-25
+// (1/4 eps of float32) for the one-number outputs mean, dβ and dγ, which are only rounded
+// once after. A channel that is not certified is summed again, alone, with the error-free
+// kernels: its bits then come from its own data only.
+
+constexpr double kCertified = 0x1p-28, kCertifiedScalar = 0x1p-25;
+constexpr double kUnit = 0x1p-53; // double's unit roundoff
+
+/// Bounds on the errors of the merged plain sums of a channel.
+struct PlainErrors {
+    double g;       // the per-sum relative bound, doubled
+    double mean;    // |μ − computed μ|
+    double m2;      // M2 = Σ(x − μ)²
+    double sum_dy;  // Σ dy
+    double sum_dyd; // Σ dy·(x − μ)
+};
+
+PlainErrors plain_errors(const Moments& m) {
+    const double g = 2 * m.rel;
+    return {g, g * std::sqrt(m.sq / m.n), 6 * g * m.sq, g * std::sqrt(m.n * m.dy_sq), 5 * g * std::sqrt(m.sq * m.dy_sq)};
+}
+
+/// Whether a channel's mean and invstd (and so y) from plain sums are within the bound.
+bool forward_certified(const Moments& m, double eps) {
+    if (m.rel == 0) return true; // error-free sums
+    const PlainErrors e = plain_errors(m);
+    const double sd = std::sqrt(m.m2.hi / m.n);
+    return e.mean <= kCertifiedScalar * std::abs(m.mean.hi) && e.mean <= kCertified * sd && e.m2 <= kCertified * (m.m2.hi + m.n * eps);
+}
+
+/// Whether a channel's dβ, dγ and dx from plain sums are within the bound. dx = a·t with
+/// t = dy − B − (x − μ)·H: the bound on t's error must be small against max|t|, which is
+/// at least the root mean square of t, computed from the sums (with its own error bound).
+bool backward_certified(const Moments& m, double eps) {
+    if (m.rel == 0) return true;
+    const PlainErrors e = plain_errors(m);
+    const double n = m.n, M2 = m.m2.hi, S1 = m.sum_dy.hi, Sd = m.sum_dyd.hi;
+    const double var_eps = M2 / n + eps, r2 = 1 / var_eps;
+    const double rel_r = 0.5 * (e.m2 / n) / var_eps; // invstd's relative error
+    const double B = S1 / n, H = r2 * Sd / n;
+    const double dH = 2 * rel_r * std::abs(H) + r2 * e.sum_dyd / n;
+    const double max_d = std::sqrt(M2) + e.mean, max_g = std::sqrt(m.dy_sq);
+    const double delta = e.sum_dy / n + dH * max_d + std::abs(H) * (e.mean + kUnit * std::abs(m.mean.hi)) +
+                         2 * kUnit * (max_g + std::abs(B) + std::abs(H) * max_d);
+    // Σ t² = Σdy² − S1²/n − 2·H·Sd + H²·M2
+    const double t1 = m.dy_sq, t2 = S1 * S1 / n, t3 = 2 * H * Sd, t4 = H * H * M2;
+    const double sum_t2 = t1 - t2 - t3 + t4;
+    const double err_t2 = 2 * e.g * t1 + 2 * std::abs(S1) * e.sum_dy / n + 2 * (std::abs(H) * e.sum_dyd + std::abs(Sd) * dH) +
+                          2 * std::abs(H) * dH * M2 + H * H * e.m2 + 8 * kUnit * (t1 + t2 + std::abs(t3) + t4);
+    const double rms_t = std::sqrt(std::max(0.0, sum_t2 - err_t2) / n);
+    return rel_r <= kCertified && e.sum_dy <= kCertifiedScalar * std::abs(S1) &&
+           e.sum_dyd <= kCertifiedScalar * std::abs(Sd) &&
+           delta <= kCertified * rms_t;
+}
+
+/// Pass A with plain sums where T allows them (float32), each channel certified or summed
+/// again error-free. redo[c] tells which channels were summed again.
+template <class T, bool Backward>
+std::vector<Moments> certified_moments(const T* x, const T* dy, const Layout& l, double eps, int threads,
+                                       std::vector<char>& redo) {
+    const Blocks blocks(l, (Backward ? 2 : 1) * sizeof(T));
+    redo.assign(std::size_t(l.channels), 0);
+    if constexpr (sizeof(T) == 8) { // plain sums are not enough for float64 outputs
+        return channel_moments<T, Backward, false>(x, dy, l, blocks, threads);
+    } else {
+        std::vector<Moments> ms = channel_moments<T, Backward, true>(x, dy, l, blocks, threads);
+        for (std::size_t c = 0; c < ms.size(); ++c)
+            redo[c] = !(Backward ? backward_certified(ms[c], eps) : forward_certified(ms[c], eps));
+        std::vector<std::int64_t> todo;
+        for (std::size_t c = 0; c < ms.size(); ++c)
+            if (redo[c]) todo.push_back(std::int64_t(c));
+        detail::parallel_for(std::int64_t(todo.size()), threads, [&](std::int64_t i0, std::int64_t i1) {
+            for (std::int64_t i = i0; i < i1; ++i)
+                ms[std::size_t(todo[i])] = exact_channel_moments<T, Backward>(x, dy, l, blocks, todo[i]);
+        });
+        return ms;
+    }
 }
 
 /// invstd = 1/sqrt(M2/m + eps) for every fast channel; throws for var + eps == 0.
@@ -440,6 +731,33 @@ template <class T>
         dx[c] = input_gradient<T>(double(x[c]), double(g[c]), mh[c], ml[c], ah[c], al[c], Bh[c], Bl[c], Hh[c], Hl[c]);
 }
 
+/// Pass B of backward from certified plain sums (float32): dx = a·((dy − B) − (x − μ)·H),
+/// in double, over `count` channels of one channels-last row.
+[[gnu::noinline]] void input_gradient_row_plain(const float* __restrict x, const float* __restrict g,
+                                                float* __restrict dx, std::int64_t C, const double* __restrict mh,
+                                                const double* __restrict ah, const double* __restrict Bh,
+                                                const double* __restrict Hh) {
+    using namespace detail::simd;
+    std::int64_t c = 0;
+    for (; c + kWidth <= C; c += kWidth) {
+        const v4d d = load(x + c) - load(mh + c);
+        const v4d t = fma(-d, load(Hh + c), load(g + c) - load(Bh + c));
+        store(dx + c, load(ah + c) * t);
+    }
+    for (; c < C; ++c) dx[c] = float(ah[c] * std::fma(-(double(x[c]) - mh[c]), Hh[c], double(g[c]) - Bh[c]));
+}
+
+/// The same over a run of one channel's values.
+[[gnu::noinline]] void input_gradient_run_plain(const float* __restrict x, const float* __restrict g,
+                                                float* __restrict dx, std::int64_t len, double mh, double ah,
+                                                double Bh, double Hh) {
+    using namespace detail::simd;
+    const v4d m = splat(mh), a = splat(ah), B = splat(Bh), H = splat(Hh);
+    std::int64_t i = 0;
+    for (; i + kWidth <= len; i += kWidth) store(dx + i, a * fma(-(load(x + i) - m), H, load(g + i) - B));
+    for (; i < len; ++i) dx[i] = float(ah * std::fma(-(double(x[i]) - mh), Hh, double(g[i]) - Bh));
+}
+
 } // namespace
 
 // ---- the passes ------------------------------------------------------------------------------
@@ -449,7 +767,8 @@ ForwardPass<T>::ForwardPass(const T* x, const Layout& l, const T* gamma, const T
     : x_(x), l_(l), threads_(threads_for(l, threads)) {
     assert(l.channels >= 1 && l.per_channel() >= 2 && eps >= 0);
     constexpr bool is_double = sizeof(T) == 8; // the fast path's range check applies to float64
-    const std::vector<Moments> ms = channel_moments<T, false>(x, nullptr, l, Blocks(l, sizeof(T)), threads_);
+    std::vector<char> resummed;
+    const std::vector<Moments> ms = certified_moments<T, false>(x, nullptr, l, eps, threads_, resummed);
     fast_ = in_fast_range(ms, is_double);
     const std::vector<dd> inv = inverse_std(ms, fast_, eps);
 
@@ -507,7 +826,10 @@ BackwardPass<T>::BackwardPass(const T* x, const T* gamma, const T* dy, const Lay
     : x_(x), dy_(dy), l_(l), threads_(threads_for(l, threads)) {
     assert(l.channels >= 1 && l.per_channel() >= 2 && eps >= 0);
     constexpr bool is_double = sizeof(T) == 8; // the fast path's range check applies to float64
-    const std::vector<Moments> ms = channel_moments<T, true>(x, dy, l, Blocks(l, 2 * sizeof(T)), threads_);
+    // careful_: the channels whose dx needs every error term (all of them for float64, and
+    // the float32 channels whose plain sums were not certified)
+    const std::vector<Moments> ms = certified_moments<T, true>(x, dy, l, eps, threads_, careful_);
+    if constexpr (is_double) careful_.assign(careful_.size(), 1);
     fast_ = in_fast_range(ms, is_double);
     const std::vector<dd> inv = inverse_std(ms, fast_, eps);
 
@@ -548,26 +870,40 @@ template <class T> void BackwardPass<T>::apply(std::int64_t o0, std::int64_t o1,
                                *__restrict pBh = pal + C, *__restrict pBl = pBh + C, *__restrict pHh = pBl + C,
                                *__restrict pHl = pHh + C;
     const std::int64_t base = o0 * l_.channels * l_.inner; // dx holds rows [o0, o1)
+    auto careful = [&](const T* xs, const T* gs, T* out, std::int64_t c, std::int64_t len) {
+        const double mh = pmh[c], ml = pml[c], ah = pah[c], al = pal[c], Bh = pBh[c], Bl = pBl[c], Hh = pHh[c],
+                     Hl = pHl[c];
+        for (std::int64_t k = 0; k < len; ++k)
+            out[k] = input_gradient<T>(double(xs[k]), double(gs[k]), mh, ml, ah, al, Bh, Bl, Hh, Hl);
+    };
     // pass B: term 1 − term 2 − term 3 = dy − dβ/m − x̂·dγ/m, times γ·invstd.
     for_rows_parallel(l_, o0, o1, threads_, [&](std::int64_t off, std::int64_t c0, std::int64_t count, std::int64_t inner) {
         const T* __restrict xs = x_ + off;
         const T* __restrict gs = dy_ + off;
         T* __restrict out = dx + (off - base);
-        if (inner == 1) { // channels last: vectorized across channels
+        if constexpr (sizeof(T) == 4) { // certified plain sums; careful channels are redone below
+            if (inner == 1)
+                input_gradient_row_plain(xs, gs, out, count, pmh + c0, pah + c0, pBh + c0, pHh + c0);
+            else
+                for (std::int64_t j = 0; j < count; ++j)
+                    input_gradient_run_plain(xs + j * inner, gs + j * inner, out + j * inner, inner, pmh[c0 + j],
+                                             pah[c0 + j], pBh[c0 + j], pHh[c0 + j]);
+        } else if (inner == 1) { // channels last: vectorized across channels
             input_gradient_row<T>(xs, gs, out, count, pmh + c0, pml + c0, pah + c0, pal + c0, pBh + c0, pBl + c0,
                                   pHh + c0, pHl + c0);
-            return;
-        }
-        for (std::int64_t j = 0; j < count; ++j) {
-            const std::int64_t c = c0 + j;
-            const double mh = pmh[c], ml = pml[c], ah = pah[c], al = pal[c], Bh = pBh[c], Bl = pBl[c], Hh = pHh[c],
-                         Hl = pHl[c];
-            for (std::int64_t k = 0; k < inner; ++k) {
-                const std::int64_t i = j * inner + k;
-                out[i] = input_gradient<T>(double(xs[i]), double(gs[i]), mh, ml, ah, al, Bh, Bl, Hh, Hl);
-            }
+        } else {
+            for (std::int64_t j = 0; j < count; ++j) careful(xs + j * inner, gs + j * inner, out + j * inner, c0 + j, inner);
         }
     });
+    if constexpr (sizeof(T) == 4) { // the float32 channels whose sums were not certified
+        for (std::int64_t c = 0; c < l_.channels; ++c) {
+            if (!careful_[std::size_t(c)]) continue;
+            for (std::int64_t o = o0; o < o1; ++o) {
+                const std::int64_t off = (o * l_.channels + c) * l_.inner;
+                careful(x_ + off, dy_ + off, dx + (off - base), c, l_.inner);
+            }
+        }
+    }
     if (!exact_.empty()) take_slow_channels(l_, fast_, exact_.data(), dx, o0, o1);
 }
 

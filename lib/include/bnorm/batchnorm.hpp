@@ -94,6 +94,7 @@ private:
     std::vector<double> coefficients_; // per channel: μ, γ·invstd, dβ/m, invstd·dγ/m (hi, lo)
     std::vector<T> dgamma_, dbeta_;
     std::vector<char> fast_;
+    std::vector<char> careful_;        // per channel: dx with every error term (see apply)
     std::vector<T> exact_;             // dx from the exact kernel, when a channel needs it
 };
 

@@ -1,0 +1,64 @@
+// Four doubles as one value, for the streaming kernels. Internal to the library.
+//
+// Arithmetic is GCC/Clang's vector extension (+, −, *, comparisons), which any target
+// compiles; the few operations whose generic lowering is poor (float ↔ double conversion,
+// FMA) use AVX/FMA instructions when the build targets them (x86-64-v3, see
+// CMakeLists.txt) and a lane-by-lane fallback otherwise. Both give the same bits: every
+// operation is a correctly rounded IEEE operation per lane, FMA included.
+#pragma once
+
+#include <cmath>
+#include <cstring>
+
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
+
+namespace bnorm::detail::simd {
+
+using v4d = double __attribute__((vector_size(32)));
+constexpr int kWidth = 4;
+
+inline v4d splat(double a) { return v4d{a, a, a, a}; }
+
+inline v4d load(const double* p) {
+    v4d v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+}
+
+inline v4d load(const float* p) {
+#if defined(__AVX__)
+    return _mm256_cvtps_pd(_mm_loadu_ps(p));
+#else
+    return v4d{double(p[0]), double(p[1]), double(p[2]), double(p[3])};
+#endif
+}
+
+inline void store(double* p, v4d v) { std::memcpy(p, &v, sizeof v); }
+
+/// Rounds each lane to float (round to nearest even, like a scalar cast).
+inline void store(float* p, v4d v) {
+#if defined(__AVX__)
+    _mm_storeu_ps(p, _mm256_cvtpd_ps(v));
+#else
+    for (int j = 0; j < kWidth; ++j) p[j] = float(v[j]);
+#endif
+}
+
+/// a·b + c rounded once, per lane.
+inline v4d fma(v4d a, v4d b, v4d c) {
+#if defined(__FMA__)
+    return _mm256_fmadd_pd(a, b, c);
+#else
+    return v4d{std::fma(a[0], b[0], c[0]), std::fma(a[1], b[1], c[1]), std::fma(a[2], b[2], c[2]),
+               std::fma(a[3], b[3], c[3])};
+#endif
+}
+
+inline double sum_lanes(v4d v) { return (v[0] + v[1]) + (v[2] + v[3]); }
+
+/// Hints that p will be read soon (no effect on results).
+inline void prefetch(const void* p) { __builtin_prefetch(p, 0, 3); }
+
+} // namespace bnorm::detail::simd
