@@ -657,11 +657,13 @@ void for_rows_parallel(const Layout& l, std::int64_t o0, std::int64_t o1, int th
     if (l.inner == 1) {
         detail::parallel_for(o1 - o0, threads, [&](std::int64_t b, std::int64_t e) {
             for (std::int64_t o = o0 + b; o < o0 + e; ++o) run(o * l.channels, std::int64_t{0}, l.channels, std::int64_t{1});
+            detail::simd::stream_fence(); // the kernels may have used non-temporal stores
         });
     } else {
         const std::int64_t r0 = o0 * l.channels;
         detail::parallel_for((o1 - o0) * l.channels, threads, [&](std::int64_t b, std::int64_t e) {
             for (std::int64_t r = r0 + b; r < r0 + e; ++r) run(r * l.inner, r % l.channels, std::int64_t{1}, l.inner);
+            detail::simd::stream_fence();
         });
     }
 }
@@ -731,31 +733,77 @@ template <class T>
         dx[c] = input_gradient<T>(double(x[c]), double(g[c]), mh[c], ml[c], ah[c], al[c], Bh[c], Bl[c], Hh[c], Hl[c]);
 }
 
+// ---- float32 pass B kernels -------------------------------------------------------------------
+//
+// Outputs larger than kStreamBytes are written with non-temporal stores: they would only
+// evict the inputs from the caches, and a normal store also reads each line first.
+
+constexpr std::int64_t kStreamBytes = 16 << 20;
+
+/// out[i] = f(i) (a v4d of lanes i..i+3, or a double for one i) for i in [0, n): lanes
+/// where `out` is 16-byte aligned are streamed when Stream, the rest stored normally.
+template <bool Stream, class FV, class FS>
+inline void write_lanes(float* __restrict out, std::int64_t n, FV&& vec, FS&& one) {
+    using namespace detail::simd;
+    std::int64_t i = 0;
+    if constexpr (Stream)
+        for (; i < n && reinterpret_cast<std::uintptr_t>(out + i) % 16 != 0; ++i) out[i] = float(one(i));
+    for (; i + kWidth <= n; i += kWidth) {
+        if constexpr (Stream) stream(out + i, vec(i));
+        else store(out + i, vec(i));
+    }
+    for (; i < n; ++i) out[i] = float(one(i));
+}
+
+/// Pass B of forward, float32: y = a·((x − μh) − μl) + β, over `count` channels of one
+/// channels-last row (the same formula as normalize<float>, four lanes at a time).
+template <bool Stream>
+[[gnu::noinline]] void normalize_row_plain(const float* __restrict x, float* __restrict y, std::int64_t C,
+                                           const double* __restrict mh, const double* __restrict ml,
+                                           const double* __restrict ah, const double* __restrict b) {
+    using namespace detail::simd;
+    write_lanes<Stream>(
+        y, C, [&](std::int64_t c) { return fma(load(ah + c), (load(x + c) - load(mh + c)) - load(ml + c), load(b + c)); },
+        [&](std::int64_t c) { return std::fma(ah[c], (double(x[c]) - mh[c]) - ml[c], b[c]); });
+}
+
+/// The same over a run of one channel's values.
+template <bool Stream>
+[[gnu::noinline]] void normalize_run_plain(const float* __restrict x, float* __restrict y, std::int64_t len,
+                                           double mh, double ml, double ah, double b) {
+    using namespace detail::simd;
+    const v4d m = splat(mh), mlo = splat(ml), a = splat(ah), bv = splat(b);
+    write_lanes<Stream>(
+        y, len, [&](std::int64_t i) { return fma(a, (load(x + i) - m) - mlo, bv); },
+        [&](std::int64_t i) { return std::fma(ah, (double(x[i]) - mh) - ml, b); });
+}
+
 /// Pass B of backward from certified plain sums (float32): dx = a·((dy − B) − (x − μ)·H),
 /// in double, over `count` channels of one channels-last row.
+template <bool Stream>
 [[gnu::noinline]] void input_gradient_row_plain(const float* __restrict x, const float* __restrict g,
                                                 float* __restrict dx, std::int64_t C, const double* __restrict mh,
                                                 const double* __restrict ah, const double* __restrict Bh,
                                                 const double* __restrict Hh) {
     using namespace detail::simd;
-    std::int64_t c = 0;
-    for (; c + kWidth <= C; c += kWidth) {
-        const v4d d = load(x + c) - load(mh + c);
-        const v4d t = fma(-d, load(Hh + c), load(g + c) - load(Bh + c));
-        store(dx + c, load(ah + c) * t);
-    }
-    for (; c < C; ++c) dx[c] = float(ah[c] * std::fma(-(double(x[c]) - mh[c]), Hh[c], double(g[c]) - Bh[c]));
+    write_lanes<Stream>(
+        dx, C,
+        [&](std::int64_t c) {
+            return load(ah + c) * fma(-(load(x + c) - load(mh + c)), load(Hh + c), load(g + c) - load(Bh + c));
+        },
+        [&](std::int64_t c) { return ah[c] * std::fma(-(double(x[c]) - mh[c]), Hh[c], double(g[c]) - Bh[c]); });
 }
 
 /// The same over a run of one channel's values.
+template <bool Stream>
 [[gnu::noinline]] void input_gradient_run_plain(const float* __restrict x, const float* __restrict g,
                                                 float* __restrict dx, std::int64_t len, double mh, double ah,
                                                 double Bh, double Hh) {
     using namespace detail::simd;
     const v4d m = splat(mh), a = splat(ah), B = splat(Bh), H = splat(Hh);
-    std::int64_t i = 0;
-    for (; i + kWidth <= len; i += kWidth) store(dx + i, a * fma(-(load(x + i) - m), H, load(g + i) - B));
-    for (; i < len; ++i) dx[i] = float(ah * std::fma(-(double(x[i]) - mh), Hh, double(g[i]) - Bh));
+    write_lanes<Stream>(
+        dx, len, [&](std::int64_t i) { return a * fma(-(load(x + i) - m), H, load(g + i) - B); },
+        [&](std::int64_t i) { return ah * std::fma(-(double(x[i]) - mh), Hh, double(g[i]) - Bh); });
 }
 
 } // namespace
@@ -804,10 +852,25 @@ template <class T> void ForwardPass<T>::apply(std::int64_t o0, std::int64_t o1, 
     const double *__restrict pml = pmh + C, *__restrict pah = pml + C, *__restrict pal = pah + C,
                                *__restrict pb = pal + C;
     const std::int64_t base = o0 * l_.channels * l_.inner; // y holds rows [o0, o1)
+    const bool stream = (o1 - o0) * l_.channels * l_.inner * std::int64_t(sizeof(T)) >= kStreamBytes;
     // pass B: x and y are (outer, C, inner); a run is `count` channels of `inner` values.
     for_rows_parallel(l_, o0, o1, threads_, [&](std::int64_t off, std::int64_t c0, std::int64_t count, std::int64_t inner) {
         const T* __restrict xs = x_ + off;
         T* __restrict ys = y + (off - base);
+        if constexpr (sizeof(T) == 4) {
+            auto plain = [&](auto stream_tag) {
+                constexpr bool S = decltype(stream_tag)::value;
+                if (inner == 1)
+                    normalize_row_plain<S>(xs, ys, count, pmh + c0, pml + c0, pah + c0, pb + c0);
+                else
+                    for (std::int64_t j = 0; j < count; ++j)
+                        normalize_run_plain<S>(xs + j * inner, ys + j * inner, inner, pmh[c0 + j], pml[c0 + j],
+                                               pah[c0 + j], pb[c0 + j]);
+            };
+            if (stream) plain(std::true_type{});
+            else plain(std::false_type{});
+            return;
+        }
         if (inner == 1) { // channels last: vectorized across channels
             normalize_row<T>(xs, ys, count, pmh + c0, pml + c0, pah + c0, pal + c0, pb + c0);
             return;
@@ -876,18 +939,24 @@ template <class T> void BackwardPass<T>::apply(std::int64_t o0, std::int64_t o1,
         for (std::int64_t k = 0; k < len; ++k)
             out[k] = input_gradient<T>(double(xs[k]), double(gs[k]), mh, ml, ah, al, Bh, Bl, Hh, Hl);
     };
+    const bool stream = (o1 - o0) * l_.channels * l_.inner * std::int64_t(sizeof(T)) >= kStreamBytes;
     // pass B: term 1 − term 2 − term 3 = dy − dβ/m − x̂·dγ/m, times γ·invstd.
     for_rows_parallel(l_, o0, o1, threads_, [&](std::int64_t off, std::int64_t c0, std::int64_t count, std::int64_t inner) {
         const T* __restrict xs = x_ + off;
         const T* __restrict gs = dy_ + off;
         T* __restrict out = dx + (off - base);
         if constexpr (sizeof(T) == 4) { // certified plain sums; careful channels are redone below
-            if (inner == 1)
-                input_gradient_row_plain(xs, gs, out, count, pmh + c0, pah + c0, pBh + c0, pHh + c0);
-            else
-                for (std::int64_t j = 0; j < count; ++j)
-                    input_gradient_run_plain(xs + j * inner, gs + j * inner, out + j * inner, inner, pmh[c0 + j],
-                                             pah[c0 + j], pBh[c0 + j], pHh[c0 + j]);
+            auto plain = [&](auto stream) {
+                constexpr bool S = decltype(stream)::value;
+                if (inner == 1)
+                    input_gradient_row_plain<S>(xs, gs, out, count, pmh + c0, pah + c0, pBh + c0, pHh + c0);
+                else
+                    for (std::int64_t j = 0; j < count; ++j)
+                        input_gradient_run_plain<S>(xs + j * inner, gs + j * inner, out + j * inner, inner,
+                                                    pmh[c0 + j], pah[c0 + j], pBh[c0 + j], pHh[c0 + j]);
+            };
+            if (stream) plain(std::true_type{});
+            else plain(std::false_type{});
         } else if (inner == 1) { // channels last: vectorized across channels
             input_gradient_row<T>(xs, gs, out, count, pmh + c0, pml + c0, pah + c0, pal + c0, pBh + c0, pBl + c0,
                                   pHh + c0, pHl + c0);

@@ -46,6 +46,23 @@ inline void store(float* p, v4d v) {
 #endif
 }
 
+/// store(p, v) bypassing the caches (a non-temporal store) where the build has it: for
+/// outputs far larger than the caches, which are not read again soon. p must be 16-byte
+/// aligned. Call stream_fence() before other threads read what was stored.
+inline void stream(float* p, v4d v) {
+#if defined(__AVX__)
+    _mm_stream_ps(p, _mm256_cvtpd_ps(v));
+#else
+    store(p, v);
+#endif
+}
+
+inline void stream_fence() {
+#if defined(__AVX__)
+    _mm_sfence();
+#endif
+}
+
 /// a·b + c rounded once, per lane.
 inline v4d fma(v4d a, v4d b, v4d c) {
 #if defined(__FMA__)
