@@ -324,45 +324,42 @@ inline void fold(double& sum, double& err, double& plain) {
     plain = 0;
 }
 
-/// R consecutive channels-last rows of C channels (rows C values apart) added to plain
-/// per-channel sums around K: p1 += x − K, p2 += (x − K)², and for backward q1 += dy,
-/// q2 += dy·(x − K), q3 += dy².
-template <class T, bool Backward, int R>
-[[gnu::noinline]] void add_rows_plain_of(const T* __restrict x, const T* __restrict g, std::int64_t C,
-                                         const double* __restrict K, double* __restrict p1, double* __restrict p2,
-                                         double* __restrict q1, double* __restrict q2, double* __restrict q3) {
+/// One channels-last row of C channels added to plain per-channel sums around K:
+/// p1 += x − K, p2 += (x − K)², and for backward q1 += dy, q2 += dy·(x − K), q3 += dy².
+/// (One row a call: on this project's machine, reading several rows at once, i.e.
+/// several streams, is slower than one.)
+template <class T, bool Backward>
+[[gnu::noinline]] void add_row_plain(const T* __restrict x, const T* __restrict g, std::int64_t C,
+                                     const double* __restrict K, double* __restrict p1, double* __restrict p2,
+                                     double* __restrict q1, double* __restrict q2, double* __restrict q3) {
     using namespace detail::simd;
     std::int64_t c = 0;
     for (; c + kWidth <= C; c += kWidth) {
-        const v4d k = load(K + c);
-        v4d a1 = load(p1 + c), a2 = load(p2 + c), b1{}, b2{}, b3{};
-        if constexpr (Backward) b1 = load(q1 + c), b2 = load(q2 + c), b3 = load(q3 + c);
-        for (int r = 0; r < R; ++r) {
-            const v4d d = load(x + r * C + c) - k;
-            a1 += d;
-            a2 = fma(d, d, a2);
-            if constexpr (Backward) {
-                const v4d gv = load(g + r * C + c);
-                b1 += gv;
-                b2 = fma(gv, d, b2);
-                b3 = fma(gv, gv, b3);
-            }
-        }
+        // every load before any store: measured faster than interleaving them
+        const v4d d = load(x + c) - load(K + c);
+        v4d a1 = load(p1 + c), a2 = load(p2 + c), b1{}, b2{}, b3{}, gv{};
+        if constexpr (Backward) gv = load(g + c), b1 = load(q1 + c), b2 = load(q2 + c), b3 = load(q3 + c);
+        a1 += d;
+        a2 = fma(d, d, a2);
         store(p1 + c, a1), store(p2 + c, a2);
-        if constexpr (Backward) store(q1 + c, b1), store(q2 + c, b2), store(q3 + c, b3);
-    }
-    for (; c < C; ++c) // the same operations, one lane
-        for (int r = 0; r < R; ++r) {
-            const double d = double(x[r * C + c]) - K[c];
-            p1[c] += d;
-            p2[c] = std::fma(d, d, p2[c]);
-            if constexpr (Backward) {
-                const double gc = double(g[r * C + c]);
-                q1[c] += gc;
-                q2[c] = std::fma(gc, d, q2[c]);
-                q3[c] = std::fma(gc, gc, q3[c]);
-            }
+        if constexpr (Backward) {
+            b1 += gv;
+            b2 = fma(gv, d, b2);
+            b3 = fma(gv, gv, b3);
+            store(q1 + c, b1), store(q2 + c, b2), store(q3 + c, b3);
         }
+    }
+    for (; c < C; ++c) { // the same operations, one lane
+        const double d = double(x[c]) - K[c];
+        p1[c] += d;
+        p2[c] = std::fma(d, d, p2[c]);
+        if constexpr (Backward) {
+            const double gc = double(g[c]);
+            q1[c] += gc;
+            q2[c] = std::fma(gc, d, q2[c]);
+            q3[c] = std::fma(gc, gc, q3[c]);
+        }
+    }
 }
 
 /// Folds plain per-channel sums into compensated ones (add_compensated, lane by lane).
@@ -380,16 +377,9 @@ template <class T, bool Backward, int R>
     for (; c < C; ++c) fold(sum[c], err[c], plain[c]);
 }
 
-/// Hints the memory system to fetch `bytes` from p: rows of a channels-last tensor are read
-/// in order, but the hardware prefetcher alone leaves this pass well below bandwidth.
-inline void prefetch_bytes(const void* p, std::int64_t bytes) {
-    for (std::int64_t b = 0; b < bytes; b += 64) detail::simd::prefetch(static_cast<const char*>(p) + b);
-}
-
 /// Adds rows [o0, o1) of a channels-last view (inner == 1) to the sums with plain kernels.
 template <class T, bool Backward>
-void add_rows_plain(const T* x, const T* dy, std::int64_t C, std::int64_t o0, std::int64_t o1, std::int64_t outer,
-                    Sums& t) {
+void add_rows_plain(const T* x, const T* dy, std::int64_t C, std::int64_t o0, std::int64_t o1, Sums& t) {
     const auto n = std::size_t(C);
     std::vector<double> plain((Backward ? 5 : 2) * n, 0.0);
     double *p1 = plain.data(), *p2 = p1 + n, *q1 = Backward ? p2 + n : nullptr, *q2 = Backward ? q1 + n : nullptr,
@@ -404,23 +394,10 @@ void add_rows_plain(const T* x, const T* dy, std::int64_t C, std::int64_t o0, st
             for (std::size_t c = 0; c < n; ++c) t.b3[c] += q3[c], q3[c] = 0; // only bounds errors
         }
     };
-    constexpr int R = 1;                  // rows a call: one stream reads fastest here
-    constexpr std::int64_t ahead = 8;     // rows prefetched ahead
-    const std::int64_t row_bytes = C * std::int64_t(sizeof(T));
-    auto prefetch_rows = [&](std::int64_t o, int count) {
-        for (int r = 0; r < count; ++r)
-            if (o + r < outer) {
-                prefetch_bytes(x + (o + r) * C, row_bytes);
-                if constexpr (Backward) prefetch_bytes(dy + (o + r) * C, row_bytes);
-            }
-    };
-    std::int64_t o = o0;
-    for (; o + R <= o1; o += R) {
-        prefetch_rows(o + ahead, R);
-        add_rows_plain_of<T, Backward, R>(x + o * C, Backward ? dy + o * C : nullptr, C, t.K, p1, p2, q1, q2, q3);
-        if ((o + R - o0) % kPlainRun == 0) fold_all();
+    for (std::int64_t o = o0; o < o1; ++o) {
+        add_row_plain<T, Backward>(x + o * C, Backward ? dy + o * C : nullptr, C, t.K, p1, p2, q1, q2, q3);
+        if ((o + 1 - o0) % kPlainRun == 0) fold_all();
     }
-    for (; o < o1; ++o) add_rows_plain_of<T, Backward, 1>(x + o * C, Backward ? dy + o * C : nullptr, C, t.K, p1, p2, q1, q2, q3);
     fold_all();
     for (std::int64_t c = 0; c < C; ++c) t.n[c] += double(o1 - o0);
 }
@@ -483,7 +460,7 @@ std::vector<Moments> channel_moments(const T* x, const T* dy, const Layout& l, c
             sums.reset(C, Backward);
             if (blocks.whole_rows && l.inner == 1) {
                 const auto [o0, o1] = blocks.rows(b);
-                if constexpr (Plain) add_rows_plain<T, Backward>(x, dy, l.channels, o0, o1, l.outer, sums);
+                if constexpr (Plain) add_rows_plain<T, Backward>(x, dy, l.channels, o0, o1, sums);
                 else add_rows<T, Backward>(x, dy, l.channels, l.channels, o0, o1, sums);
             } else {
                 blocks.for_runs(b, [&](std::int64_t off, std::int64_t c) {
@@ -614,11 +591,11 @@ std::vector<Moments> certified_moments(const T* x, const T* dy, const Layout& l,
         return channel_moments<T, Backward, false>(x, dy, l, blocks, threads);
     } else {
         std::vector<Moments> ms = channel_moments<T, Backward, true>(x, dy, l, blocks, threads);
-        for (std::size_t c = 0; c < ms.size(); ++c)
-            redo[c] = !(Backward ? backward_certified(ms[c], eps) : forward_certified(ms[c], eps));
         std::vector<std::int64_t> todo;
-        for (std::size_t c = 0; c < ms.size(); ++c)
+        for (std::size_t c = 0; c < ms.size(); ++c) {
+            redo[c] = !(Backward ? backward_certified(ms[c], eps) : forward_certified(ms[c], eps));
             if (redo[c]) todo.push_back(std::int64_t(c));
+        }
         detail::parallel_for(std::int64_t(todo.size()), threads, [&](std::int64_t i0, std::int64_t i1) {
             for (std::int64_t i = i0; i < i1; ++i)
                 ms[std::size_t(todo[i])] = exact_channel_moments<T, Backward>(x, dy, l, blocks, todo[i]);
@@ -740,6 +717,13 @@ template <class T>
 
 constexpr std::int64_t kStreamBytes = 16 << 20;
 
+/// Calls f(std::true_type) when the `bytes` of output are to be streamed, else
+/// f(std::false_type), so that kernels can take the choice as a template argument.
+template <class F> void with_streaming(std::int64_t bytes, F&& f) {
+    if (bytes >= kStreamBytes) f(std::true_type{});
+    else f(std::false_type{});
+}
+
 /// out[i] = f(i) (a v4d of lanes i..i+3, or a double for one i) for i in [0, n): lanes
 /// where `out` is 16-byte aligned are streamed when Stream, the rest stored normally.
 template <bool Stream, class FV, class FS>
@@ -852,23 +836,21 @@ template <class T> void ForwardPass<T>::apply(std::int64_t o0, std::int64_t o1, 
     const double *__restrict pml = pmh + C, *__restrict pah = pml + C, *__restrict pal = pah + C,
                                *__restrict pb = pal + C;
     const std::int64_t base = o0 * l_.channels * l_.inner; // y holds rows [o0, o1)
-    const bool stream = (o1 - o0) * l_.channels * l_.inner * std::int64_t(sizeof(T)) >= kStreamBytes;
+    const std::int64_t out_bytes = (o1 - o0) * l_.channels * l_.inner * std::int64_t(sizeof(T));
     // pass B: x and y are (outer, C, inner); a run is `count` channels of `inner` values.
     for_rows_parallel(l_, o0, o1, threads_, [&](std::int64_t off, std::int64_t c0, std::int64_t count, std::int64_t inner) {
         const T* __restrict xs = x_ + off;
         T* __restrict ys = y + (off - base);
         if constexpr (sizeof(T) == 4) {
-            auto plain = [&](auto stream_tag) {
-                constexpr bool S = decltype(stream_tag)::value;
+            with_streaming(out_bytes, [&](auto stream) {
+                constexpr bool S = decltype(stream)::value;
                 if (inner == 1)
                     normalize_row_plain<S>(xs, ys, count, pmh + c0, pml + c0, pah + c0, pb + c0);
                 else
                     for (std::int64_t j = 0; j < count; ++j)
                         normalize_run_plain<S>(xs + j * inner, ys + j * inner, inner, pmh[c0 + j], pml[c0 + j],
                                                pah[c0 + j], pb[c0 + j]);
-            };
-            if (stream) plain(std::true_type{});
-            else plain(std::false_type{});
+            });
             return;
         }
         if (inner == 1) { // channels last: vectorized across channels
@@ -889,10 +871,9 @@ BackwardPass<T>::BackwardPass(const T* x, const T* gamma, const T* dy, const Lay
     : x_(x), dy_(dy), l_(l), threads_(threads_for(l, threads)) {
     assert(l.channels >= 1 && l.per_channel() >= 2 && eps >= 0);
     constexpr bool is_double = sizeof(T) == 8; // the fast path's range check applies to float64
-    // careful_: the channels whose dx needs every error term (all of them for float64, and
-    // the float32 channels whose plain sums were not certified)
+    // careful_: the float32 channels whose plain sums were not certified, so that their dx
+    // needs every error term too (float64 dx always has them)
     const std::vector<Moments> ms = certified_moments<T, true>(x, dy, l, eps, threads_, careful_);
-    if constexpr (is_double) careful_.assign(careful_.size(), 1);
     fast_ = in_fast_range(ms, is_double);
     const std::vector<dd> inv = inverse_std(ms, fast_, eps);
 
@@ -939,14 +920,14 @@ template <class T> void BackwardPass<T>::apply(std::int64_t o0, std::int64_t o1,
         for (std::int64_t k = 0; k < len; ++k)
             out[k] = input_gradient<T>(double(xs[k]), double(gs[k]), mh, ml, ah, al, Bh, Bl, Hh, Hl);
     };
-    const bool stream = (o1 - o0) * l_.channels * l_.inner * std::int64_t(sizeof(T)) >= kStreamBytes;
+    const std::int64_t out_bytes = (o1 - o0) * l_.channels * l_.inner * std::int64_t(sizeof(T));
     // pass B: term 1 − term 2 − term 3 = dy − dβ/m − x̂·dγ/m, times γ·invstd.
     for_rows_parallel(l_, o0, o1, threads_, [&](std::int64_t off, std::int64_t c0, std::int64_t count, std::int64_t inner) {
         const T* __restrict xs = x_ + off;
         const T* __restrict gs = dy_ + off;
         T* __restrict out = dx + (off - base);
         if constexpr (sizeof(T) == 4) { // certified plain sums; careful channels are redone below
-            auto plain = [&](auto stream) {
+            with_streaming(out_bytes, [&](auto stream) {
                 constexpr bool S = decltype(stream)::value;
                 if (inner == 1)
                     input_gradient_row_plain<S>(xs, gs, out, count, pmh + c0, pah + c0, pBh + c0, pHh + c0);
@@ -954,9 +935,7 @@ template <class T> void BackwardPass<T>::apply(std::int64_t o0, std::int64_t o1,
                     for (std::int64_t j = 0; j < count; ++j)
                         input_gradient_run_plain<S>(xs + j * inner, gs + j * inner, out + j * inner, inner,
                                                     pmh[c0 + j], pah[c0 + j], pBh[c0 + j], pHh[c0 + j]);
-            };
-            if (stream) plain(std::true_type{});
-            else plain(std::false_type{});
+            });
         } else if (inner == 1) { // channels last: vectorized across channels
             input_gradient_row<T>(xs, gs, out, count, pmh + c0, pml + c0, pah + c0, pal + c0, pBh + c0, pBl + c0,
                                   pHh + c0, pHl + c0);

@@ -75,7 +75,4 @@ inline v4d fma(v4d a, v4d b, v4d c) {
 
 inline double sum_lanes(v4d v) { return (v[0] + v[1]) + (v[2] + v[3]); }
 
-/// Hints that p will be read soon (no effect on results).
-inline void prefetch(const void* p) { __builtin_prefetch(p, 0, 3); }
-
 } // namespace bnorm::detail::simd
