@@ -302,6 +302,7 @@ TEST_CASE("large tensors: the fast kernel is as accurate as the exact one, and t
     }
     for (int kind : {1, 2, 3}) {
         large_problem<float>({4096, 24}, 1, kind, 1e-5);
+        large_problem<float>({3001, 23}, 1, kind, 1e-5); // channel chunks of 16, 8, 4 and 1; a part tile
         large_problem<float>({8, 6, 96, 96}, 1, kind, 1e-5);
         large_problem<float>({16, 20, 20, 12}, -1, kind, 1e-8);
     }
