@@ -228,6 +228,30 @@ TEST_CASE("double-double to float rounds hi + lo correctly, ties included") {
     CHECK(detail::to<float>(dd{-(one + half_ulp), -0x1p-80}) == -(1.0f + 0x1p-23f));
 }
 
+TEST_CASE("double-double 1/sqrt over the whole double range, subnormals included") {
+    using detail::dd;
+    // Powers of four have an exact answer; everything else is checked against long
+    // double (64-bit significand, wider exponent range), which hi + lo must match to
+    // well below its own precision.
+    for (int e = -1074; e <= 1022; e += 2) {
+        const dd r = detail::rsqrt(dd{std::ldexp(1.0, e), 0.0});
+        CAPTURE(e);
+        CHECK(r.hi == std::ldexp(1.0, -e / 2));
+        CHECK(r.lo == 0.0);
+    }
+    std::mt19937_64 rng(7);
+    std::uniform_real_distribution<double> mantissa(1.0, 2.0);
+    for (int e = -1074; e <= 1023; ++e) {
+        const double x = std::ldexp(mantissa(rng), e); // rounds to a subnormal below 2^-1022
+        if (!(x > 0) || !std::isfinite(x)) continue;
+        const dd r = detail::rsqrt(dd{x, 0.0});
+        const long double want = 1.0L / std::sqrt(static_cast<long double>(x));
+        const long double got = static_cast<long double>(r.hi) + static_cast<long double>(r.lo);
+        CAPTURE(x);
+        CHECK(std::abs(got - want) <= 0x1p-62L * want);
+    }
+}
+
 // ---- the fast kernel on tensors large enough for many tiles, blocks and threads ----------
 
 #include "../lib/src/batchnorm_exact.hpp"

@@ -685,23 +685,25 @@ int threads_for(const Layout& l, int threads) {
     return l.size() < kSerialBelow ? 1 : detail::resolve_threads(threads);
 }
 
-/// Pass B over outer rows [o0, o1): calls run(offset, c0, count, inner) on runs covering
-/// them, in parallel. A run is `count` consecutive channels from c0, each with `inner`
-/// values, at `offset` in the whole tensor (inner == 1: a whole row of channels,
-/// vectorized across channels). Every output element is computed alone, so the split
-/// between threads cannot change a bit.
+/// Pass B over outer rows [o0, o1): calls run(offset, c0, count, inner, rows) on runs
+/// covering them, in parallel. A run is `rows` times `count` consecutive channels from c0,
+/// each with `inner` values, at `offset` in the whole tensor: with inner == 1, whole rows
+/// of channels (vectorized across channels), a thread's share of the rows in one call;
+/// else one channel's `inner` values (rows == 1). Every output element is computed alone,
+/// so the split between threads cannot change a bit.
 template <class F>
 void for_rows_parallel(const Layout& l, std::int64_t o0, std::int64_t o1, int threads, F&& run) {
     if ((o1 - o0) * l.channels * l.inner < kSerialBelow) threads = 1;
     if (l.inner == 1) {
         detail::parallel_for(o1 - o0, threads, [&](std::int64_t b, std::int64_t e) {
-            for (std::int64_t o = o0 + b; o < o0 + e; ++o) run(o * l.channels, std::int64_t{0}, l.channels, std::int64_t{1});
+            run((o0 + b) * l.channels, std::int64_t{0}, l.channels, std::int64_t{1}, e - b);
             detail::simd::stream_fence(); // the kernels may have used non-temporal stores
         });
     } else {
         const std::int64_t r0 = o0 * l.channels;
         detail::parallel_for((o1 - o0) * l.channels, threads, [&](std::int64_t b, std::int64_t e) {
-            for (std::int64_t r = r0 + b; r < r0 + e; ++r) run(r * l.inner, r % l.channels, std::int64_t{1}, l.inner);
+            for (std::int64_t r = r0 + b; r < r0 + e; ++r)
+                run(r * l.inner, r % l.channels, std::int64_t{1}, l.inner, std::int64_t{1});
             detail::simd::stream_fence();
         });
     }
@@ -754,22 +756,30 @@ inline T input_gradient(double x, double g, double mh, double ml, double ah, dou
     return T(std::fma(ah, ih, ah * il + al * ih));
 }
 
-/// Pass B of forward over one channels-last row (vectorized across channels).
+/// Pass B of forward over `rows` channels-last rows of C channels (vectorized across
+/// channels).
 template <class T>
-[[gnu::noinline]] void normalize_row(const T* __restrict x, T* __restrict y, std::int64_t C, const double* __restrict mh,
-                   const double* __restrict ml, const double* __restrict ah, const double* __restrict al,
-                   const double* __restrict b) {
-    for (std::int64_t c = 0; c < C; ++c) y[c] = normalize<T>(double(x[c]), mh[c], ml[c], ah[c], al[c], b[c]);
+[[gnu::noinline]] void normalize_rows(const T* __restrict x, T* __restrict y, std::int64_t C, std::int64_t rows,
+                                      const double* __restrict mh, const double* __restrict ml,
+                                      const double* __restrict ah, const double* __restrict al,
+                                      const double* __restrict b) {
+    for (std::int64_t r = 0; r < rows; ++r, x += C, y += C)
+        for (std::int64_t c = 0; c < C; ++c) y[c] = normalize<T>(double(x[c]), mh[c], ml[c], ah[c], al[c], b[c]);
 }
 
-/// Pass B of backward over one channels-last row (vectorized across channels).
+/// Pass B of backward over `rows` channels-last rows of C channels (vectorized across
+/// channels).
 template <class T>
-[[gnu::noinline]] void input_gradient_row(const T* __restrict x, const T* __restrict g, T* __restrict dx, std::int64_t C,
-                        const double* __restrict mh, const double* __restrict ml, const double* __restrict ah,
-                        const double* __restrict al, const double* __restrict Bh, const double* __restrict Bl,
-                        const double* __restrict Hh, const double* __restrict Hl) {
-    for (std::int64_t c = 0; c < C; ++c)
-        dx[c] = input_gradient<T>(double(x[c]), double(g[c]), mh[c], ml[c], ah[c], al[c], Bh[c], Bl[c], Hh[c], Hl[c]);
+[[gnu::noinline]] void input_gradient_rows(const T* __restrict x, const T* __restrict g, T* __restrict dx,
+                                           std::int64_t C, std::int64_t rows, const double* __restrict mh,
+                                           const double* __restrict ml, const double* __restrict ah,
+                                           const double* __restrict al, const double* __restrict Bh,
+                                           const double* __restrict Bl, const double* __restrict Hh,
+                                           const double* __restrict Hl) {
+    for (std::int64_t r = 0; r < rows; ++r, x += C, g += C, dx += C)
+        for (std::int64_t c = 0; c < C; ++c)
+            dx[c] = input_gradient<T>(double(x[c]), double(g[c]), mh[c], ml[c], ah[c], al[c], Bh[c], Bl[c], Hh[c],
+                                      Hl[c]);
 }
 
 // ---- float32 pass B kernels -------------------------------------------------------------------
@@ -801,16 +811,19 @@ inline void write_lanes(float* __restrict out, std::int64_t n, FV&& vec, FS&& on
     for (; i < n; ++i) out[i] = float(one(i));
 }
 
-/// Pass B of forward, float32: y = a·((x − μh) − μl) + β, over `count` channels of one
-/// channels-last row (the same formula as normalize<float>, four lanes at a time).
+/// Pass B of forward, float32: y = a·((x − μh) − μl) + β, over `rows` channels-last rows
+/// of C channels (the same formula as normalize<float>, four lanes at a time).
 template <bool Stream>
-[[gnu::noinline]] void normalize_row_plain(const float* __restrict x, float* __restrict y, std::int64_t C,
-                                           const double* __restrict mh, const double* __restrict ml,
-                                           const double* __restrict ah, const double* __restrict b) {
+[[gnu::noinline]] void normalize_rows_plain(const float* __restrict x, float* __restrict y, std::int64_t C,
+                                            std::int64_t rows, const double* __restrict mh,
+                                            const double* __restrict ml, const double* __restrict ah,
+                                            const double* __restrict b) {
     using namespace detail::simd;
-    write_lanes<Stream>(
-        y, C, [&](std::int64_t c) { return fma(load(ah + c), (load(x + c) - load(mh + c)) - load(ml + c), load(b + c)); },
-        [&](std::int64_t c) { return std::fma(ah[c], (double(x[c]) - mh[c]) - ml[c], b[c]); });
+    for (std::int64_t r = 0; r < rows; ++r, x += C, y += C)
+        write_lanes<Stream>(
+            y, C,
+            [&](std::int64_t c) { return fma(load(ah + c), (load(x + c) - load(mh + c)) - load(ml + c), load(b + c)); },
+            [&](std::int64_t c) { return std::fma(ah[c], (double(x[c]) - mh[c]) - ml[c], b[c]); });
 }
 
 /// The same over a run of one channel's values.
@@ -825,19 +838,20 @@ template <bool Stream>
 }
 
 /// Pass B of backward from certified plain sums (float32): dx = a·((dy − B) − (x − μ)·H),
-/// in double, over `count` channels of one channels-last row.
+/// in double, over `rows` channels-last rows of C channels.
 template <bool Stream>
-[[gnu::noinline]] void input_gradient_row_plain(const float* __restrict x, const float* __restrict g,
-                                                float* __restrict dx, std::int64_t C, const double* __restrict mh,
-                                                const double* __restrict ah, const double* __restrict Bh,
-                                                const double* __restrict Hh) {
+[[gnu::noinline]] void input_gradient_rows_plain(const float* __restrict x, const float* __restrict g,
+                                                 float* __restrict dx, std::int64_t C, std::int64_t rows,
+                                                 const double* __restrict mh, const double* __restrict ah,
+                                                 const double* __restrict Bh, const double* __restrict Hh) {
     using namespace detail::simd;
-    write_lanes<Stream>(
-        dx, C,
-        [&](std::int64_t c) {
-            return load(ah + c) * fma(-(load(x + c) - load(mh + c)), load(Hh + c), load(g + c) - load(Bh + c));
-        },
-        [&](std::int64_t c) { return ah[c] * std::fma(-(double(x[c]) - mh[c]), Hh[c], double(g[c]) - Bh[c]); });
+    for (std::int64_t r = 0; r < rows; ++r, x += C, g += C, dx += C)
+        write_lanes<Stream>(
+            dx, C,
+            [&](std::int64_t c) {
+                return load(ah + c) * fma(-(load(x + c) - load(mh + c)), load(Hh + c), load(g + c) - load(Bh + c));
+            },
+            [&](std::int64_t c) { return ah[c] * std::fma(-(double(x[c]) - mh[c]), Hh[c], double(g[c]) - Bh[c]); });
 }
 
 /// The same over a run of one channel's values.
@@ -900,14 +914,15 @@ template <class T> void ForwardPass<T>::apply(std::int64_t o0, std::int64_t o1, 
     const std::int64_t base = o0 * l_.channels * l_.inner; // y holds rows [o0, o1)
     const std::int64_t out_bytes = (o1 - o0) * l_.channels * l_.inner * std::int64_t(sizeof(T));
     // pass B: x and y are (outer, C, inner); a run is `count` channels of `inner` values.
-    for_rows_parallel(l_, o0, o1, threads_, [&](std::int64_t off, std::int64_t c0, std::int64_t count, std::int64_t inner) {
+    for_rows_parallel(l_, o0, o1, threads_, [&](std::int64_t off, std::int64_t c0, std::int64_t count, std::int64_t inner,
+                                                std::int64_t rows) {
         const T* __restrict xs = x_ + off;
         T* __restrict ys = y + (off - base);
         if constexpr (sizeof(T) == 4) {
             with_streaming(out_bytes, [&](auto stream) {
                 constexpr bool S = decltype(stream)::value;
                 if (inner == 1)
-                    normalize_row_plain<S>(xs, ys, count, pmh + c0, pml + c0, pah + c0, pb + c0);
+                    normalize_rows_plain<S>(xs, ys, count, rows, pmh + c0, pml + c0, pah + c0, pb + c0);
                 else
                     for (std::int64_t j = 0; j < count; ++j)
                         normalize_run_plain<S>(xs + j * inner, ys + j * inner, inner, pmh[c0 + j], pml[c0 + j],
@@ -916,7 +931,7 @@ template <class T> void ForwardPass<T>::apply(std::int64_t o0, std::int64_t o1, 
             return;
         }
         if (inner == 1) { // channels last: vectorized across channels
-            normalize_row<T>(xs, ys, count, pmh + c0, pml + c0, pah + c0, pal + c0, pb + c0);
+            normalize_rows<T>(xs, ys, count, rows, pmh + c0, pml + c0, pah + c0, pal + c0, pb + c0);
             return;
         }
         for (std::int64_t j = 0; j < count; ++j) {
@@ -984,7 +999,8 @@ template <class T> void BackwardPass<T>::apply(std::int64_t o0, std::int64_t o1,
     };
     const std::int64_t out_bytes = (o1 - o0) * l_.channels * l_.inner * std::int64_t(sizeof(T));
     // pass B: term 1 − term 2 − term 3 = dy − dβ/m − x̂·dγ/m, times γ·invstd.
-    for_rows_parallel(l_, o0, o1, threads_, [&](std::int64_t off, std::int64_t c0, std::int64_t count, std::int64_t inner) {
+    for_rows_parallel(l_, o0, o1, threads_, [&](std::int64_t off, std::int64_t c0, std::int64_t count, std::int64_t inner,
+                                                std::int64_t rows) {
         const T* __restrict xs = x_ + off;
         const T* __restrict gs = dy_ + off;
         T* __restrict out = dx + (off - base);
@@ -992,15 +1008,15 @@ template <class T> void BackwardPass<T>::apply(std::int64_t o0, std::int64_t o1,
             with_streaming(out_bytes, [&](auto stream) {
                 constexpr bool S = decltype(stream)::value;
                 if (inner == 1)
-                    input_gradient_row_plain<S>(xs, gs, out, count, pmh + c0, pah + c0, pBh + c0, pHh + c0);
+                    input_gradient_rows_plain<S>(xs, gs, out, count, rows, pmh + c0, pah + c0, pBh + c0, pHh + c0);
                 else
                     for (std::int64_t j = 0; j < count; ++j)
                         input_gradient_run_plain<S>(xs + j * inner, gs + j * inner, out + j * inner, inner,
                                                     pmh[c0 + j], pah[c0 + j], pBh[c0 + j], pHh[c0 + j]);
             });
         } else if (inner == 1) { // channels last: vectorized across channels
-            input_gradient_row<T>(xs, gs, out, count, pmh + c0, pml + c0, pah + c0, pal + c0, pBh + c0, pBl + c0,
-                                  pHh + c0, pHl + c0);
+            input_gradient_rows<T>(xs, gs, out, count, rows, pmh + c0, pml + c0, pah + c0, pal + c0, pBh + c0,
+                                   pBl + c0, pHh + c0, pHl + c0);
         } else {
             for (std::int64_t j = 0; j < count; ++j) careful(xs + j * inner, gs + j * inner, out + j * inner, c0 + j, inner);
         }

@@ -12,7 +12,9 @@
 // -ffp-contract=off and never -ffast-math.
 #pragma once
 
+#include <bit>
 #include <cmath>
+#include <cstdint>
 
 namespace bnorm::detail {
 
@@ -84,18 +86,25 @@ inline dd div(dd x, double y) {
 /// x·2^k, exact unless the result leaves the normal range.
 inline dd ldexp(dd x, int k) { return {std::ldexp(x.hi, k), std::ldexp(x.lo, k)}; }
 
+/// 2^e for e in [-1022, 1023], from its bits (std::ldexp is a libm call).
+inline double pow2(int e) { return std::bit_cast<double>(std::uint64_t(e + 1023) << 52); }
+
 /// 1/sqrt(x) for x > 0: one Newton step r' = r + r(1 − x r²)/2 from the double
 /// estimate, evaluated in dd, doubles the ~53 correct bits. x is first scaled by an even
-/// power of two into [1/2, 4) so that r² cannot overflow or underflow.
-/// Zero, negative, infinite and NaN x give what 1/sqrt(x.hi) gives.
+/// power of two 2^(-2k) from its exponent, into [1/2, 4) (normal x) or [2^-52, 1/2)
+/// (subnormal x, k = -511), so that r² cannot overflow or underflow; the scalings are
+/// products with powers of two, exact here. Zero, negative, infinite and NaN x give
+/// what 1/sqrt(x.hi) gives.
 inline dd rsqrt(dd x) {
     if (!(x.hi > 0) || !std::isfinite(x.hi)) return {1.0 / std::sqrt(x.hi), 0.0};
-    const int k = std::ilogb(x.hi) / 2;
-    const dd xs = ldexp(x, -2 * k);
+    const int biased = int(std::bit_cast<std::uint64_t>(x.hi) >> 52); // x.hi > 0: no sign bit
+    const int k = (biased - 1023) / 2;                               // in [-511, 511]
+    const dd xs{x.hi * pow2(-2 * k), x.lo * pow2(-2 * k)};
     const double r = 1.0 / std::sqrt(xs.hi);
     const dd r2 = two_prod(r, r);
     const dd e = add(dd{1.0, 0.0}, neg(mul(xs, r2))); // 1 − x r², tiny
-    return ldexp(add(dd{r, 0.0}, mul(e, 0.5 * r)), -k);
+    const dd root = add(dd{r, 0.0}, mul(e, 0.5 * r));
+    return {root.hi * pow2(-k), root.lo * pow2(-k)};
 }
 
 /// Rounds hi + lo to the nearest value of type T, without double rounding.
