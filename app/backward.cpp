@@ -28,10 +28,12 @@ void run_backward(const BackwardOptions& o) {
                 return BackwardPass<T>(p.x.data<T>(), p.gamma ? p.gamma->data<T>() : nullptr, p.dy->data<T>(),
                                        p.layout, p.eps, thread_count(o.common));
             } catch (const InputError&) {
+                require_finite_data(p, o.common, o.dy); // a NaN or an infinity is the first problem
                 rethrow_for_file(o.common.x);
             }
         };
         const BackwardPass<T> pass = make_pass();
+        require_finite_data(p, o.common, o.dy, pass.inputs_proven_finite());
         pass.gradients(dgamma.data<T>(), dbeta.data<T>());
         dx_file.push_back(write_rows<T>(o.dx, p.x.shape(), p.layout,
                                         [&](std::int64_t o0, std::int64_t o1, T* dx) { pass.apply(o0, o1, dx); }));

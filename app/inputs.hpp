@@ -9,6 +9,7 @@
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
+#include <future>
 #include <optional>
 #include <string>
 #include <utility>
@@ -49,8 +50,9 @@ using NamedPaths = std::vector<std::pair<std::string, std::string>>;
 
 /// Checks the paths (check_paths), parses --eps/--shape/--dtype strictly, loads x and
 /// the optional γ, β, dy (empty path = not given), and checks every cross-file rule:
-/// rank, axis, m >= 2, γ/β length C, dy shape and dtype equal to x's, finite values
-/// unless allowed. Throws bnorm::Error subclasses with one-line messages.
+/// rank, axis, m >= 2, γ/β length C, dy shape and dtype equal to x's, finite γ and β
+/// unless allowed (x and dy: require_finite_data). Throws bnorm::Error subclasses with
+/// one-line messages.
 /// `outputs` are array outputs (.npy/.csv); `extra_inputs` further array inputs loaded by
 /// the caller; `other_outputs` outputs of another type (a JSON report). All are checked
 /// by check_paths before anything is read.
@@ -65,8 +67,14 @@ Array load_like_x(const std::string& path, const Problem& p, const std::string& 
 /// Loads C values (γ, β, a given dγ or dβ): a 1-d array, or one row or one column.
 Array load_per_channel(const std::string& path, const Problem& p, const std::string& x_path);
 
-/// Refuses NaN and ±inf (unless --allow-nonfinite), naming the file and the first index.
+/// Refuses NaN and ±inf, naming the file and the first index.
 void check_finite(const Array& a, const std::string& path);
+
+/// Refuses NaN and ±inf in x and dy unless --allow-nonfinite, naming the file and the
+/// first index. `proven`: a pass over them has shown there are none
+/// (ForwardPass::inputs_proven_finite), which spares reading them again.
+void require_finite_data(const Problem& p, const CommonOptions& opts, const std::string& dy_path,
+                         bool proven = false);
 
 /// --threads as a number: a decimal integer from 0 (all cores) to 4096.
 int thread_count(const CommonOptions& opts);
@@ -98,12 +106,22 @@ PendingFile write_rows(const std::string& path, const Shape& shape, const Layout
     out.write(header.data(), header.size());
     constexpr std::int64_t kChunkBytes = 4 << 20;
     const std::int64_t rows = std::max<std::int64_t>(1, kChunkBytes / std::int64_t(sizeof(T)) / std::max<std::int64_t>(1, row));
-    std::vector<T> buffer(std::size_t(std::min(rows, l.outer) * row));
-    for (std::int64_t o0 = 0; o0 < l.outer; o0 += rows) {
+    // Two buffers: a chunk is computed into one while a helper thread writes the other,
+    // the chunk before (write() copies into the page cache about as slowly as the kernels
+    // compute: overlapping them hides the computation). `writing` is declared last, so an
+    // exception waits for the write in flight before the buffers and the file go.
+    std::vector<T> buffers[2];
+    std::future<void> writing;
+    for (std::int64_t o0 = 0, k = 0; o0 < l.outer; o0 += rows, ++k) {
         const std::int64_t o1 = std::min(l.outer, o0 + rows);
+        std::vector<T>& buffer = buffers[k % 2];
+        buffer.resize(std::size_t(std::min(rows, l.outer) * row));
         produce(o0, o1, buffer.data());
-        out.write(buffer.data(), std::size_t((o1 - o0) * row) * sizeof(T));
+        if (writing.valid()) writing.get(); // rethrows a failed write
+        const std::size_t bytes = std::size_t((o1 - o0) * row) * sizeof(T);
+        writing = std::async(std::launch::async, [&out, &buffer, bytes] { out.write(buffer.data(), bytes); });
     }
+    if (writing.valid()) writing.get();
     return out;
 }
 

@@ -901,6 +901,8 @@ ForwardPass<T>::ForwardPass(const T* x, const Layout& l, const T* gamma, const T
     }
 }
 
+template <class T> bool ForwardPass<T>::inputs_proven_finite() const { return all_fast(fast_); }
+
 template <class T> void ForwardPass<T>::statistics(T* mean, T* invstd) const {
     if (mean) std::copy(mean_.begin(), mean_.end(), mean);
     if (invstd) std::copy(invstd_.begin(), invstd_.end(), invstd);
@@ -978,6 +980,8 @@ BackwardPass<T>::BackwardPass(const T* x, const T* gamma, const T* dy, const Lay
             if (!fast_[c]) dgamma_[c] = dgamma_exact[c], dbeta_[c] = dbeta_exact[c];
     }
 }
+
+template <class T> bool BackwardPass<T>::inputs_proven_finite() const { return all_fast(fast_); }
 
 template <class T> void BackwardPass<T>::gradients(T* dgamma, T* dbeta) const {
     if (dgamma) std::copy(dgamma_.begin(), dgamma_.end(), dgamma);

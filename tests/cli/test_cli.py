@@ -814,6 +814,24 @@ def test_err_nonfinite_inputs():
                                  "y.npy"], names=["g.npy"])
         check("(1,)" in msg or re.search(r"index 1\b", msg),
               "message does not name index 1: %r" % msg)
+        # The passes prove x and dy finite from their statistics instead of reading them
+        # again: a NaN must still be the error reported when another channel's problem
+        # (zero variance with eps = 0) stops the pass first...
+        xz = rng.standard_normal((5, 3))
+        xz[:, 0] = 2.0
+        xz[3, 2] = np.nan
+        save(tmp, "xz.npy", xz)
+        msg = expect_error(tmp, ["forward", "--x", "xz.npy", "--y", "y.npy", "--eps", "0"],
+                           names=["xz.npy"])
+        check("non-finite" in msg and "(3, 2)" in msg, "NaN at (3, 2) not reported first: %r" % msg)
+        msg = expect_error(tmp, ["backward", "--x", "xz.npy", "--dy", "good.npy", "--dx", "dx.npy",
+                                 "--eps", "0"], names=["xz.npy"])
+        check("non-finite" in msg and "(3, 2)" in msg, "NaN at (3, 2) not reported first: %r" % msg)
+        # ... and float64 data too large for the fast kernels (which therefore proves
+        # nothing) is read again, found finite and accepted.
+        save(tmp, "huge.npy", 1e200 * rng.standard_normal((5, 3)))
+        ok(tmp, ["forward", "--x", "huge.npy", "--y", "y.npy"])
+        ok(tmp, ["backward", "--x", "huge.npy", "--dy", "good.npy", "--dx", "dx.npy"])
 
 
 def test_allow_nonfinite_propagates():

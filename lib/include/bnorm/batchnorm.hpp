@@ -66,6 +66,12 @@ public:
     void statistics(T* mean, T* invstd) const;
     /// y of outer rows [o0, o1): (o1 − o0)·C·inner values in (outer, C, inner) order.
     void apply(std::int64_t o0, std::int64_t o1, T* y) const;
+    /// True when every channel's statistics came out finite and in the fast kernels'
+    /// range, which proves that x holds no NaN or infinity (a NaN or an infinity makes its
+    /// channel's sums non-finite): a caller that refuses them need not read x again. False
+    /// when some channel went to the exact kernel: a NaN or an infinity, or float64
+    /// magnitudes beyond [2^-400, 2^480].
+    bool inputs_proven_finite() const;
 
 private:
     const T* x_;
@@ -86,6 +92,8 @@ public:
     void gradients(T* dgamma, T* dbeta) const;
     /// dx of outer rows [o0, o1): (o1 − o0)·C·inner values in (outer, C, inner) order.
     void apply(std::int64_t o0, std::int64_t o1, T* dx) const;
+    /// Like ForwardPass::inputs_proven_finite, for x and dy.
+    bool inputs_proven_finite() const;
 
 private:
     const T *x_, *dy_;
