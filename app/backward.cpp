@@ -35,7 +35,7 @@ void run_backward(const BackwardOptions& o) {
         const BackwardPass<T> pass = make_pass();
         require_finite_data(p, o.common, o.dy, pass.inputs_proven_finite());
         pass.gradients(dgamma.data<T>(), dbeta.data<T>());
-        dx_file.push_back(write_rows<T>(o.dx, p.x.shape(), p.layout,
+        dx_file.push_back(write_rows<T>(o.dx, p.x.shape(), p.layout, thread_count(o.common),
                                         [&](std::int64_t o0, std::int64_t o1, T* dx) { pass.apply(o0, o1, dx); }));
     });
     write_outputs(std::move(dx_file), {{o.dgamma, &dgamma}, {o.dbeta, &dbeta}});

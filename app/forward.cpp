@@ -35,7 +35,7 @@ void run_forward(const ForwardOptions& o) {
         const ForwardPass<T> pass = make_pass();
         require_finite_data(p, o.common, "", pass.inputs_proven_finite());
         pass.statistics(mean.data<T>(), invstd.data<T>());
-        y_file.push_back(write_rows<T>(o.y, p.x.shape(), p.layout,
+        y_file.push_back(write_rows<T>(o.y, p.x.shape(), p.layout, thread_count(o.common),
                                        [&](std::int64_t o0, std::int64_t o1, T* y) { pass.apply(o0, o1, y); }));
     });
     write_outputs(std::move(y_file), {{o.mean, &mean}, {o.invstd, &invstd}});

@@ -94,12 +94,12 @@ void write_outputs(std::vector<PendingFile> done, const std::vector<std::pair<st
 /// through a small buffer reused chunk after chunk (no full-size output in memory, none of
 /// its page faults), a CSV file from the whole array (the text needs every value anyway).
 template <class T, class Produce>
-PendingFile write_rows(const std::string& path, const Shape& shape, const Layout& l, Produce&& produce) {
+PendingFile write_rows(const std::string& path, const Shape& shape, const Layout& l, int threads, Produce&& produce) {
     const std::int64_t row = l.channels * l.inner;
     if (format_of(path) == Format::csv) {
         Array whole(dtype_of<T>(), shape);
         produce(std::int64_t{0}, l.outer, whole.data<T>());
-        return write_array(path, whole);
+        return write_array(path, whole, threads);
     }
     PendingFile out(path);
     const std::string header = npy_header(dtype_of<T>(), shape);

@@ -20,7 +20,7 @@ Timing CsvBench::measure_format(const RepPolicy& policy) {
     return measure(
         [&] {
             out.clear();
-            bnorm::format_csv(array_, [&](std::string_view chunk) { out.append(chunk); });
+            bnorm::format_csv(array_, [&](std::string_view chunk) { out.append(chunk); }, 1);
         },
         policy);
 }

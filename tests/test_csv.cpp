@@ -5,6 +5,7 @@
 #include "bnorm/csv.hpp"
 #include "bnorm/error.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <random>
 
@@ -147,5 +148,25 @@ TEST_CASE("CSV: random bit patterns survive a write and a read exactly") {
         const Array back = parse_csv(format(a), dt, "t.csv");
         REQUIRE(back.shape() == a.shape());
         CHECK(std::memcmp(back.bytes(), a.bytes(), a.nbytes()) == 0);
+    }
+}
+
+TEST_CASE("CSV: the text is the same for any thread count, blocks cutting lines included") {
+    std::mt19937_64 rng(5);
+    std::normal_distribution<double> normal;
+    for (const Shape& shape : {Shape{20011, 7}, Shape{150001}}) { // blocks of 2^16 values
+        Array a(DType::f64, shape);
+        for (std::int64_t i = 0; i < a.size(); ++i) a.data<double>()[i] = normal(rng);
+        std::string one;
+        format_csv(a, [&](std::string_view s) { one += s; }, 1);
+        const Array back = parse_csv(one, DType::f64, "t.csv");
+        CHECK(back.size() == a.size());
+        CHECK(std::memcmp(back.bytes(), a.bytes(), a.nbytes()) == 0);
+        CHECK(std::count(one.begin(), one.end(), '\n') == shape[0]);
+        for (int threads : {2, 3}) {
+            std::string many;
+            format_csv(a, [&](std::string_view s) { many += s; }, threads);
+            CHECK(many == one);
+        }
     }
 }

@@ -1,12 +1,14 @@
 #include "bnorm/csv.hpp"
 
 #include "bnorm/error.hpp"
+#include "parallel.hpp"
 
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstdint>
 #include <memory>
 #include <vector>
 
@@ -219,28 +221,40 @@ Array parse_csv(std::string_view text, DType dtype, const std::string& name) {
     return dispatch(dtype, [&](auto t) { return p.parse<decltype(t)>(); });
 }
 
-void format_csv(const Array& a, const std::function<void(std::string_view)>& sink) {
+void format_csv(const Array& a, const std::function<void(std::string_view)>& sink, int threads) {
     const std::int64_t n = a.size();
     const Shape& s = a.shape();
     const std::int64_t per_line = s.size() >= 2 ? (s[0] == 0 ? 0 : n / s[0]) : 1;
-    constexpr std::size_t kChunk = 1 << 20, kMaxNumber = 32; // to_chars needs at most 24 + separator
-    std::vector<char> buf(kChunk + kMaxNumber);
-    dispatch(a.dtype(), [&](auto t) {
-        using T = decltype(t);
+    // The values are cut into blocks of kBlock, each formatted into its own buffer; a
+    // round formats one block per thread, then hands the texts to `sink` in order.
+    constexpr std::int64_t kBlock = 1 << 16;
+    constexpr std::size_t kMaxNumber = 32; // to_chars needs at most 24 + the separator
+    const std::int64_t blocks = (n + kBlock - 1) / kBlock;
+    const int t = int(std::min<std::int64_t>(detail::resolve_threads(threads), std::max<std::int64_t>(1, blocks)));
+    std::vector<std::vector<char>> texts(std::size_t(t), std::vector<char>(std::size_t(std::min(n, kBlock)) * kMaxNumber));
+    std::vector<std::size_t> lengths(static_cast<std::size_t>(t));
+    dispatch(a.dtype(), [&](auto tag) {
+        using T = decltype(tag);
         const T* v = a.data<T>();
-        char* out = buf.data();
-        char* const flush_at = buf.data() + kChunk;
-        std::int64_t column = 0;
-        for (std::int64_t i = 0; i < n; ++i) {
-            out = std::to_chars(out, out + kMaxNumber, v[i]).ptr; // straight into the buffer
-            *out++ = ++column == per_line ? '\n' : ',';
-            if (column == per_line) column = 0;
-            if (out >= flush_at) {
-                sink({buf.data(), std::size_t(out - buf.data())});
-                out = buf.data();
+        auto format_block = [&](std::int64_t b, std::size_t slot) {
+            const std::int64_t i0 = b * kBlock, i1 = std::min(n, i0 + kBlock);
+            char* const start = texts[slot].data();
+            char* out = start;
+            std::int64_t column = i0 % per_line; // the place of value i0 in its line
+            for (std::int64_t i = i0; i < i1; ++i) {
+                out = std::to_chars(out, out + kMaxNumber, v[i]).ptr; // straight into the buffer
+                *out++ = ++column == per_line ? '\n' : ',';
+                if (column == per_line) column = 0;
             }
+            lengths[slot] = std::size_t(out - start);
+        };
+        for (std::int64_t b0 = 0; b0 < blocks; b0 += t) {
+            const std::int64_t count = std::min<std::int64_t>(t, blocks - b0);
+            detail::parallel_for(count, t, [&](std::int64_t j0, std::int64_t j1) {
+                for (std::int64_t j = j0; j < j1; ++j) format_block(b0 + j, std::size_t(j));
+            });
+            for (std::int64_t j = 0; j < count; ++j) sink({texts[std::size_t(j)].data(), lengths[std::size_t(j)]});
         }
-        if (out != buf.data()) sink({buf.data(), std::size_t(out - buf.data())});
     });
 }
 

@@ -142,18 +142,21 @@ std::string read_file(const std::string& path) {
 
 namespace {
 
-/// An NPY file memory-mapped (pages read in at once), its array used in place when the
-/// file's bytes are the array's bytes (little-endian C-order float32/float64): no copy.
-/// Other files are decoded into a new array and unmapped.
+/// An NPY file memory-mapped, its array used in place when the file's bytes are the
+/// array's bytes (little-endian C-order float32/float64): no copy. Other files are
+/// decoded into a new array and unmapped. The pages are mapped on first touch, by the
+/// threads that read them (MAP_POPULATE maps them all in one thread: measured 4 ms for 67
+/// MB, against under 3 for touching them); MADV_WILLNEED starts reading a cold file in.
 Array load_npy(const std::string& path) {
     const InputFile in(path);
     const std::size_t size = in.size;
     if (size == 0) return parse_npy({}, path); // the error for an empty file
-    void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, in.fd, 0);
+    void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, in.fd, 0);
     if (p == MAP_FAILED) { // e.g. a file system without mmap: read it instead
         const std::string bytes = read_file(path);
         return parse_npy(std::as_bytes(std::span(bytes.data(), bytes.size())), path);
     }
+    ::madvise(p, size, MADV_WILLNEED); // advice only: its failure changes nothing
     const std::shared_ptr<std::byte> mapping(static_cast<std::byte*>(p), [size](std::byte* q) { ::munmap(q, size); });
     const std::span<const std::byte> file(mapping.get(), size);
     const NpyLayout layout = inspect_npy(file, path);
@@ -162,14 +165,28 @@ Array load_npy(const std::string& path) {
                         std::shared_ptr<std::byte>(mapping, mapping.get() + layout.data_offset));
 }
 
+/// A CSV file parsed from a memory mapping of it (no copy of the text, none of the page
+/// faults of a fresh buffer), or from a copy where the file system cannot map it.
+Array parse_csv_file(const std::string& path, DType dtype) {
+    const InputFile in(path);
+    void* p = in.size == 0 ? MAP_FAILED : ::mmap(nullptr, in.size, PROT_READ, MAP_PRIVATE, in.fd, 0);
+    if (p == MAP_FAILED) return parse_csv(read_file(path), dtype, path);
+    struct Unmap {
+        void* p;
+        std::size_t size;
+        ~Unmap() { ::munmap(p, size); }
+    } unmap{p, in.size};
+    ::madvise(p, in.size, MADV_SEQUENTIAL); // advice only: read ahead
+    return parse_csv(std::string_view(static_cast<const char*>(p), in.size), dtype, path);
+}
+
 } // namespace
 
 Array load_array(const std::string& path, const CsvRead& csv) {
     const Format format = format_of(path);
     if (format == Format::npy) return load_npy(path);
-    const std::string bytes = read_file(path);
 
-    Array a = parse_csv(bytes, csv.dtype, path);
+    Array a = parse_csv_file(path, csv.dtype);
     if (!csv.shape) return a;
     const Shape& want = *csv.shape;
     const std::int64_t rows = a.shape()[0], cols = a.shape()[1];
@@ -254,7 +271,7 @@ void PendingFile::commit() {
     slot_ = -1;
 }
 
-PendingFile write_array(const std::string& path, const Array& a) {
+PendingFile write_array(const std::string& path, const Array& a, int threads) {
     const Format format = format_of(path);
     PendingFile out(path);
     if (format == Format::npy) {
@@ -262,7 +279,7 @@ PendingFile write_array(const std::string& path, const Array& a) {
         out.write(header.data(), header.size());
         out.write(a.bytes(), a.nbytes());
     } else {
-        format_csv(a, [&](std::string_view chunk) { out.write(chunk.data(), chunk.size()); });
+        format_csv(a, [&](std::string_view chunk) { out.write(chunk.data(), chunk.size()); }, threads);
     }
     return out;
 }

@@ -24,7 +24,8 @@ Array parse_csv(std::string_view text, DType dtype, const std::string& name);
 /// Writes `a` as CSV: rank >= 2 gives shape[0] lines of size/shape[0] values, rank 1 one
 /// value per line, rank 0 one line. Every number is the shortest text that parses back
 /// to the same value of a's dtype (std::to_chars). Lines end with '\n'.
-/// The text is handed to `sink` in chunks of about 1 MiB.
-void format_csv(const Array& a, const std::function<void(std::string_view)>& sink);
+/// The text is handed to `sink` in order, in chunks of about 1 MiB, formatted on
+/// `threads` threads (0: all cores); the text does not depend on the thread count.
+void format_csv(const Array& a, const std::function<void(std::string_view)>& sink, int threads = 0);
 
 } // namespace bnorm

@@ -57,8 +57,9 @@ private:
 };
 
 /// Writes `a` to `path` in the format of its extension (NPY byte-identical to np.save,
-/// CSV shortest round-trip) into a PendingFile, not yet committed.
-PendingFile write_array(const std::string& path, const Array& a);
+/// CSV shortest round-trip, formatted on `threads` threads, 0: all cores) into a
+/// PendingFile, not yet committed.
+PendingFile write_array(const std::string& path, const Array& a, int threads = 0);
 
 /// Checks, before any work, that the outputs can be written without harming the inputs:
 /// every input is an existing regular file; no output is the same file as an input
