@@ -234,75 +234,6 @@ template <class T, bool Backward> void add_run(const T* v, const T* g, std::int6
     t.n[c] += double(len);
 }
 
-/// Adds rows [o0, o1) of a channels-last view (inner == 1): one value per channel per row,
-/// the loop over channels being the vectorized one.
-/// R consecutive rows of a channels-last view (x holds one value per channel per row,
-/// rows `stride` apart). The accumulators of a channel are loaded once for the R rows.
-/// A function of distinct (restrict) arrays, kept out of line so that the compiler still
-/// knows they are distinct and vectorizes the loop over channels.
-template <class T, int R, bool Exact>
-[[gnu::noinline]] void add_rows_of(const T* __restrict v, std::int64_t stride, std::int64_t C,
-                                   const double* __restrict K, double* __restrict s1, double* __restrict s1e,
-                                   double* __restrict s2, double* __restrict s2e, double* __restrict mx) {
-    for (std::int64_t c = 0; c < C; ++c) {
-        double a1 = s1[c], a1e = s1e[c], a2 = s2[c], a2e = s2e[c], m = mx[c];
-        double unused_b1 = 0, unused_b1e = 0, unused_b2 = 0, unused_b2e = 0;
-        for (int r = 0; r < R; ++r) {
-            const double xc = double(v[r * stride + c]);
-            const double a = std::abs(xc);
-            m = a > m ? a : m;
-            accumulate<false, Exact>(xc, 0.0, K[c], a1, a1e, a2, a2e, unused_b1, unused_b1e, unused_b2, unused_b2e);
-        }
-        s1[c] = a1, s1e[c] = a1e, s2[c] = a2, s2e[c] = a2e, mx[c] = m;
-    }
-}
-
-/// The backward part of R channels-last rows: Σ dy and Σ dy·(x − K).
-template <class T, int R>
-[[gnu::noinline]] void add_rows_dy_of(const T* __restrict v, const T* __restrict g, std::int64_t stride,
-                                      std::int64_t C, const double* __restrict K, double* __restrict b1,
-                                      double* __restrict b1e, double* __restrict b2, double* __restrict b2e,
-                                      double* __restrict gm) {
-    for (std::int64_t c = 0; c < C; ++c) {
-        double c1 = b1[c], c1e = b1e[c], c2 = b2[c], c2e = b2e[c], m = gm[c];
-        for (int r = 0; r < R; ++r) {
-            const double xc = double(v[r * stride + c]), gc = double(g[r * stride + c]);
-            const double a = std::abs(gc);
-            m = a > m ? a : m;
-            add_compensated(c1, c1e, gc);
-            const double d = xc - K[c];
-            const double bb = d - xc;
-            const double d_err = (xc - (d - bb)) + (-K[c] - bb);
-            const double q = gc * d;
-            add_compensated(c2, c2e, q);
-            c2e += std::fma(gc, d, -q) + gc * d_err;
-        }
-        b1[c] = c1, b1e[c] = c1e, b2[c] = c2, b2e[c] = c2e, gm[c] = m;
-    }
-}
-
-/// Adds rows [o0, o1) of a channels-last view (inner == 1) to the sums, four rows a call:
-/// `count` channels, from x[0] and dy[0] in each row, rows `stride` values apart. Each
-/// channel sees the same operations whatever `count` is, so one channel summed alone
-/// (certified_moments) gets the same bits as in a whole row.
-template <class T, bool Backward>
-void add_rows(const T* x, const T* dy, std::int64_t stride, std::int64_t count, std::int64_t o0, std::int64_t o1,
-              Sums& t) {
-    if (t.n[0] == 0)
-        for (std::int64_t c = 0; c < count; ++c) t.K[c] = double(x[o0 * stride + c]);
-    auto rows = [&](auto r_const, std::int64_t o) {
-        constexpr int R = decltype(r_const)::value;
-        add_rows_of<T, R, true>(x + o * stride, stride, count, t.K, t.s1, t.s1_err, t.s2, t.s2_err, t.max_abs);
-        if constexpr (Backward)
-            add_rows_dy_of<T, R>(x + o * stride, dy + o * stride, stride, count, t.K, t.b1, t.b1_err, t.b2, t.b2_err,
-                                 t.dy_max_abs);
-    };
-    std::int64_t o = o0;
-    for (; o + 4 <= o1; o += 4) rows(std::integral_constant<int, 4>{}, o);
-    for (; o < o1; ++o) rows(std::integral_constant<int, 1>{}, o);
-    for (std::int64_t c = 0; c < count; ++c) t.n[c] += double(o1 - o0);
-}
-
 // ---- plain sums (float32 data) ------------------------------------------------------------
 //
 // float32 values are exact in double, and so (nearly always) are x − K, (x − K)² and
@@ -462,6 +393,134 @@ void add_rows_plain(const T* x, const T* dy, std::int64_t C, std::int64_t o0, st
     }
     fold_all();
     for (std::int64_t c = 0; c < C; ++c) t.n[c] += double(o1 - o0);
+}
+
+// ---- error-free sums over channels-last tiles (float64 data, and uncertified channels) -----
+
+inline double fused(double a, double b, double c) { return std::fma(a, b, c); }
+inline detail::simd::v4d fused(detail::simd::v4d a, detail::simd::v4d b, detail::simd::v4d c) {
+    return detail::simd::fma(a, b, c);
+}
+inline double magnitude(double a) { return std::abs(a); }
+inline detail::simd::v4d magnitude(detail::simd::v4d a) { return detail::simd::abs(a); }
+
+/// The error-free sums of one element x (and its dy g) around K, on doubles or lane by
+/// lane on v4d, with the same operations either way (so that a channel gets the same bits
+/// in a vector lane as alone): accumulate<Backward, true>, and the largest magnitudes.
+template <bool Backward, class D>
+inline void accumulate_exact(D x, D g, D K, D& s1, D& s1e, D& s2, D& s2e, D& mx, D& b1, D& b1e, D& b2, D& b2e,
+                             D& gm) {
+    const D a = magnitude(x);
+    mx = a > mx ? a : mx;
+    const D d = x - K;
+    const D bb = d - x;
+    const D d_err = (x - (d - bb)) + (-K - bb);
+    D s = s1 + d, sb = s - s1;
+    s1e += (s1 - (s - sb)) + (d - sb);
+    s1 = s;
+    s1e += d_err;
+    const D p = d * d;
+    s = s2 + p, sb = s - s2;
+    s2e += (s2 - (s - sb)) + (p - sb);
+    s2 = s;
+    s2e += fused(d, d, -p) + D(2 * d) * d_err;
+    if constexpr (Backward) {
+        const D ga = magnitude(g);
+        gm = ga > gm ? ga : gm;
+        s = b1 + g, sb = s - b1;
+        b1e += (b1 - (s - sb)) + (g - sb);
+        b1 = s;
+        const D q = g * d;
+        s = b2 + q, sb = s - b2;
+        b2e += (b2 - (s - sb)) + (q - sb);
+        b2 = s;
+        b2e += fused(g, d, -q) + g * d_err;
+    }
+}
+
+/// Channels [c, c + V·kWidth) of `rows` channels-last rows (`stride` values apart) added
+/// to the error-free sums t, the accumulators in registers across the rows.
+template <class T, bool Backward, int V>
+inline void add_chunk_exact(const T* __restrict x, const T* __restrict g, std::int64_t stride, std::int64_t rows,
+                            std::size_t c, Sums& t, TilePrefetch<T>& prefetch) {
+    using namespace detail::simd;
+    v4d k[V], s1[V], s1e[V], s2[V], s2e[V], mx[V], b1[V], b1e[V], b2[V], b2e[V], gm[V];
+    auto at = [&](const double* p, int j) { return p + c + std::size_t(j * kWidth); };
+#pragma GCC unroll 4
+    for (int j = 0; j < V; ++j) {
+        k[j] = load(at(t.K, j)), s1[j] = load(at(t.s1, j)), s1e[j] = load(at(t.s1_err, j));
+        s2[j] = load(at(t.s2, j)), s2e[j] = load(at(t.s2_err, j)), mx[j] = load(at(t.max_abs, j));
+        if constexpr (Backward) {
+            b1[j] = load(at(t.b1, j)), b1e[j] = load(at(t.b1_err, j)), b2[j] = load(at(t.b2, j));
+            b2e[j] = load(at(t.b2_err, j)), gm[j] = load(at(t.dy_max_abs, j));
+        }
+    }
+    for (std::int64_t r = 0; r < rows; ++r) {
+        prefetch.step(V * kWidth);
+#pragma GCC unroll 4
+        for (int j = 0; j < V; ++j) {
+            const v4d xv = load(x + r * stride + j * kWidth);
+            const v4d gv = Backward ? load(g + r * stride + j * kWidth) : v4d{};
+            accumulate_exact<Backward>(xv, gv, k[j], s1[j], s1e[j], s2[j], s2e[j], mx[j], b1[j], b1e[j], b2[j],
+                                       b2e[j], gm[j]);
+        }
+    }
+    auto put = [&](double* p, int j, v4d v) { store(p + c + std::size_t(j * kWidth), v); };
+#pragma GCC unroll 4
+    for (int j = 0; j < V; ++j) {
+        put(t.s1, j, s1[j]), put(t.s1_err, j, s1e[j]), put(t.s2, j, s2[j]), put(t.s2_err, j, s2e[j]);
+        put(t.max_abs, j, mx[j]);
+        if constexpr (Backward) {
+            put(t.b1, j, b1[j]), put(t.b1_err, j, b1e[j]), put(t.b2, j, b2[j]), put(t.b2_err, j, b2e[j]);
+            put(t.dy_max_abs, j, gm[j]);
+        }
+    }
+}
+
+/// `rows` channels-last rows of `count` channels (a tile, rows `stride` values apart)
+/// added to the error-free sums: chunks of channels, then the last ones one by one.
+template <class T, bool Backward>
+[[gnu::noinline]] void add_tile_exact(const T* __restrict x, const T* __restrict g, std::int64_t stride,
+                                      std::int64_t count, std::int64_t rows, TilePrefetch<T> prefetch, Sums& t) {
+    using namespace detail::simd;
+    constexpr int V = Backward ? 1 : 2; // 16 registers: 6 or 11 per vector of channels, and temporaries
+    std::size_t c = 0;
+    const auto C = std::size_t(count);
+    auto dy_at = [&](std::size_t i) { return Backward ? g + i : nullptr; };
+    for (; c + V * kWidth <= C; c += V * kWidth)
+        add_chunk_exact<T, Backward, V>(x + c, dy_at(c), stride, rows, c, t, prefetch);
+    for (; c + kWidth <= C; c += kWidth) add_chunk_exact<T, Backward, 1>(x + c, dy_at(c), stride, rows, c, t, prefetch);
+    for (; c < C; ++c) { // the same operations, one lane
+        double b1 = 0, b1e = 0, b2 = 0, b2e = 0, gm = 0;
+        if constexpr (Backward) b1 = t.b1[c], b1e = t.b1_err[c], b2 = t.b2[c], b2e = t.b2_err[c], gm = t.dy_max_abs[c];
+        for (std::int64_t r = 0; r < rows; ++r)
+            accumulate_exact<Backward>(double(x[r * stride + std::int64_t(c)]),
+                                       Backward ? double(g[r * stride + std::int64_t(c)]) : 0.0, t.K[c], t.s1[c],
+                                       t.s1_err[c], t.s2[c], t.s2_err[c], t.max_abs[c], b1, b1e, b2, b2e, gm);
+        if constexpr (Backward) t.b1[c] = b1, t.b1_err[c] = b1e, t.b2[c] = b2, t.b2_err[c] = b2e, t.dy_max_abs[c] = gm;
+    }
+}
+
+/// Adds rows [o0, o1) of a channels-last view (inner == 1) to the error-free sums:
+/// `count` channels, from x[0] and dy[0] in each row, rows `stride` values apart. Each
+/// channel sees the same operations whatever `count` is, so one channel summed alone
+/// (certified_moments) gets the same bits as in a whole row.
+template <class T, bool Backward>
+void add_rows(const T* x, const T* dy, std::int64_t stride, std::int64_t count, std::int64_t o0, std::int64_t o1,
+              Sums& t) {
+    if (t.n[0] == 0)
+        for (std::int64_t c = 0; c < count; ++c) t.K[c] = double(x[o0 * stride + c]);
+    for (std::int64_t o = o0; o < o1; o += kTileRows) {
+        const std::int64_t rows = std::min(kTileRows, o1 - o), next = o + rows;
+        TilePrefetch<T> prefetch;
+        if (next < o1 && count == stride) { // whole rows: the next tile is contiguous
+            prefetch.x = x + next * stride, prefetch.g = Backward ? dy + next * stride : nullptr;
+            prefetch.size = std::min(kTileRows, o1 - next) * stride;
+        }
+        add_tile_exact<T, Backward>(x + o * stride, Backward ? dy + o * stride : nullptr, stride, count, rows,
+                                    prefetch, t);
+    }
+    for (std::int64_t c = 0; c < count; ++c) t.n[c] += double(o1 - o0);
 }
 
 /// Adds the values v[0, len) (and dy g) of channel c to its sums with plain kernels, in
@@ -724,65 +783,40 @@ void take_slow_channels(const Layout& l, const std::vector<char>& fast, const T*
 
 /// y = β + a·(x − μ), with μ = mh + ml and a = ah + al in double-double: x − μ = s + e
 /// exactly (TwoSum), the main product-sum rounded once and the small terms added to it.
-template <class T>
-inline T normalize(double x, double mh, double ml, double ah, double al, double b) {
-    if constexpr (sizeof(T) == 4) { // double's 2^-53 is far below float32's half ulp
-        return T(std::fma(ah, (x - mh) - ml, b));
-    } else {
-        const double s = x - mh;
-        const double bb = s - x;
-        const double e = ((x - (s - bb)) + (-mh - bb)) - ml;
-        return T(std::fma(ah, s, b) + (ah * e + al * s));
-    }
+/// On doubles, or lane by lane on v4d with the same operations.
+template <class D> inline D normalize_dd(D x, D mh, D ml, D ah, D al, D b) {
+    const D s = x - mh;
+    const D bb = s - x;
+    const D e = ((x - (s - bb)) + (-mh - bb)) - ml;
+    return fused(ah, s, b) + (ah * e + al * s);
 }
 
 /// dx = a·(dy − B − (x − μ)·H): d = x − μ = s + e (TwoSum), t = d·H = ph + pl (TwoProd),
 /// w = dy − B = wh + wl, inner = w − t = ih + il; every step keeps its error term, so the
-/// three terms may cancel to 2^-100 of their size and dx is still right.
-template <class T>
-inline T input_gradient(double x, double g, double mh, double ml, double ah, double al, double Bh, double Bl,
-                        double Hh, double Hl) {
-    const double s = x - mh;
-    const double sb = s - x;
-    const double e = ((x - (s - sb)) + (-mh - sb)) - ml;
-    const double ph = s * Hh;
-    const double pl = std::fma(s, Hh, -ph) + (s * Hl + e * Hh);
-    const double wh = g - Bh;
-    const double wb = wh - g;
-    const double wl = ((g - (wh - wb)) + (-Bh - wb)) - Bl;
-    const double ih = wh - ph;
-    const double ib = ih - wh;
-    const double il = ((wh - (ih - ib)) + (-ph - ib)) + (wl - pl);
-    return T(std::fma(ah, ih, ah * il + al * ih));
+/// three terms may cancel to 2^-100 of their size and dx is still right. On doubles, or
+/// lane by lane on v4d with the same operations.
+template <class D> inline D input_gradient_dd(D x, D g, D mh, D ml, D ah, D al, D Bh, D Bl, D Hh, D Hl) {
+    const D s = x - mh;
+    const D sb = s - x;
+    const D e = ((x - (s - sb)) + (-mh - sb)) - ml;
+    const D ph = s * Hh;
+    const D pl = fused(s, Hh, -ph) + (s * Hl + e * Hh);
+    const D wh = g - Bh;
+    const D wb = wh - g;
+    const D wl = ((g - (wh - wb)) + (-Bh - wb)) - Bl;
+    const D ih = wh - ph;
+    const D ib = ih - wh;
+    const D il = ((wh - (ih - ib)) + (-ph - ib)) + (wl - pl);
+    return fused(ah, ih, ah * il + al * ih);
 }
 
-/// Pass B of forward over `rows` channels-last rows of C channels (vectorized across
-/// channels).
-template <class T>
-[[gnu::noinline]] void normalize_rows(const T* __restrict x, T* __restrict y, std::int64_t C, std::int64_t rows,
-                                      const double* __restrict mh, const double* __restrict ml,
-                                      const double* __restrict ah, const double* __restrict al,
-                                      const double* __restrict b) {
-    for (std::int64_t r = 0; r < rows; ++r, x += C, y += C)
-        for (std::int64_t c = 0; c < C; ++c) y[c] = normalize<T>(double(x[c]), mh[c], ml[c], ah[c], al[c], b[c]);
+/// dx of an uncertified float32 channel: the double-double form, rounded once.
+inline float input_gradient_careful(double x, double g, double mh, double ml, double ah, double al, double Bh,
+                                    double Bl, double Hh, double Hl) {
+    return float(input_gradient_dd(x, g, mh, ml, ah, al, Bh, Bl, Hh, Hl));
 }
 
-/// Pass B of backward over `rows` channels-last rows of C channels (vectorized across
-/// channels).
-template <class T>
-[[gnu::noinline]] void input_gradient_rows(const T* __restrict x, const T* __restrict g, T* __restrict dx,
-                                           std::int64_t C, std::int64_t rows, const double* __restrict mh,
-                                           const double* __restrict ml, const double* __restrict ah,
-                                           const double* __restrict al, const double* __restrict Bh,
-                                           const double* __restrict Bl, const double* __restrict Hh,
-                                           const double* __restrict Hl) {
-    for (std::int64_t r = 0; r < rows; ++r, x += C, g += C, dx += C)
-        for (std::int64_t c = 0; c < C; ++c)
-            dx[c] = input_gradient<T>(double(x[c]), double(g[c]), mh[c], ml[c], ah[c], al[c], Bh[c], Bl[c], Hh[c],
-                                      Hl[c]);
-}
-
-// ---- float32 pass B kernels -------------------------------------------------------------------
+// ---- pass B kernels ---------------------------------------------------------------------------
 //
 // Outputs larger than kStreamBytes are written with non-temporal stores: they would only
 // evict the inputs from the caches, and a normal store also reads each line first.
@@ -797,22 +831,23 @@ template <class F> void with_streaming(std::int64_t bytes, F&& f) {
 }
 
 /// out[i] = f(i) (a v4d of lanes i..i+3, or a double for one i) for i in [0, n): lanes
-/// where `out` is 16-byte aligned are streamed when Stream, the rest stored normally.
-template <bool Stream, class FV, class FS>
-inline void write_lanes(float* __restrict out, std::int64_t n, FV&& vec, FS&& one) {
+/// where `out` is aligned for a vector (16 bytes for float, 32 for double) are streamed
+/// when Stream, the rest stored normally.
+template <bool Stream, class T, class FV, class FS>
+inline void write_lanes(T* __restrict out, std::int64_t n, FV&& vec, FS&& one) {
     using namespace detail::simd;
     std::int64_t i = 0;
     if constexpr (Stream)
-        for (; i < n && reinterpret_cast<std::uintptr_t>(out + i) % 16 != 0; ++i) out[i] = float(one(i));
+        for (; i < n && reinterpret_cast<std::uintptr_t>(out + i) % (kWidth * sizeof(T)) != 0; ++i) out[i] = T(one(i));
     for (; i + kWidth <= n; i += kWidth) {
         if constexpr (Stream) stream(out + i, vec(i));
         else store(out + i, vec(i));
     }
-    for (; i < n; ++i) out[i] = float(one(i));
+    for (; i < n; ++i) out[i] = T(one(i));
 }
 
 /// Pass B of forward, float32: y = a·((x − μh) − μl) + β, over `rows` channels-last rows
-/// of C channels (the same formula as normalize<float>, four lanes at a time).
+/// of C channels, four lanes at a time (double's 2^-53 is far below float32's half ulp).
 template <bool Stream>
 [[gnu::noinline]] void normalize_rows_plain(const float* __restrict x, float* __restrict y, std::int64_t C,
                                             std::int64_t rows, const double* __restrict mh,
@@ -864,6 +899,69 @@ template <bool Stream>
     write_lanes<Stream>(
         dx, len, [&](std::int64_t i) { return a * fma(-(load(x + i) - m), H, load(g + i) - B); },
         [&](std::int64_t i) { return ah * std::fma(-(double(x[i]) - mh), Hh, double(g[i]) - Bh); });
+}
+
+/// Pass B of forward, float64: normalize_dd over `rows` channels-last rows of C channels.
+template <bool Stream>
+[[gnu::noinline]] void normalize_rows_dd(const double* __restrict x, double* __restrict y, std::int64_t C,
+                                         std::int64_t rows, const double* __restrict mh, const double* __restrict ml,
+                                         const double* __restrict ah, const double* __restrict al,
+                                         const double* __restrict b) {
+    using namespace detail::simd;
+    for (std::int64_t r = 0; r < rows; ++r, x += C, y += C)
+        write_lanes<Stream>(
+            y, C,
+            [&](std::int64_t c) {
+                return normalize_dd(load(x + c), load(mh + c), load(ml + c), load(ah + c), load(al + c), load(b + c));
+            },
+            [&](std::int64_t c) { return normalize_dd(x[c], mh[c], ml[c], ah[c], al[c], b[c]); });
+}
+
+/// The same over a run of one channel's values.
+template <bool Stream>
+[[gnu::noinline]] void normalize_run_dd(const double* __restrict x, double* __restrict y, std::int64_t len, double mh,
+                                        double ml, double ah, double al, double b) {
+    using namespace detail::simd;
+    const v4d m = splat(mh), mlo = splat(ml), a = splat(ah), alo = splat(al), bv = splat(b);
+    write_lanes<Stream>(
+        y, len, [&](std::int64_t i) { return normalize_dd(load(x + i), m, mlo, a, alo, bv); },
+        [&](std::int64_t i) { return normalize_dd(x[i], mh, ml, ah, al, b); });
+}
+
+/// Pass B of backward, float64: input_gradient_dd over `rows` channels-last rows of C
+/// channels.
+template <bool Stream>
+[[gnu::noinline]] void input_gradient_rows_dd(const double* __restrict x, const double* __restrict g,
+                                              double* __restrict dx, std::int64_t C, std::int64_t rows,
+                                              const double* __restrict mh, const double* __restrict ml,
+                                              const double* __restrict ah, const double* __restrict al,
+                                              const double* __restrict Bh, const double* __restrict Bl,
+                                              const double* __restrict Hh, const double* __restrict Hl) {
+    using namespace detail::simd;
+    for (std::int64_t r = 0; r < rows; ++r, x += C, g += C, dx += C)
+        write_lanes<Stream>(
+            dx, C,
+            [&](std::int64_t c) {
+                return input_gradient_dd(load(x + c), load(g + c), load(mh + c), load(ml + c), load(ah + c),
+                                         load(al + c), load(Bh + c), load(Bl + c), load(Hh + c), load(Hl + c));
+            },
+            [&](std::int64_t c) {
+                return input_gradient_dd(x[c], g[c], mh[c], ml[c], ah[c], al[c], Bh[c], Bl[c], Hh[c], Hl[c]);
+            });
+}
+
+/// The same over a run of one channel's values.
+template <bool Stream>
+[[gnu::noinline]] void input_gradient_run_dd(const double* __restrict x, const double* __restrict g,
+                                             double* __restrict dx, std::int64_t len, double mh, double ml, double ah,
+                                             double al, double Bh, double Bl, double Hh, double Hl) {
+    using namespace detail::simd;
+    const v4d m = splat(mh), mlo = splat(ml), a = splat(ah), alo = splat(al), B = splat(Bh), Blo = splat(Bl),
+              H = splat(Hh), Hlo = splat(Hl);
+    write_lanes<Stream>(
+        dx, len,
+        [&](std::int64_t i) { return input_gradient_dd(load(x + i), load(g + i), m, mlo, a, alo, B, Blo, H, Hlo); },
+        [&](std::int64_t i) { return input_gradient_dd(x[i], g[i], mh, ml, ah, al, Bh, Bl, Hh, Hl); });
 }
 
 } // namespace
@@ -920,27 +1018,24 @@ template <class T> void ForwardPass<T>::apply(std::int64_t o0, std::int64_t o1, 
                                                 std::int64_t rows) {
         const T* __restrict xs = x_ + off;
         T* __restrict ys = y + (off - base);
-        if constexpr (sizeof(T) == 4) {
-            with_streaming(out_bytes, [&](auto stream) {
-                constexpr bool S = decltype(stream)::value;
+        with_streaming(out_bytes, [&](auto stream) {
+            constexpr bool S = decltype(stream)::value;
+            if constexpr (sizeof(T) == 4) { // y = a·((x − μh) − μl) + β in double
                 if (inner == 1)
                     normalize_rows_plain<S>(xs, ys, count, rows, pmh + c0, pml + c0, pah + c0, pb + c0);
                 else
                     for (std::int64_t j = 0; j < count; ++j)
                         normalize_run_plain<S>(xs + j * inner, ys + j * inner, inner, pmh[c0 + j], pml[c0 + j],
                                                pah[c0 + j], pb[c0 + j]);
-            });
-            return;
-        }
-        if (inner == 1) { // channels last: vectorized across channels
-            normalize_rows<T>(xs, ys, count, rows, pmh + c0, pml + c0, pah + c0, pal + c0, pb + c0);
-            return;
-        }
-        for (std::int64_t j = 0; j < count; ++j) {
-            const std::int64_t c = c0 + j;
-            const double mh = pmh[c], ml = pml[c], ah = pah[c], al = pal[c], bc = pb[c];
-            for (std::int64_t k = 0; k < inner; ++k) ys[j * inner + k] = normalize<T>(double(xs[j * inner + k]), mh, ml, ah, al, bc);
-        }
+            } else { // in double-double
+                if (inner == 1)
+                    normalize_rows_dd<S>(xs, ys, count, rows, pmh + c0, pml + c0, pah + c0, pal + c0, pb + c0);
+                else
+                    for (std::int64_t j = 0; j < count; ++j)
+                        normalize_run_dd<S>(xs + j * inner, ys + j * inner, inner, pmh[c0 + j], pml[c0 + j],
+                                            pah[c0 + j], pal[c0 + j], pb[c0 + j]);
+            }
+        });
     });
     if (!exact_.empty()) take_slow_channels(l_, fast_, exact_.data(), y, o0, o1);
 }
@@ -995,12 +1090,6 @@ template <class T> void BackwardPass<T>::apply(std::int64_t o0, std::int64_t o1,
                                *__restrict pBh = pal + C, *__restrict pBl = pBh + C, *__restrict pHh = pBl + C,
                                *__restrict pHl = pHh + C;
     const std::int64_t base = o0 * l_.channels * l_.inner; // dx holds rows [o0, o1)
-    auto careful = [&](const T* xs, const T* gs, T* out, std::int64_t c, std::int64_t len) {
-        const double mh = pmh[c], ml = pml[c], ah = pah[c], al = pal[c], Bh = pBh[c], Bl = pBl[c], Hh = pHh[c],
-                     Hl = pHl[c];
-        for (std::int64_t k = 0; k < len; ++k)
-            out[k] = input_gradient<T>(double(xs[k]), double(gs[k]), mh, ml, ah, al, Bh, Bl, Hh, Hl);
-    };
     const std::int64_t out_bytes = (o1 - o0) * l_.channels * l_.inner * std::int64_t(sizeof(T));
     // pass B: term 1 − term 2 − term 3 = dy − dβ/m − x̂·dγ/m, times γ·invstd.
     for_rows_parallel(l_, o0, o1, threads_, [&](std::int64_t off, std::int64_t c0, std::int64_t count, std::int64_t inner,
@@ -1018,19 +1107,31 @@ template <class T> void BackwardPass<T>::apply(std::int64_t o0, std::int64_t o1,
                         input_gradient_run_plain<S>(xs + j * inner, gs + j * inner, out + j * inner, inner,
                                                     pmh[c0 + j], pah[c0 + j], pBh[c0 + j], pHh[c0 + j]);
             });
-        } else if (inner == 1) { // channels last: vectorized across channels
-            input_gradient_rows<T>(xs, gs, out, count, rows, pmh + c0, pml + c0, pah + c0, pal + c0, pBh + c0,
-                                   pBl + c0, pHh + c0, pHl + c0);
         } else {
-            for (std::int64_t j = 0; j < count; ++j) careful(xs + j * inner, gs + j * inner, out + j * inner, c0 + j, inner);
+            with_streaming(out_bytes, [&](auto stream) {
+                constexpr bool S = decltype(stream)::value;
+                if (inner == 1)
+                    input_gradient_rows_dd<S>(xs, gs, out, count, rows, pmh + c0, pml + c0, pah + c0, pal + c0,
+                                              pBh + c0, pBl + c0, pHh + c0, pHl + c0);
+                else
+                    for (std::int64_t j = 0; j < count; ++j) {
+                        const std::int64_t c = c0 + j;
+                        input_gradient_run_dd<S>(xs + j * inner, gs + j * inner, out + j * inner, inner, pmh[c],
+                                                 pml[c], pah[c], pal[c], pBh[c], pBl[c], pHh[c], pHl[c]);
+                    }
+            });
         }
     });
     if constexpr (sizeof(T) == 4) { // the float32 channels whose sums were not certified
         for (std::int64_t c = 0; c < l_.channels; ++c) {
             if (!careful_[std::size_t(c)]) continue;
+            const double mh = pmh[c], ml = pml[c], ah = pah[c], al = pal[c], Bh = pBh[c], Bl = pBl[c], Hh = pHh[c],
+                         Hl = pHl[c];
             for (std::int64_t o = o0; o < o1; ++o) {
                 const std::int64_t off = (o * l_.channels + c) * l_.inner;
-                careful(x_ + off, dy_ + off, dx + (off - base), c, l_.inner);
+                for (std::int64_t k = 0; k < l_.inner; ++k)
+                    dx[off - base + k] = input_gradient_careful(double(x_[off + k]), double(dy_[off + k]), mh, ml, ah,
+                                                                al, Bh, Bl, Hh, Hl);
             }
         }
     }

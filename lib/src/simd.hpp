@@ -57,6 +57,15 @@ inline void stream(float* p, v4d v) {
 #endif
 }
 
+/// The same for four doubles; p must be 32-byte aligned.
+inline void stream(double* p, v4d v) {
+#if defined(__AVX__)
+    _mm256_stream_pd(p, v);
+#else
+    store(p, v);
+#endif
+}
+
 inline void stream_fence() {
 #if defined(__AVX__)
     _mm_sfence();
@@ -74,5 +83,12 @@ inline v4d fma(v4d a, v4d b, v4d c) {
 }
 
 inline double sum_lanes(v4d v) { return (v[0] + v[1]) + (v[2] + v[3]); }
+
+/// |v| per lane (the sign bit cleared, as std::abs does).
+inline v4d abs(v4d v) {
+    using v4l = long long __attribute__((vector_size(32)));
+    constexpr long long kMagnitude = 0x7fffffffffffffffLL;
+    return (v4d)((v4l)v & v4l{kMagnitude, kMagnitude, kMagnitude, kMagnitude});
+}
 
 } // namespace bnorm::detail::simd
