@@ -23,18 +23,12 @@ void run_backward(const BackwardOptions& o) {
     std::vector<PendingFile> dx_file;
     dispatch(p.x.dtype(), [&](auto t) {
         using T = decltype(t);
-        auto make_pass = [&] {
-            try {
-                return BackwardPass<T>(p.x.data<T>(), p.gamma ? p.gamma->data<T>() : nullptr, p.dy->data<T>(),
-                                       p.layout, p.eps, thread_count(o.common));
-            } catch (const InputError&) {
-                require_finite_data(p, o.common, o.dy); // a NaN or an infinity is the first problem
-                rethrow_for_file(o.common.x);
-            }
-        };
-        const BackwardPass<T> pass = make_pass();
-        require_finite_data(p, o.common, o.dy, pass.inputs_proven_finite());
-        pass.gradients(dgamma.data<T>(), dbeta.data<T>());
+        const BackwardPass<T> pass = about_x(p, [&] {
+            return BackwardPass<T>(p.x.data<T>(), p.gamma ? p.gamma->data<T>() : nullptr, p.dy->data<T>(),
+                                   p.layout, p.eps, thread_count(o.common));
+        });
+        require_finite(p, pass.inputs_proven_finite()); // before the exact kernel would run
+        about_x(p, [&] { pass.gradients(dgamma.data<T>(), dbeta.data<T>()); });
         dx_file.push_back(write_rows<T>(o.dx, p.x.shape(), p.layout, thread_count(o.common),
                                         [&](std::int64_t o0, std::int64_t o1, T* dx) { pass.apply(o0, o1, dx); }));
     });

@@ -23,18 +23,12 @@ void run_forward(const ForwardOptions& o) {
     std::vector<PendingFile> y_file;
     dispatch(p.x.dtype(), [&](auto t) {
         using T = decltype(t);
-        auto make_pass = [&] {
-            try {
-                return ForwardPass<T>(p.x.data<T>(), p.layout, p.gamma ? p.gamma->data<T>() : nullptr,
-                                      p.beta ? p.beta->data<T>() : nullptr, p.eps, thread_count(o.common));
-            } catch (const InputError&) {
-                require_finite_data(p, o.common, ""); // a NaN or an infinity is the first problem
-                rethrow_for_file(o.common.x);
-            }
-        };
-        const ForwardPass<T> pass = make_pass();
-        require_finite_data(p, o.common, "", pass.inputs_proven_finite());
-        pass.statistics(mean.data<T>(), invstd.data<T>());
+        const ForwardPass<T> pass = about_x(p, [&] {
+            return ForwardPass<T>(p.x.data<T>(), p.layout, p.gamma ? p.gamma->data<T>() : nullptr,
+                                  p.beta ? p.beta->data<T>() : nullptr, p.eps, thread_count(o.common));
+        });
+        require_finite(p, pass.inputs_proven_finite()); // before the exact kernel would run
+        about_x(p, [&] { pass.statistics(mean.data<T>(), invstd.data<T>()); });
         y_file.push_back(write_rows<T>(o.y, p.x.shape(), p.layout, thread_count(o.common),
                                        [&](std::int64_t o0, std::int64_t o1, T* y) { pass.apply(o0, o1, y); }));
     });

@@ -67,7 +67,7 @@ int run_gradcheck(const GradcheckCliOptions& o) {
     Problem p = load_problem(o.common, o.gamma, o.beta, o.dy, {},
                              {{"--dx", o.dx}, {"--dgamma", o.dgamma}, {"--dbeta", o.dbeta}},
                              {{"--report", o.report}});
-    require_finite_data(p, o.common, o.dy);
+    require_finite(p);
     const bool given_any = !o.dx.empty() || !o.dgamma.empty() || !o.dbeta.empty();
     if (given_any && o.dy.empty())
         throw UsageError("--dx/--dgamma/--dbeta are judged as the gradients for a given upstream "

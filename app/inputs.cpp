@@ -206,17 +206,17 @@ Problem load_problem(const CommonOptions& opts, const std::string& gamma, const 
     if (!gamma.empty()) p.gamma = load_per_channel(gamma, p, opts.x);
     if (!beta.empty()) p.beta = load_per_channel(beta, p, opts.x);
     if (!dy.empty()) p.dy = load_like_x(dy, p, opts.x);
-    if (!opts.allow_nonfinite) {
-        if (p.gamma) check_finite(*p.gamma, gamma);
-        if (p.beta) check_finite(*p.beta, beta);
-    }
+    p.x_path = opts.x, p.gamma_path = gamma, p.beta_path = beta, p.dy_path = dy;
+    p.allow_nonfinite = opts.allow_nonfinite;
     return p;
 }
 
-void require_finite_data(const Problem& p, const CommonOptions& opts, const std::string& dy_path, bool proven) {
-    if (opts.allow_nonfinite || proven) return;
-    check_finite(p.x, opts.x);
-    if (p.dy) check_finite(*p.dy, dy_path);
+void require_finite(const Problem& p, bool proven) {
+    if (p.allow_nonfinite) return;
+    if (!proven) check_finite(p.x, p.x_path);
+    if (p.gamma) check_finite(*p.gamma, p.gamma_path);
+    if (p.beta) check_finite(*p.beta, p.beta_path);
+    if (p.dy && !proven) check_finite(*p.dy, p.dy_path);
 }
 
 void write_outputs(std::vector<PendingFile> done, const std::vector<std::pair<std::string, const Array*>>& outputs) {

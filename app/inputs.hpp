@@ -3,6 +3,7 @@
 #pragma once
 
 #include "bnorm/array.hpp"
+#include "bnorm/error.hpp"
 #include "bnorm/files.hpp"
 #include "bnorm/npy.hpp"
 
@@ -43,6 +44,8 @@ struct Problem {
     Layout layout;
     double eps = 0;
     std::optional<Array> gamma, beta, dy;
+    std::string x_path, gamma_path, beta_path, dy_path; ///< for messages
+    bool allow_nonfinite = false;                       ///< --allow-nonfinite
 };
 
 /// Input and output paths by option name, for check_paths and messages.
@@ -50,9 +53,8 @@ using NamedPaths = std::vector<std::pair<std::string, std::string>>;
 
 /// Checks the paths (check_paths), parses --eps/--shape/--dtype strictly, loads x and
 /// the optional γ, β, dy (empty path = not given), and checks every cross-file rule:
-/// rank, axis, m >= 2, γ/β length C, dy shape and dtype equal to x's, finite γ and β
-/// unless allowed (x and dy: require_finite_data). Throws bnorm::Error subclasses with
-/// one-line messages.
+/// rank, axis, m >= 2, γ/β length C, dy shape and dtype equal to x's (finite values:
+/// require_finite). Throws bnorm::Error subclasses with one-line messages.
 /// `outputs` are array outputs (.npy/.csv); `extra_inputs` further array inputs loaded by
 /// the caller; `other_outputs` outputs of another type (a JSON report). All are checked
 /// by check_paths before anything is read.
@@ -70,11 +72,10 @@ Array load_per_channel(const std::string& path, const Problem& p, const std::str
 /// Refuses NaN and ±inf, naming the file and the first index.
 void check_finite(const Array& a, const std::string& path);
 
-/// Refuses NaN and ±inf in x and dy unless --allow-nonfinite, naming the file and the
-/// first index. `proven`: a pass over them has shown there are none
-/// (ForwardPass::inputs_proven_finite), which spares reading them again.
-void require_finite_data(const Problem& p, const CommonOptions& opts, const std::string& dy_path,
-                         bool proven = false);
+/// Refuses NaN and ±inf in x, γ, β and dy (in that order) unless --allow-nonfinite,
+/// naming the file and the first index. `proven`: a pass over x and dy has shown there
+/// are none in them (ForwardPass::inputs_proven_finite), which spares reading them again.
+void require_finite(const Problem& p, bool proven = false);
 
 /// --threads as a number: a decimal integer from 0 (all cores) to 4096.
 int thread_count(const CommonOptions& opts);
@@ -128,5 +129,16 @@ PendingFile write_rows(const std::string& path, const Shape& shape, const Layout
 /// Re-throws an error raised by the library for the data of file `path` with the file
 /// name in front, so that every message names its file.
 [[noreturn]] void rethrow_for_file(const std::string& path);
+
+/// Runs step(), a call into the library on p's data, giving an InputError it throws the
+/// name of x's file; a NaN or an infinity in the inputs is reported first, as the cause.
+template <class Step> decltype(auto) about_x(const Problem& p, Step&& step) {
+    try {
+        return step();
+    } catch (const InputError&) {
+        require_finite(p);
+        rethrow_for_file(p.x_path);
+    }
+}
 
 } // namespace bnorm::app

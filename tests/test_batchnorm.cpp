@@ -207,6 +207,27 @@ TEST_CASE("eps = 0 with a constant channel is refused, naming the channel, befor
     CHECK(y[3] == 4);
 }
 
+TEST_CASE("the exact kernel's channels: refused on first use of the two-step passes, before any output") {
+    // Channel 1 is constant and beyond the fast path's range (2^480): the exact kernel
+    // refuses it with eps = 0, when statistics, gradients or apply first need it.
+    const std::vector<double> x{1, 3e200, 2, 3e200, 4, 3e200}, dy{1, 2, 3, 4, 5, 6};
+    const Layout l = collapse(Shape{3, 2}, 1);
+    std::vector<double> y(6, kSentinel), mean(2, kSentinel);
+    const ForwardPass<double> fwd(x.data(), l, nullptr, nullptr, 0.0);
+    CHECK(!fwd.inputs_proven_finite());
+    CHECK_THROWS_WITH_AS(fwd.statistics(mean.data(), nullptr), doctest::Contains("channel 1 has zero variance"),
+                         InputError);
+    CHECK_THROWS_AS(fwd.apply(0, 3, y.data()), InputError);
+    CHECK(y == std::vector<double>(6, kSentinel));
+    CHECK(mean == std::vector<double>(2, kSentinel));
+    const BackwardPass<double> bwd(x.data(), nullptr, dy.data(), l, 0.0);
+    CHECK_THROWS_AS(bwd.gradients(mean.data(), nullptr), InputError);
+    CHECK_THROWS_AS(bwd.apply(0, 3, y.data()), InputError);
+    CHECK(y == std::vector<double>(6, kSentinel));
+    CHECK_THROWS_AS(forward<double>(x.data(), l, nullptr, nullptr, 0.0, y.data(), nullptr, nullptr), InputError);
+    CHECK(y == std::vector<double>(6, kSentinel));
+}
+
 TEST_CASE("non-finite inputs propagate only to their channel") {
     std::vector<double> x{1, 2, NAN, 4, 3, 8}; // (3, 2): channel 0 has the NaN
     const Layout l = collapse(Shape{3, 2}, 1);
@@ -232,7 +253,9 @@ template <class T> void check_proven_finite(const Shape& shape, int axis, std::u
     const T nan = std::numeric_limits<T>::quiet_NaN(), inf = std::numeric_limits<T>::infinity();
     const std::int64_t n = l.size(), somewhere = std::int64_t(rng() % std::uint64_t(n));
     const std::pair<std::int64_t, T> cases[] = {{0, nan}, {n - 1, inf}, {somewhere, -inf}, {n / 2, nan}};
-    for (const auto& [where, b] : cases) {
+    for (const auto& one_case : cases) {
+        const std::int64_t where = one_case.first; // (clang 14 cannot capture a structured binding)
+        const T b = one_case.second;
         CAPTURE(where);
         CAPTURE(b);
         const T keep_x = x[where], keep_dy = dy[where];

@@ -1,21 +1,24 @@
 // Batch normalization kernels, fast path. One kernel serves every layout: the tensor is
-// viewed as (outer, C, inner) (layout.hpp) and cut into tiles of about kTileBytes.
+// viewed as (outer, C, inner) (layout.hpp) and cut into blocks of about kBlockBytes, by
+// whole rows of outer when they fit, else by (o, c) runs of `inner` values.
 //
-//   pass A (one read of x, and of dy for backward): each tile's statistics are computed
-//          by a two-pass algorithm over the tile, which stays in cache between its two
-//          sweeps, so memory sees a single read. Tiles are merged per channel with Chan's
-//          formula in double-double, in memory order, within blocks of kBlockBytes; the
-//          blocks are merged in order. Threads take whole blocks: the result does not
-//          depend on the thread count.
+//   pass A (one read of x, and of dy for backward): per block, sums of x − K, (x − K)²
+//          (and dy, dy·(x − K)) around a reference K per channel, compensated; the
+//          blocks' sums become Moments merged per channel with Chan's formula in
+//          double-double, in block order. Threads take whole blocks: the result does not
+//          depend on the thread count. Channels-last blocks are summed by tiles of
+//          kTileRows rows, chunk of channels by chunk with the accumulators in
+//          registers, the next tile prefetched; runs (NCHW) lane by lane.
 //   pass B (one read of x (and dy), one write of y (dx)): elementwise, in parallel.
 //
-// Precision (docs/derivation.md): arithmetic is in double, with error-free
-// transformations (two_sum, two_prod, compensated sums) exactly where cancellation can
-// occur: the centring x − mean (mean carried in double-double), the sums behind the mean,
-// M2, dβ and dγ, and the three-term difference of dx. The same code serves float32 and
-// float64 data: heavy-tailed float32 data with a dy nearly linear in x needs it too.
-// float64 data whose magnitude is outside [2^-400, 2^480], and non-finite data, go to
-// the all-double-double kernels of batchnorm_exact.cpp instead.
+// Precision (docs/derivation.md): float64 data gets error-free transformations (two_sum,
+// two_prod, compensated sums) exactly where cancellation can occur: the centring x − mean
+// (mean carried in double-double), the sums behind the mean, M2, dβ and dγ, and the
+// three-term difference of dx. float32 data gets plain double sums where a per-channel
+// certificate proves them good enough, and the error-free path in the channels where it
+// does not (heavy-tailed data with a dy nearly linear in x, for example). float64 data
+// whose magnitude is outside [2^-400, 2^480], and non-finite data, go to the
+// all-double-double kernels of batchnorm_exact.cpp instead.
 #include "bnorm/batchnorm.hpp"
 
 #include "batchnorm_exact.hpp"
@@ -970,7 +973,7 @@ template <bool Stream>
 
 template <class T>
 ForwardPass<T>::ForwardPass(const T* x, const Layout& l, const T* gamma, const T* beta, double eps, int threads)
-    : x_(x), l_(l), threads_(threads_for(l, threads)) {
+    : x_(x), gamma_(gamma), beta_(beta), l_(l), eps_(eps), threads_(threads_for(l, threads)) {
     assert(l.channels >= 1 && l.per_channel() >= 2 && eps >= 0);
     constexpr bool is_double = sizeof(T) == 8; // the fast path's range check applies to float64
     std::vector<char> resummed;
@@ -990,23 +993,32 @@ ForwardPass<T>::ForwardPass(const T* x, const Layout& l, const T* gamma, const T
         a_hi[c] = a.hi, a_lo[c] = a.lo;
         b[c] = beta ? double(beta[c]) : 0.0;
     }
-    if (!all_fast(fast_)) { // the channels beyond the fast path's range: the exact kernel
-        exact_.resize(std::size_t(l.size()));
-        std::vector<T> mean_exact(C), invstd_exact(C);
-        detail::forward_exact(x, l, gamma, beta, eps, exact_.data(), mean_exact.data(), invstd_exact.data());
+}
+
+/// The channels beyond the fast path's range (non-finite data, extreme float64
+/// magnitudes): the exact kernel, run on first need.
+template <class T> void ForwardPass<T>::run_exact() const {
+    if (all_fast(fast_)) return;
+    std::call_once(*exact_done_, [&] {
+        const std::size_t C = std::size_t(l_.channels);
+        std::vector<T> y(std::size_t(l_.size())), mean_exact(C), invstd_exact(C);
+        detail::forward_exact(x_, l_, gamma_, beta_, eps_, y.data(), mean_exact.data(), invstd_exact.data());
         for (std::size_t c = 0; c < C; ++c)
             if (!fast_[c]) mean_[c] = mean_exact[c], invstd_[c] = invstd_exact[c];
-    }
+        exact_ = std::move(y);
+    });
 }
 
 template <class T> bool ForwardPass<T>::inputs_proven_finite() const { return all_fast(fast_); }
 
 template <class T> void ForwardPass<T>::statistics(T* mean, T* invstd) const {
+    run_exact();
     if (mean) std::copy(mean_.begin(), mean_.end(), mean);
     if (invstd) std::copy(invstd_.begin(), invstd_.end(), invstd);
 }
 
 template <class T> void ForwardPass<T>::apply(std::int64_t o0, std::int64_t o1, T* y) const {
+    run_exact();
     const std::size_t C = std::size_t(l_.channels);
     const double* __restrict pmh = coefficients_.data();
     const double *__restrict pml = pmh + C, *__restrict pah = pml + C, *__restrict pal = pah + C,
@@ -1042,7 +1054,7 @@ template <class T> void ForwardPass<T>::apply(std::int64_t o0, std::int64_t o1, 
 
 template <class T>
 BackwardPass<T>::BackwardPass(const T* x, const T* gamma, const T* dy, const Layout& l, double eps, int threads)
-    : x_(x), dy_(dy), l_(l), threads_(threads_for(l, threads)) {
+    : x_(x), gamma_(gamma), dy_(dy), l_(l), eps_(eps), threads_(threads_for(l, threads)) {
     assert(l.channels >= 1 && l.per_channel() >= 2 && eps >= 0);
     constexpr bool is_double = sizeof(T) == 8; // the fast path's range check applies to float64
     // careful_: the float32 channels whose plain sums were not certified, so that their dx
@@ -1067,23 +1079,31 @@ BackwardPass<T>::BackwardPass(const T* x, const T* gamma, const T* dy, const Lay
         mu_hi[c] = ms[c].mean.hi, mu_lo[c] = ms[c].mean.lo;
         a_hi[c] = a.hi, a_lo[c] = a.lo, B_hi[c] = B.hi, B_lo[c] = B.lo, H_hi[c] = H.hi, H_lo[c] = H.lo;
     }
-    if (!all_fast(fast_)) { // the channels beyond the fast path's range: the exact kernel
-        exact_.resize(std::size_t(l.size()));
-        std::vector<T> dgamma_exact(C), dbeta_exact(C);
-        detail::backward_exact(x, gamma, dy, l, eps, exact_.data(), dgamma_exact.data(), dbeta_exact.data());
+}
+
+/// As ForwardPass::run_exact.
+template <class T> void BackwardPass<T>::run_exact() const {
+    if (all_fast(fast_)) return;
+    std::call_once(*exact_done_, [&] {
+        const std::size_t C = std::size_t(l_.channels);
+        std::vector<T> dx(std::size_t(l_.size())), dgamma_exact(C), dbeta_exact(C);
+        detail::backward_exact(x_, gamma_, dy_, l_, eps_, dx.data(), dgamma_exact.data(), dbeta_exact.data());
         for (std::size_t c = 0; c < C; ++c)
             if (!fast_[c]) dgamma_[c] = dgamma_exact[c], dbeta_[c] = dbeta_exact[c];
-    }
+        exact_ = std::move(dx);
+    });
 }
 
 template <class T> bool BackwardPass<T>::inputs_proven_finite() const { return all_fast(fast_); }
 
 template <class T> void BackwardPass<T>::gradients(T* dgamma, T* dbeta) const {
+    run_exact();
     if (dgamma) std::copy(dgamma_.begin(), dgamma_.end(), dgamma);
     if (dbeta) std::copy(dbeta_.begin(), dbeta_.end(), dbeta);
 }
 
 template <class T> void BackwardPass<T>::apply(std::int64_t o0, std::int64_t o1, T* dx) const {
+    run_exact();
     const std::size_t C = std::size_t(l_.channels);
     const double* __restrict pmh = coefficients_.data();
     const double *__restrict pml = pmh + C, *__restrict pah = pml + C, *__restrict pal = pah + C,

@@ -230,7 +230,8 @@ void format_csv(const Array& a, const std::function<void(std::string_view)>& sin
     constexpr std::int64_t kBlock = 1 << 16;
     constexpr std::size_t kMaxNumber = 32; // to_chars needs at most 24 + the separator
     const std::int64_t blocks = (n + kBlock - 1) / kBlock;
-    const int t = int(std::min<std::int64_t>(detail::resolve_threads(threads), std::max<std::int64_t>(1, blocks)));
+    constexpr int kMaxThreads = 16; // 2 MiB of text each; the sink takes the text at one thread's pace anyway
+    const int t = int(std::min<std::int64_t>({detail::resolve_threads(threads), kMaxThreads, std::max<std::int64_t>(1, blocks)}));
     std::vector<std::vector<char>> texts(std::size_t(t), std::vector<char>(std::size_t(std::min(n, kBlock)) * kMaxNumber));
     std::vector<std::size_t> lengths(static_cast<std::size_t>(t));
     dispatch(a.dtype(), [&](auto tag) {

@@ -827,8 +827,23 @@ def test_err_nonfinite_inputs():
         msg = expect_error(tmp, ["backward", "--x", "xz.npy", "--dy", "good.npy", "--dx", "dx.npy",
                                  "--eps", "0"], names=["xz.npy"])
         check("non-finite" in msg and "(3, 2)" in msg, "NaN at (3, 2) not reported first: %r" % msg)
-        # ... and float64 data too large for the fast kernels (which therefore proves
-        # nothing) is read again, found finite and accepted.
+        # A NaN in x and an infinity in gamma: x is named, as the first input.
+        msg = expect_error(tmp, ["forward", "--x", "xz.npy", "--gamma", "g.npy", "--y", "y.npy"],
+                           names=["xz.npy"])
+        check("(3, 2)" in msg, "NaN at (3, 2) of x not reported before gamma: %r" % msg)
+        # float64 data too large for the fast kernels goes to the exact kernel, whose own
+        # refusal (zero variance with eps = 0) still names x's file and the channel.
+        xh = 1e200 * rng.standard_normal((5, 3))
+        xh[:, 1] = 3e200
+        save(tmp, "xh.npy", xh)
+        msg = expect_error(tmp, ["forward", "--x", "xh.npy", "--y", "y.npy", "--eps", "0"],
+                           names=["xh.npy"])
+        check(re.search(r"channel 1\b", msg), "message does not name channel 1: %r" % msg)
+        msg = expect_error(tmp, ["backward", "--x", "xh.npy", "--dy", "good.npy", "--dx", "dx.npy",
+                                 "--eps", "0"], names=["xh.npy"])
+        check(re.search(r"channel 1\b", msg), "message does not name channel 1: %r" % msg)
+        # ... and such data (which the passes therefore cannot prove finite) is read again,
+        # found finite and accepted.
         save(tmp, "huge.npy", 1e200 * rng.standard_normal((5, 3)))
         ok(tmp, ["forward", "--x", "huge.npy", "--y", "y.npy"])
         ok(tmp, ["backward", "--x", "huge.npy", "--dy", "good.npy", "--dx", "dx.npy"])

@@ -33,6 +33,8 @@
 #include "bnorm/layout.hpp"
 
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <vector>
 
 namespace bnorm {
@@ -57,8 +59,12 @@ void backward(const T* x, const T* gamma, const T* dy, const Layout& l, double e
 /// The forward pass in two steps, for callers that produce y piece by piece (the CLI
 /// streams it to its file through a small buffer, instead of page-faulting a full-size
 /// output): the statistics when constructed (one read of x), then y for any range of
-/// outer rows, in any order. forward() is both steps at once, with the same results.
-/// x must stay valid while the object is used. Throws like forward().
+/// outer rows, in any order, from any threads. forward() is both steps at once, with the
+/// same results. x, γ and β must stay valid while the object is used.
+/// Throws like forward(): the constructor for the channels of the fast kernels; the first
+/// call of statistics() or apply() for the others (when inputs_proven_finite() is false),
+/// whose exact kernel runs then, so that a caller refusing non-finite data does not wait
+/// for it.
 template <class T> class ForwardPass {
 public:
     ForwardPass(const T* x, const Layout& l, const T* gamma, const T* beta, double eps, int threads = 0);
@@ -74,17 +80,22 @@ public:
     bool inputs_proven_finite() const;
 
 private:
-    const T* x_;
+    void run_exact() const; // once, before the first use of the exact kernel's channels
+    const T *x_, *gamma_, *beta_;
     Layout l_;
+    double eps_;
     int threads_;
     std::vector<double> coefficients_; // per channel: μ (hi, lo), γ·invstd (hi, lo), β
-    std::vector<T> mean_, invstd_;
     std::vector<char> fast_;           // per channel: computed by the fast path
-    std::vector<T> exact_;             // y from the exact kernel, when a channel needs it
+    mutable std::vector<T> mean_, invstd_;
+    mutable std::vector<T> exact_;     // y from the exact kernel, when a channel needs it
+    std::unique_ptr<std::once_flag> exact_done_ = std::make_unique<std::once_flag>();
 };
 
 /// The backward pass in two steps, like ForwardPass: dγ and dβ when constructed (one
-/// read of x and dy), then dx for any range of outer rows.
+/// read of x and dy), then dx for any range of outer rows. x, γ and dy must stay valid
+/// while the object is used. Throws like ForwardPass (gradients() and apply() for the
+/// exact kernel's channels).
 template <class T> class BackwardPass {
 public:
     BackwardPass(const T* x, const T* gamma, const T* dy, const Layout& l, double eps, int threads = 0);
@@ -96,14 +107,17 @@ public:
     bool inputs_proven_finite() const;
 
 private:
-    const T *x_, *dy_;
+    void run_exact() const; // once, before the first use of the exact kernel's channels
+    const T *x_, *gamma_, *dy_;
     Layout l_;
+    double eps_;
     int threads_;
     std::vector<double> coefficients_; // per channel: μ, γ·invstd, dβ/m, invstd·dγ/m (hi, lo)
-    std::vector<T> dgamma_, dbeta_;
     std::vector<char> fast_;
     std::vector<char> careful_;        // per channel: dx with every error term (see apply)
-    std::vector<T> exact_;             // dx from the exact kernel, when a channel needs it
+    mutable std::vector<T> dgamma_, dbeta_;
+    mutable std::vector<T> exact_;     // dx from the exact kernel, when a channel needs it
+    std::unique_ptr<std::once_flag> exact_done_ = std::make_unique<std::once_flag>();
 };
 
 } // namespace bnorm
