@@ -8,9 +8,13 @@
 #include <charconv>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <new>
 #include <type_traits>
+
+#include <sys/mman.h>
 
 namespace bnorm::app {
 namespace {
@@ -217,6 +221,15 @@ void require_finite(const Problem& p, bool proven) {
     if (p.gamma) check_finite(*p.gamma, p.gamma_path);
     if (p.beta) check_finite(*p.beta, p.beta_path);
     if (p.dy && !proven) check_finite(*p.dy, p.dy_path);
+}
+
+std::unique_ptr<void, void (*)(void*)> scratch_memory(std::size_t bytes) {
+    constexpr std::size_t kHugePage = 2 << 20;
+    const std::size_t size = (std::max<std::size_t>(bytes, 1) + kHugePage - 1) / kHugePage * kHugePage;
+    void* p = std::aligned_alloc(kHugePage, size);
+    if (!p) throw std::bad_alloc();
+    ::madvise(p, size, MADV_HUGEPAGE); // advice only: without it, 4 KiB pages
+    return {p, std::free};
 }
 
 void write_outputs(std::vector<PendingFile> done, const std::vector<std::pair<std::string, const Array*>>& outputs) {

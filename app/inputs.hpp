@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <future>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -91,6 +92,11 @@ double parse_nonnegative(const std::string& option, const std::string& text);
 /// every write succeeded.
 void write_outputs(std::vector<PendingFile> done, const std::vector<std::pair<std::string, const Array*>>& outputs);
 
+/// `bytes` of uninitialized memory, on transparent huge pages where the system allows
+/// them (its first touch then faults 2 MiB at a time instead of 4 KiB: fresh memory
+/// costs more in page faults than the kernels take to fill it). Throws std::bad_alloc.
+std::unique_ptr<void, void (*)(void*)> scratch_memory(std::size_t bytes);
+
 /// Writes an output of x's shape whose rows produce(o0, o1, out) computes: an NPY file
 /// through a small buffer reused chunk after chunk (no full-size output in memory, none of
 /// its page faults), a CSV file from the whole array (the text needs every value anyway).
@@ -111,16 +117,17 @@ PendingFile write_rows(const std::string& path, const Shape& shape, const Layout
     // the chunk before (write() copies into the page cache about as slowly as the kernels
     // compute: overlapping them hides the computation). `writing` is declared last, so an
     // exception waits for the write in flight before the buffers and the file go.
-    std::vector<T> buffers[2];
+    const std::size_t capacity = std::size_t(std::min(rows, l.outer) * row);
+    const std::unique_ptr<void, void (*)(void*)> memory = scratch_memory(2 * capacity * sizeof(T));
+    T* const buffers[2] = {static_cast<T*>(memory.get()), static_cast<T*>(memory.get()) + capacity};
     std::future<void> writing;
     for (std::int64_t o0 = 0, k = 0; o0 < l.outer; o0 += rows, ++k) {
         const std::int64_t o1 = std::min(l.outer, o0 + rows);
-        std::vector<T>& buffer = buffers[k % 2];
-        buffer.resize(std::size_t(std::min(rows, l.outer) * row));
-        produce(o0, o1, buffer.data());
+        T* const buffer = buffers[k % 2];
+        produce(o0, o1, buffer);
         if (writing.valid()) writing.get(); // rethrows a failed write
         const std::size_t bytes = std::size_t((o1 - o0) * row) * sizeof(T);
-        writing = std::async(std::launch::async, [&out, &buffer, bytes] { out.write(buffer.data(), bytes); });
+        writing = std::async(std::launch::async, [&out, buffer, bytes] { out.write(buffer, bytes); });
     }
     if (writing.valid()) writing.get();
     return out;
