@@ -110,6 +110,7 @@ PendingFile write_rows(const std::string& path, const Shape& shape, const Layout
     }
     PendingFile out(path);
     const std::string header = npy_header(dtype_of<T>(), shape);
+    out.reserve(header.size() + std::size_t(l.size()) * sizeof(T));
     out.write(header.data(), header.size());
     constexpr std::int64_t kChunkBytes = 4 << 20;
     const std::int64_t rows = std::max<std::int64_t>(1, kChunkBytes / std::int64_t(sizeof(T)) / std::max<std::int64_t>(1, row));

@@ -237,6 +237,15 @@ void PendingFile::discard() noexcept {
     slot_ = -1;
 }
 
+void PendingFile::reserve(std::size_t bytes) {
+    if (bytes == 0) return;
+    if (::fallocate(fd_, 0, 0, static_cast<off_t>(bytes)) == 0) return;
+    const int e = errno;
+    if (e == EOPNOTSUPP || e == ENOSYS || e == EINVAL) return; // the file system cannot: writes will do
+    discard();
+    throw SystemError(fmt::format("{}: cannot reserve {} bytes: {}", target_, bytes, errno_text(e)));
+}
+
 void PendingFile::write(const void* data, std::size_t n) {
     const char* p = static_cast<const char*>(data);
     while (n > 0) {

@@ -42,6 +42,11 @@ public:
     PendingFile(const PendingFile&) = delete;
     ~PendingFile();
 
+    /// Allocates the disk space of a file of `bytes` before it is written, where the file
+    /// system can (fallocate): a full disk is reported before any work, and ext4 has no
+    /// delayed allocation left to force (and write out) when commit() renames the file
+    /// over an existing one. Throws SystemError when the space is not there.
+    void reserve(std::size_t bytes);
     /// Appends bytes. Throws SystemError (disk full, file size limit...).
     void write(const void* data, std::size_t n);
     /// Flushes, closes and renames onto the target. Throws SystemError.
