@@ -55,7 +55,8 @@ extern "C" void remove_temps_and_reraise(int sig) {
 
 void install_handlers_once() {
     static const bool installed = [] {
-        for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGPIPE}) std::signal(sig, remove_temps_and_reraise);
+        // SIGBUS: an input file, memory-mapped, was truncated by another process.
+        for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGBUS}) std::signal(sig, remove_temps_and_reraise);
         // A write past RLIMIT_FSIZE then fails with EFBIG instead of killing the process.
         std::signal(SIGXFSZ, SIG_IGN);
         return true;

@@ -31,8 +31,9 @@ struct CsvRead {
 Array load_array(const std::string& path, const CsvRead& csv = {});
 
 /// An output written to a temporary file beside its target and renamed into place by
-/// commit(). If commit() is never reached (an error, an exception, SIGINT/SIGTERM), the
-/// temporary file is removed and the target is left as it was.
+/// commit(). If commit() is never reached (an error, an exception, SIGINT, SIGTERM,
+/// SIGHUP, SIGPIPE, or SIGBUS from a truncated memory-mapped input), the temporary file
+/// is removed and the target is left as it was.
 class PendingFile {
 public:
     /// Creates the temporary file "<dir>/.<name>.tmp-XXXXXX". Throws SystemError.
