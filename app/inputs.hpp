@@ -98,8 +98,9 @@ void write_outputs(std::vector<PendingFile> done, const std::vector<std::pair<st
 std::unique_ptr<void, void (*)(void*)> scratch_memory(std::size_t bytes);
 
 /// Writes an output of x's shape whose rows produce(o0, o1, out) computes: an NPY file
-/// through a small buffer reused chunk after chunk (no full-size output in memory, none of
-/// its page faults), a CSV file from the whole array (the text needs every value anyway).
+/// through two 4 MiB buffers reused chunk after chunk (no full-size output in memory, none
+/// of its page faults), its disk space reserved first; a CSV file from the whole array
+/// (the text needs every value anyway), formatted on `threads` threads.
 template <class T, class Produce>
 PendingFile write_rows(const std::string& path, const Shape& shape, const Layout& l, int threads, Produce&& produce) {
     const std::int64_t row = l.channels * l.inner;
