@@ -55,34 +55,48 @@ inline void add_compensated(double& sum, double& err, double v) {
     sum = s;
 }
 
-/// Adds x (and its dy g) to sums around K. With Exact, every step is error-free or keeps
-/// its error: x − K = d + d_err (TwoSum), d² = p + p_err and g·d = q + q_err (TwoProd),
-/// sums compensated. That keeps the mean, M2 and Σ dy·(x − mean) to ~2^-100 relative,
-/// which float64 outputs need, and which dx needs in any dtype when its three terms
-/// cancel (dy nearly linear in x): heavy-tailed data makes them many orders larger than
-/// dx itself. Only float32 forward does without: plain double sums around a reference K
-/// lose at most log2(block length) bits of 53, and float32 needs 24.
-template <bool Backward, bool Exact>
-inline void accumulate(double x, double g, double K, double& s1, double& s1e, double& s2, double& s2e, double& b1,
-                       double& b1e, double& b2, double& b2e) {
-    const double d = x - K;
-    if constexpr (!Exact) {
-        s1 += d;
-        s2 = std::fma(d, d, s2);
-        return;
-    }
-    const double bb = d - x;
-    const double d_err = (x - (d - bb)) + (-K - bb);
-    add_compensated(s1, s1e, d);
+inline double fused(double a, double b, double c) { return std::fma(a, b, c); }
+inline detail::simd::v4d fused(detail::simd::v4d a, detail::simd::v4d b, detail::simd::v4d c) {
+    return detail::simd::fma(a, b, c);
+}
+inline double magnitude(double a) { return std::abs(a); }
+inline detail::simd::v4d magnitude(detail::simd::v4d a) { return detail::simd::abs(a); }
+
+/// Adds x (and its dy g) to error-free sums around K, and to the largest magnitudes:
+/// x − K = d + d_err (TwoSum), d² = p + p_err and g·d = q + q_err (TwoProd), sums
+/// compensated. That keeps the mean, M2 and Σ dy·(x − mean) to ~2^-100 relative, which
+/// float64 outputs need, and which dx needs in any dtype when its three terms cancel (dy
+/// nearly linear in x): heavy-tailed data makes them many orders larger than dx itself.
+/// On doubles, or lane by lane on v4d with the same operations, so that a channel gets
+/// the same bits in a vector lane as alone.
+template <bool Backward, class D>
+inline void accumulate_exact(D x, D g, D K, D& s1, D& s1e, D& s2, D& s2e, D& mx, D& b1, D& b1e, D& b2, D& b2e,
+                             D& gm) {
+    const D a = magnitude(x);
+    mx = a > mx ? a : mx;
+    const D d = x - K;
+    const D bb = d - x;
+    const D d_err = (x - (d - bb)) + (-K - bb);
+    D s = s1 + d, sb = s - s1;
+    s1e += (s1 - (s - sb)) + (d - sb);
+    s1 = s;
     s1e += d_err;
-    const double p = d * d;
-    add_compensated(s2, s2e, p);
-    s2e += std::fma(d, d, -p) + 2 * d * d_err;
+    const D p = d * d;
+    s = s2 + p, sb = s - s2;
+    s2e += (s2 - (s - sb)) + (p - sb);
+    s2 = s;
+    s2e += fused(d, d, -p) + D(2 * d) * d_err;
     if constexpr (Backward) {
-        add_compensated(b1, b1e, g);
-        const double q = g * d;
-        add_compensated(b2, b2e, q);
-        b2e += std::fma(g, d, -q) + g * d_err;
+        const D ga = magnitude(g);
+        gm = ga > gm ? ga : gm;
+        s = b1 + g, sb = s - b1;
+        b1e += (b1 - (s - sb)) + (g - sb);
+        b1 = s;
+        const D q = g * d;
+        s = b2 + q, sb = s - b2;
+        b2e += (b2 - (s - sb)) + (q - sb);
+        b2 = s;
+        b2e += fused(g, d, -q) + g * d_err;
     }
 }
 
@@ -212,9 +226,7 @@ template <class T, bool Backward> void add_run(const T* v, const T* g, std::int6
     auto step = [&](int j, std::int64_t i) {
         const double xi = double(v[i]);
         const double gi = Backward ? double(g[i]) : 0.0;
-        mx[j] = std::max(mx[j], std::abs(xi));
-        if constexpr (Backward) gm[j] = std::max(gm[j], std::abs(gi));
-        accumulate<Backward, true>(xi, gi, K, s1[j], s1e[j], s2[j], s2e[j], b1[j], b1e[j], b2[j], b2e[j]);
+        accumulate_exact<Backward>(xi, gi, K, s1[j], s1e[j], s2[j], s2e[j], mx[j], b1[j], b1e[j], b2[j], b2e[j], gm[j]);
     };
     std::int64_t i = 0;
     for (; i + kLanes <= len; i += kLanes)
@@ -399,47 +411,6 @@ void add_rows_plain(const T* x, const T* dy, std::int64_t C, std::int64_t o0, st
 }
 
 // ---- error-free sums over channels-last tiles (float64 data, and uncertified channels) -----
-
-inline double fused(double a, double b, double c) { return std::fma(a, b, c); }
-inline detail::simd::v4d fused(detail::simd::v4d a, detail::simd::v4d b, detail::simd::v4d c) {
-    return detail::simd::fma(a, b, c);
-}
-inline double magnitude(double a) { return std::abs(a); }
-inline detail::simd::v4d magnitude(detail::simd::v4d a) { return detail::simd::abs(a); }
-
-/// The error-free sums of one element x (and its dy g) around K, on doubles or lane by
-/// lane on v4d, with the same operations either way (so that a channel gets the same bits
-/// in a vector lane as alone): accumulate<Backward, true>, and the largest magnitudes.
-template <bool Backward, class D>
-inline void accumulate_exact(D x, D g, D K, D& s1, D& s1e, D& s2, D& s2e, D& mx, D& b1, D& b1e, D& b2, D& b2e,
-                             D& gm) {
-    const D a = magnitude(x);
-    mx = a > mx ? a : mx;
-    const D d = x - K;
-    const D bb = d - x;
-    const D d_err = (x - (d - bb)) + (-K - bb);
-    D s = s1 + d, sb = s - s1;
-    s1e += (s1 - (s - sb)) + (d - sb);
-    s1 = s;
-    s1e += d_err;
-    const D p = d * d;
-    s = s2 + p, sb = s - s2;
-    s2e += (s2 - (s - sb)) + (p - sb);
-    s2 = s;
-    s2e += fused(d, d, -p) + D(2 * d) * d_err;
-    if constexpr (Backward) {
-        const D ga = magnitude(g);
-        gm = ga > gm ? ga : gm;
-        s = b1 + g, sb = s - b1;
-        b1e += (b1 - (s - sb)) + (g - sb);
-        b1 = s;
-        const D q = g * d;
-        s = b2 + q, sb = s - b2;
-        b2e += (b2 - (s - sb)) + (q - sb);
-        b2 = s;
-        b2e += fused(g, d, -q) + g * d_err;
-    }
-}
 
 /// Channels [c, c + V·kWidth) of `rows` channels-last rows (`stride` values apart) added
 /// to the error-free sums t, the accumulators in registers across the rows.
