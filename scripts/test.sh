@@ -2,7 +2,8 @@
 # Runs every test, installing what is missing first:
 #   1. the Release build: unit tests (doctest) and the CLI, golden and catalog tests (CTest);
 #   2. the same suite built with AddressSanitizer and UndefinedBehaviorSanitizer, for the
-#      baseline x86-64 (so that the portable fallbacks of lib/src/simd.hpp are tested too);
+#      baseline x86-64 (so that the portable fallbacks of lib/src/simd.hpp are tested too),
+#      and a check that this build writes the same bits as the Release one;
 #   3. the libFuzzer targets for the NPY and CSV readers, 60 s each (FUZZ_SECONDS).
 # With --quick only stage 1 runs.
 set -euo pipefail
@@ -20,6 +21,7 @@ echo "== 2/3 tests under AddressSanitizer + UndefinedBehaviorSanitizer =="
 bash scripts/build.sh build-asan -DBNORM_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBNORM_ARCH=none
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-asan --output-on-failure
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 /usr/bin/python3 scripts/same_bits.py build/bnorm build-asan/bnorm
 
 echo "== 3/3 fuzzing the NPY and CSV readers =="
 bash scripts/fuzz.sh "${FUZZ_SECONDS:-60}"

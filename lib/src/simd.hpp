@@ -19,6 +19,13 @@ namespace bnorm::detail::simd {
 using v4d = double __attribute__((vector_size(32)));
 constexpr int kWidth = 4;
 
+/// Vector registers the build's instruction set has: AVX-512VL gives 32 for 256-bit vectors.
+#if defined(__AVX512VL__)
+constexpr int kRegisters = 32;
+#else
+constexpr int kRegisters = 16;
+#endif
+
 inline v4d splat(double a) { return v4d{a, a, a, a}; }
 
 inline v4d load(const double* p) {
