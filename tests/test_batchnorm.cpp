@@ -292,6 +292,14 @@ TEST_CASE("double-double to float rounds hi + lo correctly, ties included") {
     // Just below a midpoint with lo > 0 pointing at it: stays below.
     CHECK(detail::to<float>(dd{std::nextafter(one + half_ulp, 0.0), 0x1p-60}) == 1.0f);
     CHECK(detail::to<float>(dd{-(one + half_ulp), -0x1p-80}) == -(1.0f + 0x1p-23f));
+    // Midpoints between float subnormals, and the largest midpoint below overflow.
+    CHECK(detail::to<float>(dd{0x3p-150, 0x1p-200}) == 0x1p-148f);
+    CHECK(detail::to<float>(dd{0x3p-150, -0x1p-200}) == 0x1p-149f);
+    CHECK(detail::to<float>(dd{0x1p-150, 0x1p-200}) == 0x1p-149f);
+    CHECK(detail::to<float>(dd{0x1p-150, -0x1p-200}) == 0.0f);
+    const double top_mid = 0x1.fffffep127 - 0x1p103; // between the two largest floats
+    CHECK(detail::to<float>(dd{top_mid, 0x1p40}) == 0x1.fffffep127f);
+    CHECK(detail::to<float>(dd{top_mid, -0x1p40}) == 0x1.fffffcp127f);
 }
 
 TEST_CASE("double-double 1/sqrt over the whole double range, subnormals included") {

@@ -122,11 +122,13 @@ inline void accumulate_exact(D x, D g, D K, D& s1, D& s1e, D& s2, D& s2e, D& mx,
 /// zero and also sum b3 = Σ dy², which bounds their rounding errors (certificates below).
 struct Sums {
     double *n, *K, *s1, *s1_err, *s2, *s2_err, *max_abs, *b1, *b1_err, *b2, *b2_err, *dy_max_abs, *b3;
+    double* plain; // room for the plain kernels' partial sums: 2 or 5 per channel
     void reset(std::size_t C, bool backward) {
-        storage_.assign((backward ? 13 : 7) * C, 0.0); // one allocation, reused across blocks
+        storage_.assign((backward ? 18 : 9) * C, 0.0); // one allocation, reused across blocks
         double* p = storage_.data();
         for (double** v : {&n, &K, &s1, &s1_err, &s2, &s2_err, &max_abs}) *v = p, p += C;
         for (double** v : {&b1, &b1_err, &b2, &b2_err, &dy_max_abs, &b3}) *v = backward ? (p += C) - C : nullptr;
+        plain = p;
     }
 
 private:
@@ -396,8 +398,7 @@ template <class T, bool Backward>
 template <class T, bool Backward>
 void add_rows_plain(const T* x, const T* dy, std::int64_t C, std::int64_t o0, std::int64_t o1, Sums& t) {
     const auto n = std::size_t(C);
-    std::vector<double> plain((Backward ? 5 : 2) * n, 0.0);
-    double *p1 = plain.data(), *p2 = p1 + n, *q1 = Backward ? p2 + n : nullptr, *q2 = Backward ? q1 + n : nullptr,
+    double *p1 = t.plain, *p2 = p1 + n, *q1 = Backward ? p2 + n : nullptr, *q2 = Backward ? q1 + n : nullptr,
            *q3 = Backward ? q2 + n : nullptr;
     for (std::int64_t c = 0; c < C; ++c) t.K[c] = double(x[o0 * C + c]);
     auto fold_all = [&] {
@@ -584,6 +585,7 @@ std::vector<Moments> channel_moments(const T* x, const T* dy, const Layout& l, c
                 per_block[std::size_t(b) * C + c] = Moments::of(sums, c, Backward, Plain ? kPlainGamma : 0.0);
         }
     });
+    if (blocks.count == 1) return per_block; // (merging into nothing copies)
     std::vector<Moments> total(C);
     for (std::int64_t b = 0; b < blocks.count; ++b)
         for (std::size_t c = 0; c < C; ++c) total[c].merge(per_block[std::size_t(b) * C + c]);
