@@ -116,11 +116,12 @@ template <> inline float to<float>(dd x) {
     // float(hi) is the correctly rounded float of hi + lo unless hi is exactly halfway
     // between two floats: |lo| <= ulp(hi)/2 is far below half a float ulp, so only a
     // tie can be decided by lo. (Float midpoints are doubles, so a tie is exact.)
-    // A midpoint has at most 25 significant bits: the last 28 of hi's 53 are zero.
     const float f = static_cast<float>(x.hi);
     const double back = f;
     if (x.lo == 0 || back == x.hi || !std::isfinite(f)) return f;
-    if ((std::bit_cast<std::uint64_t>(x.hi) & ((std::uint64_t{1} << 28) - 1)) != 0) return f; // not a tie
+    // A midpoint has at most 25 significant bits, so the last 28 of hi's 53 are zero:
+    // anything else is no tie (and skips the libm call below).
+    if ((std::bit_cast<std::uint64_t>(x.hi) & ((std::uint64_t{1} << 28) - 1)) != 0) return f;
     const float other = std::nextafter(f, x.hi > back ? INFINITY : -INFINITY);
     const bool tie = (x.hi - back) == (static_cast<double>(other) - x.hi); // exact (Sterbenz)
     if (!tie) return f;
