@@ -323,6 +323,18 @@ TEST_CASE("double-double 1/sqrt over the whole double range, subnormals included
         const long double got = static_cast<long double>(r.hi) + static_cast<long double>(r.lo);
         CAPTURE(x);
         CHECK(std::abs(got - want) <= 0x1p-62L * want);
+        // four lanes at once (the per-channel set-up): each lane gets the bits of one x,
+        // here with x in every lane position, next to values of other exponents
+        for (int j = 0; j < 4; ++j) {
+            detail::simd::v4d xs{0x1p-1074, 3.5, 0x1.8p1000, 0x1p-600};
+            xs[j] = x;
+            const detail::dd_of<detail::simd::v4d> rv = detail::rsqrt(detail::dd_of<detail::simd::v4d>{xs, {}});
+            for (int k = 0; k < 4; ++k) {
+                const dd one = detail::rsqrt(dd{xs[k], 0.0});
+                CHECK(rv.hi[k] == one.hi);
+                CHECK(rv.lo[k] == one.lo);
+            }
+        }
     }
 }
 
@@ -407,29 +419,37 @@ TEST_CASE("large tensors: the fast kernel is as accurate as the exact one, and t
 }
 
 TEST_CASE("a channel's outputs depend on its own data only, whichever kernel its neighbours need") {
-    // Channel 1 is ordinary; channel 0 is ordinary in one run and, in the others, of a
-    // magnitude (1e300, 1e-300) or finiteness (NaN) that sends it to the exact kernel.
-    const Shape shape{300, 2};
+    // Channels 1 to 5 are ordinary; channel 0 is ordinary in one run and, in the others, of
+    // a magnitude (1e300, 1e-300) or finiteness (NaN) that sends it to the exact kernel.
+    // The per-channel set-up takes channels four at a time when all four are ordinary, so
+    // channels 1 to 3 are computed as vector lanes in the first run and one by one after.
+    constexpr std::int64_t C = 6, rows = 300;
+    const Shape shape{rows, C};
     const Layout l = collapse(shape, 1);
     std::mt19937_64 rng(9);
     std::normal_distribution<double> normal;
-    std::vector<double> x(l.size()), dy(l.size());
+    std::vector<double> x(l.size()), dy(l.size()), gamma(C), beta(C);
     for (auto& v : x) v = normal(rng);
     for (auto& v : dy) v = normal(rng);
-    auto channel1 = [&](const std::vector<double>& xs) {
-        std::vector<double> y(xs.size()), dx(xs.size()), m(2), s(2), dg(2), db(2);
-        forward<double>(xs.data(), l, nullptr, nullptr, 1e-5, y.data(), m.data(), s.data());
-        backward<double>(xs.data(), nullptr, dy.data(), l, 1e-5, dx.data(), dg.data(), db.data());
-        std::vector<double> out{m[1], s[1], dg[1], db[1]};
-        for (std::int64_t o = 0; o < 300; ++o) out.push_back(y[o * 2 + 1]), out.push_back(dx[o * 2 + 1]);
+    for (auto& v : gamma) v = normal(rng);
+    for (auto& v : beta) v = normal(rng);
+    auto others = [&](const std::vector<double>& xs) { // the outputs of channels 1 to C − 1
+        std::vector<double> y(xs.size()), dx(xs.size()), m(C), s(C), dg(C), db(C);
+        forward<double>(xs.data(), l, gamma.data(), beta.data(), 1e-5, y.data(), m.data(), s.data());
+        backward<double>(xs.data(), gamma.data(), dy.data(), l, 1e-5, dx.data(), dg.data(), db.data());
+        std::vector<double> out;
+        for (std::int64_t c = 1; c < C; ++c) {
+            out.insert(out.end(), {m[c], s[c], dg[c], db[c]});
+            for (std::int64_t o = 0; o < rows; ++o) out.push_back(y[o * C + c]), out.push_back(dx[o * C + c]);
+        }
         return out;
     };
-    const std::vector<double> reference = channel1(x);
+    const std::vector<double> reference = others(x);
     for (double scale : {1e300, 1e-300, double(NAN)}) {
         CAPTURE(scale);
         std::vector<double> xs = x;
-        for (std::int64_t o = 0; o < 300; ++o) xs[o * 2] *= scale;
-        CHECK(channel1(xs) == reference);
+        for (std::int64_t o = 0; o < rows; ++o) xs[o * C] *= scale;
+        CHECK(others(xs) == reference);
     }
 }
 

@@ -39,6 +39,8 @@ namespace bnorm {
 namespace {
 
 using detail::dd;
+using detail::dd_of;
+using detail::fused;
 
 constexpr std::int64_t kBlockBytes = 4 * 1024 * 1024; // the unit of parallel work
 constexpr std::int64_t kSerialBelow = 1 << 16;       // elements: smaller tensors use 1 thread
@@ -55,10 +57,6 @@ inline void add_compensated(double& sum, double& err, double v) {
     sum = s;
 }
 
-inline double fused(double a, double b, double c) { return std::fma(a, b, c); }
-inline detail::simd::v4d fused(detail::simd::v4d a, detail::simd::v4d b, detail::simd::v4d c) {
-    return detail::simd::fma(a, b, c);
-}
 /// a − b, rounded once. OnFma, on vectors with FMA, it is computed as fma(b, −1, a): the
 /// same bits, on the multiply-add units. The error-free sums are otherwise nearly all
 /// additions, which get half of the floating-point units (Zen 4: two adders, two FMA
@@ -135,42 +133,106 @@ private:
     std::vector<double> storage_;
 };
 
+/// Per-channel set-up, four channels at a time: lanes<D>(p, c) is p[c] as a double, or
+/// p[c..c+3] as the lanes of a v4d; lane(v, j) is lane j of v (v itself for a double).
+/// Every function below that takes a D does the same operations on a double as on each
+/// lane of a v4d, so a channel's bits do not depend on how it was grouped.
+template <class D> D lanes(const double* p, std::size_t c) {
+    if constexpr (std::is_same_v<D, double>) return p[c];
+    else return detail::simd::load(p + c);
+}
+inline double lane(double v, int) { return v; }
+inline double lane(detail::simd::v4d v, int j) { return v[j]; }
+template <class D> constexpr int kLanesOf = std::is_same_v<D, double> ? 1 : detail::simd::kWidth;
+template <class D> using mask_of = decltype(D{} < D{}); // bool, or a vector of 0 / −1
+/// Lane-wise logic on masks: && and || for bool, & and | on the lanes of a vector mask.
+template <class M, class... Ms> M every(M m, Ms... ms) {
+    if constexpr (std::is_same_v<M, bool>) return (m && ... && ms);
+    else return (m & ... & ms);
+}
+template <class M> M either(M a, M b) {
+    if constexpr (std::is_same_v<M, bool>) return a || b;
+    else return a | b;
+}
+inline bool ok_lane(bool m, int) { return m; }
+inline bool ok_lane(decltype(detail::simd::v4d{} < detail::simd::v4d{}) m, int j) { return m[j] != 0; }
+
+/// Calls f(c, D{}) for every channel c in [0, C): with D = v4d for the groups of four
+/// channels c..c+3 where lanes_ok(c), else with D = double one channel at a time.
+template <class Ok, class F> void for_channel_lanes(std::size_t C, Ok&& lanes_ok, F&& f) {
+    constexpr auto W = std::size_t(detail::simd::kWidth);
+    std::size_t c = 0;
+    for (; c + W <= C; c += W) {
+        if (lanes_ok(c)) f(c, detail::simd::v4d{});
+        else
+            for (std::size_t j = c; j < c + W; ++j) f(j, 0.0);
+    }
+    for (; c < C; ++c) f(c, 0.0);
+}
+
 /// A channel's statistics in double-double: count, mean, M2 = Σ(x − mean)², and for
 /// backward Σ dy and Σ dy·(x − mean). Blocks are merged with Chan, Golub & LeVeque's
-/// pairwise formula, each centred on its own mean.
+/// pairwise formula, each centred on its own mean. D = v4d holds four channels.
 ///
 /// For the certificates of plain sums it also carries: sq = Σ over blocks of Σ(x − K)²
 /// (≥ M2), dy_sq = Σ dy², and rel = the largest relative rounding bound γ of a block's
 /// plain accumulations (0 when they are error-free).
-struct Moments {
-    double n = 0;
-    dd mean{}, m2{}, sum_dy{}, sum_dyd{};
-    double max_abs = 0, dy_max_abs = 0;
-    double sq = 0, dy_sq = 0, rel = 0;
+template <class D> struct MomentsOf {
+    D n{};
+    dd_of<D> mean{}, m2{}, sum_dy{}, sum_dyd{};
+    D max_abs{}, dy_max_abs{};
+    D sq{}, dy_sq{}, rel{};
 
-    /// The moments of channel c of a block's sums; rel is the bound γ of its plain sums.
-    static Moments of(const Sums& t, std::size_t c, bool backward, double rel) {
-        Moments m;
-        m.n = t.n[c];
-        if (m.n == 0) return m;
-        m.rel = rel;
-        m.sq = t.s2[c];
-        if (backward) m.dy_sq = t.b3[c];
-        const dd s1 = detail::two_sum(t.s1[c], t.s1_err[c]);
-        const dd shift = detail::div(s1, m.n); // mean − K
-        m.mean = detail::add(shift, t.K[c]);
-        m.m2 = detail::sub(detail::two_sum(t.s2[c], t.s2_err[c]), detail::mul(s1, shift));
-        m.max_abs = t.max_abs[c];
+    /// Calls f(a's number, b's number) for each number of two MomentsOf.
+    template <class A, class B, class F> static void each_number(A& a, B& b, F&& f) {
+        f(a.n, b.n), f(a.mean.hi, b.mean.hi), f(a.mean.lo, b.mean.lo), f(a.m2.hi, b.m2.hi), f(a.m2.lo, b.m2.lo);
+        f(a.sum_dy.hi, b.sum_dy.hi), f(a.sum_dy.lo, b.sum_dy.lo), f(a.sum_dyd.hi, b.sum_dyd.hi);
+        f(a.sum_dyd.lo, b.sum_dyd.lo), f(a.max_abs, b.max_abs), f(a.dy_max_abs, b.dy_max_abs), f(a.sq, b.sq);
+        f(a.dy_sq, b.dy_sq), f(a.rel, b.rel);
+    }
+
+    /// Channels m[0, kLanesOf<D>) as one MomentsOf<D>.
+    static MomentsOf gather(const MomentsOf<double>* m) {
+        if constexpr (std::is_same_v<D, double>) return *m;
+        else {
+            MomentsOf r;
+            for (int j = 0; j < kLanesOf<D>; ++j) each_number(r, m[j], [j](D& v, double one) { v[j] = one; });
+            return r;
+        }
+    }
+
+    /// The inverse: this to m[0, kLanesOf<D>).
+    void scatter(MomentsOf<double>* m) const {
+        if constexpr (std::is_same_v<D, double>) *m = *this;
+        else
+            for (int j = 0; j < kLanesOf<D>; ++j) each_number(*this, m[j], [j](const D& v, double& one) { one = v[j]; });
+    }
+
+    /// The moments of channel c (c..c+3 for v4d) of a block's sums, whose count is not 0;
+    /// rel is the bound γ of its plain sums.
+    static MomentsOf of(const Sums& t, std::size_t c, bool backward, double rel) {
+        using detail::add, detail::div, detail::mul, detail::sub, detail::two_sum;
+        MomentsOf m;
+        m.n = lanes<D>(t.n, c);
+        m.rel = detail::broadcast<D>(rel);
+        m.sq = lanes<D>(t.s2, c);
+        if (backward) m.dy_sq = lanes<D>(t.b3, c);
+        const D K = lanes<D>(t.K, c);
+        const dd_of<D> s1 = two_sum(lanes<D>(t.s1, c), lanes<D>(t.s1_err, c));
+        const dd_of<D> shift = div(s1, m.n); // mean − K
+        m.mean = add(shift, K);
+        m.m2 = sub(two_sum(lanes<D>(t.s2, c), lanes<D>(t.s2_err, c)), mul(s1, shift));
+        m.max_abs = lanes<D>(t.max_abs, c);
         if (backward) {
             // Σ dy·(x − mean) = Σ dy·(x − K) − (mean − K)·Σ dy
-            m.sum_dy = detail::two_sum(t.b1[c], t.b1_err[c]);
-            m.sum_dyd = detail::sub(detail::two_sum(t.b2[c], t.b2_err[c]), detail::mul(m.sum_dy, shift));
-            m.dy_max_abs = t.dy_max_abs[c];
+            m.sum_dy = two_sum(lanes<D>(t.b1, c), lanes<D>(t.b1_err, c));
+            m.sum_dyd = sub(two_sum(lanes<D>(t.b2, c), lanes<D>(t.b2_err, c)), mul(m.sum_dy, shift));
+            m.dy_max_abs = lanes<D>(t.dy_max_abs, c);
         }
         return m;
     }
 
-    void merge(const Moments& o) {
+    void merge(const MomentsOf& o) {
         if (o.n == 0) return;
         max_abs = std::max(max_abs, o.max_abs);
         dy_max_abs = std::max(dy_max_abs, o.dy_max_abs);
@@ -193,6 +255,7 @@ struct Moments {
         n = total;
     }
 };
+using Moments = MomentsOf<double>;
 
 // ---- blocks: the units of parallel work -------------------------------------------------
 
@@ -581,8 +644,14 @@ std::vector<Moments> channel_moments(const T* x, const T* dy, const Layout& l, c
                     else add_run<T, Backward>(x + off, g, l.inner, std::size_t(c), sums);
                 });
             }
-            for (std::size_t c = 0; c < C; ++c)
-                per_block[std::size_t(b) * C + c] = Moments::of(sums, c, Backward, Plain ? kPlainGamma : 0.0);
+            Moments* out = per_block.data() + std::size_t(b) * C;
+            const auto counted = [&](std::size_t c) { // a block may hold only some channels
+                return sums.n[c] != 0 && sums.n[c + 1] != 0 && sums.n[c + 2] != 0 && sums.n[c + 3] != 0;
+            };
+            for_channel_lanes(C, counted, [&](std::size_t c, auto lanes_type) {
+                using D = decltype(lanes_type);
+                if (sums.n[c] != 0) MomentsOf<D>::of(sums, c, Backward, Plain ? kPlainGamma : 0.0).scatter(out + c);
+            });
         }
     });
     if (blocks.count == 1) return per_block; // the totals already (a merge into empty Moments copies)
@@ -608,7 +677,7 @@ Moments exact_channel_moments(const T* x, const T* dy, const Layout& l, const Bl
                 if (run_c == c) add_run<T, Backward>(x + off, Backward ? dy + off : nullptr, l.inner, 0, sums);
             });
         }
-        total.merge(Moments::of(sums, 0, Backward, 0.0));
+        if (sums.n[0] != 0) total.merge(Moments::of(sums, 0, Backward, 0.0));
     }
     return total;
 }
@@ -646,51 +715,56 @@ bool all_fast(const std::vector<char>& fast) {
 constexpr double kCertified = 0x1p-28, kCertifiedScalar = 0x1p-25;
 constexpr double kUnit = 0x1p-53; // double's unit roundoff
 
-/// Bounds on the errors of the merged plain sums of a channel.
-struct PlainErrors {
-    double g;       // the per-sum relative bound, doubled
-    double mean;    // |μ − computed μ|
-    double m2;      // M2 = Σ(x − μ)²
-    double sum_dy;  // Σ dy
-    double sum_dyd; // Σ dy·(x − μ)
+/// Bounds on the errors of the merged plain sums of a channel (four for v4d).
+template <class D> struct PlainErrors {
+    D g;       // the per-sum relative bound, doubled
+    D mean;    // |μ − computed μ|
+    D m2;      // M2 = Σ(x − μ)²
+    D sum_dy;  // Σ dy
+    D sum_dyd; // Σ dy·(x − μ)
 };
 
-PlainErrors plain_errors(const Moments& m) {
-    const double g = 2 * m.rel;
-    return {g, g * std::sqrt(m.sq / m.n), 6 * g * m.sq, g * std::sqrt(m.n * m.dy_sq), 5 * g * std::sqrt(m.sq * m.dy_sq)};
+template <class D> PlainErrors<D> plain_errors(const MomentsOf<D>& m) {
+    using detail::simd::sqrt;
+    const D g = 2.0 * m.rel;
+    return {g, g * sqrt(m.sq / m.n), 6.0 * g * m.sq, g * sqrt(m.n * m.dy_sq), 5.0 * g * sqrt(m.sq * m.dy_sq)};
 }
 
 /// Whether a channel's mean and invstd (and so y) from plain sums are within the bound.
-bool forward_certified(const Moments& m, double eps) {
-    if (m.rel == 0) return true; // error-free sums
-    const PlainErrors e = plain_errors(m);
-    const double sd = std::sqrt(m.m2.hi / m.n);
-    return e.mean <= kCertifiedScalar * std::abs(m.mean.hi) && e.mean <= kCertified * sd && e.m2 <= kCertified * (m.m2.hi + m.n * eps);
+template <class D> mask_of<D> forward_certified(const MomentsOf<D>& m, double eps) {
+    const PlainErrors<D> e = plain_errors(m);
+    const D sd = detail::simd::sqrt(m.m2.hi / m.n);
+    return either<mask_of<D>>(m.rel == 0.0, // error-free sums
+                              every<mask_of<D>>(e.mean <= kCertifiedScalar * magnitude(m.mean.hi),
+                                                e.mean <= kCertified * sd, e.m2 <= kCertified * (m.m2.hi + m.n * eps)));
 }
 
 /// Whether a channel's dβ, dγ and dx from plain sums are within the bound. dx = a·t with
 /// t = dy − B − (x − μ)·H: the bound on t's error must be small against max|t|, which is
 /// at least the root mean square of t, computed from the sums (with its own error bound).
-bool backward_certified(const Moments& m, double eps) {
-    if (m.rel == 0) return true;
-    const PlainErrors e = plain_errors(m);
-    const double n = m.n, M2 = m.m2.hi, S1 = m.sum_dy.hi, Sd = m.sum_dyd.hi;
-    const double var_eps = M2 / n + eps, r2 = 1 / var_eps;
-    const double rel_r = 0.5 * (e.m2 / n) / var_eps; // invstd's relative error
-    const double B = S1 / n, H = r2 * Sd / n;
-    const double dH = 2 * rel_r * std::abs(H) + r2 * e.sum_dyd / n;
-    const double max_d = std::sqrt(M2) + e.mean, max_g = std::sqrt(m.dy_sq);
-    const double delta = e.sum_dy / n + dH * max_d + std::abs(H) * (e.mean + kUnit * std::abs(m.mean.hi)) +
-                         2 * kUnit * (max_g + std::abs(B) + std::abs(H) * max_d);
+template <class D> mask_of<D> backward_certified(const MomentsOf<D>& m, double eps) {
+    using detail::simd::sqrt;
+    const PlainErrors<D> e = plain_errors(m);
+    const D n = m.n, M2 = m.m2.hi, S1 = m.sum_dy.hi, Sd = m.sum_dyd.hi;
+    const D var_eps = M2 / n + eps, r2 = 1.0 / var_eps;
+    const D rel_r = 0.5 * (e.m2 / n) / var_eps; // invstd's relative error
+    const D B = S1 / n, H = r2 * Sd / n;
+    const D dH = 2.0 * rel_r * magnitude(H) + r2 * e.sum_dyd / n;
+    const D max_d = sqrt(M2) + e.mean, max_g = sqrt(m.dy_sq);
+    const D delta = e.sum_dy / n + dH * max_d + magnitude(H) * (e.mean + kUnit * magnitude(m.mean.hi)) +
+                    2.0 * kUnit * (max_g + magnitude(B) + magnitude(H) * max_d);
     // Σ t² = Σdy² − S1²/n − 2·H·Sd + H²·M2
-    const double t1 = m.dy_sq, t2 = S1 * S1 / n, t3 = 2 * H * Sd, t4 = H * H * M2;
-    const double sum_t2 = t1 - t2 - t3 + t4;
-    const double err_t2 = 2 * e.g * t1 + 2 * std::abs(S1) * e.sum_dy / n + 2 * (std::abs(H) * e.sum_dyd + std::abs(Sd) * dH) +
-                          2 * std::abs(H) * dH * M2 + H * H * e.m2 + 8 * kUnit * (t1 + t2 + std::abs(t3) + t4);
-    const double rms_t = std::sqrt(std::max(0.0, sum_t2 - err_t2) / n);
-    return rel_r <= kCertified && e.sum_dy <= kCertifiedScalar * std::abs(S1) &&
-           e.sum_dyd <= kCertifiedScalar * std::abs(Sd) &&
-           delta <= kCertified * rms_t;
+    const D t1 = m.dy_sq, t2 = S1 * S1 / n, t3 = 2.0 * H * Sd, t4 = H * H * M2;
+    const D sum_t2 = t1 - t2 - t3 + t4;
+    const D err_t2 = 2.0 * e.g * t1 + 2.0 * magnitude(S1) * e.sum_dy / n +
+                     2.0 * (magnitude(H) * e.sum_dyd + magnitude(Sd) * dH) + 2.0 * magnitude(H) * dH * M2 +
+                     H * H * e.m2 + 8.0 * kUnit * (t1 + t2 + magnitude(t3) + t4);
+    const D zero{}, left = sum_t2 - err_t2;
+    const D rms_t = sqrt((zero < left ? left : zero) / n); // std::max(0, left)
+    return either<mask_of<D>>(m.rel == 0.0, // error-free sums
+                              every<mask_of<D>>(rel_r <= kCertified, e.sum_dy <= kCertifiedScalar * magnitude(S1),
+                                                e.sum_dyd <= kCertifiedScalar * magnitude(Sd),
+                                                delta <= kCertified * rms_t));
 }
 
 /// Pass A with plain sums where T allows them (float32), each channel certified or summed
@@ -705,10 +779,14 @@ std::vector<Moments> certified_moments(const T* x, const T* dy, const Layout& l,
     } else {
         std::vector<Moments> ms = channel_moments<T, Backward, true>(x, dy, l, blocks, threads);
         std::vector<std::int64_t> todo;
-        for (std::size_t c = 0; c < ms.size(); ++c) {
-            redo[c] = !(Backward ? backward_certified(ms[c], eps) : forward_certified(ms[c], eps));
+        for_channel_lanes(ms.size(), [](std::size_t) { return true; }, [&](std::size_t c, auto lanes_type) {
+            using D = decltype(lanes_type);
+            const MomentsOf<D> m = MomentsOf<D>::gather(&ms[c]);
+            const mask_of<D> ok = Backward ? backward_certified(m, eps) : forward_certified(m, eps);
+            for (int j = 0; j < kLanesOf<D>; ++j) redo[c + j] = !ok_lane(ok, j);
+        });
+        for (std::size_t c = 0; c < ms.size(); ++c)
             if (redo[c]) todo.push_back(std::int64_t(c));
-        }
         detail::parallel_for(std::int64_t(todo.size()), threads, [&](std::int64_t i0, std::int64_t i1) {
             for (std::int64_t i = i0; i < i1; ++i)
                 ms[std::size_t(todo[i])] = exact_channel_moments<T, Backward>(x, dy, l, blocks, todo[i]);
@@ -717,19 +795,51 @@ std::vector<Moments> certified_moments(const T* x, const T* dy, const Layout& l,
     }
 }
 
-/// invstd = 1/sqrt(M2/m + eps) for every fast channel; throws for var + eps == 0.
-std::vector<dd> inverse_std(const std::vector<Moments>& ms, const std::vector<char>& fast, double eps) {
-    std::vector<dd> out(ms.size(), dd{NAN, 0});
-    for (std::size_t c = 0; c < ms.size(); ++c) {
-        if (!fast[c]) continue;
-        const dd var_eps = detail::add(detail::div(ms[c].m2, ms[c].n), eps);
-        if (!(var_eps.hi > 0))
+/// invstd = 1/sqrt(M2/m + eps) of channel c (c..c+3 for v4d), whose data is in the fast
+/// range; throws for var + eps == 0.
+template <class D> dd_of<D> inverse_std(const MomentsOf<D>& m, double eps, std::size_t c) {
+    const dd_of<D> var_eps = detail::add(detail::div(m.m2, m.n), detail::broadcast<D>(eps));
+    bool finite = true;
+    for (int j = 0; j < kLanesOf<D>; ++j) {
+        const double v = lane(var_eps.hi, j);
+        if (!(v > 0))
             throw InputError(fmt::format("channel {} has zero variance and eps = 0: invstd = 1/sqrt(var + eps) is "
                                          "infinite (use eps > 0)",
-                                         c));
-        out[c] = detail::rsqrt(var_eps);
+                                         c + std::size_t(j)));
+        finite = finite && std::isfinite(v);
     }
-    return out;
+    if constexpr (std::is_same_v<D, double>) return detail::rsqrt(var_eps);
+    else {
+        if (finite) return detail::rsqrt(var_eps); // the lanes' operations need a positive finite x
+        dd_of<D> r;
+        for (int j = 0; j < kLanesOf<D>; ++j) {
+            const dd one = detail::rsqrt(dd{var_eps.hi[j], var_eps.lo[j]});
+            r.hi[j] = one.hi, r.lo[j] = one.lo;
+        }
+        return r;
+    }
+}
+
+/// p[c] (p[c..c+3] for v4d) in double, or `absent` when there is no p.
+template <class D, class T> D values(const T* p, std::size_t c, double absent) {
+    if (!p) return detail::broadcast<D>(absent);
+    if constexpr (std::is_same_v<D, double>) return double(p[c]);
+    else return detail::simd::load(p + c);
+}
+
+/// p[c] = v (p[c..c+3] = the lanes of v).
+template <class D> void put(double* p, std::size_t c, D v) {
+    if constexpr (std::is_same_v<D, double>) p[c] = v;
+    else detail::simd::store(p + c, v);
+}
+
+/// Lane j of a dd_of<D>, as one dd.
+template <class D> dd lane(const dd_of<D>& v, int j) { return {lane(v.hi, j), lane(v.lo, j)}; }
+
+/// for_channel_lanes over the fast channels four at a time, when all four are.
+template <class F> void for_fast_channel_lanes(const std::vector<char>& fast, F&& f) {
+    for_channel_lanes(
+        fast.size(), [&](std::size_t c) { return fast[c] && fast[c + 1] && fast[c + 2] && fast[c + 3]; }, f);
 }
 
 int threads_for(const Layout& l, int threads) {
@@ -968,20 +1078,22 @@ ForwardPass<T>::ForwardPass(const T* x, const Layout& l, const T* gamma, const T
     std::vector<char> resummed;
     const std::vector<Moments> ms = certified_moments<T, false>(x, nullptr, l, eps, threads_, resummed);
     fast_ = in_fast_range(ms, is_double);
-    const std::vector<dd> inv = inverse_std(ms, fast_, eps);
 
     // Per channel: y = a·(x − μ) + β with a = γ·invstd.
     const std::size_t C = std::size_t(l.channels);
     mean_.resize(C), invstd_.resize(C), coefficients_.resize(5 * C); // μ (hi, lo), a (hi, lo), β
     double *mu_hi = coefficients_.data(), *mu_lo = mu_hi + C, *a_hi = mu_lo + C, *a_lo = a_hi + C, *b = a_lo + C;
-    for (std::size_t c = 0; c < C; ++c) {
-        mean_[c] = detail::to<T>(ms[c].mean);
-        invstd_[c] = detail::to<T>(inv[c]);
-        const dd a = detail::mul(inv[c], gamma ? double(gamma[c]) : 1.0);
-        mu_hi[c] = ms[c].mean.hi, mu_lo[c] = ms[c].mean.lo;
-        a_hi[c] = a.hi, a_lo[c] = a.lo;
-        b[c] = beta ? double(beta[c]) : 0.0;
-    }
+    for_fast_channel_lanes(fast_, [&](std::size_t c, auto lanes_type) {
+        using D = decltype(lanes_type);
+        const MomentsOf<D> m = MomentsOf<D>::gather(&ms[c]);
+        const bool fast = kLanesOf<D> > 1 || fast_[c];
+        const dd_of<D> inv = fast ? inverse_std(m, eps, c) : dd_of<D>{detail::broadcast<D>(NAN), D{}};
+        for (int j = 0; j < kLanesOf<D>; ++j)
+            mean_[c + j] = detail::to<T>(lane(m.mean, j)), invstd_[c + j] = detail::to<T>(lane(inv, j));
+        const dd_of<D> a = detail::mul(inv, values<D>(gamma, c, 1.0));
+        put(mu_hi, c, m.mean.hi), put(mu_lo, c, m.mean.lo), put(a_hi, c, a.hi), put(a_lo, c, a.lo);
+        put(b, c, values<D>(beta, c, 0.0));
+    });
 }
 
 /// The channels beyond the fast path's range (non-finite data, extreme float64
@@ -1050,24 +1162,27 @@ BackwardPass<T>::BackwardPass(const T* x, const T* gamma, const T* dy, const Lay
     // needs every error term too (float64 dx always has them)
     const std::vector<Moments> ms = certified_moments<T, true>(x, dy, l, eps, threads_, careful_);
     fast_ = in_fast_range(ms, is_double);
-    const std::vector<dd> inv = inverse_std(ms, fast_, eps);
 
     // Per channel: dx = a·(dy − B − (x − μ)·H) with a = γ·invstd, B = dβ/m, H = invstd·dγ/m.
     const std::size_t C = std::size_t(l.channels);
-    const double m = double(l.per_channel());
+    const double m_count = double(l.per_channel());
     dgamma_.resize(C), dbeta_.resize(C), coefficients_.resize(8 * C); // μ, a, B, H (hi, lo each)
     double *mu_hi = coefficients_.data(), *mu_lo = mu_hi + C, *a_hi = mu_lo + C, *a_lo = a_hi + C, *B_hi = a_lo + C,
            *B_lo = B_hi + C, *H_hi = B_lo + C, *H_lo = H_hi + C;
-    for (std::size_t c = 0; c < C; ++c) {
-        const dd dg = detail::mul(ms[c].sum_dyd, inv[c]); // dγ = invstd·Σ dy·(x − μ)
-        dbeta_[c] = detail::to<T>(ms[c].sum_dy);
-        dgamma_[c] = detail::to<T>(dg);
-        const dd a = detail::mul(inv[c], gamma ? double(gamma[c]) : 1.0);
-        const dd B = detail::div(ms[c].sum_dy, m);
-        const dd H = detail::div(detail::mul(dg, inv[c]), m);
-        mu_hi[c] = ms[c].mean.hi, mu_lo[c] = ms[c].mean.lo;
-        a_hi[c] = a.hi, a_lo[c] = a.lo, B_hi[c] = B.hi, B_lo[c] = B.lo, H_hi[c] = H.hi, H_lo[c] = H.lo;
-    }
+    for_fast_channel_lanes(fast_, [&](std::size_t c, auto lanes_type) {
+        using D = decltype(lanes_type);
+        const MomentsOf<D> m = MomentsOf<D>::gather(&ms[c]);
+        const bool fast = kLanesOf<D> > 1 || fast_[c];
+        const dd_of<D> inv = fast ? inverse_std(m, eps, c) : dd_of<D>{detail::broadcast<D>(NAN), D{}};
+        const dd_of<D> dg = detail::mul(m.sum_dyd, inv); // dγ = invstd·Σ dy·(x − μ)
+        for (int j = 0; j < kLanesOf<D>; ++j)
+            dbeta_[c + j] = detail::to<T>(lane(m.sum_dy, j)), dgamma_[c + j] = detail::to<T>(lane(dg, j));
+        const dd_of<D> a = detail::mul(inv, values<D>(gamma, c, 1.0));
+        const dd_of<D> B = detail::div(m.sum_dy, detail::broadcast<D>(m_count));
+        const dd_of<D> H = detail::div(detail::mul(dg, inv), detail::broadcast<D>(m_count));
+        put(mu_hi, c, m.mean.hi), put(mu_lo, c, m.mean.lo), put(a_hi, c, a.hi), put(a_lo, c, a.lo);
+        put(B_hi, c, B.hi), put(B_lo, c, B.lo), put(H_hi, c, H.hi), put(H_lo, c, H.lo);
+    });
 }
 
 /// As ForwardPass::run_exact.

@@ -8,6 +8,10 @@
 // bounds for basic building blocks of double-word arithmetic" (ACM TOMS 2017), whose
 // relative error bounds are a few units of 2^-106.
 //
+// Every function is written once for D = double and for D = simd::v4d, four independent
+// values lane by lane with the same operations, so a lane gets the same bits as the
+// double alone (the per-channel set-up runs four channels at a time this way).
+//
 // This needs IEEE double arithmetic evaluated as written: the build uses
 // -ffp-contract=off and never -ffast-math.
 #pragma once
@@ -15,71 +19,85 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
+
+#include "simd.hpp"
 
 namespace bnorm::detail {
 
-struct dd {
-    double hi = 0.0;
-    double lo = 0.0;
+template <class D> struct dd_of {
+    D hi{};
+    D lo{};
 };
+using dd = dd_of<double>;
 
-inline dd two_sum(double a, double b) {
-    const double s = a + b;
-    const double bb = s - a;
-    const double e = (a - (s - bb)) + (b - bb);
+/// v in every lane.
+template <class D> inline D broadcast(double v) {
+    if constexpr (std::is_same_v<D, double>) return v;
+    else return simd::splat(v);
+}
+
+/// a·b + c rounded once.
+inline double fused(double a, double b, double c) { return std::fma(a, b, c); }
+inline simd::v4d fused(simd::v4d a, simd::v4d b, simd::v4d c) { return simd::fma(a, b, c); }
+
+template <class D> inline dd_of<D> two_sum(D a, D b) {
+    const D s = a + b;
+    const D bb = s - a;
+    const D e = (a - (s - bb)) + (b - bb);
     return {s, e};
 }
 
 /// Requires |a| >= |b| (or a == 0).
-inline dd fast_two_sum(double a, double b) {
-    const double s = a + b;
-    const double e = b - (s - a);
+template <class D> inline dd_of<D> fast_two_sum(D a, D b) {
+    const D s = a + b;
+    const D e = b - (s - a);
     return {s, e};
 }
 
-inline dd two_prod(double a, double b) {
-    const double p = a * b;
-    return {p, std::fma(a, b, -p)};
+template <class D> inline dd_of<D> two_prod(D a, D b) {
+    const D p = a * b;
+    return {p, fused(a, b, D(-p))};
 }
 
 /// dd + double (JMP Algorithm 4, error <= 2u^2).
-inline dd add(dd x, double y) {
-    dd s = two_sum(x.hi, y);
-    return fast_two_sum(s.hi, s.lo + x.lo);
+template <class D> inline dd_of<D> add(dd_of<D> x, D y) {
+    dd_of<D> s = two_sum(x.hi, y);
+    return fast_two_sum(s.hi, D(s.lo + x.lo));
 }
 
 /// dd + dd (JMP Algorithm 6, "accurate", error <= 3u^2).
-inline dd add(dd x, dd y) {
-    dd s = two_sum(x.hi, y.hi);
-    dd t = two_sum(x.lo, y.lo);
-    s = fast_two_sum(s.hi, s.lo + t.hi);
-    return fast_two_sum(s.hi, s.lo + t.lo);
+template <class D> inline dd_of<D> add(dd_of<D> x, dd_of<D> y) {
+    dd_of<D> s = two_sum(x.hi, y.hi);
+    dd_of<D> t = two_sum(x.lo, y.lo);
+    s = fast_two_sum(s.hi, D(s.lo + t.hi));
+    return fast_two_sum(s.hi, D(s.lo + t.lo));
 }
 
-inline dd neg(dd x) { return {-x.hi, -x.lo}; }
-inline dd sub(dd x, dd y) { return add(x, neg(y)); }
+template <class D> inline dd_of<D> neg(dd_of<D> x) { return {-x.hi, -x.lo}; }
+template <class D> inline dd_of<D> sub(dd_of<D> x, dd_of<D> y) { return add(x, neg(y)); }
 
 /// dd * double (JMP Algorithm 9, error <= 2u^2).
-inline dd mul(dd x, double y) {
-    dd c = two_prod(x.hi, y);
-    return fast_two_sum(c.hi, std::fma(x.lo, y, c.lo));
+template <class D> inline dd_of<D> mul(dd_of<D> x, D y) {
+    dd_of<D> c = two_prod(x.hi, y);
+    return fast_two_sum(c.hi, fused(x.lo, y, c.lo));
 }
 
 /// dd * dd (JMP Algorithm 12, error <= 5u^2).
-inline dd mul(dd x, dd y) {
-    dd c = two_prod(x.hi, y.hi);
-    double t = x.hi * y.lo;
-    t = std::fma(x.lo, y.hi, t);
-    return fast_two_sum(c.hi, c.lo + t);
+template <class D> inline dd_of<D> mul(dd_of<D> x, dd_of<D> y) {
+    dd_of<D> c = two_prod(x.hi, y.hi);
+    D t = x.hi * y.lo;
+    t = fused(x.lo, y.hi, t);
+    return fast_two_sum(c.hi, D(c.lo + t));
 }
 
 /// dd / double (JMP Algorithm 15, error <= 3u^2).
-inline dd div(dd x, double y) {
-    const double th = x.hi / y;
-    dd p = two_prod(th, y);
-    const double dh = x.hi - p.hi;
-    const double dl = x.lo - p.lo;
-    const double tl = (dh + dl) / y;
+template <class D> inline dd_of<D> div(dd_of<D> x, D y) {
+    const D th = x.hi / y;
+    dd_of<D> p = two_prod(th, y);
+    const D dh = x.hi - p.hi;
+    const D dl = x.lo - p.lo;
+    const D tl = (dh + dl) / y;
     return fast_two_sum(th, tl);
 }
 
@@ -93,18 +111,31 @@ inline double pow2(int e) { return std::bit_cast<double>(std::uint64_t(e + 1023)
 /// estimate, evaluated in dd, doubles the ~53 correct bits. x is first scaled by an even
 /// power of two 2^(-2k) from its exponent, into [1/2, 4) (normal x) or [2^-52, 1/2)
 /// (subnormal x, k = -511), so that r² cannot overflow or underflow; the scalings are
-/// products with powers of two, exact here. Zero, negative, infinite and NaN x give
-/// what 1/sqrt(x.hi) gives.
+/// products with powers of two, exact here. `down` = 2^(-2k) and `up` = 2^-k.
+template <class D> inline dd_of<D> rsqrt_scaled(dd_of<D> x, D down, D up) {
+    const dd_of<D> xs{x.hi * down, x.lo * down};
+    const D r = 1.0 / simd::sqrt(xs.hi);
+    const dd_of<D> r2 = two_prod(r, r);
+    const dd_of<D> e = add(dd_of<D>{broadcast<D>(1.0), D{}}, neg(mul(xs, r2))); // 1 − x r², tiny
+    const dd_of<D> root = add(dd_of<D>{r, D{}}, mul(e, D(0.5 * r)));
+    return {root.hi * up, root.lo * up};
+}
+
+/// rsqrt_scaled for one x. Zero, negative, infinite and NaN x give what 1/sqrt(x.hi) gives.
 inline dd rsqrt(dd x) {
     if (!(x.hi > 0) || !std::isfinite(x.hi)) return {1.0 / std::sqrt(x.hi), 0.0};
     const int biased = int(std::bit_cast<std::uint64_t>(x.hi) >> 52); // x.hi > 0: no sign bit
     const int k = (biased - 1023) / 2;                               // in [-511, 511]
-    const dd xs{x.hi * pow2(-2 * k), x.lo * pow2(-2 * k)};
-    const double r = 1.0 / std::sqrt(xs.hi);
-    const dd r2 = two_prod(r, r);
-    const dd e = add(dd{1.0, 0.0}, neg(mul(xs, r2))); // 1 − x r², tiny
-    const dd root = add(dd{r, 0.0}, mul(e, 0.5 * r));
-    return {root.hi * pow2(-k), root.lo * pow2(-k)};
+    return rsqrt_scaled(x, pow2(-2 * k), pow2(-k));
+}
+
+/// rsqrt for four lanes, every x.hi positive and finite (the caller checks): the same
+/// operations as for one.
+inline dd_of<simd::v4d> rsqrt(dd_of<simd::v4d> x) {
+    using v4l = long long __attribute__((vector_size(32)));
+    const v4l biased = (v4l)x.hi >> 52;
+    const v4l k = (biased - 1023) / 2;
+    return rsqrt_scaled(x, (simd::v4d)((1023 - 2 * k) << 52), (simd::v4d)((1023 - k) << 52));
 }
 
 /// Rounds hi + lo to the nearest value of type T, without double rounding.

@@ -89,6 +89,16 @@ inline v4d fma(v4d a, v4d b, v4d c) {
 #endif
 }
 
+/// The correctly rounded square root, per lane.
+inline double sqrt(double v) { return std::sqrt(v); }
+inline v4d sqrt(v4d v) {
+#if defined(__AVX__)
+    return _mm256_sqrt_pd(v);
+#else
+    return v4d{std::sqrt(v[0]), std::sqrt(v[1]), std::sqrt(v[2]), std::sqrt(v[3])};
+#endif
+}
+
 inline double sum_lanes(v4d v) { return (v[0] + v[1]) + (v[2] + v[3]); }
 
 /// |v| per lane (the sign bit cleared, as std::abs does).
