@@ -183,12 +183,12 @@ template <class D> struct MomentsOf {
     D max_abs{}, dy_max_abs{};
     D sq{}, dy_sq{}, rel{};
 
-    /// Calls f(a's number, b's number) for each number of two MomentsOf.
-    template <class A, class B, class F> static void each_number(A& a, B& b, F&& f) {
-        f(a.n, b.n), f(a.mean.hi, b.mean.hi), f(a.mean.lo, b.mean.lo), f(a.m2.hi, b.m2.hi), f(a.m2.lo, b.m2.lo);
-        f(a.sum_dy.hi, b.sum_dy.hi), f(a.sum_dy.lo, b.sum_dy.lo), f(a.sum_dyd.hi, b.sum_dyd.hi);
-        f(a.sum_dyd.lo, b.sum_dyd.lo), f(a.max_abs, b.max_abs), f(a.dy_max_abs, b.dy_max_abs), f(a.sq, b.sq);
-        f(a.dy_sq, b.dy_sq), f(a.rel, b.rel);
+    /// Calls f(a's number, b's numbers...) for each number of a MomentsOf a and others b.
+    template <class F, class A, class... B> static void each_number(F&& f, A& a, B&... b) {
+        f(a.n, b.n...), f(a.mean.hi, b.mean.hi...), f(a.mean.lo, b.mean.lo...), f(a.m2.hi, b.m2.hi...);
+        f(a.m2.lo, b.m2.lo...), f(a.sum_dy.hi, b.sum_dy.hi...), f(a.sum_dy.lo, b.sum_dy.lo...);
+        f(a.sum_dyd.hi, b.sum_dyd.hi...), f(a.sum_dyd.lo, b.sum_dyd.lo...), f(a.max_abs, b.max_abs...);
+        f(a.dy_max_abs, b.dy_max_abs...), f(a.sq, b.sq...), f(a.dy_sq, b.dy_sq...), f(a.rel, b.rel...);
     }
 
     /// Channels m[0, kLanesOf<D>) as one MomentsOf<D>.
@@ -196,7 +196,8 @@ template <class D> struct MomentsOf {
         if constexpr (std::is_same_v<D, double>) return *m;
         else {
             MomentsOf r;
-            for (int j = 0; j < kLanesOf<D>; ++j) each_number(r, m[j], [j](D& v, double one) { v[j] = one; });
+            each_number([](D& v, double a, double b, double c, double d) { v = D{a, b, c, d}; }, r, m[0], m[1], m[2],
+                        m[3]);
             return r;
         }
     }
@@ -205,7 +206,9 @@ template <class D> struct MomentsOf {
     void scatter(MomentsOf<double>* m) const {
         if constexpr (std::is_same_v<D, double>) *m = *this;
         else
-            for (int j = 0; j < kLanesOf<D>; ++j) each_number(*this, m[j], [j](const D& v, double& one) { one = v[j]; });
+            each_number(
+                [](const D& v, double& a, double& b, double& c, double& d) { a = v[0], b = v[1], c = v[2], d = v[3]; },
+                *this, m[0], m[1], m[2], m[3]);
     }
 
     /// The moments of channel c (c..c+3 for v4d) of a block's sums, whose count is not 0;
