@@ -951,19 +951,20 @@ inline void write_lanes(T* __restrict out, std::int64_t n, FV&& vec, FS&& one) {
     for (; i < n; ++i) out[i] = T(one(i));
 }
 
-/// Calls f(std::integral_constant<int, V>) when rows of C channels are V whole vectors,
-/// V ≤ kNarrowVectors, and f(std::integral_constant<int, 0>) otherwise. A kernel over
+/// When rows of C channels are V whole vectors, V ≤ kNarrowVectors: calls
+/// f(std::integral_constant<int, V>) and returns true; else returns false. A kernel over
 /// rows of few channels can then keep its per-channel coefficients in registers instead
 /// of loading them again for every row (the per-call cost of small tensors).
 constexpr int kNarrowVectors = 4;
-template <class F> void with_narrow_rows(std::int64_t C, F&& f) {
+template <class F> bool with_narrow_rows(std::int64_t C, F&& f) {
     using detail::simd::kWidth;
     const auto V = C % kWidth == 0 ? C / kWidth : 0;
     if (V == 1) f(std::integral_constant<int, 1>{});
     else if (V == 2) f(std::integral_constant<int, 2>{});
     else if (V == 3) f(std::integral_constant<int, 3>{});
     else if (V == kNarrowVectors) f(std::integral_constant<int, kNarrowVectors>{});
-    else f(std::integral_constant<int, 0>{});
+    else return false;
+    return true;
 }
 
 /// Pass B of forward, float32: y = a·((x − μh) − μl) + β, over `rows` channels-last rows
@@ -974,24 +975,19 @@ template <bool Stream>
                                             const double* __restrict ml, const double* __restrict ah,
                                             const double* __restrict b) {
     using namespace detail::simd;
-    if constexpr (!Stream) { // few channels: the same operations, the coefficients in registers
-        bool done = false;
-        with_narrow_rows(C, [&](auto v_const) {
+    // few channels: the same operations, the coefficients in registers
+    if (!Stream && with_narrow_rows(C, [&](auto v_const) {
             constexpr int V = decltype(v_const)::value;
-            if constexpr (V > 0) {
-                v4d m[V], mlo[V], a[V], bv[V];
-                for (int j = 0; j < V; ++j)
-                    m[j] = load(mh + j * kWidth), mlo[j] = load(ml + j * kWidth), a[j] = load(ah + j * kWidth),
-                    bv[j] = load(b + j * kWidth);
-                for (std::int64_t r = 0; r < rows; ++r, x += C, y += C)
+            v4d m[V], mlo[V], a[V], bv[V];
+            for (int j = 0; j < V; ++j)
+                m[j] = load(mh + j * kWidth), mlo[j] = load(ml + j * kWidth), a[j] = load(ah + j * kWidth),
+                bv[j] = load(b + j * kWidth);
+            for (std::int64_t r = 0; r < rows; ++r, x += C, y += C)
 #pragma GCC unroll 4
-                    for (int j = 0; j < V; ++j)
-                        store(y + j * kWidth, fma(a[j], (load(x + j * kWidth) - m[j]) - mlo[j], bv[j]));
-                done = true;
-            }
-        });
-        if (done) return;
-    }
+                for (int j = 0; j < V; ++j)
+                    store(y + j * kWidth, fma(a[j], (load(x + j * kWidth) - m[j]) - mlo[j], bv[j]));
+        }))
+        return;
     for (std::int64_t r = 0; r < rows; ++r, x += C, y += C)
         write_lanes<Stream>(
             y, C,
@@ -1018,26 +1014,21 @@ template <bool Stream>
                                                  const double* __restrict mh, const double* __restrict ah,
                                                  const double* __restrict Bh, const double* __restrict Hh) {
     using namespace detail::simd;
-    if constexpr (!Stream) { // few channels: the same operations, the coefficients in registers
-        bool done = false;
-        with_narrow_rows(C, [&](auto v_const) {
+    // few channels: the same operations, the coefficients in registers
+    if (!Stream && with_narrow_rows(C, [&](auto v_const) {
             constexpr int V = decltype(v_const)::value;
-            if constexpr (V > 0) {
-                v4d m[V], a[V], B[V], H[V];
-                for (int j = 0; j < V; ++j)
-                    m[j] = load(mh + j * kWidth), a[j] = load(ah + j * kWidth), B[j] = load(Bh + j * kWidth),
-                    H[j] = load(Hh + j * kWidth);
-                for (std::int64_t r = 0; r < rows; ++r, x += C, g += C, dx += C)
+            v4d m[V], a[V], B[V], H[V];
+            for (int j = 0; j < V; ++j)
+                m[j] = load(mh + j * kWidth), a[j] = load(ah + j * kWidth), B[j] = load(Bh + j * kWidth),
+                H[j] = load(Hh + j * kWidth);
+            for (std::int64_t r = 0; r < rows; ++r, x += C, g += C, dx += C)
 #pragma GCC unroll 4
-                    for (int j = 0; j < V; ++j) {
-                        const v4d d = load(x + j * kWidth) - m[j], w = load(g + j * kWidth) - B[j];
-                        store(dx + j * kWidth, a[j] * fma(-d, H[j], w));
-                    }
-                done = true;
-            }
-        });
-        if (done) return;
-    }
+                for (int j = 0; j < V; ++j) {
+                    const v4d d = load(x + j * kWidth) - m[j], w = load(g + j * kWidth) - B[j];
+                    store(dx + j * kWidth, a[j] * fma(-d, H[j], w));
+                }
+        }))
+        return;
     for (std::int64_t r = 0; r < rows; ++r, x += C, g += C, dx += C)
         write_lanes<Stream>(
             dx, C,
