@@ -134,11 +134,11 @@ private:
 };
 
 /// Per-channel set-up, four channels at a time: lanes<D>(p, c) is p[c] as a double, or
-/// p[c..c+3] as the lanes of a v4d; lane(v, j) is lane j of v (v itself for a double).
+/// p[c..c+3] as the lanes of a v4d (in double); lane(v, j) is lane j of v (v itself for a double).
 /// Every function below that takes a D does the same operations on a double as on each
 /// lane of a v4d, so a channel's bits do not depend on how it was grouped.
-template <class D> D lanes(const double* p, std::size_t c) {
-    if constexpr (std::is_same_v<D, double>) return p[c];
+template <class D, class T> D lanes(const T* p, std::size_t c) {
+    if constexpr (std::is_same_v<D, double>) return double(p[c]);
     else return detail::simd::load(p + c);
 }
 inline double lane(double v, int) { return v; }
@@ -825,9 +825,7 @@ template <class D> dd_of<D> inverse_std(const MomentsOf<D>& m, double eps, std::
 
 /// p[c] (p[c..c+3] for v4d) in double, or `absent` when there is no p.
 template <class D, class T> D values(const T* p, std::size_t c, double absent) {
-    if (!p) return detail::broadcast<D>(absent);
-    if constexpr (std::is_same_v<D, double>) return double(p[c]);
-    else return detail::simd::load(p + c);
+    return p ? lanes<D>(p, c) : detail::broadcast<D>(absent);
 }
 
 /// p[c] = v (p[c..c+3] = the lanes of v).
