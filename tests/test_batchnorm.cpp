@@ -574,3 +574,71 @@ TEST_CASE("float32: plain sums are used only where certified, channel by channel
         }
     }
 }
+
+TEST_CASE("float64: biased sums are used only where certified, channel by channel") {
+    // Channel 1 is ordinary data. Channel 0 is ordinary too, or far from zero against its
+    // spread (|μ|/σ = 1e9: the uncentred sums cancel), or symmetric about 0 (the mean is
+    // exactly 0, tiny against what the sums may be off by), or has dy = x (dx is
+    // eps/(var+eps) of its terms), or values spread over 2^±40 (the biases see very
+    // different magnitudes tile to tile). Every output of each channel must match the
+    // exact kernel on its own scale, and channel 1's bits must not depend on what
+    // channel 0 needed.
+    for (const Shape& shape : {Shape{8192, 2}, Shape{4, 2, 2048}, Shape{1000, 6}}) {
+        const Layout l = collapse(shape, 1);
+        CAPTURE(shape_to_string(shape));
+        const auto n = std::size_t(l.per_channel());
+        const auto C = std::size_t(l.channels);
+        std::mt19937_64 rng(23);
+        std::normal_distribution<double> normal;
+        std::uniform_int_distribution<int> exponent(-40, 40);
+        std::vector<double> x(std::size_t(l.size())), dy(x.size()), gamma(C, 1.25), beta(C, -0.5);
+        for (auto& v : x) v = normal(rng);
+        for (auto& v : dy) v = normal(rng);
+        auto set_channel0 = [&](std::vector<double>& t, const std::vector<double>& values) {
+            std::size_t i = 0;
+            for (std::int64_t o = 0; o < l.outer; ++o)
+                for (std::int64_t k = 0; k < l.inner; ++k) t[std::size_t(o * l.channels * l.inner + k)] = values[i++];
+        };
+        std::vector<double> channel1_reference;
+        for (int kind : {0, 1, 2, 3, 4}) {
+            CAPTURE(kind);
+            std::vector<double> xs = x, dys = dy, v0(n);
+            if (kind == 1) {
+                for (auto& v : v0) v = 1e9 + normal(rng);
+                set_channel0(xs, v0);
+            }
+            if (kind == 2) {
+                for (std::size_t i = 0; i < n / 2; ++i) v0[i] = normal(rng), v0[n / 2 + i] = -v0[i];
+                std::shuffle(v0.begin(), v0.end(), rng);
+                set_channel0(xs, v0);
+            }
+            if (kind == 3) set_channel0(dys, channel_values(xs, l, 0));
+            if (kind == 4) {
+                for (auto& v : v0) v = std::ldexp(normal(rng), exponent(rng));
+                set_channel0(xs, v0);
+            }
+            const std::size_t N = xs.size();
+            std::vector<double> y(N), m(C), s(C), dx(N), dg(C), db(C), y0(N), m0(C), s0(C), dx0(N), dg0(C), db0(C);
+            forward<double>(xs.data(), l, gamma.data(), beta.data(), 1e-5, y.data(), m.data(), s.data());
+            backward<double>(xs.data(), gamma.data(), dys.data(), l, 1e-5, dx.data(), dg.data(), db.data());
+            detail::forward_exact<double>(xs.data(), l, gamma.data(), beta.data(), 1e-5, y0.data(), m0.data(), s0.data());
+            detail::backward_exact<double>(xs.data(), gamma.data(), dys.data(), l, 1e-5, dx0.data(), dg0.data(),
+                                           db0.data());
+            for (std::int64_t c = 0; c < 2; ++c) {
+                CAPTURE(c);
+                const auto one = [&](const std::vector<double>& v) { return std::vector<double>{v[std::size_t(c)]}; };
+                CHECK(test::eps_error<double>(channel_values(y, l, c), channel_values(y0, l, c)) <= 2);
+                CHECK(test::eps_error<double>(channel_values(dx, l, c), channel_values(dx0, l, c)) <= 2);
+                CHECK(test::eps_error<double>(one(m), one(m0)) <= 2);
+                CHECK(test::eps_error<double>(one(s), one(s0)) <= 2);
+                CHECK(test::eps_error<double>(one(dg), one(dg0)) <= 2);
+                CHECK(test::eps_error<double>(one(db), one(db0)) <= 2);
+            }
+            std::vector<double> channel1 = channel_values(y, l, 1);
+            for (double v : channel_values(dx, l, 1)) channel1.push_back(v);
+            for (const auto* v : {&m, &s, &dg, &db}) channel1.push_back((*v)[1]);
+            if (kind == 0) channel1_reference = channel1;
+            else CHECK(channel1 == channel1_reference);
+        }
+    }
+}

@@ -30,6 +30,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <bit>
 #include <cassert>
 #include <cmath>
 #include <type_traits>
@@ -49,10 +50,11 @@ constexpr double kMaxMagnitude = 0x1p480, kMinMagnitude = 0x1p-400; // fast-path
 
 // ---- one element's contribution to a tile's sums ------------------------------------------
 
-/// sum += v, keeping the rounding error in err (TwoSum).
-inline void add_compensated(double& sum, double& err, double v) {
-    const double s = sum + v;
-    const double bb = s - sum;
+/// sum += v, keeping the rounding error in err (TwoSum). On doubles, or lane by lane on
+/// v4d with the same operations.
+template <class D> inline void add_compensated(D& sum, D& err, D v) {
+    const D s = sum + v;
+    const D bb = s - sum;
     err += (sum - (s - bb)) + (v - bb);
     sum = s;
 }
@@ -117,14 +119,15 @@ inline void accumulate_exact(D x, D g, D K, D& s1, D& s1e, D& s2, D& s2e, D& mx,
 /// error-free, so a poor reference costs at most log2(count) of the ~106 bits):
 /// s1 = Σ(x − K), s2 = Σ(x − K)², and for backward b1 = Σ dy, b2 = Σ dy·(x − K), each with
 /// its compensation term. The plain kernels (float32) leave the compensation terms at
-/// zero and also sum b3 = Σ dy², which bounds their rounding errors (certificates below).
+/// zero and also sum b3 = Σ dy², which bounds their rounding errors (certificates below);
+/// so do the biased kernels (float64), which also count their folds.
 struct Sums {
-    double *n, *K, *s1, *s1_err, *s2, *s2_err, *max_abs, *b1, *b1_err, *b2, *b2_err, *dy_max_abs, *b3;
+    double *n, *K, *s1, *s1_err, *s2, *s2_err, *max_abs, *folds, *b1, *b1_err, *b2, *b2_err, *dy_max_abs, *b3;
     double* plain; // room for the plain kernels' partial sums: 2 or 5 per channel
     void reset(std::size_t C, bool backward) {
-        storage_.assign((backward ? 18 : 9) * C, 0.0); // one allocation, reused across blocks
+        storage_.assign((backward ? 19 : 10) * C, 0.0); // one allocation, reused across blocks
         double* p = storage_.data();
-        for (double** v : {&n, &K, &s1, &s1_err, &s2, &s2_err, &max_abs}) *v = p, p += C;
+        for (double** v : {&n, &K, &s1, &s1_err, &s2, &s2_err, &max_abs, &folds}) *v = p, p += C;
         for (double** v : {&b1, &b1_err, &b2, &b2_err, &dy_max_abs, &b3}) *v = backward ? (p += C) - C : nullptr;
         plain = p;
     }
@@ -140,6 +143,11 @@ private:
 template <class D, class T> D lanes(const T* p, std::size_t c) {
     if constexpr (std::is_same_v<D, double>) return double(p[c]);
     else return detail::simd::load(p + c);
+}
+/// p[c] = v (p[c..c+3] = the lanes of v).
+template <class D> void put(double* p, std::size_t c, D v) {
+    if constexpr (std::is_same_v<D, double>) p[c] = v;
+    else detail::simd::store(p + c, v);
 }
 inline double lane(double v, int) { return v; }
 inline double lane(detail::simd::v4d v, int j) { return v[j]; }
@@ -212,12 +220,12 @@ template <class D> struct MomentsOf {
     }
 
     /// The moments of channel c (c..c+3 for v4d) of a block's sums, whose count is not 0;
-    /// rel is the bound γ of its plain sums.
-    static MomentsOf of(const Sums& t, std::size_t c, bool backward, double rel) {
+    /// rel is the relative bound of the sums' errors (0 for the error-free kernels).
+    static MomentsOf of(const Sums& t, std::size_t c, bool backward, D rel) {
         using detail::add, detail::div, detail::mul, detail::sub, detail::two_sum;
         MomentsOf m;
         m.n = lanes<D>(t.n, c);
-        m.rel = detail::broadcast<D>(rel);
+        m.rel = rel;
         m.sq = lanes<D>(t.s2, c);
         if (backward) m.dy_sq = lanes<D>(t.b3, c);
         const D K = lanes<D>(t.K, c);
@@ -360,10 +368,14 @@ static_assert(kPlainRun % kTileRows == 0, "a plain accumulator is folded after w
 template <class T> struct TilePrefetch {
     const T *x = nullptr, *g = nullptr; // the next tile of x and dy, or null
     std::int64_t at = 0, size = 0;     // the next element to prefetch, the tile's size
-    void step(std::int64_t n) { // a line at most once: steps may be shorter than a line
-        if (at < size && (at * std::int64_t(sizeof(T))) % 64 < n * std::int64_t(sizeof(T))) {
-            __builtin_prefetch(x + at, 0, 2);
-            if (g) __builtin_prefetch(g + at, 0, 2);
+    /// Prefetches the lines that start in the next n elements: each line once, whether
+    /// steps are shorter or longer than a line.
+    void step(std::int64_t n) {
+        constexpr std::int64_t per_line = 64 / std::int64_t(sizeof(T));
+        const std::int64_t end = std::min(at + n, size);
+        for (std::int64_t i = (at + per_line - 1) / per_line * per_line; i < end; i += per_line) {
+            __builtin_prefetch(x + i, 0, 2);
+            if (g) __builtin_prefetch(g + i, 0, 2);
         }
         at += n;
     }
@@ -580,6 +592,211 @@ void add_rows(const T* x, const T* dy, std::int64_t stride, std::int64_t count, 
     for (std::int64_t c = 0; c < count; ++c) t.n[c] += double(o1 - o0);
 }
 
+// ---- biased sums (float64 data) ------------------------------------------------------------
+//
+// The error-free sums above cost about 50 operations per element for backward, which
+// makes float64 pass A compute-bound. The biased kernels get the same kind of result with
+// about half of them, from one fact (Dekker): when |a| ≥ |v|, s = a + v rounded, and
+// a + v = s + (v − (s − a)) exactly, in three operations. Each accumulator of a tile
+// (16 rows, or 16 steps of a run) starts at a power of two β > 64·V, where V bounds the
+// tile's terms (a first look over the tile finds it): 16 terms move it by at most β/4,
+// so |a| ≥ β/2 > |v| at every step, and at the end a − β is exact (Sterbenz). The tile's
+// sum is then a − β plus the sum of the exact error terms, which is small (|e| ≤ 161·u·V)
+// and is added plainly. The tiles are folded into compensated block sums.
+//
+// The sums are not centred (K = 0): x² and dy·x are split exactly into a product and its
+// error (one FMA), so Σx and Σx² are as good as the error-free ones up to a bound
+// biased_rel·Σ|terms|, about 2^-84 for usual block shapes; M2 = Σx² − (Σx)²/n then loses
+// log2(1 + μ²/σ²) bits to cancellation. The certificates below check, channel by channel,
+// that what is left is enough for float64 outputs, and the channels where it is not
+// (|μ| ≫ σ, dx a tiny fraction of its terms) are summed again with the error-free kernels.
+
+constexpr int kBiasedTerms = 16; // terms per accumulator between folds
+
+/// β = 128·2^⌊log2 V⌋ (so 64·V < β ≤ 128·V), and at least 2^-900 (V = 0 or subnormal).
+inline double bias_for(double V) {
+    const double p = std::bit_cast<double>(std::bit_cast<std::uint64_t>(V) & 0x7ff0000000000000ULL);
+    const double b = 128 * p;
+    return b < 0x1p-900 ? 0x1p-900 : b;
+}
+inline detail::simd::v4d bias_for(detail::simd::v4d V) {
+    using v4l = long long __attribute__((vector_size(32)));
+    const auto p = (detail::simd::v4d)((v4l)V & 0x7ff0000000000000LL);
+    const detail::simd::v4d b = 128 * p, least = detail::simd::splat(0x1p-900);
+    return b < least ? least : b;
+}
+
+/// a += v, with |a| ≥ β/2 > |v|: the rounding error, exactly, into e (which rounds). The
+/// subtractions run on the multiply-add units (minus<true>: the same bits), which the
+/// additions would otherwise queue for.
+template <class D> inline void add_biased(D& a, D& e, D v) {
+    const D s = a + v;
+    e += minus<true>(v, minus<true>(s, a));
+    a = s;
+}
+
+/// a += p·q, the product split exactly into p·q rounded and its error (TwoProd).
+template <class D> inline void add_biased_product(D& a, D& e, D p, D q) {
+    const D r = p * q;
+    const D s = a + r;
+    e += minus<true>(r, minus<true>(s, a)) + fused(p, q, -r);
+    a = s;
+}
+
+/// max(m, |v|), NaN not taken (the sums carry it).
+template <class D> inline D max_magnitude(D m, D v) {
+    const D a = magnitude(v);
+    return a > m ? a : m;
+}
+
+/// The relative bound of a block's biased sums: a channel's sum of terms v is off by at
+/// most biased_rel(T)·Σ|v| (and Σ dy·x by biased_rel(T)·√(Σx²·Σdy²)) after T folds of
+/// tiles into the compensated block sums: 2T² from the compensation (Ogita, Rump & Oishi,
+/// Sum2), 2^15.4·T from adding the tiles' error sums, 2^18.5 from the tiles themselves
+/// (docs/derivation.md).
+template <class D> D biased_rel(D T) { return (2.0 * T * T + 0x1.5p15 * T + 0x1.7p18) * 0x1p-106; }
+
+/// A biased tile accumulator for each of Σx, Σx² (and Σdy, Σdy·x, Σdy²).
+template <class D, bool Backward> struct BiasedTile {
+    D b1{}, b2{}, c1{}, c2{}; // the biases
+    D a1{}, e1{}, a2{}, e2{}, q1{}, f1{}, q2{}, f2{}, q3{};
+    /// Starts the accumulators for terms x, dy with |x| ≤ mx and |dy| ≤ gm.
+    void start(D mx, D gm) {
+        b1 = a1 = bias_for(mx), b2 = a2 = bias_for(D(mx * mx));
+        if constexpr (Backward) c1 = q1 = bias_for(gm), c2 = q2 = bias_for(D(mx * gm));
+    }
+    void add(D x, D g) {
+        add_biased(a1, e1, x);
+        add_biased_product(a2, e2, x, x);
+        if constexpr (Backward) {
+            add_biased(q1, f1, g);
+            add_biased_product(q2, f2, g, x);
+            q3 = fused(g, g, q3);
+        }
+    }
+    /// Adds the tile's sums to the block's, at sums[c] (sums[c..c+3] for v4d).
+    void fold(Sums& t, std::size_t c) const {
+        auto into = [&](double* sum, double* err, D a, D b, D e) {
+            D s = lanes<D>(sum, c), r = lanes<D>(err, c);
+            add_compensated(s, r, D(a - b)); // a − β is exact
+            put(sum, c, s), put(err, c, D(r + e));
+        };
+        into(t.s1, t.s1_err, a1, b1, e1), into(t.s2, t.s2_err, a2, b2, e2);
+        if constexpr (Backward) into(t.b1, t.b1_err, q1, c1, f1), into(t.b2, t.b2_err, q2, c2, f2);
+        if constexpr (Backward) put(t.b3, c, D(lanes<D>(t.b3, c) + q3));
+        put(t.folds, c, D(lanes<D>(t.folds, c) + 1.0));
+    }
+};
+
+/// Channels [c, c + V·kWidth) (D = v4d) or [c, c + V) (D = double) of `rows` ≤ 16
+/// channels-last rows (`stride` values apart) added to the biased sums t. V independent
+/// vectors of channels keep the adders busy while each waits on its own sums.
+template <class D, bool Backward, int V>
+inline void add_lanes_biased(const double* __restrict x, const double* __restrict g, std::int64_t stride,
+                             std::int64_t rows, std::size_t c, Sums& t, TilePrefetch<double>& prefetch) {
+    constexpr int L = kLanesOf<D>;
+    auto at = [&](int j) { return c + std::size_t(j * L); };
+    D mx[V] = {}, gm[V] = {}; // the tile's largest magnitudes
+    for (std::int64_t r = 0; r < rows; ++r) {
+        prefetch.step(V * L);
+#pragma GCC unroll 4
+        for (int j = 0; j < V; ++j) {
+            mx[j] = max_magnitude(mx[j], lanes<D>(x + r * stride, at(j)));
+            if constexpr (Backward) gm[j] = max_magnitude(gm[j], lanes<D>(g + r * stride, at(j)));
+        }
+    }
+    BiasedTile<D, Backward> tile[V];
+#pragma GCC unroll 4
+    for (int j = 0; j < V; ++j) tile[j].start(mx[j], gm[j]);
+    for (std::int64_t r = 0; r < rows; ++r)
+#pragma GCC unroll 4
+        for (int j = 0; j < V; ++j)
+            tile[j].add(lanes<D>(x + r * stride, at(j)), Backward ? lanes<D>(g + r * stride, at(j)) : D{});
+#pragma GCC unroll 4
+    for (int j = 0; j < V; ++j) {
+        tile[j].fold(t, at(j));
+        const D m = lanes<D>(t.max_abs, at(j));
+        put(t.max_abs, at(j), mx[j] > m ? mx[j] : m);
+        if constexpr (Backward) {
+            const D gmax = lanes<D>(t.dy_max_abs, at(j));
+            put(t.dy_max_abs, at(j), gm[j] > gmax ? gm[j] : gmax);
+        }
+    }
+}
+
+/// Rows [o0, o1) of a channels-last view (inner == 1) added to the biased sums: `count`
+/// channels from x[0] and dy[0] of each row, rows `stride` values apart, tile by tile
+/// (16 rows), four channels at a time, then the last ones one by one with the same
+/// operations.
+template <bool Backward>
+void add_rows_biased(const double* x, const double* dy, std::int64_t stride, std::int64_t count, std::int64_t o0,
+                     std::int64_t o1, Sums& t) {
+    constexpr auto W = std::size_t(detail::simd::kWidth);
+    const auto C = std::size_t(count);
+    for (std::int64_t o = o0; o < o1; o += kBiasedTerms) {
+        const std::int64_t rows = std::min<std::int64_t>(kBiasedTerms, o1 - o), next = o + rows;
+        TilePrefetch<double> prefetch;
+        if (next < o1 && count == stride) { // whole rows: the next tile is contiguous
+            prefetch.x = x + next * stride, prefetch.g = Backward ? dy + next * stride : nullptr;
+            prefetch.size = std::min<std::int64_t>(kBiasedTerms, o1 - next) * stride;
+        }
+        const double* xt = x + o * stride;
+        const double* gt = Backward ? dy + o * stride : nullptr;
+        // vectors of channels, as many at a time as the registers hold the sums of
+        constexpr int V = Backward ? (detail::simd::kRegisters == 32 ? 2 : 1) : 4;
+        std::size_t c = 0;
+        for (; c + V * W <= C; c += V * W)
+            add_lanes_biased<detail::simd::v4d, Backward, V>(xt, gt, stride, rows, c, t, prefetch);
+        for (; c + W <= C; c += W)
+            add_lanes_biased<detail::simd::v4d, Backward, 1>(xt, gt, stride, rows, c, t, prefetch);
+        for (; c < C; ++c) add_lanes_biased<double, Backward, 1>(xt, gt, stride, rows, c, t, prefetch);
+    }
+    for (std::size_t c = 0; c < C; ++c) t.n[c] += double(o1 - o0);
+}
+
+/// The values v[0, len) (and dy g) of channel c added to its biased sums, in chunks of
+/// 16 steps of 2·kWidth lanes (the rest one by one); a chunk's lanes share the biases of
+/// its largest magnitudes.
+template <bool Backward> void add_run_biased(const double* v, const double* g, std::int64_t len, std::size_t c, Sums& t) {
+    using namespace detail::simd;
+    constexpr std::int64_t step = 2 * kWidth, chunk = kBiasedTerms * step;
+    for (std::int64_t i = 0; i < len;) {
+        const std::int64_t end = std::min(len, i + chunk);
+        v4d mv{}, gv{}; // the chunk's largest magnitudes (in any order: the same max)
+        std::int64_t k = i;
+        for (; k + kWidth <= end; k += kWidth) {
+            mv = max_magnitude(mv, load(v + k));
+            if constexpr (Backward) gv = max_magnitude(gv, load(g + k));
+        }
+        double mx = std::max(std::max(mv[0], mv[1]), std::max(mv[2], mv[3]));
+        double gm = std::max(std::max(gv[0], gv[1]), std::max(gv[2], gv[3]));
+        for (; k < end; ++k) {
+            mx = max_magnitude(mx, v[k]);
+            if constexpr (Backward) gm = max_magnitude(gm, g[k]);
+        }
+        BiasedTile<v4d, Backward> ta, tb;
+        BiasedTile<double, Backward> rest;
+        ta.start(splat(mx), splat(gm)), tb.start(splat(mx), splat(gm)), rest.start(mx, gm);
+        for (; i + step <= end; i += step) {
+            ta.add(load(v + i), Backward ? load(g + i) : v4d{});
+            tb.add(load(v + i + kWidth), Backward ? load(g + i + kWidth) : v4d{});
+        }
+        for (; i < end; ++i) rest.add(v[i], Backward ? g[i] : 0.0);
+        auto lane_of = [&](const BiasedTile<v4d, Backward>& tv, int j) {
+            BiasedTile<double, Backward> r;
+            r.start(mx, gm);
+            r.a1 = tv.a1[j], r.e1 = tv.e1[j], r.a2 = tv.a2[j], r.e2 = tv.e2[j];
+            if constexpr (Backward) r.q1 = tv.q1[j], r.f1 = tv.f1[j], r.q2 = tv.q2[j], r.f2 = tv.f2[j], r.q3 = tv.q3[j];
+            return r;
+        };
+        for (int j = 0; j < kWidth; ++j) lane_of(ta, j).fold(t, c), lane_of(tb, j).fold(t, c);
+        rest.fold(t, c);
+        t.max_abs[c] = std::max(t.max_abs[c], mx);
+        if constexpr (Backward) t.dy_max_abs[c] = std::max(t.dy_max_abs[c], gm);
+    }
+    t.n[c] += double(len);
+}
+
 /// Adds the values v[0, len) (and dy g) of channel c to its sums with plain kernels, in
 /// 2·kWidth lanes, folded every kPlainRun values per lane.
 template <class T, bool Backward> void add_run_plain(const T* v, const T* g, std::int64_t len, std::size_t c, Sums& t) {
@@ -626,10 +843,14 @@ template <class T, bool Backward> void add_run_plain(const T* v, const T* g, std
     t.n[c] += double(len);
 }
 
-/// Pass A over the whole tensor: the Moments of every channel. Plain: the float32 kernels
-/// above, else the error-free ones.
-template <class T, bool Backward, bool Plain>
+/// How pass A sums: error-free (any data), plain (float32) or biased (float64).
+enum class Summation { exact, plain, biased };
+
+/// Pass A over the whole tensor: the Moments of every channel, with the kernels of `How`.
+template <class T, bool Backward, Summation How>
 std::vector<Moments> channel_moments(const T* x, const T* dy, const Layout& l, const Blocks& blocks, int threads) {
+    constexpr bool Plain = How == Summation::plain, Biased = How == Summation::biased;
+    static_assert(!Biased || std::is_same_v<T, double>);
     const auto C = std::size_t(l.channels);
     std::vector<Moments> per_block(std::size_t(blocks.count) * C);
     detail::parallel_for(blocks.count, threads, [&](std::int64_t b0, std::int64_t b1) {
@@ -639,11 +860,13 @@ std::vector<Moments> channel_moments(const T* x, const T* dy, const Layout& l, c
             if (blocks.whole_rows && l.inner == 1) {
                 const auto [o0, o1] = blocks.rows(b);
                 if constexpr (Plain) add_rows_plain<T, Backward>(x, dy, l.channels, o0, o1, sums);
+                else if constexpr (Biased) add_rows_biased<Backward>(x, dy, l.channels, l.channels, o0, o1, sums);
                 else add_rows<T, Backward>(x, dy, l.channels, l.channels, o0, o1, sums);
             } else {
                 blocks.for_runs(b, [&](std::int64_t off, std::int64_t c) {
                     const T* g = Backward ? dy + off : nullptr;
                     if constexpr (Plain) add_run_plain<T, Backward>(x + off, g, l.inner, std::size_t(c), sums);
+                    else if constexpr (Biased) add_run_biased<Backward>(x + off, g, l.inner, std::size_t(c), sums);
                     else add_run<T, Backward>(x + off, g, l.inner, std::size_t(c), sums);
                 });
             }
@@ -653,7 +876,9 @@ std::vector<Moments> channel_moments(const T* x, const T* dy, const Layout& l, c
             };
             for_channel_lanes(C, counted, [&](std::size_t c, auto lanes_type) {
                 using D = decltype(lanes_type);
-                if (sums.n[c] != 0) MomentsOf<D>::of(sums, c, Backward, Plain ? kPlainGamma : 0.0).scatter(out + c);
+                if (sums.n[c] == 0) return;
+                const D rel = Biased ? biased_rel(lanes<D>(sums.folds, c)) : detail::broadcast<D>(Plain ? kPlainGamma : 0.0);
+                MomentsOf<D>::of(sums, c, Backward, rel).scatter(out + c);
             });
         }
     });
@@ -665,7 +890,7 @@ std::vector<Moments> channel_moments(const T* x, const T* dy, const Layout& l, c
 }
 
 /// The Moments of channel c alone with the error-free kernels: the same bits as
-/// channel_moments<T, Backward, false> gives for c, reading only c's values.
+/// channel_moments<T, Backward, Summation::exact> gives for c, reading only c's values.
 template <class T, bool Backward>
 Moments exact_channel_moments(const T* x, const T* dy, const Layout& l, const Blocks& blocks, std::int64_t c) {
     Moments total;
@@ -715,8 +940,19 @@ bool all_fast(const std::vector<char>& fast) {
 // once after. A channel that is not certified is summed again, alone, with the error-free
 // kernels: its bits then come from its own data only.
 
-constexpr double kCertified = 0x1p-28, kCertifiedScalar = 0x1p-25;
 constexpr double kUnit = 0x1p-53; // double's unit roundoff
+
+/// What a certificate asks of a channel's sums: each output's share of their errors within
+/// `output` of the channel's outputs (`scalar` for mean, dβ and dγ), with pass B's own
+/// rounding at `pass_b` relative.
+struct Tolerance {
+    double output, scalar, pass_b;
+};
+/// float32 outputs from plain sums, and pass B in double.
+constexpr Tolerance kFloat32Tolerance{0x1p-28, 0x1p-25, kUnit};
+/// float64 outputs from biased sums (2^-8 and 2^-5 of an ulp), and pass B in
+/// double-double (its error terms are kept, to a few 2^-106).
+constexpr Tolerance kFloat64Tolerance{0x1p-61, 0x1p-58, 0x1p-104};
 
 /// Bounds on the errors of the merged plain sums of a channel (four for v4d).
 template <class D> struct PlainErrors {
@@ -734,18 +970,18 @@ template <class D> PlainErrors<D> plain_errors(const MomentsOf<D>& m) {
 }
 
 /// Whether a channel's mean and invstd (and so y) from plain sums are within the bound.
-template <class D> mask_of<D> forward_certified(const MomentsOf<D>& m, double eps) {
+template <class D> mask_of<D> forward_certified(const MomentsOf<D>& m, double eps, const Tolerance& tol) {
     const PlainErrors<D> e = plain_errors(m);
     const D sd = detail::simd::sqrt(m.m2.hi / m.n);
     return either<mask_of<D>>(m.rel == 0.0, // error-free sums
-                              every<mask_of<D>>(e.mean <= kCertifiedScalar * magnitude(m.mean.hi),
-                                                e.mean <= kCertified * sd, e.m2 <= kCertified * (m.m2.hi + m.n * eps)));
+                              every<mask_of<D>>(e.mean <= tol.scalar * magnitude(m.mean.hi), e.mean <= tol.output * sd,
+                                                e.m2 <= tol.output * (m.m2.hi + m.n * eps)));
 }
 
 /// Whether a channel's dβ, dγ and dx from plain sums are within the bound. dx = a·t with
 /// t = dy − B − (x − μ)·H: the bound on t's error must be small against max|t|, which is
 /// at least the root mean square of t, computed from the sums (with its own error bound).
-template <class D> mask_of<D> backward_certified(const MomentsOf<D>& m, double eps) {
+template <class D> mask_of<D> backward_certified(const MomentsOf<D>& m, double eps, const Tolerance& tol) {
     using detail::simd::sqrt;
     const PlainErrors<D> e = plain_errors(m);
     const D n = m.n, M2 = m.m2.hi, S1 = m.sum_dy.hi, Sd = m.sum_dyd.hi;
@@ -754,8 +990,8 @@ template <class D> mask_of<D> backward_certified(const MomentsOf<D>& m, double e
     const D B = S1 / n, H = r2 * Sd / n;
     const D dH = 2.0 * rel_r * magnitude(H) + r2 * e.sum_dyd / n;
     const D max_d = sqrt(M2) + e.mean, max_g = sqrt(m.dy_sq);
-    const D delta = e.sum_dy / n + dH * max_d + magnitude(H) * (e.mean + kUnit * magnitude(m.mean.hi)) +
-                    2.0 * kUnit * (max_g + magnitude(B) + magnitude(H) * max_d);
+    const D delta = e.sum_dy / n + dH * max_d + magnitude(H) * (e.mean + tol.pass_b * magnitude(m.mean.hi)) +
+                    2.0 * tol.pass_b * (max_g + magnitude(B) + magnitude(H) * max_d);
     // Σ t² = Σdy² − S1²/n − 2·H·Sd + H²·M2
     const D t1 = m.dy_sq, t2 = S1 * S1 / n, t3 = 2.0 * H * Sd, t4 = H * H * M2;
     const D sum_t2 = t1 - t2 - t3 + t4;
@@ -765,37 +1001,35 @@ template <class D> mask_of<D> backward_certified(const MomentsOf<D>& m, double e
     const D zero{}, left = sum_t2 - err_t2;
     const D rms_t = sqrt((zero < left ? left : zero) / n); // std::max(0, left)
     return either<mask_of<D>>(m.rel == 0.0, // error-free sums
-                              every<mask_of<D>>(rel_r <= kCertified, e.sum_dy <= kCertifiedScalar * magnitude(S1),
-                                                e.sum_dyd <= kCertifiedScalar * magnitude(Sd),
-                                                delta <= kCertified * rms_t));
+                              every<mask_of<D>>(rel_r <= tol.output, e.sum_dy <= tol.scalar * magnitude(S1),
+                                                e.sum_dyd <= tol.scalar * magnitude(Sd), delta <= tol.output * rms_t));
 }
 
-/// Pass A with plain sums where T allows them (float32), each channel certified or summed
-/// again error-free. redo[c] tells which channels were summed again.
+/// Pass A with the fast sums of T (plain for float32, biased for float64), each channel
+/// certified or summed again error-free. redo[c] tells which channels were summed again.
 template <class T, bool Backward>
 std::vector<Moments> certified_moments(const T* x, const T* dy, const Layout& l, double eps, int threads,
                                        std::vector<char>& redo) {
     const Blocks blocks(l, (Backward ? 2 : 1) * sizeof(T));
+    constexpr bool is_float = sizeof(T) == 4;
+    const Tolerance& tol = is_float ? kFloat32Tolerance : kFloat64Tolerance;
+    std::vector<Moments> ms =
+        channel_moments<T, Backward, is_float ? Summation::plain : Summation::biased>(x, dy, l, blocks, threads);
     redo.assign(std::size_t(l.channels), 0);
-    if constexpr (sizeof(T) == 8) { // plain sums are not enough for float64 outputs
-        return channel_moments<T, Backward, false>(x, dy, l, blocks, threads);
-    } else {
-        std::vector<Moments> ms = channel_moments<T, Backward, true>(x, dy, l, blocks, threads);
-        std::vector<std::int64_t> todo;
-        for_channel_lanes(ms.size(), [](std::size_t) { return true; }, [&](std::size_t c, auto lanes_type) {
-            using D = decltype(lanes_type);
-            const MomentsOf<D> m = MomentsOf<D>::gather(&ms[c]);
-            const mask_of<D> ok = Backward ? backward_certified(m, eps) : forward_certified(m, eps);
-            for (int j = 0; j < kLanesOf<D>; ++j) redo[c + j] = !ok_lane(ok, j);
-        });
-        for (std::size_t c = 0; c < ms.size(); ++c)
-            if (redo[c]) todo.push_back(std::int64_t(c));
-        detail::parallel_for(std::int64_t(todo.size()), threads, [&](std::int64_t i0, std::int64_t i1) {
-            for (std::int64_t i = i0; i < i1; ++i)
-                ms[std::size_t(todo[i])] = exact_channel_moments<T, Backward>(x, dy, l, blocks, todo[i]);
-        });
-        return ms;
-    }
+    for_channel_lanes(ms.size(), [](std::size_t) { return true; }, [&](std::size_t c, auto lanes_type) {
+        using D = decltype(lanes_type);
+        const MomentsOf<D> m = MomentsOf<D>::gather(&ms[c]);
+        const mask_of<D> ok = Backward ? backward_certified(m, eps, tol) : forward_certified(m, eps, tol);
+        for (int j = 0; j < kLanesOf<D>; ++j) redo[c + j] = !ok_lane(ok, j);
+    });
+    std::vector<std::int64_t> todo;
+    for (std::size_t c = 0; c < ms.size(); ++c)
+        if (redo[c]) todo.push_back(std::int64_t(c));
+    detail::parallel_for(std::int64_t(todo.size()), threads, [&](std::int64_t i0, std::int64_t i1) {
+        for (std::int64_t i = i0; i < i1; ++i)
+            ms[std::size_t(todo[i])] = exact_channel_moments<T, Backward>(x, dy, l, blocks, todo[i]);
+    });
+    return ms;
 }
 
 /// invstd = 1/sqrt(M2/m + eps) of channel c (c..c+3 for v4d), whose data is in the fast
@@ -826,12 +1060,6 @@ template <class D> dd_of<D> inverse_std(const MomentsOf<D>& m, double eps, std::
 /// p[c] (p[c..c+3] for v4d) in double, or `absent` when there is no p.
 template <class D, class T> D values(const T* p, std::size_t c, double absent) {
     return p ? lanes<D>(p, c) : detail::broadcast<D>(absent);
-}
-
-/// p[c] = v (p[c..c+3] = the lanes of v).
-template <class D> void put(double* p, std::size_t c, D v) {
-    if constexpr (std::is_same_v<D, double>) p[c] = v;
-    else detail::simd::store(p + c, v);
 }
 
 /// Lane j of a dd_of<D>, as one dd.
