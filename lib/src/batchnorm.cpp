@@ -644,9 +644,17 @@ template <class D> inline void add_biased_product(D& a, D& e, D p, D q) {
 }
 
 /// max(m, |v|), NaN not taken (the sums carry it).
-template <class D> inline D max_magnitude(D m, D v) {
-    const D a = magnitude(v);
+inline double max_magnitude(double m, double v) {
+    const double a = magnitude(v);
     return a > m ? a : m;
+}
+inline detail::simd::v4d max_magnitude(detail::simd::v4d m, detail::simd::v4d v) {
+#if defined(__AVX__)
+    return _mm256_max_pd(magnitude(v), m); // a > m ? a : m, lane by lane
+#else
+    const detail::simd::v4d a = magnitude(v);
+    return a > m ? a : m;
+#endif
 }
 
 /// The relative bound of a block's biased sums: a channel's sum of terms v is off by at
