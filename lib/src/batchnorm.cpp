@@ -11,14 +11,16 @@
 //          registers, the next tile prefetched; runs (NCHW) lane by lane.
 //   pass B (one read of x (and dy), one write of y (dx)): elementwise, in parallel.
 //
-// Precision (docs/derivation.md): float64 data gets error-free transformations (two_sum,
-// two_prod, compensated sums) exactly where cancellation can occur: the centring x − mean
-// (mean carried in double-double), the sums behind the mean, M2, dβ and dγ, and the
-// three-term difference of dx. float32 data gets plain double sums where a per-channel
-// certificate proves them good enough, and the error-free path in the channels where it
-// does not (heavy-tailed data with a dy nearly linear in x, for example). float64 data
-// whose magnitude is outside [2^-400, 2^480], and non-finite data, go to the
-// all-double-double kernels of batchnorm_exact.cpp instead.
+// Precision (docs/derivation.md): error-free transformations (two_sum, two_prod,
+// compensated sums) exactly where cancellation can occur: the centring x − mean (mean
+// carried in double-double), the sums behind the mean, M2, dβ and dγ, and the three-term
+// difference of dx. Pass A first sums with a cheaper kernel, checked channel by channel
+// by a certificate: plain double sums for float32 data, biased sums (exact Fast2Sum
+// steps against a power-of-two bias, uncentred) for float64; a channel whose certificate
+// fails (heavy-tailed data with a dy nearly linear in x, float64 data far from zero
+// against its spread) is summed again with the error-free kernels. float64 data whose
+// magnitude is outside [2^-400, 2^480], and non-finite data, go to the all-double-double
+// kernels of batchnorm_exact.cpp instead.
 #include "bnorm/batchnorm.hpp"
 
 #include "batchnorm_exact.hpp"
