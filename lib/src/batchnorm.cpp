@@ -1538,17 +1538,44 @@ template <class T> void BackwardPass<T>::apply(std::int64_t o0, std::int64_t o1,
         }
     });
     if constexpr (sizeof(T) == 4) { // the float32 channels whose sums were not certified
-        for (std::int64_t c = 0; c < l_.channels; ++c) {
-            if (!careful_[std::size_t(c)]) continue;
-            const double mh = pmh[c], ml = pml[c], ah = pah[c], al = pal[c], Bh = pBh[c], Bl = pBl[c], Hh = pHh[c],
-                         Hl = pHl[c];
-            for (std::int64_t o = o0; o < o1; ++o) {
-                const std::int64_t off = (o * l_.channels + c) * l_.inner;
-                for (std::int64_t k = 0; k < l_.inner; ++k)
-                    dx[off - base + k] = input_gradient_careful(double(x_[off + k]), double(dy_[off + k]), mh, ml, ah,
-                                                                al, Bh, Bl, Hh, Hl);
+        std::vector<std::int64_t> careful;
+        for (std::int64_t c = 0; c < l_.channels; ++c)
+            if (careful_[std::size_t(c)]) careful.push_back(c);
+        // row by row, so that channels-last data is read once however many channels need it
+        const int threads = out_bytes < kSerialBelow * std::int64_t(sizeof(T)) ? 1 : threads_;
+        // (the same operations on four lanes: four consecutive channels of a row, or four
+        // values of a channel's run)
+        using detail::simd::load, detail::simd::splat, detail::simd::v4d;
+        constexpr std::size_t W = detail::simd::kWidth;
+        auto four = [&](std::int64_t off, const v4d (&k)[8]) {
+            detail::simd::store(dx + (off - base), input_gradient_dd(load(x_ + off), load(dy_ + off), k[0], k[1], k[2],
+                                                                     k[3], k[4], k[5], k[6], k[7]));
+        };
+        auto one = [&](std::int64_t off, std::int64_t c) {
+            dx[off - base] = input_gradient_careful(double(x_[off]), double(dy_[off]), pmh[c], pml[c], pah[c], pal[c],
+                                                    pBh[c], pBl[c], pHh[c], pHl[c]);
+        };
+        auto row = [&](std::int64_t o) {
+            for (std::size_t i = 0; i < careful.size();) {
+                const std::int64_t c = careful[i], off = (o * l_.channels + c) * l_.inner;
+                if (l_.inner == 1 && i + W <= careful.size() && careful[i + W - 1] == c + std::int64_t(W) - 1) {
+                    const v4d k[8] = {load(pmh + c), load(pml + c), load(pah + c), load(pal + c),
+                                      load(pBh + c), load(pBl + c), load(pHh + c), load(pHl + c)};
+                    four(off, k), i += W;
+                    continue;
+                }
+                const v4d k[8] = {splat(pmh[c]), splat(pml[c]), splat(pah[c]), splat(pal[c]),
+                                  splat(pBh[c]), splat(pBl[c]), splat(pHh[c]), splat(pHl[c])};
+                std::int64_t j = 0;
+                for (; l_.inner > 1 && j + std::int64_t(W) <= l_.inner; j += std::int64_t(W)) four(off + j, k);
+                for (; j < l_.inner; ++j) one(off + j, c);
+                ++i;
             }
-        }
+        };
+        if (!careful.empty())
+            detail::parallel_for(o1 - o0, threads, [&](std::int64_t b, std::int64_t e) {
+                for (std::int64_t o = o0 + b; o < o0 + e; ++o) row(o);
+            });
     }
     if (!exact_.empty()) take_slow_channels(l_, fast_, exact_.data(), dx, o0, o1);
 }
