@@ -939,16 +939,18 @@ bool all_fast(const std::vector<char>& fast) {
     return std::all_of(fast.begin(), fast.end(), [](char f) { return f != 0; });
 }
 
-// ---- certificates: are a channel's plain sums good enough? -----------------------------------
+// ---- certificates: are a channel's fast sums good enough? ------------------------------------
 //
-// Bounds on what the rounding of plain sums (γ per sum, doubled to cover the double-double
-// merges and the bounds' own rounding) can do to each output, using Cauchy–Schwarz:
-// Σ|x − K| ≤ √(n·Σ(x − K)²), Σ|dy| ≤ √(n·Σdy²), Σ|dy·(x − K)| ≤ √(Σdy²·Σ(x − K)²). A
-// channel is certified when every output's share is small against the channel's own
-// outputs (stricter than the normwise promise): 2^-28 for y, invstd and dx, and 2^-25
-// (1/4 eps of float32) for the one-number outputs mean, dβ and dγ, which are only rounded
-// once after. A channel that is not certified is summed again, alone, with the error-free
-// kernels: its bits then come from its own data only.
+// Bounds on what the rounding of the fast sums (rel per sum: γ for plain sums, biased_rel
+// for biased ones, doubled to cover the double-double merges and the bounds' own rounding)
+// can do to each output, using Cauchy–Schwarz: Σ|x − K| ≤ √(n·Σ(x − K)²), Σ|dy| ≤
+// √(n·Σdy²), Σ|dy·(x − K)| ≤ √(Σdy²·Σ(x − K)²). A channel is certified when every
+// output's share is small against the channel's own outputs (stricter than the normwise
+// promise): for float32, 2^-28 for y, invstd and dx, and 2^-25 (1/4 eps) for the
+// one-number outputs mean, dβ and dγ, which are only rounded once after; for float64,
+// 2^-61 and 2^-58 (Tolerance below). A channel that is not certified is summed again with
+// the error-free kernels, alone or in one pass with the others: its bits come from its
+// own data only either way.
 
 constexpr double kUnit = 0x1p-53; // double's unit roundoff
 
