@@ -692,8 +692,10 @@ template <class D, bool Backward> struct BiasedTile {
             put(sum, c, s), put(err, c, D(r + e));
         };
         into(t.s1, t.s1_err, a1, b1, e1), into(t.s2, t.s2_err, a2, b2, e2);
-        if constexpr (Backward) into(t.b1, t.b1_err, q1, c1, f1), into(t.b2, t.b2_err, q2, c2, f2);
-        if constexpr (Backward) put(t.b3, c, D(lanes<D>(t.b3, c) + q3));
+        if constexpr (Backward) {
+            into(t.b1, t.b1_err, q1, c1, f1), into(t.b2, t.b2_err, q2, c2, f2);
+            put(t.b3, c, D(lanes<D>(t.b3, c) + q3));
+        }
         put(t.folds, c, D(lanes<D>(t.folds, c) + 1.0));
     }
 };
@@ -1095,6 +1097,11 @@ int threads_for(const Layout& l, int threads) {
     return l.size() < kSerialBelow ? 1 : detail::resolve_threads(threads);
 }
 
+/// The threads for pass B over outer rows [o0, o1): 1 below kSerialBelow values.
+int threads_for_rows(const Layout& l, std::int64_t o0, std::int64_t o1, int threads) {
+    return (o1 - o0) * l.channels * l.inner < kSerialBelow ? 1 : threads;
+}
+
 /// Pass B over outer rows [o0, o1): calls run(offset, c0, count, inner, rows) on runs
 /// covering them, in parallel. A run is `rows` times `count` consecutive channels from c0,
 /// each with `inner` values, at `offset` in the whole tensor: with inner == 1, whole rows
@@ -1103,7 +1110,7 @@ int threads_for(const Layout& l, int threads) {
 /// so the split between threads cannot change a bit.
 template <class F>
 void for_rows_parallel(const Layout& l, std::int64_t o0, std::int64_t o1, int threads, F&& run) {
-    if ((o1 - o0) * l.channels * l.inner < kSerialBelow) threads = 1;
+    threads = threads_for_rows(l, o0, o1, threads);
     if (l.inner == 1) {
         detail::parallel_for(o1 - o0, threads, [&](std::int64_t b, std::int64_t e) {
             run((o0 + b) * l.channels, std::int64_t{0}, l.channels, std::int64_t{1}, e - b);
@@ -1544,7 +1551,6 @@ template <class T> void BackwardPass<T>::apply(std::int64_t o0, std::int64_t o1,
         for (std::int64_t c = 0; c < l_.channels; ++c)
             if (careful_[std::size_t(c)]) careful.push_back(c);
         // row by row, so that channels-last data is read once however many channels need it
-        const int threads = out_bytes < kSerialBelow * std::int64_t(sizeof(T)) ? 1 : threads_;
         // (the same operations on four lanes: four consecutive channels of a row, or four
         // values of a channel's run)
         using detail::simd::load, detail::simd::splat, detail::simd::v4d;
@@ -1575,7 +1581,7 @@ template <class T> void BackwardPass<T>::apply(std::int64_t o0, std::int64_t o1,
             }
         };
         if (!careful.empty())
-            detail::parallel_for(o1 - o0, threads, [&](std::int64_t b, std::int64_t e) {
+            detail::parallel_for(o1 - o0, threads_for_rows(l_, o0, o1, threads_), [&](std::int64_t b, std::int64_t e) {
                 for (std::int64_t o = o0 + b; o < o0 + e; ++o) row(o);
             });
     }
