@@ -577,7 +577,9 @@ TEST_CASE("float32: plain sums are used only where certified, channel by channel
 
 TEST_CASE("float64: biased sums are used only where certified, channel by channel") {
     // Channel 1 is ordinary data. Channel 0 is ordinary too, or far from zero against its
-    // spread (|μ|/σ = 1e9: the uncentred sums cancel), or symmetric about 0 (the mean is
+    // spread (|μ|/σ = 1e9: the uncentred sums cancel; |μ|/σ = 300: they lose 16 bits to
+    // cancellation and pass, so every rounding error of the terms must have been kept,
+    // the products' included), or symmetric about 0 (the mean is
     // exactly 0, tiny against what the sums may be off by), or has dy = x (dx is
     // eps/(var+eps) of its terms), or values spread over 2^±40 (the biases see very
     // different magnitudes tile to tile). Every output of each channel must match the
@@ -600,7 +602,7 @@ TEST_CASE("float64: biased sums are used only where certified, channel by channe
                 for (std::int64_t k = 0; k < l.inner; ++k) t[std::size_t(o * l.channels * l.inner + k)] = values[i++];
         };
         std::vector<double> channel1_reference;
-        for (int kind : {0, 1, 2, 3, 4}) {
+        for (int kind : {0, 1, 2, 3, 4, 5}) {
             CAPTURE(kind);
             std::vector<double> xs = x, dys = dy, v0(n);
             if (kind == 1) {
@@ -615,6 +617,10 @@ TEST_CASE("float64: biased sums are used only where certified, channel by channe
             if (kind == 3) set_channel0(dys, channel_values(xs, l, 0));
             if (kind == 4) {
                 for (auto& v : v0) v = std::ldexp(normal(rng), exponent(rng));
+                set_channel0(xs, v0);
+            }
+            if (kind == 5) {
+                for (auto& v : v0) v = 300 + normal(rng);
                 set_channel0(xs, v0);
             }
             const std::size_t N = xs.size();

@@ -637,11 +637,13 @@ template <class D> inline void add_biased(D& a, D& e, D v) {
     a = s;
 }
 
-/// a += p·q, the product split exactly into p·q rounded and its error (TwoProd).
+/// a += p·q rounded, and into e the whole error p·q − (s − a): the product's rounding
+/// and the addition's, exact, in one FMA (one rounding, as TwoProd's p·q − r added to
+/// Fast2Sum's r − (s − a): both exact, so the same bits, two operations fewer).
 template <class D> inline void add_biased_product(D& a, D& e, D p, D q) {
     const D r = p * q;
     const D s = a + r;
-    e += minus<true>(r, minus<true>(s, a)) + fused(p, q, -r);
+    e += fused(p, q, -minus<true>(s, a));
     a = s;
 }
 
