@@ -600,31 +600,40 @@ void add_rows(const T* x, const T* dy, std::int64_t stride, std::int64_t count, 
 // makes float64 pass A compute-bound. The biased kernels get the same kind of result with
 // about half of them, from one fact (Dekker): when |a| ≥ |v|, s = a + v rounded, and
 // a + v = s + (v − (s − a)) exactly, in three operations. Each accumulator of a tile
-// (16 rows, or 16 steps of a run) starts at a power of two β > 64·V, where V bounds the
-// tile's terms (a first look over the tile finds it): 16 terms move it by at most β/4,
-// so |a| ≥ β/2 > |v| at every step, and at the end a − β is exact (Sterbenz). The tile's
-// sum is then a − β plus the sum of the exact error terms, which is small (|e| ≤ 161·u·V)
-// and is added plainly. The tiles are folded into compensated block sums.
+// (N = 16 rows, or N = 64 steps of a run) starts at a power of two β > 4N·V, where V
+// bounds the tile's terms (a first look over the tile finds it): N terms move it by at
+// most β/4, so |a| ≥ β/2 > |v| at every step, and at the end a − β is exact (Sterbenz).
+// The tile's sum is then a − β plus the sum of the exact error terms, which are small
+// (|e| ≤ (10N + 1)·u·V) and are added plainly. The tiles are folded into compensated
+// block sums.
 //
 // The sums are not centred (K = 0): x² and dy·x are split exactly into a product and its
 // error (one FMA), so Σx and Σx² are as good as the error-free ones up to a bound
-// biased_rel·Σ|terms|, about 2^-84 for usual block shapes; M2 = Σx² − (Σx)²/n then loses
+// biased_rel·Σ|terms|, 2^-86 to 2^-80 for usual block shapes; M2 = Σx² − (Σx)²/n then loses
 // log2(1 + μ²/σ²) bits to cancellation. The certificates below check, channel by channel,
 // that what is left is enough for float64 outputs, and the channels where it is not
 // (|μ| ≫ σ, dx a tiny fraction of its terms) are summed again with the error-free kernels.
 
-constexpr int kBiasedTerms = 16; // terms per accumulator between folds
+/// A tile of the biased kernels: `terms` added to each accumulator between folds, and how
+/// many accumulators share one largest magnitude V. Rows: 16 rows, a V per channel. Runs:
+/// 32 steps of 8 lanes sharing the chunk's V (longer tiles fold less often: NCHW float64
+/// backward pass A 7.4 → 5.7 ms with 32 against 16; the rows kernel was slower with 32).
+struct BiasedShape {
+    int terms, sharing;
+};
+constexpr BiasedShape kRowTile{16, 1}, kRunTile{32, 8};
 
-/// β = 128·2^⌊log2 V⌋ (so 64·V < β ≤ 128·V), and at least 2^-900 (V = 0 or subnormal).
-inline double bias_for(double V) {
+/// β = 8N·2^⌊log2 V⌋ for N terms (so 4N·V < β ≤ 8N·V), and at least 2^-900 (V = 0 or
+/// subnormal). Up to 2^969 for the largest products of the fast range (2^480 squared).
+template <int N> double bias_for(double V) {
     const double p = std::bit_cast<double>(std::bit_cast<std::uint64_t>(V) & 0x7ff0000000000000ULL);
-    const double b = 128 * p;
+    const double b = 8 * N * p;
     return b < 0x1p-900 ? 0x1p-900 : b;
 }
-inline detail::simd::v4d bias_for(detail::simd::v4d V) {
+template <int N> detail::simd::v4d bias_for(detail::simd::v4d V) {
     using v4l = long long __attribute__((vector_size(32)));
     const auto p = (detail::simd::v4d)((v4l)V & 0x7ff0000000000000LL);
-    const detail::simd::v4d b = 128 * p, least = detail::simd::splat(0x1p-900);
+    const detail::simd::v4d b = 8 * N * p, least = detail::simd::splat(0x1p-900);
     return b < least ? least : b;
 }
 
@@ -662,20 +671,25 @@ inline detail::simd::v4d max_magnitude(detail::simd::v4d m, detail::simd::v4d v)
 }
 
 /// The relative bound of a block's biased sums: a channel's sum of terms v is off by at
-/// most biased_rel(T)·Σ|v| (and Σ dy·x by biased_rel(T)·√(Σx²·Σdy²)) after T folds of
-/// tiles into the compensated block sums: 2T² from the compensation (Ogita, Rump & Oishi,
-/// Sum2), 2^15.4·T from adding the tiles' error sums, 2^18.5 from the tiles themselves
-/// (docs/derivation.md).
-template <class D> D biased_rel(D T) { return (2.0 * T * T + 0x1.5p15 * T + 0x1.7p18) * 0x1p-106; }
+/// most biased_rel(T, tile)·Σ|v| (and Σ dy·x by that times √(Σx²·Σdy²)) after T folds of
+/// tiles into the compensated block sums (docs/derivation.md). With E = N(10N + 1) (the
+/// error terms of an accumulator add up to at most E·u·V) and S accumulators sharing V:
+/// 2T² from the compensation (Ogita, Rump & Oishi, Sum2), 2S·E·T from adding the tiles'
+/// error sums, S·N·E from the tiles themselves; each with a margin for the bound's own
+/// roundings.
+template <class D> D biased_rel(D T, BiasedShape tile) {
+    const double N = tile.terms, S = tile.sharing, E = N * (10 * N + 1);
+    return (2.0 * T * T + 1.05 * 2 * S * E * T + 1.15 * S * N * E) * 0x1p-106;
+}
 
-/// A biased tile accumulator for each of Σx, Σx² (and Σdy, Σdy·x, Σdy²).
-template <class D, bool Backward> struct BiasedTile {
+/// A biased tile accumulator for each of Σx, Σx² (and Σdy, Σdy·x, Σdy²), for N terms each.
+template <class D, bool Backward, int N> struct BiasedTile {
     D b1{}, b2{}, c1{}, c2{}; // the biases
     D a1{}, e1{}, a2{}, e2{}, q1{}, f1{}, q2{}, f2{}, q3{};
     /// Starts the accumulators for terms x, dy with |x| ≤ mx and |dy| ≤ gm.
     void start(D mx, D gm) {
-        b1 = a1 = bias_for(mx), b2 = a2 = bias_for(D(mx * mx));
-        if constexpr (Backward) c1 = q1 = bias_for(gm), c2 = q2 = bias_for(D(mx * gm));
+        b1 = a1 = bias_for<N>(mx), b2 = a2 = bias_for<N>(D(mx * mx));
+        if constexpr (Backward) c1 = q1 = bias_for<N>(gm), c2 = q2 = bias_for<N>(D(mx * gm));
     }
     void add(D x, D g) {
         add_biased(a1, e1, x);
@@ -719,7 +733,7 @@ inline void add_lanes_biased(const double* __restrict x, const double* __restric
             if constexpr (Backward) gm[j] = max_magnitude(gm[j], lanes<D>(g + r * stride, at(j)));
         }
     }
-    BiasedTile<D, Backward> tile[V];
+    BiasedTile<D, Backward, kRowTile.terms> tile[V];
 #pragma GCC unroll 4
     for (int j = 0; j < V; ++j) tile[j].start(mx[j], gm[j]);
     for (std::int64_t r = 0; r < rows; ++r)
@@ -740,19 +754,20 @@ inline void add_lanes_biased(const double* __restrict x, const double* __restric
 
 /// Rows [o0, o1) of a channels-last view (inner == 1) added to the biased sums: `count`
 /// channels from x[0] and dy[0] of each row, rows `stride` values apart, tile by tile
-/// (16 rows), four channels at a time, then the last ones one by one with the same
+/// (kRowTile.terms rows), four channels at a time, then the last ones one by one with the same
 /// operations.
 template <bool Backward>
 void add_rows_biased(const double* x, const double* dy, std::int64_t stride, std::int64_t count, std::int64_t o0,
                      std::int64_t o1, Sums& t) {
     constexpr auto W = std::size_t(detail::simd::kWidth);
     const auto C = std::size_t(count);
-    for (std::int64_t o = o0; o < o1; o += kBiasedTerms) {
-        const std::int64_t rows = std::min<std::int64_t>(kBiasedTerms, o1 - o), next = o + rows;
+    constexpr std::int64_t N = kRowTile.terms;
+    for (std::int64_t o = o0; o < o1; o += N) {
+        const std::int64_t rows = std::min(N, o1 - o), next = o + rows;
         TilePrefetch<double> prefetch;
         if (next < o1 && count == stride) { // whole rows: the next tile is contiguous
             prefetch.x = x + next * stride, prefetch.g = Backward ? dy + next * stride : nullptr;
-            prefetch.size = std::min<std::int64_t>(kBiasedTerms, o1 - next) * stride;
+            prefetch.size = std::min(N, o1 - next) * stride;
         }
         const double* xt = x + o * stride;
         const double* gt = Backward ? dy + o * stride : nullptr;
@@ -769,11 +784,13 @@ void add_rows_biased(const double* x, const double* dy, std::int64_t stride, std
 }
 
 /// The values v[0, len) (and dy g) of channel c added to its biased sums, in chunks of
-/// 16 steps of 2·kWidth lanes (the rest one by one); a chunk's lanes share the biases of
+/// kRunTile.terms steps of 2·kWidth lanes (the rest one by one); a chunk's lanes share the biases of
 /// its largest magnitudes.
 template <bool Backward> void add_run_biased(const double* v, const double* g, std::int64_t len, std::size_t c, Sums& t) {
     using namespace detail::simd;
-    constexpr std::int64_t step = 2 * kWidth, chunk = kBiasedTerms * step;
+    constexpr int N = kRunTile.terms;
+    static_assert(kRunTile.sharing == 2 * kWidth, "a chunk's lanes share its V");
+    constexpr std::int64_t step = 2 * kWidth, chunk = N * step;
     for (std::int64_t i = 0; i < len;) {
         const std::int64_t end = std::min(len, i + chunk);
         v4d mv{}, gv{}; // the chunk's largest magnitudes (in any order: the same max)
@@ -788,16 +805,16 @@ template <bool Backward> void add_run_biased(const double* v, const double* g, s
             mx = max_magnitude(mx, v[k]);
             if constexpr (Backward) gm = max_magnitude(gm, g[k]);
         }
-        BiasedTile<v4d, Backward> ta, tb;
-        BiasedTile<double, Backward> rest;
+        BiasedTile<v4d, Backward, N> ta, tb;
+        BiasedTile<double, Backward, N> rest;
         ta.start(splat(mx), splat(gm)), tb.start(splat(mx), splat(gm)), rest.start(mx, gm);
         for (; i + step <= end; i += step) {
             ta.add(load(v + i), Backward ? load(g + i) : v4d{});
             tb.add(load(v + i + kWidth), Backward ? load(g + i + kWidth) : v4d{});
         }
         for (; i < end; ++i) rest.add(v[i], Backward ? g[i] : 0.0);
-        auto lane_of = [&](const BiasedTile<v4d, Backward>& tv, int j) {
-            BiasedTile<double, Backward> r;
+        auto lane_of = [&](const BiasedTile<v4d, Backward, N>& tv, int j) {
+            BiasedTile<double, Backward, N> r;
             r.start(mx, gm);
             r.a1 = tv.a1[j], r.e1 = tv.e1[j], r.a2 = tv.a2[j], r.e2 = tv.e2[j];
             if constexpr (Backward) r.q1 = tv.q1[j], r.f1 = tv.f1[j], r.q2 = tv.q2[j], r.f2 = tv.f2[j], r.q3 = tv.q3[j];
@@ -871,7 +888,8 @@ std::vector<Moments> channel_moments(const T* x, const T* dy, const Layout& l, c
         Sums sums;
         for (std::int64_t b = b0; b < b1; ++b) {
             sums.reset(C, Backward);
-            if (blocks.whole_rows && l.inner == 1) {
+            const bool rows = blocks.whole_rows && l.inner == 1; // else runs (of one value, when inner == 1)
+            if (rows) {
                 const auto [o0, o1] = blocks.rows(b);
                 if constexpr (Plain) add_rows_plain<T, Backward>(x, dy, l.channels, o0, o1, sums);
                 else if constexpr (Biased) add_rows_biased<Backward>(x, dy, l.channels, l.channels, o0, o1, sums);
@@ -891,7 +909,8 @@ std::vector<Moments> channel_moments(const T* x, const T* dy, const Layout& l, c
             for_channel_lanes(C, counted, [&](std::size_t c, auto lanes_type) {
                 using D = decltype(lanes_type);
                 if (sums.n[c] == 0) return;
-                const D rel = Biased ? biased_rel(lanes<D>(sums.folds, c)) : detail::broadcast<D>(Plain ? kPlainGamma : 0.0);
+                const D rel = Biased ? biased_rel(lanes<D>(sums.folds, c), rows ? kRowTile : kRunTile)
+                                     : detail::broadcast<D>(Plain ? kPlainGamma : 0.0);
                 MomentsOf<D>::of(sums, c, Backward, rel).scatter(out + c);
             });
         }
