@@ -649,6 +649,37 @@ TEST_CASE("float64: biased sums are used only where certified, channel by channe
     }
 }
 
+TEST_CASE("float64 dx, centred and offset forms, when dx is 1e-10 of its terms") {
+    // dy = (x − shift) + 1e-10·noise and eps = 0: dx is about 1e-10 of its terms, so any
+    // error term that pass B drops shows, from 2^-70 of the terms. Channel 0 has |μ| =
+    // 1000σ and takes the centred form; channel 1 has |μ| = 3σ and takes the offset form
+    // (input_gradient_offset_dd); the others are ordinary. Rows, a channels-last tail,
+    // and runs.
+    for (const Shape& shape : {Shape{8192, 2}, Shape{1000, 7}, Shape{4, 2, 2048}}) {
+        const Layout l = collapse(shape, 1);
+        CAPTURE(shape_to_string(shape));
+        const auto C = std::size_t(l.channels);
+        std::mt19937_64 rng(41);
+        std::normal_distribution<double> normal;
+        std::vector<double> x(std::size_t(l.size())), dy(x.size()), gamma(C, 0.75);
+        for (std::int64_t o = 0; o < l.outer; ++o)
+            for (std::int64_t c = 0; c < l.channels; ++c)
+                for (std::int64_t k = 0; k < l.inner; ++k) {
+                    const double shift = c == 0 ? 1e3 : c == 1 ? 3 : 0;
+                    const double v = shift + normal(rng);
+                    const auto i = std::size_t((o * l.channels + c) * l.inner + k);
+                    x[i] = v, dy[i] = c <= 1 ? (v - shift) + 1e-10 * normal(rng) : normal(rng);
+                }
+        std::vector<double> dx(x.size()), dg(C), db(C), dx0(x.size()), dg0(C), db0(C);
+        backward<double>(x.data(), gamma.data(), dy.data(), l, 0, dx.data(), dg.data(), db.data());
+        detail::backward_exact<double>(x.data(), gamma.data(), dy.data(), l, 0, dx0.data(), dg0.data(), db0.data());
+        for (std::int64_t c = 0; c < l.channels; ++c) {
+            CAPTURE(c);
+            CHECK(test::eps_error<double>(channel_values(dx, l, c), channel_values(dx0, l, c)) <= 2);
+        }
+    }
+}
+
 TEST_CASE("channels summed again error-free: one at a time or all in one pass, the same bits") {
     // Channels-last data re-sums one failing channel alone, and several in one error-free
     // pass over the tensor (reading one channel alone touches every line). Channel 0 fails

@@ -112,9 +112,11 @@ private:
     Layout l_;
     double eps_;
     int threads_;
-    std::vector<double> coefficients_; // per channel: μ, γ·invstd, dβ/m, invstd·dγ/m (hi, lo)
+    std::vector<double> coefficients_; // per channel: μ, γ·invstd, dβ/m, invstd·dγ/m, dβ/m − μ·invstd·dγ/m (hi, lo)
     std::vector<char> fast_;
     std::vector<char> careful_;        // per channel: dx with every error term (see apply)
+    std::vector<char> offset_form_;    // per channel, float64: dx from the shorter form (see apply)
+    std::vector<char> offset_form4_;   // offset_form_ of channels c..c+3 all
     mutable std::vector<T> dgamma_, dbeta_;
     mutable std::vector<T> exact_;     // dx from the exact kernel, when a channel needs it
     std::unique_ptr<std::once_flag> exact_done_ = std::make_unique<std::once_flag>();
