@@ -1535,7 +1535,7 @@ BackwardPass<T>::BackwardPass(const T* x, const T* gamma, const T* dy, const Lay
     const std::size_t C = std::size_t(l.channels);
     const double m_count = double(l.per_channel());
     dgamma_.resize(C), dbeta_.resize(C), coefficients_.resize(10 * C); // μ, a, B, H, K (hi, lo each)
-    offset_form_.assign(C, 0), offset_form4_.assign(C, 0);
+    if constexpr (is_double) offset_form_.assign(C, 0), offset_form4_.assign(C, 0);
     double *mu_hi = coefficients_.data(), *mu_lo = mu_hi + C, *a_hi = mu_lo + C, *a_lo = a_hi + C, *B_hi = a_lo + C,
            *B_lo = B_hi + C, *H_hi = B_lo + C, *H_lo = H_hi + C, *K_hi = H_lo + C, *K_lo = K_hi + C;
     for_fast_channel_lanes(fast_, [&](std::size_t c, auto lanes_type) {
@@ -1559,8 +1559,9 @@ BackwardPass<T>::BackwardPass(const T* x, const T* gamma, const T* dy, const Lay
                 offset_form_[c + j] = std::abs(lane(m.mean.hi, j)) <= kOffsetFormSpread * lane(sd, j);
         }
     });
-    for (std::size_t c = 0; c + 3 < C; ++c)
-        offset_form4_[c] = offset_form_[c] && offset_form_[c + 1] && offset_form_[c + 2] && offset_form_[c + 3];
+    if constexpr (is_double)
+        for (std::size_t c = 0; c + 3 < C; ++c)
+            offset_form4_[c] = offset_form_[c] && offset_form_[c + 1] && offset_form_[c + 2] && offset_form_[c + 3];
 }
 
 /// As ForwardPass::run_exact.
