@@ -101,6 +101,36 @@ inline v4d sqrt(v4d v) {
 
 inline double sum_lanes(v4d v) { return (v[0] + v[1]) + (v[2] + v[3]); }
 
+/// Eight doubles, for the float64 biased sums where the build has AVX-512: on Zen 4 one
+/// instruction runs as two 256-bit halves, at the same arithmetic rate as two v4d, but
+/// it is one entry in the schedulers, which then hide twice the latency (the biased
+/// backward tile: 13 → 7.5 cycles per four values in L1). Elsewhere, the same lane-wise
+/// operations on the generic lowering.
+using v8d = double __attribute__((vector_size(64)));
+
+inline v8d load8(const double* p) {
+    v8d v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+}
+inline void store(double* p, v8d v) { std::memcpy(p, &v, sizeof v); }
+
+inline v8d fma(v8d a, v8d b, v8d c) {
+#if defined(__AVX512F__)
+    return _mm512_fmadd_pd(a, b, c);
+#else
+    v8d r;
+    for (int j = 0; j < 8; ++j) r[j] = std::fma(a[j], b[j], c[j]);
+    return r;
+#endif
+}
+
+inline v8d abs(v8d v) {
+    using v8l = long long __attribute__((vector_size(64)));
+    constexpr long long kMagnitude = 0x7fffffffffffffffLL;
+    return (v8d)((v8l)v & (v8l{} + kMagnitude));
+}
+
 /// |v| per lane (the sign bit cleared, as std::abs does).
 inline v4d abs(v4d v) {
     using v4l = long long __attribute__((vector_size(32)));
