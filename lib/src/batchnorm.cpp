@@ -1044,10 +1044,7 @@ template <class D> mask_of<D> forward_certified(const MomentsOf<D>& m, double ep
 /// Whether a channel's dβ, dγ and dx from plain sums are within the bound. dx = a·t with
 /// t = dy − B − (x − μ)·H: the bound on t's error must be small against max|t|, which is
 /// at least the root mean square of t, computed from the sums (with its own error bound).
-/// Error-free sums (rel = 0) pass, unless `pass_b_too`: then their bound is pass B's
-/// alone, which grows with |dy|, |B| and |μ·H| while dx may be a tiny fraction of them.
-template <class D>
-mask_of<D> backward_certified(const MomentsOf<D>& m, double eps, const Tolerance& tol, bool pass_b_too = false) {
+template <class D> mask_of<D> backward_certified(const MomentsOf<D>& m, double eps, const Tolerance& tol) {
     using detail::simd::sqrt;
     const PlainErrors<D> e = plain_errors(m);
     const D n = m.n, M2 = m.m2.hi, S1 = m.sum_dy.hi, Sd = m.sum_dyd.hi;
@@ -1069,9 +1066,9 @@ mask_of<D> backward_certified(const MomentsOf<D>& m, double eps, const Tolerance
                      H * H * e.m2 + 8.0 * kUnit * (t1 + t2 + magnitude(t3) + t4);
     const D zero{}, left = sum_t2 - err_t2;
     const D rms_t = sqrt((zero < left ? left : zero) / n); // std::max(0, left)
-    const mask_of<D> within = every<mask_of<D>>(rel_r <= tol.output, e.sum_dy <= tol.scalar * magnitude(S1),
-                                                e.sum_dyd <= tol.scalar * magnitude(Sd), delta <= tol.output * rms_t);
-    return pass_b_too ? within : either<mask_of<D>>(m.rel == 0.0, within); // error-free sums
+    return either<mask_of<D>>(m.rel == 0.0, // error-free sums
+                              every<mask_of<D>>(rel_r <= tol.output, e.sum_dy <= tol.scalar * magnitude(S1),
+                                                e.sum_dyd <= tol.scalar * magnitude(Sd), delta <= tol.output * rms_t));
 }
 
 /// Pass A with the fast sums of T (plain for float32, biased for float64), each channel
@@ -1559,11 +1556,6 @@ BackwardPass<T>::BackwardPass(const T* x, const T* gamma, const T* dy, const Lay
     // needs every error term too (float64 dx always has them)
     const std::vector<Moments> ms = certified_moments<T, true>(x, dy, l, eps, threads_, careful_);
     fast_ = in_fast_range(ms, is_double);
-    if constexpr (is_double) // channels summed again error-free: is double-double pass B enough?
-        for (std::size_t c = 0; c < ms.size(); ++c)
-            if (careful_[c] && fast_[c] &&
-                !backward_certified(MomentsOf<double>::gather(&ms[c]), eps, kFloat64Tolerance, true))
-                fast_[c] = 0; // dx a tiny fraction of |dy|, |B| or |μ·H|: the exact kernel
 
     // Per channel: dx = a·(dy − B − (x − μ)·H) with a = γ·invstd, B = dβ/m, H = invstd·dγ/m.
     const std::size_t C = std::size_t(l.channels);
