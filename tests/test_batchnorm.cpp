@@ -714,6 +714,49 @@ TEST_CASE("float64: a channel's bits in a vector of eight, of four, or alone") {
     }
 }
 
+TEST_CASE("float64 dx too small for double-double pass B: the exact kernel, and only then") {
+    // dy = (x − shift) + noise·N(0,1), eps = 0: dx is `noise` of its terms. Pass B keeps
+    // errors to ~2^-104 of |dy|, |B| and |μ·H|, which is not enough when those are 2^50
+    // times dx (1e12 offset with 1e-10 noise: 1e5 eps before; no offset with 1e-15 noise:
+    // 2 eps). Such channels are sent to the exact kernel; channel 1 stays ordinary.
+    for (const auto& [shift, noise] : {std::pair{1e12, 1e-10}, std::pair{0.0, 1e-15}, std::pair{1e6, 1e-12}}) {
+        CAPTURE(shift);
+        CAPTURE(noise);
+        constexpr std::int64_t rows = 8192, C = 2;
+        const Layout l = collapse(Shape{rows, C}, 1);
+        std::mt19937_64 rng(53);
+        std::normal_distribution<double> normal;
+        std::vector<double> x(std::size_t(l.size())), dy(x.size()), gamma{0.75, 1.5};
+        for (std::int64_t o = 0; o < rows; ++o) {
+            const double v = normal(rng);
+            x[std::size_t(o * C)] = shift + v; // rounded: dy is linear in x itself, not in v
+            dy[std::size_t(o * C)] = (x[std::size_t(o * C)] - shift) + noise * normal(rng);
+            x[std::size_t(o * C + 1)] = normal(rng), dy[std::size_t(o * C + 1)] = normal(rng);
+        }
+        std::vector<double> dx(x.size()), dg(C), db(C), dx0(x.size()), dg0(C), db0(C);
+        backward<double>(x.data(), gamma.data(), dy.data(), l, 0, dx.data(), dg.data(), db.data());
+        detail::backward_exact<double>(x.data(), gamma.data(), dy.data(), l, 0, dx0.data(), dg0.data(), db0.data());
+        for (std::int64_t c = 0; c < C; ++c) {
+            CAPTURE(c);
+            CHECK(test::eps_error<double>(channel_values(dx, l, c), channel_values(dx0, l, c)) <= 1);
+            CHECK(test::eps_error<double>(std::vector<double>{dg[std::size_t(c)]}, std::vector<double>{dg0[std::size_t(c)]}) <= 1);
+        }
+    }
+    // Hard data that double-double pass B handles stays on the fast path (the exact kernel
+    // is 40 times slower): |μ|/σ = 5e4, and dy = 0.5 + 2x with it (dx is 1e-5 of its terms,
+    // and Σt² must be known to 2^-80 of Σdy² to see it).
+    constexpr std::int64_t rows = 8192, C = 2;
+    const Layout l = collapse(Shape{rows, C}, 1);
+    std::mt19937_64 rng(59);
+    std::normal_distribution<double> normal(5e4, 2);
+    std::vector<double> x(std::size_t(l.size())), dy(x.size());
+    for (auto& v : x) v = normal(rng);
+    for (auto& v : dy) v = normal(rng) - 5e4;
+    CHECK(BackwardPass<double>(x.data(), nullptr, dy.data(), l, 1e-5).inputs_proven_finite());
+    for (std::size_t i = 0; i < x.size(); ++i) dy[i] = 0.5 + 2 * x[i];
+    CHECK(BackwardPass<double>(x.data(), nullptr, dy.data(), l, 1e-5).inputs_proven_finite());
+}
+
 TEST_CASE("channels summed again error-free: one at a time or all in one pass, the same bits") {
     // Channels-last data re-sums one failing channel alone, and several in one error-free
     // pass over the tensor (reading one channel alone touches every line). Channel 0 fails

@@ -96,7 +96,7 @@ inline detail::simd::v8d fused(detail::simd::v8d a, detail::simd::v8d b, detail:
 /// the same bits in a vector lane as alone.
 template <bool Backward, class D>
 inline void accumulate_exact(D x, D g, D K, D& s1, D& s1e, D& s2, D& s2e, D& mx, D& b1, D& b1e, D& b2, D& b2e,
-                             D& gm) {
+                             D& gm, D& b3, D& b3e) {
     const D a = magnitude(x);
     mx = a > mx ? a : mx;
     const D d = x - K;
@@ -122,6 +122,10 @@ inline void accumulate_exact(D x, D g, D K, D& s1, D& s1e, D& s2, D& s2e, D& mx,
         b2e += (b2 - (s - sb)) + (q - sb);
         b2 = s;
         b2e += fused(g, d, -q) + g * d_err;
+        const D p3 = g * g; // Σ dy², for the check of pass B (BackwardPass)
+        s = b3 + p3, sb = s - b3;
+        b3e += ((b3 - (s - sb)) + (p3 - sb)) + fused(g, g, -p3);
+        b3 = s;
     }
 }
 
@@ -135,13 +139,13 @@ inline void accumulate_exact(D x, D g, D K, D& s1, D& s1e, D& s2, D& s2e, D& mx,
 /// zero and also sum b3 = Σ dy², which bounds their rounding errors (certificates below);
 /// so do the biased kernels (float64), which also count their folds.
 struct Sums {
-    double *n, *K, *s1, *s1_err, *s2, *s2_err, *max_abs, *folds, *b1, *b1_err, *b2, *b2_err, *dy_max_abs, *b3;
+    double *n, *K, *s1, *s1_err, *s2, *s2_err, *max_abs, *folds, *b1, *b1_err, *b2, *b2_err, *dy_max_abs, *b3, *b3_err;
     double* plain; // room for the plain kernels' partial sums: 2 or 5 per channel
     void reset(std::size_t C, bool backward) {
-        storage_.assign((backward ? 19 : 10) * C, 0.0); // one allocation, reused across blocks
+        storage_.assign((backward ? 20 : 10) * C, 0.0); // one allocation, reused across blocks
         double* p = storage_.data();
         for (double** v : {&n, &K, &s1, &s1_err, &s2, &s2_err, &max_abs, &folds}) *v = p, p += C;
-        for (double** v : {&b1, &b1_err, &b2, &b2_err, &dy_max_abs, &b3}) *v = backward ? (p += C) - C : nullptr;
+        for (double** v : {&b1, &b1_err, &b2, &b2_err, &dy_max_abs, &b3, &b3_err}) *v = backward ? (p += C) - C : nullptr;
         plain = p;
     }
 
@@ -196,21 +200,24 @@ template <class Ok, class F> void for_channel_lanes(std::size_t C, Ok&& lanes_ok
 /// backward Σ dy and Σ dy·(x − mean). Blocks are merged with Chan, Golub & LeVeque's
 /// pairwise formula, each centred on its own mean. D = v4d holds four channels.
 ///
-/// For the certificates of plain sums it also carries: sq = Σ over blocks of Σ(x − K)²
-/// (≥ M2), dy_sq = Σ dy², and rel = the largest relative rounding bound γ of a block's
-/// plain accumulations (0 when they are error-free).
+/// For the certificates it also carries: sq = Σ over blocks of Σ(x − K)² (≥ M2),
+/// dy_sq = Σ dy² (plain in the fast kernels, compensated in the error-free ones, merged in
+/// double-double), and rel = the largest relative rounding bound γ of a block's plain
+/// accumulations (0 when they are error-free).
 template <class D> struct MomentsOf {
     D n{};
     dd_of<D> mean{}, m2{}, sum_dy{}, sum_dyd{};
     D max_abs{}, dy_max_abs{};
-    D sq{}, dy_sq{}, rel{};
+    dd_of<D> dy_sq{};
+    D sq{}, rel{};
 
     /// Calls f(a's number, b's numbers...) for each number of a MomentsOf a and others b.
     template <class F, class A, class... B> static void each_number(F&& f, A& a, B&... b) {
         f(a.n, b.n...), f(a.mean.hi, b.mean.hi...), f(a.mean.lo, b.mean.lo...), f(a.m2.hi, b.m2.hi...);
         f(a.m2.lo, b.m2.lo...), f(a.sum_dy.hi, b.sum_dy.hi...), f(a.sum_dy.lo, b.sum_dy.lo...);
         f(a.sum_dyd.hi, b.sum_dyd.hi...), f(a.sum_dyd.lo, b.sum_dyd.lo...), f(a.max_abs, b.max_abs...);
-        f(a.dy_max_abs, b.dy_max_abs...), f(a.sq, b.sq...), f(a.dy_sq, b.dy_sq...), f(a.rel, b.rel...);
+        f(a.dy_max_abs, b.dy_max_abs...), f(a.sq, b.sq...), f(a.dy_sq.hi, b.dy_sq.hi...), f(a.dy_sq.lo, b.dy_sq.lo...);
+        f(a.rel, b.rel...);
     }
 
     /// Channels m[0, kLanesOf<D>) as one MomentsOf<D>.
@@ -241,7 +248,7 @@ template <class D> struct MomentsOf {
         m.n = lanes<D>(t.n, c);
         m.rel = rel;
         m.sq = lanes<D>(t.s2, c);
-        if (backward) m.dy_sq = lanes<D>(t.b3, c);
+        if (backward) m.dy_sq = two_sum(lanes<D>(t.b3, c), lanes<D>(t.b3_err, c));
         const D K = lanes<D>(t.K, c);
         const dd_of<D> s1 = two_sum(lanes<D>(t.s1, c), lanes<D>(t.s1_err, c));
         const dd_of<D> shift = div(s1, m.n); // mean − K
@@ -262,7 +269,7 @@ template <class D> struct MomentsOf {
         max_abs = std::max(max_abs, o.max_abs);
         dy_max_abs = std::max(dy_max_abs, o.dy_max_abs);
         rel = std::max(rel, o.rel);
-        if (n != 0) sq += o.sq, dy_sq += o.dy_sq; // (else taken with *this = o below)
+        if (n != 0) sq += o.sq, dy_sq = detail::add(dy_sq, o.dy_sq); // (else taken with *this = o below)
         if (n == 0) {
             *this = o;
             return;
@@ -324,11 +331,12 @@ template <class T, bool Backward> void add_run(const T* v, const T* g, std::int6
     if (t.n[c] == 0) t.K[c] = double(v[0]); // the channel's reference in this block
     const double K = t.K[c];
     double s1[kLanes] = {}, s1e[kLanes] = {}, s2[kLanes] = {}, s2e[kLanes] = {}, b1[kLanes] = {}, b1e[kLanes] = {},
-           b2[kLanes] = {}, b2e[kLanes] = {}, mx[kLanes] = {}, gm[kLanes] = {};
+           b2[kLanes] = {}, b2e[kLanes] = {}, mx[kLanes] = {}, gm[kLanes] = {}, b3[kLanes] = {}, b3e[kLanes] = {};
     auto step = [&](int j, std::int64_t i) {
         const double xi = double(v[i]);
         const double gi = Backward ? double(g[i]) : 0.0;
-        accumulate_exact<Backward>(xi, gi, K, s1[j], s1e[j], s2[j], s2e[j], mx[j], b1[j], b1e[j], b2[j], b2e[j], gm[j]);
+        accumulate_exact<Backward>(xi, gi, K, s1[j], s1e[j], s2[j], s2e[j], mx[j], b1[j], b1e[j], b2[j], b2e[j], gm[j],
+                                   b3[j], b3e[j]);
     };
     std::int64_t i = 0;
     for (; i + kLanes <= len; i += kLanes)
@@ -346,6 +354,8 @@ template <class T, bool Backward> void add_run(const T* v, const T* g, std::int6
             t.b1_err[c] += b1e[j];
             add_compensated(t.b2[c], t.b2_err[c], b2[j]);
             t.b2_err[c] += b2e[j];
+            add_compensated(t.b3[c], t.b3_err[c], b3[j]);
+            t.b3_err[c] += b3e[j];
         }
     }
     t.n[c] += double(len);
@@ -525,7 +535,7 @@ template <class T, bool Backward, int V>
 inline void add_chunk_exact(const T* __restrict x, const T* __restrict g, std::int64_t stride, std::int64_t rows,
                             std::size_t c, Sums& t, TilePrefetch<T>& prefetch) {
     using namespace detail::simd;
-    v4d k[V], s1[V], s1e[V], s2[V], s2e[V], mx[V], b1[V], b1e[V], b2[V], b2e[V], gm[V];
+    v4d k[V], s1[V], s1e[V], s2[V], s2e[V], mx[V], b1[V], b1e[V], b2[V], b2e[V], gm[V], b3[V], b3e[V];
     auto at = [&](const double* p, int j) { return p + c + std::size_t(j * kWidth); };
 #pragma GCC unroll 4
     for (int j = 0; j < V; ++j) {
@@ -534,6 +544,7 @@ inline void add_chunk_exact(const T* __restrict x, const T* __restrict g, std::i
         if constexpr (Backward) {
             b1[j] = load(at(t.b1, j)), b1e[j] = load(at(t.b1_err, j)), b2[j] = load(at(t.b2, j));
             b2e[j] = load(at(t.b2_err, j)), gm[j] = load(at(t.dy_max_abs, j));
+            b3[j] = load(at(t.b3, j)), b3e[j] = load(at(t.b3_err, j));
         }
     }
     for (std::int64_t r = 0; r < rows; ++r) {
@@ -543,7 +554,7 @@ inline void add_chunk_exact(const T* __restrict x, const T* __restrict g, std::i
             const v4d xv = load(x + r * stride + j * kWidth);
             const v4d gv = Backward ? load(g + r * stride + j * kWidth) : v4d{};
             accumulate_exact<Backward>(xv, gv, k[j], s1[j], s1e[j], s2[j], s2e[j], mx[j], b1[j], b1e[j], b2[j],
-                                       b2e[j], gm[j]);
+                                       b2e[j], gm[j], b3[j], b3e[j]);
         }
     }
     auto put = [&](double* p, int j, v4d v) { store(p + c + std::size_t(j * kWidth), v); };
@@ -553,7 +564,7 @@ inline void add_chunk_exact(const T* __restrict x, const T* __restrict g, std::i
         put(t.max_abs, j, mx[j]);
         if constexpr (Backward) {
             put(t.b1, j, b1[j]), put(t.b1_err, j, b1e[j]), put(t.b2, j, b2[j]), put(t.b2_err, j, b2e[j]);
-            put(t.dy_max_abs, j, gm[j]);
+            put(t.dy_max_abs, j, gm[j]), put(t.b3, j, b3[j]), put(t.b3_err, j, b3e[j]);
         }
     }
 }
@@ -574,13 +585,19 @@ template <class T, bool Backward>
         add_chunk_exact<T, Backward, V>(x + c, dy_at(c), stride, rows, c, t, prefetch);
     for (; c + kWidth <= C; c += kWidth) add_chunk_exact<T, Backward, 1>(x + c, dy_at(c), stride, rows, c, t, prefetch);
     for (; c < C; ++c) { // the same operations, one lane
-        double b1 = 0, b1e = 0, b2 = 0, b2e = 0, gm = 0;
-        if constexpr (Backward) b1 = t.b1[c], b1e = t.b1_err[c], b2 = t.b2[c], b2e = t.b2_err[c], gm = t.dy_max_abs[c];
+        double b1 = 0, b1e = 0, b2 = 0, b2e = 0, gm = 0, b3 = 0, b3e = 0;
+        if constexpr (Backward) {
+            b1 = t.b1[c], b1e = t.b1_err[c], b2 = t.b2[c], b2e = t.b2_err[c], gm = t.dy_max_abs[c];
+            b3 = t.b3[c], b3e = t.b3_err[c];
+        }
         for (std::int64_t r = 0; r < rows; ++r)
             accumulate_exact<Backward>(double(x[r * stride + std::int64_t(c)]),
                                        Backward ? double(g[r * stride + std::int64_t(c)]) : 0.0, t.K[c], t.s1[c],
-                                       t.s1_err[c], t.s2[c], t.s2_err[c], t.max_abs[c], b1, b1e, b2, b2e, gm);
-        if constexpr (Backward) t.b1[c] = b1, t.b1_err[c] = b1e, t.b2[c] = b2, t.b2_err[c] = b2e, t.dy_max_abs[c] = gm;
+                                       t.s1_err[c], t.s2[c], t.s2_err[c], t.max_abs[c], b1, b1e, b2, b2e, gm, b3, b3e);
+        if constexpr (Backward) {
+            t.b1[c] = b1, t.b1_err[c] = b1e, t.b2[c] = b2, t.b2_err[c] = b2e, t.dy_max_abs[c] = gm;
+            t.b3[c] = b3, t.b3_err[c] = b3e;
+        }
     }
 }
 
@@ -1029,7 +1046,7 @@ template <class D> struct PlainErrors {
 template <class D> PlainErrors<D> plain_errors(const MomentsOf<D>& m) {
     using detail::simd::sqrt;
     const D g = 2.0 * m.rel;
-    return {g, g * sqrt(m.sq / m.n), 6.0 * g * m.sq, g * sqrt(m.n * m.dy_sq), 5.0 * g * sqrt(m.sq * m.dy_sq)};
+    return {g, g * sqrt(m.sq / m.n), 6.0 * g * m.sq, g * sqrt(m.n * m.dy_sq.hi), 5.0 * g * sqrt(m.sq * m.dy_sq.hi)};
 }
 
 /// Whether a channel's mean and invstd (and so y) from plain sums are within the bound.
@@ -1052,14 +1069,14 @@ template <class D> mask_of<D> backward_certified(const MomentsOf<D>& m, double e
     const D rel_r = 0.5 * (e.m2 / n) / var_eps; // invstd's relative error
     const D B = S1 / n, H = r2 * Sd / n;
     const D dH = 2.0 * rel_r * magnitude(H) + r2 * e.sum_dyd / n;
-    const D max_d = sqrt(M2) + e.mean, max_g = sqrt(m.dy_sq);
+    const D max_d = sqrt(M2) + e.mean, max_g = sqrt(m.dy_sq.hi);
     // pass B: 8u²·(|dy| + |B| + |H|·|x − μ|) centred; the offset form 10u²·(the same) + 24u²·|μ·H|
     const double centred = tol.offset_form ? 2.5 : 2.0, offset = tol.offset_form ? 6.0 : 0.0;
     const D delta = e.sum_dy / n + dH * max_d + magnitude(H) * (e.mean + tol.pass_b * magnitude(m.mean.hi)) +
                     centred * tol.pass_b * (max_g + magnitude(B) + magnitude(H) * max_d) +
                     offset * tol.pass_b * magnitude(H) * magnitude(m.mean.hi);
     // Σ t² = Σdy² − S1²/n − 2·H·Sd + H²·M2
-    const D t1 = m.dy_sq, t2 = S1 * S1 / n, t3 = 2.0 * H * Sd, t4 = H * H * M2;
+    const D t1 = m.dy_sq.hi, t2 = S1 * S1 / n, t3 = 2.0 * H * Sd, t4 = H * H * M2;
     const D sum_t2 = t1 - t2 - t3 + t4;
     const D err_t2 = 2.0 * e.g * t1 + 2.0 * magnitude(S1) * e.sum_dy / n +
                      2.0 * (magnitude(H) * e.sum_dyd + magnitude(Sd) * dH) + 2.0 * magnitude(H) * dH * M2 +
@@ -1069,6 +1086,32 @@ template <class D> mask_of<D> backward_certified(const MomentsOf<D>& m, double e
     return either<mask_of<D>>(m.rel == 0.0, // error-free sums
                               every<mask_of<D>>(rel_r <= tol.output, e.sum_dy <= tol.scalar * magnitude(S1),
                                                 e.sum_dyd <= tol.scalar * magnitude(Sd), delta <= tol.output * rms_t));
+}
+
+/// For a float64 channel summed error-free (which the certificates pass): is pass B's own
+/// rounding (double-double, ~2^-104 of |dy|, |B| and |H|·(|x − μ| + |μ|)) within 2^-61
+/// of dx? dx can be a tiny fraction of those terms (dy nearly linear in x, offset data).
+/// dx's size comes from Σt² = Σdy² − (Σdy)²/n − 2H·Σdy·(x − μ) + H²·M2 (t = dx/a), in
+/// double-double since its terms cancel down to dx's size, less a bound on its error:
+/// the error-free sums' worst case (n·u)² and the double-double steps, relative to the
+/// terms. Channels that fail take the exact kernel.
+bool pass_b_enough(const MomentsOf<double>& m, double eps) {
+    using namespace detail;
+    const double n = m.n;
+    const dd var_eps = add(div(m.m2, n), eps);
+    if (!(var_eps.hi > 0) || !std::isfinite(var_eps.hi)) return true; // refused or exact elsewhere
+    const dd inv = rsqrt(var_eps);
+    const dd H = div(mul(mul(m.sum_dyd, inv), inv), n), B = div(m.sum_dy, n);
+    const dd t1 = m.dy_sq, t2 = div(mul(m.sum_dy, m.sum_dy), n), t3 = mul(mul(H, m.sum_dyd), 2.0),
+             t4 = mul(mul(H, H), m.m2);
+    const double sum_t2 = add(sub(sub(t1, t2), t3), t4).hi;
+    const double terms = t1.hi + t2.hi + std::abs(t3.hi) + t4.hi;
+    const double err_t2 = (0x1p-98 + 2 * (n * kUnit) * (n * kUnit)) * terms;
+    const double rms_t = std::sqrt(std::max(0.0, sum_t2 - err_t2) / n);
+    const double mu = std::abs(m.mean.hi), h = std::abs(H.hi), max_d = std::sqrt(m.m2.hi);
+    const Tolerance& tol = kFloat64Tolerance;
+    const double pass_b = 2.5 * tol.pass_b * (m.dy_max_abs + std::abs(B.hi) + h * max_d) + 7 * tol.pass_b * h * mu;
+    return pass_b <= tol.output * rms_t;
 }
 
 /// Pass A with the fast sums of T (plain for float32, biased for float64), each channel
@@ -1556,6 +1599,10 @@ BackwardPass<T>::BackwardPass(const T* x, const T* gamma, const T* dy, const Lay
     // needs every error term too (float64 dx always has them)
     const std::vector<Moments> ms = certified_moments<T, true>(x, dy, l, eps, threads_, careful_);
     fast_ = in_fast_range(ms, is_double);
+    if constexpr (is_double) // channels summed again error-free: is double-double pass B enough?
+        for (std::size_t c = 0; c < ms.size(); ++c)
+            if (careful_[c] && fast_[c] && !pass_b_enough(MomentsOf<double>::gather(&ms[c]), eps))
+                fast_[c] = 0; // dx a tiny fraction of |dy|, |B| or |μ·H|: the exact kernel
 
     // Per channel: dx = a·(dy − B − (x − μ)·H) with a = γ·invstd, B = dβ/m, H = invstd·dγ/m.
     const std::size_t C = std::size_t(l.channels);
