@@ -94,7 +94,7 @@ inline detail::simd::v8d fused(detail::simd::v8d a, detail::simd::v8d b, detail:
 /// nearly linear in x): heavy-tailed data makes them many orders larger than dx itself.
 /// On doubles, or lane by lane on v4d with the same operations, so that a channel gets
 /// the same bits in a vector lane as alone.
-template <bool Backward, class D>
+template <bool Backward, bool DySquares, class D>
 inline void accumulate_exact(D x, D g, D K, D& s1, D& s1e, D& s2, D& s2e, D& mx, D& b1, D& b1e, D& b2, D& b2e,
                              D& gm, D& b3, D& b3e) {
     const D a = magnitude(x);
@@ -122,12 +122,17 @@ inline void accumulate_exact(D x, D g, D K, D& s1, D& s1e, D& s2, D& s2e, D& mx,
         b2e += (b2 - (s - sb)) + (q - sb);
         b2 = s;
         b2e += fused(g, d, -q) + g * d_err;
-        const D p3 = g * g; // Σ dy², for the check of pass B (BackwardPass)
-        s = b3 + p3, sb = s - b3;
-        b3e += ((b3 - (s - sb)) + (p3 - sb)) + fused(g, g, -p3);
-        b3 = s;
+        if constexpr (DySquares) { // Σ dy², compensated, for pass_b_enough (float64 only)
+            const D p3 = g * g;
+            s = b3 + p3, sb = s - b3;
+            b3e += ((b3 - (s - sb)) + (p3 - sb)) + fused(g, g, -p3);
+            b3 = s;
+        }
     }
 }
+
+/// Whether the error-free kernels of T also sum dy² (for pass_b_enough).
+template <class T, bool Backward> constexpr bool kDySquares = Backward && std::is_same_v<T, double>;
 
 // ---- per-channel statistics as structures of arrays ----------------------------------------
 
@@ -335,8 +340,8 @@ template <class T, bool Backward> void add_run(const T* v, const T* g, std::int6
     auto step = [&](int j, std::int64_t i) {
         const double xi = double(v[i]);
         const double gi = Backward ? double(g[i]) : 0.0;
-        accumulate_exact<Backward>(xi, gi, K, s1[j], s1e[j], s2[j], s2e[j], mx[j], b1[j], b1e[j], b2[j], b2e[j], gm[j],
-                                   b3[j], b3e[j]);
+        accumulate_exact<Backward, kDySquares<T, Backward>>(xi, gi, K, s1[j], s1e[j], s2[j], s2e[j], mx[j], b1[j],
+                                                            b1e[j], b2[j], b2e[j], gm[j], b3[j], b3e[j]);
     };
     std::int64_t i = 0;
     for (; i + kLanes <= len; i += kLanes)
@@ -553,8 +558,8 @@ inline void add_chunk_exact(const T* __restrict x, const T* __restrict g, std::i
         for (int j = 0; j < V; ++j) {
             const v4d xv = load(x + r * stride + j * kWidth);
             const v4d gv = Backward ? load(g + r * stride + j * kWidth) : v4d{};
-            accumulate_exact<Backward>(xv, gv, k[j], s1[j], s1e[j], s2[j], s2e[j], mx[j], b1[j], b1e[j], b2[j],
-                                       b2e[j], gm[j], b3[j], b3e[j]);
+            accumulate_exact<Backward, kDySquares<T, Backward>>(xv, gv, k[j], s1[j], s1e[j], s2[j], s2e[j], mx[j],
+                                                                b1[j], b1e[j], b2[j], b2e[j], gm[j], b3[j], b3e[j]);
         }
     }
     auto put = [&](double* p, int j, v4d v) { store(p + c + std::size_t(j * kWidth), v); };
@@ -590,10 +595,12 @@ template <class T, bool Backward>
             b1 = t.b1[c], b1e = t.b1_err[c], b2 = t.b2[c], b2e = t.b2_err[c], gm = t.dy_max_abs[c];
             b3 = t.b3[c], b3e = t.b3_err[c];
         }
-        for (std::int64_t r = 0; r < rows; ++r)
-            accumulate_exact<Backward>(double(x[r * stride + std::int64_t(c)]),
-                                       Backward ? double(g[r * stride + std::int64_t(c)]) : 0.0, t.K[c], t.s1[c],
-                                       t.s1_err[c], t.s2[c], t.s2_err[c], t.max_abs[c], b1, b1e, b2, b2e, gm, b3, b3e);
+        for (std::int64_t r = 0; r < rows; ++r) {
+            const double xi = double(x[r * stride + std::int64_t(c)]);
+            const double gi = Backward ? double(g[r * stride + std::int64_t(c)]) : 0.0;
+            accumulate_exact<Backward, kDySquares<T, Backward>>(xi, gi, t.K[c], t.s1[c], t.s1_err[c], t.s2[c],
+                                                                t.s2_err[c], t.max_abs[c], b1, b1e, b2, b2e, gm, b3, b3e);
+        }
         if constexpr (Backward) {
             t.b1[c] = b1, t.b1_err[c] = b1e, t.b2[c] = b2, t.b2_err[c] = b2e, t.dy_max_abs[c] = gm;
             t.b3[c] = b3, t.b3_err[c] = b3e;
