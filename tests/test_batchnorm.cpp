@@ -739,7 +739,8 @@ TEST_CASE("float64 dx too small for double-double pass B: the exact kernel, and 
         for (std::int64_t c = 0; c < C; ++c) {
             CAPTURE(c);
             CHECK(test::eps_error<double>(channel_values(dx, l, c), channel_values(dx0, l, c)) <= 1);
-            CHECK(test::eps_error<double>(std::vector<double>{dg[std::size_t(c)]}, std::vector<double>{dg0[std::size_t(c)]}) <= 1);
+            const auto k = std::size_t(c);
+            CHECK(test::eps_error<double>(std::vector<double>{dg[k]}, std::vector<double>{dg0[k]}) <= 1);
         }
     }
     // Hard data that double-double pass B handles stays on the fast path (the exact kernel

@@ -38,7 +38,6 @@
 #include <type_traits>
 #include <vector>
 
-
 namespace bnorm {
 namespace {
 
@@ -142,7 +141,8 @@ template <class T, bool Backward> constexpr bool kDySquares = Backward && std::i
 /// s1 = Σ(x − K), s2 = Σ(x − K)², and for backward b1 = Σ dy, b2 = Σ dy·(x − K), each with
 /// its compensation term. The plain kernels (float32) leave the compensation terms at
 /// zero and also sum b3 = Σ dy², which bounds their rounding errors (certificates below);
-/// so do the biased kernels (float64), which also count their folds.
+/// so do the biased kernels (float64), which also count their folds. The error-free
+/// kernels sum b3 compensated (b3_err) for float64, for pass_b_enough.
 struct Sums {
     double *n, *K, *s1, *s1_err, *s2, *s2_err, *max_abs, *folds, *b1, *b1_err, *b2, *b2_err, *dy_max_abs, *b3, *b3_err;
     double* plain; // room for the plain kernels' partial sums: 2 or 5 per channel
@@ -150,7 +150,8 @@ struct Sums {
         storage_.assign((backward ? 20 : 10) * C, 0.0); // one allocation, reused across blocks
         double* p = storage_.data();
         for (double** v : {&n, &K, &s1, &s1_err, &s2, &s2_err, &max_abs, &folds}) *v = p, p += C;
-        for (double** v : {&b1, &b1_err, &b2, &b2_err, &dy_max_abs, &b3, &b3_err}) *v = backward ? (p += C) - C : nullptr;
+        for (double** v : {&b1, &b1_err, &b2, &b2_err, &dy_max_abs, &b3, &b3_err})
+            *v = backward ? (p += C) - C : nullptr;
         plain = p;
     }
 
@@ -599,7 +600,8 @@ template <class T, bool Backward>
             const double xi = double(x[r * stride + std::int64_t(c)]);
             const double gi = Backward ? double(g[r * stride + std::int64_t(c)]) : 0.0;
             accumulate_exact<Backward, kDySquares<T, Backward>>(xi, gi, t.K[c], t.s1[c], t.s1_err[c], t.s2[c],
-                                                                t.s2_err[c], t.max_abs[c], b1, b1e, b2, b2e, gm, b3, b3e);
+                                                                t.s2_err[c], t.max_abs[c], b1, b1e, b2, b2e, gm, b3,
+                                                                b3e);
         }
         if constexpr (Backward) {
             t.b1[c] = b1, t.b1_err[c] = b1e, t.b2[c] = b2, t.b2_err[c] = b2e, t.dy_max_abs[c] = gm;
@@ -636,7 +638,7 @@ void add_rows(const T* x, const T* dy, std::int64_t stride, std::int64_t count, 
 // makes float64 pass A compute-bound. The biased kernels get the same kind of result with
 // about half of them, from one fact (Dekker): when |a| ≥ |v|, s = a + v rounded, and
 // a + v = s + (v − (s − a)) exactly, in three operations. Each accumulator of a tile
-// (N = 16 rows, or N = 64 steps of a run) starts at a power of two β > 4N·V, where V
+// (N = 16 rows, or N = 32 steps of a run) starts at a power of two β > 4N·V, where V
 // bounds the tile's terms (a first look over the tile finds it): N terms move it by at
 // most β/4, so |a| ≥ β/2 > |v| at every step, and at the end a − β is exact (Sterbenz).
 // The tile's sum is then a − β plus the sum of the exact error terms, which are small
@@ -796,8 +798,8 @@ inline void add_lanes_biased(const double* __restrict x, const double* __restric
 
 /// Rows [o0, o1) of a channels-last view (inner == 1) added to the biased sums: `count`
 /// channels from x[0] and dy[0] of each row, rows `stride` values apart, tile by tile
-/// (kRowTile.terms rows), four channels at a time, then the last ones one by one with the same
-/// operations.
+/// (kRowTile.terms rows), a chunk of channels at a time, then the last ones one by one
+/// with the same operations.
 template <bool Backward>
 void add_rows_biased(const double* x, const double* dy, std::int64_t stride, std::int64_t count, std::int64_t o0,
                      std::int64_t o1, Sums& t) {
@@ -834,8 +836,8 @@ void add_rows_biased(const double* x, const double* dy, std::int64_t stride, std
 }
 
 /// The values v[0, len) (and dy g) of channel c added to its biased sums, in chunks of
-/// kRunTile.terms steps of 2·kWidth lanes (the rest one by one); a chunk's lanes share the biases of
-/// its largest magnitudes.
+/// kRunTile.terms steps of 2·kWidth lanes (the rest one by one); a chunk's lanes share
+/// the biases of its largest magnitudes.
 template <bool Backward> void add_run_biased(const double* v, const double* g, std::int64_t len, std::size_t c, Sums& t) {
     using namespace detail::simd;
     constexpr int N = kRunTile.terms;
@@ -1602,8 +1604,9 @@ BackwardPass<T>::BackwardPass(const T* x, const T* gamma, const T* dy, const Lay
     : x_(x), gamma_(gamma), dy_(dy), l_(l), eps_(eps), threads_(threads_for(l, threads)) {
     assert(l.channels >= 1 && l.per_channel() >= 2 && eps >= 0);
     constexpr bool is_double = sizeof(T) == 8; // the fast path's range check applies to float64
-    // careful_: the float32 channels whose plain sums were not certified, so that their dx
-    // needs every error term too (float64 dx always has them)
+    // careful_: the channels whose fast sums were not certified and were summed again
+    // error-free. float32: their dx needs every error term too (float64 dx always has
+    // them). float64: pass B's own bound is checked for them (pass_b_enough)
     const std::vector<Moments> ms = certified_moments<T, true>(x, dy, l, eps, threads_, careful_);
     fast_ = in_fast_range(ms, is_double);
     if constexpr (is_double) // channels summed again error-free: is double-double pass B enough?

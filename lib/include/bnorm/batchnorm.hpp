@@ -112,7 +112,8 @@ private:
     Layout l_;
     double eps_;
     int threads_;
-    std::vector<double> coefficients_; // per channel: μ, γ·invstd, dβ/m, invstd·dγ/m, dβ/m − μ·invstd·dγ/m (hi, lo)
+    // per channel, hi and lo: μ, a = γ·invstd, B = dβ/m, H = invstd·dγ/m, K = B − μ·H
+    std::vector<double> coefficients_;
     std::vector<char> fast_;
     std::vector<char> careful_;        // per channel: dx with every error term (see apply)
     std::vector<char> offset_form_;    // per channel, float64: dx from the shorter form (see apply)
