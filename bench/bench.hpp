@@ -23,10 +23,11 @@ struct Case {
     int axis = 1;       ///< its channel axis
     std::string layout; ///< "nc", "nchw" or "nhwc"
     bnorm::DType dtype = bnorm::DType::f32;
+    std::string data = "normal"; ///< "normal", "offset" or "linear" (bench/cases.json)
 };
 
-/// The operands of one case, allocated and touched once: random normal inputs, and
-/// every output of forward() and backward().
+/// The operands of one case, allocated and touched once: random normal inputs (shifted
+/// or made linear as the case's `data` says), and every output of forward() and backward().
 template <class T> struct Tensors {
     explicit Tensors(const Case& c);
     bnorm::Layout layout;

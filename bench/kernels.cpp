@@ -3,6 +3,9 @@
 
 #include "bnorm/batchnorm.hpp"
 
+#include <stdexcept>
+#include <string>
+
 namespace bench {
 
 template <class T>
@@ -16,6 +19,12 @@ Tensors<T>::Tensors(const Case& c)
     fill_normal(dy.data(), dy.size(), 2);
     fill_normal(gamma.data(), gamma.size(), 3);
     fill_normal(beta.data(), beta.size(), 4);
+    if (c.data == "offset") // |mean|/spread = 5e4
+        for (std::size_t i = 0; i < x.size(); ++i) x[i] = T(x[i] + 5e4);
+    else if (c.data == "linear") // dy nearly linear in x: dx is eps/(var + eps) of its terms
+        for (std::size_t i = 0; i < x.size(); ++i) dy[i] = T(0.5 + 2 * double(x[i]));
+    else if (c.data != "normal")
+        throw std::runtime_error("cases.json: unknown data \"" + c.data + "\"");
 }
 
 // The one place where the thread count reaches bnorm.

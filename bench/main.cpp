@@ -48,7 +48,8 @@ Plan load_plan(const Options& o) {
         if (o.quick && !c.at("quick").get<bool>()) continue;
         p.cases.push_back({c.at("shape").get<bnorm::Shape>(), c.at("axis").get<int>(),
                            c.at("layout").get<std::string>(),
-                           c.at("dtype") == "float64" ? bnorm::DType::f64 : bnorm::DType::f32});
+                           c.at("dtype") == "float64" ? bnorm::DType::f64 : bnorm::DType::f32,
+                           c.value("data", std::string("normal"))});
     }
     const json& r = j.at("repetitions").at(o.quick ? "quick" : "full");
     p.policy = {r.at("min_samples"), r.at("max_samples"), r.at("floor_samples"),
@@ -112,11 +113,11 @@ template <class T> void bench_case(const Case& c, const Plan& p, Results& result
     for (Op op : p.ops) {
         for (int threads : p.threads) {
             json base = {{"op", op_name(op)}, {"impl", nullptr}, {"shape", c.shape}, {"axis", c.axis},
-                         {"dtype", bnorm::dtype_name(c.dtype)}, {"layout", c.layout},
+                         {"dtype", bnorm::dtype_name(c.dtype)}, {"layout", c.layout}, {"data", c.data},
                          {"threads", threads}, {"tensor_bytes", t.x.bytes()}};
             const std::string what = std::string(op_name(op)) + " " + shape_text(c.shape) + " " +
                                      bnorm::dtype_name(c.dtype) + " " + c.layout +
-                                     " threads=" + std::to_string(threads);
+                                     (c.data == "normal" ? "" : " " + c.data) + " threads=" + std::to_string(threads);
 
             const Timing mine = measure(
                 [&] { op == Op::forward ? run_forward(t, threads) : run_backward(t, threads); },

@@ -87,6 +87,13 @@ def make_tensors(torch, case):
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(case["shape"], dtype=dtype, generator=gen)
     dy = torch.randn(case["shape"], dtype=dtype, generator=gen)
+    data = case.get("data", "normal")  # as bench/kernels.cpp
+    if data == "offset":
+        x = x + 5e4
+    elif data == "linear":
+        dy = 0.5 + 2 * x
+    elif data != "normal":
+        raise ValueError(f"cases.json: unknown data {data!r}")
     if case["layout"] == "nhwc":
         x, dy = (t.permute(0, 3, 1, 2) for t in (x, dy))
         assert x.is_contiguous(memory_format=torch.channels_last)
@@ -114,7 +121,8 @@ def bench_case(torch, case, op, threads, policy):
     with torch.no_grad():
         timing = measure(call, policy)
     record = {"op": op, "impl": "pytorch", "shape": case["shape"], "axis": case["axis"],
-              "dtype": case["dtype"], "layout": case["layout"], "threads": threads,
+              "dtype": case["dtype"], "layout": case["layout"], "data": case.get("data", "normal"),
+              "threads": threads,
               "tensor_bytes": x.numel() * x.element_size()}
     record.update(timing)
     return record

@@ -55,7 +55,14 @@ def fmt_mib(n):
 
 
 def kernel_key(r):
-    return r["op"], tuple(r["shape"]), r["dtype"], r["layout"], r["threads"]
+    return r["op"], tuple(r["shape"]), r["dtype"], r["layout"], r.get("data", "normal"), r["threads"]
+
+
+def shape_label(r):
+    """The shape, and the data when it is not plain random normal values."""
+    shape = "x".join(map(str, r["shape"]))
+    data = r.get("data", "normal")
+    return shape if data == "normal" else f"{shape} {data}"
 
 
 def derive(records):
@@ -105,7 +112,7 @@ def kernel_table(records):
         header += [name, "bnorm/" + name]
     rows = []
     for r in bnorm:
-        row = [r["op"], "x".join(map(str, r["shape"])), r["dtype"], r["layout"], r["threads"],
+        row = [r["op"], shape_label(r), r["dtype"], r["layout"], r["threads"],
                fmt_time(r["ms_min"]), fmt_time(r["ms_median"]), sig3(r["gbps"]),
                f"{r['pct_of_bound']:.0f}%"]
         for impl in PEERS:
