@@ -398,6 +398,18 @@ static_assert(kPlainRun % kTileRows == 0, "a plain accumulator is folded after w
 template <class T> struct TilePrefetch {
     const T *x = nullptr, *g = nullptr; // the next tile of x and dy, or null
     std::int64_t at = 0, size = 0;     // the next element to prefetch, the tile's size
+    /// The tile of up to `rows` rows from row `next` of x (and dy, when not null), rows
+    /// `stride` values apart, when there is one before o1 and it is contiguous (whole rows:
+    /// count == stride); else none.
+    static TilePrefetch next_tile(const T* x, const T* dy, std::int64_t stride, std::int64_t count,
+                                  std::int64_t next, std::int64_t o1, std::int64_t rows) {
+        TilePrefetch p;
+        if (next < o1 && count == stride) {
+            p.x = x + next * stride, p.g = dy ? dy + next * stride : nullptr;
+            p.size = std::min(rows, o1 - next) * stride;
+        }
+        return p;
+    }
     /// Prefetches the lines that start in the next n elements: each line once, whether
     /// steps are shorter or longer than a line.
     void step(std::int64_t n) {
@@ -520,11 +532,7 @@ void add_rows_plain(const T* x, const T* dy, std::int64_t C, std::int64_t o0, st
     };
     for (std::int64_t o = o0; o < o1; o += kTileRows) {
         const std::int64_t rows = std::min(kTileRows, o1 - o), next = o + rows;
-        TilePrefetch<T> prefetch;
-        if (next < o1) {
-            prefetch.x = x + next * C, prefetch.g = Backward ? dy + next * C : nullptr;
-            prefetch.size = std::min(kTileRows, o1 - next) * C;
-        }
+        const auto prefetch = TilePrefetch<T>::next_tile(x, Backward ? dy : nullptr, C, C, next, o1, kTileRows);
         add_tile_plain<T, Backward>(x + o * C, Backward ? dy + o * C : nullptr, C, rows, prefetch, t.K, p1, p2, q1,
                                     q2, q3);
         if ((next - o0) % kPlainRun == 0) fold_all();
@@ -621,11 +629,8 @@ void add_rows(const T* x, const T* dy, std::int64_t stride, std::int64_t count, 
         for (std::int64_t c = 0; c < count; ++c) t.K[c] = double(x[o0 * stride + c]);
     for (std::int64_t o = o0; o < o1; o += kTileRows) {
         const std::int64_t rows = std::min(kTileRows, o1 - o), next = o + rows;
-        TilePrefetch<T> prefetch;
-        if (next < o1 && count == stride) { // whole rows: the next tile is contiguous
-            prefetch.x = x + next * stride, prefetch.g = Backward ? dy + next * stride : nullptr;
-            prefetch.size = std::min(kTileRows, o1 - next) * stride;
-        }
+        const auto prefetch =
+            TilePrefetch<T>::next_tile(x, Backward ? dy : nullptr, stride, count, next, o1, kTileRows);
         add_tile_exact<T, Backward>(x + o * stride, Backward ? dy + o * stride : nullptr, stride, count, rows,
                                     prefetch, t);
     }
@@ -808,11 +813,7 @@ void add_rows_biased(const double* x, const double* dy, std::int64_t stride, std
     constexpr std::int64_t N = kRowTile.terms;
     for (std::int64_t o = o0; o < o1; o += N) {
         const std::int64_t rows = std::min(N, o1 - o), next = o + rows;
-        TilePrefetch<double> prefetch;
-        if (next < o1 && count == stride) { // whole rows: the next tile is contiguous
-            prefetch.x = x + next * stride, prefetch.g = Backward ? dy + next * stride : nullptr;
-            prefetch.size = std::min(N, o1 - next) * stride;
-        }
+        auto prefetch = TilePrefetch<double>::next_tile(x, Backward ? dy : nullptr, stride, count, next, o1, N);
         const double* xt = x + o * stride;
         const double* gt = Backward ? dy + o * stride : nullptr;
         // vectors of channels, as many at a time as the registers hold the sums of
