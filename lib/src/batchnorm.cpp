@@ -166,16 +166,14 @@ template <class T, bool Backward> constexpr bool kDySquares = Backward && std::i
 /// kernels sum b3 compensated (b3_err) for float64, for pass_b_enough.
 struct Sums {
     double *n, *K, *s1, *s1_err, *s2, *s2_err, *max_abs, *folds, *b1, *b1_err, *b2, *b2_err, *dy_max_abs, *b3, *b3_err;
-    double* plain; // room for the plain kernels' partial sums: 2 or 5 per channel
-    std::size_t plain_stride = 0;
+    double* plain; // room for the plain kernels' partial sums: 2 or 5 arrays, padded(C) apart
     void reset(std::size_t C, bool backward) {
         const std::size_t stride = padded(C); // each array on a cache line
         double* p = line_arrays(storage_, backward ? 20 : 10, C); // one allocation, reused across blocks
         for (double** v : {&n, &K, &s1, &s1_err, &s2, &s2_err, &max_abs, &folds}) *v = p, p += stride;
         for (double** v : {&b1, &b1_err, &b2, &b2_err, &dy_max_abs, &b3, &b3_err})
             *v = backward ? (p += stride) - stride : nullptr;
-        plain = p; // plain partial sums: 2 or 5 arrays, `stride` apart
-        plain_stride = stride;
+        plain = p;
     }
 
 private:
@@ -544,7 +542,7 @@ template <class T, bool Backward>
 /// Adds rows [o0, o1) of a channels-last view (inner == 1) to the sums with plain kernels.
 template <class T, bool Backward>
 void add_rows_plain(const T* x, const T* dy, std::int64_t C, std::int64_t o0, std::int64_t o1, Sums& t) {
-    const auto n = std::size_t(C), stride = t.plain_stride;
+    const auto n = std::size_t(C), stride = padded(n);
     double *p1 = t.plain, *p2 = p1 + stride, *q1 = Backward ? p2 + stride : nullptr,
            *q2 = Backward ? q1 + stride : nullptr, *q3 = Backward ? q2 + stride : nullptr;
     for (std::int64_t c = 0; c < C; ++c) t.K[c] = double(x[o0 * C + c]);
