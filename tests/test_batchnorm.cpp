@@ -515,12 +515,26 @@ std::vector<float> cancelling_values(std::size_t n, std::uint64_t seed) {
     return v;
 }
 
+/// g less its projection on x − mean(x) (in long double), rounded to float: Σ g·(x − μ) of
+/// the result is about 2^-24 of its terms, a dγ near 0.
+std::vector<float> without_projection(const std::vector<double>& g, const std::vector<double>& x) {
+    long double sx = 0, sxx = 0, sgx = 0;
+    for (double v : x) sx += v;
+    const long double mu = sx / (long double)x.size();
+    for (std::size_t i = 0; i < x.size(); ++i) sxx += (x[i] - mu) * (x[i] - mu), sgx += g[i] * (x[i] - mu);
+    std::vector<float> out(g.size());
+    for (std::size_t i = 0; i < g.size(); ++i) out[i] = float(g[i] - sgx / sxx * (x[i] - mu));
+    return out;
+}
+
 } // namespace
 
 TEST_CASE("float32: plain sums are used only where certified, channel by channel") {
     // Channel 1 is ordinary data. Channel 0 is ordinary too, or x and dy sum to almost 0
     // (mean and dβ are tiny against the values, and the float32 plain sums round), or dy = x (dx is eps/(var+eps)
-    // of its terms). Every output of each channel must match the exact kernel on its own
+    // of its terms), or dy has its projection on x − μ taken out (dγ is ~1e-7 of its
+    // terms: the plain sums fail their certificate and float64's biased sums pass it, for
+    // the plain pass B). Every output of each channel must match the exact kernel on its own
     // scale, and channel 1's bits must not depend on what channel 0 needed.
     for (const Shape& shape : {Shape{8192, 2}, Shape{4, 2, 2048}}) {
         const Layout l = collapse(shape, 1);
@@ -537,7 +551,7 @@ TEST_CASE("float32: plain sums are used only where certified, channel by channel
                 for (std::int64_t k = 0; k < l.inner; ++k) t[std::size_t(o * l.channels * l.inner + k)] = values[i++];
         };
         std::vector<double> channel1_reference;
-        for (int kind : {0, 1, 2}) {
+        for (int kind : {0, 1, 2, 3}) {
             CAPTURE(kind);
             std::vector<float> xs = x, dys = dy;
             if (kind == 1) set_channel0(xs, cancelling_values(n, 5)), set_channel0(dys, cancelling_values(n, 6));
@@ -545,6 +559,7 @@ TEST_CASE("float32: plain sums are used only where certified, channel by channel
                 const std::vector<double> x0 = channel_values(xs, l, 0);
                 set_channel0(dys, std::vector<float>(x0.begin(), x0.end()));
             }
+            if (kind == 3) set_channel0(dys, without_projection(channel_values(dys, l, 0), channel_values(xs, l, 0)));
             const std::size_t N = xs.size();
             std::vector<float> y(N), m(2), s(2), dx(N), dg(2), db(2), y0(N), m0(2), s0(2), dx0(N), dg0(2), db0(2);
             forward<float>(xs.data(), l, nullptr, nullptr, 1e-5, y.data(), m.data(), s.data());
@@ -785,6 +800,53 @@ TEST_CASE("channels summed again error-free: one at a time or all in one pass, t
     std::vector<double> both = x;
     for (std::int64_t o = 0; o < rows; ++o) both[std::size_t(o * C + 1)] += 1e9;
     CHECK(channel0(both) == alone);
+}
+
+TEST_CASE("float32 channels summed again: one at a time or all in one pass, the same bits") {
+    // A float32 channel whose plain sums fail their certificate is summed again with
+    // float64's biased sums, and if those fail too, error-free: a channels-last channel
+    // alone (read with a stride), several in one pass over the tensor. Channel 0 fails in
+    // both runs, channel 1 only in the second; channel 0's outputs must not change. Three
+    // ways to fail: dγ near 0 (the biased sums pass, for the plain pass B), dy = 0.5 + 2x
+    // (they pass for the double-double pass B), dy = x with eps = 0 (dx is 0: error-free).
+    constexpr std::int64_t rows = 3000, C = 5;
+    const Layout l = collapse(Shape{rows, C}, 1);
+    for (int kind : {0, 1, 2}) {
+        CAPTURE(kind);
+        std::mt19937_64 rng(37);
+        std::normal_distribution<double> normal;
+        std::vector<float> x(std::size_t(l.size())), dy(x.size());
+        for (auto& v : x) v = float(normal(rng));
+        for (auto& v : dy) v = float(normal(rng));
+        const double eps = kind == 2 ? 0 : 1e-5;
+        auto make_hard = [&](std::vector<float>& g, std::int64_t c) {
+            std::vector<float> v(rows);
+            const std::vector<double> xc = channel_values(x, l, c);
+            if (kind == 0) v = without_projection(channel_values(g, l, c), xc);
+            for (std::int64_t o = 0; o < rows; ++o) {
+                const double xv = xc[std::size_t(o)];
+                const float hard = kind == 0 ? v[std::size_t(o)] : kind == 1 ? float(0.5 + 2 * xv) : float(xv);
+                g[std::size_t(o * C + c)] = hard;
+            }
+        };
+        auto channel0 = [&](const std::vector<float>& g) {
+            std::vector<float> y(x.size()), dx(x.size()), m(C), s(C), dg(C), db(C), dx0(x.size()), dg0(C), db0(C);
+            forward<float>(x.data(), l, nullptr, nullptr, eps, y.data(), m.data(), s.data());
+            backward<float>(x.data(), nullptr, g.data(), l, eps, dx.data(), dg.data(), db.data());
+            detail::backward_exact<float>(x.data(), nullptr, g.data(), l, eps, dx0.data(), dg0.data(), db0.data());
+            const std::vector<double> got = channel_values(dx, l, 0);
+            CHECK(test::eps_error<float>(std::vector<float>(got.begin(), got.end()), channel_values(dx0, l, 0)) <= 2);
+            CHECK(test::eps_error<float>(std::vector<float>{dg[0]}, std::vector<double>{dg0[0]}) <= 2);
+            std::vector<double> out{m[0], s[0], dg[0], db[0]};
+            for (double v : channel_values(dx, l, 0)) out.push_back(v);
+            return out;
+        };
+        std::vector<float> one = dy;
+        make_hard(one, 0);
+        std::vector<float> two = one;
+        make_hard(two, 1);
+        CHECK(channel0(one) == channel0(two));
+    }
 }
 
 TEST_CASE("float32: dx of uncertified channels, four lanes or one, the same bits") {

@@ -114,7 +114,7 @@ inline detail::simd::v8d fused(detail::simd::v8d a, detail::simd::v8d b, detail:
 /// nearly linear in x): heavy-tailed data makes them many orders larger than dx itself.
 /// On doubles, or lane by lane on v4d with the same operations, so that a channel gets
 /// the same bits in a vector lane as alone.
-template <bool Backward, bool DySquares, class D>
+template <bool Backward, class D>
 inline void accumulate_exact(D x, D g, D K, D& s1, D& s1e, D& s2, D& s2e, D& mx, D& b1, D& b1e, D& b2, D& b2e,
                              D& gm, D& b3, D& b3e) {
     const D a = magnitude(x);
@@ -142,17 +142,12 @@ inline void accumulate_exact(D x, D g, D K, D& s1, D& s1e, D& s2, D& s2e, D& mx,
         b2e += (b2 - (s - sb)) + (q - sb);
         b2 = s;
         b2e += fused(g, d, -q) + g * d_err;
-        if constexpr (DySquares) { // Σ dy², compensated, for pass_b_enough (float64 only)
-            const D p3 = g * g;
-            s = b3 + p3, sb = s - b3;
-            b3e += ((b3 - (s - sb)) + (p3 - sb)) + fused(g, g, -p3);
-            b3 = s;
-        }
+        const D p3 = g * g; // Σ dy², compensated, for pass_b_enough
+        s = b3 + p3, sb = s - b3;
+        b3e += ((b3 - (s - sb)) + (p3 - sb)) + fused(g, g, -p3);
+        b3 = s;
     }
 }
-
-/// Whether the error-free kernels of T also sum dy² (for pass_b_enough).
-template <class T, bool Backward> constexpr bool kDySquares = Backward && std::is_same_v<T, double>;
 
 // ---- per-channel statistics as structures of arrays ----------------------------------------
 
@@ -162,8 +157,8 @@ template <class T, bool Backward> constexpr bool kDySquares = Backward && std::i
 /// s1 = Σ(x − K), s2 = Σ(x − K)², and for backward b1 = Σ dy, b2 = Σ dy·(x − K), each with
 /// its compensation term. The plain kernels (float32) leave the compensation terms at
 /// zero and also sum b3 = Σ dy², which bounds their rounding errors (certificates below);
-/// so do the biased kernels (float64), which also count their folds. The error-free
-/// kernels sum b3 compensated (b3_err) for float64, for pass_b_enough.
+/// so do the biased kernels, which also count their folds. The error-free kernels sum b3
+/// compensated (b3_err), for pass_b_enough.
 struct Sums {
     double *n, *K, *s1, *s1_err, *s2, *s2_err, *max_abs, *folds, *b1, *b1_err, *b2, *b2_err, *dy_max_abs, *b3, *b3_err;
     double* plain; // room for the plain kernels' partial sums: 2 or 5 arrays, padded(C) apart
@@ -362,7 +357,7 @@ template <class T, bool Backward> void add_run(const T* v, const T* g, std::int6
     auto step = [&](int j, std::int64_t i) {
         const double xi = double(v[i]);
         const double gi = Backward ? double(g[i]) : 0.0;
-        accumulate_exact<Backward, kDySquares<T, Backward>>(xi, gi, K, s1[j], s1e[j], s2[j], s2e[j], mx[j], b1[j],
+        accumulate_exact<Backward>(xi, gi, K, s1[j], s1e[j], s2[j], s2e[j], mx[j], b1[j],
                                                             b1e[j], b2[j], b2e[j], gm[j], b3[j], b3e[j]);
     };
     std::int64_t i = 0;
@@ -592,7 +587,7 @@ inline void add_chunk_exact(const T* __restrict x, const T* __restrict g, std::i
         for (int j = 0; j < V; ++j) {
             const v4d xv = load(x + r * stride + j * kWidth);
             const v4d gv = Backward ? load(g + r * stride + j * kWidth) : v4d{};
-            accumulate_exact<Backward, kDySquares<T, Backward>>(xv, gv, k[j], s1[j], s1e[j], s2[j], s2e[j], mx[j],
+            accumulate_exact<Backward>(xv, gv, k[j], s1[j], s1e[j], s2[j], s2e[j], mx[j],
                                                                 b1[j], b1e[j], b2[j], b2e[j], gm[j], b3[j], b3e[j]);
         }
     }
@@ -632,7 +627,7 @@ template <class T, bool Backward>
         for (std::int64_t r = 0; r < rows; ++r) {
             const double xi = double(x[r * stride + std::int64_t(c)]);
             const double gi = Backward ? double(g[r * stride + std::int64_t(c)]) : 0.0;
-            accumulate_exact<Backward, kDySquares<T, Backward>>(xi, gi, t.K[c], t.s1[c], t.s1_err[c], t.s2[c],
+            accumulate_exact<Backward>(xi, gi, t.K[c], t.s1[c], t.s1_err[c], t.s2[c],
                                                                 t.s2_err[c], t.max_abs[c], b1, b1e, b2, b2e, gm, b3,
                                                                 b3e);
         }
@@ -793,9 +788,9 @@ template <class D, bool Backward, int N> struct BiasedTile {
 /// Channels [c, c + V·kLanesOf<D>) (D = v8d, v4d or double) of `rows` ≤ 16
 /// channels-last rows (`stride` values apart) added to the biased sums t. V independent
 /// vectors of channels keep the adders busy while each waits on its own sums.
-template <class D, bool Backward, int V>
-inline void add_lanes_biased(const double* __restrict x, const double* __restrict g, std::int64_t stride,
-                             std::int64_t rows, std::size_t c, Sums& t, TilePrefetch<double>& prefetch) {
+template <class D, bool Backward, int V, class T>
+inline void add_lanes_biased(const T* __restrict x, const T* __restrict g, std::int64_t stride, std::int64_t rows,
+                             std::size_t c, Sums& t, TilePrefetch<T>& prefetch) {
     constexpr int L = kLanesOf<D>;
     auto at = [&](int j) { return c + std::size_t(j * L); };
     D mx[V] = {}, gm[V] = {}; // the tile's largest magnitudes
@@ -830,17 +825,17 @@ inline void add_lanes_biased(const double* __restrict x, const double* __restric
 /// channels from x[0] and dy[0] of each row, rows `stride` values apart, tile by tile
 /// (kRowTile.terms rows), a chunk of channels at a time, then the last ones one by one
 /// with the same operations.
-template <bool Backward>
-void add_rows_biased(const double* x, const double* dy, std::int64_t stride, std::int64_t count, std::int64_t o0,
+template <class T, bool Backward>
+void add_rows_biased(const T* x, const T* dy, std::int64_t stride, std::int64_t count, std::int64_t o0,
                      std::int64_t o1, Sums& t) {
     constexpr auto W = std::size_t(detail::simd::kWidth);
     const auto C = std::size_t(count);
     constexpr std::int64_t N = kRowTile.terms;
     for (std::int64_t o = o0; o < o1; o += N) {
         const std::int64_t rows = std::min(N, o1 - o), next = o + rows;
-        auto prefetch = TilePrefetch<double>::next_tile(x, Backward ? dy : nullptr, stride, count, next, o1, N);
-        const double* xt = x + o * stride;
-        const double* gt = Backward ? dy + o * stride : nullptr;
+        auto prefetch = TilePrefetch<T>::next_tile(x, Backward ? dy : nullptr, stride, count, next, o1, N);
+        const T* xt = x + o * stride;
+        const T* gt = Backward ? dy + o * stride : nullptr;
         // vectors of channels, as many at a time as the registers hold the sums of
         constexpr int V = Backward ? (detail::simd::kRegisters == 32 ? 2 : 1) : 4;
         std::size_t c = 0;
@@ -864,7 +859,7 @@ void add_rows_biased(const double* x, const double* dy, std::int64_t stride, std
 /// The values v[0, len) (and dy g) of channel c added to its biased sums, in chunks of
 /// kRunTile.terms steps of 2·kWidth lanes (the rest one by one); a chunk's lanes share
 /// the biases of its largest magnitudes.
-template <bool Backward> void add_run_biased(const double* v, const double* g, std::int64_t len, std::size_t c, Sums& t) {
+template <class T, bool Backward> void add_run_biased(const T* v, const T* g, std::int64_t len, std::size_t c, Sums& t) {
     using namespace detail::simd;
     constexpr int N = kRunTile.terms;
     static_assert(kRunTile.sharing == 2 * kWidth, "a chunk's lanes share its V");
@@ -959,7 +954,6 @@ enum class Summation { exact, plain, biased };
 template <class T, bool Backward, Summation How>
 std::vector<Moments> channel_moments(const T* x, const T* dy, const Layout& l, const Blocks& blocks, int threads) {
     constexpr bool Plain = How == Summation::plain, Biased = How == Summation::biased;
-    static_assert(!Biased || std::is_same_v<T, double>);
     const auto C = std::size_t(l.channels);
     std::vector<Moments> per_block(std::size_t(blocks.count) * C);
     detail::parallel_for(blocks.count, threads, [&](std::int64_t b0, std::int64_t b1) {
@@ -970,13 +964,13 @@ std::vector<Moments> channel_moments(const T* x, const T* dy, const Layout& l, c
             if (rows) {
                 const auto [o0, o1] = blocks.rows(b);
                 if constexpr (Plain) add_rows_plain<T, Backward>(x, dy, l.channels, o0, o1, sums);
-                else if constexpr (Biased) add_rows_biased<Backward>(x, dy, l.channels, l.channels, o0, o1, sums);
+                else if constexpr (Biased) add_rows_biased<T, Backward>(x, dy, l.channels, l.channels, o0, o1, sums);
                 else add_rows<T, Backward>(x, dy, l.channels, l.channels, o0, o1, sums);
             } else {
                 blocks.for_runs(b, [&](std::int64_t off, std::int64_t c) {
                     const T* g = Backward ? dy + off : nullptr;
                     if constexpr (Plain) add_run_plain<T, Backward>(x + off, g, l.inner, std::size_t(c), sums);
-                    else if constexpr (Biased) add_run_biased<Backward>(x + off, g, l.inner, std::size_t(c), sums);
+                    else if constexpr (Biased) add_run_biased<T, Backward>(x + off, g, l.inner, std::size_t(c), sums);
                     else add_run<T, Backward>(x + off, g, l.inner, std::size_t(c), sums);
                 });
             }
@@ -1000,25 +994,52 @@ std::vector<Moments> channel_moments(const T* x, const T* dy, const Layout& l, c
     return total;
 }
 
-/// The Moments of channel c alone with the error-free kernels: the same bits as
-/// channel_moments<T, Backward, Summation::exact> gives for c, reading only c's values.
-template <class T, bool Backward>
-Moments exact_channel_moments(const T* x, const T* dy, const Layout& l, const Blocks& blocks, std::int64_t c) {
+/// The Moments of channel c alone with the error-free or the biased kernels: the same
+/// bits as channel_moments<T, Backward, How> gives for c, reading only c's values.
+template <class T, bool Backward, Summation How>
+Moments one_channel_moments(const T* x, const T* dy, const Layout& l, const Blocks& blocks, std::int64_t c) {
+    static_assert(How != Summation::plain, "the plain kernels are only run over every channel");
+    constexpr bool Biased = How == Summation::biased;
     Moments total;
     Sums sums;
     for (std::int64_t b = 0; b < blocks.count; ++b) {
         sums.reset(1, Backward);
-        if (blocks.whole_rows && l.inner == 1) {
+        const bool rows = blocks.whole_rows && l.inner == 1;
+        if (rows) {
             const auto [o0, o1] = blocks.rows(b);
-            add_rows<T, Backward>(x + c, Backward ? dy + c : nullptr, l.channels, 1, o0, o1, sums);
+            const T* g = Backward ? dy + c : nullptr;
+            if constexpr (Biased) add_rows_biased<T, Backward>(x + c, g, l.channels, 1, o0, o1, sums);
+            else add_rows<T, Backward>(x + c, g, l.channels, 1, o0, o1, sums);
         } else {
             blocks.for_runs(b, [&](std::int64_t off, std::int64_t run_c) {
-                if (run_c == c) add_run<T, Backward>(x + off, Backward ? dy + off : nullptr, l.inner, 0, sums);
+                if (run_c != c) return;
+                const T* g = Backward ? dy + off : nullptr;
+                if constexpr (Biased) add_run_biased<T, Backward>(x + off, g, l.inner, 0, sums);
+                else add_run<T, Backward>(x + off, g, l.inner, 0, sums);
             });
         }
-        if (sums.n[0] != 0) total.merge(Moments::of(sums, 0, Backward, 0.0));
+        const double rel = Biased ? biased_rel(sums.folds[0], rows ? kRowTile : kRunTile) : 0.0;
+        if (sums.n[0] != 0) total.merge(Moments::of(sums, 0, Backward, rel));
     }
     return total;
+}
+
+/// The channels `todo` of ms summed again with the kernels of `How`, each with the bits
+/// channel_moments<T, Backward, How> gives it. One channel of channels-last data is read
+/// with a stride, which touches every line of the tensor: beyond one such channel, one
+/// pass over all of them costs less.
+template <class T, bool Backward, Summation How>
+void sum_again(const T* x, const T* dy, const Layout& l, const Blocks& blocks, int threads,
+               const std::vector<std::int64_t>& todo, std::vector<Moments>& ms) {
+    if (l.inner == 1 && todo.size() > 1) {
+        const std::vector<Moments> all = channel_moments<T, Backward, How>(x, dy, l, blocks, threads);
+        for (std::int64_t c : todo) ms[std::size_t(c)] = all[std::size_t(c)];
+        return;
+    }
+    detail::parallel_for(std::int64_t(todo.size()), threads, [&](std::int64_t i0, std::int64_t i1) {
+        for (std::int64_t i = i0; i < i1; ++i)
+            ms[std::size_t(todo[i])] = one_channel_moments<T, Backward, How>(x, dy, l, blocks, todo[i]);
+    });
 }
 
 /// Per channel: true when the fast path's double arithmetic cannot overflow, underflow
@@ -1065,6 +1086,9 @@ struct Tolerance {
 };
 /// float32 outputs from plain sums, and pass B in double.
 constexpr Tolerance kFloat32Tolerance{0x1p-28, 0x1p-25, kUnit, false};
+/// The same outputs with pass B in double-double (input_gradient_dd: 8u² for the centred
+/// form), for float32 channels whose dx is a tiny fraction of its terms.
+constexpr Tolerance kFloat32CarefulTolerance{0x1p-28, 0x1p-25, 0x1p-104, false};
 /// float64 outputs from biased sums (2^-8 and 2^-5 of an ulp), and pass B in
 /// double-double (its error terms are kept, to a few 2^-106).
 constexpr Tolerance kFloat64Tolerance{0x1p-61, 0x1p-58, 0x1p-104, true};
@@ -1123,14 +1147,15 @@ template <class D> mask_of<D> backward_certified(const MomentsOf<D>& m, double e
                                                 e.sum_dyd <= tol.scalar * magnitude(Sd), delta <= tol.output * rms_t));
 }
 
-/// For a float64 channel summed error-free (which the certificates pass): is pass B's own
-/// rounding (double-double, ~2^-104 of |dy|, |B| and |H|·(|x − μ| + |μ|)) within 2^-61
-/// of dx? dx can be a tiny fraction of those terms (dy nearly linear in x, offset data).
+/// For a channel summed error-free (which the certificates pass): is pass B's own
+/// rounding (double-double, ~2^-104 of |dy|, |B| and |H|·(|x − μ| + |μ|)) within
+/// tol.output of dx (2^-61 for float64, 2^-28 for float32)? dx can be a tiny fraction of
+/// those terms (dy nearly linear in x, offset data), or 0 (float32 dy = x, eps = 0).
 /// dx's size comes from Σt² = Σdy² − (Σdy)²/n − 2H·Σdy·(x − μ) + H²·M2 (t = dx/a), in
 /// double-double since its terms cancel down to dx's size, less a bound on its error:
 /// the error-free sums' worst case (n·u)² and the double-double steps, relative to the
 /// terms. Channels that fail take the exact kernel.
-bool pass_b_enough(const MomentsOf<double>& m, double eps) {
+bool pass_b_enough(const MomentsOf<double>& m, double eps, const Tolerance& tol) {
     using namespace detail;
     const double n = m.n;
     const dd var_eps = add(div(m.m2, n), eps);
@@ -1144,43 +1169,69 @@ bool pass_b_enough(const MomentsOf<double>& m, double eps) {
     const double err_t2 = (0x1p-98 + 2 * (n * kUnit) * (n * kUnit)) * terms;
     const double rms_t = std::sqrt(std::max(0.0, sum_t2 - err_t2) / n);
     const double mu = std::abs(m.mean.hi), h = std::abs(H.hi), max_d = std::sqrt(m.m2.hi);
-    const Tolerance& tol = kFloat64Tolerance;
-    const double pass_b = 2.5 * tol.pass_b * (m.dy_max_abs + std::abs(B.hi) + h * max_d) + 7 * tol.pass_b * h * mu;
+    // as in backward_certified: the centred form's bound, the offset form's (which has 6
+    // more |μ·H|) where it may be taken
+    const double centred = tol.offset_form ? 2.5 : 2.0, offset = tol.offset_form ? 7.0 : 1.0;
+    const double pass_b =
+        centred * tol.pass_b * (m.dy_max_abs + std::abs(B.hi) + h * max_d) + offset * tol.pass_b * h * mu;
     return pass_b <= tol.output * rms_t;
 }
 
-/// Pass A with the fast sums of T (plain for float32, biased for float64), each channel
-/// certified or summed again error-free. redo[c] tells which channels were summed again.
+/// Which sums a channel's outputs come from: the first stage of pass A whose certificate
+/// it passed.
+enum class Certified : char {
+    fast,    // the fast sums (float32: plain, or biased when the plain ones were not enough)
+    careful, // float32 backward: biased sums, certified for the double-double pass B only
+    exact,   // summed again error-free
+};
+
+/// Per channel of ms: does the certificate of `tol` pass? Four channels at a time, with
+/// the same result as one at a time.
+template <bool Backward> std::vector<char> certify(const std::vector<Moments>& ms, double eps, const Tolerance& tol) {
+    std::vector<char> ok(ms.size());
+    for_channel_lanes(ms.size(), [](std::size_t) { return true; }, [&](std::size_t c, auto lanes_type) {
+        using D = decltype(lanes_type);
+        const MomentsOf<D> m = MomentsOf<D>::gather(&ms[c]);
+        const mask_of<D> pass = Backward ? backward_certified(m, eps, tol) : forward_certified(m, eps, tol);
+        for (int j = 0; j < kLanesOf<D>; ++j) ok[c + j] = ok_lane(pass, j);
+    });
+    return ok;
+}
+
+/// Pass A, in stages: every channel with the fast sums of T (plain for float32, biased
+/// for float64); the channels whose certificate fails, again with float64's biased sums
+/// (float32 only: they keep ~2^-86 where plain sums keep 2^-48); those that still fail,
+/// again error-free. how[c] tells where channel c's moments come from. A channel's bits
+/// come from its own data only, whichever stage its neighbours need.
 template <class T, bool Backward>
 std::vector<Moments> certified_moments(const T* x, const T* dy, const Layout& l, double eps, int threads,
-                                       std::vector<char>& redo) {
+                                       std::vector<Certified>& how) {
     const Blocks blocks(l, (Backward ? 2 : 1) * sizeof(T));
     constexpr bool is_float = sizeof(T) == 4;
     const Tolerance& tol = is_float ? kFloat32Tolerance : kFloat64Tolerance;
     std::vector<Moments> ms =
         channel_moments<T, Backward, is_float ? Summation::plain : Summation::biased>(x, dy, l, blocks, threads);
-    redo.assign(std::size_t(l.channels), 0);
-    for_channel_lanes(ms.size(), [](std::size_t) { return true; }, [&](std::size_t c, auto lanes_type) {
-        using D = decltype(lanes_type);
-        const MomentsOf<D> m = MomentsOf<D>::gather(&ms[c]);
-        const mask_of<D> ok = Backward ? backward_certified(m, eps, tol) : forward_certified(m, eps, tol);
-        for (int j = 0; j < kLanesOf<D>; ++j) redo[c + j] = !ok_lane(ok, j);
-    });
+    how.assign(ms.size(), Certified::fast);
+    const std::vector<char> ok = certify<Backward>(ms, eps, tol);
     std::vector<std::int64_t> todo;
     for (std::size_t c = 0; c < ms.size(); ++c)
-        if (redo[c]) todo.push_back(std::int64_t(c));
-    // One channel of channels-last data is read with a stride, which touches every line of
-    // the tensor: beyond one such channel, one error-free pass over all of them costs less
-    // (the same bits: exact_channel_moments matches channel_moments channel by channel).
-    if (l.inner == 1 && todo.size() > 1) {
-        const std::vector<Moments> exact = channel_moments<T, Backward, Summation::exact>(x, dy, l, blocks, threads);
-        for (std::int64_t c : todo) ms[std::size_t(c)] = exact[std::size_t(c)];
-        return ms;
+        if (!ok[c]) todo.push_back(std::int64_t(c));
+    if (is_float && !todo.empty()) { // float32: the biased sums, certified for pass B in double or in double-double
+        sum_again<T, Backward, Summation::biased>(x, dy, l, blocks, threads, todo, ms);
+        std::vector<std::int64_t> left;
+        for (std::int64_t c : todo) {
+            const Moments& m = ms[std::size_t(c)];
+            auto passes = [&](const Tolerance& t) {
+                return Backward ? backward_certified(m, eps, t) : forward_certified(m, eps, t);
+            };
+            if (passes(kFloat32Tolerance)) continue;
+            if (Backward && passes(kFloat32CarefulTolerance)) how[std::size_t(c)] = Certified::careful;
+            else left.push_back(c);
+        }
+        todo = std::move(left);
     }
-    detail::parallel_for(std::int64_t(todo.size()), threads, [&](std::int64_t i0, std::int64_t i1) {
-        for (std::int64_t i = i0; i < i1; ++i)
-            ms[std::size_t(todo[i])] = exact_channel_moments<T, Backward>(x, dy, l, blocks, todo[i]);
-    });
+    for (std::int64_t c : todo) how[std::size_t(c)] = Certified::exact;
+    if (!todo.empty()) sum_again<T, Backward, Summation::exact>(x, dy, l, blocks, threads, todo, ms);
     return ms;
 }
 
@@ -1551,8 +1602,8 @@ ForwardPass<T>::ForwardPass(const T* x, const Layout& l, const T* gamma, const T
     : x_(x), gamma_(gamma), beta_(beta), l_(l), eps_(eps), threads_(threads_for(l, threads)) {
     assert(l.channels >= 1 && l.per_channel() >= 2 && eps >= 0);
     constexpr bool is_double = sizeof(T) == 8; // the fast path's range check applies to float64
-    std::vector<char> resummed;
-    const std::vector<Moments> ms = certified_moments<T, false>(x, nullptr, l, eps, threads_, resummed);
+    std::vector<Certified> how; // (forward's pass B is the same for every stage)
+    const std::vector<Moments> ms = certified_moments<T, false>(x, nullptr, l, eps, threads_, how);
     fast_ = in_fast_range(ms, is_double);
 
     // Per channel: y = a·(x − μ) + β with a = γ·invstd.
@@ -1637,15 +1688,20 @@ BackwardPass<T>::BackwardPass(const T* x, const T* gamma, const T* dy, const Lay
     : x_(x), gamma_(gamma), dy_(dy), l_(l), eps_(eps), threads_(threads_for(l, threads)) {
     assert(l.channels >= 1 && l.per_channel() >= 2 && eps >= 0);
     constexpr bool is_double = sizeof(T) == 8; // the fast path's range check applies to float64
-    // careful_: the channels whose fast sums were not certified and were summed again
-    // error-free. float32: their dx needs every error term too (float64 dx always has
-    // them). float64: pass B's own bound is checked for them (pass_b_enough)
-    const std::vector<Moments> ms = certified_moments<T, true>(x, dy, l, eps, threads_, careful_);
+    // careful_: the channels whose fast sums were not certified, summed again (float32:
+    // biased, or error-free; float64: error-free). float32: their dx needs every error term
+    // too (float64 dx always has them). For those summed error-free, pass B's own bound
+    // is checked (pass_b_enough)
+    std::vector<Certified> how;
+    const std::vector<Moments> ms = certified_moments<T, true>(x, dy, l, eps, threads_, how);
     fast_ = in_fast_range(ms, is_double);
-    if constexpr (is_double) // channels summed again error-free: is double-double pass B enough?
-        for (std::size_t c = 0; c < ms.size(); ++c)
-            if (careful_[c] && fast_[c] && !pass_b_enough(MomentsOf<double>::gather(&ms[c]), eps))
-                fast_[c] = 0; // dx a tiny fraction of |dy|, |B| or |μ·H|: the exact kernel
+    careful_.resize(how.size());
+    for (std::size_t c = 0; c < how.size(); ++c) careful_[c] = how[c] != Certified::fast;
+    // channels summed again error-free: is double-double pass B enough?
+    const Tolerance& careful_tol = is_double ? kFloat64Tolerance : kFloat32CarefulTolerance;
+    for (std::size_t c = 0; c < ms.size(); ++c)
+        if (how[c] == Certified::exact && fast_[c] && !pass_b_enough(ms[c], eps, careful_tol))
+            fast_[c] = 0; // dx a tiny fraction of |dy|, |B| or |μ·H|: the exact kernel
 
     // Per channel: dx = a·(dy − B − (x − μ)·H) with a = γ·invstd, B = dβ/m, H = invstd·dγ/m.
     const std::size_t C = std::size_t(l.channels);

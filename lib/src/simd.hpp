@@ -113,6 +113,12 @@ inline v8d load8(const double* p) {
     std::memcpy(&v, p, sizeof v);
     return v;
 }
+inline v8d load8(const float* p) { // eight floats, exactly, as doubles
+    using v8f = float __attribute__((vector_size(32)));
+    v8f f;
+    std::memcpy(&f, p, sizeof f);
+    return __builtin_convertvector(f, v8d);
+}
 inline void store(double* p, v8d v) { std::memcpy(p, &v, sizeof v); }
 
 inline v8d fma(v8d a, v8d b, v8d c) {
