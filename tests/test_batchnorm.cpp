@@ -809,7 +809,7 @@ TEST_CASE("float32 channels summed again: one at a time or all in one pass, the 
     // both runs, channel 1 only in the second; channel 0's outputs must not change. Three
     // ways to fail: dγ near 0 (the biased sums pass, for the plain pass B), dy = 0.5 + 2x
     // (they pass for the double-double pass B), dy = x with eps = 0 (dx is 0: error-free).
-    constexpr std::int64_t rows = 3000, C = 5;
+    constexpr std::int64_t rows = 8192, C = 5;
     const Layout l = collapse(Shape{rows, C}, 1);
     for (int kind : {0, 1, 2}) {
         CAPTURE(kind);
@@ -853,21 +853,24 @@ TEST_CASE("float32: dx of uncertified channels, four lanes or one, the same bits
     // dy = 0.5 + 2x makes a channel's dx a tiny fraction of its terms: its certificate fails
     // and its dx is computed with every error term. Channels-last rows take four such
     // consecutive channels as vector lanes and the others one by one: channel 1 must get the
-    // same bits either way, and every channel must match the exact kernel.
-    constexpr std::int64_t rows = 2000, C = 6;
+    // same bits either way, and every channel must match the exact kernel. Channels 0 to 3
+    // have |μ| ≤ 4σ and take the offset form (input_gradient_offset_dd) alone or as four
+    // lanes; channels 4 and 5 (|μ| = 10σ) take the centred form.
+    constexpr std::int64_t rows = 8192, C = 6;
     const Shape shape{rows, C};
     const Layout l = collapse(shape, 1);
     std::mt19937_64 rng(41);
     std::normal_distribution<double> normal;
     std::vector<float> x(std::size_t(l.size())), dy(x.size());
-    for (auto& v : x) v = float(normal(rng));
+    for (std::size_t i = 0; i < x.size(); ++i) x[i] = float(normal(rng) + (i % C >= 4 ? 10 : 0));
     for (auto& v : dy) v = float(normal(rng));
-    std::vector<float> all = dy, only1 = dy;
+    std::vector<float> all = dy, only1 = dy, first4 = dy; // which channels have dy = 0.5 + 2x
     for (std::int64_t o = 0; o < rows; ++o)
         for (std::int64_t c = 0; c < C; ++c) {
             const auto i = std::size_t(o * C + c);
             all[i] = float(0.5 + 2 * double(x[i]));
             if (c == 1) only1[i] = all[i];
+            if (c < 4) first4[i] = all[i];
         }
     auto dx_of = [&](const std::vector<float>& g) {
         std::vector<float> dx(x.size()), dx0(x.size());
@@ -880,5 +883,7 @@ TEST_CASE("float32: dx of uncertified channels, four lanes or one, the same bits
         }
         return channel_values(dx, l, 1);
     };
-    CHECK(dx_of(all) == dx_of(only1));
+    const std::vector<double> reference = dx_of(all); // every channel: double-double pass B in one pass
+    CHECK(dx_of(only1) == reference);                  // channel 1 alone after the plain pass B
+    CHECK(dx_of(first4) == reference);                 // channels 0 to 3 as four lanes after it
 }

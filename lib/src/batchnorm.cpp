@@ -1086,9 +1086,9 @@ struct Tolerance {
 };
 /// float32 outputs from plain sums, and pass B in double.
 constexpr Tolerance kFloat32Tolerance{0x1p-28, 0x1p-25, kUnit, false};
-/// The same outputs with pass B in double-double (input_gradient_dd: 8u² for the centred
-/// form), for float32 channels whose dx is a tiny fraction of its terms.
-constexpr Tolerance kFloat32CarefulTolerance{0x1p-28, 0x1p-25, 0x1p-104, false};
+/// The same outputs with pass B in double-double (the centred form's 8u², or the offset
+/// form's where |μ| ≤ 4σ), for float32 channels whose dx is a tiny fraction of its terms.
+constexpr Tolerance kFloat32CarefulTolerance{0x1p-28, 0x1p-25, 0x1p-104, true};
 /// float64 outputs from biased sums (2^-8 and 2^-5 of an ulp), and pass B in
 /// double-double (its error terms are kept, to a few 2^-106).
 constexpr Tolerance kFloat64Tolerance{0x1p-61, 0x1p-58, 0x1p-104, true};
@@ -1372,12 +1372,6 @@ template <class D> inline D input_gradient_offset_dd(D x, D g, D ah, D al, D Kh,
     return fused(ah, ih, fused(al, ih, ah * rest));
 }
 
-/// dx of an uncertified float32 channel: the double-double form, rounded once.
-inline float input_gradient_careful(double x, double g, double mh, double ml, double ah, double al, double Bh,
-                                    double Bl, double Hh, double Hl) {
-    return float(input_gradient_dd(x, g, mh, ml, ah, al, Bh, Bl, Hh, Hl));
-}
-
 // ---- pass B kernels ---------------------------------------------------------------------------
 //
 // Outputs larger than kStreamBytes are written with non-temporal stores: they would only
@@ -1536,7 +1530,7 @@ template <bool Stream>
 
 /// Pass B of backward, float64 (and float32 when every channel needs every error term):
 /// input_gradient_dd over `rows` channels-last rows of C channels, or the offset form
-/// where offset4[c] (four channels from c) or offset[c] says so (float64 only).
+/// where offset4[c] (four channels from c) or offset[c] says so.
 template <bool Stream, class T>
 [[gnu::noinline]] void input_gradient_rows_dd(const T* __restrict x, const T* __restrict g,
                                               T* __restrict dx, std::int64_t C, std::int64_t rows,
@@ -1551,17 +1545,15 @@ template <bool Stream, class T>
         write_lanes<Stream>(
             dx, C,
             [&](std::int64_t c) {
-                if constexpr (std::is_same_v<T, double>)
-                    if (offset4[c])
-                        return input_gradient_offset_dd(load(x + c), load(g + c), load(ah + c), load(al + c),
-                                                        load(Kh + c), load(Kl + c), load(Hh + c), load(Hl + c));
+                if (offset4[c])
+                    return input_gradient_offset_dd(load(x + c), load(g + c), load(ah + c), load(al + c),
+                                                    load(Kh + c), load(Kl + c), load(Hh + c), load(Hl + c));
                 return input_gradient_dd(load(x + c), load(g + c), load(mh + c), load(ml + c), load(ah + c),
                                          load(al + c), load(Bh + c), load(Bl + c), load(Hh + c), load(Hl + c));
             },
             [&](std::int64_t c) {
                 const double xc = double(x[c]), gc = double(g[c]);
-                if constexpr (std::is_same_v<T, double>)
-                    if (offset[c]) return input_gradient_offset_dd(xc, gc, ah[c], al[c], Kh[c], Kl[c], Hh[c], Hl[c]);
+                if (offset[c]) return input_gradient_offset_dd(xc, gc, ah[c], al[c], Kh[c], Kl[c], Hh[c], Hl[c]);
                 return input_gradient_dd(xc, gc, mh[c], ml[c], ah[c], al[c], Bh[c], Bl[c], Hh[c], Hl[c]);
             });
 }
@@ -1581,16 +1573,16 @@ template <bool Stream, class T>
 }
 
 /// The same in the offset form (input_gradient_offset_dd).
-template <bool Stream>
-[[gnu::noinline]] void input_gradient_run_offset_dd(const double* __restrict x, const double* __restrict g,
-                                                    double* __restrict dx, std::int64_t len, double ah, double al,
-                                                    double Kh, double Kl, double Hh, double Hl) {
+template <bool Stream, class T>
+[[gnu::noinline]] void input_gradient_run_offset_dd(const T* __restrict x, const T* __restrict g, T* __restrict dx,
+                                                    std::int64_t len, double ah, double al, double Kh, double Kl,
+                                                    double Hh, double Hl) {
     using namespace detail::simd;
     const v4d a = splat(ah), alo = splat(al), K = splat(Kh), Klo = splat(Kl), H = splat(Hh), Hlo = splat(Hl);
     write_lanes<Stream>(
         dx, len,
         [&](std::int64_t i) { return input_gradient_offset_dd(load(x + i), load(g + i), a, alo, K, Klo, H, Hlo); },
-        [&](std::int64_t i) { return input_gradient_offset_dd(x[i], g[i], ah, al, Kh, Kl, Hh, Hl); });
+        [&](std::int64_t i) { return input_gradient_offset_dd(double(x[i]), double(g[i]), ah, al, Kh, Kl, Hh, Hl); });
 }
 
 } // namespace
@@ -1706,15 +1698,17 @@ BackwardPass<T>::BackwardPass(const T* x, const T* gamma, const T* dy, const Lay
     // Per channel: dx = a·(dy − B − (x − μ)·H) with a = γ·invstd, B = dβ/m, H = invstd·dγ/m.
     const std::size_t C = std::size_t(l.channels);
     const double m_count = double(l.per_channel());
-    // μ, a, B, H (hi, lo each), and for float64 K. Only what is used: the tiny float32 case
-    // took 0.08 µs longer with 10·C (1280 bytes, past glibc's per-thread cache of small
-    // blocks); 8 arrays on cache lines take 1080 bytes for C = 16, timed as fast as 1024
+    // μ, a, B, H (hi, lo each), and K for the double-double pass B (float64, and float32
+    // with careful channels). Only what is used: the tiny float32 case took 0.08 µs longer
+    // with 10·C (1280 bytes, past glibc's per-thread cache of small blocks); 8 arrays on
+    // cache lines take 1080 bytes for C = 16, timed as fast as 1024
     dgamma_.resize(C), dbeta_.resize(C);
-    if constexpr (is_double) offset_form_.assign(C, 0), offset_form4_.assign(C, 0);
+    const bool with_K = is_double || std::any_of(careful_.begin(), careful_.end(), [](char k) { return k; });
+    if (with_K) offset_form_.assign(C, 0), offset_form4_.assign(C, 0);
     const std::size_t P = padded(C); // arrays on cache lines
-    double *mu_hi = line_arrays(coefficients_, is_double ? 10 : 8, C), *mu_lo = mu_hi + P, *a_hi = mu_lo + P,
+    double *mu_hi = line_arrays(coefficients_, with_K ? 10 : 8, C), *mu_lo = mu_hi + P, *a_hi = mu_lo + P,
            *a_lo = a_hi + P, *B_hi = a_lo + P, *B_lo = B_hi + P, *H_hi = B_lo + P, *H_lo = H_hi + P;
-    double *K_hi = is_double ? H_lo + P : nullptr, *K_lo = is_double ? K_hi + P : nullptr;
+    double *K_hi = with_K ? H_lo + P : nullptr, *K_lo = with_K ? K_hi + P : nullptr;
     for_fast_channel_lanes(fast_, [&](std::size_t c, auto lanes_type) {
         using D = decltype(lanes_type);
         const MomentsOf<D> m = MomentsOf<D>::gather(&ms[c]);
@@ -1728,7 +1722,7 @@ BackwardPass<T>::BackwardPass(const T* x, const T* gamma, const T* dy, const Lay
         const dd_of<D> H = detail::div(detail::mul(dg, inv), detail::broadcast<D>(m_count));
         put(mu_hi, c, m.mean.hi), put(mu_lo, c, m.mean.lo), put(a_hi, c, a.hi), put(a_lo, c, a.lo);
         put(B_hi, c, B.hi), put(B_lo, c, B.lo), put(H_hi, c, H.hi), put(H_lo, c, H.lo);
-        if constexpr (is_double) { // float32 dx has the plain kernel, or the careful one
+        if (with_K) {
             const dd_of<D> K = detail::sub(B, detail::mul(m.mean, H)); // dβ/m − μ·H
             put(K_hi, c, K.hi), put(K_lo, c, K.lo);
             const D sd = detail::simd::sqrt(D(m.m2.hi / m.n));
@@ -1736,7 +1730,7 @@ BackwardPass<T>::BackwardPass(const T* x, const T* gamma, const T* dy, const Lay
                 offset_form_[c + j] = std::abs(lane(m.mean.hi, j)) <= kOffsetFormSpread * lane(sd, j);
         }
     });
-    if constexpr (is_double)
+    if (with_K)
         for (std::size_t c = 0; c + 3 < C; ++c)
             offset_form4_[c] = offset_form_[c] && offset_form_[c + 1] && offset_form_[c + 2] && offset_form_[c + 3];
 }
@@ -1770,8 +1764,8 @@ template <class T> void BackwardPass<T>::apply(std::int64_t o0, std::int64_t o1,
     const double *__restrict pml = pmh + P, *__restrict pah = pml + P, *__restrict pal = pah + P,
                                *__restrict pBh = pal + P, *__restrict pBl = pBh + P, *__restrict pHh = pBl + P,
                                *__restrict pHl = pHh + P;
-    const double *__restrict pKh = sizeof(T) == 8 ? pHl + P : nullptr,
-                 *__restrict pKl = sizeof(T) == 8 ? pKh + P : nullptr; // float64 only
+    const bool with_K = !offset_form_.empty(); // float64, and float32 with careful channels
+    const double *__restrict pKh = with_K ? pHl + P : nullptr, *__restrict pKl = with_K ? pKh + P : nullptr;
     const std::int64_t base = o0 * l_.channels * l_.inner; // dx holds rows [o0, o1)
     const std::int64_t out_bytes = (o1 - o0) * l_.channels * l_.inner * std::int64_t(sizeof(T));
     // float32 with every channel careful (say dy nearly linear in x everywhere): pass B
@@ -1785,46 +1779,34 @@ template <class T> void BackwardPass<T>::apply(std::int64_t o0, std::int64_t o1,
         const T* __restrict xs = x_ + off;
         const T* __restrict gs = dy_ + off;
         T* __restrict out = dx + (off - base);
-        if constexpr (sizeof(T) == 4) { // certified plain sums; careful channels are redone below
-            with_streaming(out_bytes, [&](auto stream) {
-                constexpr bool S = decltype(stream)::value;
-                if (all_careful) { // every channel: the double-double kernels, in one pass
+        with_streaming(out_bytes, [&](auto stream) {
+            constexpr bool S = decltype(stream)::value;
+            if constexpr (sizeof(T) == 4)
+                if (!all_careful) { // certified plain sums; careful channels are redone below
                     if (inner == 1)
-                        input_gradient_rows_dd<S, T>(xs, gs, out, count, rows, pmh + c0, pml + c0, pah + c0, pal + c0,
-                                                     pBh + c0, pBl + c0, pHh + c0, pHl + c0, nullptr, nullptr, nullptr,
-                                                     nullptr);
+                        input_gradient_rows_plain<S>(xs, gs, out, count, rows, pmh + c0, pah + c0, pBh + c0, pHh + c0);
                     else
-                        for (std::int64_t j = 0; j < count; ++j) {
-                            const std::int64_t c = c0 + j;
-                            input_gradient_run_dd<S, T>(xs + j * inner, gs + j * inner, out + j * inner, inner, pmh[c],
-                                                        pml[c], pah[c], pal[c], pBh[c], pBl[c], pHh[c], pHl[c]);
-                        }
-                } else if (inner == 1)
-                    input_gradient_rows_plain<S>(xs, gs, out, count, rows, pmh + c0, pah + c0, pBh + c0, pHh + c0);
-                else
-                    for (std::int64_t j = 0; j < count; ++j)
-                        input_gradient_run_plain<S>(xs + j * inner, gs + j * inner, out + j * inner, inner,
-                                                    pmh[c0 + j], pah[c0 + j], pBh[c0 + j], pHh[c0 + j]);
-            });
-        } else {
-            with_streaming(out_bytes, [&](auto stream) {
-                constexpr bool S = decltype(stream)::value;
-                if (inner == 1)
-                    input_gradient_rows_dd<S, T>(xs, gs, out, count, rows, pmh + c0, pml + c0, pah + c0, pal + c0,
-                                                 pBh + c0, pBl + c0, pHh + c0, pHl + c0, pKh + c0, pKl + c0,
-                                                 offset_form_.data() + c0, offset_form4_.data() + c0);
-                else
-                    for (std::int64_t j = 0; j < count; ++j) {
-                        const std::int64_t c = c0 + j;
-                        if (offset_form_[std::size_t(c)])
-                            input_gradient_run_offset_dd<S>(xs + j * inner, gs + j * inner, out + j * inner, inner,
-                                                            pah[c], pal[c], pKh[c], pKl[c], pHh[c], pHl[c]);
-                        else
-                            input_gradient_run_dd<S, T>(xs + j * inner, gs + j * inner, out + j * inner, inner,
-                                                        pmh[c], pml[c], pah[c], pal[c], pBh[c], pBl[c], pHh[c], pHl[c]);
-                    }
-            });
-        }
+                        for (std::int64_t j = 0; j < count; ++j)
+                            input_gradient_run_plain<S>(xs + j * inner, gs + j * inner, out + j * inner, inner,
+                                                        pmh[c0 + j], pah[c0 + j], pBh[c0 + j], pHh[c0 + j]);
+                    return;
+                }
+            // every channel in double-double, in the offset form where it applies
+            if (inner == 1)
+                input_gradient_rows_dd<S, T>(xs, gs, out, count, rows, pmh + c0, pml + c0, pah + c0, pal + c0,
+                                             pBh + c0, pBl + c0, pHh + c0, pHl + c0, pKh + c0, pKl + c0,
+                                             offset_form_.data() + c0, offset_form4_.data() + c0);
+            else
+                for (std::int64_t j = 0; j < count; ++j) {
+                    const std::int64_t c = c0 + j;
+                    if (offset_form_[std::size_t(c)])
+                        input_gradient_run_offset_dd<S, T>(xs + j * inner, gs + j * inner, out + j * inner, inner,
+                                                           pah[c], pal[c], pKh[c], pKl[c], pHh[c], pHl[c]);
+                    else
+                        input_gradient_run_dd<S, T>(xs + j * inner, gs + j * inner, out + j * inner, inner, pmh[c],
+                                                    pml[c], pah[c], pal[c], pBh[c], pBl[c], pHh[c], pHl[c]);
+                }
+        });
     });
     if constexpr (sizeof(T) == 4) { // the float32 channels whose sums were not certified
         std::vector<std::int64_t> careful; // none left when all were done above
@@ -1832,30 +1814,42 @@ template <class T> void BackwardPass<T>::apply(std::int64_t o0, std::int64_t o1,
             if (careful_[std::size_t(c)]) careful.push_back(c);
         // row by row, so that channels-last data is read once however many channels need it
         // (the same operations on four lanes: four consecutive channels of a row, or four
-        // values of a channel's run)
+        // values of a channel's run; the offset form where input_gradient_rows_dd takes it)
         using detail::simd::load, detail::simd::splat, detail::simd::v4d;
         constexpr std::size_t W = detail::simd::kWidth;
-        auto four = [&](std::int64_t off, const v4d (&k)[8]) {
-            detail::simd::store(dx + (off - base), input_gradient_dd(load(x_ + off), load(dy_ + off), k[0], k[1], k[2],
-                                                                     k[3], k[4], k[5], k[6], k[7]));
+        // the coefficients of channel c as lanes: of c..c+3 (load), or c's in each (splat)
+        auto coefficients = [&]<class V>(auto lanes, std::int64_t c, bool offset, V (&k)[8]) {
+            if (offset) k[0] = lanes(pah + c), k[1] = lanes(pal + c), k[2] = lanes(pKh + c), k[3] = lanes(pKl + c);
+            else k[0] = lanes(pmh + c), k[1] = lanes(pml + c), k[2] = lanes(pah + c), k[3] = lanes(pal + c);
+            k[4] = lanes(pBh + c), k[5] = lanes(pBl + c), k[6] = lanes(pHh + c), k[7] = lanes(pHl + c);
+        };
+        auto dx_of = []<class V>(V x, V g, bool offset, const V (&k)[8]) {
+            return offset ? input_gradient_offset_dd(x, g, k[0], k[1], k[2], k[3], k[6], k[7])
+                          : input_gradient_dd(x, g, k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7]);
+        };
+        auto four = [&](std::int64_t off, bool offset, const v4d (&k)[8]) {
+            detail::simd::store(dx + (off - base), dx_of(load(x_ + off), load(dy_ + off), offset, k));
         };
         auto one = [&](std::int64_t off, std::int64_t c) {
-            dx[off - base] = input_gradient_careful(double(x_[off]), double(dy_[off]), pmh[c], pml[c], pah[c], pal[c],
-                                                    pBh[c], pBl[c], pHh[c], pHl[c]);
+            double k[8];
+            const bool offset = offset_form_[std::size_t(c)];
+            coefficients([](const double* p) { return *p; }, c, offset, k);
+            dx[off - base] = float(dx_of(double(x_[off]), double(dy_[off]), offset, k));
         };
         auto row = [&](std::int64_t o) {
             for (std::size_t i = 0; i < careful.size();) {
                 const std::int64_t c = careful[i], off = (o * l_.channels + c) * l_.inner;
+                v4d k[8];
                 if (l_.inner == 1 && i + W <= careful.size() && careful[i + W - 1] == c + std::int64_t(W) - 1) {
-                    const v4d k[8] = {load(pmh + c), load(pml + c), load(pah + c), load(pal + c),
-                                      load(pBh + c), load(pBl + c), load(pHh + c), load(pHl + c)};
-                    four(off, k), i += W;
+                    const bool offset = offset_form4_[std::size_t(c)];
+                    coefficients([](const double* p) { return load(p); }, c, offset, k);
+                    four(off, offset, k), i += W;
                     continue;
                 }
-                const v4d k[8] = {splat(pmh[c]), splat(pml[c]), splat(pah[c]), splat(pal[c]),
-                                  splat(pBh[c]), splat(pBl[c]), splat(pHh[c]), splat(pHl[c])};
+                const bool offset = offset_form_[std::size_t(c)];
+                coefficients([](const double* p) { return splat(*p); }, c, offset, k);
                 std::int64_t j = 0;
-                for (; l_.inner > 1 && j + std::int64_t(W) <= l_.inner; j += std::int64_t(W)) four(off + j, k);
+                for (; l_.inner > 1 && j + std::int64_t(W) <= l_.inner; j += std::int64_t(W)) four(off + j, offset, k);
                 for (; j < l_.inner; ++j) one(off + j, c);
                 ++i;
             }
