@@ -806,32 +806,40 @@ TEST_CASE("float32 channels summed again: one at a time or all in one pass, the 
     // A float32 channel whose plain sums fail their certificate is summed again with
     // float64's biased sums, and if those fail too, error-free: a channels-last channel
     // alone (read with a stride), several in one pass over the tensor. Channel 0 fails in
-    // both runs, channel 1 only in the second; channel 0's outputs must not change. Three
-    // ways to fail: dγ near 0 (the biased sums pass, for the plain pass B), dy = 0.5 + 2x
-    // (they pass for the double-double pass B), dy = x with eps = 0 (dx is 0: error-free).
+    // both runs, channel 1 only in the second; channel 0's outputs must not change, and
+    // must match the exact kernel. Four ways to fail, each with its own route:
+    //   0. dγ near 0: the biased sums pass, for the plain pass B;
+    //   1. dy = 0.5 + 2x + 5e-7·noise, eps = 0 (dx ~1e-7 of its terms): they pass for the
+    //      double-double pass B only;
+    //   2. dy = 0.5 + 2x, eps = 0 (dx is float32's rounding of dy): summed error-free, then
+    //      the double-double pass B;
+    //   3. dy = x, eps = 0 (dx is 0): summed error-free, then the exact kernel.
     constexpr std::int64_t rows = 8192, C = 5;
     const Layout l = collapse(Shape{rows, C}, 1);
-    for (int kind : {0, 1, 2}) {
+    for (int kind : {0, 1, 2, 3}) {
         CAPTURE(kind);
         std::mt19937_64 rng(37);
         std::normal_distribution<double> normal;
         std::vector<float> x(std::size_t(l.size())), dy(x.size());
         for (auto& v : x) v = float(normal(rng));
         for (auto& v : dy) v = float(normal(rng));
-        const double eps = kind == 2 ? 0 : 1e-5;
+        const double eps = kind == 0 ? 1e-5 : 0;
         auto make_hard = [&](std::vector<float>& g, std::int64_t c) {
-            std::vector<float> v(rows);
             const std::vector<double> xc = channel_values(x, l, c);
-            if (kind == 0) v = without_projection(channel_values(g, l, c), xc);
+            std::vector<float> v(rows);
+            std::mt19937_64 noise_rng(100 + std::uint64_t(c)); // the same noise in both runs
             for (std::int64_t o = 0; o < rows; ++o) {
                 const double xv = xc[std::size_t(o)];
-                const float hard = kind == 0 ? v[std::size_t(o)] : kind == 1 ? float(0.5 + 2 * xv) : float(xv);
-                g[std::size_t(o * C + c)] = hard;
+                v[std::size_t(o)] = kind == 1   ? float(0.5 + 2 * xv + 5e-7 * normal(noise_rng))
+                                    : kind == 2 ? float(0.5 + 2 * xv)
+                                                : float(xv);
             }
+            if (kind == 0) v = without_projection(channel_values(g, l, c), xc);
+            for (std::int64_t o = 0; o < rows; ++o) g[std::size_t(o * C + c)] = v[std::size_t(o)];
         };
         auto channel0 = [&](const std::vector<float>& g) {
             std::vector<float> y(x.size()), dx(x.size()), m(C), s(C), dg(C), db(C), dx0(x.size()), dg0(C), db0(C);
-            forward<float>(x.data(), l, nullptr, nullptr, eps, y.data(), m.data(), s.data());
+            forward<float>(x.data(), l, nullptr, nullptr, 1e-5, y.data(), m.data(), s.data());
             backward<float>(x.data(), nullptr, g.data(), l, eps, dx.data(), dg.data(), db.data());
             detail::backward_exact<float>(x.data(), nullptr, g.data(), l, eps, dx0.data(), dg0.data(), db0.data());
             const std::vector<double> got = channel_values(dx, l, 0);
@@ -850,8 +858,9 @@ TEST_CASE("float32 channels summed again: one at a time or all in one pass, the 
 }
 
 TEST_CASE("float32: dx of uncertified channels, four lanes or one, the same bits") {
-    // dy = 0.5 + 2x makes a channel's dx a tiny fraction of its terms: its certificate fails
-    // and its dx is computed with every error term. Channels-last rows take four such
+    // dy = 0.5 + 2x + 5e-7·noise with eps = 0 makes a channel's dx about 1e-7 of its terms:
+    // its plain sums fail their certificate, and the biased ones pass it only for the
+    // double-double pass B, which computes dx with every error term. Channels-last rows take four such
     // consecutive channels as vector lanes and the others one by one: channel 1 must get the
     // same bits either way, and every channel must match the exact kernel. Channels 0 to 3
     // have |μ| ≤ 4σ and take the offset form (input_gradient_offset_dd) alone or as four
@@ -868,14 +877,14 @@ TEST_CASE("float32: dx of uncertified channels, four lanes or one, the same bits
     for (std::int64_t o = 0; o < rows; ++o)
         for (std::int64_t c = 0; c < C; ++c) {
             const auto i = std::size_t(o * C + c);
-            all[i] = float(0.5 + 2 * double(x[i]));
+            all[i] = float(0.5 + 2 * double(x[i]) + 5e-7 * normal(rng));
             if (c == 1) only1[i] = all[i];
             if (c < 4) first4[i] = all[i];
         }
     auto dx_of = [&](const std::vector<float>& g) {
         std::vector<float> dx(x.size()), dx0(x.size());
-        backward<float>(x.data(), nullptr, g.data(), l, 1e-5, dx.data(), nullptr, nullptr);
-        detail::backward_exact<float>(x.data(), nullptr, g.data(), l, 1e-5, dx0.data(), nullptr, nullptr);
+        backward<float>(x.data(), nullptr, g.data(), l, 0, dx.data(), nullptr, nullptr);
+        detail::backward_exact<float>(x.data(), nullptr, g.data(), l, 0, dx0.data(), nullptr, nullptr);
         for (std::int64_t c = 0; c < C; ++c) {
             CAPTURE(c);
             const std::vector<double> got = channel_values(dx, l, c);

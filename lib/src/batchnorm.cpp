@@ -225,13 +225,16 @@ template <class Ok, class F> void for_channel_lanes(std::size_t C, Ok&& lanes_ok
 /// For the certificates it also carries: sq = Σ over blocks of Σ(x − K)² (≥ M2),
 /// dy_sq = Σ dy² (plain in the fast kernels, compensated in the error-free ones, merged in
 /// double-double), and rel = the largest relative rounding bound γ of a block's plain
-/// accumulations (0 when they are error-free).
+/// accumulations (0 when they are error-free), and dy_rel the same for dy_sq: the plain
+/// and biased kernels add dy² plainly within a run or a tile, so for the biased ones it is
+/// far larger than rel. max_abs and dy_max_abs are the largest |x| and |dy| from the
+/// biased and error-free kernels; the plain ones leave them 0.
 template <class D> struct MomentsOf {
     D n{};
     dd_of<D> mean{}, m2{}, sum_dy{}, sum_dyd{};
     D max_abs{}, dy_max_abs{};
     dd_of<D> dy_sq{};
-    D sq{}, rel{};
+    D sq{}, rel{}, dy_rel{};
 
     /// Calls f(a's number, b's numbers...) for each number of a MomentsOf a and others b.
     template <class F, class A, class... B> static void each_number(F&& f, A& a, B&... b) {
@@ -239,7 +242,7 @@ template <class D> struct MomentsOf {
         f(a.m2.lo, b.m2.lo...), f(a.sum_dy.hi, b.sum_dy.hi...), f(a.sum_dy.lo, b.sum_dy.lo...);
         f(a.sum_dyd.hi, b.sum_dyd.hi...), f(a.sum_dyd.lo, b.sum_dyd.lo...), f(a.max_abs, b.max_abs...);
         f(a.dy_max_abs, b.dy_max_abs...), f(a.sq, b.sq...), f(a.dy_sq.hi, b.dy_sq.hi...), f(a.dy_sq.lo, b.dy_sq.lo...);
-        f(a.rel, b.rel...);
+        f(a.rel, b.rel...), f(a.dy_rel, b.dy_rel...);
     }
 
     /// Channels m[0, kLanesOf<D>) as one MomentsOf<D>.
@@ -263,12 +266,13 @@ template <class D> struct MomentsOf {
     }
 
     /// The moments of channel c (c..c+3 for v4d) of a block's sums, whose count is not 0;
-    /// rel is the relative bound of the sums' errors (0 for the error-free kernels).
-    static MomentsOf of(const Sums& t, std::size_t c, bool backward, D rel) {
+    /// rel and dy_rel are the relative bounds of the sums' errors and of Σdy²'s (0 for
+    /// the error-free kernels).
+    static MomentsOf of(const Sums& t, std::size_t c, bool backward, D rel, double dy_rel) {
         using detail::add, detail::div, detail::mul, detail::sub, detail::two_sum;
         MomentsOf m;
         m.n = lanes<D>(t.n, c);
-        m.rel = rel;
+        m.rel = rel, m.dy_rel = detail::broadcast<D>(dy_rel);
         m.sq = lanes<D>(t.s2, c);
         if (backward) m.dy_sq = two_sum(lanes<D>(t.b3, c), lanes<D>(t.b3_err, c));
         const D K = lanes<D>(t.K, c);
@@ -290,7 +294,7 @@ template <class D> struct MomentsOf {
         if (o.n == 0) return;
         max_abs = std::max(max_abs, o.max_abs);
         dy_max_abs = std::max(dy_max_abs, o.dy_max_abs);
-        rel = std::max(rel, o.rel);
+        rel = std::max(rel, o.rel), dy_rel = std::max(dy_rel, o.dy_rel);
         if (n != 0) sq += o.sq, dy_sq = detail::add(dy_sq, o.dy_sq); // (else taken with *this = o below)
         if (n == 0) {
             *this = o;
@@ -547,7 +551,7 @@ void add_rows_plain(const T* x, const T* dy, std::int64_t C, std::int64_t o0, st
         if constexpr (Backward) {
             fold_rows(C, t.b1, t.b1_err, q1);
             fold_rows(C, t.b2, t.b2_err, q2);
-            for (std::size_t c = 0; c < n; ++c) t.b3[c] += q3[c], q3[c] = 0; // only bounds errors
+            fold_rows(C, t.b3, t.b3_err, q3);
         }
     };
     for (std::int64_t o = o0; o < o1; o += kTileRows) {
@@ -779,7 +783,9 @@ template <class D, bool Backward, int N> struct BiasedTile {
         into(t.s1, t.s1_err, a1, b1, e1), into(t.s2, t.s2_err, a2, b2, e2);
         if constexpr (Backward) {
             into(t.b1, t.b1_err, q1, c1, f1), into(t.b2, t.b2_err, q2, c2, f2);
-            put(t.b3, c, D(lanes<D>(t.b3, c) + q3));
+            D s = lanes<D>(t.b3, c), r = lanes<D>(t.b3_err, c);
+            add_compensated(s, r, q3);
+            put(t.b3, c, s), put(t.b3_err, c, r);
         }
         put(t.folds, c, D(lanes<D>(t.folds, c) + 1.0));
     }
@@ -941,7 +947,7 @@ template <class T, bool Backward> void add_run_plain(const T* v, const T* g, std
         if constexpr (Backward) {
             fold(t.b1[c], t.b1_err[c], q1);
             fold(t.b2[c], t.b2_err[c], q2);
-            t.b3[c] += q3;
+            fold(t.b3[c], t.b3_err[c], q3);
         }
     }
     t.n[c] += double(len);
@@ -949,6 +955,15 @@ template <class T, bool Backward> void add_run_plain(const T* v, const T* g, std
 
 /// How pass A sums: error-free (any data), plain (float32) or biased (float64).
 enum class Summation { exact, plain, biased };
+
+/// The relative bound of Σdy² from the kernels of `How`, over whole rows (`rows`) or runs:
+/// the plain and the biased kernels add dy² plainly, a plain run or a biased tile's terms
+/// at a time, and fold that into a compensated sum.
+constexpr double dy_squares_rel(Summation how, bool rows) {
+    return how == Summation::plain    ? kPlainGamma
+           : how == Summation::biased ? gamma_of((rows ? kRowTile : kRunTile).terms + 2)
+                                      : 0.0;
+}
 
 /// Pass A over the whole tensor: the Moments of every channel, with the kernels of `How`.
 template <class T, bool Backward, Summation How>
@@ -983,7 +998,7 @@ std::vector<Moments> channel_moments(const T* x, const T* dy, const Layout& l, c
                 if (sums.n[c] == 0) return;
                 const D rel = Biased ? biased_rel(lanes<D>(sums.folds, c), rows ? kRowTile : kRunTile)
                                      : detail::broadcast<D>(Plain ? kPlainGamma : 0.0);
-                MomentsOf<D>::of(sums, c, Backward, rel).scatter(out + c);
+                MomentsOf<D>::of(sums, c, Backward, rel, dy_squares_rel(How, rows)).scatter(out + c);
             });
         }
     });
@@ -1019,7 +1034,7 @@ Moments one_channel_moments(const T* x, const T* dy, const Layout& l, const Bloc
             });
         }
         const double rel = Biased ? biased_rel(sums.folds[0], rows ? kRowTile : kRunTile) : 0.0;
-        if (sums.n[0] != 0) total.merge(Moments::of(sums, 0, Backward, rel));
+        if (sums.n[0] != 0) total.merge(Moments::of(sums, 0, Backward, rel, dy_squares_rel(How, rows)));
     }
     return total;
 }
@@ -1128,7 +1143,12 @@ template <class D> mask_of<D> backward_certified(const MomentsOf<D>& m, double e
     const D rel_r = 0.5 * (e.m2 / n) / var_eps; // invstd's relative error
     const D B = S1 / n, H = r2 * Sd / n;
     const D dH = 2.0 * rel_r * magnitude(H) + r2 * e.sum_dyd / n;
-    const D max_d = sqrt(M2) + e.mean, max_g = sqrt(m.dy_sq.hi);
+    // the largest |x − μ| and |dy|: Cauchy–Schwarz's √M2 and √Σdy², or (far smaller for
+    // many rows) from the largest magnitudes, where the kernels kept them
+    const D zero{}, cs_d = sqrt(M2) + e.mean, cs_g = sqrt(m.dy_sq.hi);
+    const D kept_d = (m.max_abs + magnitude(m.mean.hi)) * (1 + 0x1p-50) + e.mean;
+    const D max_d = (zero < m.max_abs) & (kept_d < cs_d) ? kept_d : cs_d;
+    const D max_g = (zero < m.dy_max_abs) & (m.dy_max_abs < cs_g) ? m.dy_max_abs : cs_g;
     // pass B: 8u²·(|dy| + |B| + |H|·|x − μ|) centred; the offset form 10u²·(the same) + 24u²·|μ·H|
     const double centred = tol.offset_form ? 2.5 : 2.0, offset = tol.offset_form ? 6.0 : 0.0;
     const D delta = e.sum_dy / n + dH * max_d + magnitude(H) * (e.mean + tol.pass_b * magnitude(m.mean.hi)) +
@@ -1137,10 +1157,10 @@ template <class D> mask_of<D> backward_certified(const MomentsOf<D>& m, double e
     // Σ t² = Σdy² − S1²/n − 2·H·Sd + H²·M2
     const D t1 = m.dy_sq.hi, t2 = S1 * S1 / n, t3 = 2.0 * H * Sd, t4 = H * H * M2;
     const D sum_t2 = t1 - t2 - t3 + t4;
-    const D err_t2 = 2.0 * e.g * t1 + 2.0 * magnitude(S1) * e.sum_dy / n +
+    const D err_t2 = 4.0 * m.dy_rel * t1 + 2.0 * magnitude(S1) * e.sum_dy / n +
                      2.0 * (magnitude(H) * e.sum_dyd + magnitude(Sd) * dH) + 2.0 * magnitude(H) * dH * M2 +
                      H * H * e.m2 + 8.0 * kUnit * (t1 + t2 + magnitude(t3) + t4);
-    const D zero{}, left = sum_t2 - err_t2;
+    const D left = sum_t2 - err_t2;
     const D rms_t = sqrt((zero < left ? left : zero) / n); // std::max(0, left)
     return either<mask_of<D>>(m.rel == 0.0, // error-free sums
                               every<mask_of<D>>(rel_r <= tol.output, e.sum_dy <= tol.scalar * magnitude(S1),
@@ -1168,7 +1188,8 @@ bool pass_b_enough(const MomentsOf<double>& m, double eps, const Tolerance& tol)
     const double terms = t1.hi + t2.hi + std::abs(t3.hi) + t4.hi;
     const double err_t2 = (0x1p-98 + 2 * (n * kUnit) * (n * kUnit)) * terms;
     const double rms_t = std::sqrt(std::max(0.0, sum_t2 - err_t2) / n);
-    const double mu = std::abs(m.mean.hi), h = std::abs(H.hi), max_d = std::sqrt(m.m2.hi);
+    const double mu = std::abs(m.mean.hi), h = std::abs(H.hi); // the largest |x − μ|, as in backward_certified:
+    const double max_d = std::min(std::sqrt(m.m2.hi), (m.max_abs + mu) * (1 + 0x1p-50));
     // as in backward_certified: the centred form's bound, the offset form's (which has 6
     // more |μ·H|) where it may be taken
     const double centred = tol.offset_form ? 2.5 : 2.0, offset = tol.offset_form ? 7.0 : 1.0;
