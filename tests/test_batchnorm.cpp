@@ -409,6 +409,7 @@ TEST_CASE("large tensors: the fast kernel is as accurate as the exact one, and t
         large_problem<double>({4096, 24}, 1, kind, 1e-8);      // (N, C): whole-row tiles
         large_problem<double>({8, 6, 96, 96}, 1, kind, 1e-5);  // NCHW: segments of long rows
         large_problem<double>({16, 20, 20, 12}, -1, kind, 1e-3); // NHWC
+        large_problem<double>({40000, 12}, 1, kind, 1e-5);       // two blocks (backward), merged
     }
     for (int kind : {1, 2, 3}) {
         large_problem<float>({4096, 24}, 1, kind, 1e-5);
@@ -777,8 +778,9 @@ TEST_CASE("channels summed again error-free: one at a time or all in one pass, t
     // Channels-last data re-sums one failing channel alone, and several in one error-free
     // pass over the tensor (reading one channel alone touches every line). Channel 0 fails
     // its certificate in both runs (|μ|/σ = 1e9), channel 1 only in the second: channel 0's
-    // outputs must not change.
-    constexpr std::int64_t rows = 3000, C = 5;
+    // outputs must not change. Two blocks: the full pass merges them four channels at a
+    // time, the channel alone by itself.
+    constexpr std::int64_t rows = 60000, C = 5;
     const Shape shape{rows, C};
     const Layout l = collapse(shape, 1);
     std::mt19937_64 rng(31);
@@ -807,14 +809,15 @@ TEST_CASE("float32 channels summed again: one at a time or all in one pass, the 
     // float64's biased sums, and if those fail too, error-free: a channels-last channel
     // alone (read with a stride), several in one pass over the tensor. Channel 0 fails in
     // both runs, channel 1 only in the second; channel 0's outputs must not change, and
-    // must match the exact kernel. Four ways to fail, each with its own route:
+    // must match the exact kernel (two blocks: merged four channels at a time in the full
+    // pass, alone otherwise). Four ways to fail, each with its own route:
     //   0. dγ near 0: the biased sums pass, for the plain pass B;
     //   1. dy = 0.5 + 2x + 5e-7·noise, eps = 0 (dx ~1e-7 of its terms): they pass for the
     //      double-double pass B only;
     //   2. dy = 0.5 + 2x, eps = 0 (dx is float32's rounding of dy): summed error-free, then
     //      the double-double pass B;
     //   3. dy = x, eps = 0 (dx is 0): summed error-free, then the exact kernel.
-    constexpr std::int64_t rows = 8192, C = 5;
+    constexpr std::int64_t rows = 110000, C = 5;
     const Layout l = collapse(Shape{rows, C}, 1);
     for (int kind : {0, 1, 2, 3}) {
         CAPTURE(kind);

@@ -290,25 +290,34 @@ template <class D> struct MomentsOf {
         return m;
     }
 
+    /// Adds the moments o of other values of the same channel (D = double; either may be
+    /// empty).
     void merge(const MomentsOf& o) {
         if (o.n == 0) return;
-        max_abs = std::max(max_abs, o.max_abs);
-        dy_max_abs = std::max(dy_max_abs, o.dy_max_abs);
-        rel = std::max(rel, o.rel), dy_rel = std::max(dy_rel, o.dy_rel);
-        if (n != 0) sq += o.sq, dy_sq = detail::add(dy_sq, o.dy_sq); // (else taken with *this = o below)
         if (n == 0) {
             *this = o;
             return;
         }
-        const double total = n + o.n; // exact: counts are far below 2^53
-        const dd delta = detail::sub(o.mean, mean);
-        const dd new_mean = detail::add(mean, detail::div(detail::mul(delta, o.n), total));
-        const dd between = detail::div(detail::mul(detail::mul(delta, delta), n * o.n), total);
-        m2 = detail::add(detail::add(m2, o.m2), between);
+        combine(o);
+    }
+
+    /// merge when neither is empty (no lane, for v4d): Chan, Golub & LeVeque's pairwise
+    /// formula, each side centred on its own mean; lane by lane the operations of a double.
+    void combine(const MomentsOf& o) {
+        using detail::add, detail::div, detail::mul, detail::sub;
+        const auto larger = [](D a, D b) { return a < b ? b : a; }; // std::max's choice, NaN included
+        max_abs = larger(max_abs, o.max_abs), dy_max_abs = larger(dy_max_abs, o.dy_max_abs);
+        rel = larger(rel, o.rel), dy_rel = larger(dy_rel, o.dy_rel);
+        sq += o.sq, dy_sq = add(dy_sq, o.dy_sq);
+        const D total = n + o.n; // exact: counts are far below 2^53
+        const dd_of<D> delta = sub(o.mean, mean);
+        const dd_of<D> new_mean = add(mean, div(mul(delta, o.n), total));
+        const dd_of<D> between = div(mul(mul(delta, delta), D(n * o.n)), total);
+        m2 = add(add(m2, o.m2), between);
         // Σ dy·(x − μ) = Σ_a dy·(x − μ_a) + (μ_a − μ)·Σ_a dy + Σ_o dy·(x − μ_o) + (μ_o − μ)·Σ_o dy
-        sum_dyd = detail::add(detail::add(sum_dyd, detail::mul(detail::sub(mean, new_mean), sum_dy)),
-                              detail::add(o.sum_dyd, detail::mul(detail::sub(o.mean, new_mean), o.sum_dy)));
-        sum_dy = detail::add(sum_dy, o.sum_dy);
+        sum_dyd = add(add(sum_dyd, mul(sub(mean, new_mean), sum_dy)),
+                      add(o.sum_dyd, mul(sub(o.mean, new_mean), o.sum_dy)));
+        sum_dy = add(sum_dy, o.sum_dy);
         mean = new_mean;
         n = total;
     }
@@ -956,6 +965,37 @@ template <class T, bool Backward> void add_run_plain(const T* v, const T* g, std
 /// How pass A sums: error-free (any data), plain (float32) or biased (float64).
 enum class Summation { exact, plain, biased };
 
+/// The totals of per-block Moments (block b's channel c at b·C + c), merged block by block
+/// in order, four channels at a time where every block has them (the same bits as one at
+/// a time), on threads when there are many. 64 blocks of 256 channels (float64 backward,
+/// 65536 x 256) took 1.05 ms merged one by one on one thread: 0.30 ms as lanes, 0.22 ms
+/// on two threads.
+std::vector<Moments> merged_blocks(const std::vector<Moments>& per_block, std::int64_t count, std::size_t C,
+                                   int threads) {
+    using detail::simd::v4d;
+    constexpr auto W = std::size_t(detail::simd::kWidth);
+    std::vector<Moments> total(C);
+    const auto at = [&](std::int64_t b, std::size_t c) { return &per_block[std::size_t(b) * C + c]; };
+    const auto groups = std::int64_t((C + W - 1) / W);
+    const int merging_threads = count * std::int64_t(C) >= 16384 ? threads : 1; // else not worth a thread
+    detail::parallel_for(groups, merging_threads, [&](std::int64_t g0, std::int64_t g1) {
+        for (std::size_t c = std::size_t(g0) * W; c < std::min(C, std::size_t(g1) * W); c += W) {
+            bool lanes = c + W <= C;
+            for (std::int64_t b = 0; b < count && lanes; ++b)
+                for (std::size_t j = 0; j < W; ++j) lanes = lanes && at(b, c)[j].n != 0;
+            if (lanes) {
+                MomentsOf<v4d> t = MomentsOf<v4d>::gather(at(0, c));
+                for (std::int64_t b = 1; b < count; ++b) t.combine(MomentsOf<v4d>::gather(at(b, c)));
+                t.scatter(&total[c]);
+            } else {
+                for (std::size_t j = c; j < std::min(C, c + W); ++j)
+                    for (std::int64_t b = 0; b < count; ++b) total[j].merge(*at(b, j));
+            }
+        }
+    });
+    return total;
+}
+
 /// The relative bound of Σdy² from the kernels of `How`, over whole rows (`rows`) or runs:
 /// the plain and the biased kernels add dy² plainly, a plain run or a biased tile's terms
 /// at a time, and fold that into a compensated sum.
@@ -1003,10 +1043,7 @@ std::vector<Moments> channel_moments(const T* x, const T* dy, const Layout& l, c
         }
     });
     if (blocks.count == 1) return per_block; // the totals already (a merge into empty Moments copies)
-    std::vector<Moments> total(C);
-    for (std::int64_t b = 0; b < blocks.count; ++b)
-        for (std::size_t c = 0; c < C; ++c) total[c].merge(per_block[std::size_t(b) * C + c]);
-    return total;
+    return merged_blocks(per_block, blocks.count, C, threads);
 }
 
 /// The Moments of channel c alone with the error-free or the biased kernels: the same
