@@ -593,7 +593,8 @@ TEST_CASE("float32: plain sums are used only where certified, channel by channel
 
 TEST_CASE("float64: biased sums are used only where certified, channel by channel") {
     // Channel 1 is ordinary data. Channel 0 is ordinary too, or far from zero against its
-    // spread (|μ|/σ = 1e9: the uncentred sums cancel; |μ|/σ = 300: they lose 16 bits to
+    // spread (|μ|/σ = 1e9: the uncentred sums cancel, and the sums centred on the mean
+    // pass; |μ|/σ = 300: they lose 16 bits to
     // cancellation and pass, so every rounding error of the terms must have been kept,
     // the products' included), or symmetric about 0 (the mean is
     // exactly 0, tiny against what the sums may be off by), or has dy = x (dx is
@@ -699,8 +700,10 @@ TEST_CASE("float64 dx, centred and offset forms, when dx is 1e-10 of its terms")
 TEST_CASE("float64: a channel's bits in a vector of eight, of four, or alone") {
     // 21 channels-last channels: with AVX-512, forward pass A sums channels 0-15 as lanes of
     // eight, 16-19 as lanes of four and 20 alone; pass B takes groups of four in the offset
-    // form (|μ| ≤ 4σ: channels 0-9) or the centred one. Each channel, run again alone (one
-    // channel, one lane), must give the same bits: one block either way (3001 rows).
+    // form (|μ| ≤ 4σ: channels 0-9) or the centred one. Channels 3 and 17 (|μ|/σ = 1e9) are
+    // summed again, centred on their means, in the same lanes. Each channel, run again
+    // alone (one channel, one lane), must give the same bits: one block either way (3001
+    // rows).
     constexpr std::int64_t rows = 3001, C = 21;
     const Layout l = collapse(Shape{rows, C}, 1), alone = collapse(Shape{rows, 1}, 1);
     std::mt19937_64 rng(47);
@@ -709,7 +712,7 @@ TEST_CASE("float64: a channel's bits in a vector of eight, of four, or alone") {
     for (std::int64_t o = 0; o < rows; ++o)
         for (std::int64_t c = 0; c < C; ++c) {
             const auto i = std::size_t(o * C + c);
-            x[i] = (c < 10 ? 0.5 : 30.0) + normal(rng), dy[i] = normal(rng);
+            x[i] = (c == 3 || c == 17 ? 1e9 : c < 10 ? 0.5 : 30.0) + normal(rng), dy[i] = normal(rng);
         }
     for (auto& v : gamma) v = normal(rng);
     for (auto& v : beta) v = normal(rng);
@@ -774,34 +777,52 @@ TEST_CASE("float64 dx too small for double-double pass B: the exact kernel, and 
     CHECK(BackwardPass<double>(x.data(), nullptr, dy.data(), l, 1e-5).inputs_proven_finite());
 }
 
-TEST_CASE("channels summed again error-free: one at a time or all in one pass, the same bits") {
-    // Channels-last data re-sums one failing channel alone, and several in one error-free
-    // pass over the tensor (reading one channel alone touches every line). Channel 0 fails
-    // its certificate in both runs (|μ|/σ = 1e9), channel 1 only in the second: channel 0's
-    // outputs must not change. Two blocks: the full pass merges them four channels at a
-    // time, the channel alone by itself.
+TEST_CASE("float64 channels summed again: one at a time or all in one pass, the same bits") {
+    // Channels-last data re-sums one failing channel alone, and several in one pass over
+    // the tensor (reading one channel alone touches every line). Channel 0 fails its
+    // certificate in both runs, channel 1 only in the second: channel 0's outputs must not
+    // change, and must match the exact kernel. Two ways to fail: |μ|/σ = 1e9 (the biased
+    // sums centred on the mean pass), and that with dy = (x − 1e9) + 1e-10·noise (dx is
+    // 1e-10 of its terms: they fail too, and the error-free sums take it). Two blocks:
+    // the full pass merges them four channels at a time, the channel alone by itself.
     constexpr std::int64_t rows = 60000, C = 5;
     const Shape shape{rows, C};
     const Layout l = collapse(shape, 1);
-    std::mt19937_64 rng(31);
-    std::normal_distribution<double> normal;
-    std::vector<double> x(std::size_t(l.size())), dy(x.size());
-    for (auto& v : x) v = normal(rng);
-    for (auto& v : dy) v = normal(rng);
-    for (std::int64_t o = 0; o < rows; ++o) x[std::size_t(o * C)] += 1e9;
-    auto channel0 = [&](const std::vector<double>& xs) {
-        std::vector<double> y(xs.size()), dx(xs.size()), m(C), s(C), dg(C), db(C);
-        forward<double>(xs.data(), l, nullptr, nullptr, 1e-5, y.data(), m.data(), s.data());
-        backward<double>(xs.data(), nullptr, dy.data(), l, 1e-5, dx.data(), dg.data(), db.data());
-        std::vector<double> out{m[0], s[0], dg[0], db[0]};
-        for (double v : channel_values(y, l, 0)) out.push_back(v);
-        for (double v : channel_values(dx, l, 0)) out.push_back(v);
-        return out;
-    };
-    const std::vector<double> alone = channel0(x);
-    std::vector<double> both = x;
-    for (std::int64_t o = 0; o < rows; ++o) both[std::size_t(o * C + 1)] += 1e9;
-    CHECK(channel0(both) == alone);
+    for (bool linear : {false, true}) {
+        CAPTURE(linear);
+        std::mt19937_64 rng(31);
+        std::normal_distribution<double> normal;
+        std::vector<double> x(std::size_t(l.size())), dy(x.size());
+        for (auto& v : x) v = normal(rng);
+        for (auto& v : dy) v = normal(rng);
+        auto make_hard = [&](std::vector<double>& xs, std::vector<double>& dys, std::int64_t c) {
+            for (std::int64_t o = 0; o < rows; ++o) {
+                const auto i = std::size_t(o * C + c);
+                xs[i] += 1e9;
+                if (linear) dys[i] = (xs[i] - 1e9) + 1e-10 * dys[i];
+            }
+        };
+        auto channel0 = [&](const std::vector<double>& xs, const std::vector<double>& dys) {
+            std::vector<double> y(xs.size()), dx(xs.size()), m(C), s(C), dg(C), db(C);
+            forward<double>(xs.data(), l, nullptr, nullptr, 1e-5, y.data(), m.data(), s.data());
+            backward<double>(xs.data(), nullptr, dys.data(), l, 0, dx.data(), dg.data(), db.data());
+            std::vector<double> y0(xs.size()), dx0(xs.size()), m0(C), s0(C);
+            detail::forward_exact<double>(xs.data(), l, nullptr, nullptr, 1e-5, y0.data(), m0.data(), s0.data());
+            detail::backward_exact<double>(xs.data(), nullptr, dys.data(), l, 0, dx0.data(), nullptr, nullptr);
+            CHECK(test::eps_error<double>(channel_values(y, l, 0), channel_values(y0, l, 0)) <= 2);
+            CHECK(test::eps_error<double>(channel_values(dx, l, 0), channel_values(dx0, l, 0)) <= 2);
+            CHECK(test::eps_error<double>(std::vector<double>{m[0], s[0]}, std::vector<double>{m0[0], s0[0]}) <= 2);
+            std::vector<double> out{m[0], s[0], dg[0], db[0]};
+            for (double v : channel_values(y, l, 0)) out.push_back(v);
+            for (double v : channel_values(dx, l, 0)) out.push_back(v);
+            return out;
+        };
+        std::vector<double> x1 = x, dy1 = dy;
+        make_hard(x1, dy1, 0);
+        std::vector<double> x2 = x1, dy2 = dy1;
+        make_hard(x2, dy2, 1);
+        CHECK(channel0(x1, dy1) == channel0(x2, dy2));
+    }
 }
 
 TEST_CASE("float32 channels summed again: one at a time or all in one pass, the same bits") {
