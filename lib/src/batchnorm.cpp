@@ -225,16 +225,15 @@ template <class Ok, class F> void for_channel_lanes(std::size_t C, Ok&& lanes_ok
 /// For the certificates it also carries: sq = Σ over blocks of Σ(x − K)² (≥ M2),
 /// dy_sq = Σ dy² (plain in the fast kernels, compensated in the error-free ones, merged in
 /// double-double), and rel = the largest relative rounding bound γ of a block's plain
-/// accumulations (0 when they are error-free), and dy_rel the same for dy_sq: the plain
-/// and biased kernels add dy² plainly within a run or a tile, so for the biased ones it is
-/// far larger than rel. max_abs and dy_max_abs are the largest |x| and |dy| from the
+/// accumulations (0 when they are error-free); dy_sq's own bound depends on the kernels
+/// only (dy_squares_rel). max_abs and dy_max_abs are the largest |x| and |dy| from the
 /// biased and error-free kernels; the plain ones leave them 0.
 template <class D> struct MomentsOf {
     D n{};
     dd_of<D> mean{}, m2{}, sum_dy{}, sum_dyd{};
     D max_abs{}, dy_max_abs{};
     dd_of<D> dy_sq{};
-    D sq{}, rel{}, dy_rel{};
+    D sq{}, rel{};
 
     /// Calls f(a's number, b's numbers...) for each number of a MomentsOf a and others b.
     template <class F, class A, class... B> static void each_number(F&& f, A& a, B&... b) {
@@ -242,7 +241,7 @@ template <class D> struct MomentsOf {
         f(a.m2.lo, b.m2.lo...), f(a.sum_dy.hi, b.sum_dy.hi...), f(a.sum_dy.lo, b.sum_dy.lo...);
         f(a.sum_dyd.hi, b.sum_dyd.hi...), f(a.sum_dyd.lo, b.sum_dyd.lo...), f(a.max_abs, b.max_abs...);
         f(a.dy_max_abs, b.dy_max_abs...), f(a.sq, b.sq...), f(a.dy_sq.hi, b.dy_sq.hi...), f(a.dy_sq.lo, b.dy_sq.lo...);
-        f(a.rel, b.rel...), f(a.dy_rel, b.dy_rel...);
+        f(a.rel, b.rel...);
     }
 
     /// Channels m[0, kLanesOf<D>) as one MomentsOf<D>.
@@ -266,13 +265,12 @@ template <class D> struct MomentsOf {
     }
 
     /// The moments of channel c (c..c+3 for v4d) of a block's sums, whose count is not 0;
-    /// rel and dy_rel are the relative bounds of the sums' errors and of Σdy²'s (0 for
-    /// the error-free kernels).
-    static MomentsOf of(const Sums& t, std::size_t c, bool backward, D rel, double dy_rel) {
+    /// rel is the relative bound of the sums' errors (0 for the error-free kernels).
+    static MomentsOf of(const Sums& t, std::size_t c, bool backward, D rel) {
         using detail::add, detail::div, detail::mul, detail::sub, detail::two_sum;
         MomentsOf m;
         m.n = lanes<D>(t.n, c);
-        m.rel = rel, m.dy_rel = detail::broadcast<D>(dy_rel);
+        m.rel = rel;
         m.sq = lanes<D>(t.s2, c);
         if (backward) m.dy_sq = two_sum(lanes<D>(t.b3, c), lanes<D>(t.b3_err, c));
         const D K = lanes<D>(t.K, c);
@@ -303,11 +301,13 @@ template <class D> struct MomentsOf {
 
     /// merge when neither is empty (no lane, for v4d): Chan, Golub & LeVeque's pairwise
     /// formula, each side centred on its own mean; lane by lane the operations of a double.
-    void combine(const MomentsOf& o) {
+    /// Not inlined: in its callers, it made GCC inline less elsewhere, and the tiny (64, 16)
+    /// float32 forward, which never merges, took 1.30 µs instead of 1.13.
+    [[gnu::noinline]] void combine(const MomentsOf& o) {
         using detail::add, detail::div, detail::mul, detail::sub;
         const auto larger = [](D a, D b) { return a < b ? b : a; }; // std::max's choice, NaN included
         max_abs = larger(max_abs, o.max_abs), dy_max_abs = larger(dy_max_abs, o.dy_max_abs);
-        rel = larger(rel, o.rel), dy_rel = larger(dy_rel, o.dy_rel);
+        rel = larger(rel, o.rel);
         sq += o.sq, dy_sq = add(dy_sq, o.dy_sq);
         const D total = n + o.n; // exact: counts are far below 2^53
         const dd_of<D> delta = sub(o.mean, mean);
@@ -1086,7 +1086,7 @@ std::vector<Moments> channel_moments(const T* x, const T* dy, const Layout& l, c
                 if (sums.n[c] == 0) return;
                 const D rel = Biased ? biased_rel(lanes<D>(sums.folds, c), rows ? kRowTile : kRunTile)
                                      : detail::broadcast<D>(Plain ? kPlainGamma : 0.0);
-                MomentsOf<D>::of(sums, c, Backward, rel, dy_squares_rel(How, rows)).scatter(out + c);
+                MomentsOf<D>::of(sums, c, Backward, rel).scatter(out + c);
             });
         }
     });
@@ -1121,7 +1121,7 @@ Moments one_channel_moments(const T* x, const T* dy, const Layout& l, const Bloc
             });
         }
         const double rel = Biased ? biased_rel(sums.folds[0], rows ? kRowTile : kRunTile) : 0.0;
-        if (sums.n[0] != 0) total.merge(Moments::of(sums, 0, Backward, rel, dy_squares_rel(How, rows)));
+        if (sums.n[0] != 0) total.merge(Moments::of(sums, 0, Backward, rel));
     }
     return total;
 }
@@ -1131,7 +1131,7 @@ Moments one_channel_moments(const T* x, const T* dy, const Layout& l, const Bloc
 /// with a stride, which touches every line of the tensor: beyond one such channel, one
 /// pass over all of them costs less.
 template <class T, bool Backward, Summation How>
-void sum_again(const T* x, const T* dy, const Layout& l, const Blocks& blocks, int threads,
+[[gnu::noinline]] void sum_again(const T* x, const T* dy, const Layout& l, const Blocks& blocks, int threads,
                const std::vector<std::int64_t>& todo, std::vector<Moments>& ms, const double* centres = nullptr) {
     if (l.inner == 1 && todo.size() > 1) {
         const std::vector<Moments> all = channel_moments<T, Backward, How>(x, dy, l, blocks, threads, centres);
@@ -1221,8 +1221,10 @@ template <class D> mask_of<D> forward_certified(const MomentsOf<D>& m, double ep
 
 /// Whether a channel's dβ, dγ and dx from plain sums are within the bound. dx = a·t with
 /// t = dy − B − (x − μ)·H: the bound on t's error must be small against max|t|, which is
-/// at least the root mean square of t, computed from the sums (with its own error bound).
-template <class D> mask_of<D> backward_certified(const MomentsOf<D>& m, double eps, const Tolerance& tol) {
+/// at least the root mean square of t, computed from the sums (with its own error bound,
+/// where Σdy² is off by at most dy_rel relative: dy_squares_rel).
+template <class D>
+mask_of<D> backward_certified(const MomentsOf<D>& m, double eps, const Tolerance& tol, double dy_rel) {
     using detail::simd::sqrt;
     const PlainErrors<D> e = plain_errors(m);
     const D n = m.n, M2 = m.m2.hi, S1 = m.sum_dy.hi, Sd = m.sum_dyd.hi;
@@ -1244,7 +1246,7 @@ template <class D> mask_of<D> backward_certified(const MomentsOf<D>& m, double e
     // Σ t² = Σdy² − S1²/n − 2·H·Sd + H²·M2
     const D t1 = m.dy_sq.hi, t2 = S1 * S1 / n, t3 = 2.0 * H * Sd, t4 = H * H * M2;
     const D sum_t2 = t1 - t2 - t3 + t4;
-    const D err_t2 = 4.0 * m.dy_rel * t1 + 2.0 * magnitude(S1) * e.sum_dy / n +
+    const D err_t2 = 4.0 * dy_rel * t1 + 2.0 * magnitude(S1) * e.sum_dy / n +
                      2.0 * (magnitude(H) * e.sum_dyd + magnitude(Sd) * dH) + 2.0 * magnitude(H) * dH * M2 +
                      H * H * e.m2 + 8.0 * kUnit * (t1 + t2 + magnitude(t3) + t4);
     const D left = sum_t2 - err_t2;
@@ -1293,17 +1295,12 @@ enum class Certified : char {
     exact,   // summed again error-free
 };
 
-/// Per channel of ms: does the certificate of `tol` pass? Four channels at a time, with
-/// the same result as one at a time.
-template <bool Backward> std::vector<char> certify(const std::vector<Moments>& ms, double eps, const Tolerance& tol) {
-    std::vector<char> ok(ms.size());
-    for_channel_lanes(ms.size(), [](std::size_t) { return true; }, [&](std::size_t c, auto lanes_type) {
-        using D = decltype(lanes_type);
-        const MomentsOf<D> m = MomentsOf<D>::gather(&ms[c]);
-        const mask_of<D> pass = Backward ? backward_certified(m, eps, tol) : forward_certified(m, eps, tol);
-        for (int j = 0; j < kLanesOf<D>; ++j) ok[c + j] = ok_lane(pass, j);
-    });
-    return ok;
+/// Does channel m's certificate of `tol` pass (backward's or forward's), for sums whose
+/// Σdy² is off by at most dy_rel relative?
+template <bool Backward, class D>
+mask_of<D> certified(const MomentsOf<D>& m, double eps, const Tolerance& tol, double dy_rel) {
+    if constexpr (Backward) return backward_certified(m, eps, tol, dy_rel);
+    else return forward_certified(m, eps, tol);
 }
 
 /// Pass A, in stages: every channel with the fast sums of T (plain for float32, biased
@@ -1318,29 +1315,36 @@ std::vector<Moments> certified_moments(const T* x, const T* dy, const Layout& l,
                                        std::vector<Certified>& how) {
     const Blocks blocks(l, (Backward ? 2 : 1) * sizeof(T));
     constexpr bool is_float = sizeof(T) == 4;
+    constexpr Summation first = is_float ? Summation::plain : Summation::biased;
     const Tolerance& tol = is_float ? kFloat32Tolerance : kFloat64Tolerance;
-    std::vector<Moments> ms =
-        channel_moments<T, Backward, is_float ? Summation::plain : Summation::biased>(x, dy, l, blocks, threads);
-    how.assign(ms.size(), Certified::fast);
-    const std::vector<char> ok = certify<Backward>(ms, eps, tol);
+    const bool rows = blocks.whole_rows && l.inner == 1; // which kernels: for Σdy²'s bound
+    std::vector<Moments> ms = channel_moments<T, Backward, first>(x, dy, l, blocks, threads);
+    // every channel, four at a time (the same result as one at a time)
+    how.resize(ms.size());
+    for_channel_lanes(ms.size(), [](std::size_t) { return true; }, [&](std::size_t c, auto lanes_type) {
+        using D = decltype(lanes_type);
+        const mask_of<D> ok = certified<Backward>(MomentsOf<D>::gather(&ms[c]), eps, tol, dy_squares_rel(first, rows));
+        for (int j = 0; j < kLanesOf<D>; ++j) how[c + j] = ok_lane(ok, j) ? Certified::fast : Certified::exact;
+    });
     std::vector<std::int64_t> todo;
     for (std::size_t c = 0; c < ms.size(); ++c)
-        if (!ok[c]) todo.push_back(std::int64_t(c));
-    if (is_float && !todo.empty()) { // float32: the biased sums, certified for pass B in double or in double-double
+        if (how[c] != Certified::fast) todo.push_back(std::int64_t(c));
+    if constexpr (is_float) // float32: the biased sums, certified for pass B in double or in double-double
+        if (!todo.empty()) {
         sum_again<T, Backward, Summation::biased>(x, dy, l, blocks, threads, todo, ms);
+        const double dy_rel = dy_squares_rel(Summation::biased, rows);
         std::vector<std::int64_t> left;
         for (std::int64_t c : todo) {
             const Moments& m = ms[std::size_t(c)];
-            auto passes = [&](const Tolerance& t) {
-                return Backward ? backward_certified(m, eps, t) : forward_certified(m, eps, t);
-            };
-            if (passes(kFloat32Tolerance)) continue;
-            if (Backward && passes(kFloat32CarefulTolerance)) how[std::size_t(c)] = Certified::careful;
+            if (certified<Backward>(m, eps, kFloat32Tolerance, dy_rel)) how[std::size_t(c)] = Certified::fast;
+            else if (Backward && certified<Backward>(m, eps, kFloat32CarefulTolerance, dy_rel))
+                how[std::size_t(c)] = Certified::careful;
             else left.push_back(c);
         }
         todo = std::move(left);
     }
-    if (!is_float && !todo.empty()) { // float64: channels far from 0 against their spread, centred
+    if constexpr (!is_float) // float64: channels far from 0 against their spread, centred
+        if (!todo.empty()) {
         // Centred on the mean the biased sums found, x − μ is exact for every x when all of
         // them are within [μ/2, 2μ]; a channel whose largest |x| is beyond 2|μ| cannot pass
         // and is not tried. A tile with a value out of range poisons the channel's sums.
@@ -1353,15 +1357,14 @@ std::vector<Moments> certified_moments(const T* x, const T* dy, const Layout& l,
         }
         if (!centred.empty()) {
             sum_again<T, Backward, Summation::centred>(x, dy, l, blocks, threads, centred, ms, centres.data());
-            for (std::int64_t c : centred) {
-                const Moments& m = ms[std::size_t(c)];
-                if (!(Backward ? backward_certified(m, eps, tol) : forward_certified(m, eps, tol))) left.push_back(c);
-            }
+            const double dy_rel = dy_squares_rel(Summation::centred, rows);
+            for (std::int64_t c : centred)
+                if (certified<Backward>(ms[std::size_t(c)], eps, tol, dy_rel)) how[std::size_t(c)] = Certified::fast;
+                else left.push_back(c);
             std::sort(left.begin(), left.end());
         }
         todo = std::move(left);
     }
-    for (std::int64_t c : todo) how[std::size_t(c)] = Certified::exact;
     if (!todo.empty()) sum_again<T, Backward, Summation::exact>(x, dy, l, blocks, threads, todo, ms);
     return ms;
 }
