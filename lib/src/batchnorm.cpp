@@ -1329,22 +1329,21 @@ std::vector<Moments> certified_moments(const T* x, const T* dy, const Layout& l,
     std::vector<std::int64_t> todo;
     for (std::size_t c = 0; c < ms.size(); ++c)
         if (how[c] != Certified::fast) todo.push_back(std::int64_t(c));
-    if constexpr (is_float) // float32: the biased sums, certified for pass B in double or in double-double
-        if (!todo.empty()) {
-        sum_again<T, Backward, Summation::biased>(x, dy, l, blocks, threads, todo, ms);
-        const double dy_rel = dy_squares_rel(Summation::biased, rows);
-        std::vector<std::int64_t> left;
-        for (std::int64_t c : todo) {
-            const Moments& m = ms[std::size_t(c)];
-            if (certified<Backward>(m, eps, kFloat32Tolerance, dy_rel)) how[std::size_t(c)] = Certified::fast;
-            else if (Backward && certified<Backward>(m, eps, kFloat32CarefulTolerance, dy_rel))
-                how[std::size_t(c)] = Certified::careful;
-            else left.push_back(c);
+    if constexpr (is_float) {
+        if (!todo.empty()) { // float32: the biased sums, certified for pass B in double or in double-double
+            sum_again<T, Backward, Summation::biased>(x, dy, l, blocks, threads, todo, ms);
+            const double dy_rel = dy_squares_rel(Summation::biased, rows);
+            std::vector<std::int64_t> left;
+            for (std::int64_t c : todo) {
+                const Moments& m = ms[std::size_t(c)];
+                if (certified<Backward>(m, eps, kFloat32Tolerance, dy_rel)) how[std::size_t(c)] = Certified::fast;
+                else if (Backward && certified<Backward>(m, eps, kFloat32CarefulTolerance, dy_rel))
+                    how[std::size_t(c)] = Certified::careful;
+                else left.push_back(c);
+            }
+            todo = std::move(left);
         }
-        todo = std::move(left);
-    }
-    if constexpr (!is_float) // float64: channels far from 0 against their spread, centred
-        if (!todo.empty()) {
+    } else if (!todo.empty()) { // float64: channels far from 0 against their spread, centred
         // Centred on the mean the biased sums found, x − μ is exact for every x when all of
         // them are within [μ/2, 2μ]; a channel whose largest |x| is beyond 2|μ| cannot pass
         // and is not tried. A tile with a value out of range poisons the channel's sums.
