@@ -119,7 +119,7 @@ double parse_nonnegative(const std::string& option, const std::string& text) {
 }
 
 Array load_like_x(const std::string& path, const Problem& p, const std::string& x_path) {
-    Array a = load_array(path, CsvRead{p.x.dtype(), p.x.shape(), "x's shape"});
+    Array a = load_array(path, CsvRead{p.x.dtype(), p.x.shape(), "x's shape", p.threads});
     check_dtype(a, p.x.dtype(), path, x_path);
     if (a.shape() != p.x.shape())
         throw InputError::in_file(path, fmt::format("shape {} differs from x's shape {}",
@@ -128,7 +128,7 @@ Array load_like_x(const std::string& path, const Problem& p, const std::string& 
 }
 
 Array load_per_channel(const std::string& path, const Problem& p, const std::string& x_path) {
-    Array v = load_array(path, CsvRead{p.x.dtype(), std::nullopt, "--shape"});
+    Array v = load_array(path, CsvRead{p.x.dtype(), std::nullopt, "--shape", p.threads});
     check_dtype(v, p.x.dtype(), path, x_path);
     const Shape& s = v.shape();
     const bool vector_like = s.size() == 1 || (s.size() == 2 && (s[0] == 1 || s[1] == 1));
@@ -191,11 +191,11 @@ Problem load_problem(const CommonOptions& opts, const std::string& gamma, const 
     Problem p;
     p.eps = parse_nonnegative("--eps", opts.eps);
     p.axis = parse_int("--axis", opts.axis);
-    thread_count(opts); // refused before any work, like every other option
+    p.threads = thread_count(opts); // refused before any work, like every other option
     const std::optional<Shape> shape = parse_shape(opts.shape);
     const DType csv_dtype = opts.dtype == "float32" ? DType::f32 : DType::f64;
 
-    p.x = load_array(opts.x, CsvRead{csv_dtype, shape, "--shape"});
+    p.x = load_array(opts.x, CsvRead{csv_dtype, shape, "--shape", p.threads});
     if (!opts.dtype.empty() && format_of(opts.x) == Format::npy && p.x.dtype() != csv_dtype)
         throw UsageError(fmt::format("--dtype {} contradicts {}, which is {} (--dtype is for CSV "
                                      "inputs)",

@@ -47,6 +47,7 @@ struct Problem {
     std::optional<Array> gamma, beta, dy;
     std::string x_path, gamma_path, beta_path, dy_path; ///< for messages
     bool allow_nonfinite = false;                       ///< --allow-nonfinite
+    int threads = 0;                                    ///< --threads (0: all cores), to read CSV inputs
 };
 
 /// Input and output paths by option name, for check_paths and messages.

@@ -27,7 +27,7 @@ Timing CsvBench::measure_format(const RepPolicy& policy) {
 
 Timing CsvBench::measure_parse(const RepPolicy& policy) {
     // parse_csv returns a new array each time: its allocation is part of the cost.
-    return measure([&] { bnorm::parse_csv(text_, bnorm::DType::f64, "bench.csv"); }, policy);
+    return measure([&] { bnorm::parse_csv(text_, bnorm::DType::f64, "bench.csv", 1); }, policy);
 }
 
 void CsvBench::write_text(const std::string& path) const {

@@ -6,7 +6,9 @@
 #include "bnorm/error.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
+#include <iterator>
 #include <random>
 
 using namespace bnorm;
@@ -168,5 +170,123 @@ TEST_CASE("CSV: the text is the same for any thread count, blocks cutting lines 
             format_csv(a, [&](std::string_view s) { many += s; }, threads);
             CHECK(many == one);
         }
+    }
+}
+
+namespace {
+
+/// A CSV text of `rows` rows of `cols` random values, written with printf's "%.17g" (not
+/// bnorm's writer), with the oddities the reader accepts: a byte-order mark, blank lines
+/// (empty, blanks, a lone CR) before and between rows, CRLF on some lines, blanks around
+/// fields, and no line end after the last row. `values` gets the numbers, `line_of` each
+/// row's physical line.
+std::string odd_csv(std::int64_t rows, int cols, std::uint64_t seed, std::vector<double>& values,
+                    std::vector<long long>& line_of) {
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<double> normal;
+    std::string text = "\xEF\xBB\xBF\n  \n";
+    long long line = 3;
+    char buf[64];
+    for (std::int64_t r = 0; r < rows; ++r) {
+        switch (rng() % 16) {
+        case 0: text += "\n", ++line; break;
+        case 1: text += " \t \n", ++line; break;
+        case 2: text += "\r\n", ++line; break;
+        default: break;
+        }
+        line_of.push_back(line);
+        for (int c = 0; c < cols; ++c) {
+            const double v = normal(rng) * std::ldexp(1.0, int(rng() % 40) - 20);
+            values.push_back(v);
+            std::snprintf(buf, sizeof buf, "%s%.17g", c == 0 ? "" : (rng() % 8 == 0 ? " , " : ","), v);
+            text += buf;
+        }
+        if (r + 1 < rows) text += rng() % 4 == 0 ? "\r\n" : "\n", ++line;
+    }
+    return text;
+}
+
+} // namespace
+
+TEST_CASE("CSV: parsed on any number of threads, the same exact values, chunks cutting anywhere") {
+    for (const int cols : {1, 7}) {
+        std::vector<double> want;
+        std::vector<long long> line_of;
+        const std::int64_t rows = cols == 1 ? 30011 : 9001; // 0.5 MB and 1.2 MB: up to 8 chunks of 64 KiB
+        const std::string text = odd_csv(rows, cols, 11 + std::uint64_t(cols), want, line_of);
+        for (const int threads : {1, 2, 3, 5, 8}) {
+            CAPTURE(cols);
+            CAPTURE(threads);
+            const Array a = parse_csv(text, DType::f64, "t.csv", threads);
+            CHECK(a.shape() == Shape{rows, cols});
+            CHECK(test::to_doubles(a) == want);
+        }
+    }
+}
+
+TEST_CASE("CSV: the first failure in the file is the one reported, for any number of threads") {
+    std::vector<double> values;
+    std::vector<long long> line_of;
+    const std::int64_t rows = 12000;
+    const std::string good = odd_csv(rows, 5, 3, values, line_of); // 1.1 MB
+    // The text of row r begins after the line end of the line before it.
+    auto row_start = [&](std::int64_t r) {
+        std::size_t pos = 0;
+        for (long long l = 1; l < line_of[std::size_t(r)]; ++l) pos = good.find('\n', pos) + 1;
+        return pos;
+    };
+    struct Fault {
+        std::int64_t row;     // the row that is spoiled
+        std::string replace;  // its first field becomes this (its text up to the first comma)
+        std::string expected; // the message after "t.csv:L:C: "
+        long long column;
+    };
+    const Fault faults[] = {
+        {0, "x1", "'x1' is not a number: the first row looks like a header, and headers are not supported (delete "
+              "that line)", 1},
+        {1, "abc", "'abc' is not a number (a number must fill its whole field)", 1},
+        {5000, "1e999", "'1e999' overflows float64", 1},
+        {9000, "", "empty field (every field must hold a number)", 1},
+        {11999, "2.5x", "'2.5x' is not a number (a number must fill its whole field)", 1},
+    };
+    auto spoiled = [&](std::string text, const Fault& f) {
+        const std::size_t at = row_start(f.row);
+        return text.replace(at, text.find(',', at) - at, f.replace);
+    };
+    for (std::size_t i = 0; i < std::size(faults); ++i) {
+        // the fault alone, then with every later fault in the file too
+        std::string one = spoiled(good, faults[i]), all = one;
+        for (std::size_t j = i + 1; j < std::size(faults); ++j) all = spoiled(all, faults[j]);
+        const std::string want = "t.csv:" + std::to_string(line_of[std::size_t(faults[i].row)]) + ":" +
+                                 std::to_string(faults[i].column) + ": " + faults[i].expected;
+        for (const int threads : {1, 2, 3, 8}) {
+            CAPTURE(i);
+            CAPTURE(threads);
+            for (const std::string* text : {&one, &all}) {
+                std::string msg = "(no error)";
+                try {
+                    parse_csv(*text, DType::f64, "t.csv", threads);
+                } catch (const InputError& e) {
+                    msg = e.what();
+                }
+                CHECK(msg == want);
+            }
+        }
+    }
+    // a ragged row far into the file: its line, and the first row's line in the message
+    std::string ragged = good;
+    const std::size_t at = row_start(10000);
+    ragged.erase(at, ragged.find(',', at) + 1 - at);
+    const std::size_t end = ragged.find('\n', at);
+    const long long width = (long long)(end - at) - (ragged[end - 1] == '\r' ? 1 : 0);
+    for (const int threads : {1, 2, 8}) {
+        std::string msg;
+        try {
+            parse_csv(ragged, DType::f64, "t.csv", threads);
+        } catch (const InputError& e) {
+            msg = e.what();
+        }
+        CHECK(msg == "t.csv:" + std::to_string(line_of[10000]) + ":" + std::to_string(width + 1) +
+                         ": this row has 4 values, expected 5 like line " + std::to_string(line_of[0]));
     }
 }

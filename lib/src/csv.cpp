@@ -58,76 +58,151 @@ long long decimal_magnitude(std::string_view tok) {
     return (digits_before_point > 0 ? digits_before_point - 1 : -leading_zeros_after_point - 1) + exp;
 }
 
+/// Where a thread's share of the text starts and how much of it there is: whole lines
+/// [begin, end), `lines` of them, `rows` not blank; its first line's number is
+/// line_base + 1 and its first row's index row_base.
+struct Chunk {
+    std::size_t begin = 0, end = 0;
+    long long lines = 0, line_base = 0;
+    std::int64_t rows = 0, row_base = 0;
+};
+
+/// Parsing splits the text into one chunk per thread once it has this much per thread.
+constexpr std::size_t kMinChunkBytes = 1 << 16;
+
 class CsvParser {
 public:
     CsvParser(std::string_view text, DType dtype, const std::string& name)
         : text_(text), dtype_(dtype), name_(name) {}
 
-    template <class T> Array parse() {
+    /// The first row fixes the column count; the rest of the text is cut into chunks of
+    /// whole lines, whose lines and rows are counted (in parallel), so that each chunk
+    /// knows its line numbers and where its rows go in the array; then every chunk is
+    /// parsed straight into place (in parallel). The first failure in file order is the
+    /// one reported, with the same message whatever the number of threads.
+    template <class T> Array parse(int threads) {
         reject_binary();
-        std::size_t pos = 0;
-        if (text_.substr(0, 3) == "\xEF\xBB\xBF") pos = 3;
-        std::vector<T> values;
-        if (text_.size() > pos) { // reserve from the density of numbers at the start of the file
-            const std::string_view head = text_.substr(pos, 1 << 16);
-            const std::size_t commas = std::size_t(std::count(head.begin(), head.end(), ',')) +
-                                       std::size_t(std::count(head.begin(), head.end(), '\n')) + 1;
-            values.reserve(std::size_t(double(commas) * double(text_.size()) / double(head.size()) * 1.05) + 16);
-        }
-        std::int64_t cols = -1, rows = 0, first_line = 0;
+        std::size_t pos = text_.substr(0, 3) == "\xEF\xBB\xBF" ? 3 : 0;
         long long line = 0;
-        while (pos < text_.size()) {
+        std::vector<T> first; // the first row's values
+        while (pos < text_.size() && first.empty()) {
             ++line;
-            std::size_t end = text_.find('\n', pos);
-            if (end == std::string_view::npos) end = text_.size();
-            std::string_view row = text_.substr(pos, end - pos);
-            if (!row.empty() && row.back() == '\r') row.remove_suffix(1);
-            pos = end + 1;
-            if (row.find_first_not_of(" \t") == std::string_view::npos) continue; // blank line
-
-            std::int64_t n = 0;
-            std::size_t f = 0; // start of the current field within row
-            while (true) {
-                // Fast path: a plain number (blanks around it allowed) ended by ',' or the end
-                // of the row. Anything else goes through field(), which accepts the rarer
-                // spellings or says precisely what is wrong.
-                std::size_t comma;
-                T v{};
-                const char* const row_end = row.data() + row.size();
-                const char* p = row.data() + f;
-                while (p < row_end && is_blank(*p)) ++p;
-                const auto r = std::from_chars(p, row_end, v);
-                const char* q = r.ptr;
-                while (q < row_end && is_blank(*q)) ++q;
-                if (r.ec == std::errc() && r.ptr != p && (q == row_end || *q == ',') && std::isfinite(v)) {
-                    comma = q == row_end ? std::string_view::npos : std::size_t(q - row.data());
-                } else {
-                    comma = row.find(',', f);
-                    const std::size_t fend = comma == std::string_view::npos ? row.size() : comma;
-                    v = field<T>(row.substr(f, fend - f), line, column(f), rows == 0 && n == 0,
-                                 comma == std::string_view::npos && n > 0);
-                }
-                values.push_back(v);
-                ++n;
-                if (comma == std::string_view::npos) break;
-                f = comma + 1;
-                if (cols >= 0 && n == cols)
-                    fail(line, column(f),
-                         fmt::format("this row has more than {} values (line {} has {})", cols,
-                                     first_line, cols));
+            const std::string_view row = line_at(pos);
+            if (!blank(row)) {
+                row_values<T>(row, line, true, [&](T v) { first.push_back(v); });
+                cols_ = std::int64_t(first.size()), first_line_ = line;
             }
-            if (cols < 0) cols = n, first_line = line;
-            else if (n != cols)
-                fail(line, column(row.size()),
-                     fmt::format("this row has {} values, expected {} like line {}", n, cols, first_line));
-            ++rows;
         }
-        if (rows == 0)
-            throw InputError::in_file(name_, "the CSV file has no numbers (it is empty or blank)");
-        // The parsed values become the array's storage: no copy.
-        auto owner = std::make_shared<std::vector<T>>(std::move(values));
-        std::shared_ptr<std::byte> data(owner, reinterpret_cast<std::byte*>(owner->data()));
-        return Array::adopt(dtype_, Shape{rows, cols}, std::move(data));
+        if (first.empty()) throw InputError::in_file(name_, "the CSV file has no numbers (it is empty or blank)");
+
+        const int t = detail::resolve_threads(threads);
+        std::vector<Chunk> chunks = cut(pos, t);
+        detail::parallel_for(std::int64_t(chunks.size()), t, [&](std::int64_t k0, std::int64_t k1) {
+            for (std::int64_t k = k0; k < k1; ++k) count(chunks[std::size_t(k)]);
+        });
+        std::int64_t rows = 1;
+        for (Chunk& c : chunks) c.line_base = line, c.row_base = rows, line += c.lines, rows += c.rows;
+
+        // The values become the array's storage: no copy. Every slot is written (each row
+        // gets cols_ values or the parse fails).
+        const std::shared_ptr<T> owner(new T[std::size_t(rows * cols_)], std::default_delete<T[]>());
+        std::copy(first.begin(), first.end(), owner.get());
+        detail::parallel_for(std::int64_t(chunks.size()), t, [&](std::int64_t k0, std::int64_t k1) {
+            for (std::int64_t k = k0; k < k1; ++k) parse_chunk(chunks[std::size_t(k)], owner.get());
+        });
+        std::shared_ptr<std::byte> data(owner, reinterpret_cast<std::byte*>(owner.get()));
+        return Array::adopt(dtype_, Shape{rows, cols_}, std::move(data));
+    }
+
+private:
+    /// The line starting at `pos` without its line end (LF, or CRLF), and pos moved past it.
+    std::string_view line_at(std::size_t& pos) const {
+        std::size_t end = text_.find('\n', pos);
+        if (end == std::string_view::npos) end = text_.size();
+        std::string_view row = text_.substr(pos, end - pos);
+        if (!row.empty() && row.back() == '\r') row.remove_suffix(1);
+        pos = end + 1;
+        return row;
+    }
+
+    static bool blank(std::string_view row) { return row.find_first_not_of(" \t") == std::string_view::npos; }
+
+    /// [pos, end of text) cut into up to `threads` chunks of whole lines, of about equal
+    /// size, none under kMinChunkBytes unless it is the only one.
+    std::vector<Chunk> cut(std::size_t pos, int threads) const {
+        const std::size_t size = text_.size() - std::min(pos, text_.size());
+        const auto n = std::max<std::size_t>(1, std::min<std::size_t>(std::size_t(threads), size / kMinChunkBytes));
+        std::vector<Chunk> chunks(n);
+        std::size_t begin = std::min(pos, text_.size());
+        for (std::size_t k = 0; k < n; ++k) {
+            std::size_t end = text_.size();
+            if (k + 1 < n) { // the end of the line that the even cut falls in
+                end = text_.find('\n', std::max(begin, pos + size / n * (k + 1)));
+                end = end == std::string_view::npos ? text_.size() : end + 1;
+            }
+            chunks[k].begin = begin, chunks[k].end = end, begin = end;
+        }
+        return chunks;
+    }
+
+    /// Counts the lines and the rows (lines not blank) of a chunk.
+    void count(Chunk& c) const {
+        for (std::size_t pos = c.begin; pos < c.end;) {
+            ++c.lines;
+            if (!blank(line_at(pos))) ++c.rows;
+        }
+    }
+
+    /// Parses the rows of a chunk into out, at row c.row_base.
+    template <class T> void parse_chunk(const Chunk& c, T* out) const {
+        long long line = c.line_base;
+        T* o = out + c.row_base * cols_;
+        for (std::size_t pos = c.begin; pos < c.end;) {
+            ++line;
+            const std::string_view row = line_at(pos);
+            if (blank(row)) continue;
+            const std::int64_t n = row_values<T>(row, line, false, [&](T v) { *o++ = v; });
+            if (n != cols_)
+                fail(line, column(row.size()),
+                     fmt::format("this row has {} values, expected {} like line {}", n, cols_, first_line_));
+        }
+    }
+
+    /// Parses one row that is not blank (its text without the line end), calling put(v)
+    /// for each value in order, and returns how many there were. Once the column count
+    /// is known, a row with more values fails before the one too many is put.
+    template <class T, class Put>
+    std::int64_t row_values(std::string_view row, long long line, bool first_row, Put&& put) const {
+        std::int64_t n = 0;
+        std::size_t f = 0; // start of the current field within row
+        while (true) {
+            // Fast path: a plain number (blanks around it allowed) ended by ',' or the end
+            // of the row. Anything else goes through field(), which accepts the rarer
+            // spellings or says precisely what is wrong.
+            std::size_t comma;
+            T v{};
+            const char* const row_end = row.data() + row.size();
+            const char* p = row.data() + f;
+            while (p < row_end && is_blank(*p)) ++p;
+            const auto r = std::from_chars(p, row_end, v);
+            const char* q = r.ptr;
+            while (q < row_end && is_blank(*q)) ++q;
+            if (r.ec == std::errc() && r.ptr != p && (q == row_end || *q == ',') && std::isfinite(v)) {
+                comma = q == row_end ? std::string_view::npos : std::size_t(q - row.data());
+            } else {
+                comma = row.find(',', f);
+                const std::size_t fend = comma == std::string_view::npos ? row.size() : comma;
+                v = field<T>(row.substr(f, fend - f), line, column(f), first_row && n == 0,
+                             comma == std::string_view::npos && n > 0);
+            }
+            put(v);
+            ++n;
+            if (comma == std::string_view::npos) return n;
+            f = comma + 1;
+            if (cols_ >= 0 && n == cols_)
+                fail(line, column(f),
+                     fmt::format("this row has more than {} values (line {} has {})", cols_, first_line_, cols_));
+        }
     }
 
 private:
@@ -212,13 +287,15 @@ private:
     std::string_view text_;
     DType dtype_;
     const std::string& name_;
+    std::int64_t cols_ = -1;   // values per row, once the first row is read
+    long long first_line_ = 0; // the first row's line
 };
 
 } // namespace
 
-Array parse_csv(std::string_view text, DType dtype, const std::string& name) {
+Array parse_csv(std::string_view text, DType dtype, const std::string& name, int threads) {
     CsvParser p(text, dtype, name);
-    return dispatch(dtype, [&](auto t) { return p.parse<decltype(t)>(); });
+    return dispatch(dtype, [&](auto t) { return p.parse<decltype(t)>(threads); });
 }
 
 void format_csv(const Array& a, const std::function<void(std::string_view)>& sink, int threads) {

@@ -179,17 +179,17 @@ Array load_npy(const std::string& path) {
 
 /// A CSV file parsed from a memory mapping of it (no copy of the text, none of the page
 /// faults of a fresh buffer), or from a copy where the file system cannot map it.
-Array parse_csv_file(const std::string& path, DType dtype) {
+Array parse_csv_file(const std::string& path, DType dtype, int threads) {
     const InputFile in(path);
     void* p = in.size == 0 ? MAP_FAILED : ::mmap(nullptr, in.size, PROT_READ, MAP_PRIVATE, in.fd, 0);
-    if (p == MAP_FAILED) return parse_csv(read_file(path), dtype, path);
+    if (p == MAP_FAILED) return parse_csv(read_file(path), dtype, path, threads);
     struct Unmap {
         void* p;
         std::size_t size;
         ~Unmap() { ::munmap(p, size); }
     } unmap{p, in.size};
     ::madvise(p, in.size, MADV_SEQUENTIAL); // advice only: read ahead
-    return parse_csv(std::string_view(static_cast<const char*>(p), in.size), dtype, path);
+    return parse_csv(std::string_view(static_cast<const char*>(p), in.size), dtype, path, threads);
 }
 
 } // namespace
@@ -198,7 +198,7 @@ Array load_array(const std::string& path, const CsvRead& csv) {
     const Format format = format_of(path);
     if (format == Format::npy) return load_npy(path);
 
-    Array a = parse_csv_file(path, csv.dtype);
+    Array a = parse_csv_file(path, csv.dtype, csv.threads);
     if (!csv.shape) return a;
     const Shape& want = *csv.shape;
     const std::int64_t rows = a.shape()[0], cols = a.shape()[1];

@@ -18,8 +18,12 @@ namespace bnorm {
 /// (std::from_chars: a float32 value is not rounded through double).
 /// Throws InputError "<name>:<line>:<column>: ..." (physical, 1-based) on: an empty file,
 /// a NUL byte, UTF-16 text, a header row, an empty field or trailing delimiter, a token
-/// that is not entirely one number, a value that overflows `dtype`, ragged rows.
-Array parse_csv(std::string_view text, DType dtype, const std::string& name);
+/// that is not entirely one number, a value that overflows `dtype`, ragged rows; the
+/// first of them in the file.
+/// Parsed on `threads` threads (0: all cores), each taking a share of the lines (texts
+/// of 64 KiB or more per thread); the array and the message do not depend on the
+/// thread count.
+Array parse_csv(std::string_view text, DType dtype, const std::string& name, int threads = 0);
 
 /// Writes `a` as CSV: rank >= 2 gives shape[0] lines of size/shape[0] values, rank 1 one
 /// value per line, rank 0 one line. Every number is the shortest text that parses back

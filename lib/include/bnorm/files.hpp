@@ -25,6 +25,7 @@ struct CsvRead {
     std::optional<Shape> shape;     ///< reshape the (rows, cols) table into this shape;
                                     ///< shape[0] must equal rows, the product the count
     std::string shape_source = "--shape"; ///< where `shape` came from, for messages
+    int threads = 0;                      ///< threads to parse on (0: all cores)
 };
 
 /// Reads an .npy or .csv file into an array. For CSV, `csv` says how.
