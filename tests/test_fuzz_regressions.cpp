@@ -1,6 +1,9 @@
 // Replays every input in tests/fuzz/regressions/ (inputs that once crashed a fuzz target)
-// through the readers: each must parse or be refused with an InputError, nothing else.
+// through the readers: each must parse or be refused with an InputError, nothing else; and
+// a CSV input, repeated into a text of several chunks, must read the same on one thread
+// and on three (fuzz_csv_chunks' property).
 #include "helpers.hpp"
+#include "fuzz/csv_chunks.hpp"
 
 #include "bnorm/csv.hpp"
 #include "bnorm/error.hpp"
@@ -35,7 +38,9 @@ TEST_CASE("fuzz regressions: every saved input is read or refused cleanly") {
     });
     const int csv64 = replay(root + "/csv", [](const std::string& b) { parse_csv(b, DType::f64, "r.csv"); });
     const int csv32 = replay(root + "/csv", [](const std::string& b) { parse_csv(b, DType::f32, "r.csv"); });
+    const int chunks = replay(root + "/csv", [](const std::string& b) { CHECK(fuzz::same_on_threads(b, DType::f64)); });
     CHECK(npy >= 1);
     CHECK(csv64 >= 1);
     CHECK(csv32 == csv64);
+    CHECK(chunks == csv64);
 }
