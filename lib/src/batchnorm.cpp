@@ -1302,13 +1302,17 @@ mask_of<D> certified(const MomentsOf<D>& m, double eps, const Tolerance& tol, do
     else return forward_certified(m, eps, tol);
 }
 
+/// The least number of blocks for which certified_moments previews the first stage.
+constexpr std::int64_t kPreviewBlocks = 4;
+
 /// Pass A, in stages: every channel with the fast sums of T (plain for float32, biased
 /// for float64); the channels whose certificate fails, again: float32 with float64's
 /// biased sums (they keep ~2^-86 where plain sums keep 2^-48), float64 with the biased
 /// sums centred on the channel's mean (for |μ| ≫ σ, where the uncentred ones lose
-/// log2(1 + μ²/σ²) bits); those that still fail, error-free. how[c] tells where channel
-/// c's moments come from. A channel's bits come from its own data only, whichever stage
-/// its neighbours need.
+/// log2(1 + μ²/σ²) bits); those that still fail, error-free. A channel that fails the
+/// first stage on a preview of its first rows starts at the second. how[c] tells where
+/// channel c's moments come from. A channel's bits come from its own data only, whichever
+/// stage its neighbours need.
 template <class T, bool Backward>
 std::vector<Moments> certified_moments(const T* x, const T* dy, const Layout& l, double eps, int threads,
                                        std::vector<Certified>& how) {
@@ -1317,14 +1321,48 @@ std::vector<Moments> certified_moments(const T* x, const T* dy, const Layout& l,
     constexpr Summation first = is_float ? Summation::plain : Summation::biased;
     const Tolerance& tol = is_float ? kFloat32Tolerance : kFloat64Tolerance;
     const bool rows = blocks.whole_rows && l.inner == 1; // which kernels: for Σdy²'s bound
-    std::vector<Moments> ms = channel_moments<T, Backward, first>(x, dy, l, blocks, threads);
-    // every channel, four at a time (the same result as one at a time)
-    how.resize(ms.size());
-    for_channel_lanes(ms.size(), [](std::size_t) { return true; }, [&](std::size_t c, auto lanes_type) {
-        using D = decltype(lanes_type);
-        const mask_of<D> ok = certified<Backward>(MomentsOf<D>::gather(&ms[c]), eps, tol, dy_squares_rel(first, rows));
-        for (int j = 0; j < kLanesOf<D>; ++j) how[c + j] = ok_lane(ok, j) ? Certified::fast : Certified::exact;
-    });
+    // the first stage's certificate of every channel, four at a time (the same result as
+    // one at a time)
+    auto certify_first = [&](const std::vector<Moments>& m, std::vector<Certified>& out) {
+        out.resize(m.size());
+        for_channel_lanes(m.size(), [](std::size_t) { return true; }, [&](std::size_t c, auto lanes_type) {
+            using D = decltype(lanes_type);
+            const mask_of<D> ok = certified<Backward>(MomentsOf<D>::gather(&m[c]), eps, tol, dy_squares_rel(first, rows));
+            for (int j = 0; j < kLanesOf<D>; ++j) out[c + j] = ok_lane(ok, j) ? Certified::fast : Certified::exact;
+        });
+    };
+    // A preview of the first stage on the first rows (an eighth of the first block, in
+    // tensors of at least kPreviewBlocks blocks of whole rows). A channel that fails it,
+    // and (float64) could be summed centred, starts at the second stage, with the
+    // preview's moments (float64: its mean as the centre): it would most likely fail the
+    // first stage too (dy nearly linear in x, data far from 0 against its spread). When
+    // every channel does, the first stage's pass is saved. Every stage is certified as
+    // before: the preview decides the cost, never the accuracy; and a channel's route
+    // depends on its own data only. On ordinary data the preview costs 1/(8·blocks) of a
+    // pass.
+    std::vector<Moments> preview_ms;
+    std::vector<char> skip; // per channel: straight to the second stage
+    if (blocks.count >= kPreviewBlocks && blocks.whole_rows && blocks.per_block >= 8) {
+        const Layout preview{blocks.per_block / 8, l.channels, l.inner};
+        preview_ms = channel_moments<T, Backward, first>(x, dy, preview,
+                                                         Blocks(preview, (Backward ? 2 : 1) * sizeof(T)), 1);
+        certify_first(preview_ms, how);
+        skip.resize(preview_ms.size());
+        for (std::size_t c = 0; c < skip.size(); ++c) {
+            const Moments& m = preview_ms[c];
+            skip[c] = how[c] != Certified::fast && (is_float || m.max_abs <= 2 * std::abs(m.mean.hi));
+        }
+    }
+    std::vector<Moments> ms;
+    if (!skip.empty() && std::all_of(skip.begin(), skip.end(), [](char k) { return k; })) {
+        ms = std::move(preview_ms);
+        how.assign(ms.size(), Certified::exact);
+    } else {
+        ms = channel_moments<T, Backward, first>(x, dy, l, blocks, threads);
+        certify_first(ms, how);
+        for (std::size_t c = 0; c < skip.size(); ++c)
+            if (skip[c]) ms[c] = preview_ms[c], how[c] = Certified::exact;
+    }
     std::vector<std::int64_t> todo;
     for (std::size_t c = 0; c < ms.size(); ++c)
         if (how[c] != Certified::fast) todo.push_back(std::int64_t(c));
