@@ -1,7 +1,7 @@
 // Replays every input in tests/fuzz/regressions/ (inputs that once crashed a fuzz target)
 // through the readers: each must parse or be refused with an InputError, nothing else; and
-// a CSV input, repeated into a text of several chunks, must read the same on one thread
-// and on three (fuzz_csv_chunks' property).
+// a CSV input, made into a text of several chunks (fuzz/csv_chunks.hpp), must read the
+// same on one thread and on three (fuzz_csv_chunks' property).
 #include "helpers.hpp"
 #include "fuzz/csv_chunks.hpp"
 
