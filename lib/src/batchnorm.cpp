@@ -45,7 +45,8 @@ using detail::dd;
 using detail::dd_of;
 using detail::fused;
 
-constexpr std::int64_t kBlockBytes = 4 * 1024 * 1024; // the unit of parallel work
+constexpr std::int64_t kBlockBytes = 4 * 1024 * 1024; // pass A's unit of parallel work
+constexpr std::int64_t kPassBChunk = 64 * 1024;       // values: pass B's unit of parallel work
 constexpr std::int64_t kSerialBelow = 1 << 16;       // elements: smaller tensors use 1 thread
 constexpr int kLanes = 8;                            // independent accumulators, fixed order
 constexpr double kMaxMagnitude = 0x1p480, kMinMagnitude = 0x1p-400; // fast-path range (float64)
@@ -1047,7 +1048,8 @@ constexpr double dy_squares_rel(Summation how, bool rows) {
                                       : 0.0;
 }
 
-/// Pass A over the whole tensor: the Moments of every channel, with the kernels of `How`.
+/// Pass A over the whole tensor: the Moments of every channel, with the kernels of `How`;
+/// the threads take the blocks as they come (parallel_chunks), each into its own slot.
 template <class T, bool Backward, Summation How>
 std::vector<Moments> channel_moments(const T* x, const T* dy, const Layout& l, const Blocks& blocks, int threads,
                                      const double* centres = nullptr) {
@@ -1055,7 +1057,7 @@ std::vector<Moments> channel_moments(const T* x, const T* dy, const Layout& l, c
     constexpr bool Biased = How == Summation::biased || Centred;
     const auto C = std::size_t(l.channels);
     std::vector<Moments> per_block(std::size_t(blocks.count) * C);
-    detail::parallel_for(blocks.count, threads, [&](std::int64_t b0, std::int64_t b1) {
+    detail::parallel_chunks(blocks.count, 1, threads, [&](std::int64_t b0, std::int64_t b1) {
         Sums sums;
         for (std::int64_t b = b0; b < b1; ++b) {
             sums.reset(C, Backward);
@@ -1465,20 +1467,23 @@ int threads_for_rows(const Layout& l, std::int64_t o0, std::int64_t o1, int thre
 /// Pass B over outer rows [o0, o1): calls run(offset, c0, count, inner, rows) on runs
 /// covering them, in parallel. A run is `rows` times `count` consecutive channels from c0,
 /// each with `inner` values, at `offset` in the whole tensor: with inner == 1, whole rows
-/// of channels (vectorized across channels), a thread's share of the rows in one call;
-/// else one channel's `inner` values (rows == 1). Every output element is computed alone,
+/// of channels (vectorized across channels), a chunk of about kPassBChunk values in one
+/// call; else one channel's `inner` values (rows == 1). The threads take the chunks as
+/// they come (parallel_chunks): with an even split, 65536 x 256 float32 backward on two
+/// threads waited 0.3-3 ms for the slower core. Every output element is computed alone,
 /// so the split between threads cannot change a bit.
 template <class F>
 void for_rows_parallel(const Layout& l, std::int64_t o0, std::int64_t o1, int threads, F&& run) {
     threads = threads_for_rows(l, o0, o1, threads);
     if (l.inner == 1) {
-        detail::parallel_for(o1 - o0, threads, [&](std::int64_t b, std::int64_t e) {
+        const std::int64_t grain = threads > 1 ? kPassBChunk / l.channels : 0; // (no division for one thread)
+        detail::parallel_chunks(o1 - o0, grain, threads, [&](std::int64_t b, std::int64_t e) {
             run((o0 + b) * l.channels, std::int64_t{0}, l.channels, std::int64_t{1}, e - b);
             detail::simd::stream_fence(); // the kernels may have used non-temporal stores
         });
     } else {
-        const std::int64_t r0 = o0 * l.channels;
-        detail::parallel_for((o1 - o0) * l.channels, threads, [&](std::int64_t b, std::int64_t e) {
+        const std::int64_t r0 = o0 * l.channels, grain = std::max<std::int64_t>(1, kPassBChunk / l.inner);
+        detail::parallel_chunks((o1 - o0) * l.channels, grain, threads, [&](std::int64_t b, std::int64_t e) {
             for (std::int64_t r = r0 + b; r < r0 + e; ++r)
                 run(r * l.inner, r % l.channels, std::int64_t{1}, l.inner, std::int64_t{1});
             detail::simd::stream_fence();
@@ -2037,10 +2042,13 @@ template <class T> void BackwardPass<T>::apply(std::int64_t o0, std::int64_t o1,
                 ++i;
             }
         };
-        if (!careful.empty())
-            detail::parallel_for(o1 - o0, threads_for_rows(l_, o0, o1, threads_), [&](std::int64_t b, std::int64_t e) {
-                for (std::int64_t o = o0 + b; o < o0 + e; ++o) row(o);
-            });
+        if (!careful.empty()) {
+            const std::int64_t grain = std::max<std::int64_t>(1, kPassBChunk / (l_.channels * l_.inner));
+            detail::parallel_chunks(o1 - o0, grain, threads_for_rows(l_, o0, o1, threads_),
+                                    [&](std::int64_t b, std::int64_t e) {
+                                        for (std::int64_t o = o0 + b; o < o0 + e; ++o) row(o);
+                                    });
+        }
     }
     if (!exact_.empty()) take_slow_channels(l_, fast_, exact_.data(), dx, o0, o1);
 }
