@@ -1,6 +1,7 @@
-// Minimal parallel loops. Work items are split by index only, and every item writes its
-// own output slot, so results never depend on the number of threads, nor on which thread
-// ran an item. Internal to the library.
+// Minimal parallel loops, on a pool of threads kept for the process (parallel.cpp). Work
+// items are split by index only, and every item writes its own output slot, so results
+// never depend on the number of threads, nor on which thread ran an item. Internal to
+// the library.
 #pragma once
 
 #include <algorithm>
@@ -18,8 +19,13 @@ inline int resolve_threads(int requested) {
     return hw == 0 ? 1 : static_cast<int>(hw);
 }
 
-/// Calls worker(k) for k in [0, t) on t threads (the calling thread takes k = 0), and
-/// rethrows the first exception, in the order of k.
+/// Runs job(ctx, k) for k in [1, t) on the library's pool of threads and job(ctx, 0) on
+/// the calling thread, and returns when all have; false, having run nothing, when the
+/// pool is taken (a nested call, or another thread of the program). parallel.cpp.
+bool run_on_pool(std::int64_t t, void (*job)(void*, std::int64_t), void* ctx);
+
+/// Calls worker(k) for k in [0, t) on t threads (the calling thread takes k = 0): the
+/// pool's, or new ones when it is taken. Rethrows the first exception, in the order of k.
 template <class W> void on_threads(std::int64_t t, W&& worker) {
     std::vector<std::exception_ptr> errors(static_cast<std::size_t>(t));
     auto run = [&](std::int64_t k) {
@@ -29,10 +35,13 @@ template <class W> void on_threads(std::int64_t t, W&& worker) {
             errors[static_cast<std::size_t>(k)] = std::current_exception();
         }
     };
-    std::vector<std::thread> pool;
-    for (std::int64_t k = 1; k < t; ++k) pool.emplace_back(run, k);
-    run(0);
-    for (auto& th : pool) th.join();
+    using Run = decltype(run);
+    if (!run_on_pool(t, [](void* r, std::int64_t k) { (*static_cast<Run*>(r))(k); }, &run)) {
+        std::vector<std::thread> spawned;
+        for (std::int64_t k = 1; k < t; ++k) spawned.emplace_back(run, k);
+        run(0);
+        for (auto& th : spawned) th.join();
+    }
     for (auto& e : errors)
         if (e) std::rethrow_exception(e);
 }
