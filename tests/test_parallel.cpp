@@ -2,10 +2,12 @@
 // item exactly once, for any thread count and grain, from nested calls and from several
 // threads of a program at once, exceptions carried back to the caller.
 #include "../lib/src/parallel.hpp"
+#include "bnorm/batchnorm.hpp"
 
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <cmath>
 #include <cstdint>
 #include <stdexcept>
 #include <thread>
@@ -104,4 +106,29 @@ TEST_CASE("parallel loops: an exception in any thread reaches the caller, and th
             CHECK(each_once(visits(100, [&](auto body) { parallel_chunks(100, 1, threads, body); }), 100));
         }
     }
+}
+
+TEST_CASE("forward and backward called from several threads of a program at once: the same bits") {
+    // 4096 x 80 values (above the one-thread size): one caller gets the pool, the others
+    // threads of their own; every result must be the bits of a lone one-thread call.
+    const bnorm::Layout l{4096, 80, 1};
+    std::vector<float> x(std::size_t(l.size())), dy(x.size());
+    for (std::size_t i = 0; i < x.size(); ++i)
+        x[i] = float(std::sin(0.37 * double(i)) * 3 + 1), dy[i] = float(std::cos(0.11 * double(i)));
+    std::vector<float> y1(x.size()), dx1(x.size()), dg1(80), db1(80);
+    bnorm::forward<float>(x.data(), l, nullptr, nullptr, 1e-5, y1.data(), nullptr, nullptr, 1);
+    bnorm::backward<float>(x.data(), nullptr, dy.data(), l, 1e-5, dx1.data(), dg1.data(), db1.data(), 1);
+    std::atomic<int> differ{0};
+    std::vector<std::thread> callers;
+    for (int k = 0; k < 3; ++k)
+        callers.emplace_back([&] {
+            std::vector<float> y(x.size()), dx(x.size()), dg(80), db(80);
+            for (int rep = 0; rep < 5; ++rep) {
+                bnorm::forward<float>(x.data(), l, nullptr, nullptr, 1e-5, y.data(), nullptr, nullptr, 2);
+                bnorm::backward<float>(x.data(), nullptr, dy.data(), l, 1e-5, dx.data(), dg.data(), db.data(), 2);
+                if (y != y1 || dx != dx1 || dg != dg1 || db != db1) differ.fetch_add(1);
+            }
+        });
+    for (auto& t : callers) t.join();
+    CHECK(differ.load() == 0);
 }

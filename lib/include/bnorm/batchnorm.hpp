@@ -22,6 +22,11 @@
 // data go through an all-double-double kernel. docs/derivation.md has the details.
 //
 // Threads: `threads` = 0 uses all cores. The outputs are bitwise identical for any value.
+// Tensors under 65536 values run on the calling thread. The others run on a pool of
+// threads that the library starts on first use and keeps until the process ends (idle
+// between calls, after polling for a fraction of a millisecond); a call made while another
+// holds the pool (from another thread of the program) starts threads of its own. Calls
+// from several threads at once are safe.
 //
 // Common requirements: l.channels >= 1 and l.per_channel() >= 2 (see check_problem);
 // eps >= 0 and finite; pointers to x, dy, y, dx cover l.size() elements in
