@@ -494,6 +494,69 @@ TEST_CASE("the two-step passes give forward()'s and backward()'s bits, in any ch
 
 namespace {
 
+/// Outputs of 16 MiB or more are written with non-temporal stores, by kernels of their
+/// own: forward and backward on such a tensor against the naive reference, and against
+/// the two-step passes' small pieces (stored normally), bit for bit. The outputs start
+/// `shift` elements past a 64-byte boundary (the kernels take another way when the
+/// output is not on a vector's boundary).
+template <class T> void streamed_outputs(const Shape& shape, int axis, std::size_t shift) {
+    CAPTURE(repro(shape, axis, 1e-5, dtype_of<T>()));
+    CAPTURE(shift);
+    const Layout l = collapse(shape, axis);
+    REQUIRE(l.size() * std::int64_t(sizeof(T)) >= (std::int64_t(16) << 20));
+    std::mt19937_64 rng(31);
+    std::normal_distribution<double> normal;
+    std::vector<T> x(std::size_t(l.size())), dy(x.size()), gamma(std::size_t(l.channels)), beta(gamma.size());
+    for (auto& v : x) v = T(2 * normal(rng) + 1);
+    for (auto& v : dy) v = T(normal(rng));
+    for (auto& v : gamma) v = T(1 + 0.1 * normal(rng));
+    for (auto& v : beta) v = T(normal(rng));
+    std::vector<T> y_storage(x.size() + 64, T(kSentinel)), dx_storage(y_storage), mean(gamma.size()),
+        invstd(gamma.size()), dg(gamma.size()), db(gamma.size());
+    const auto at_shift = [&](std::vector<T>& v) {
+        return std::span<T>(v).subspan((-reinterpret_cast<std::uintptr_t>(v.data()) % 64) / sizeof(T) + shift, x.size());
+    };
+    const std::span<T> y = at_shift(y_storage), dx = at_shift(dx_storage);
+    forward<T>(x.data(), l, gamma.data(), beta.data(), 1e-5, y.data(), mean.data(), invstd.data(), 2);
+    backward<T>(x.data(), gamma.data(), dy.data(), l, 1e-5, dx.data(), dg.data(), db.data(), 2);
+
+    const test::NaiveResult want =
+        test::naive_batchnorm(widen(x), shape, normalize_axis(axis, shape.size()), widen(gamma), widen(beta),
+                              widen(dy), 1e-5);
+    CHECK(test::eps_error<T>(std::span<const T>(y), want.y) <= 2);
+    CHECK(test::eps_error<T>(std::span<const T>(dx), want.dx) <= 2);
+    CHECK(test::eps_error<T>(mean, want.mean) <= 2);
+    CHECK(test::eps_error<T>(dg, want.dgamma) <= 2);
+
+    const ForwardPass<T> fp(x.data(), l, gamma.data(), beta.data(), 1e-5, 2);
+    const BackwardPass<T> bp(x.data(), gamma.data(), dy.data(), l, 1e-5, 2);
+    const std::int64_t row = l.channels * l.inner, rows = std::max<std::int64_t>(1, (1 << 18) / row); // 1 MiB or less
+    std::vector<T> piece(std::size_t(rows * row));
+    bool same = true;
+    for (std::int64_t o0 = 0; o0 < l.outer; o0 += rows) {
+        const std::int64_t o1 = std::min(l.outer, o0 + rows), n = (o1 - o0) * row;
+        fp.apply(o0, o1, piece.data());
+        same = same && std::equal(piece.begin(), piece.begin() + n, y.begin() + o0 * row);
+        bp.apply(o0, o1, piece.data());
+        same = same && std::equal(piece.begin(), piece.begin() + n, dx.begin() + o0 * row);
+    }
+    CHECK(same);
+}
+
+} // namespace
+
+TEST_CASE("outputs of 16 MiB or more, written with streamed stores: accurate, and the bits of small pieces") {
+    for (std::size_t shift : {0, 1, 4}) {
+        streamed_outputs<float>({65536, 64}, 1, shift); // channels-last rows, eight lanes with AVX-512
+        streamed_outputs<float>({70000, 60}, 1, shift); // rows not of whole vectors of eight
+        streamed_outputs<float>({16, 4, 256, 256}, 1, shift); // runs (NCHW)
+        streamed_outputs<double>({32768, 64}, 1, shift);
+        streamed_outputs<double>({8, 4, 256, 256}, 1, shift);
+    }
+}
+
+namespace {
+
 /// Channel c's values of a (outer, C, inner) tensor, in order.
 template <class T> std::vector<double> channel_values(const std::vector<T>& v, const Layout& l, std::int64_t c) {
     std::vector<double> out;

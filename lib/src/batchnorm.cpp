@@ -1636,6 +1636,21 @@ template <bool Stream>
                     store(y + j * kWidth, fma(a[j], (load(x + j * kWidth) - m[j]) - mlo[j], bv[j]));
         }))
         return;
+#if defined(__AVX512F__)
+    // AVX-512, rows of whole vectors of eight, y on 32 bytes: eight lanes (v8d), the same
+    // operations in half the instructions. One thread, 5 runs interleaved with the four
+    // lanes: NHWC (32, 56, 56, 64) 1.65-1.88 → 1.52-1.65 ms, 65536 x 256 5.67-5.97 →
+    // 5.58-5.70 ms; with two threads (memory-bound) the same.
+    if (C % 8 == 0 && reinterpret_cast<std::uintptr_t>(y) % 32 == 0) {
+        for (std::int64_t r = 0; r < rows; ++r, x += C, y += C)
+            for (std::int64_t c = 0; c < C; c += 8) {
+                const v8d v = fma(load8(ah + c), (load8(x + c) - load8(mh + c)) - load8(ml + c), load8(b + c));
+                if constexpr (Stream) stream(y + c, v);
+                else store(y + c, v);
+            }
+        return;
+    }
+#endif
     for (std::int64_t r = 0; r < rows; ++r, x += C, y += C)
         write_lanes<Stream>(
             y, C,

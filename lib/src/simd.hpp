@@ -107,6 +107,7 @@ inline double sum_lanes(v4d v) { return (v[0] + v[1]) + (v[2] + v[3]); }
 /// backward tile: 13 → 7.5 cycles per four values in L1). Elsewhere, the same lane-wise
 /// operations on the generic lowering.
 using v8d = double __attribute__((vector_size(64)));
+using v8f = float __attribute__((vector_size(32)));
 
 inline v8d load8(const double* p) {
     v8d v;
@@ -114,12 +115,24 @@ inline v8d load8(const double* p) {
     return v;
 }
 inline v8d load8(const float* p) { // eight floats, exactly, as doubles
-    using v8f = float __attribute__((vector_size(32)));
     v8f f;
     std::memcpy(&f, p, sizeof f);
     return __builtin_convertvector(f, v8d);
 }
 inline void store(double* p, v8d v) { std::memcpy(p, &v, sizeof v); }
+/// Eight doubles rounded to float into p[0..8): stored, or streamed (non-temporal, with
+/// AVX-512; p then 32-byte aligned).
+inline void store(float* p, v8d v) {
+    const v8f f = __builtin_convertvector(v, v8f);
+    std::memcpy(p, &f, sizeof f);
+}
+inline void stream(float* p, v8d v) {
+#if defined(__AVX512F__) // (GCC 12 warns about _mm512_cvtpd_ps's undefined pass-through)
+    _mm256_stream_ps(p, __m256(__builtin_convertvector(v, v8f)));
+#else
+    store(p, v);
+#endif
+}
 
 inline v8d fma(v8d a, v8d b, v8d c) {
 #if defined(__AVX512F__)
