@@ -115,6 +115,10 @@ inline v8d load8(const double* p) {
     return v;
 }
 inline v8d load8(const float* p) { // eight floats, exactly, as doubles
+#if defined(__AVX512F__) // one vcvtps2pd (GCC 12 converts a generic vector in two halves,
+    // and warns about _mm512_cvtps_pd's undefined pass-through; all lanes kept here)
+    return _mm512_maskz_cvtps_pd(0xff, _mm256_loadu_ps(p));
+#endif
     v8f f;
     std::memcpy(&f, p, sizeof f);
     return __builtin_convertvector(f, v8d);
@@ -129,6 +133,15 @@ inline void store(float* p, v8d v) {
 inline void stream(float* p, v8d v) {
 #if defined(__AVX512F__) // (GCC 12 warns about _mm512_cvtpd_ps's undefined pass-through)
     _mm256_stream_ps(p, __m256(__builtin_convertvector(v, v8f)));
+#else
+    store(p, v);
+#endif
+}
+
+/// The same for eight doubles; p must be 64-byte aligned.
+inline void stream(double* p, v8d v) {
+#if defined(__AVX512F__)
+    _mm512_stream_pd(p, __m512d(v));
 #else
     store(p, v);
 #endif
