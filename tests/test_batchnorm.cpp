@@ -593,6 +593,67 @@ std::vector<float> without_projection(const std::vector<double>& g, const std::v
 
 } // namespace
 
+namespace {
+
+/// backward() on the same values placed at `shift` elements past a 64-byte boundary
+/// (x, dy and dx each by its own shift), so that pass B takes its eight lanes (every
+/// array on a multiple of eight values, with AVX-512) or its four, rows and runs, streamed
+/// (dx of 16 MiB or more) or not; dx must be the same bits in every placement, and
+/// within 2 eps of the exact kernel's (dy linear in x: dx is 1e-3 of its terms, beyond
+/// the naive reference's long double).
+template <class T> void same_bits_any_alignment(const Shape& shape, int axis, bool dy_linear) {
+    CAPTURE(repro(shape, axis, 1e-5, dtype_of<T>()));
+    CAPTURE(dy_linear);
+    const Layout l = collapse(shape, axis);
+    const auto n = std::size_t(l.size()), C = std::size_t(l.channels);
+    std::mt19937_64 rng(5);
+    std::normal_distribution<double> normal;
+    std::vector<T> x(n), dy(n), gamma(C);
+    for (auto& v : x) v = T(3 * normal(rng) + 1);
+    for (std::size_t i = 0; i < n; ++i) // dy linear in x: float32 channels then take the double-double kernels
+        dy[i] = dy_linear ? T(0.5 + 2 * double(x[i]) + 1e-3 * normal(rng)) : T(normal(rng));
+    for (auto& v : gamma) v = T(1 + 0.1 * normal(rng));
+    auto placed = [&](std::vector<T>& storage, const std::vector<T>& values, std::size_t shift) {
+        storage.assign(n + 64, T(kSentinel));
+        T* p = storage.data() + (-reinterpret_cast<std::uintptr_t>(storage.data()) % 64) / sizeof(T) + shift;
+        std::copy(values.begin(), values.end(), p);
+        return p;
+    };
+    std::vector<T> reference;
+    for (const auto& [sx, sg, sd] : {std::array<std::size_t, 3>{0, 0, 0}, {1, 1, 1}, {0, 0, 4}, {4, 0, 0}, {0, 8, 8}}) {
+        const std::string placement = fmt::format("x +{} dy +{} dx +{}", sx, sg, sd);
+        CAPTURE(placement);
+        std::vector<T> xs, gs, ds, dg(C), db(C);
+        const T* xp = placed(xs, x, sx);
+        const T* gp = placed(gs, dy, sg);
+        T* dx = placed(ds, std::vector<T>(n, T(kSentinel)), sd);
+        backward<T>(xp, gamma.data(), gp, l, 1e-5, dx, dg.data(), db.data(), 2);
+        std::vector<T> got(dx, dx + n);
+        if (reference.empty()) {
+            reference = got;
+            std::vector<T> want(n), dg0(C), db0(C); // the all-double-double kernel (checked against mpmath)
+            detail::backward_exact<T>(x.data(), gamma.data(), dy.data(), l, 1e-5, want.data(), dg0.data(), db0.data());
+            CHECK(test::eps_error<T>(std::span<const T>(got), widen(want)) <= 2);
+        } else {
+            CHECK(got == reference);
+        }
+    }
+}
+
+} // namespace
+
+TEST_CASE("pass B's eight lanes and four: the same bits whatever the arrays' alignment") {
+    for (bool linear : {false, true}) {
+        same_bits_any_alignment<float>({700, 64}, 1, linear);      // rows of whole vectors of eight
+        same_bits_any_alignment<float>({700, 37}, 1, linear);      // rows whose alignment alternates
+        same_bits_any_alignment<float>({5, 6, 19, 23}, 1, linear); // runs of 437
+        same_bits_any_alignment<double>({700, 64}, 1, linear);
+        same_bits_any_alignment<double>({5, 6, 19, 23}, 1, linear);
+    }
+    same_bits_any_alignment<float>({65536, 64}, 1, false); // streamed
+    same_bits_any_alignment<double>({4, 4, 256, 256}, 1, false);
+}
+
 TEST_CASE("float32: plain sums are used only where certified, channel by channel") {
     // Channel 1 is ordinary data. Channel 0 is ordinary too, or x and dy sum to almost 0
     // (mean and dβ are tiny against the values, and the float32 plain sums round), or dy = x (dx is eps/(var+eps)

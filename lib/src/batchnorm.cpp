@@ -1036,6 +1036,28 @@ template <class T, bool Backward> void add_run_plain(const T* v, const T* g, std
     while (i < len) {
         const std::int64_t end = std::min(len, i + chunk);
         v4d s1a{}, s1b{}, s2a{}, s2b{}, b1a{}, b1b{}, b2a{}, b2b{}, b3a{}, b3b{};
+#if defined(__AVX512F__)
+        // AVX-512: the step's eight lanes as one v8d, whose halves are the a and b lanes
+        // below (the same bits). In cache on Ice Lake: one chain per sum at 4 cycles a
+        // step, against 14 operations of v4d on two ports.
+        {
+            const v8d K8 = broadcast<v8d>(t.K[c]);
+            v8d s1{}, s2{}, b1{}, b2{}, b3{};
+            for (; i + step <= end; i += step) {
+                const v8d d = lanes<v8d>(v, std::size_t(i)) - K8;
+                s1 += d;
+                s2 = fma(d, d, s2);
+                if constexpr (Backward) {
+                    const v8d gv = lanes<v8d>(g, std::size_t(i));
+                    b1 += gv;
+                    b2 = fma(gv, d, b2);
+                    b3 = fma(gv, gv, b3);
+                }
+            }
+            auto halves = [](v8d w, v4d& lo, v4d& hi) { lo = v4d{w[0], w[1], w[2], w[3]}, hi = v4d{w[4], w[5], w[6], w[7]}; };
+            halves(s1, s1a, s1b), halves(s2, s2a, s2b), halves(b1, b1a, b1b), halves(b2, b2a, b2b), halves(b3, b3a, b3b);
+        }
+#endif
         for (; i + step <= end; i += step) {
             const v4d da = load(v + i) - K, db = load(v + i + kWidth) - K;
             s1a += da, s1b += db;
@@ -1653,29 +1675,40 @@ inline void write_lanes(T* __restrict out, std::int64_t n, FV&& vec, FS&& one) {
     for (; i < n; ++i) out[i] = T(one(i));
 }
 
+/// Whether eight-lane vectors from these arrays stay within cache lines: every pointer on
+/// a multiple of eight values (32 bytes of float, 64 of double).
+template <class T, class... Ts> bool eight_aligned(const T* p, const Ts*... ps) {
+    return ((reinterpret_cast<std::uintptr_t>(p) | ... | reinterpret_cast<std::uintptr_t>(ps)) % (8 * sizeof(T))) == 0;
+}
+
 /// out[i..] = f(D{}, i) for i in [0, n), f giving the values of lanes<D>(…, i): eight
-/// lanes (v8d) where the build has AVX-512, then four (v4d), then one (double). f does the
-/// same operations on each lane of any D, so the bits do not depend on the width. When
-/// Stream, the vectors are streamed from where `out` is aligned for them (32 bytes of
-/// float or 64 of double for eight lanes), the lanes before that stored one by one.
+/// lanes (v8d) where the build has AVX-512 and `wide` says the arrays are eight_aligned,
+/// then four (v4d), then one (double). f does the same operations on each lane of any D,
+/// so the bits do not depend on the width. When Stream, the vectors are streamed from
+/// where `out` is aligned for four lanes (16 bytes of float, 32 of double; eight lanes are
+/// streamed as two fours), the lanes before that stored one by one.
 ///
 /// Eight lanes are for Intel's AVX-512 cores (Ice Lake server, this project's machines
-/// since 2026-12), whose two 512-bit FMA units do eight lanes in about the time of four:
-/// measured there 0.15 ns per v4d FMA against 0.19 per v8d, with ten independent chains.
-/// Zen 4 (the machines before) splits a v8d in two and measured no gain.
-template <bool Stream, class T, class F> inline void write_each(T* __restrict out, std::int64_t n, F&& f) {
+/// since 2026-12), whose two 512-bit FMA units do eight lanes in about the time of four
+/// (measured there: 0.15 ns per v4d FMA, 0.19 per v8d, ten independent chains); Zen 4,
+/// the machines before, splits a v8d in two and measured no gain. On Ice Lake they are
+/// faster on aligned arrays (NHWC (32, 56, 56, 64) float32 backward, one thread,
+/// 11.2-11.7 → 9.1-9.4 ms) and slower on arrays 16 bytes past a line, as malloc gives
+/// (65536 x 256 float32 backward 25 → 28-29 ms: eight-lane loads that cross lines), hence
+/// `wide`. Aligning the output for eight lanes made that worse (1.5 times): rows begun by
+/// ordinary stores into the lines being streamed.
+template <bool Stream, class T, class F>
+inline void write_each(T* __restrict out, std::int64_t n, [[maybe_unused]] bool wide, F&& f) {
     using namespace detail::simd;
     std::int64_t i = 0;
-#if defined(__AVX512F__)
     if constexpr (Stream)
-        for (; i < n && reinterpret_cast<std::uintptr_t>(out + i) % (8 * sizeof(T)) != 0; ++i) out[i] = T(f(0.0, i));
-    for (; i + 8 <= n; i += 8) {
+        for (; i < n && reinterpret_cast<std::uintptr_t>(out + i) % (kWidth * sizeof(T)) != 0; ++i) out[i] = T(f(0.0, i));
+#if defined(__AVX512F__)
+    for (; wide && i + 8 <= n; i += 8) {
         if constexpr (Stream) stream(out + i, f(v8d{}, i));
         else store(out + i, f(v8d{}, i));
     }
 #endif
-    if constexpr (Stream)
-        for (; i < n && reinterpret_cast<std::uintptr_t>(out + i) % (kWidth * sizeof(T)) != 0; ++i) out[i] = T(f(0.0, i));
     for (; i + kWidth <= n; i += kWidth) {
         if constexpr (Stream) stream(out + i, f(v4d{}, i));
         else store(out + i, f(v4d{}, i));
@@ -1777,7 +1810,7 @@ template <bool Stream>
         }))
         return;
     for (std::int64_t r = 0; r < rows; ++r, x += C, g += C, dx += C)
-        write_each<Stream>(dx, C, [&]<class D>(D, std::int64_t c) {
+        write_each<Stream>(dx, C, eight_aligned(x, g, dx), [&]<class D>(D, std::int64_t c) {
             const D d = lanes<D>(x, c) - lanes<D>(mh, c), w = lanes<D>(g, c) - lanes<D>(Bh, c);
             return D(lanes<D>(ah, c) * fused(-d, lanes<D>(Hh, c), w));
         });
@@ -1789,7 +1822,7 @@ template <bool Stream>
                                                 float* __restrict dx, std::int64_t len, double mh, double ah,
                                                 double Bh, double Hh) {
     using namespace detail::simd;
-    write_each<Stream>(dx, len, [&]<class D>(D, std::int64_t i) {
+    write_each<Stream>(dx, len, eight_aligned(x, g, dx), [&]<class D>(D, std::int64_t i) {
         const D d = lanes<D>(x, i) - broadcast<D>(mh), w = lanes<D>(g, i) - broadcast<D>(Bh);
         return D(broadcast<D>(ah) * fused(-d, broadcast<D>(Hh), w));
     });
@@ -1839,7 +1872,7 @@ template <bool Stream, bool AllOffset, class T>
     using namespace detail::simd;
     if constexpr (AllOffset) { // no test per vector, eight lanes where the build has them
         for (std::int64_t r = 0; r < rows; ++r, x += C, g += C, dx += C)
-            write_each<Stream>(dx, C, [&]<class D>(D, std::int64_t c) {
+            write_each<Stream>(dx, C, eight_aligned(x, g, dx), [&]<class D>(D, std::int64_t c) {
                 return input_gradient_offset_dd(lanes<D>(x, c), lanes<D>(g, c), lanes<D>(ah, c), lanes<D>(al, c),
                                                 lanes<D>(Kh, c), lanes<D>(Kl, c), lanes<D>(Hh, c), lanes<D>(Hl, c));
             });
@@ -1869,7 +1902,7 @@ template <bool Stream, class T>
                                              std::int64_t len, double mh, double ml, double ah, double al, double Bh,
                                              double Bl, double Hh, double Hl) {
     using namespace detail::simd;
-    write_each<Stream>(dx, len, [&]<class D>(D, std::int64_t i) {
+    write_each<Stream>(dx, len, eight_aligned(x, g, dx), [&]<class D>(D, std::int64_t i) {
         return input_gradient_dd(lanes<D>(x, i), lanes<D>(g, i), broadcast<D>(mh), broadcast<D>(ml), broadcast<D>(ah),
                                  broadcast<D>(al), broadcast<D>(Bh), broadcast<D>(Bl), broadcast<D>(Hh),
                                  broadcast<D>(Hl));
@@ -1882,7 +1915,7 @@ template <bool Stream, class T>
                                                     std::int64_t len, double ah, double al, double Kh, double Kl,
                                                     double Hh, double Hl) {
     using namespace detail::simd;
-    write_each<Stream>(dx, len, [&]<class D>(D, std::int64_t i) {
+    write_each<Stream>(dx, len, eight_aligned(x, g, dx), [&]<class D>(D, std::int64_t i) {
         return input_gradient_offset_dd(lanes<D>(x, i), lanes<D>(g, i), broadcast<D>(ah), broadcast<D>(al),
                                         broadcast<D>(Kh), broadcast<D>(Kl), broadcast<D>(Hh), broadcast<D>(Hl));
     });

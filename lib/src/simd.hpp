@@ -125,23 +125,27 @@ inline v8d load8(const float* p) { // eight floats, exactly, as doubles
 }
 inline void store(double* p, v8d v) { std::memcpy(p, &v, sizeof v); }
 /// Eight doubles rounded to float into p[0..8): stored, or streamed (non-temporal, with
-/// AVX-512; p then 32-byte aligned).
+/// AVX; p then 16-byte aligned, as for four lanes: two 16-byte streams, so that a row
+/// that starts 16 bytes past a 32-byte boundary is streamed whole, not begun with
+/// ordinary stores into the lines being streamed).
 inline void store(float* p, v8d v) {
     const v8f f = __builtin_convertvector(v, v8f);
     std::memcpy(p, &f, sizeof f);
 }
 inline void stream(float* p, v8d v) {
-#if defined(__AVX512F__) // (GCC 12 warns about _mm512_cvtpd_ps's undefined pass-through)
-    _mm256_stream_ps(p, __m256(__builtin_convertvector(v, v8f)));
+#if defined(__AVX__)
+    const __m256 f = __m256(__builtin_convertvector(v, v8f));
+    _mm_stream_ps(p, _mm256_castps256_ps128(f));
+    _mm_stream_ps(p + 4, _mm256_extractf128_ps(f, 1));
 #else
     store(p, v);
 #endif
 }
-
-/// The same for eight doubles; p must be 64-byte aligned.
+/// The same for eight doubles; p must be 32-byte aligned, as for four lanes.
 inline void stream(double* p, v8d v) {
 #if defined(__AVX512F__)
-    _mm512_stream_pd(p, __m512d(v));
+    _mm256_stream_pd(p, v4d{v[0], v[1], v[2], v[3]}); // (GCC 12 warns about _mm512_extractf64x4_pd)
+    _mm256_stream_pd(p + 4, v4d{v[4], v[5], v[6], v[7]});
 #else
     store(p, v);
 #endif
