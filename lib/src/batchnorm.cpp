@@ -913,7 +913,7 @@ void add_rows_biased(const T* x, const T* dy, std::int64_t stride, std::int64_t 
         // AVX-512, forward: two vectors of eight channels (simd::v8d). 65536 x 256, one
         // thread, pass A 8.4-9.0 → 7.6-8.0 ms, NHWC 3.0-3.3 → 2.8-2.9 ms (Zen 4).
         // Backward: one vector of eight, the lanes of v4d's two. No faster on Zen 4, which
-        // splits a v8d in two; on Ice Lake, float64 65536 x 256 one thread 55-58 → 50 ms.
+        // splits a v8d in two; on Ice Lake, float64 65536 x 256 one thread 55-62 → 50-57 ms.
         if constexpr (!Backward)
             for (; c + 16 <= C; c += 16)
                 add_lanes_biased<detail::simd::v8d, Backward, 2, Centred>(xt, gt, stride, rows, c, t, prefetch);
@@ -996,7 +996,7 @@ void add_run_biased(const T* v, const T* g, std::int64_t len, std::size_t c, Sum
 #if defined(__AVX512F__)
         // AVX-512: the step's eight lanes as one v8d, whose lanes 0-3 and 4-7 are those of
         // ta and tb below, folded in the same order (the same bits). On Ice Lake, NCHW
-        // (4, 64, 56, 56) float64 backward in cache, one thread: 4.0 → 3.3 ms.
+        // (4, 64, 56, 56) float64 backward in cache, one thread: 2.4-2.6 → 2.1-2.4 ms.
         const v8d K8 = broadcast<v8d>(K);
         BiasedTile<v8d, Backward, N> t8;
         t8.start(broadcast<v8d>(mx), broadcast<v8d>(gm));
