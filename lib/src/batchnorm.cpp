@@ -108,9 +108,6 @@ template <class D> inline D smaller(D a, D b) { return b < a ? b : a; }
 inline double magnitude(double a) { return std::abs(a); }
 inline detail::simd::v4d magnitude(detail::simd::v4d a) { return detail::simd::abs(a); }
 inline detail::simd::v8d magnitude(detail::simd::v8d a) { return detail::simd::abs(a); }
-inline detail::simd::v8d fused(detail::simd::v8d a, detail::simd::v8d b, detail::simd::v8d c) {
-    return detail::simd::fma(a, b, c);
-}
 
 /// Adds x (and its dy g) to error-free sums around K, and to the largest magnitudes:
 /// x − K = d + d_err (TwoSum), d² = p + p_err and g·d = q + q_err (TwoProd), sums
@@ -194,13 +191,6 @@ template <class D> void put(double* p, std::size_t c, D v) {
     if constexpr (std::is_same_v<D, double>) p[c] = v;
     else detail::simd::store(p + c, v);
 }
-/// a as every lane of a D (double, v4d or v8d), exactly (−0 stays −0).
-template <class D> D broadcast(double a) {
-    if constexpr (std::is_same_v<D, double>) return a;
-    else if constexpr (std::is_same_v<D, detail::simd::v8d>) return D{a, a, a, a, a, a, a, a};
-    else return detail::simd::splat(a);
-}
-
 inline double lane(double v, int) { return v; }
 inline double lane(detail::simd::v4d v, int j) { return v[j]; }
 template <class D> constexpr int kLanesOf = int(sizeof(D) / sizeof(double));
@@ -531,11 +521,14 @@ template <class T, bool Backward>
     // AVX-512, forward: chunks of four vectors of eight channels (v8d), half the
     // instructions of v4d for the same arithmetic. Pass A, one thread, 5 runs interleaved
     // with the v4d chunks: NHWC (32, 56, 56, 64) 1.46-1.74 → 1.37-1.48 ms, 65536 x 256
-    // 3.69-3.96 → 3.47-3.74 ms. Two vectors measured no faster. Backward with two (NHWC
-    // 2.72-2.88 → 2.57-2.84 ms) took the tiny (64, 16) backward from 1.62-1.68 to
-    // 1.67-1.73 µs, and keeps v4d.
+    // 3.69-3.96 → 3.47-3.74 ms. Two vectors measured no faster. Backward, two vectors:
+    // on Zen 4, NHWC 2.72-2.88 → 2.57-2.84 ms but the tiny (64, 16) backward 1.62-1.68 →
+    // 1.67-1.73 µs; on Ice Lake (with pass B's eight lanes for few channels) the tiny
+    // backward 2.17 → 2.12-2.14 µs, large tensors memory-bound and unchanged.
     if constexpr (!Backward)
         while (c + 32 <= C) chunk(v8d{}, std::integral_constant<int, 4>{});
+    else
+        while (c + 16 <= C) chunk(v8d{}, std::integral_constant<int, 2>{});
 #endif
     // V·(2 or 5) accumulators and V references in registers. Forward stays at 4 with 32
     // registers: 8 measured twice as slow.
@@ -997,9 +990,9 @@ void add_run_biased(const T* v, const T* g, std::int64_t len, std::size_t c, Sum
         // AVX-512: the step's eight lanes as one v8d, whose lanes 0-3 and 4-7 are those of
         // ta and tb below, folded in the same order (the same bits). On Ice Lake, NCHW
         // (4, 64, 56, 56) float64 backward in cache, one thread: 2.4-2.6 → 2.1-2.4 ms.
-        const v8d K8 = broadcast<v8d>(K);
+        const v8d K8 = detail::broadcast<v8d>(K);
         BiasedTile<v8d, Backward, N> t8;
-        t8.start(broadcast<v8d>(mx), broadcast<v8d>(gm));
+        t8.start(detail::broadcast<v8d>(mx), detail::broadcast<v8d>(gm));
         for (; i + step <= end; i += step) {
             const v8d x8 = lanes<v8d>(v, std::size_t(i));
             t8.add(Centred ? v8d(x8 - K8) : x8, Backward ? lanes<v8d>(g, std::size_t(i)) : v8d{});
@@ -1041,7 +1034,7 @@ template <class T, bool Backward> void add_run_plain(const T* v, const T* g, std
         // below (the same bits). In cache on Ice Lake: one chain per sum at 4 cycles a
         // step, against 14 operations of v4d on two ports.
         {
-            const v8d K8 = broadcast<v8d>(t.K[c]);
+            const v8d K8 = detail::broadcast<v8d>(t.K[c]);
             v8d s1{}, s2{}, b1{}, b2{}, b3{};
             for (; i + step <= end; i += step) {
                 const v8d d = lanes<v8d>(v, std::size_t(i)) - K8;
@@ -1794,20 +1787,28 @@ template <bool Stream>
                                                  const double* __restrict mh, const double* __restrict ah,
                                                  const double* __restrict Bh, const double* __restrict Hh) {
     using namespace detail::simd;
-    // few channels: the same operations, the coefficients in registers
-    if (!Stream && with_narrow_rows(C, [&](auto v_const) {
-            constexpr int V = decltype(v_const)::value;
-            v4d m[V], a[V], B[V], H[V];
-            for (int j = 0; j < V; ++j)
-                m[j] = load(mh + j * kWidth), a[j] = load(ah + j * kWidth), B[j] = load(Bh + j * kWidth),
-                H[j] = load(Hh + j * kWidth);
-            for (std::int64_t r = 0; r < rows; ++r, x += C, g += C, dx += C)
+    // few channels: the same operations, the coefficients in registers, V vectors of D
+    auto narrow = [&]<class D, int V>() {
+        constexpr int L = kLanesOf<D>;
+        D m[V], a[V], B[V], H[V];
+        for (int j = 0; j < V; ++j)
+            m[j] = lanes<D>(mh, j * L), a[j] = lanes<D>(ah, j * L), B[j] = lanes<D>(Bh, j * L),
+            H[j] = lanes<D>(Hh, j * L);
+        for (std::int64_t r = 0; r < rows; ++r, x += C, g += C, dx += C)
 #pragma GCC unroll 4
-                for (int j = 0; j < V; ++j) {
-                    const v4d d = load(x + j * kWidth) - m[j], w = load(g + j * kWidth) - B[j];
-                    store(dx + j * kWidth, a[j] * fma(-d, H[j], w));
-                }
-        }))
+            for (int j = 0; j < V; ++j) {
+                const D d = lanes<D>(x, j * L) - m[j], w = lanes<D>(g, j * L) - B[j];
+                store(dx + j * L, D(a[j] * fused(-d, H[j], w)));
+            }
+    };
+#if defined(__AVX512F__) // eight lanes, on rows of whole eights that keep them within lines
+    if (!Stream && (C == 8 || C == 16) && eight_aligned(x, g, dx)) {
+        if (C == 8) narrow.template operator()<v8d, 1>();
+        else narrow.template operator()<v8d, 2>();
+        return;
+    }
+#endif
+    if (!Stream && with_narrow_rows(C, [&](auto v_const) { narrow.template operator()<v4d, decltype(v_const)::value>(); }))
         return;
     for (std::int64_t r = 0; r < rows; ++r, x += C, g += C, dx += C)
         write_each<Stream>(dx, C, eight_aligned(x, g, dx), [&]<class D>(D, std::int64_t c) {
@@ -1823,8 +1824,8 @@ template <bool Stream>
                                                 double Bh, double Hh) {
     using namespace detail::simd;
     write_each<Stream>(dx, len, eight_aligned(x, g, dx), [&]<class D>(D, std::int64_t i) {
-        const D d = lanes<D>(x, i) - broadcast<D>(mh), w = lanes<D>(g, i) - broadcast<D>(Bh);
-        return D(broadcast<D>(ah) * fused(-d, broadcast<D>(Hh), w));
+        const D d = lanes<D>(x, i) - detail::broadcast<D>(mh), w = lanes<D>(g, i) - detail::broadcast<D>(Bh);
+        return D(detail::broadcast<D>(ah) * fused(-d, detail::broadcast<D>(Hh), w));
     });
 }
 
@@ -1903,9 +1904,9 @@ template <bool Stream, class T>
                                              double Bl, double Hh, double Hl) {
     using namespace detail::simd;
     write_each<Stream>(dx, len, eight_aligned(x, g, dx), [&]<class D>(D, std::int64_t i) {
-        return input_gradient_dd(lanes<D>(x, i), lanes<D>(g, i), broadcast<D>(mh), broadcast<D>(ml), broadcast<D>(ah),
-                                 broadcast<D>(al), broadcast<D>(Bh), broadcast<D>(Bl), broadcast<D>(Hh),
-                                 broadcast<D>(Hl));
+        return input_gradient_dd(lanes<D>(x, i), lanes<D>(g, i), detail::broadcast<D>(mh), detail::broadcast<D>(ml), detail::broadcast<D>(ah),
+                                 detail::broadcast<D>(al), detail::broadcast<D>(Bh), detail::broadcast<D>(Bl), detail::broadcast<D>(Hh),
+                                 detail::broadcast<D>(Hl));
     });
 }
 
@@ -1916,8 +1917,8 @@ template <bool Stream, class T>
                                                     double Hh, double Hl) {
     using namespace detail::simd;
     write_each<Stream>(dx, len, eight_aligned(x, g, dx), [&]<class D>(D, std::int64_t i) {
-        return input_gradient_offset_dd(lanes<D>(x, i), lanes<D>(g, i), broadcast<D>(ah), broadcast<D>(al),
-                                        broadcast<D>(Kh), broadcast<D>(Kl), broadcast<D>(Hh), broadcast<D>(Hl));
+        return input_gradient_offset_dd(lanes<D>(x, i), lanes<D>(g, i), detail::broadcast<D>(ah), detail::broadcast<D>(al),
+                                        detail::broadcast<D>(Kh), detail::broadcast<D>(Kl), detail::broadcast<D>(Hh), detail::broadcast<D>(Hl));
     });
 }
 

@@ -35,15 +35,17 @@ template <class D> struct dd_of {
 };
 using dd = dd_of<double>;
 
-/// v in every lane.
+/// v in every lane, exactly (−0 stays −0).
 template <class D> inline D broadcast(double v) {
     if constexpr (std::is_same_v<D, double>) return v;
+    else if constexpr (std::is_same_v<D, simd::v8d>) return D{v, v, v, v, v, v, v, v};
     else return simd::splat(v);
 }
 
 /// a·b + c rounded once.
 inline double fused(double a, double b, double c) { return std::fma(a, b, c); }
 inline simd::v4d fused(simd::v4d a, simd::v4d b, simd::v4d c) { return simd::fma(a, b, c); }
+inline simd::v8d fused(simd::v8d a, simd::v8d b, simd::v8d c) { return simd::fma(a, b, c); }
 
 template <class D> [[gnu::always_inline]] inline dd_of<D> two_sum(D a, D b) {
     const D s = a + b;
