@@ -521,14 +521,13 @@ template <class T, bool Backward>
     // AVX-512, forward: chunks of four vectors of eight channels (v8d), half the
     // instructions of v4d for the same arithmetic. Pass A, one thread, 5 runs interleaved
     // with the v4d chunks: NHWC (32, 56, 56, 64) 1.46-1.74 → 1.37-1.48 ms, 65536 x 256
-    // 3.69-3.96 → 3.47-3.74 ms. Two vectors measured no faster. Backward, two vectors:
-    // on Zen 4, NHWC 2.72-2.88 → 2.57-2.84 ms but the tiny (64, 16) backward 1.62-1.68 →
-    // 1.67-1.73 µs; on Ice Lake (with pass B's eight lanes for few channels) the tiny
-    // backward 2.17 → 2.12-2.14 µs, large tensors memory-bound and unchanged.
+    // 3.69-3.96 → 3.47-3.74 ms. Two vectors measured no faster. Backward with two (NHWC
+    // 2.72-2.88 → 2.57-2.84 ms) took the tiny (64, 16) backward from 1.62-1.68 to
+    // 1.67-1.73 µs, and keeps v4d. On Ice Lake too (with pass B's rows of 8 or 16
+    // channels in eight lanes): large tensors unchanged, the tiny backward 2.27 → 2.33-2.51
+    // µs in the benchmark.
     if constexpr (!Backward)
         while (c + 32 <= C) chunk(v8d{}, std::integral_constant<int, 4>{});
-    else
-        while (c + 16 <= C) chunk(v8d{}, std::integral_constant<int, 2>{});
 #endif
     // V·(2 or 5) accumulators and V references in registers. Forward stays at 4 with 32
     // registers: 8 measured twice as slow.
@@ -1787,28 +1786,20 @@ template <bool Stream>
                                                  const double* __restrict mh, const double* __restrict ah,
                                                  const double* __restrict Bh, const double* __restrict Hh) {
     using namespace detail::simd;
-    // few channels: the same operations, the coefficients in registers, V vectors of D
-    auto narrow = [&]<class D, int V>() {
-        constexpr int L = kLanesOf<D>;
-        D m[V], a[V], B[V], H[V];
-        for (int j = 0; j < V; ++j)
-            m[j] = lanes<D>(mh, j * L), a[j] = lanes<D>(ah, j * L), B[j] = lanes<D>(Bh, j * L),
-            H[j] = lanes<D>(Hh, j * L);
-        for (std::int64_t r = 0; r < rows; ++r, x += C, g += C, dx += C)
+    // few channels: the same operations, the coefficients in registers
+    if (!Stream && with_narrow_rows(C, [&](auto v_const) {
+            constexpr int V = decltype(v_const)::value;
+            v4d m[V], a[V], B[V], H[V];
+            for (int j = 0; j < V; ++j)
+                m[j] = load(mh + j * kWidth), a[j] = load(ah + j * kWidth), B[j] = load(Bh + j * kWidth),
+                H[j] = load(Hh + j * kWidth);
+            for (std::int64_t r = 0; r < rows; ++r, x += C, g += C, dx += C)
 #pragma GCC unroll 4
-            for (int j = 0; j < V; ++j) {
-                const D d = lanes<D>(x, j * L) - m[j], w = lanes<D>(g, j * L) - B[j];
-                store(dx + j * L, D(a[j] * fused(-d, H[j], w)));
-            }
-    };
-#if defined(__AVX512F__) // eight lanes, on rows of whole eights that keep them within lines
-    if (!Stream && (C == 8 || C == 16) && eight_aligned(x, g, dx)) {
-        if (C == 8) narrow.template operator()<v8d, 1>();
-        else narrow.template operator()<v8d, 2>();
-        return;
-    }
-#endif
-    if (!Stream && with_narrow_rows(C, [&](auto v_const) { narrow.template operator()<v4d, decltype(v_const)::value>(); }))
+                for (int j = 0; j < V; ++j) {
+                    const v4d d = load(x + j * kWidth) - m[j], w = load(g + j * kWidth) - B[j];
+                    store(dx + j * kWidth, a[j] * fma(-d, H[j], w));
+                }
+        }))
         return;
     for (std::int64_t r = 0; r < rows; ++r, x += C, g += C, dx += C)
         write_each<Stream>(dx, C, eight_aligned(x, g, dx), [&]<class D>(D, std::int64_t c) {
