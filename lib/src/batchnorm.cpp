@@ -193,6 +193,7 @@ template <class D> void put(double* p, std::size_t c, D v) {
 }
 inline double lane(double v, int) { return v; }
 inline double lane(detail::simd::v4d v, int j) { return v[j]; }
+inline double lane(detail::simd::v8d v, int j) { return v[j]; }
 template <class D> constexpr int kLanesOf = int(sizeof(D) / sizeof(double));
 template <class D> using mask_of = decltype(D{} < D{}); // bool, or a vector of 0 / −1
 /// Lane-wise logic on masks: && and || for bool, & and | on the lanes of a vector mask.
@@ -206,12 +207,16 @@ template <class M> M either(M a, M b) {
 }
 inline bool ok_lane(bool m, int) { return m; }
 inline bool ok_lane(decltype(detail::simd::v4d{} < detail::simd::v4d{}) m, int j) { return m[j] != 0; }
+inline bool ok_lane(decltype(detail::simd::v8d{} < detail::simd::v8d{}) m, int j) { return m[j] != 0; }
 
 /// Calls f(c, D{}) for every channel c in [0, C): with D = v4d for the groups of four
 /// channels c..c+3 where lanes_ok(c), else with D = double one channel at a time.
 template <class Ok, class F> void for_channel_lanes(std::size_t C, Ok&& lanes_ok, F&& f) {
     constexpr auto W = std::size_t(detail::simd::kWidth);
     std::size_t c = 0;
+#if defined(__AVX512F__) // eight channels at a time where both fours may go as lanes
+    for (; c + 2 * W <= C && lanes_ok(c) && lanes_ok(c + W); c += 2 * W) f(c, detail::simd::v8d{});
+#endif
     for (; c + W <= C; c += W) {
         if (lanes_ok(c)) f(c, detail::simd::v4d{});
         else
@@ -251,8 +256,9 @@ template <class D> struct MomentsOf {
         if constexpr (std::is_same_v<D, double>) return *m;
         else {
             MomentsOf r;
-            each_number([](D& v, double a, double b, double c, double d) { v = D{a, b, c, d}; }, r, m[0], m[1], m[2],
-                        m[3]);
+            [&]<std::size_t... J>(std::index_sequence<J...>) {
+                each_number([](D& v, auto... a) { v = D{a...}; }, r, m[J]...);
+            }(std::make_index_sequence<kLanesOf<D>>{});
             return r;
         }
     }
@@ -261,9 +267,9 @@ template <class D> struct MomentsOf {
     void scatter(MomentsOf<double>* m) const {
         if constexpr (std::is_same_v<D, double>) *m = *this;
         else
-            each_number(
-                [](const D& v, double& a, double& b, double& c, double& d) { a = v[0], b = v[1], c = v[2], d = v[3]; },
-                *this, m[0], m[1], m[2], m[3]);
+            [&]<std::size_t... J>(std::index_sequence<J...>) {
+                each_number([](const D& v, auto&... a) { ((a = v[J]), ...); }, *this, m[J]...);
+            }(std::make_index_sequence<kLanesOf<D>>{});
     }
 
     /// The moments of channel c (c..c+3 for v4d) of a block's sums, whose count is not 0;

@@ -144,6 +144,14 @@ inline dd_of<simd::v4d> rsqrt(dd_of<simd::v4d> x) {
     return rsqrt_scaled(x, (simd::v4d)((1023 - 2 * k) << 52), (simd::v4d)((1023 - k) << 52));
 }
 
+/// The same for eight lanes.
+inline dd_of<simd::v8d> rsqrt(dd_of<simd::v8d> x) {
+    using v8l = long long __attribute__((vector_size(64)));
+    const v8l biased = (v8l)x.hi >> 52;
+    const v8l k = (biased - 1023) / 2;
+    return rsqrt_scaled(x, (simd::v8d)((1023 - 2 * k) << 52), (simd::v8d)((1023 - k) << 52));
+}
+
 /// Rounds hi + lo to the nearest value of type T, without double rounding.
 template <class T> T to(dd x);
 

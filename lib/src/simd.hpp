@@ -161,6 +161,17 @@ inline v8d fma(v8d a, v8d b, v8d c) {
 #endif
 }
 
+/// The correctly rounded square root, per lane.
+inline v8d sqrt(v8d v) {
+#if defined(__AVX512F__)
+    return _mm512_maskz_sqrt_pd(0xff, v); // (GCC 12 warns about _mm512_sqrt_pd's pass-through)
+#else
+    v8d r;
+    for (int j = 0; j < 8; ++j) r[j] = std::sqrt(v[j]);
+    return r;
+#endif
+}
+
 inline v8d abs(v8d v) {
     using v8l = long long __attribute__((vector_size(64)));
     constexpr long long kMagnitude = 0x7fffffffffffffffLL;
