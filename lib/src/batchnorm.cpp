@@ -1691,7 +1691,7 @@ template <class T, class... Ts> bool eight_aligned(const T* p, const Ts*... ps) 
 /// (measured there: 0.15 ns per v4d FMA, 0.19 per v8d, ten independent chains); Zen 4,
 /// the machines before, splits a v8d in two and measured no gain. On Ice Lake they are
 /// faster on aligned arrays (NHWC (32, 56, 56, 64) float32 backward, one thread,
-/// 11.2-11.7 → 9.1-9.4 ms) and slower on arrays 16 bytes past a line, as malloc gives
+/// 11.0-11.7 → 9.1-10.5 ms) and slower on arrays 16 bytes past a line, as malloc gives
 /// (65536 x 256 float32 backward 25 → 28-29 ms: eight-lane loads that cross lines), hence
 /// `wide`. Aligning the output for eight lanes made that worse (1.5 times): rows begun by
 /// ordinary stores into the lines being streamed.
