@@ -1052,8 +1052,11 @@ template <class T, bool Backward> void add_run_plain(const T* v, const T* g, std
                     b3 = fma(gv, gv, b3);
                 }
             }
-            auto halves = [](v8d w, v4d& lo, v4d& hi) { lo = v4d{w[0], w[1], w[2], w[3]}, hi = v4d{w[4], w[5], w[6], w[7]}; };
-            halves(s1, s1a, s1b), halves(s2, s2a, s2b), halves(b1, b1a, b1b), halves(b2, b2a, b2b), halves(b3, b3a, b3b);
+            auto halves = [](v8d w, v4d& lo, v4d& hi) {
+                lo = v4d{w[0], w[1], w[2], w[3]}, hi = v4d{w[4], w[5], w[6], w[7]};
+            };
+            halves(s1, s1a, s1b), halves(s2, s2a, s2b), halves(b1, b1a, b1b);
+            halves(b2, b2a, b2b), halves(b3, b3a, b3b);
         }
 #endif
         for (; i + step <= end; i += step) {
@@ -1657,22 +1660,6 @@ template <class F> void with_streaming(std::int64_t bytes, F&& f) {
     else f(std::false_type{});
 }
 
-/// out[i] = f(i) (a v4d of lanes i..i+3, or a double for one i) for i in [0, n): lanes
-/// where `out` is aligned for a vector (16 bytes for float, 32 for double) are streamed
-/// when Stream, the rest stored normally.
-template <bool Stream, class T, class FV, class FS>
-inline void write_lanes(T* __restrict out, std::int64_t n, FV&& vec, FS&& one) {
-    using namespace detail::simd;
-    std::int64_t i = 0;
-    if constexpr (Stream)
-        for (; i < n && reinterpret_cast<std::uintptr_t>(out + i) % (kWidth * sizeof(T)) != 0; ++i) out[i] = T(one(i));
-    for (; i + kWidth <= n; i += kWidth) {
-        if constexpr (Stream) stream(out + i, vec(i));
-        else store(out + i, vec(i));
-    }
-    for (; i < n; ++i) out[i] = T(one(i));
-}
-
 /// Whether eight-lane vectors from these arrays stay within cache lines: every pointer on
 /// a multiple of eight values (32 bytes of float, 64 of double).
 template <class T, class... Ts> bool eight_aligned(const T* p, const Ts*... ps) {
@@ -1700,7 +1687,8 @@ inline void write_each(T* __restrict out, std::int64_t n, [[maybe_unused]] bool 
     using namespace detail::simd;
     std::int64_t i = 0;
     if constexpr (Stream)
-        for (; i < n && reinterpret_cast<std::uintptr_t>(out + i) % (kWidth * sizeof(T)) != 0; ++i) out[i] = T(f(0.0, i));
+        for (; i < n && reinterpret_cast<std::uintptr_t>(out + i) % (kWidth * sizeof(T)) != 0; ++i)
+            out[i] = T(f(0.0, i));
 #if defined(__AVX512F__)
     for (; wide && i + 8 <= n; i += 8) {
         if constexpr (Stream) stream(out + i, f(v8d{}, i));
@@ -1712,6 +1700,16 @@ inline void write_each(T* __restrict out, std::int64_t n, [[maybe_unused]] bool 
         else store(out + i, f(v4d{}, i));
     }
     for (; i < n; ++i) out[i] = T(f(0.0, i));
+}
+
+/// out[i] = vec(i) (a v4d of lanes i..i+3) or one(i) (a double for one i), four lanes at
+/// most: write_each for kernels written apart for a vector and for one value.
+template <bool Stream, class T, class FV, class FS>
+inline void write_lanes(T* __restrict out, std::int64_t n, FV&& vec, FS&& one) {
+    write_each<Stream>(out, n, false, [&]<class D>(D, std::int64_t i) {
+        if constexpr (std::is_same_v<D, double>) return one(i);
+        else return vec(i);
+    });
 }
 
 /// When rows of C channels are V whole vectors, V ≤ kNarrowVectors: calls
@@ -1880,7 +1878,7 @@ template <bool Stream, bool AllOffset, class T>
         write_lanes<Stream>(
             dx, C,
             [&](std::int64_t c) {
-                if (AllOffset || offset4[c])
+                if (offset4[c])
                     return input_gradient_offset_dd(load(x + c), load(g + c), load(ah + c), load(al + c),
                                                     load(Kh + c), load(Kl + c), load(Hh + c), load(Hl + c));
                 return input_gradient_dd(load(x + c), load(g + c), load(mh + c), load(ml + c), load(ah + c),
@@ -1888,7 +1886,7 @@ template <bool Stream, bool AllOffset, class T>
             },
             [&](std::int64_t c) {
                 const double xc = double(x[c]), gc = double(g[c]);
-                if (AllOffset || offset[c])
+                if (offset[c])
                     return input_gradient_offset_dd(xc, gc, ah[c], al[c], Kh[c], Kl[c], Hh[c], Hl[c]);
                 return input_gradient_dd(xc, gc, mh[c], ml[c], ah[c], al[c], Bh[c], Bl[c], Hh[c], Hl[c]);
             });
@@ -1900,10 +1898,11 @@ template <bool Stream, class T>
                                              std::int64_t len, double mh, double ml, double ah, double al, double Bh,
                                              double Bl, double Hh, double Hl) {
     using namespace detail::simd;
+    using detail::broadcast;
     write_each<Stream>(dx, len, eight_aligned(x, g, dx), [&]<class D>(D, std::int64_t i) {
-        return input_gradient_dd(lanes<D>(x, i), lanes<D>(g, i), detail::broadcast<D>(mh), detail::broadcast<D>(ml), detail::broadcast<D>(ah),
-                                 detail::broadcast<D>(al), detail::broadcast<D>(Bh), detail::broadcast<D>(Bl), detail::broadcast<D>(Hh),
-                                 detail::broadcast<D>(Hl));
+        return input_gradient_dd(lanes<D>(x, i), lanes<D>(g, i), broadcast<D>(mh), broadcast<D>(ml), broadcast<D>(ah),
+                                 broadcast<D>(al), broadcast<D>(Bh), broadcast<D>(Bl), broadcast<D>(Hh),
+                                 broadcast<D>(Hl));
     });
 }
 
@@ -1913,9 +1912,10 @@ template <bool Stream, class T>
                                                     std::int64_t len, double ah, double al, double Kh, double Kl,
                                                     double Hh, double Hl) {
     using namespace detail::simd;
+    using detail::broadcast;
     write_each<Stream>(dx, len, eight_aligned(x, g, dx), [&]<class D>(D, std::int64_t i) {
-        return input_gradient_offset_dd(lanes<D>(x, i), lanes<D>(g, i), detail::broadcast<D>(ah), detail::broadcast<D>(al),
-                                        detail::broadcast<D>(Kh), detail::broadcast<D>(Kl), detail::broadcast<D>(Hh), detail::broadcast<D>(Hl));
+        return input_gradient_offset_dd(lanes<D>(x, i), lanes<D>(g, i), broadcast<D>(ah), broadcast<D>(al),
+                                        broadcast<D>(Kh), broadcast<D>(Kl), broadcast<D>(Hh), broadcast<D>(Hl));
     });
 }
 
