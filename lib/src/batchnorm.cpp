@@ -1943,8 +1943,7 @@ ForwardPass<T>::ForwardPass(const T* x, const Layout& l, const T* gamma, const T
         const MomentsOf<D> m = MomentsOf<D>::gather(&ms[c]);
         const bool fast = kLanesOf<D> > 1 || fast_[c];
         const dd_of<D> inv = fast ? inverse_std(m, eps, c) : dd_of<D>{detail::broadcast<D>(NAN), D{}};
-        for (int j = 0; j < kLanesOf<D>; ++j)
-            mean_[c + j] = detail::to<T>(lane(m.mean, j)), invstd_[c + j] = detail::to<T>(lane(inv, j));
+        detail::to_each(&mean_[c], m.mean), detail::to_each(&invstd_[c], inv);
         const dd_of<D> a = detail::mul(inv, values<D>(gamma, c, 1.0));
         put(mu_hi, c, m.mean.hi), put(mu_lo, c, m.mean.lo), put(a_hi, c, a.hi), put(a_lo, c, a.lo);
         put(b, c, values<D>(beta, c, 0.0));
@@ -2049,8 +2048,7 @@ BackwardPass<T>::BackwardPass(const T* x, const T* gamma, const T* dy, const Lay
         const bool fast = kLanesOf<D> > 1 || fast_[c];
         const dd_of<D> inv = fast ? inverse_std(m, eps, c) : dd_of<D>{detail::broadcast<D>(NAN), D{}};
         const dd_of<D> dg = detail::mul(m.sum_dyd, inv); // dγ = invstd·Σ dy·(x − μ)
-        for (int j = 0; j < kLanesOf<D>; ++j)
-            dbeta_[c + j] = detail::to<T>(lane(m.sum_dy, j)), dgamma_[c + j] = detail::to<T>(lane(dg, j));
+        detail::to_each(&dbeta_[c], m.sum_dy), detail::to_each(&dgamma_[c], dg);
         const dd_of<D> a = detail::mul(inv, values<D>(gamma, c, 1.0));
         const dd_of<D> B = detail::div(m.sum_dy, detail::broadcast<D>(m_count));
         const dd_of<D> H = detail::div(detail::mul(dg, inv), detail::broadcast<D>(m_count));
