@@ -592,7 +592,7 @@ void add_rows_plain(const T* x, const T* dy, std::int64_t C, std::int64_t o0, st
                                     q2, q3);
         if ((next - o0) % kPlainRun == 0) fold_all();
     }
-    fold_all();
+    if ((o1 - o0) % kPlainRun != 0) fold_all(); // else folded just now (folding zeros changes no bit)
     for (std::int64_t c = 0; c < C; ++c) t.n[c] += double(o1 - o0);
 }
 
