@@ -1,6 +1,7 @@
 // The library's parallel loops (lib/src/parallel.hpp) and the pool they run on: every
 // item exactly once, for any thread count and grain, from nested calls and from several
 // threads of a program at once, exceptions carried back to the caller.
+#include "../lib/src/kept.hpp"
 #include "../lib/src/parallel.hpp"
 #include "bnorm/batchnorm.hpp"
 
@@ -131,4 +132,31 @@ TEST_CASE("forward and backward called from several threads of a program at once
         });
     for (auto& t : callers) t.join();
     CHECK(differ.load() == 0);
+}
+
+TEST_CASE("kept scratch: a freed block serves the next request that fits on its thread, and only there") {
+    using bnorm::detail::Kept;
+    using Doubles = std::vector<double, Kept<double>>;
+    auto* moved = new Doubles(300, 4.0); // freed on another thread below
+    const double* first = nullptr;
+    {
+        Doubles a(300, 1.0);
+        first = a.data();
+    }
+    // Another thread has its own blocks; a block allocated here may be freed there.
+    const double* there = nullptr;
+    std::thread t([&] {
+        Doubles mine(300);
+        there = mine.data();
+        delete moved; // kept by that thread, freed when it exits
+    });
+    t.join();
+    CHECK(there != first);
+    {
+        Doubles smaller(100, 2.0); // fits in the block kept here
+        CHECK(smaller.data() == first);
+        CHECK(smaller[99] == 2.0);
+        Doubles other(100, 3.0); // that block is taken: a new one
+        CHECK(other.data() != first);
+    }
 }

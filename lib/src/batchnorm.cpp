@@ -26,6 +26,7 @@
 #include "batchnorm_exact.hpp"
 #include "bnorm/error.hpp"
 #include "ddouble.hpp"
+#include "kept.hpp"
 #include "parallel.hpp"
 #include "simd.hpp"
 
@@ -64,10 +65,11 @@ constexpr std::size_t kLineDoubles = 64 / sizeof(double);
 constexpr std::size_t padded(std::size_t C) { return (C + kLineDoubles - 1) / kLineDoubles * kLineDoubles; }
 /// The first cache line inside storage p (doubles are 8-byte aligned: it is within 7 of p).
 template <class P> P first_line_of(P p) { return p + (-reinterpret_cast<std::uintptr_t>(p) % 64) / sizeof(double); }
-inline double* first_line(std::vector<double>& v) { return first_line_of(v.data()); }
-inline const double* first_line(const std::vector<double>& v) { return first_line_of(v.data()); }
-/// Sizes v for `count` line-aligned arrays of C doubles (zeros) and returns the first.
-inline double* line_arrays(std::vector<double>& v, std::size_t count, std::size_t C) {
+template <class V> double* first_line(V& v) { return first_line_of(v.data()); }
+template <class V> const double* first_line(const V& v) { return first_line_of(v.data()); }
+/// Sizes v (a vector of doubles) for `count` line-aligned arrays of C doubles (zeros) and
+/// returns the first.
+template <class V> double* line_arrays(V& v, std::size_t count, std::size_t C) {
     v.assign(count * padded(C) + kLineDoubles - 1, 0.0);
     return first_line(v);
 }
@@ -174,7 +176,7 @@ struct Sums {
     }
 
 private:
-    std::vector<double> storage_;
+    std::vector<double, detail::Kept<double>> storage_;
 };
 
 /// Per-channel set-up, four channels at a time: lanes<D>(p, c) is p[c] as a double, or
@@ -330,6 +332,8 @@ template <class D> struct MomentsOf {
     }
 };
 using Moments = MomentsOf<double>;
+/// Per-channel (or per block and channel) Moments, in kept storage (kept.hpp).
+using MomentsVector = std::vector<Moments, detail::Kept<Moments>>;
 
 // ---- blocks: the units of parallel work -------------------------------------------------
 
@@ -1103,11 +1107,11 @@ enum class Summation { exact, plain, biased, centred };
 /// a time), on threads when there are many. 64 blocks of 256 channels (float64 backward,
 /// 65536 x 256) took 1.05 ms merged one by one on one thread: 0.30 ms as lanes, 0.22 ms
 /// on two threads.
-std::vector<Moments> merged_blocks(const std::vector<Moments>& per_block, std::int64_t count, std::size_t C,
+MomentsVector merged_blocks(const MomentsVector& per_block, std::int64_t count, std::size_t C,
                                    int threads) {
     using detail::simd::v4d;
     constexpr auto W = std::size_t(detail::simd::kWidth);
-    std::vector<Moments> total(C);
+    MomentsVector total(C);
     const auto at = [&](std::int64_t b, std::size_t c) { return &per_block[std::size_t(b) * C + c]; };
     const auto groups = std::int64_t((C + W - 1) / W);
     const int merging_threads = count * std::int64_t(C) >= 16384 ? threads : 1; // else not worth a thread
@@ -1141,12 +1145,12 @@ constexpr double dy_squares_rel(Summation how, bool rows) {
 /// Pass A over the whole tensor: the Moments of every channel, with the kernels of `How`;
 /// the threads take the blocks as they come (parallel_chunks), each into its own slot.
 template <class T, bool Backward, Summation How>
-std::vector<Moments> channel_moments(const T* x, const T* dy, const Layout& l, const Blocks& blocks, int threads,
+MomentsVector channel_moments(const T* x, const T* dy, const Layout& l, const Blocks& blocks, int threads,
                                      const double* centres = nullptr) {
     constexpr bool Plain = How == Summation::plain, Centred = How == Summation::centred;
     constexpr bool Biased = How == Summation::biased || Centred;
     const auto C = std::size_t(l.channels);
-    std::vector<Moments> per_block(std::size_t(blocks.count) * C);
+    MomentsVector per_block(std::size_t(blocks.count) * C);
     detail::parallel_chunks(blocks.count, 1, threads, [&](std::int64_t b0, std::int64_t b1) {
         Sums sums;
         for (std::int64_t b = b0; b < b1; ++b) {
@@ -1223,9 +1227,9 @@ Moments one_channel_moments(const T* x, const T* dy, const Layout& l, const Bloc
 /// pass over all of them costs less.
 template <class T, bool Backward, Summation How>
 [[gnu::noinline]] void sum_again(const T* x, const T* dy, const Layout& l, const Blocks& blocks, int threads,
-               const std::vector<std::int64_t>& todo, std::vector<Moments>& ms, const double* centres = nullptr) {
+               const std::vector<std::int64_t>& todo, MomentsVector& ms, const double* centres = nullptr) {
     if (l.inner == 1 && todo.size() > 1) {
-        const std::vector<Moments> all = channel_moments<T, Backward, How>(x, dy, l, blocks, threads, centres);
+        const MomentsVector all = channel_moments<T, Backward, How>(x, dy, l, blocks, threads, centres);
         for (std::int64_t c : todo) ms[std::size_t(c)] = all[std::size_t(c)];
         return;
     }
@@ -1238,7 +1242,7 @@ template <class T, bool Backward, Summation How>
 /// Per channel: true when the fast path's double arithmetic cannot overflow, underflow
 /// or meet a non-finite value for its data; the other channels are computed by the exact
 /// kernel, so that a channel's outputs depend on its own data only.
-std::vector<char> in_fast_range(const std::vector<Moments>& ms, bool is_double) {
+std::vector<char> in_fast_range(const MomentsVector& ms, bool is_double) {
     auto ok = [&](double a) { return a == 0 || !is_double || (a >= kMinMagnitude && a <= kMaxMagnitude); };
     std::vector<char> fast(ms.size(), 1);
     for (std::size_t c = 0; c < ms.size(); ++c) {
@@ -1406,7 +1410,7 @@ constexpr std::int64_t kPreviewBlocks = 4;
 template <class T, bool Backward, Summation First>
 [[gnu::noinline]] std::vector<char> first_stage_preview(const T* x, const T* dy, const Layout& l, const Blocks& blocks,
                                                         double eps, const Tolerance& tol, double dy_rel,
-                                                        std::vector<Moments>& preview) {
+                                                        MomentsVector& preview) {
     const Layout rows{blocks.per_block / 8, l.channels, l.inner};
     preview = channel_moments<T, Backward, First>(x, dy, rows, Blocks(rows, (Backward ? 2 : 1) * sizeof(T)), 1);
     std::vector<char> skip(preview.size());
@@ -1426,7 +1430,7 @@ template <class T, bool Backward, Summation First>
 /// channel c's moments come from. A channel's bits come from its own data only, whichever
 /// stage its neighbours need.
 template <class T, bool Backward>
-std::vector<Moments> certified_moments(const T* x, const T* dy, const Layout& l, double eps, int threads,
+MomentsVector certified_moments(const T* x, const T* dy, const Layout& l, double eps, int threads,
                                        std::vector<Certified>& how) {
     const Blocks blocks(l, (Backward ? 2 : 1) * sizeof(T));
     constexpr bool is_float = sizeof(T) == 4;
@@ -1442,12 +1446,12 @@ std::vector<Moments> certified_moments(const T* x, const T* dy, const Layout& l,
     // before: the preview decides the cost, never the accuracy; and a channel's route
     // depends on its own data only. On ordinary data the preview costs 1/(8·blocks) of a
     // pass.
-    std::vector<Moments> preview_ms;
+    MomentsVector preview_ms;
     std::vector<char> skip; // per channel: straight to the second stage
     if (blocks.count >= kPreviewBlocks && blocks.whole_rows && blocks.per_block >= 8)
         skip = first_stage_preview<T, Backward, first>(x, dy, l, blocks, eps, tol, dy_squares_rel(first, rows),
                                                        preview_ms);
-    std::vector<Moments> ms;
+    MomentsVector ms;
     if (!skip.empty() && std::all_of(skip.begin(), skip.end(), [](char k) { return k; })) {
         ms = std::move(preview_ms);
         how.assign(ms.size(), Certified::exact);
@@ -1929,7 +1933,7 @@ ForwardPass<T>::ForwardPass(const T* x, const Layout& l, const T* gamma, const T
     assert(l.channels >= 1 && l.per_channel() >= 2 && eps >= 0);
     constexpr bool is_double = sizeof(T) == 8; // the fast path's range check applies to float64
     std::vector<Certified> how; // (forward's pass B is the same for every stage)
-    const std::vector<Moments> ms = certified_moments<T, false>(x, nullptr, l, eps, threads_, how);
+    const MomentsVector ms = certified_moments<T, false>(x, nullptr, l, eps, threads_, how);
     fast_ = in_fast_range(ms, is_double);
 
     // Per channel: y = a·(x − μ) + β with a = γ·invstd.
@@ -2018,7 +2022,7 @@ BackwardPass<T>::BackwardPass(const T* x, const T* gamma, const T* dy, const Lay
     // too (float64 dx always has them). For those summed error-free, pass B's own bound
     // is checked (pass_b_enough)
     std::vector<Certified> how;
-    const std::vector<Moments> ms = certified_moments<T, true>(x, dy, l, eps, threads_, how);
+    const MomentsVector ms = certified_moments<T, true>(x, dy, l, eps, threads_, how);
     fast_ = in_fast_range(ms, is_double);
     careful_.resize(how.size());
     for (std::size_t c = 0; c < how.size(); ++c) careful_[c] = how[c] != Certified::fast;
