@@ -137,6 +137,7 @@ TEST_CASE("forward and backward called from several threads of a program at once
 TEST_CASE("kept scratch: a freed block serves the next request that fits on its thread, and only there") {
     using bnorm::detail::Kept;
     using Doubles = std::vector<double, Kept<double>>;
+    bnorm::detail::KeptBlocks::of_this_thread().release(); // from the tests before
     auto* moved = new Doubles(300, 4.0); // freed on another thread below
     const double* first = nullptr;
     {

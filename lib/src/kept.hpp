@@ -24,8 +24,10 @@ struct KeptBlocks {
         std::size_t bytes = 0;
     };
     std::array<Block, kKeptBlocks> blocks;
-    ~KeptBlocks() {
-        for (Block& b : blocks) ::operator delete(b.p);
+    ~KeptBlocks() { release(); }
+    /// Frees the blocks.
+    void release() {
+        for (Block& b : blocks) ::operator delete(b.p), b = {};
     }
     static KeptBlocks& of_this_thread() {
         thread_local KeptBlocks kept;
