@@ -1,7 +1,7 @@
 // The library's parallel loops (lib/src/parallel.hpp) and the pool they run on: every
 // item exactly once, for any thread count and grain, from nested calls and from several
 // threads of a program at once, exceptions carried back to the caller.
-#include "../lib/src/kept.hpp"
+#include "bnorm/detail/kept.hpp"
 #include "../lib/src/parallel.hpp"
 #include "bnorm/batchnorm.hpp"
 

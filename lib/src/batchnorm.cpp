@@ -26,7 +26,7 @@
 #include "batchnorm_exact.hpp"
 #include "bnorm/error.hpp"
 #include "ddouble.hpp"
-#include "kept.hpp"
+#include "bnorm/detail/kept.hpp"
 #include "parallel.hpp"
 #include "simd.hpp"
 
@@ -332,7 +332,7 @@ template <class D> struct MomentsOf {
     }
 };
 using Moments = MomentsOf<double>;
-/// Per-channel (or per block and channel) Moments, in kept storage (kept.hpp).
+/// Per-channel (or per block and channel) Moments, in kept storage (bnorm/detail/kept.hpp).
 using MomentsVector = std::vector<Moments, detail::Kept<Moments>>;
 
 // ---- blocks: the units of parallel work -------------------------------------------------

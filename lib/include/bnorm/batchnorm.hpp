@@ -35,6 +35,7 @@
 // Non-finite inputs propagate as IEEE arithmetic does (no exception).
 #pragma once
 
+#include "bnorm/detail/kept.hpp"
 #include "bnorm/layout.hpp"
 
 #include <cstdint>
@@ -90,7 +91,8 @@ private:
     Layout l_;
     double eps_;
     int threads_;
-    std::vector<double> coefficients_; // per channel: μ (hi, lo), γ·invstd (hi, lo), β
+    // per channel: μ (hi, lo), γ·invstd (hi, lo), β
+    std::vector<double, detail::Kept<double>> coefficients_;
     std::vector<char> fast_;           // per channel: computed by the fast path
     mutable std::vector<T> mean_, invstd_;
     mutable std::vector<T> exact_;     // y from the exact kernel, when a channel needs it
@@ -118,7 +120,7 @@ private:
     double eps_;
     int threads_;
     // per channel, hi and lo: μ, a = γ·invstd, B = dβ/m, H = invstd·dγ/m, K = B − μ·H
-    std::vector<double> coefficients_;
+    std::vector<double, detail::Kept<double>> coefficients_;
     std::vector<char> fast_;
     std::vector<char> careful_;        // per channel: dx with every error term (see apply)
     std::vector<char> offset_form_;    // per channel, float64: dx from the shorter form (see apply)
