@@ -44,6 +44,8 @@ TEST_CASE("CSV: accepted variants read to the same numbers") {
         "1.5,-2\n3e-3,4\n",          // plain
         "1.5,-2\n3e-3,4",            // no trailing newline
         "1.5,-2\r\n3e-3,4\r\n",      // CRLF
+        "1.5,-2\r\n3e-3,4",          // CRLF, the last line without one
+        "1.5,-2\r\n3e-3,4\r",        // the last line ended by CR alone
         "\xEF\xBB\xBF" "1.5,-2\n3e-3,4\n", // UTF-8 BOM
         "\n1.5,-2\n\n  \n3e-3,4\n\n",    // blank lines
         " 1.5 ,\t-2\n  3e-3,  4  \n", // spaces and tabs around fields
@@ -99,6 +101,10 @@ TEST_CASE("CSV: refused inputs name file, line and column") {
         {"1,2\n\n3,1e999\n", "t.csv:3:3: ", "overflows float64"},
         {"1e39\n", "t.csv:1:1: ", "overflows float32"},
         {std::string("1,2\n3,\0", 7), "t.csv:2:3: ", "NUL"},
+        {std::string("1,2\n3\n4,\0", 9), "t.csv:3:3: ", "NUL"}, // a NUL, not the error before it
+        {"1,2\r3,4\n", "t.csv:1:3: ", "carriage return inside a line"},
+        {"1,2\n3,4,\n", "t.csv:2:5: ", "more than 2"},
+        {"1,2\n3,4 5\n", "t.csv:2:3: ", "'4 5' is not a number"},
         {std::string("\xFF\xFE" "1\0,\0" "2\0", 8), "t.csv:1:1: ", "UTF-16"},
         {std::string("1\0,\0" "2\0", 6), "t.csv:1:1: ", "UTF-16"},
         {"+-1\n", "t.csv:1:1: ", "not a number"},

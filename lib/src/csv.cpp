@@ -75,13 +75,29 @@ public:
     CsvParser(std::string_view text, DType dtype, const std::string& name)
         : text_(text), dtype_(dtype), name_(name) {}
 
+    /// The text's numbers as an array of T, or InputError for the first failure in file
+    /// order (parse_text), whatever the number of threads.
+    template <class T> Array parse(int threads) {
+        reject_wide_text();
+        try {
+            return parse_text<T>(threads);
+        } catch (const InputError&) {
+            // A NUL byte is never blank and fails any number it is in, so text with one
+            // never parses; when the parse fails, a NUL anywhere is what is reported. (Not
+            // looked for first: a pass over the text, 3% of the time of a parse, 508 → 523
+            // MB/s.)
+            reject_nul();
+            throw;
+        }
+    }
+
+private:
     /// The first row fixes the column count; the rest of the text is cut into chunks of
     /// whole lines, whose lines and rows are counted (in parallel), so that each chunk
     /// knows its line numbers and where its rows go in the array; then every chunk is
     /// parsed straight into place (in parallel). The first failure in file order is the
     /// one reported, with the same message whatever the number of threads.
-    template <class T> Array parse(int threads) {
-        reject_binary();
+    template <class T> Array parse_text(int threads) {
         std::size_t pos = text_.substr(0, 3) == "\xEF\xBB\xBF" ? 3 : 0;
         long long line = 0;
         std::vector<T> first; // the first row's values
@@ -103,18 +119,18 @@ public:
         std::int64_t rows = 1;
         for (Chunk& c : chunks) c.line_base = line, c.row_base = rows, line += c.lines, rows += c.rows;
 
-        // The values become the array's storage: no copy. Every slot is written (each row
-        // gets cols_ values or the parse fails).
-        const std::shared_ptr<T> owner(new T[std::size_t(rows * cols_)], std::default_delete<T[]>());
-        std::copy(first.begin(), first.end(), owner.get());
+        // The values are parsed straight into the array (a large one on fresh pages, with
+        // huge pages where the kernel gives them: 1,000,000 x 16 float64 parsed at 490 MB/s
+        // into the heap's 4 KiB pages, at 508 so, on one Ice Lake core).
+        Array out(dtype_, Shape{rows, cols_});
+        T* const values = out.data<T>();
+        std::copy(first.begin(), first.end(), values);
         detail::parallel_for(std::int64_t(chunks.size()), t, [&](std::int64_t k0, std::int64_t k1) {
-            for (std::int64_t k = k0; k < k1; ++k) parse_chunk(chunks[std::size_t(k)], owner.get());
+            for (std::int64_t k = k0; k < k1; ++k) parse_chunk(chunks[std::size_t(k)], values);
         });
-        std::shared_ptr<std::byte> data(owner, reinterpret_cast<std::byte*>(owner.get()));
-        return Array::adopt(dtype_, Shape{rows, cols_}, std::move(data));
+        return out;
     }
 
-private:
     /// The line starting at `pos` without its line end (LF, or CRLF), and pos moved past it.
     std::string_view line_at(std::size_t& pos) const {
         std::size_t end = text_.find('\n', pos);
@@ -159,6 +175,10 @@ private:
         T* o = out + c.row_base * cols_;
         for (std::size_t pos = c.begin; pos < c.end;) {
             ++line;
+            if (plain_row(pos, c.end, o)) { // the common case, with no look for the line end first
+                o += cols_;
+                continue;
+            }
             const std::string_view row = line_at(pos);
             if (blank(row)) continue;
             const std::int64_t n = row_values<T>(row, line, false, [&](T v) { *o++ = v; });
@@ -166,6 +186,34 @@ private:
                 fail(line, column(row.size()),
                      fmt::format("this row has {} values, expected {} like line {}", n, cols_, first_line_));
         }
+    }
+
+    /// The row at pos as cols_ plain numbers (what row_values' fast path takes, blanks
+    /// around them allowed) into out, and pos moved past its line end (LF, CRLF, or `end`);
+    /// or false, pos unchanged, when the line is anything else (blank, other spellings of
+    /// numbers, a wrong count, an error), which row_values then takes. A number cannot
+    /// span a line end, so from_chars needs no line end to stop at: parsing 1,000,000 x
+    /// 16 float64 went from 523 to 560 MB/s when lines were no longer looked for first.
+    template <class T> bool plain_row(std::size_t& pos, std::size_t end, T* out) const {
+        const char* p = text_.data() + pos;
+        const char* const stop = text_.data() + end;
+        for (std::int64_t k = 0; k < cols_; ++k) {
+            while (p < stop && is_blank(*p)) ++p;
+            T v{};
+            const auto r = std::from_chars(p, stop, v);
+            if (r.ec != std::errc() || r.ptr == p || !std::isfinite(v)) return false;
+            p = r.ptr;
+            while (p < stop && is_blank(*p)) ++p;
+            if (k + 1 < cols_) {
+                if (p == stop || *p != ',') return false;
+                ++p;
+            }
+            out[k] = v;
+        }
+        if (p < stop && *p == '\r') ++p;
+        if (p < stop && *p != '\n') return false;
+        pos = std::size_t(p - text_.data()) + (p < stop ? 1 : 0);
+        return true;
     }
 
     /// Parses one row that is not blank (its text without the line end), calling put(v)
@@ -214,13 +262,18 @@ private:
     /// the first row and so does not count).
     static long long column(std::size_t offset_in_row) { return static_cast<long long>(offset_in_row) + 1; }
 
-    void reject_binary() const {
+    /// Refuses text that starts with a UTF-16 or UTF-32 byte-order mark.
+    void reject_wide_text() const {
         if (text_.size() >= 4 && ((text_.substr(0, 4) == std::string_view("\xFF\xFE\0\0", 4)) ||
                                   (text_.substr(0, 4) == std::string_view("\0\0\xFE\xFF", 4))))
             throw InputError::at(name_, 1, 1, "the file is UTF-32 text; save it as UTF-8 or ASCII");
         if (text_.size() >= 2 && ((text_[0] == '\xFF' && text_[1] == '\xFE') ||
                                   (text_[0] == '\xFE' && text_[1] == '\xFF')))
             throw InputError::at(name_, 1, 1, "the file is UTF-16 text; save it as UTF-8 or ASCII");
+    }
+
+    /// Refuses text with a NUL byte: UTF-16 without a byte-order mark, or not text.
+    void reject_nul() const {
         const std::size_t nul = text_.find('\0');
         if (nul == std::string_view::npos) return;
         if (nul <= 1 && text_.size() > 2)
