@@ -25,14 +25,26 @@ struct KeptBlocks {
         std::size_t bytes = 0;
     };
     std::array<Block, kKeptBlocks> blocks;
-    ~KeptBlocks() { release(); }
+    ~KeptBlocks() {
+        release();
+        ended() = true;
+    }
     /// Frees the blocks.
     void release() {
         for (Block& b : blocks) ::operator delete(b.p), b = {};
     }
-    static KeptBlocks& of_this_thread() {
+    /// This thread's blocks, or null once they are freed at its end (a pass destroyed
+    /// after that, by a static destructor say, frees its storage itself).
+    static KeptBlocks* of_this_thread() {
+        if (ended()) return nullptr;
         thread_local KeptBlocks kept;
-        return kept;
+        return &kept;
+    }
+
+private:
+    static bool& ended() {
+        thread_local bool flag = false; // (no destructor: valid to the thread's very end)
+        return flag;
     }
 };
 
@@ -48,8 +60,9 @@ template <class T> struct Kept {
     T* allocate(std::size_t n) {
         const std::size_t bytes = n * sizeof(T);
         KeptBlocks::Block* best = nullptr; // the smallest that fits
-        for (KeptBlocks::Block& b : KeptBlocks::of_this_thread().blocks)
-            if (b.p && b.bytes >= bytes && (!best || b.bytes < best->bytes)) best = &b;
+        if (KeptBlocks* kept = KeptBlocks::of_this_thread())
+            for (KeptBlocks::Block& b : kept->blocks)
+                if (b.p && b.bytes >= bytes && (!best || b.bytes < best->bytes)) best = &b;
         if (!best) return static_cast<T*>(::operator new(bytes));
         void* p = best->p;
         best->p = nullptr;
@@ -57,8 +70,9 @@ template <class T> struct Kept {
     }
     void deallocate(T* p, std::size_t n) noexcept {
         const std::size_t bytes = n * sizeof(T); // (at most what the block holds)
-        if (bytes <= kKeptBytes)
-            for (KeptBlocks::Block& b : KeptBlocks::of_this_thread().blocks)
+        KeptBlocks* kept = KeptBlocks::of_this_thread();
+        if (kept && bytes <= kKeptBytes)
+            for (KeptBlocks::Block& b : kept->blocks)
                 if (!b.p) {
                     b = {p, bytes};
                     return;
