@@ -188,8 +188,21 @@ private:
         }
     }
 
-    /// The row at pos as cols_ plain numbers (what row_values' fast path takes, blanks
-    /// around them allowed) into out, and pos moved past its line end (LF, CRLF, or `end`);
+    /// A plain number from p on (blanks before and after it allowed, none of the text from
+    /// `stop` on): its value into v and where its trailing blanks end; or null when the
+    /// text there is anything else (no number, another spelling, not finite), which
+    /// field() then takes.
+    template <class T> static const char* plain_number(const char* p, const char* stop, T& v) {
+        while (p < stop && is_blank(*p)) ++p;
+        const auto r = std::from_chars(p, stop, v);
+        if (r.ec != std::errc() || r.ptr == p || !std::isfinite(v)) return nullptr;
+        const char* q = r.ptr;
+        while (q < stop && is_blank(*q)) ++q;
+        return q;
+    }
+
+    /// The row at pos as cols_ plain numbers (plain_number, as row_values' fast path
+    /// takes them) into out, and pos moved past its line end (LF, CRLF, or `end`);
     /// or false, pos unchanged, when the line is anything else (blank, other spellings of
     /// numbers, a wrong count, an error), which row_values then takes. A number cannot
     /// span a line end, so from_chars needs no line end to stop at: parsing 1,000,000 x
@@ -198,12 +211,9 @@ private:
         const char* p = text_.data() + pos;
         const char* const stop = text_.data() + end;
         for (std::int64_t k = 0; k < cols_; ++k) {
-            while (p < stop && is_blank(*p)) ++p;
             T v{};
-            const auto r = std::from_chars(p, stop, v);
-            if (r.ec != std::errc() || r.ptr == p || !std::isfinite(v)) return false;
-            p = r.ptr;
-            while (p < stop && is_blank(*p)) ++p;
+            p = plain_number(p, stop, v);
+            if (!p) return false;
             if (k + 1 < cols_) {
                 if (p == stop || *p != ',') return false;
                 ++p;
@@ -230,12 +240,8 @@ private:
             std::size_t comma;
             T v{};
             const char* const row_end = row.data() + row.size();
-            const char* p = row.data() + f;
-            while (p < row_end && is_blank(*p)) ++p;
-            const auto r = std::from_chars(p, row_end, v);
-            const char* q = r.ptr;
-            while (q < row_end && is_blank(*q)) ++q;
-            if (r.ec == std::errc() && r.ptr != p && (q == row_end || *q == ',') && std::isfinite(v)) {
+            const char* const q = plain_number(row.data() + f, row_end, v);
+            if (q && (q == row_end || *q == ',')) {
                 comma = q == row_end ? std::string_view::npos : std::size_t(q - row.data());
             } else {
                 comma = row.find(',', f);
