@@ -36,6 +36,13 @@ def cases(rng):
             # dy nearly linear in heavy-tailed x: float32 channels fail their certificates
             yield (f"{np.dtype(dtype).name}_{len(shape)}d{shape[axis]}_cauchy", c,
                    0.5 + 2 * c + 1e-9 * rng.standard_normal(shape), axis, dtype)
+    # float32, dy linear in x (summed again with the biased sums), with zeros and values
+    # 2^-30 times smaller in some tiles: their Σx needs the error terms, the others' not
+    for shape, axis in ((3000, 23), 1), ((4, 6, 33, 35), 1), ((8, 9, 9, 37), -1):
+        x = rng.standard_normal(shape)
+        x[rng.random(shape) < 0.05] = 0
+        x[rng.random(shape) < 0.01] *= 2.0**-30
+        yield f"float32_{len(shape)}d{shape[axis]}_linear_mixed", x, 0.5 + 2 * x, axis, np.float32
     yield "float64_tiny_magnitudes", 1e-200 * rng.standard_normal((300, 7)), rng.standard_normal((300, 7)), 1, np.float64
 
 

@@ -1099,6 +1099,63 @@ TEST_CASE("float32: dx of uncertified channels, four lanes or one, the same bits
     CHECK(dx_of(first4) == reference);                 // channels 0 to 3 as four lanes after it
 }
 
+TEST_CASE("float32 biased sums: tiles with tiny values keep Σx's and Σdy's error terms") {
+    // Where every nonzero float of a tile is within 2^22 of its largest, the biased sums
+    // of x and dy are exact, and their error terms are not computed (FloatLook). Here
+    // every other value is t = 3·2^-46 and the others are ±(1 + r) in cancelling pairs, so
+    // that the mean and dβ are t/2 per value, 10^-14 of the values: the plain sums fail
+    // their certificate, and the biased ones, to which t mostly adds inexactly (their
+    // accumulators' ulp is 2^-45, or 2^-44 for runs), give the mean and dβ only with their
+    // error terms: without them, a third or all of each t is lost. Rows (N, C) and runs
+    // (NCHW), against the exact kernel; channel 2 is ordinary data.
+    constexpr double t = 3 * 0x1p-46;
+    for (const Shape& shape : {Shape{4096, 3}, Shape{4, 3, 1024}}) {
+        const Layout l = collapse(shape, 1);
+        CAPTURE(shape_to_string(shape));
+        std::mt19937_64 rng(43);
+        std::normal_distribution<double> normal;
+        std::uniform_real_distribution<double> uniform;
+        std::vector<float> x(std::size_t(l.size())), dy(x.size());
+        for (auto& v : x) v = float(normal(rng));
+        for (auto& v : dy) v = float(normal(rng));
+        for (std::int64_t c = 0; c < 2; ++c) {
+            std::vector<float> xs(std::size_t(l.per_channel())), gs(xs.size());
+            for (std::size_t i = 0; i < xs.size(); i += 4) {
+                const auto u = float(1 + uniform(rng)), w = float(1 + uniform(rng));
+                xs[i] = u, xs[i + 2] = -u, gs[i] = w, gs[i + 2] = -w;
+                xs[i + 1] = xs[i + 3] = gs[i + 1] = gs[i + 3] = float(t);
+            }
+            std::size_t i = 0;
+            for (std::int64_t o = 0; o < l.outer; ++o)
+                for (std::int64_t k = 0; k < l.inner; ++k, ++i) {
+                    const auto at = std::size_t((o * l.channels + c) * l.inner + k);
+                    x[at] = xs[i], dy[at] = gs[i];
+                }
+        }
+        const std::size_t N = x.size();
+        std::vector<float> y(N), m(3), s(3), y0(N), m0(3), s0(3);
+        forward<float>(x.data(), l, nullptr, nullptr, 1e-5, y.data(), m.data(), s.data());
+        detail::forward_exact<float>(x.data(), l, nullptr, nullptr, 1e-5, y0.data(), m0.data(), s0.data());
+        std::vector<float> dx(N), dg(3), db(3), dx0(N), dg0(3), db0(3);
+        backward<float>(x.data(), nullptr, dy.data(), l, 1e-5, dx.data(), dg.data(), db.data());
+        detail::backward_exact<float>(x.data(), nullptr, dy.data(), l, 1e-5, dx0.data(), dg0.data(), db0.data());
+        CHECK(std::abs(m0[0] - t / 2) < 1e-3 * t); // the sums are what they are meant to be
+        CHECK(std::abs(db0[1] - t * double(l.per_channel()) / 2) < 1e-3 * t * double(l.per_channel()));
+        for (std::int64_t c = 0; c < 3; ++c) { // each output on its own channel's scale
+            CAPTURE(c);
+            const auto i = std::size_t(c);
+            const auto values = [&](const std::vector<float>& v) {
+                const std::vector<double> d = channel_values(v, l, c);
+                return std::vector<float>(d.begin(), d.end());
+            };
+            for (const auto& [got, want] : {std::pair{&m, &m0}, {&s, &s0}, {&dg, &dg0}, {&db, &db0}})
+                CHECK(test::eps_error<float>(std::vector<float>{(*got)[i]}, std::vector<double>{(*want)[i]}) <= 2);
+            CHECK(test::eps_error<float>(values(y), channel_values(y0, l, c)) <= 2);
+            CHECK(test::eps_error<float>(values(dx), channel_values(dx0, l, c)) <= 2);
+        }
+    }
+}
+
 TEST_CASE("the first stage previewed on the first rows: skipped by the channels that fail it, exact") {
     // In tensors of at least four blocks, pass A first tries the first stage (float32:
     // plain sums; float64: biased) on an eighth of the first block; a channel that fails

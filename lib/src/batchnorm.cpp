@@ -37,6 +37,7 @@
 #include <cassert>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 #include <vector>
 
@@ -822,6 +823,22 @@ template <class D, bool Backward, int N> struct BiasedTile {
             q3 = fused(g, g, q3);
         }
     }
+    /// add(), or add_exact() when Exact.
+    template <bool Exact> void add_as(D x, D g) {
+        if constexpr (Exact) add_exact(x, g);
+        else add(x, g);
+    }
+    /// add(), for terms whose sums a1 (and q1) are exact (FloatLook::exact_sums): their
+    /// error terms stay +0, as add() leaves them.
+    void add_exact(D x, D g) {
+        a1 += x;
+        add_biased_product(a2, e2, x, x);
+        if constexpr (Backward) {
+            q1 += g;
+            add_biased_product(q2, f2, g, x);
+            q3 = fused(g, g, q3);
+        }
+    }
     /// Adds the tile's sums to the block's, at sums[c] (sums[c..c+3] for v4d).
     void fold(Sums& t, std::size_t c) const {
         auto into = [&](double* sum, double* err, D a, D b, D e) {
@@ -837,6 +854,84 @@ template <class D, bool Backward, int N> struct BiasedTile {
             put(t.b3, c, s), put(t.b3_err, c, r);
         }
         put(t.folds, c, D(lanes<D>(t.folds, c) + 1.0));
+    }
+};
+
+/// float32 data: where the biased sums of x (and of dy) need no error terms. A float's
+/// value is a multiple of its ulp, 2^(f − 150) for biased exponent f (f ≥ 1; 2^-149 for
+/// subnormals). β = 8N·2^E, E = ⌊log2 V⌋, and N terms keep the accumulator within
+/// (β/2, 2β), whose ulp is at most 2^(E + log2(8N) − 52). So when every nonzero term's
+/// exponent is at least f_V − 29 + log2(8N), every partial sum a + v is a multiple of that
+/// ulp within the accumulator's range: exact, and the error term v − (s − a) is +0 at every
+/// step. The kernel then leaves it at +0 without computing it (the same bits). The look at
+/// a tile is done on the floats themselves: the largest magnitude as max_magnitude takes it
+/// (NaN not taken), and the bits of the smallest nonzero one (an unsigned minimum of
+/// bits − 1, which wraps zeros past every other value). A tile with a NaN or ±inf may go
+/// either way: its sums are NaN, and its channel is summed again by the exact kernel.
+template <int L> struct FloatLanes { // L floats, and as many 32-bit integers (GCC 12 drops
+    // a dependent vector_size from an alias declaration, not from a typedef)
+    typedef float F __attribute__((vector_size(4 * L)));
+    typedef std::uint32_t U __attribute__((vector_size(4 * L)));
+    typedef std::int32_t I __attribute__((vector_size(4 * L)));
+};
+template <> struct FloatLanes<1> {
+    using F = float;
+    using U = std::uint32_t;
+    using I = std::int32_t;
+};
+template <class D> struct FloatLook {
+    static constexpr int L = kLanesOf<D>;
+    using F = typename FloatLanes<L>::F;
+    using U = typename FloatLanes<L>::U;
+    using I = typename FloatLanes<L>::I;
+    F largest{};
+    U smallest_less_one = U{} - 1u; // (bits of the smallest nonzero magnitude) − 1
+
+    void add(const float* p) {
+        U b;
+        std::memcpy(&b, p, sizeof b);
+        b &= 0x7fffffffu;
+        F a;
+        std::memcpy(&a, &b, sizeof a);
+        largest = a > largest ? a : largest; // vmaxps
+        const U less_one = b - 1u;
+        smallest_less_one = less_one < smallest_less_one ? less_one : smallest_less_one; // vpminud
+    }
+    /// The look at both sets of values (o's too).
+    void merge(const FloatLook& o) {
+        largest = o.largest > largest ? o.largest : largest;
+        smallest_less_one = o.smallest_less_one < smallest_less_one ? o.smallest_less_one : smallest_less_one;
+    }
+    /// The look at the values of every lane, as one lane.
+    FloatLook<double> across() const {
+        FloatLook<double> one;
+        for (int j = 0; j < L; ++j) {
+            one.largest = largest[j] > one.largest ? largest[j] : one.largest;
+            one.smallest_less_one = smallest_less_one[j] < one.smallest_less_one ? smallest_less_one[j] : one.smallest_less_one;
+        }
+        return one;
+    }
+    /// The largest magnitude, as a double per lane.
+    D top() const {
+        if constexpr (L == 1) return double(largest);
+        else return __builtin_convertvector(largest, D);
+    }
+    /// Whether N terms with these magnitudes add to a bias of bias_for<N>(top()) exactly,
+    /// in every lane.
+    template <int N> bool exact_sums() const {
+        constexpr int log2_8N = std::bit_width(unsigned(8 * N)) - 1;
+        static_assert((8 * N) == (1 << log2_8N), "N a power of two");
+        U vb;
+        std::memcpy(&vb, &largest, sizeof vb);
+        const I least = I((vb & 0x7f800000u) >> 23) - (29 - log2_8N); // the least exponent field
+        const I f = I(((smallest_less_one + 1u) & 0x7f800000u) >> 23); // 0 for no nonzero term
+        const I ok = I((smallest_less_one + 1u) == 0u) | I(f >= least);
+        if constexpr (L == 1) return ok != 0;
+        else {
+            for (int j = 0; j < L; ++j)
+                if (ok[j] == 0) return false;
+            return true;
+        }
     }
 };
 
@@ -865,14 +960,35 @@ inline void add_lanes_biased(const T* __restrict x, const T* __restrict g, std::
     if constexpr (Centred)
         for (int j = 0; j < V; ++j)
             hi[j] = D{} - INFINITY, lo[j] = D{} + INFINITY, K[j] = lanes<D>(t.K, at(j));
-    for (std::int64_t r = 0; r < rows; ++r) {
-        prefetch.step(V * L);
+    // float32: the first look on the floats, which also tells whether Σx and Σdy are exact
+    constexpr bool Floats = std::is_same_v<T, float> && !Centred;
+    bool exact = false;
+    if constexpr (Floats) {
+        FloatLook<D> lx[V], lg[V];
+        for (std::int64_t r = 0; r < rows; ++r) {
+            prefetch.step(V * L);
+#pragma GCC unroll 4
+            for (int j = 0; j < V; ++j) {
+                lx[j].add(x + r * stride + at(j));
+                if constexpr (Backward) lg[j].add(g + r * stride + at(j));
+            }
+        }
+        exact = true;
 #pragma GCC unroll 4
         for (int j = 0; j < V; ++j) {
-            const D v = lanes<D>(x + r * stride, at(j));
-            if constexpr (Centred) hi[j] = larger(hi[j], v), lo[j] = smaller(lo[j], v);
-            else mx[j] = max_magnitude(mx[j], v);
-            if constexpr (Backward) gm[j] = max_magnitude(gm[j], lanes<D>(g + r * stride, at(j)));
+            mx[j] = lx[j].top(), exact = exact && lx[j].template exact_sums<kRowTile.terms>();
+            if constexpr (Backward) gm[j] = lg[j].top(), exact = exact && lg[j].template exact_sums<kRowTile.terms>();
+        }
+    } else {
+        for (std::int64_t r = 0; r < rows; ++r) {
+            prefetch.step(V * L);
+#pragma GCC unroll 4
+            for (int j = 0; j < V; ++j) {
+                const D v = lanes<D>(x + r * stride, at(j));
+                if constexpr (Centred) hi[j] = larger(hi[j], v), lo[j] = smaller(lo[j], v);
+                else mx[j] = max_magnitude(mx[j], v);
+                if constexpr (Backward) gm[j] = max_magnitude(gm[j], lanes<D>(g + r * stride, at(j)));
+            }
         }
     }
     D top[V]; // the tile's largest |x|
@@ -884,12 +1000,17 @@ inline void add_lanes_biased(const T* __restrict x, const T* __restrict g, std::
     BiasedTile<D, Backward, kRowTile.terms> tile[V];
 #pragma GCC unroll 4
     for (int j = 0; j < V; ++j) tile[j].start(mx[j], gm[j]);
-    for (std::int64_t r = 0; r < rows; ++r)
+    auto sum_tile = [&]<bool Exact>() {
+        for (std::int64_t r = 0; r < rows; ++r)
 #pragma GCC unroll 4
-        for (int j = 0; j < V; ++j) {
-            const D v = lanes<D>(x + r * stride, at(j));
-            tile[j].add(Centred ? D(v - K[j]) : v, Backward ? lanes<D>(g + r * stride, at(j)) : D{});
-        }
+            for (int j = 0; j < V; ++j) {
+                const D v = lanes<D>(x + r * stride, at(j));
+                tile[j].template add_as<Exact>(Centred ? D(v - K[j]) : v,
+                                               Backward ? lanes<D>(g + r * stride, at(j)) : D{});
+            }
+    };
+    if (Floats && exact) sum_tile.template operator()<true>();
+    else sum_tile.template operator()<false>();
 #pragma GCC unroll 4
     for (int j = 0; j < V; ++j) {
         tile[j].fold(t, at(j));
@@ -960,11 +1081,36 @@ void add_run_biased(const T* v, const T* g, std::int64_t len, std::size_t c, Sum
         // order: the same max and min)
         v4d mv{}, gv{}, hv = splat(-INFINITY), lv = splat(INFINITY);
         std::int64_t k = i;
+        // float32: the look on the floats, which also tells whether Σx and Σdy are exact
+        constexpr bool Floats = std::is_same_v<T, float> && !Centred;
+        bool exact = false;
+        FloatLook<double> fx, fg; // (Floats)
+        if constexpr (Floats) {
+            FloatLook<v8d> lx[4], lg[4];
+            for (; k + 32 <= end; k += 32)
+#pragma GCC unroll 4
+                for (int j = 0; j < 4; ++j) {
+                    lx[j].add(v + k + 8 * j);
+                    if constexpr (Backward) lg[j].add(g + k + 8 * j);
+                }
+            for (; k + 8 <= end; k += 8) {
+                lx[0].add(v + k);
+                if constexpr (Backward) lg[0].add(g + k);
+            }
+            lx[0].merge(lx[1]), lx[2].merge(lx[3]), lx[0].merge(lx[2]);
+            lg[0].merge(lg[1]), lg[2].merge(lg[3]), lg[0].merge(lg[2]);
+            fx = lx[0].across(), fg = lg[0].across();
+            for (; k < end; ++k) {
+                fx.add(v + k);
+                if constexpr (Backward) fg.add(g + k);
+            }
+            exact = fx.template exact_sums<N>() && (!Backward || fg.template exact_sums<N>());
+        }
 #if defined(__AVX512F__)
         // eight lanes for the magnitudes (a maximum of magnitudes, never −0, is the same
         // value in any grouping); Centred keeps four, whose ±0 choices follow the order
         // (four maxima at a time: one waits on the last)
-        if constexpr (!Centred) {
+        if constexpr (!Centred && !Floats) {
             v8d m8[4] = {}, g8[4] = {};
             for (; k + 32 <= end; k += 32)
 #pragma GCC unroll 4
@@ -996,6 +1142,7 @@ void add_run_biased(const T* v, const T* g, std::int64_t len, std::size_t c, Sum
             else mx = max_magnitude(mx, v[k]);
             if constexpr (Backward) gm = max_magnitude(gm, g[k]);
         }
+        if constexpr (Floats) mx = fx.top(), gm = fg.top();
         const double top = Centred ? larger(-lo, hi) : mx; // the chunk's largest |x|
         if constexpr (Centred) mx = centred_magnitude(lo, hi, K);
         BiasedTile<double, Backward, N> rest;
@@ -1014,26 +1161,36 @@ void add_run_biased(const T* v, const T* g, std::int64_t len, std::size_t c, Sum
         const v8d K8 = detail::broadcast<v8d>(K);
         BiasedTile<v8d, Backward, N> t8;
         t8.start(detail::broadcast<v8d>(mx), detail::broadcast<v8d>(gm));
-        for (; i + step <= end; i += step) {
-            prefetch_l1(v, i + chunk);
-            if constexpr (Backward) prefetch_l1(g, i + chunk);
-            const v8d x8 = lanes<v8d>(v, std::size_t(i));
-            t8.add(Centred ? v8d(x8 - K8) : x8, Backward ? lanes<v8d>(g, std::size_t(i)) : v8d{});
-        }
-        for (; i < end; ++i) rest.add(Centred ? double(v[i]) - K : double(v[i]), Backward ? g[i] : 0.0);
+        auto sum_chunk = [&]<bool Exact>() {
+            for (; i + step <= end; i += step) {
+                prefetch_l1(v, i + chunk);
+                if constexpr (Backward) prefetch_l1(g, i + chunk);
+                const v8d x8 = lanes<v8d>(v, std::size_t(i));
+                t8.template add_as<Exact>(Centred ? v8d(x8 - K8) : x8, Backward ? lanes<v8d>(g, std::size_t(i)) : v8d{});
+            }
+            for (; i < end; ++i)
+                rest.template add_as<Exact>(Centred ? double(v[i]) - K : double(v[i]), Backward ? g[i] : 0.0);
+        };
+        if (Floats && exact) sum_chunk.template operator()<true>();
+        else sum_chunk.template operator()<false>();
         for (int j = 0; j < kWidth; ++j) lane_of(t8, j).fold(t, c), lane_of(t8, j + kWidth).fold(t, c);
 #else
         const v4d Kv = splat(K);
         BiasedTile<v4d, Backward, N> ta, tb;
         ta.start(splat(mx), splat(gm)), tb.start(splat(mx), splat(gm));
-        for (; i + step <= end; i += step) {
-            prefetch_l1(v, i + chunk);
-            if constexpr (Backward) prefetch_l1(g, i + chunk);
-            ta.add(Centred ? v4d(load(v + i) - Kv) : load(v + i), Backward ? load(g + i) : v4d{});
-            tb.add(Centred ? v4d(load(v + i + kWidth) - Kv) : load(v + i + kWidth),
-                   Backward ? load(g + i + kWidth) : v4d{});
-        }
-        for (; i < end; ++i) rest.add(Centred ? double(v[i]) - K : double(v[i]), Backward ? g[i] : 0.0);
+        auto sum_chunk = [&]<bool Exact>() {
+            for (; i + step <= end; i += step) {
+                prefetch_l1(v, i + chunk);
+                if constexpr (Backward) prefetch_l1(g, i + chunk);
+                ta.template add_as<Exact>(Centred ? v4d(load(v + i) - Kv) : load(v + i), Backward ? load(g + i) : v4d{});
+                tb.template add_as<Exact>(Centred ? v4d(load(v + i + kWidth) - Kv) : load(v + i + kWidth),
+                                          Backward ? load(g + i + kWidth) : v4d{});
+            }
+            for (; i < end; ++i)
+                rest.template add_as<Exact>(Centred ? double(v[i]) - K : double(v[i]), Backward ? g[i] : 0.0);
+        };
+        if (Floats && exact) sum_chunk.template operator()<true>();
+        else sum_chunk.template operator()<false>();
         for (int j = 0; j < kWidth; ++j) lane_of(ta, j).fold(t, c), lane_of(tb, j).fold(t, c);
 #endif
         rest.fold(t, c);
