@@ -11,13 +11,18 @@ writes y once, 3 × the tensor's bytes; backward reads x and dy twice and writes
 5 × the tensor's bytes. gbps = bytes / ms_min; pct_of_bound = gbps / triad gbps (same
 thread count) × 100.
 
-Usage: report.py --machine M.json [--during D.json] --cpp BENCH.json [--peers P.json]
+Rounds: bnorm_bench and peers.py may each be given one file per round (scripts/bench.sh
+runs them in turn). Each measurement then keeps its least ms_min over the rounds, the
+median of the rounds' ms_median, the sum of their samples, and `rounds`.
+
+Usage: report.py --machine M.json [--during D.json] --cpp BENCH.json... [--peers P.json...]
                  [--e2e E.json] [--json OUT] [--quick]
 """
 import argparse
 import json
 import math
 import os
+import statistics
 import sys
 
 BYTES_MODEL = {"forward": 3, "backward": 5}  # × tensor bytes
@@ -52,6 +57,37 @@ def fmt_bytes(n):
 
 def fmt_mib(n):
     return sig3(n / 2**20) + " MiB"
+
+
+def merge_rounds(rounds):
+    """The records of several rounds (lists of records) as one list, a record per
+    measurement, in the first round's order: the least ms_min (and that round's other
+    fields), the median of the rounds' ms_median, the samples added up."""
+    fields = ("op", "impl", "shape", "axis", "dtype", "layout", "data", "threads", "when")
+    merged = {}
+    for records in rounds:
+        for r in records:
+            merged.setdefault(json.dumps([r.get(k) for k in fields]), []).append(r)
+    out = []
+    for same in merged.values():
+        best = dict(min(same, key=lambda r: r["ms_min"]))
+        best["ms_median"] = statistics.median(r["ms_median"] for r in same)
+        best["samples"] = sum(r.get("samples", 0) for r in same)
+        best["rounds"] = len(same)
+        out.append(best)
+    return out
+
+
+def merge_runs(runs, default):
+    """Several rounds' outputs of one program (bnorm_bench's or peers.py's) as one."""
+    runs = [r for r in runs if r is not None]
+    if not runs:
+        return default
+    first = dict(runs[0])
+    first["records"] = merge_rounds([r["records"] for r in runs])
+    first["notes"] = list(dict.fromkeys(n for r in runs for n in r.get("notes", [])))
+    first["rounds"] = len(runs)
+    return first
 
 
 def kernel_key(r):
@@ -179,7 +215,11 @@ def print_report(machine, cpp, peers, e2e, records, triad, quick, out=sys.stdout
     p("triad    " + ", ".join(f"{t} thread{'s' if t > 1 else ''} {sig3(g)} GB/s"
                               for t, g in sorted(triad.items()))
       + f"  (a[i] = b[i] + s*c[i] on 3 arrays of {triad_bytes // 3 >> 20} MiB, counting 24 bytes per i;"
-      + " best of a run before and one after the kernels)")
+      + " best of a run before and one after the kernels in each round)")
+    rounds = cpp.get("rounds", 1)
+    if rounds > 1:
+        p(f"rounds   {rounds}: bnorm_bench (bnorm, oneDNN) and PyTorch in turn; min: the least over the rounds, "
+          "median: the median of the rounds' medians")
     before, during = machine.get("busy_cores_before", 0), machine.get("others_busy_cores", 0)
     p(f"others   other processes used {during:.2f} of {machine['cores']} cores during the run "
       f"({machine.get('seconds', 0):.0f} s), {before:.2f} just before it")
@@ -210,8 +250,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--machine", required=True, help="machine.py's output")
     parser.add_argument("--during", help="machine.py --since's output at the end of the run")
-    parser.add_argument("--cpp", required=True, help="bnorm_bench's output")
-    parser.add_argument("--peers", help="peers.py's output")
+    parser.add_argument("--cpp", required=True, nargs="+", help="bnorm_bench's output, one per round")
+    parser.add_argument("--peers", nargs="+", default=[], help="peers.py's output, one per round")
     parser.add_argument("--e2e", help="e2e.py's output")
     parser.add_argument("--json", help="also write every record here, as a JSON list")
     parser.add_argument("--quick", action="store_true")
@@ -219,15 +259,15 @@ def main():
 
     machine = dict(load(args.machine, {}), **load(args.during, {}))
     machine.pop("snapshot", None)
-    cpp = load(args.cpp, None)
-    peers = load(args.peers, {"pytorch": None, "notes": [], "records": []})
+    cpp = merge_runs([load(path, None) for path in args.cpp], None)
+    peers = merge_runs([load(path, None) for path in args.peers], {"pytorch": None, "notes": [], "records": []})
     e2e = load(args.e2e, {"records": []})["records"]
     records = cpp["records"] + peers["records"] + e2e
     triad = derive(records)
     print_report(machine, cpp, peers, e2e, records, triad, args.quick)
 
     if args.json:
-        run = {"op": "run", "impl": None, **machine, "quick": args.quick,
+        run = {"op": "run", "impl": None, **machine, "quick": args.quick, "rounds": cpp.get("rounds", 1),
                "pytorch": peers.get("pytorch"), "onednn": cpp.get("onednn"),
                "notes": cpp.get("notes", []) + peers.get("notes", [])}
         with open(args.json, "w") as f:

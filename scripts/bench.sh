@@ -8,8 +8,13 @@
 #     memory, and CSV parse/format throughput (bench/e2e.py, bench/bnorm_bench).
 # The cases are in bench/cases.json; bench/report.py explains the bytes model.
 #
-# Usage: scripts/bench.sh [--quick] [--json FILE]
+# The kernels (bnorm_bench, then PyTorch) are measured in rounds, one after the other, so
+# that every implementation meets the machine's slow and fast moments alike: the report
+# gives each case's least time over the rounds and the median of the rounds' medians.
+#
+# Usage: scripts/bench.sh [--quick] [--rounds N] [--json FILE]
 #   --quick      a smaller set with fewer repetitions (under two minutes)
+#   --rounds N   rounds of kernel measurements (default 3)
 #   --json FILE  also write every record to FILE as a JSON list
 set -euo pipefail
 
@@ -17,9 +22,14 @@ usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 
 quick=()
 json=()
+rounds=3
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=(--quick) ;;
+    --rounds)
+      [ $# -ge 2 ] && [[ "$2" =~ ^[1-9][0-9]*$ ]] || { echo "bench.sh: --rounds needs a count of 1 or more" >&2; exit 2; }
+      rounds=$2
+      shift ;;
     --json)
       [ $# -ge 2 ] || { echo "bench.sh: --json needs a file name" >&2; exit 2; }
       json=(--json "$(realpath -m -- "$2")")
@@ -46,11 +56,19 @@ trap 'rm -rf "$tmp"' EXIT
 # the machine, and a snapshot of its CPU time: the report tells how much other work ran beside it
 "$python" bench/machine.py --out "$tmp/machine.json"
 
-step "triad, bnorm and oneDNN kernels, CSV in memory (bench/bnorm_bench)"
-"$build/bench/bnorm_bench" "${quick[@]}" --out "$tmp/bench.json" --csv-out "$tmp/big.csv"
+cpp=()
+peers=()
+for round in $(seq "$rounds"); do
+  step "round $round of $rounds: triad, bnorm and oneDNN kernels, CSV in memory (bench/bnorm_bench)"
+  csv_out=()
+  [ "$round" = 1 ] && csv_out=(--csv-out "$tmp/big.csv")
+  "$build/bench/bnorm_bench" "${quick[@]}" --out "$tmp/bench_$round.json" "${csv_out[@]}"
+  cpp+=("$tmp/bench_$round.json")
 
-step "PyTorch (bench/peers.py)"
-"$python" bench/peers.py "${quick[@]}" --out "$tmp/peers.json"
+  step "round $round of $rounds: PyTorch (bench/peers.py)"
+  "$python" bench/peers.py "${quick[@]}" --out "$tmp/peers_$round.json"
+  peers+=("$tmp/peers_$round.json")
+done
 
 step "end to end (bench/e2e.py)"
 runs=5
@@ -62,4 +80,4 @@ runs=5
 
 step "report"
 "$python" bench/report.py --machine "$tmp/machine.json" --during "$tmp/during.json" \
-  --cpp "$tmp/bench.json" --peers "$tmp/peers.json" --e2e "$tmp/e2e.json" "${quick[@]}" "${json[@]}"
+  --cpp "${cpp[@]}" --peers "${peers[@]}" --e2e "$tmp/e2e.json" "${quick[@]}" "${json[@]}"
