@@ -13,7 +13,8 @@ thread count) × 100.
 
 Rounds: bnorm_bench and peers.py may each be given one file per round (scripts/bench.sh
 runs them in turn). Each measurement then keeps its least ms_min over the rounds, the
-median of the rounds' ms_median, the sum of their samples, and `rounds`.
+median of the rounds' ms_median, the sum of their samples, the most page faults per call,
+and `rounds`.
 
 Usage: report.py --machine M.json [--during D.json] --cpp BENCH.json... [--peers P.json...]
                  [--e2e E.json] [--json OUT] [--quick]
@@ -62,7 +63,8 @@ def fmt_mib(n):
 def merge_rounds(rounds):
     """The records of several rounds (lists of records) as one list, a record per
     measurement, in the first round's order: the least ms_min (and that round's other
-    fields), the median of the rounds' ms_median, the samples added up."""
+    fields), the median of the rounds' ms_median, the samples added up, and the most page
+    faults per call of any round (so that the report's note on faults misses none)."""
     fields = ("op", "impl", "shape", "axis", "dtype", "layout", "data", "threads", "when")
     merged = {}
     for records in rounds:
@@ -73,6 +75,8 @@ def merge_rounds(rounds):
         best = dict(min(same, key=lambda r: r["ms_min"]))
         best["ms_median"] = statistics.median(r["ms_median"] for r in same)
         best["samples"] = sum(r.get("samples", 0) for r in same)
+        if any("faults_per_call" in r for r in same):
+            best["faults_per_call"] = max(r.get("faults_per_call", 0.0) for r in same)
         best["rounds"] = len(same)
         out.append(best)
     return out

@@ -1101,24 +1101,32 @@ TEST_CASE("float32: dx of uncertified channels, four lanes or one, the same bits
 
 TEST_CASE("float32 biased sums: tiles with tiny values keep Σx's and Σdy's error terms") {
     // Where every nonzero float of a tile is within 2^22 of its largest, the biased sums
-    // of x and dy are exact, and their error terms are not computed (FloatLook). Here
-    // every other value is t = 3·2^-46 and the others are ±(1 + r) in cancelling pairs, so
-    // that the mean and dβ are t/2 per value, 10^-14 of the values: the plain sums fail
-    // their certificate, and the biased ones, to which t mostly adds inexactly (their
-    // accumulators' ulp is 2^-45, or 2^-44 for runs), give the mean and dβ only with their
-    // error terms: without them, a third or all of each t is lost. Rows (N, C) and runs
-    // (NCHW), against the exact kernel; channel 2 is ordinary data.
+    // of x and dy are exact, and their error terms are not computed (FloatLook). In the
+    // special channels every other value is t = 3·2^-46 and the others are ±(1 + r) in
+    // cancelling pairs, so that the mean and dβ are t/2 per value, 10^-14 of the values:
+    // the plain sums fail their certificate, and the biased ones, to which t mostly adds
+    // inexactly (their accumulators' ulp is 2^-45, or 2^-44 for runs), give the mean and
+    // dβ only with their error terms: without them, a third or all of each t is lost. The
+    // other channels have dy = 0.5 + 2x: they fail the plain sums' certificate too, and
+    // their tiles take the shortcut. Rows (N, C) with 3 channels (one at a time) and with
+    // 21 (eight-lane, four-lane and one-lane groups, a special channel in each, beside
+    // channels that take the shortcut), and runs (NCHW); every output of every channel
+    // against the exact kernel, on its own scale.
     constexpr double t = 3 * 0x1p-46;
-    for (const Shape& shape : {Shape{4096, 3}, Shape{4, 3, 1024}}) {
-        const Layout l = collapse(shape, 1);
-        CAPTURE(shape_to_string(shape));
+    struct Case {
+        Shape shape;
+        std::vector<std::int64_t> special;
+    };
+    for (const Case& k : {Case{{4096, 3}, {0, 1}}, Case{{2048, 21}, {5, 18, 20}}, Case{{4, 3, 1024}, {0, 1}}}) {
+        const Layout l = collapse(k.shape, 1);
+        CAPTURE(shape_to_string(k.shape));
         std::mt19937_64 rng(43);
         std::normal_distribution<double> normal;
         std::uniform_real_distribution<double> uniform;
         std::vector<float> x(std::size_t(l.size())), dy(x.size());
         for (auto& v : x) v = float(normal(rng));
-        for (auto& v : dy) v = float(normal(rng));
-        for (std::int64_t c = 0; c < 2; ++c) {
+        for (std::size_t i = 0; i < x.size(); ++i) dy[i] = float(0.5 + 2 * double(x[i]));
+        for (std::int64_t c : k.special) {
             std::vector<float> xs(std::size_t(l.per_channel())), gs(xs.size());
             for (std::size_t i = 0; i < xs.size(); i += 4) {
                 const auto u = float(1 + uniform(rng)), w = float(1 + uniform(rng));
@@ -1127,21 +1135,22 @@ TEST_CASE("float32 biased sums: tiles with tiny values keep Σx's and Σdy's err
             }
             std::size_t i = 0;
             for (std::int64_t o = 0; o < l.outer; ++o)
-                for (std::int64_t k = 0; k < l.inner; ++k, ++i) {
-                    const auto at = std::size_t((o * l.channels + c) * l.inner + k);
+                for (std::int64_t j = 0; j < l.inner; ++j, ++i) {
+                    const auto at = std::size_t((o * l.channels + c) * l.inner + j);
                     x[at] = xs[i], dy[at] = gs[i];
                 }
         }
-        const std::size_t N = x.size();
-        std::vector<float> y(N), m(3), s(3), y0(N), m0(3), s0(3);
+        const std::size_t N = x.size(), C = std::size_t(l.channels);
+        std::vector<float> y(N), m(C), s(C), y0(N), m0(C), s0(C);
         forward<float>(x.data(), l, nullptr, nullptr, 1e-5, y.data(), m.data(), s.data());
         detail::forward_exact<float>(x.data(), l, nullptr, nullptr, 1e-5, y0.data(), m0.data(), s0.data());
-        std::vector<float> dx(N), dg(3), db(3), dx0(N), dg0(3), db0(3);
+        std::vector<float> dx(N), dg(C), db(C), dx0(N), dg0(C), db0(C);
         backward<float>(x.data(), nullptr, dy.data(), l, 1e-5, dx.data(), dg.data(), db.data());
         detail::backward_exact<float>(x.data(), nullptr, dy.data(), l, 1e-5, dx0.data(), dg0.data(), db0.data());
-        CHECK(std::abs(m0[0] - t / 2) < 1e-3 * t); // the sums are what they are meant to be
-        CHECK(std::abs(db0[1] - t * double(l.per_channel()) / 2) < 1e-3 * t * double(l.per_channel()));
-        for (std::int64_t c = 0; c < 3; ++c) { // each output on its own channel's scale
+        const auto first = std::size_t(k.special[0]);
+        CHECK(std::abs(m0[first] - t / 2) < 1e-3 * t); // the sums are what they are meant to be
+        CHECK(std::abs(db0[first] - t * double(l.per_channel()) / 2) < 1e-3 * t * double(l.per_channel()));
+        for (std::int64_t c = 0; c < l.channels; ++c) { // each output on its own channel's scale
             CAPTURE(c);
             const auto i = std::size_t(c);
             const auto values = [&](const std::vector<float>& v) {

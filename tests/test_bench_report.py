@@ -15,11 +15,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPORT = os.path.join(HERE, "..", "bench", "report.py")
 
 
-def kernel(impl, ms_min, ms_median, threads=1, samples=10):
+def kernel(impl, ms_min, ms_median, threads=1, samples=10, faults=0.0):
     return {"op": "forward", "impl": impl, "shape": [1024, 256], "axis": 1, "dtype": "float32",
             "layout": "nc", "data": "normal", "threads": threads, "tensor_bytes": 1024 * 256 * 4,
             "ms_min": ms_min, "ms_median": ms_median, "samples": samples, "calls_per_sample": 1,
-            "faults_per_call": 0.0}
+            "faults_per_call": faults}
 
 
 def triad(when, ms_min, threads=1):
@@ -57,7 +57,8 @@ def test_rounds_merge_to_least_min_and_median_of_medians(tmp):
         [triad("before", 1.5), kernel("bnorm", 2.0, 2.5), kernel("onednn", 5.0, 5.5), triad("after", 2.5)],
         [triad("before", 2.5), kernel("bnorm", 4.0, 9.0), kernel("onednn", 8.0, 8.0), triad("after", 2.5)],
     ]
-    peer_rounds = [[kernel("pytorch", 4.0, 4.0)], [kernel("pytorch", 5.0, 6.0)], []]
+    # PyTorch faulted in its slower round: the most faults per call of any round is kept
+    peer_rounds = [[kernel("pytorch", 4.0, 4.0)], [kernel("pytorch", 5.0, 6.0, faults=300.0)], []]
     text, records = run_report(tmp, cpp_rounds, peer_rounds)
     run = records[0]
     assert run["op"] == "run" and run["rounds"] == 3, run
@@ -68,6 +69,8 @@ def test_rounds_merge_to_least_min_and_median_of_medians(tmp):
     assert (b["ms_min"], b["ms_median"], b["samples"], b["rounds"]) == (2.0, 3.5, 30, 3), b
     pytorch = next(r for r in records if r["impl"] == "pytorch")
     assert (pytorch["ms_min"], pytorch["ms_median"], pytorch["rounds"]) == (4.0, 5.0, 2), pytorch
+    assert pytorch["faults_per_call"] == 300.0, pytorch
+    assert "pytorch forward 1024x256 float32 threads=1: 300 page faults per timed call" in text, text
     assert b["ratio_to_pytorch"] == 2.0 / 4.0 and b["ratio_to_onednn"] == 2.0 / 5.0, b
     # forward: 3 x 1 MiB = 3145728 bytes in 2 ms = 1.572864 GB/s, of 16 GB/s
     assert abs(b["gbps"] - 1.572864) < 1e-9 and abs(b["pct_of_bound"] - 100 * 1.572864 / 16) < 1e-9, b
