@@ -23,17 +23,21 @@ struct Case {
     int axis = 1;       ///< its channel axis
     std::string layout; ///< "nc", "nchw" or "nhwc"
     bnorm::DType dtype = bnorm::DType::f32;
-    std::string data = "normal"; ///< "normal", "offset" or "linear" (bench/cases.json)
+    std::string data = "normal"; ///< "normal", "offset", "linear" or "ahead16" (bench/cases.json)
 };
 
 /// The operands of one case, allocated and touched once: random normal inputs (shifted
 /// or made linear as the case's `data` says), and every output of forward() and backward().
+/// The outputs y and dx are at y_out and dx_out: the start of their buffers, or (data
+/// "ahead16") 16 bytes ahead of x modulo 4 KiB, within buffers made larger for it.
 template <class T> struct Tensors {
     explicit Tensors(const Case& c);
     bnorm::Layout layout;
     Buffer<T> x, dy, gamma, beta;
     Buffer<T> y, mean, invstd;
     Buffer<T> dx, dgamma, dbeta;
+    T* y_out = nullptr;
+    T* dx_out = nullptr;
 };
 
 inline constexpr double kEps = 1e-5;

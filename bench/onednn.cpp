@@ -63,7 +63,7 @@ Result measure_f32(Op op, const Case& c, Tensors<float>& t, int threads, const R
     Buffer<unsigned char> fwd_scratch(fwd_pd.scratchpad_desc().get_size());
     const std::unordered_map<int, memory> fwd_args{
         {DNNL_ARG_SRC, memory(md, engine, t.x.data())},
-        {DNNL_ARG_DST, memory(md, engine, t.y.data())},
+        {DNNL_ARG_DST, memory(md, engine, t.y_out)},
         {DNNL_ARG_SCALE, memory(channel_md, engine, t.gamma.data())},
         {DNNL_ARG_SHIFT, memory(channel_md, engine, t.beta.data())},
         {DNNL_ARG_MEAN, memory(channel_md, engine, t.mean.data())},
@@ -85,7 +85,7 @@ Result measure_f32(Op op, const Case& c, Tensors<float>& t, int threads, const R
     Buffer<unsigned char> bwd_scratch(bwd_pd.scratchpad_desc().get_size());
     std::unordered_map<int, memory> bwd_args{
         {DNNL_ARG_DIFF_DST, memory(md, engine, t.dy.data())},
-        {DNNL_ARG_DIFF_SRC, memory(md, engine, t.dx.data())},
+        {DNNL_ARG_DIFF_SRC, memory(md, engine, t.dx_out)},
         {DNNL_ARG_DIFF_SCALE, memory(channel_md, engine, t.dgamma.data())},
         {DNNL_ARG_DIFF_SHIFT, memory(channel_md, engine, t.dbeta.data())},
         {DNNL_ARG_SCRATCHPAD, memory(bwd_pd.scratchpad_desc(), engine, bwd_scratch.data())},
