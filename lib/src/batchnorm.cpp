@@ -2073,12 +2073,19 @@ template <bool Stream>
         [&](std::int64_t i) { return normalize_dd(x[i], mh, ml, ah, al, b); }, x);
 }
 
+/// Which form of dx the channels of a rows kernel take: the offset form for some (per
+/// channel, tested per vector), for all, or for none (the centred form everywhere).
+enum class DxForms { mixed, all_offset, all_centred };
+
 /// Pass B of backward, float64 (and float32 when every channel needs every error term):
 /// input_gradient_dd over `rows` channels-last rows of C channels, or the offset form
-/// where offset4[c] (four channels from c) or offset[c] says so; AllOffset: every
-/// channel takes the offset form, with no test per vector (in cache, 2.97 → 2.70 ns per
-/// vector of four).
-template <bool Stream, bool AllOffset, class T>
+/// where offset4[c] (four channels from c) or offset[c] says so. When every channel takes
+/// the same form (Forms), there is no test per vector, and eight lanes where the build has
+/// them. Every offset form: in cache, 2.97 → 2.70 ns per vector of four. Every centred
+/// form (float64 data far from 0 against its spread, as x + 5·10^4): 1024 x 256, one
+/// thread, the whole backward call 1.09-1.10 → 0.89-0.90 ms on Ice Lake (65536 x 256 waits
+/// on memory either way: B/A 0.92-0.98 in noisy interleaved runs).
+template <bool Stream, DxForms Forms, class T>
 [[gnu::noinline]] void input_gradient_rows_dd(const T* __restrict x, const T* __restrict g,
                                               T* __restrict dx, std::int64_t C, std::int64_t rows,
                                               const double* __restrict mh, const double* __restrict ml,
@@ -2088,11 +2095,16 @@ template <bool Stream, bool AllOffset, class T>
                                               const double* __restrict Kh, const double* __restrict Kl,
                                               const char* __restrict offset, const char* __restrict offset4) {
     using namespace detail::simd;
-    if constexpr (AllOffset) { // no test per vector, eight lanes where the build has them
+    if constexpr (Forms != DxForms::mixed) {
         for (std::int64_t r = 0; r < rows; ++r, x += C, g += C, dx += C)
             write_each<Stream>(dx, C, eight_aligned(x, g, dx), [&]<class D>(D, std::int64_t c) {
-                return input_gradient_offset_dd(lanes<D>(x, c), lanes<D>(g, c), lanes<D>(ah, c), lanes<D>(al, c),
-                                                lanes<D>(Kh, c), lanes<D>(Kl, c), lanes<D>(Hh, c), lanes<D>(Hl, c));
+                if constexpr (Forms == DxForms::all_offset)
+                    return input_gradient_offset_dd(lanes<D>(x, c), lanes<D>(g, c), lanes<D>(ah, c), lanes<D>(al, c),
+                                                    lanes<D>(Kh, c), lanes<D>(Kl, c), lanes<D>(Hh, c), lanes<D>(Hl, c));
+                else
+                    return input_gradient_dd(lanes<D>(x, c), lanes<D>(g, c), lanes<D>(mh, c), lanes<D>(ml, c),
+                                             lanes<D>(ah, c), lanes<D>(al, c), lanes<D>(Bh, c), lanes<D>(Bl, c),
+                                             lanes<D>(Hh, c), lanes<D>(Hl, c));
             }, x, g);
         return;
     }
@@ -2328,6 +2340,7 @@ template <class T> void BackwardPass<T>::apply(std::int64_t o0, std::int64_t o1,
     // 0.5 + 2x, one thread: pass B 48 → 26 ms.
     const bool all_careful = sizeof(T) == 4 && std::all_of(careful_.begin(), careful_.end(), [](char k) { return k; });
     const bool all_offset = with_K && std::all_of(offset_form_.begin(), offset_form_.end(), [](char k) { return k; });
+    const bool all_centred = with_K && std::none_of(offset_form_.begin(), offset_form_.end(), [](char k) { return k; });
     // pass B: term 1 − term 2 − term 3 = dy − dβ/m − x̂·dγ/m, times γ·invstd.
     for_rows_parallel(l_, o0, o1, threads_, [&](std::int64_t off, std::int64_t c0, std::int64_t count, std::int64_t inner,
                                                 std::int64_t rows) {
@@ -2348,7 +2361,9 @@ template <class T> void BackwardPass<T>::apply(std::int64_t o0, std::int64_t o1,
                 }
             // every channel in double-double, in the offset form where it applies
             if (inner == 1) {
-                auto rows_dd = all_offset ? input_gradient_rows_dd<S, true, T> : input_gradient_rows_dd<S, false, T>;
+                auto rows_dd = all_offset    ? input_gradient_rows_dd<S, DxForms::all_offset, T>
+                               : all_centred ? input_gradient_rows_dd<S, DxForms::all_centred, T>
+                                             : input_gradient_rows_dd<S, DxForms::mixed, T>;
                 rows_dd(xs, gs, out, count, rows, pmh + c0, pml + c0, pah + c0, pal + c0, pBh + c0, pBl + c0, pHh + c0,
                         pHl + c0, pKh + c0, pKl + c0, offset_form_.data() + c0, offset_form4_.data() + c0);
             } else
