@@ -1110,14 +1110,17 @@ TEST_CASE("float32 biased sums: tiles with tiny values keep Σx's and Σdy's err
     // other channels have dy = 0.5 + 2x: they fail the plain sums' certificate too, and
     // their tiles take the shortcut. Rows (N, C) with 3 channels (one at a time) and with
     // 21 (eight-lane, four-lane and one-lane groups, a special channel in each, beside
-    // channels that take the shortcut), and runs (NCHW); every output of every channel
-    // against the exact kernel, on its own scale.
+    // channels that take the shortcut) and with 24 (three eight-lane groups, special
+    // channels in the second and the last only: each group is looked at while the one
+    // before it is summed), and runs (NCHW); every output of every channel against the
+    // exact kernel, on its own scale.
     constexpr double t = 3 * 0x1p-46;
     struct Case {
         Shape shape;
         std::vector<std::int64_t> special;
     };
-    for (const Case& k : {Case{{4096, 3}, {0, 1}}, Case{{2048, 21}, {5, 18, 20}}, Case{{4, 3, 1024}, {0, 1}}}) {
+    for (const Case& k : {Case{{4096, 3}, {0, 1}}, Case{{2048, 21}, {5, 18, 20}}, Case{{2048, 24}, {12, 22}},
+                         Case{{4, 3, 1024}, {0, 1}}}) {
         const Layout l = collapse(k.shape, 1);
         CAPTURE(shape_to_string(k.shape));
         std::mt19937_64 rng(43);
