@@ -1024,49 +1024,77 @@ inline void add_lanes_biased(const T* __restrict x, const T* __restrict g, std::
 }
 
 #if defined(__AVX512F__)
-/// float32 backward: the chunks of eight channels [c, c + 8·chunks) of `rows` ≤ 16
-/// channels-last rows added to the biased sums, as add_lanes_biased<v8d, true, 1> adds
-/// each (the same operations, so the same bits), with each chunk's first look done while
-/// the chunk before it is summed. One after the other, the look (a chain of maxima down
-/// the rows) and the sums (chains of additions down the rows) each waited on its own
-/// chains; interleaved, each fills the other's waits. dy = 0.5 + 2x, one thread on Ice
-/// Lake, pass A: 8192 x 256 (in L3) 2.21-2.26 → 1.90-1.93 ms; 65536 x 256 18.4-19.1 →
-/// 15.8-17.8 ms (two threads 9.8-12.1 → 8.4-8.9). Looking at the next tile instead (of
-/// 16 rows further down) was slower: see the README. flatten: with BiasedTile::fold
-/// called out of line, GCC kept the sums on the stack, and the loop was slower than before.
-[[gnu::noinline, gnu::flatten]] void add_chunks_biased_f32(const float* __restrict x, const float* __restrict g,
-                                                          std::int64_t stride, std::int64_t rows, std::size_t c,
-                                                          std::size_t chunks, Sums& t, TilePrefetch<float>& prefetch) {
+/// The first look at float64 values: their largest magnitude (NaN not taken), as
+/// add_lanes_biased takes it; never the float32 shortcut.
+template <class D> struct DoubleLook {
+    D largest{};
+    void add(const double* p) { largest = max_magnitude(largest, lanes<D>(p, 0)); }
+    D top() const { return largest; }
+    template <int N> bool exact_sums() const { return false; }
+};
+
+/// The chunks of V·8 channels [c, c + V·8·chunks) of `rows` ≤ 16 channels-last rows added
+/// to the biased sums, as add_lanes_biased<v8d, Backward, V> adds each (the same
+/// operations, so the same bits), with each chunk's first look done while the chunk
+/// before it is summed. One after the other, the look (a chain of maxima down the rows)
+/// and the sums (chains of additions down the rows) each waited on its own chains;
+/// interleaved, each fills the other's waits. One thread on Ice Lake, pass A: float32 with
+/// dy = 0.5 + 2x, 8192 x 256 (in L3) 2.21-2.26 → 1.90-1.93 ms, 65536 x 256 18.4-19.1 →
+/// 15.8-17.8 ms (two threads 9.8-12.1 → 8.4-8.9); float64 backward 1024 x 256 0.31 →
+/// 0.25 ms, 65536 x 256 25.0-26.1 → 23.5-23.7 ms. Looking at the next tile instead (16
+/// rows further down) was slower: see the README. flatten: with BiasedTile::fold called
+/// out of line, GCC kept the sums on the stack, and the loop was slower than before.
+template <class T, bool Backward, int V>
+[[gnu::noinline, gnu::flatten]] void add_chunks_biased(const T* __restrict x, const T* __restrict g,
+                                                      std::int64_t stride, std::int64_t rows, std::size_t c,
+                                                      std::size_t chunks, Sums& t, TilePrefetch<T>& prefetch) {
     using D = detail::simd::v8d;
-    constexpr int N = kRowTile.terms;
-    FloatLook<D> lx, lg; // the look at chunk c
-    for (std::int64_t r = 0; r < rows; ++r) {
-        prefetch.step(8);
-        lx.add(x + r * stride + c), lg.add(g + r * stride + c);
-    }
-    for (std::size_t k = 0; k < chunks; ++k, c += 8) {
-        const D mx = lx.top(), gm = lg.top();
-        const bool exact = lx.template exact_sums<N>() && lg.template exact_sums<N>();
-        BiasedTile<D, true, N> tile;
-        tile.start(mx, gm);
-        FloatLook<D> nx, ng; // the look at the next chunk
+    using Look = std::conditional_t<std::is_same_v<T, float>, FloatLook<D>, DoubleLook<D>>;
+    constexpr int N = kRowTile.terms, W = 8 * V;
+    Look lx[V], lg[V]; // the look at chunk c
+    auto look = [&](Look (&ax)[V], Look (&ag)[V], std::int64_t r, std::size_t at) {
+#pragma GCC unroll 4
+        for (int j = 0; j < V; ++j) {
+            ax[j].add(x + r * stride + at + 8 * j);
+            if constexpr (Backward) ag[j].add(g + r * stride + at + 8 * j);
+        }
+    };
+    for (std::int64_t r = 0; r < rows; ++r) prefetch.step(W), look(lx, lg, r, c);
+    for (std::size_t k = 0; k < chunks; ++k, c += W) {
+        D mx[V], gm[V] = {};
+        bool exact = true;
+        BiasedTile<D, Backward, N> tile[V];
+#pragma GCC unroll 4
+        for (int j = 0; j < V; ++j) {
+            mx[j] = lx[j].top(), exact = exact && lx[j].template exact_sums<N>();
+            if constexpr (Backward) gm[j] = lg[j].top(), exact = exact && lg[j].template exact_sums<N>();
+            tile[j].start(mx[j], gm[j]);
+        }
+        Look nx[V], ng[V]; // the look at the next chunk
         auto sum_tile = [&]<bool Exact, bool Next>() {
             for (std::int64_t r = 0; r < rows; ++r) {
-                if constexpr (Next) {
-                    prefetch.step(8);
-                    nx.add(x + r * stride + c + 8), ng.add(g + r * stride + c + 8);
-                }
-                tile.template add_as<Exact>(lanes<D>(x + r * stride, c), lanes<D>(g + r * stride, c));
+                if constexpr (Next) prefetch.step(W), look(nx, ng, r, c + W);
+#pragma GCC unroll 4
+                for (int j = 0; j < V; ++j)
+                    tile[j].template add_as<Exact>(lanes<D>(x + r * stride, c + 8 * j),
+                                                   Backward ? lanes<D>(g + r * stride, c + 8 * j) : D{});
             }
         };
         const bool next = k + 1 < chunks;
         if (exact) next ? sum_tile.template operator()<true, true>() : sum_tile.template operator()<true, false>();
         else next ? sum_tile.template operator()<false, true>() : sum_tile.template operator()<false, false>();
-        tile.fold(t, c);
-        const D m = lanes<D>(t.max_abs, c), gmax = lanes<D>(t.dy_max_abs, c);
-        put(t.max_abs, c, mx > m ? mx : m);
-        put(t.dy_max_abs, c, gm > gmax ? gm : gmax);
-        lx = nx, lg = ng;
+#pragma GCC unroll 4
+        for (int j = 0; j < V; ++j) {
+            const std::size_t at = c + 8 * j;
+            tile[j].fold(t, at);
+            const D m = lanes<D>(t.max_abs, at);
+            put(t.max_abs, at, mx[j] > m ? mx[j] : m);
+            if constexpr (Backward) {
+                const D gmax = lanes<D>(t.dy_max_abs, at);
+                put(t.dy_max_abs, at, gm[j] > gmax ? gm[j] : gmax);
+            }
+            lx[j] = nx[j], lg[j] = ng[j];
+        }
     }
 }
 #endif
@@ -1094,14 +1122,14 @@ void add_rows_biased(const T* x, const T* dy, std::int64_t stride, std::int64_t 
         // thread, pass A 8.4-9.0 → 7.6-8.0 ms, NHWC 3.0-3.3 → 2.8-2.9 ms (Zen 4).
         // Backward: one vector of eight, the lanes of v4d's two. No faster on Zen 4, which
         // splits a v8d in two; on Ice Lake, float64 65536 x 256 one thread 55-62 → 50-57 ms.
-        if constexpr (!Backward)
-            for (; c + 16 <= C; c += 16)
-                add_lanes_biased<detail::simd::v8d, Backward, 2, Centred>(xt, gt, stride, rows, c, t, prefetch);
-        else if constexpr (std::is_same_v<T, float> && !Centred) { // the same, looks interleaved
-            if (C >= 8) add_chunks_biased_f32(xt, gt, stride, rows, 0, C / 8, t, prefetch), c = C / 8 * 8;
+        // Not centred: the same, each chunk looked at while the one before it is summed.
+        constexpr int V8 = Backward ? 1 : 2, W8 = 8 * V8;
+        if constexpr (!Centred) {
+            if (C >= W8) add_chunks_biased<T, Backward, V8>(xt, gt, stride, rows, 0, C / W8, t, prefetch);
+            c = C / W8 * W8;
         } else
-            for (; c + 8 <= C; c += 8)
-                add_lanes_biased<detail::simd::v8d, Backward, 1, Centred>(xt, gt, stride, rows, c, t, prefetch);
+            for (; c + W8 <= C; c += W8)
+                add_lanes_biased<detail::simd::v8d, Backward, V8, Centred>(xt, gt, stride, rows, c, t, prefetch);
 #endif
         for (; c + V * W <= C; c += V * W)
             add_lanes_biased<detail::simd::v4d, Backward, V, Centred>(xt, gt, stride, rows, c, t, prefetch);
