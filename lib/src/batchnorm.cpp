@@ -946,8 +946,8 @@ template <class D> inline D centred_magnitude(D lo, D hi, D K) {
     return ok ? larger(D(hi - K), D(K - lo)) : nan;
 }
 
-/// Channels [c, c + V·kLanesOf<D>) (D = v8d, v4d or double) of `rows` ≤ 16
-/// channels-last rows (`stride` values apart) added to the biased sums t. V independent
+/// Channels [c, c + V·kLanesOf<D>) (D = v4d or double; v8d in add_chunks_biased) of
+/// `rows` ≤ 16 channels-last rows (`stride` values apart) added to the biased sums t. V independent
 /// vectors of channels keep the adders busy while each waits on its own sums. Centred:
 /// of x − K (K = t.K per channel), where that is exact (centred_magnitude).
 template <class D, bool Backward, int V, bool Centred, class T>
@@ -1033,26 +1033,44 @@ template <class D> struct DoubleLook {
     template <int N> bool exact_sums() const { return false; }
 };
 
+/// The first look at float64 values for the sums centred on K: their largest and
+/// smallest, as add_lanes_biased takes them.
+template <class D> struct CentredLook {
+    D hi = D{} - INFINITY, lo = D{} + INFINITY;
+    void add(const double* p) {
+        const D v = lanes<D>(p, 0);
+        hi = larger(hi, v), lo = smaller(lo, v);
+    }
+    D top() const { return larger(D(-lo), hi); } // the largest |x|
+    template <int N> bool exact_sums() const { return false; }
+};
+
 /// The chunks of V·8 channels [c, c + V·8·chunks) of `rows` ≤ 16 channels-last rows added
-/// to the biased sums, as add_lanes_biased<v8d, Backward, V> adds each (the same
-/// operations, so the same bits), with each chunk's first look done while the chunk
+/// to the biased sums, as add_lanes_biased<v8d, Backward, V, Centred> would add each (the
+/// same operations, so the same bits), with each chunk's first look done while the chunk
 /// before it is summed. One after the other, the look (a chain of maxima down the rows)
 /// and the sums (chains of additions down the rows) each waited on its own chains;
-/// interleaved, each fills the other's waits. One thread on Ice Lake, pass A: float32 with
-/// dy = 0.5 + 2x, 8192 x 256 (in L3) 2.21-2.26 → 1.90-1.93 ms, 65536 x 256 18.4-19.1 →
-/// 15.8-17.8 ms (two threads 9.8-12.1 → 8.4-8.9); float64 backward 1024 x 256 0.31 →
-/// 0.25 ms, 65536 x 256 25.0-26.1 → 23.5-23.7 ms. Looking at the next tile instead (16
-/// rows further down) was slower: see the README. flatten: with BiasedTile::fold called
-/// out of line, GCC kept the sums on the stack, and the loop was slower than before.
-template <class T, bool Backward, int V>
+/// interleaved, each fills the other's waits. One thread on Ice Lake, pass A:
+///   float32 backward, dy = 0.5 + 2x: 8192 x 256 (in L3) 2.21-2.26 → 1.90-1.93 ms,
+///     65536 x 256 18.4-19.1 → 15.8-17.8 ms (two threads 9.8-12.1 → 8.4-8.9);
+///   float64 backward: 1024 x 256 0.31 → 0.25 ms, 65536 x 256 25.0-26.1 → 23.5-23.7;
+///   float64 forward: 1024 x 256 0.146 → 0.109 ms, 65536 x 256 14.4-15.3 → 13.1-14.2;
+///   float64 backward centred (x + 5·10^4): 16384 x 256 7.1-7.3 → 6.4-6.5 ms,
+///     65536 x 256 28.2-29.7 → 26.2-26.8.
+/// Looking at the next tile instead (16 rows further down) was slower: see the README.
+/// flatten: with BiasedTile::fold called out of line, GCC kept the sums on the stack, and
+/// the loop was slower than before.
+template <class T, bool Backward, int V, bool Centred>
 [[gnu::noinline, gnu::flatten]] void add_chunks_biased(const T* __restrict x, const T* __restrict g,
                                                       std::int64_t stride, std::int64_t rows, std::size_t c,
                                                       std::size_t chunks, Sums& t, TilePrefetch<T>& prefetch) {
     using D = detail::simd::v8d;
     using Look = std::conditional_t<std::is_same_v<T, float>, FloatLook<D>, DoubleLook<D>>;
+    using LookX = std::conditional_t<Centred, CentredLook<D>, Look>;
     constexpr int N = kRowTile.terms, W = 8 * V;
-    Look lx[V], lg[V]; // the look at chunk c
-    auto look = [&](Look (&ax)[V], Look (&ag)[V], std::int64_t r, std::size_t at) {
+    LookX lx[V]; // the look at chunk c
+    Look lg[V];
+    auto look = [&](LookX (&ax)[V], Look (&ag)[V], std::int64_t r, std::size_t at) {
 #pragma GCC unroll 4
         for (int j = 0; j < V; ++j) {
             ax[j].add(x + r * stride + at + 8 * j);
@@ -1061,23 +1079,28 @@ template <class T, bool Backward, int V>
     };
     for (std::int64_t r = 0; r < rows; ++r) prefetch.step(W), look(lx, lg, r, c);
     for (std::size_t k = 0; k < chunks; ++k, c += W) {
-        D mx[V], gm[V] = {};
+        D top[V], mx[V], gm[V] = {}, K[V] = {}; // the largest |x|, and the largest term (Centred: |x − K|)
         bool exact = true;
         BiasedTile<D, Backward, N> tile[V];
 #pragma GCC unroll 4
         for (int j = 0; j < V; ++j) {
-            mx[j] = lx[j].top(), exact = exact && lx[j].template exact_sums<N>();
+            top[j] = lx[j].top(), exact = exact && lx[j].template exact_sums<N>();
+            if constexpr (Centred) K[j] = lanes<D>(t.K, c + 8 * j), mx[j] = centred_magnitude(lx[j].lo, lx[j].hi, K[j]);
+            else mx[j] = top[j];
             if constexpr (Backward) gm[j] = lg[j].top(), exact = exact && lg[j].template exact_sums<N>();
             tile[j].start(mx[j], gm[j]);
         }
-        Look nx[V], ng[V]; // the look at the next chunk
+        LookX nx[V]; // the look at the next chunk
+        Look ng[V];
         auto sum_tile = [&]<bool Exact, bool Next>() {
             for (std::int64_t r = 0; r < rows; ++r) {
                 if constexpr (Next) prefetch.step(W), look(nx, ng, r, c + W);
 #pragma GCC unroll 4
-                for (int j = 0; j < V; ++j)
-                    tile[j].template add_as<Exact>(lanes<D>(x + r * stride, c + 8 * j),
+                for (int j = 0; j < V; ++j) {
+                    const D v = lanes<D>(x + r * stride, c + 8 * j);
+                    tile[j].template add_as<Exact>(Centred ? D(v - K[j]) : v,
                                                    Backward ? lanes<D>(g + r * stride, c + 8 * j) : D{});
+                }
             }
         };
         const bool next = k + 1 < chunks;
@@ -1088,7 +1111,7 @@ template <class T, bool Backward, int V>
             const std::size_t at = c + 8 * j;
             tile[j].fold(t, at);
             const D m = lanes<D>(t.max_abs, at);
-            put(t.max_abs, at, mx[j] > m ? mx[j] : m);
+            put(t.max_abs, at, top[j] > m ? top[j] : m);
             if constexpr (Backward) {
                 const D gmax = lanes<D>(t.dy_max_abs, at);
                 put(t.dy_max_abs, at, gm[j] > gmax ? gm[j] : gmax);
@@ -1122,14 +1145,10 @@ void add_rows_biased(const T* x, const T* dy, std::int64_t stride, std::int64_t 
         // thread, pass A 8.4-9.0 → 7.6-8.0 ms, NHWC 3.0-3.3 → 2.8-2.9 ms (Zen 4).
         // Backward: one vector of eight, the lanes of v4d's two. No faster on Zen 4, which
         // splits a v8d in two; on Ice Lake, float64 65536 x 256 one thread 55-62 → 50-57 ms.
-        // Not centred: the same, each chunk looked at while the one before it is summed.
+        // Each chunk is looked at while the one before it is summed (add_chunks_biased).
         constexpr int V8 = Backward ? 1 : 2, W8 = 8 * V8;
-        if constexpr (!Centred) {
-            if (C >= W8) add_chunks_biased<T, Backward, V8>(xt, gt, stride, rows, 0, C / W8, t, prefetch);
-            c = C / W8 * W8;
-        } else
-            for (; c + W8 <= C; c += W8)
-                add_lanes_biased<detail::simd::v8d, Backward, V8, Centred>(xt, gt, stride, rows, c, t, prefetch);
+        if (C >= W8) add_chunks_biased<T, Backward, V8, Centred>(xt, gt, stride, rows, 0, C / W8, t, prefetch);
+        c = C / W8 * W8;
 #endif
         for (; c + V * W <= C; c += V * W)
             add_lanes_biased<detail::simd::v4d, Backward, V, Centred>(xt, gt, stride, rows, c, t, prefetch);
