@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <functional>
 #include <limits>
 #include <numeric>
 #include <random>
@@ -279,6 +280,19 @@ TEST_CASE("a NaN or an infinity anywhere in x or dy keeps the inputs from being 
     // float64 beyond the fast kernels' range proves nothing, even when finite.
     std::vector<double> huge{1e200, -3e200, 2e200, 5e199};
     CHECK(!ForwardPass<double>(huge.data(), collapse(Shape{4, 1}, 1), nullptr, nullptr, 1e-5).inputs_proven_finite());
+    // Nor does data summed centred on its mean (|μ|/σ = 1e6), just below 2^480 on average
+    // but partly above: the range is judged on |x|, not on |x − μ|.
+    const Layout l = collapse(Shape{3001, 32}, 1);
+    std::mt19937_64 rng(5);
+    std::normal_distribution<double> normal;
+    std::vector<double> x(std::size_t(l.size())), dy(x.size());
+    for (auto& v : x) v = 0x1p480 * (1 + 1e-6 * (normal(rng) - 1));
+    for (auto& v : dy) v = normal(rng);
+    CHECK(!ForwardPass<double>(x.data(), l, nullptr, nullptr, 1e-5).inputs_proven_finite());
+    CHECK(!BackwardPass<double>(x.data(), nullptr, dy.data(), l, 1e-5).inputs_proven_finite());
+    for (auto& v : x) v = v * 0.5; // all below 2^480: proven
+    CHECK(ForwardPass<double>(x.data(), l, nullptr, nullptr, 1e-5).inputs_proven_finite());
+    CHECK(BackwardPass<double>(x.data(), nullptr, dy.data(), l, 1e-5).inputs_proven_finite());
 }
 
 TEST_CASE("double-double to float rounds hi + lo correctly, ties included") {
@@ -876,38 +890,60 @@ TEST_CASE("float64 dx, centred and offset forms, when dx is 1e-10 of its terms")
 }
 
 TEST_CASE("float64: a channel's bits in a vector of eight, of four, or alone") {
-    // 21 channels-last channels: with AVX-512, forward pass A sums channels 0-15 as lanes of
-    // eight, 16-19 as lanes of four and 20 alone; pass B takes groups of four in the offset
-    // form (|μ| ≤ 4σ: channels 0-9) or the centred one. Channels 3 and 17 (|μ|/σ = 1e9) are
-    // summed again, centred on their means, in the same lanes. Each channel, run again
-    // alone (one channel, one lane), must give the same bits: one block either way (3001
-    // rows).
-    constexpr std::int64_t rows = 3001, C = 21;
-    const Layout l = collapse(Shape{rows, C}, 1), alone = collapse(Shape{rows, 1}, 1);
-    std::mt19937_64 rng(47);
-    std::normal_distribution<double> normal;
-    std::vector<double> x(std::size_t(l.size())), dy(x.size()), gamma(C), beta(C);
-    for (std::int64_t o = 0; o < rows; ++o)
+    // Each channel, run again alone (one channel, one lane), must give the same bits: one
+    // block either way (3001 rows). With AVX-512, pass A sums channels-last rows in chunks
+    // of eight lanes (backward) or sixteen (forward), each chunk's first look (its
+    // biases) taken while the chunk before it is summed, then groups of four lanes and
+    // single channels; pass B takes groups of four in the offset form (|μ| ≤ 4σ) or the
+    // centred one, or eight lanes when every channel takes the same form.
+    //   mixed: 21 channels; channels 3 and 17 (|μ|/σ = 1e9) are summed again, centred on
+    //     their means, in the same lanes, and channels 0-9 take the offset form of dx;
+    //   scales: 40 channels, whose magnitudes change from one group of eight to the next
+    //     (2^0, 2^30, 2^-30, 2^10, 2^0): a chunk given its neighbour's biases changes bits;
+    //   centred: the same 40 channels at |μ| = 1e9 with spreads 1e-3, 1e2, 1e2, 1e-3, 1e-3
+    //     by group of eight, all summed again centred (and their dx in the centred form).
+    constexpr std::int64_t rows = 3001;
+    struct Data {
+        const char* name;
+        std::int64_t C;
+        std::function<double(std::int64_t c, double z)> x;
+    };
+    const double scale[] = {1, 0x1p30, 0x1p-30, 0x1p10, 1}, spread[] = {1e-3, 1e2, 1e2, 1e-3, 1e-3};
+    const Data cases[] = {
+        {"mixed", 21, [](std::int64_t c, double z) { return (c == 3 || c == 17 ? 1e9 : c < 10 ? 0.5 : 30.0) + z; }},
+        {"scales", 40, [&](std::int64_t c, double z) { return scale[c / 8] * (0.25 + z); }},
+        {"centred", 40, [&](std::int64_t c, double z) { return 1e9 + spread[c / 8] * z; }},
+    };
+    for (const Data& d : cases) {
+        CAPTURE(d.name);
+        const std::int64_t C = d.C;
+        const Layout l = collapse(Shape{rows, C}, 1), alone = collapse(Shape{rows, 1}, 1);
+        std::mt19937_64 rng(47);
+        std::normal_distribution<double> normal;
+        const auto n = std::size_t(C);
+        std::vector<double> x(std::size_t(l.size())), dy(x.size()), gamma(n), beta(n);
+        for (std::int64_t o = 0; o < rows; ++o)
+            for (std::int64_t c = 0; c < C; ++c) {
+                const auto i = std::size_t(o * C + c);
+                x[i] = d.x(c, normal(rng)), dy[i] = normal(rng);
+            }
+        for (auto& v : gamma) v = normal(rng);
+        for (auto& v : beta) v = normal(rng);
+        std::vector<double> y(x.size()), m(n), s(n), dx(x.size()), dg(n), db(n);
+        forward<double>(x.data(), l, gamma.data(), beta.data(), 1e-5, y.data(), m.data(), s.data());
+        backward<double>(x.data(), gamma.data(), dy.data(), l, 1e-5, dx.data(), dg.data(), db.data());
         for (std::int64_t c = 0; c < C; ++c) {
-            const auto i = std::size_t(o * C + c);
-            x[i] = (c == 3 || c == 17 ? 1e9 : c < 10 ? 0.5 : 30.0) + normal(rng), dy[i] = normal(rng);
+            CAPTURE(c);
+            const std::vector<double> xc = channel_values(x, l, c), dyc = channel_values(dy, l, c);
+            const auto k = std::size_t(c);
+            std::vector<double> y1(xc.size()), dx1(xc.size());
+            double m1, s1, dg1, db1;
+            forward<double>(xc.data(), alone, &gamma[k], &beta[k], 1e-5, y1.data(), &m1, &s1);
+            backward<double>(xc.data(), &gamma[k], dyc.data(), alone, 1e-5, dx1.data(), &dg1, &db1);
+            CHECK(channel_values(y, l, c) == y1);
+            CHECK(channel_values(dx, l, c) == dx1);
+            CHECK(std::vector<double>{m[k], s[k], dg[k], db[k]} == std::vector<double>{m1, s1, dg1, db1});
         }
-    for (auto& v : gamma) v = normal(rng);
-    for (auto& v : beta) v = normal(rng);
-    std::vector<double> y(x.size()), m(C), s(C), dx(x.size()), dg(C), db(C);
-    forward<double>(x.data(), l, gamma.data(), beta.data(), 1e-5, y.data(), m.data(), s.data());
-    backward<double>(x.data(), gamma.data(), dy.data(), l, 1e-5, dx.data(), dg.data(), db.data());
-    for (std::int64_t c = 0; c < C; ++c) {
-        CAPTURE(c);
-        const std::vector<double> xc = channel_values(x, l, c), dyc = channel_values(dy, l, c);
-        const auto k = std::size_t(c);
-        std::vector<double> y1(xc.size()), dx1(xc.size());
-        double m1, s1, dg1, db1;
-        forward<double>(xc.data(), alone, &gamma[k], &beta[k], 1e-5, y1.data(), &m1, &s1);
-        backward<double>(xc.data(), &gamma[k], dyc.data(), alone, 1e-5, dx1.data(), &dg1, &db1);
-        CHECK(channel_values(y, l, c) == y1);
-        CHECK(channel_values(dx, l, c) == dx1);
-        CHECK(std::vector<double>{m[k], s[k], dg[k], db[k]} == std::vector<double>{m1, s1, dg1, db1});
     }
 }
 
@@ -1110,17 +1146,17 @@ TEST_CASE("float32 biased sums: tiles with tiny values keep Σx's and Σdy's err
     // other channels have dy = 0.5 + 2x: they fail the plain sums' certificate too, and
     // their tiles take the shortcut. Rows (N, C) with 3 channels (one at a time) and with
     // 21 (eight-lane, four-lane and one-lane groups, a special channel in each, beside
-    // channels that take the shortcut) and with 24 (three eight-lane groups, special
-    // channels in the second and the last only: each group is looked at while the one
-    // before it is summed), and runs (NCHW); every output of every channel against the
-    // exact kernel, on its own scale.
+    // channels that take the shortcut), with 24 and 48 (backward's chunks of eight and
+    // forward's of sixteen, special channels in the second and the last only: each chunk
+    // is looked at while the one before it is summed), and runs (NCHW); every output of
+    // every channel against the exact kernel, on its own scale.
     constexpr double t = 3 * 0x1p-46;
     struct Case {
         Shape shape;
         std::vector<std::int64_t> special;
     };
     for (const Case& k : {Case{{4096, 3}, {0, 1}}, Case{{2048, 21}, {5, 18, 20}}, Case{{2048, 24}, {12, 22}},
-                         Case{{4, 3, 1024}, {0, 1}}}) {
+                         Case{{2048, 48}, {20, 45}}, Case{{4, 3, 1024}, {0, 1}}}) {
         const Layout l = collapse(k.shape, 1);
         CAPTURE(shape_to_string(k.shape));
         std::mt19937_64 rng(43);
