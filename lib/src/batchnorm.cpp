@@ -946,98 +946,19 @@ template <class D> inline D centred_magnitude(D lo, D hi, D K) {
     return ok ? larger(D(hi - K), D(K - lo)) : nan;
 }
 
-/// Channels [c, c + V·kLanesOf<D>) (D = v4d or double; v8d in add_chunks_biased) of
-/// `rows` ≤ 16 channels-last rows (`stride` values apart) added to the biased sums t. V independent
-/// vectors of channels keep the adders busy while each waits on its own sums. Centred:
-/// of x − K (K = t.K per channel), where that is exact (centred_magnitude).
-template <class D, bool Backward, int V, bool Centred, class T>
-inline void add_lanes_biased(const T* __restrict x, const T* __restrict g, std::int64_t stride, std::int64_t rows,
-                             std::size_t c, Sums& t, TilePrefetch<T>& prefetch) {
-    constexpr int L = kLanesOf<D>;
-    auto at = [&](int j) { return c + std::size_t(j * L); };
-    D mx[V] = {}, gm[V] = {}; // the tile's largest magnitudes (Centred: of x − K)
-    D hi[V], lo[V], K[V];     // Centred: the tile's largest and smallest x, and K
-    if constexpr (Centred)
-        for (int j = 0; j < V; ++j)
-            hi[j] = D{} - INFINITY, lo[j] = D{} + INFINITY, K[j] = lanes<D>(t.K, at(j));
-    // float32: the first look on the floats, which also tells whether Σx and Σdy are exact
-    constexpr bool Floats = std::is_same_v<T, float> && !Centred;
-    bool exact = false;
-    if constexpr (Floats) {
-        FloatLook<D> lx[V], lg[V];
-        for (std::int64_t r = 0; r < rows; ++r) {
-            prefetch.step(V * L);
-#pragma GCC unroll 4
-            for (int j = 0; j < V; ++j) {
-                lx[j].add(x + r * stride + at(j));
-                if constexpr (Backward) lg[j].add(g + r * stride + at(j));
-            }
-        }
-        exact = true;
-#pragma GCC unroll 4
-        for (int j = 0; j < V; ++j) {
-            mx[j] = lx[j].top(), exact = exact && lx[j].template exact_sums<kRowTile.terms>();
-            if constexpr (Backward) gm[j] = lg[j].top(), exact = exact && lg[j].template exact_sums<kRowTile.terms>();
-        }
-    } else {
-        for (std::int64_t r = 0; r < rows; ++r) {
-            prefetch.step(V * L);
-#pragma GCC unroll 4
-            for (int j = 0; j < V; ++j) {
-                const D v = lanes<D>(x + r * stride, at(j));
-                if constexpr (Centred) hi[j] = larger(hi[j], v), lo[j] = smaller(lo[j], v);
-                else mx[j] = max_magnitude(mx[j], v);
-                if constexpr (Backward) gm[j] = max_magnitude(gm[j], lanes<D>(g + r * stride, at(j)));
-            }
-        }
-    }
-    D top[V]; // the tile's largest |x|
-#pragma GCC unroll 4
-    for (int j = 0; j < V; ++j) {
-        if constexpr (Centred) top[j] = larger(D(-lo[j]), hi[j]), mx[j] = centred_magnitude(lo[j], hi[j], K[j]);
-        else top[j] = mx[j];
-    }
-    BiasedTile<D, Backward, kRowTile.terms> tile[V];
-#pragma GCC unroll 4
-    for (int j = 0; j < V; ++j) tile[j].start(mx[j], gm[j]);
-    auto sum_tile = [&]<bool Exact>() {
-        for (std::int64_t r = 0; r < rows; ++r)
-#pragma GCC unroll 4
-            for (int j = 0; j < V; ++j) {
-                const D v = lanes<D>(x + r * stride, at(j));
-                tile[j].template add_as<Exact>(Centred ? D(v - K[j]) : v,
-                                               Backward ? lanes<D>(g + r * stride, at(j)) : D{});
-            }
-    };
-    if (Floats && exact) sum_tile.template operator()<true>();
-    else sum_tile.template operator()<false>();
-#pragma GCC unroll 4
-    for (int j = 0; j < V; ++j) {
-        tile[j].fold(t, at(j));
-        const D m = lanes<D>(t.max_abs, at(j));
-        put(t.max_abs, at(j), top[j] > m ? top[j] : m);
-        if constexpr (Backward) {
-            const D gmax = lanes<D>(t.dy_max_abs, at(j));
-            put(t.dy_max_abs, at(j), gm[j] > gmax ? gm[j] : gmax);
-        }
-    }
-}
-
-#if defined(__AVX512F__)
-/// The first look at float64 values: their largest magnitude (NaN not taken), as
-/// add_lanes_biased takes it; never the float32 shortcut.
+/// The first look at float64 values: their largest magnitude (NaN not taken); never the
+/// float32 shortcut. (FloatLook for float32 data.)
 template <class D> struct DoubleLook {
     D largest{};
-    void add(const double* p) { largest = max_magnitude(largest, lanes<D>(p, 0)); }
+    template <class T> void add(const T* p) { largest = max_magnitude(largest, lanes<D>(p, 0)); }
     D top() const { return largest; }
     template <int N> bool exact_sums() const { return false; }
 };
 
-/// The first look at float64 values for the sums centred on K: their largest and
-/// smallest, as add_lanes_biased takes them.
+/// The first look at values to be summed centred on K: their largest and smallest.
 template <class D> struct CentredLook {
     D hi = D{} - INFINITY, lo = D{} + INFINITY;
-    void add(const double* p) {
+    template <class T> void add(const T* p) {
         const D v = lanes<D>(p, 0);
         hi = larger(hi, v), lo = smaller(lo, v);
     }
@@ -1045,47 +966,57 @@ template <class D> struct CentredLook {
     template <int N> bool exact_sums() const { return false; }
 };
 
-/// The chunks of V·8 channels [c, c + V·8·chunks) of `rows` ≤ 16 channels-last rows added
-/// to the biased sums, as add_lanes_biased<v8d, Backward, V, Centred> would add each (the
-/// same operations, so the same bits), with each chunk's first look done while the chunk
-/// before it is summed. One after the other, the look (a chain of maxima down the rows)
-/// and the sums (chains of additions down the rows) each waited on its own chains;
-/// interleaved, each fills the other's waits. One thread on Ice Lake, pass A:
+/// The chunks of V vectors of channels (D = v8d, v4d or double: Lanes = V·kLanesOf<D>
+/// channels each) [c, c + Lanes·chunks) of `rows` ≤ 16 channels-last rows (`stride` values
+/// apart) added to the biased sums t, chunk by chunk. A chunk's tile accumulators start
+/// from a first look down its rows (its largest magnitudes, which set the biases; for
+/// float32 also whether Σx and Σdy are exact: FloatLook), then sum. V independent vectors
+/// keep the adders busy while each waits on its own sums. Centred: of x − K (K = t.K per
+/// channel), where that is exact (centred_magnitude).
+///
+/// Each chunk's look is done while the chunk before it is summed (the same operations per
+/// chunk either way, so the same bits). One after the other, the look (a chain of maxima
+/// down the rows) and the sums (chains of additions down the rows) each waited on its own
+/// chains; interleaved, each fills the other's waits. One thread on Ice Lake, pass A:
 ///   float32 backward, dy = 0.5 + 2x: 8192 x 256 (in L3) 2.21-2.26 → 1.90-1.93 ms,
 ///     65536 x 256 18.4-19.1 → 15.8-17.8 ms (two threads 9.8-12.1 → 8.4-8.9);
 ///   float64 backward: 1024 x 256 0.31 → 0.25 ms, 65536 x 256 25.0-26.1 → 23.5-23.7;
 ///   float64 forward: 1024 x 256 0.146 → 0.109 ms, 65536 x 256 14.4-15.3 → 13.1-14.2;
 ///   float64 backward centred (x + 5·10^4): 16384 x 256 7.1-7.3 → 6.4-6.5 ms,
-///     65536 x 256 28.2-29.7 → 26.2-26.8.
+///     65536 x 256 28.2-29.7 → 26.2-26.8;
+///   built for AVX2 (x86-64-v3, four lanes), run on the same machine: float32 backward,
+///     dy = 0.5 + 2x, 8192 x 256 3.01-3.04 → 2.62-2.67 ms; float64 backward 1024 x 256
+///     0.40 → 0.34 ms, forward 0.169 → 0.146 ms.
 /// Looking at the next tile instead (16 rows further down) was slower: see the README.
 /// flatten: with BiasedTile::fold called out of line, GCC kept the sums on the stack, and
 /// the loop was slower than before.
-template <class T, bool Backward, int V, bool Centred>
+template <class D, bool Backward, int V, bool Centred, class T>
 [[gnu::noinline, gnu::flatten]] void add_chunks_biased(const T* __restrict x, const T* __restrict g,
                                                       std::int64_t stride, std::int64_t rows, std::size_t c,
                                                       std::size_t chunks, Sums& t, TilePrefetch<T>& prefetch) {
-    using D = detail::simd::v8d;
     using Look = std::conditional_t<std::is_same_v<T, float>, FloatLook<D>, DoubleLook<D>>;
     using LookX = std::conditional_t<Centred, CentredLook<D>, Look>;
-    constexpr int N = kRowTile.terms, W = 8 * V;
+    constexpr int N = kRowTile.terms, L = kLanesOf<D>, Lanes = V * L;
+    auto at = [&](int j) { return c + std::size_t(j * L); };
     LookX lx[V]; // the look at chunk c
     Look lg[V];
-    auto look = [&](LookX (&ax)[V], Look (&ag)[V], std::int64_t r, std::size_t at) {
+    auto look = [&](LookX (&ax)[V], Look (&ag)[V], std::int64_t r, std::size_t from) {
 #pragma GCC unroll 4
         for (int j = 0; j < V; ++j) {
-            ax[j].add(x + r * stride + at + 8 * j);
-            if constexpr (Backward) ag[j].add(g + r * stride + at + 8 * j);
+            ax[j].add(x + r * stride + from + std::size_t(j * L));
+            if constexpr (Backward) ag[j].add(g + r * stride + from + std::size_t(j * L));
         }
     };
-    for (std::int64_t r = 0; r < rows; ++r) prefetch.step(W), look(lx, lg, r, c);
-    for (std::size_t k = 0; k < chunks; ++k, c += W) {
-        D top[V], mx[V], gm[V] = {}, K[V] = {}; // the largest |x|, and the largest term (Centred: |x − K|)
+    for (std::int64_t r = 0; r < rows; ++r) prefetch.step(Lanes), look(lx, lg, r, c);
+    for (std::size_t k = 0; k < chunks; ++k, c += Lanes) {
+        // per vector: the largest |x|, the largest term (Centred: |x − K|), the largest |dy|
+        D top[V], mx[V], gm[V] = {}, K[V] = {};
         bool exact = true;
         BiasedTile<D, Backward, N> tile[V];
 #pragma GCC unroll 4
         for (int j = 0; j < V; ++j) {
             top[j] = lx[j].top(), exact = exact && lx[j].template exact_sums<N>();
-            if constexpr (Centred) K[j] = lanes<D>(t.K, c + 8 * j), mx[j] = centred_magnitude(lx[j].lo, lx[j].hi, K[j]);
+            if constexpr (Centred) K[j] = lanes<D>(t.K, at(j)), mx[j] = centred_magnitude(lx[j].lo, lx[j].hi, K[j]);
             else mx[j] = top[j];
             if constexpr (Backward) gm[j] = lg[j].top(), exact = exact && lg[j].template exact_sums<N>();
             tile[j].start(mx[j], gm[j]);
@@ -1094,12 +1025,12 @@ template <class T, bool Backward, int V, bool Centred>
         Look ng[V];
         auto sum_tile = [&]<bool Exact, bool Next>() {
             for (std::int64_t r = 0; r < rows; ++r) {
-                if constexpr (Next) prefetch.step(W), look(nx, ng, r, c + W);
+                if constexpr (Next) prefetch.step(Lanes), look(nx, ng, r, c + Lanes);
 #pragma GCC unroll 4
                 for (int j = 0; j < V; ++j) {
-                    const D v = lanes<D>(x + r * stride, c + 8 * j);
+                    const D v = lanes<D>(x + r * stride, at(j));
                     tile[j].template add_as<Exact>(Centred ? D(v - K[j]) : v,
-                                                   Backward ? lanes<D>(g + r * stride, c + 8 * j) : D{});
+                                                   Backward ? lanes<D>(g + r * stride, at(j)) : D{});
                 }
             }
         };
@@ -1108,19 +1039,17 @@ template <class T, bool Backward, int V, bool Centred>
         else next ? sum_tile.template operator()<false, true>() : sum_tile.template operator()<false, false>();
 #pragma GCC unroll 4
         for (int j = 0; j < V; ++j) {
-            const std::size_t at = c + 8 * j;
-            tile[j].fold(t, at);
-            const D m = lanes<D>(t.max_abs, at);
-            put(t.max_abs, at, top[j] > m ? top[j] : m);
+            tile[j].fold(t, at(j));
+            const D m = lanes<D>(t.max_abs, at(j));
+            put(t.max_abs, at(j), top[j] > m ? top[j] : m);
             if constexpr (Backward) {
-                const D gmax = lanes<D>(t.dy_max_abs, at);
-                put(t.dy_max_abs, at, gm[j] > gmax ? gm[j] : gmax);
+                const D gmax = lanes<D>(t.dy_max_abs, at(j));
+                put(t.dy_max_abs, at(j), gm[j] > gmax ? gm[j] : gmax);
             }
             lx[j] = nx[j], lg[j] = ng[j];
         }
     }
 }
-#endif
 
 /// Rows [o0, o1) of a channels-last view (inner == 1) added to the biased sums: `count`
 /// channels from x[0] and dy[0] of each row, rows `stride` values apart, tile by tile
@@ -1129,7 +1058,6 @@ template <class T, bool Backward, int V, bool Centred>
 template <class T, bool Backward, bool Centred = false>
 void add_rows_biased(const T* x, const T* dy, std::int64_t stride, std::int64_t count, std::int64_t o0,
                      std::int64_t o1, Sums& t) {
-    constexpr auto W = std::size_t(detail::simd::kWidth);
     const auto C = std::size_t(count);
     constexpr std::int64_t N = kRowTile.terms;
     for (std::int64_t o = o0; o < o1; o += N) {
@@ -1137,24 +1065,27 @@ void add_rows_biased(const T* x, const T* dy, std::int64_t stride, std::int64_t 
         auto prefetch = TilePrefetch<T>::next_tile(x, Backward ? dy : nullptr, stride, count, next, o1, N);
         const T* xt = x + o * stride;
         const T* gt = Backward ? dy + o * stride : nullptr;
-        // vectors of channels, as many at a time as the registers hold the sums of
-        constexpr int V = Backward ? (detail::simd::kRegisters == 32 ? 2 : 1) : 4;
+        // Chunks of V vectors of channels, as many as the registers hold the sums of, then of
+        // one vector, then single channels: each channel sees the same operations whichever
+        // way it is reached.
         std::size_t c = 0;
+        auto chunks_of = [&]<class D, int V>() {
+            constexpr std::size_t Lanes = std::size_t(V * kLanesOf<D>);
+            const std::size_t n = (C - c) / Lanes;
+            if (n > 0) add_chunks_biased<D, Backward, V, Centred>(xt, gt, stride, rows, c, n, t, prefetch);
+            c += n * Lanes;
+        };
 #if defined(__AVX512F__)
         // AVX-512, forward: two vectors of eight channels (simd::v8d). 65536 x 256, one
         // thread, pass A 8.4-9.0 → 7.6-8.0 ms, NHWC 3.0-3.3 → 2.8-2.9 ms (Zen 4).
         // Backward: one vector of eight, the lanes of v4d's two. No faster on Zen 4, which
         // splits a v8d in two; on Ice Lake, float64 65536 x 256 one thread 55-62 → 50-57 ms.
-        // Each chunk is looked at while the one before it is summed (add_chunks_biased).
-        constexpr int V8 = Backward ? 1 : 2, W8 = 8 * V8;
-        if (C >= W8) add_chunks_biased<T, Backward, V8, Centred>(xt, gt, stride, rows, 0, C / W8, t, prefetch);
-        c = C / W8 * W8;
+        chunks_of.template operator()<detail::simd::v8d, Backward ? 1 : 2>();
 #endif
-        for (; c + V * W <= C; c += V * W)
-            add_lanes_biased<detail::simd::v4d, Backward, V, Centred>(xt, gt, stride, rows, c, t, prefetch);
-        for (; c + W <= C; c += W)
-            add_lanes_biased<detail::simd::v4d, Backward, 1, Centred>(xt, gt, stride, rows, c, t, prefetch);
-        for (; c < C; ++c) add_lanes_biased<double, Backward, 1, Centred>(xt, gt, stride, rows, c, t, prefetch);
+        constexpr int V = Backward ? (detail::simd::kRegisters == 32 ? 2 : 1) : 4;
+        chunks_of.template operator()<detail::simd::v4d, V>();
+        chunks_of.template operator()<detail::simd::v4d, 1>();
+        chunks_of.template operator()<double, 1>();
     }
     for (std::size_t c = 0; c < C; ++c) t.n[c] += double(o1 - o0);
 }
