@@ -3,7 +3,9 @@
 #   1. the Release build: unit tests (doctest) and the CLI, golden and catalog tests (CTest);
 #   2. the same suite built with AddressSanitizer and UndefinedBehaviorSanitizer, for the
 #      baseline x86-64 (so that the portable fallbacks of lib/src/simd.hpp are tested too),
-#      and a check that this build writes the same bits as the Release one;
+#      and a check that this build writes the same bits as the Release one; then the unit
+#      tests with the sanitizers again, for the host's instruction set (the Release build's
+#      kernels, AVX-512 on this project's machines);
 #   3. the suite built with ThreadSanitizer, for the library's pool of threads;
 #   4. the libFuzzer targets for the NPY and CSV readers, 60 s each (FUZZ_SECONDS).
 # With --quick only stage 1 runs.
@@ -23,6 +25,9 @@ bash scripts/build.sh build-asan -DBNORM_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithD
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-asan --output-on-failure
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 /usr/bin/python3 scripts/same_bits.py build/bnorm build-asan/bnorm
+bash scripts/build.sh build-asan-host -DBNORM_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir build-asan-host --output-on-failure -R '^unit$'
 
 echo "== 3/4 tests under ThreadSanitizer (the library's pool of threads) =="
 bash scripts/build.sh build-tsan -DBNORM_TSAN=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
