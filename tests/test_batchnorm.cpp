@@ -947,6 +947,55 @@ TEST_CASE("float64: a channel's bits in a vector of eight, of four, or alone") {
     }
 }
 
+TEST_CASE("float32: a channel's bits in a pair of chunks, a chunk, or alone") {
+    // float32 channels whose plain sums fail their certificate are summed again with the
+    // biased sums: backward's for dy = 0.5 + 2x, forward's for x far from 0 against its
+    // spread. With AVX-512, channels-last rows go in chunks of eight lanes for backward,
+    // whose first looks (the biases, and whether Σx and Σdy are exact) are taken two
+    // chunks at once (sixteen floats, a line), each chunk then given its half; an odd
+    // chunk left is looked at alone; forward's chunks are of sixteen. 56 channels (three
+    // pairs and a chunk) whose magnitudes change from one group of eight to the next
+    // (2^30, 1, 1, 2^30, 2^-30, 2^10, 1): a chunk given the other half of its pair's look
+    // has the wrong largest |x| and |dy|, which sends it down another route (float32's
+    // outputs hide a bias that is off: the sums stay exact, or their error terms catch
+    // it). Each channel run again alone (one lane) must give the same bits; one block
+    // either way (3001 rows).
+    constexpr std::int64_t rows = 3001, C = 56;
+    const double scale[] = {0x1p30, 1, 1, 0x1p30, 0x1p-30, 0x1p10, 1};
+    const Layout l = collapse(Shape{rows, C}, 1), alone = collapse(Shape{rows, 1}, 1);
+    std::mt19937_64 rng(61);
+    std::normal_distribution<double> normal;
+    const auto n = std::size_t(C);
+    std::vector<float> x(std::size_t(l.size())), xf(x.size()), dy(x.size()), gamma(n), beta(n);
+    for (std::int64_t o = 0; o < rows; ++o)
+        for (std::int64_t c = 0; c < C; ++c) {
+            const auto i = std::size_t(o * C + c);
+            const double z = normal(rng), s = scale[c / 8];
+            x[i] = float(s * (0.25 + z)), xf[i] = float(s * (1e4 + z)), dy[i] = float(0.5 * s + 2 * double(x[i]));
+        }
+    for (auto& v : gamma) v = float(normal(rng));
+    for (auto& v : beta) v = float(normal(rng));
+    std::vector<float> y(x.size()), m(n), s(n), dx(x.size()), dg(n), db(n);
+    forward<float>(xf.data(), l, gamma.data(), beta.data(), 1e-5, y.data(), m.data(), s.data());
+    backward<float>(x.data(), gamma.data(), dy.data(), l, 1e-5, dx.data(), dg.data(), db.data());
+    for (std::int64_t c = 0; c < C; ++c) {
+        CAPTURE(c);
+        const auto values = [&](const std::vector<float>& v) {
+            const std::vector<double> d = channel_values(v, l, c);
+            return std::vector<float>(d.begin(), d.end());
+        };
+        const std::vector<float> xc = values(x), xfc = values(xf), dyc = values(dy);
+        const auto k = std::size_t(c);
+        std::vector<float> y1(xc.size()), dx1(xc.size());
+        float m1, s1, dg1, db1;
+        forward<float>(xfc.data(), alone, &gamma[k], &beta[k], 1e-5, y1.data(), &m1, &s1);
+        backward<float>(xc.data(), &gamma[k], dyc.data(), alone, 1e-5, dx1.data(), &dg1, &db1);
+        CHECK(values(y) == y1);
+        CHECK(values(dx) == dx1);
+        CHECK(std::vector<float>{m[k], s[k], dg[k], db[k]} == std::vector<float>{m1, s1, dg1, db1});
+    }
+}
+
 TEST_CASE("float64 dx too small for double-double pass B: the exact kernel, and only then") {
     // dy = (x − shift) + noise·N(0,1), eps = 0: dx is `noise` of its terms. Pass B keeps
     // errors to ~2^-104 of |dy|, |B| and |μ·H|, which is not enough when those are 2^50
