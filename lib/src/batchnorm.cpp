@@ -886,6 +886,8 @@ template <class D, bool Backward, int N> struct BiasedTile {
 /// (NaN not taken), and the bits of the smallest nonzero one (an unsigned minimum of
 /// bits − 1, which wraps zeros past every other value). A tile with a NaN or ±inf may go
 /// either way: its sums are NaN, and its channel is summed again by the exact kernel.
+/// FloatLook<D, Chunks> looks at Chunks chunks of kLanesOf<D> channels side by side, in
+/// one instruction where it fits (sixteen floats), and chunk<P>() gives chunk P its own.
 template <int L> struct FloatLanes { // L floats, and as many 32-bit integers (GCC 12 drops
     // a dependent vector_size from an alias declaration, not from a typedef)
     typedef float F __attribute__((vector_size(4 * L)));
