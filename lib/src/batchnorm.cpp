@@ -2090,15 +2090,16 @@ template <bool Stream>
             [&](std::int64_t c) { return std::fma(ah[c], (double(x[c]) - mh[c]) - ml[c], b[c]); }, x);
 }
 
-/// The same over a run of one channel's values.
+/// The same over a run of one channel's values: eight lanes where x and y are
+/// eight_aligned, which streams 32 bytes at a time (NCHW (32, 64, 56, 56) float32 forward,
+/// two threads, 2.27 → 1.86 ms; one thread within the noise).
 template <bool Stream>
 [[gnu::noinline]] void normalize_run_plain(const float* __restrict x, float* __restrict y, std::int64_t len,
                                            double mh, double ml, double ah, double b) {
-    using namespace detail::simd;
-    const v4d m = splat(mh), mlo = splat(ml), a = splat(ah), bv = splat(b);
-    write_lanes<Stream>(
-        y, len, [&](std::int64_t i) { return fma(a, (load(x + i) - m) - mlo, bv); },
-        [&](std::int64_t i) { return std::fma(ah, (double(x[i]) - mh) - ml, b); }, x);
+    using detail::broadcast;
+    write_each<Stream>(y, len, eight_aligned(x, y), [&]<class D>(D, std::int64_t i) {
+        return fused(broadcast<D>(ah), D(D(lanes<D>(x, i) - broadcast<D>(mh)) - broadcast<D>(ml)), broadcast<D>(b));
+    }, x);
 }
 
 /// Pass B of backward from certified plain sums (float32): dx = a·((dy − B) − (x − μ)·H),
