@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <numeric>
@@ -620,6 +621,105 @@ TEST_CASE("outputs of 16 MiB or more, written with streamed stores: accurate, an
         streamed_outputs<double>({32768, 64}, 1, shift);
         streamed_outputs<double>({8, 4, 256, 256}, 1, shift);
     }
+    // runs of channels small enough for forward() and backward() to take them a group of
+    // channels at a time: groups of 4 and 2 (forward, backward), of 6 and 3 with a shorter
+    // last group, of 4 and 2 in float64
+    streamed_outputs<float>({16, 64, 64, 64}, 1, 0);
+    streamed_outputs<float>({19, 113, 2000}, 1, 1);
+    streamed_outputs<double>({8, 64, 64, 64}, 1, 0);
+}
+
+TEST_CASE("a group of channels at a time: the bits of the passes over the whole tensor, hard channels too") {
+    // forward() and backward() take large NCHW tensors a group of channels at a time
+    // (each group's two passes while its data is in cache), the two-step passes over the
+    // whole tensor; both must give every channel the same bits, whatever route its data
+    // takes: dy nearly linear in x (float32: the channels fail the plain sums, on the
+    // preview of the first rows and after, and take the biased ones and the careful pass
+    // B), a NaN (the exact kernel, on its group's values), x far from 0 (float64: centred
+    // sums), magnitudes beyond the fast range (float64: the exact kernel). And each
+    // channel must match the exact kernel, on one thread or two.
+    auto check = []<class T>(T, const Shape& shape, double eps, auto&& make) {
+        CAPTURE(repro(shape, 1, eps, dtype_of<T>()));
+        const Layout l = collapse(shape, 1);
+        REQUIRE(l.size() * std::int64_t(sizeof(T)) >= (std::int64_t(16) << 20)); // (else no groups)
+        const auto n = std::size_t(l.size()), C = std::size_t(l.channels);
+        std::vector<T> x(n), dy(n), gamma(C), beta(C);
+        make(x, dy, l);
+        std::mt19937_64 rng(3);
+        std::normal_distribution<double> normal;
+        for (std::size_t c = 0; c < C; ++c) gamma[c] = T(1 + 0.1 * normal(rng)), beta[c] = T(normal(rng));
+        std::vector<T> y0(n), dx0(n), m0(C), s0(C), dg0(C), db0(C);
+        detail::forward_exact<T>(x.data(), l, gamma.data(), beta.data(), eps, y0.data(), m0.data(), s0.data());
+        detail::backward_exact<T>(x.data(), gamma.data(), dy.data(), l, eps, dx0.data(), dg0.data(), db0.data());
+        std::vector<T> y2(n), dx2(n), m2(C), s2(C), dg2(C), db2(C); // the passes over the whole tensor
+        const ForwardPass<T> fp(x.data(), l, gamma.data(), beta.data(), eps, 2);
+        fp.statistics(m2.data(), s2.data());
+        fp.apply(0, l.outer, y2.data());
+        const BackwardPass<T> bp(x.data(), gamma.data(), dy.data(), l, eps, 2);
+        bp.gradients(dg2.data(), db2.data());
+        bp.apply(0, l.outer, dx2.data());
+        const auto same_bits = [](const std::vector<T>& a, const std::vector<T>& b) {
+            return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0; // (NaN too)
+        };
+        const auto of_channel = [&](const std::vector<T>& v, std::int64_t c) {
+            std::vector<double> out;
+            for (std::int64_t o = 0; o < l.outer; ++o)
+                for (std::int64_t k = 0; k < l.inner; ++k) out.push_back(double(v[std::size_t((o * l.channels + c) * l.inner + k)]));
+            return out;
+        };
+        for (int threads : {1, 2}) {
+            CAPTURE(threads);
+            std::vector<T> y(n, T(kSentinel)), dx(n, T(kSentinel)), m(C), s(C), dg(C), db(C);
+            forward<T>(x.data(), l, gamma.data(), beta.data(), eps, y.data(), m.data(), s.data(), threads);
+            backward<T>(x.data(), gamma.data(), dy.data(), l, eps, dx.data(), dg.data(), db.data(), threads);
+            CHECK(same_bits(y, y2));
+            CHECK(same_bits(m, m2));
+            CHECK(same_bits(s, s2));
+            CHECK(same_bits(dx, dx2));
+            CHECK(same_bits(dg, dg2));
+            CHECK(same_bits(db, db2));
+            for (std::int64_t c = 0; c < l.channels; ++c) {
+                CAPTURE(c);
+                const auto i = std::size_t(c);
+                if (std::isnan(m0[i])) { // the NaN's channel: NaN throughout
+                    CHECK(std::isnan(m[i]));
+                    CHECK(std::isnan(dx[i * std::size_t(l.inner)]));
+                    continue;
+                }
+                const std::vector<double> yc = of_channel(y, c), dxc = of_channel(dx, c);
+                CHECK(test::eps_error<T>(std::vector<T>(yc.begin(), yc.end()), of_channel(y0, c)) <= 2);
+                CHECK(test::eps_error<T>(std::vector<T>(dxc.begin(), dxc.end()), of_channel(dx0, c)) <= 2);
+                CHECK(test::eps_error<T>(std::vector<T>{m[i], s[i], dg[i], db[i]},
+                                         std::vector<double>{m0[i], s0[i], dg0[i], db0[i]}) <= 2);
+            }
+        }
+    };
+    const auto channel = [](auto& v, const Layout& l, std::int64_t c, auto&& f) {
+        for (std::int64_t o = 0; o < l.outer; ++o)
+            for (std::int64_t k = 0; k < l.inner; ++k) f(v[std::size_t((o * l.channels + c) * l.inner + k)]);
+    };
+    // float32 (64, 64, 1024): eight blocks of eight rows (the preview), groups of two
+    // channels (backward) and four (forward); dx ~1e-7 of its terms (eps = 1e-12)
+    check(float{}, Shape{64, 64, 1024}, 1e-12, [&](std::vector<float>& x, std::vector<float>& dy, const Layout& l) {
+        std::mt19937_64 rng(7);
+        std::normal_distribution<double> normal;
+        for (auto& v : x) v = float(normal(rng));
+        for (std::size_t i = 0; i < x.size(); ++i) dy[i] = float(0.5 + 2 * double(x[i]) + 5e-7 * normal(rng));
+        channel(dy, l, 5, [&](float& v) { v = float(normal(rng)); }); // an ordinary channel among them
+        bool first = true;
+        channel(x, l, 9, [&](float& v) { v = first ? NAN : v, first = false; });
+    });
+    // float64 (128, 64, 256): eight blocks of 16 rows (the preview, two rows: it gives
+    // channel 3 its centre), groups of two channels (backward) and four (forward)
+    check(double{}, Shape{128, 64, 256}, 1e-5, [&](std::vector<double>& x, std::vector<double>& dy, const Layout& l) {
+        std::mt19937_64 rng(8);
+        std::normal_distribution<double> normal;
+        for (auto& v : x) v = normal(rng);
+        for (auto& v : dy) v = normal(rng);
+        channel(x, l, 3, [](double& v) { v += 1e9; });
+        channel(x, l, 4, [](double& v) { v *= 1e300; });
+        channel(x, l, 63, [](double& v) { v *= 1e-300; });
+    });
 }
 
 namespace {

@@ -86,9 +86,18 @@ public:
     bool inputs_proven_finite() const;
 
 private:
+    template <class U>
+    friend void forward(const U*, const Layout&, const U*, const U*, double, U*, U*, U*, int);
+    /// Channels [c0, c0 + l.channels) of a tensor of `whole` channels (else like the public
+    /// constructor, with x, γ and β of the whole tensor): the same bits for them as a pass
+    /// over the whole tensor. forward() runs large (N, C, L) tensors this way, a few
+    /// channels at a time while they are in cache. Requires l.inner > 1.
+    ForwardPass(const T* x, const Layout& l, std::int64_t whole, std::int64_t c0, const T* gamma, const T* beta,
+                double eps, int threads);
     void run_exact() const; // once, before the first use of the exact kernel's channels
     const T *x_, *gamma_, *beta_;
     Layout l_;
+    std::int64_t whole_;               // the channels of the tensor x_ is in (l_.channels but for groups)
     double eps_;
     int threads_;
     // per channel: μ (hi, lo), γ·invstd (hi, lo), β
@@ -114,9 +123,15 @@ public:
     bool inputs_proven_finite() const;
 
 private:
+    template <class U>
+    friend void backward(const U*, const U*, const U*, const Layout&, double, U*, U*, U*, int);
+    /// Channels [c0, c0 + l.channels) of a tensor of `whole` channels, like ForwardPass's.
+    BackwardPass(const T* x, const T* gamma, const T* dy, const Layout& l, std::int64_t whole, std::int64_t c0,
+                 double eps, int threads);
     void run_exact() const; // once, before the first use of the exact kernel's channels
     const T *x_, *gamma_, *dy_;
     Layout l_;
+    std::int64_t whole_;               // the channels of the tensor x_ is in (l_.channels but for groups)
     double eps_;
     int threads_;
     // per channel, hi and lo: μ, a = γ·invstd, B = dβ/m, H = invstd·dγ/m, K = B − μ·H
