@@ -2590,11 +2590,15 @@ template <class T> void BackwardPass<T>::apply(std::int64_t o0, std::int64_t o1,
 // NCHW (32, 64, 56, 56) float32 on Ice Lake, interleaved runs: backward 8.3 → 6.9 ms on
 // one thread, 4.0 → 3.7 on two; forward 5.5 → 4.2 and 2.5 → 2.1 ms.
 
-/// The most bytes of input (x, and dy for backward) of one group: a channel of more runs
-/// the passes over the whole tensor. L2 holds 1.25 MiB a core on Ice Lake server, 1 MiB
-/// on Zen 4; a test harness there measured the gain falling from 15-20% at 0.8 MiB a
-/// channel to 5-10% at 1.6 MiB and none at 3.2 MiB.
-constexpr std::int64_t kGroupBytes = 1 << 20;
+/// The bytes of input (x, and dy for backward) of a group: channels are grouped up to
+/// kGroupBytes, and a channel of more than kGroupBytes is a group alone up to
+/// kChannelBytes; larger ones take the passes over the whole tensor. L2 holds 1.25 MiB a
+/// core on Ice Lake server (1 MiB on Zen 4). Measured on Ice Lake, NCHW (32, 64, 56, 56):
+/// float32 backward (0.8 MB a channel) took 4% longer one thread, 11% two, in groups of
+/// two channels than one; float64 backward (1.6 MB) 9% less time, 14% two, as groups of
+/// one than as the passes over the whole tensor. A harness that mimics the passes' memory
+/// traffic saw no gain at 3.2 MB a channel.
+constexpr std::int64_t kGroupBytes = 1 << 20, kChannelBytes = 2 << 20;
 
 /// The channels in a group for forward() (inputs = 1) or backward() (inputs = 2) of l, or
 /// 0 for the passes over the whole tensor: tensors without runs, or whose output fits in
@@ -2603,8 +2607,8 @@ constexpr std::int64_t kGroupBytes = 1 << 20;
 template <class T> std::int64_t channels_per_group(const Layout& l, double eps, int inputs) {
     if (l.inner == 1 || eps == 0 || l.size() * std::int64_t(sizeof(T)) < kStreamBytes) return 0;
     const std::int64_t bytes = inputs * l.per_channel() * std::int64_t(sizeof(T)); // of one channel
-    if (bytes > kGroupBytes || !Blocks(l, std::size_t(inputs) * sizeof(T)).whole_rows) return 0;
-    return kGroupBytes / bytes;
+    if (bytes > kChannelBytes || !Blocks(l, std::size_t(inputs) * sizeof(T)).whole_rows) return 0;
+    return std::max<std::int64_t>(1, kGroupBytes / bytes);
 }
 
 /// Calls run(c0, layout) for the groups of `per_group` channels of l, on the threads;
