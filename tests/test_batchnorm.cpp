@@ -6,6 +6,7 @@
 
 #include "bnorm/batchnorm.hpp"
 #include "bnorm/error.hpp"
+#include "../lib/src/channel_groups.hpp"
 #include "../lib/src/ddouble.hpp"
 
 #include <fmt/format.h>
@@ -562,6 +563,15 @@ TEST_CASE("the two-step passes give forward()'s and backward()'s bits, in any ch
 
 namespace {
 
+/// forward() and backward() take tensors with runs a group of channels at a time from
+/// `bytes` of input, while this lives (else from the size of the last-level cache).
+struct GroupsFrom {
+    explicit GroupsFrom(std::int64_t bytes) { detail::set_group_threshold(bytes); }
+    ~GroupsFrom() { detail::set_group_threshold(0); }
+    GroupsFrom(const GroupsFrom&) = delete;
+    GroupsFrom& operator=(const GroupsFrom&) = delete;
+};
+
 /// Outputs of 16 MiB or more are written with non-temporal stores, by kernels of their
 /// own: forward and backward on such a tensor against the naive reference, and against
 /// the two-step passes' small pieces (stored normally), bit for bit. The outputs start
@@ -622,11 +632,38 @@ TEST_CASE("outputs of 16 MiB or more, written with streamed stores: accurate, an
         streamed_outputs<double>({8, 4, 256, 256}, 1, shift);
     }
     // runs of channels small enough for forward() and backward() to take them a group of
-    // channels at a time: groups of 4 and 2 (forward, backward), of 6 and 3 with a shorter
-    // last group, of 4 and 2 in float64
+    // channels at a time (as they do for inputs larger than the last-level cache):
+    // groups of 4 and 2 (forward, backward), of 6 and 3 with a shorter last group, of 4
+    // and 2 in float64
+    const GroupsFrom groups(1);
+    CHECK(detail::channels_per_group(collapse(Shape{16, 64, 64, 64}, 1), 1e-5, 2, 4) == 2);
+    CHECK(detail::channels_per_group(collapse(Shape{19, 113, 2000}, 1), 1e-5, 2, 4) == 3);
+    CHECK(detail::channels_per_group(collapse(Shape{8, 64, 64, 64}, 1), 1e-5, 2, 8) == 2);
     streamed_outputs<float>({16, 64, 64, 64}, 1, 0);
     streamed_outputs<float>({19, 113, 2000}, 1, 1);
     streamed_outputs<double>({8, 64, 64, 64}, 1, 0);
+}
+
+TEST_CASE("channel groups: for tensors with runs larger than the last-level cache, of up to 1 MiB") {
+    using detail::channels_per_group;
+    const auto nchw = [](std::int64_t n, std::int64_t c, std::int64_t hw) { return collapse(Shape{n, c, hw}, 1); };
+    // by default from the cache's size: (32, 64, 56, 56) float32 is 25.7 MB a tensor
+    const std::int64_t cache = detail::group_threshold();
+    CHECK(cache > 0);
+    CHECK(channels_per_group(nchw(1, 3, 1000), 1e-5, 2, 4) == 0); // small
+    const std::int64_t n = cache / (64 * 3136 * 8) + 1; // a float32 backward just over the cache
+    CHECK(channels_per_group(nchw(n, 64, 3136), 1e-5, 2, 4) > 0);
+    CHECK(channels_per_group(nchw(n - 1, 64, 3136), 1e-5, 2, 4) == 0);
+    const GroupsFrom groups(1);
+    CHECK(channels_per_group(nchw(32, 64, 3136), 1e-5, 2, 4) == 1);    // 0.8 MB a channel
+    CHECK(channels_per_group(nchw(32, 64, 3136), 1e-5, 1, 4) == 2);    // 0.4 MB
+    CHECK(channels_per_group(nchw(32, 64, 3136), 1e-5, 2, 8) == 1);    // 1.6 MB: alone
+    CHECK(channels_per_group(nchw(64, 64, 3136), 1e-5, 2, 8) == 0);    // 3.2 MB: too large
+    CHECK(channels_per_group(nchw(16, 64, 1024), 1e-5, 2, 4) == 8);    // 128 KiB
+    CHECK(channels_per_group(nchw(16, 64, 1024), 0.0, 2, 4) == 0);     // eps = 0
+    CHECK(channels_per_group(collapse(Shape{4096, 64}, 1), 1e-5, 2, 4) == 0); // no runs
+    CHECK(channels_per_group(nchw(2, 600, 1000), 1e-5, 2, 4) == 0);    // 4.8 MB rows: blocks of runs
+    CHECK(channels_per_group(nchw(2, 600, 1000), 1e-5, 1, 4) == 131);  // 2.4 MB rows: blocks of rows
 }
 
 TEST_CASE("a group of channels at a time: the bits of the passes over the whole tensor, hard channels too") {
@@ -638,10 +675,12 @@ TEST_CASE("a group of channels at a time: the bits of the passes over the whole 
     // B), a NaN (the exact kernel, on its group's values), x far from 0 (float64: centred
     // sums), magnitudes beyond the fast range (float64: the exact kernel). And each
     // channel must match the exact kernel, on one thread or two.
+    const GroupsFrom groups(1); // (these tensors fit in the last-level cache)
     auto check = []<class T>(T, const Shape& shape, double eps, auto&& make) {
         CAPTURE(repro(shape, 1, eps, dtype_of<T>()));
         const Layout l = collapse(shape, 1);
-        REQUIRE(l.size() * std::int64_t(sizeof(T)) >= (std::int64_t(16) << 20)); // (else no groups)
+        REQUIRE(detail::channels_per_group(l, eps, 2, sizeof(T)) == 2);
+        REQUIRE(detail::channels_per_group(l, eps, 1, sizeof(T)) == 4);
         const auto n = std::size_t(l.size()), C = std::size_t(l.channels);
         std::vector<T> x(n), dy(n), gamma(C), beta(C);
         make(x, dy, l);

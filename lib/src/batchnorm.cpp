@@ -24,6 +24,7 @@
 #include "bnorm/batchnorm.hpp"
 
 #include "batchnorm_exact.hpp"
+#include "channel_groups.hpp"
 #include "bnorm/detail/kept.hpp"
 #include "bnorm/error.hpp"
 #include "ddouble.hpp"
@@ -32,7 +33,10 @@
 
 #include <fmt/format.h>
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <cassert>
 #include <cmath>
@@ -2587,8 +2591,34 @@ template <class T> void BackwardPass<T>::apply(std::int64_t o0, std::int64_t o1,
 // pass B, which finds the group's inputs still in L2. Each channel gets the same blocks,
 // and so the same bits, as in the passes over the whole tensor (ForwardPass's and
 // BackwardPass's group constructors), which the two-step callers (the command line) use.
-// NCHW (32, 64, 56, 56) float32 on Ice Lake, interleaved runs: backward 8.3 → 6.9 ms on
-// one thread, 4.0 → 3.7 on two; forward 5.5 → 4.2 and 2.5 → 2.1 ms.
+// NCHW (32, 64, 56, 56) float32 backward on Ice Lake, interleaved runs: 8.3 → 6.9 ms on
+// one thread, 4.0 → 3.7 on two.
+//
+// Only for inputs larger than the last-level cache. Called again and again on the same
+// tensor, as in a benchmark, inputs that fit there stay there between calls when each
+// call reads them twice, and not when it reads them once: the forward pass of that
+// float32 tensor (x of 25.7 MB, L3 of 48 MiB) took 1.75 → 2.03 ms on two threads in
+// groups (4.55 → 4.06 on one).
+
+namespace {
+std::atomic<std::int64_t> group_threshold_set{0}; // 0: the cache's size
+} // namespace
+
+std::int64_t detail::group_threshold() {
+    static const std::int64_t cache = [] {
+        long bytes = -1;
+#ifdef _SC_LEVEL3_CACHE_SIZE
+        bytes = ::sysconf(_SC_LEVEL3_CACHE_SIZE);
+#endif
+        return bytes > 0 ? std::int64_t(bytes) : std::int64_t(32) << 20;
+    }();
+    const std::int64_t set = group_threshold_set.load(std::memory_order_relaxed);
+    return set > 0 ? set : cache;
+}
+
+void detail::set_group_threshold(std::int64_t bytes) { group_threshold_set.store(bytes, std::memory_order_relaxed); }
+
+namespace {
 
 /// The bytes of input (x, and dy for backward) of a group: channels are grouped up to
 /// kGroupBytes, and a channel of more than kGroupBytes is a group alone up to
@@ -2600,16 +2630,17 @@ template <class T> void BackwardPass<T>::apply(std::int64_t o0, std::int64_t o1,
 /// traffic saw no gain at 3.2 MB a channel.
 constexpr std::int64_t kGroupBytes = 1 << 20, kChannelBytes = 2 << 20;
 
-/// The channels in a group for forward() (inputs = 1) or backward() (inputs = 2) of l, or
-/// 0 for the passes over the whole tensor: tensors without runs, or whose output fits in
-/// the caches (under kStreamBytes), or cut into blocks by runs (Blocks), or with eps = 0,
-/// for which a constant channel throws, and must before any output is written.
-template <class T> std::int64_t channels_per_group(const Layout& l, double eps, int inputs) {
-    if (l.inner == 1 || eps == 0 || l.size() * std::int64_t(sizeof(T)) < kStreamBytes) return 0;
-    const std::int64_t bytes = inputs * l.per_channel() * std::int64_t(sizeof(T)); // of one channel
-    if (bytes > kChannelBytes || !Blocks(l, std::size_t(inputs) * sizeof(T)).whole_rows) return 0;
+} // namespace
+
+std::int64_t detail::channels_per_group(const Layout& l, double eps, int inputs, std::size_t element_bytes) {
+    const std::int64_t element = inputs * std::int64_t(element_bytes); // bytes of input per value
+    if (l.inner == 1 || eps == 0 || l.size() * element < group_threshold()) return 0;
+    const std::int64_t bytes = l.per_channel() * element; // of one channel
+    if (bytes > kChannelBytes || !Blocks(l, std::size_t(element)).whole_rows) return 0;
     return std::max<std::int64_t>(1, kGroupBytes / bytes);
 }
+
+namespace {
 
 /// Calls run(c0, layout) for the groups of `per_group` channels of l, on the threads;
 /// layout is l with the group's channels.
@@ -2623,10 +2654,12 @@ template <class F> void for_channel_groups(const Layout& l, std::int64_t per_gro
     });
 }
 
+} // namespace
+
 template <class T>
 void forward(const T* x, const Layout& l, const T* gamma, const T* beta, double eps, T* y, T* mean, T* invstd,
              int threads) {
-    if (const std::int64_t per_group = channels_per_group<T>(l, eps, 1)) {
+    if (const std::int64_t per_group = detail::channels_per_group(l, eps, 1, sizeof(T))) {
         for_channel_groups(l, per_group, threads, [&](std::int64_t c0, const Layout& group) {
             const ForwardPass<T> pass(x, group, l.channels, c0, gamma, beta, eps, 1);
             pass.statistics(shifted(mean, c0), shifted(invstd, c0));
@@ -2642,7 +2675,7 @@ void forward(const T* x, const Layout& l, const T* gamma, const T* beta, double 
 template <class T>
 void backward(const T* x, const T* gamma, const T* dy, const Layout& l, double eps, T* dx, T* dgamma, T* dbeta,
               int threads) {
-    if (const std::int64_t per_group = channels_per_group<T>(l, eps, 2)) {
+    if (const std::int64_t per_group = detail::channels_per_group(l, eps, 2, sizeof(T))) {
         for_channel_groups(l, per_group, threads, [&](std::int64_t c0, const Layout& group) {
             const BackwardPass<T> pass(x, gamma, dy, group, l.channels, c0, eps, 1);
             pass.gradients(shifted(dgamma, c0), shifted(dbeta, c0));

@@ -66,7 +66,10 @@ void backward(const T* x, const T* gamma, const T* dy, const Layout& l, double e
 /// streams it to its file through a small buffer, instead of page-faulting a full-size
 /// output): the statistics when constructed (one read of x), then y for any range of
 /// outer rows, in any order, from any threads. forward() is both steps at once, with the
-/// same results. x, γ and β must stay valid while the object is used.
+/// same bits; it takes a large tensor with inner > 1 (NCHW) a group of channels at a
+/// time, both steps of a group while its values are in cache, where the two steps over
+/// the whole tensor read x from memory twice. x, γ and β must stay valid while the
+/// object is used.
 /// Throws like forward(): the constructor for the channels of the fast kernels; the first
 /// call of statistics() or apply() for the others (when inputs_proven_finite() is false),
 /// whose exact kernel runs then, so that a caller refusing non-finite data does not wait

@@ -1,0 +1,29 @@
+// When forward() and backward() take a tensor a group of channels at a time
+// (batchnorm.cpp, "one call: the passes over groups of channels"). Internal.
+#pragma once
+
+#include "bnorm/layout.hpp"
+
+#include <cstddef>
+#include <cstdint>
+
+namespace bnorm::detail {
+
+/// The size of the inputs (x, and dy for backward) from which forward() and backward()
+/// take tensors with runs (inner > 1) a group of channels at a time: the last-level
+/// cache's size (sysconf; 32 MiB when the system does not say).
+std::int64_t group_threshold();
+
+/// The channels in a group for forward() (inputs = 1) or backward() (inputs = 2) of l,
+/// of element_bytes a value, or 0 for the passes over the whole tensor: tensors without
+/// runs, or whose inputs are under group_threshold(), or cut into blocks by runs, or
+/// whose channels are too large for a cache (2 MiB of input), or with eps = 0, for which
+/// a constant channel throws, and must before any output is written.
+std::int64_t channels_per_group(const Layout& l, double eps, int inputs, std::size_t element_bytes);
+
+/// Sets group_threshold() (0: back to the cache's size). For tests, which run the groups
+/// on tensors smaller than the cache; not thread-safe against calls in flight. Either way
+/// the outputs are the same bits.
+void set_group_threshold(std::int64_t bytes);
+
+} // namespace bnorm::detail
