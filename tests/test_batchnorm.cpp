@@ -651,9 +651,9 @@ TEST_CASE("channel groups: for tensors with runs larger than the last-level cach
     const std::int64_t cache = detail::group_threshold();
     CHECK(cache > 0);
     CHECK(channels_per_group(nchw(1, 3, 1000), 1e-5, 2, 4) == 0); // small
-    const std::int64_t n = cache / (64 * 3136 * 8) + 1; // a float32 backward just over the cache
-    CHECK(channels_per_group(nchw(n, 64, 3136), 1e-5, 2, 4) > 0);
-    CHECK(channels_per_group(nchw(n - 1, 64, 3136), 1e-5, 2, 4) == 0);
+    constexpr std::int64_t row = 4096 * 64 * 8; // bytes of x and dy of (1, 4096, 64) float32
+    CHECK(channels_per_group(nchw(cache / row + 1, 4096, 64), 1e-5, 2, 4) > 0);   // just over the cache
+    CHECK(channels_per_group(nchw((cache - 1) / row, 4096, 64), 1e-5, 2, 4) == 0); // just under
     const GroupsFrom groups(1);
     CHECK(channels_per_group(nchw(32, 64, 3136), 1e-5, 2, 4) == 1);    // 0.8 MB a channel
     CHECK(channels_per_group(nchw(32, 64, 3136), 1e-5, 1, 4) == 2);    // 0.4 MB
