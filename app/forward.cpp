@@ -24,8 +24,8 @@ void run_forward(const ForwardOptions& o) {
     dispatch(p.x.dtype(), [&](auto t) {
         using T = decltype(t);
         const ForwardPass<T> pass = about_x(p, [&] {
-            return ForwardPass<T>(p.x.data<T>(), p.layout, p.gamma ? p.gamma->data<T>() : nullptr,
-                                  p.beta ? p.beta->data<T>() : nullptr, p.eps, thread_count(o.common));
+            return ForwardPass<T>(p.x.data<T>(), p.gamma ? p.gamma->data<T>() : nullptr,
+                                  p.beta ? p.beta->data<T>() : nullptr, p.layout, p.eps, thread_count(o.common));
         });
         require_finite(p, pass.inputs_proven_finite()); // before the exact kernel would run
         about_x(p, [&] { pass.statistics(mean.data<T>(), invstd.data<T>()); });

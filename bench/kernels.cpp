@@ -45,7 +45,7 @@ Tensors<T>::Tensors(const Case& c)
 
 // The one place where the thread count reaches bnorm.
 template <class T> void run_forward(Tensors<T>& t, int threads) {
-    bnorm::forward<T>(t.x.data(), t.layout, t.gamma.data(), t.beta.data(), kEps, t.y_out,
+    bnorm::forward<T>(t.x.data(), t.gamma.data(), t.beta.data(), t.layout, kEps, t.y_out,
                       t.mean.data(), t.invstd.data(), threads);
 }
 

@@ -41,7 +41,7 @@ Run<T> run_library(const std::vector<T>& x, const Shape& shape, int axis, const 
     Run<T> r{std::vector<T>(x.size(), T(kSentinel)), std::vector<T>(C, T(kSentinel)),
              std::vector<T>(C, T(kSentinel)),        std::vector<T>(x.size(), T(kSentinel)),
              std::vector<T>(C, T(kSentinel)),        std::vector<T>(C, T(kSentinel))};
-    forward<T>(x.data(), l, gamma.data(), beta.data(), eps, r.y.data(), r.mean.data(), r.invstd.data());
+    forward<T>(x.data(), gamma.data(), beta.data(), l, eps, r.y.data(), r.mean.data(), r.invstd.data());
     backward<T>(x.data(), gamma.data(), dy.data(), l, eps, r.dx.data(), r.dgamma.data(), r.dbeta.data());
     return r;
 }
@@ -168,7 +168,7 @@ TEST_CASE("backward matches central finite differences of f = sum(dy * y)") {
     const double eps = 1e-3;
     auto f = [&](const std::vector<double>& xx, const std::vector<double>& g, const std::vector<double>& b) {
         std::vector<double> y(xx.size());
-        forward<double>(xx.data(), l, g.data(), b.data(), eps, y.data(), nullptr, nullptr);
+        forward<double>(xx.data(), g.data(), b.data(), l, eps, y.data(), nullptr, nullptr);
         long double s = 0;
         for (std::size_t i = 0; i < y.size(); ++i) s += (long double)dy[i] * y[i];
         return double(s);
@@ -200,12 +200,12 @@ TEST_CASE("eps = 0 with a constant channel is refused, naming the channel, befor
     const std::vector<double> x{1, 5, 2, 5, 3, 5}; // (3, 2): channel 1 is constant
     const Layout l = collapse(Shape{3, 2}, 1);
     std::vector<double> y(6, kSentinel);
-    CHECK_THROWS_WITH_AS(forward<double>(x.data(), l, nullptr, nullptr, 0.0, y.data(), nullptr, nullptr),
+    CHECK_THROWS_WITH_AS(forward<double>(x.data(), nullptr, nullptr, l, 0.0, y.data(), nullptr, nullptr),
                          doctest::Contains("channel 1 has zero variance and eps = 0"), InputError);
     CHECK(y == std::vector<double>(6, kSentinel));
     // With eps > 0 a constant channel is fine: x̂ = 0, so y = β.
     const std::vector<double> beta{0, 4};
-    forward<double>(x.data(), l, nullptr, beta.data(), 1e-5, y.data(), nullptr, nullptr);
+    forward<double>(x.data(), nullptr, beta.data(), l, 1e-5, y.data(), nullptr, nullptr);
     CHECK(y[1] == 4);
     CHECK(y[3] == 4);
 }
@@ -216,7 +216,7 @@ TEST_CASE("the exact kernel's channels: refused on first use of the two-step pas
     const std::vector<double> x{1, 3e200, 2, 3e200, 4, 3e200}, dy{1, 2, 3, 4, 5, 6};
     const Layout l = collapse(Shape{3, 2}, 1);
     std::vector<double> y(6, kSentinel), mean(2, kSentinel);
-    const ForwardPass<double> fwd(x.data(), l, nullptr, nullptr, 0.0);
+    const ForwardPass<double> fwd(x.data(), nullptr, nullptr, l, 0.0);
     CHECK(!fwd.inputs_proven_finite());
     CHECK_THROWS_WITH_AS(fwd.statistics(mean.data(), nullptr), doctest::Contains("channel 1 has zero variance"),
                          InputError);
@@ -227,7 +227,7 @@ TEST_CASE("the exact kernel's channels: refused on first use of the two-step pas
     CHECK_THROWS_AS(bwd.gradients(mean.data(), nullptr), InputError);
     CHECK_THROWS_AS(bwd.apply(0, 3, y.data()), InputError);
     CHECK(y == std::vector<double>(6, kSentinel));
-    CHECK_THROWS_AS(forward<double>(x.data(), l, nullptr, nullptr, 0.0, y.data(), nullptr, nullptr), InputError);
+    CHECK_THROWS_AS(forward<double>(x.data(), nullptr, nullptr, l, 0.0, y.data(), nullptr, nullptr), InputError);
     CHECK(y == std::vector<double>(6, kSentinel));
 }
 
@@ -235,7 +235,7 @@ TEST_CASE("non-finite inputs propagate only to their channel") {
     std::vector<double> x{1, 2, NAN, 4, 3, 8}; // (3, 2): channel 0 has the NaN
     const Layout l = collapse(Shape{3, 2}, 1);
     std::vector<double> y(6), dx(6);
-    forward<double>(x.data(), l, nullptr, nullptr, 1e-5, y.data(), nullptr, nullptr);
+    forward<double>(x.data(), nullptr, nullptr, l, 1e-5, y.data(), nullptr, nullptr);
     for (int i : {0, 2, 4}) CHECK(std::isnan(y[i]));
     for (int i : {1, 3, 5}) CHECK(std::isfinite(y[i]));
 }
@@ -251,7 +251,7 @@ template <class T> void check_proven_finite(const Shape& shape, int axis, std::u
     std::vector<T> x(l.size()), dy(l.size());
     for (auto& v : x) v = T(normal(rng));
     for (auto& v : dy) v = T(normal(rng));
-    CHECK(ForwardPass<T>(x.data(), l, nullptr, nullptr, 1e-5).inputs_proven_finite());
+    CHECK(ForwardPass<T>(x.data(), nullptr, nullptr, l, 1e-5).inputs_proven_finite());
     CHECK(BackwardPass<T>(x.data(), nullptr, dy.data(), l, 1e-5).inputs_proven_finite());
     const T nan = std::numeric_limits<T>::quiet_NaN(), inf = std::numeric_limits<T>::infinity();
     const std::int64_t n = l.size(), somewhere = std::int64_t(rng() % std::uint64_t(n));
@@ -263,7 +263,7 @@ template <class T> void check_proven_finite(const Shape& shape, int axis, std::u
         CAPTURE(b);
         const T keep_x = x[where], keep_dy = dy[where];
         x[where] = b;
-        CHECK(!ForwardPass<T>(x.data(), l, nullptr, nullptr, 1e-5).inputs_proven_finite());
+        CHECK(!ForwardPass<T>(x.data(), nullptr, nullptr, l, 1e-5).inputs_proven_finite());
         CHECK(!BackwardPass<T>(x.data(), nullptr, dy.data(), l, 1e-5).inputs_proven_finite());
         x[where] = keep_x, dy[where] = b;
         CHECK(!BackwardPass<T>(x.data(), nullptr, dy.data(), l, 1e-5).inputs_proven_finite());
@@ -281,7 +281,7 @@ TEST_CASE("a NaN or an infinity anywhere in x or dy keeps the inputs from being 
     check_proven_finite<double>({3, 5, 40, 41}, 1, 4);
     // float64 beyond the fast kernels' range proves nothing, even when finite.
     std::vector<double> huge{1e200, -3e200, 2e200, 5e199};
-    CHECK(!ForwardPass<double>(huge.data(), collapse(Shape{4, 1}, 1), nullptr, nullptr, 1e-5).inputs_proven_finite());
+    CHECK(!ForwardPass<double>(huge.data(), nullptr, nullptr, collapse(Shape{4, 1}, 1), 1e-5).inputs_proven_finite());
     // Nor does data summed centred on its mean (|μ|/σ = 1e6), just below 2^480 on average
     // but partly above: the range is judged on |x|, not on |x − μ|.
     const Layout l = collapse(Shape{3001, 32}, 1);
@@ -290,10 +290,10 @@ TEST_CASE("a NaN or an infinity anywhere in x or dy keeps the inputs from being 
     std::vector<double> x(std::size_t(l.size())), dy(x.size());
     for (auto& v : x) v = 0x1p480 * (1 + 1e-6 * (normal(rng) - 1));
     for (auto& v : dy) v = normal(rng);
-    CHECK(!ForwardPass<double>(x.data(), l, nullptr, nullptr, 1e-5).inputs_proven_finite());
+    CHECK(!ForwardPass<double>(x.data(), nullptr, nullptr, l, 1e-5).inputs_proven_finite());
     CHECK(!BackwardPass<double>(x.data(), nullptr, dy.data(), l, 1e-5).inputs_proven_finite());
     for (auto& v : x) v = v * 0.5; // all below 2^480: proven
-    CHECK(ForwardPass<double>(x.data(), l, nullptr, nullptr, 1e-5).inputs_proven_finite());
+    CHECK(ForwardPass<double>(x.data(), nullptr, nullptr, l, 1e-5).inputs_proven_finite());
     CHECK(BackwardPass<double>(x.data(), nullptr, dy.data(), l, 1e-5).inputs_proven_finite());
 }
 
@@ -450,7 +450,7 @@ template <class T> void large_problem(const Shape& shape, int axis, int kind, do
     for (int threads : {1, 2, 3}) {
         CAPTURE(threads);
         std::vector<T> y(x.size()), m(C), inv(C), dx(x.size()), dg(C), db(C);
-        forward<T>(x.data(), l, gamma.data(), beta.data(), eps, y.data(), m.data(), inv.data(), threads);
+        forward<T>(x.data(), gamma.data(), beta.data(), l, eps, y.data(), m.data(), inv.data(), threads);
         backward<T>(x.data(), gamma.data(), dy.data(), l, eps, dx.data(), dg.data(), db.data(), threads);
         if (threads == 1) {
             y1 = y, m1 = m, i1 = inv, dx1 = dx, dg1 = dg, db1 = db;
@@ -505,7 +505,7 @@ TEST_CASE("a channel's outputs depend on its own data only, whichever kernel its
     for (auto& v : beta) v = normal(rng);
     auto others = [&](const std::vector<double>& xs) { // the outputs of channels 1 to C − 1
         std::vector<double> y(xs.size()), dx(xs.size()), m(C), s(C), dg(C), db(C);
-        forward<double>(xs.data(), l, gamma.data(), beta.data(), 1e-5, y.data(), m.data(), s.data());
+        forward<double>(xs.data(), gamma.data(), beta.data(), l, 1e-5, y.data(), m.data(), s.data());
         backward<double>(xs.data(), gamma.data(), dy.data(), l, 1e-5, dx.data(), dg.data(), db.data());
         std::vector<double> out;
         for (std::int64_t c = 1; c < C; ++c) {
@@ -538,10 +538,10 @@ TEST_CASE("the two-step passes give forward()'s and backward()'s bits, in any ch
                 for (std::int64_t o = 0; o < l.outer; ++o)
                     for (std::int64_t k = 0; k < l.inner; ++k) x[(o * l.channels + 1) * l.inner + k] *= 1e300;
             std::vector<double> y(l.size()), dx(l.size());
-            forward<double>(x.data(), l, gamma.data(), beta.data(), 1e-5, y.data(), nullptr, nullptr);
+            forward<double>(x.data(), gamma.data(), beta.data(), l, 1e-5, y.data(), nullptr, nullptr);
             backward<double>(x.data(), gamma.data(), dy.data(), l, 1e-5, dx.data(), nullptr, nullptr);
 
-            const ForwardPass<double> fp(x.data(), l, gamma.data(), beta.data(), 1e-5);
+            const ForwardPass<double> fp(x.data(), gamma.data(), beta.data(), l, 1e-5);
             const BackwardPass<double> bp(x.data(), gamma.data(), dy.data(), l, 1e-5);
             std::vector<double> y2(l.size(), kSentinel), dx2(l.size(), kSentinel);
             std::vector<std::int64_t> cuts{0, l.outer};
@@ -595,7 +595,7 @@ template <class T> void streamed_outputs(const Shape& shape, int axis, std::size
         return std::span<T>(v).subspan((-reinterpret_cast<std::uintptr_t>(v.data()) % 64) / sizeof(T) + shift, x.size());
     };
     const std::span<T> y = at_shift(y_storage), dx = at_shift(dx_storage);
-    forward<T>(x.data(), l, gamma.data(), beta.data(), 1e-5, y.data(), mean.data(), invstd.data(), 2);
+    forward<T>(x.data(), gamma.data(), beta.data(), l, 1e-5, y.data(), mean.data(), invstd.data(), 2);
     backward<T>(x.data(), gamma.data(), dy.data(), l, 1e-5, dx.data(), dg.data(), db.data(), 2);
 
     const test::NaiveResult want =
@@ -606,7 +606,7 @@ template <class T> void streamed_outputs(const Shape& shape, int axis, std::size
     CHECK(test::eps_error<T>(mean, want.mean) <= 2);
     CHECK(test::eps_error<T>(dg, want.dgamma) <= 2);
 
-    const ForwardPass<T> fp(x.data(), l, gamma.data(), beta.data(), 1e-5, 2);
+    const ForwardPass<T> fp(x.data(), gamma.data(), beta.data(), l, 1e-5, 2);
     const BackwardPass<T> bp(x.data(), gamma.data(), dy.data(), l, 1e-5, 2);
     const std::int64_t row = l.channels * l.inner, rows = std::max<std::int64_t>(1, (1 << 18) / row); // 1 MiB or less
     std::vector<T> piece(std::size_t(rows * row));
@@ -691,7 +691,7 @@ TEST_CASE("a group of channels at a time: the bits of the passes over the whole 
         detail::forward_exact<T>(x.data(), l, gamma.data(), beta.data(), eps, y0.data(), m0.data(), s0.data());
         detail::backward_exact<T>(x.data(), gamma.data(), dy.data(), l, eps, dx0.data(), dg0.data(), db0.data());
         std::vector<T> y2(n), dx2(n), m2(C), s2(C), dg2(C), db2(C); // the passes over the whole tensor
-        const ForwardPass<T> fp(x.data(), l, gamma.data(), beta.data(), eps, 2);
+        const ForwardPass<T> fp(x.data(), gamma.data(), beta.data(), l, eps, 2);
         fp.statistics(m2.data(), s2.data());
         fp.apply(0, l.outer, y2.data());
         const BackwardPass<T> bp(x.data(), gamma.data(), dy.data(), l, eps, 2);
@@ -709,7 +709,7 @@ TEST_CASE("a group of channels at a time: the bits of the passes over the whole 
         for (int threads : {1, 2}) {
             CAPTURE(threads);
             std::vector<T> y(n, T(kSentinel)), dx(n, T(kSentinel)), m(C), s(C), dg(C), db(C);
-            forward<T>(x.data(), l, gamma.data(), beta.data(), eps, y.data(), m.data(), s.data(), threads);
+            forward<T>(x.data(), gamma.data(), beta.data(), l, eps, y.data(), m.data(), s.data(), threads);
             backward<T>(x.data(), gamma.data(), dy.data(), l, eps, dx.data(), dg.data(), db.data(), threads);
             CHECK(same_bits(y, y2));
             CHECK(same_bits(m, m2));
@@ -894,7 +894,7 @@ TEST_CASE("float32: plain sums are used only where certified, channel by channel
             if (kind == 3) set_channel0(dys, without_projection(channel_values(dys, l, 0), channel_values(xs, l, 0)));
             const std::size_t N = xs.size();
             std::vector<float> y(N), m(2), s(2), dx(N), dg(2), db(2), y0(N), m0(2), s0(2), dx0(N), dg0(2), db0(2);
-            forward<float>(xs.data(), l, nullptr, nullptr, 1e-5, y.data(), m.data(), s.data());
+            forward<float>(xs.data(), nullptr, nullptr, l, 1e-5, y.data(), m.data(), s.data());
             backward<float>(xs.data(), nullptr, dys.data(), l, 1e-5, dx.data(), dg.data(), db.data());
             detail::forward_exact<float>(xs.data(), l, nullptr, nullptr, 1e-5, y0.data(), m0.data(), s0.data());
             detail::backward_exact<float>(xs.data(), nullptr, dys.data(), l, 1e-5, dx0.data(), dg0.data(), db0.data());
@@ -973,7 +973,7 @@ TEST_CASE("float64: biased sums are used only where certified, channel by channe
             }
             const std::size_t N = xs.size();
             std::vector<double> y(N), m(C), s(C), dx(N), dg(C), db(C), y0(N), m0(C), s0(C), dx0(N), dg0(C), db0(C);
-            forward<double>(xs.data(), l, gamma.data(), beta.data(), 1e-5, y.data(), m.data(), s.data());
+            forward<double>(xs.data(), gamma.data(), beta.data(), l, 1e-5, y.data(), m.data(), s.data());
             backward<double>(xs.data(), gamma.data(), dys.data(), l, 1e-5, dx.data(), dg.data(), db.data());
             detail::forward_exact<double>(xs.data(), l, gamma.data(), beta.data(), 1e-5, y0.data(), m0.data(), s0.data());
             detail::backward_exact<double>(xs.data(), gamma.data(), dys.data(), l, 1e-5, dx0.data(), dg0.data(),
@@ -1069,7 +1069,7 @@ TEST_CASE("float64: a channel's bits in a vector of eight, of four, or alone") {
         for (auto& v : gamma) v = normal(rng);
         for (auto& v : beta) v = normal(rng);
         std::vector<double> y(x.size()), m(n), s(n), dx(x.size()), dg(n), db(n);
-        forward<double>(x.data(), l, gamma.data(), beta.data(), 1e-5, y.data(), m.data(), s.data());
+        forward<double>(x.data(), gamma.data(), beta.data(), l, 1e-5, y.data(), m.data(), s.data());
         backward<double>(x.data(), gamma.data(), dy.data(), l, 1e-5, dx.data(), dg.data(), db.data());
         for (std::int64_t c = 0; c < C; ++c) {
             CAPTURE(c);
@@ -1077,7 +1077,7 @@ TEST_CASE("float64: a channel's bits in a vector of eight, of four, or alone") {
             const auto k = std::size_t(c);
             std::vector<double> y1(xc.size()), dx1(xc.size());
             double m1, s1, dg1, db1;
-            forward<double>(xc.data(), alone, &gamma[k], &beta[k], 1e-5, y1.data(), &m1, &s1);
+            forward<double>(xc.data(), &gamma[k], &beta[k], alone, 1e-5, y1.data(), &m1, &s1);
             backward<double>(xc.data(), &gamma[k], dyc.data(), alone, 1e-5, dx1.data(), &dg1, &db1);
             CHECK(channel_values(y, l, c) == y1);
             CHECK(channel_values(dx, l, c) == dx1);
@@ -1115,7 +1115,7 @@ TEST_CASE("float32: a channel's bits in a pair of chunks, a chunk, or alone") {
     for (auto& v : gamma) v = float(normal(rng));
     for (auto& v : beta) v = float(normal(rng));
     std::vector<float> y(x.size()), m(n), s(n), dx(x.size()), dg(n), db(n);
-    forward<float>(xf.data(), l, gamma.data(), beta.data(), 1e-5, y.data(), m.data(), s.data());
+    forward<float>(xf.data(), gamma.data(), beta.data(), l, 1e-5, y.data(), m.data(), s.data());
     backward<float>(x.data(), gamma.data(), dy.data(), l, 1e-5, dx.data(), dg.data(), db.data());
     for (std::int64_t c = 0; c < C; ++c) {
         CAPTURE(c);
@@ -1127,7 +1127,7 @@ TEST_CASE("float32: a channel's bits in a pair of chunks, a chunk, or alone") {
         const auto k = std::size_t(c);
         std::vector<float> y1(xc.size()), dx1(xc.size());
         float m1, s1, dg1, db1;
-        forward<float>(xfc.data(), alone, &gamma[k], &beta[k], 1e-5, y1.data(), &m1, &s1);
+        forward<float>(xfc.data(), &gamma[k], &beta[k], alone, 1e-5, y1.data(), &m1, &s1);
         backward<float>(xc.data(), &gamma[k], dyc.data(), alone, 1e-5, dx1.data(), &dg1, &db1);
         CHECK(values(y) == y1);
         CHECK(values(dx) == dx1);
@@ -1206,7 +1206,7 @@ TEST_CASE("float64 channels summed again: one at a time or all in one pass, the 
         };
         auto channel0 = [&](const std::vector<double>& xs, const std::vector<double>& dys) {
             std::vector<double> y(xs.size()), dx(xs.size()), m(C), s(C), dg(C), db(C);
-            forward<double>(xs.data(), l, nullptr, nullptr, 1e-5, y.data(), m.data(), s.data());
+            forward<double>(xs.data(), nullptr, nullptr, l, 1e-5, y.data(), m.data(), s.data());
             backward<double>(xs.data(), nullptr, dys.data(), l, 0, dx.data(), dg.data(), db.data());
             std::vector<double> y0(xs.size()), dx0(xs.size()), m0(C), s0(C);
             detail::forward_exact<double>(xs.data(), l, nullptr, nullptr, 1e-5, y0.data(), m0.data(), s0.data());
@@ -1265,7 +1265,7 @@ TEST_CASE("float32 channels summed again: one at a time or all in one pass, the 
         };
         auto channel0 = [&](const std::vector<float>& g) {
             std::vector<float> y(x.size()), dx(x.size()), m(C), s(C), dg(C), db(C), dx0(x.size()), dg0(C), db0(C);
-            forward<float>(x.data(), l, nullptr, nullptr, 1e-5, y.data(), m.data(), s.data());
+            forward<float>(x.data(), nullptr, nullptr, l, 1e-5, y.data(), m.data(), s.data());
             backward<float>(x.data(), nullptr, g.data(), l, eps, dx.data(), dg.data(), db.data());
             detail::backward_exact<float>(x.data(), nullptr, g.data(), l, eps, dx0.data(), dg0.data(), db0.data());
             const std::vector<double> got = channel_values(dx, l, 0);
@@ -1369,7 +1369,7 @@ TEST_CASE("float32 biased sums: tiles with tiny values keep Σx's and Σdy's err
         }
         const std::size_t N = x.size(), C = std::size_t(l.channels);
         std::vector<float> y(N), m(C), s(C), y0(N), m0(C), s0(C);
-        forward<float>(x.data(), l, nullptr, nullptr, 1e-5, y.data(), m.data(), s.data());
+        forward<float>(x.data(), nullptr, nullptr, l, 1e-5, y.data(), m.data(), s.data());
         detail::forward_exact<float>(x.data(), l, nullptr, nullptr, 1e-5, y0.data(), m0.data(), s0.data());
         std::vector<float> dx(N), dg(C), db(C), dx0(N), dg0(C), db0(C);
         backward<float>(x.data(), nullptr, dy.data(), l, 1e-5, dx.data(), dg.data(), db.data());
@@ -1420,7 +1420,7 @@ TEST_CASE("the first stage previewed on the first rows: skipped by the channels 
             }
         auto outputs = [&](const std::vector<double>& xs, std::int64_t c, int threads) {
             std::vector<double> y(xs.size()), dx(xs.size()), m(C), s(C), dg(C), db(C);
-            forward<double>(xs.data(), l, nullptr, nullptr, 1e-5, y.data(), m.data(), s.data(), threads);
+            forward<double>(xs.data(), nullptr, nullptr, l, 1e-5, y.data(), m.data(), s.data(), threads);
             backward<double>(xs.data(), nullptr, dy.data(), l, 1e-5, dx.data(), dg.data(), db.data(), threads);
             std::vector<double> y0(xs.size()), dx0(xs.size()), m0(C), s0(C), dg0(C), db0(C);
             detail::forward_exact<double>(xs.data(), l, nullptr, nullptr, 1e-5, y0.data(), m0.data(), s0.data());

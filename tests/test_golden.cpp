@@ -31,7 +31,7 @@ void check_case(const std::filesystem::path& dir, const nlohmann::json& meta, Wo
     const auto n = static_cast<std::size_t>(l.size()), C = static_cast<std::size_t>(l.channels);
 
     std::vector<T> y(n), mean(C), invstd(C), dx(n), dgamma(C), dbeta(C);
-    forward<T>(x.data<T>(), l, gamma.data<T>(), beta.data<T>(), eps, y.data(), mean.data(), invstd.data());
+    forward<T>(x.data<T>(), gamma.data<T>(), beta.data<T>(), l, eps, y.data(), mean.data(), invstd.data());
     backward<T>(x.data<T>(), gamma.data<T>(), dy.data<T>(), l, eps, dx.data(), dgamma.data(), dbeta.data());
 
     const std::pair<const char*, const std::vector<T>*> outputs[] = {

@@ -117,7 +117,7 @@ TEST_CASE("forward and backward called from several threads of a program at once
     for (std::size_t i = 0; i < x.size(); ++i)
         x[i] = float(std::sin(0.37 * double(i)) * 3 + 1), dy[i] = float(std::cos(0.11 * double(i)));
     std::vector<float> y1(x.size()), dx1(x.size()), dg1(80), db1(80);
-    bnorm::forward<float>(x.data(), l, nullptr, nullptr, 1e-5, y1.data(), nullptr, nullptr, 1);
+    bnorm::forward<float>(x.data(), nullptr, nullptr, l, 1e-5, y1.data(), nullptr, nullptr, 1);
     bnorm::backward<float>(x.data(), nullptr, dy.data(), l, 1e-5, dx1.data(), dg1.data(), db1.data(), 1);
     std::atomic<int> differ{0};
     std::vector<std::thread> callers;
@@ -125,7 +125,7 @@ TEST_CASE("forward and backward called from several threads of a program at once
         callers.emplace_back([&] {
             std::vector<float> y(x.size()), dx(x.size()), dg(80), db(80);
             for (int rep = 0; rep < 5; ++rep) {
-                bnorm::forward<float>(x.data(), l, nullptr, nullptr, 1e-5, y.data(), nullptr, nullptr, 2);
+                bnorm::forward<float>(x.data(), nullptr, nullptr, l, 1e-5, y.data(), nullptr, nullptr, 2);
                 bnorm::backward<float>(x.data(), nullptr, dy.data(), l, 1e-5, dx.data(), dg.data(), db.data(), 2);
                 if (y != y1 || dx != dx1 || dg != dg1 || db != db1) differ.fetch_add(1);
             }

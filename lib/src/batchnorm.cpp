@@ -2288,12 +2288,12 @@ template <bool Stream, class T>
 template <class P> P shifted(P p, std::int64_t offset) { return p ? p + offset : nullptr; }
 
 template <class T>
-ForwardPass<T>::ForwardPass(const T* x, const Layout& l, const T* gamma, const T* beta, double eps, int threads)
-    : ForwardPass(x, l, l.channels, 0, gamma, beta, eps, threads) {}
+ForwardPass<T>::ForwardPass(const T* x, const T* gamma, const T* beta, const Layout& l, double eps, int threads)
+    : ForwardPass(x, gamma, beta, l, l.channels, 0, eps, threads) {}
 
 template <class T>
-ForwardPass<T>::ForwardPass(const T* x, const Layout& l, std::int64_t whole, std::int64_t c0, const T* gamma,
-                            const T* beta, double eps, int threads)
+ForwardPass<T>::ForwardPass(const T* x, const T* gamma, const T* beta, const Layout& l, std::int64_t whole,
+                            std::int64_t c0, double eps, int threads)
     : x_(x + c0 * l.inner), gamma_(shifted(gamma, c0)), beta_(shifted(beta, c0)), l_(l), whole_(whole), eps_(eps),
       threads_(threads_for(l, threads)) {
     assert(l.channels >= 1 && l.per_channel() >= 2 && eps >= 0);
@@ -2657,17 +2657,17 @@ template <class F> void for_channel_groups(const Layout& l, std::int64_t per_gro
 } // namespace
 
 template <class T>
-void forward(const T* x, const Layout& l, const T* gamma, const T* beta, double eps, T* y, T* mean, T* invstd,
+void forward(const T* x, const T* gamma, const T* beta, const Layout& l, double eps, T* y, T* mean, T* invstd,
              int threads) {
     if (const std::int64_t per_group = detail::channels_per_group(l, eps, 1, sizeof(T))) {
         for_channel_groups(l, per_group, threads, [&](std::int64_t c0, const Layout& group) {
-            const ForwardPass<T> pass(x, group, l.channels, c0, gamma, beta, eps, 1);
+            const ForwardPass<T> pass(x, gamma, beta, group, l.channels, c0, eps, 1);
             pass.statistics(shifted(mean, c0), shifted(invstd, c0));
             pass.apply(0, l.outer, y + c0 * l.inner);
         });
         return;
     }
-    const ForwardPass<T> pass(x, l, gamma, beta, eps, threads);
+    const ForwardPass<T> pass(x, gamma, beta, l, eps, threads);
     pass.statistics(mean, invstd);
     pass.apply(0, l.outer, y);
 }
@@ -2692,9 +2692,9 @@ template class ForwardPass<float>;
 template class ForwardPass<double>;
 template class BackwardPass<float>;
 template class BackwardPass<double>;
-template void forward<float>(const float*, const Layout&, const float*, const float*, double, float*, float*, float*,
+template void forward<float>(const float*, const float*, const float*, const Layout&, double, float*, float*, float*,
                              int);
-template void forward<double>(const double*, const Layout&, const double*, const double*, double, double*, double*,
+template void forward<double>(const double*, const double*, const double*, const Layout&, double, double*, double*,
                               double*, int);
 template void backward<float>(const float*, const float*, const float*, const Layout&, double, float*, float*, float*,
                               int);

@@ -232,7 +232,7 @@ GradcheckReport gradcheck(const T* x, const Shape& shape, const Layout& l, const
     // Channel statistics from bnorm's forward pass (also validates eps and the variance).
     // They only size the steps: h_c = 2^-70·std_c, an exact power-of-two scaling of it.
     std::vector<T> invstd(C), y(n);
-    forward<T>(x, l, gamma, beta, eps, y.data(), nullptr, invstd.data());
+    forward<T>(x, gamma, beta, l, eps, y.data(), nullptr, invstd.data());
     std::vector<double> step(C);
     for (std::int64_t c = 0; c < C; ++c) step[c] = std::ldexp(1.0 / double(invstd[c]), -70);
     constexpr double kParamStep = 0x1p-70; // for γ and β, on which f depends linearly

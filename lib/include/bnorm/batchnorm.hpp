@@ -51,7 +51,7 @@ namespace bnorm {
 /// which happens only with eps = 0 and a constant channel; the message names it.
 /// threads: 0 means all cores; the outputs are bitwise the same for any value.
 template <class T>
-void forward(const T* x, const Layout& l, const T* gamma, const T* beta, double eps, T* y,
+void forward(const T* x, const T* gamma, const T* beta, const Layout& l, double eps, T* y,
              T* mean, T* invstd, int threads = 0);
 
 /// Backward pass: the gradients of f = Σ dy ⊙ y(x, γ, β) for the forward pass above,
@@ -76,7 +76,7 @@ void backward(const T* x, const T* gamma, const T* dy, const Layout& l, double e
 /// for it.
 template <class T> class ForwardPass {
 public:
-    ForwardPass(const T* x, const Layout& l, const T* gamma, const T* beta, double eps, int threads = 0);
+    ForwardPass(const T* x, const T* gamma, const T* beta, const Layout& l, double eps, int threads = 0);
     /// The batch mean and invstd of every channel (either may be null).
     void statistics(T* mean, T* invstd) const;
     /// y of outer rows [o0, o1): (o1 − o0)·C·inner values in (outer, C, inner) order.
@@ -90,12 +90,12 @@ public:
 
 private:
     template <class U>
-    friend void forward(const U*, const Layout&, const U*, const U*, double, U*, U*, U*, int);
+    friend void forward(const U*, const U*, const U*, const Layout&, double, U*, U*, U*, int);
     /// Channels [c0, c0 + l.channels) of a tensor of `whole` channels (else like the public
     /// constructor, with x, γ and β of the whole tensor): the same bits for them as a pass
     /// over the whole tensor. forward() runs large (N, C, L) tensors this way, a few
     /// channels at a time while they are in cache. Requires l.inner > 1.
-    ForwardPass(const T* x, const Layout& l, std::int64_t whole, std::int64_t c0, const T* gamma, const T* beta,
+    ForwardPass(const T* x, const T* gamma, const T* beta, const Layout& l, std::int64_t whole, std::int64_t c0,
                 double eps, int threads);
     void run_exact() const; // once, before the first use of the exact kernel's channels
     const T *x_, *gamma_, *beta_;
