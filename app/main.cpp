@@ -1,6 +1,7 @@
 // bnorm: batch normalization you can trust. main only registers the subcommands and
 // maps errors to exit codes: 0 success, 1 a check failed, 2 bad usage or bad input.
 #include "commands.hpp"
+#include "signals.hpp"
 
 #include "bnorm/error.hpp"
 
@@ -24,6 +25,7 @@ int fail(const std::string& message, int code) {
 } // namespace
 
 int main(int argc, char** argv) {
+    bnorm::app::install_signal_handlers();
     CLI::App app{"bnorm: exact batch normalization (forward, backward, gradcheck) on .npy and .csv files.\n"
                  "Exit codes: 0 success, 1 a check failed, 2 bad usage or bad input."};
     app.set_version_flag("--version", "bnorm " BNORM_VERSION);
