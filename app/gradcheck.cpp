@@ -2,9 +2,10 @@
 // derivatives of the forward pass; a JSON report on stdout (and --report), notes on stderr.
 // Exit 0 when every check passes, 1 when one fails, 2 on bad usage or input.
 #include "commands.hpp"
-#include "inputs.hpp"
+#include "problem.hpp"
 
 #include "bnorm/error.hpp"
+#include "bnorm/files.hpp"
 #include "bnorm/gradcheck.hpp"
 
 #include <fmt/format.h>
