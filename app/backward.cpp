@@ -1,6 +1,7 @@
 // bnorm backward: the gradients of f = Σ dy ⊙ y with respect to x, γ and β.
 #include "commands.hpp"
-#include "inputs.hpp"
+#include "outputs.hpp"
+#include "problem.hpp"
 
 #include "bnorm/batchnorm.hpp"
 #include "bnorm/error.hpp"

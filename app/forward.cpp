@@ -1,6 +1,7 @@
 // bnorm forward: y = γ·(x − mean)·invstd + β, and optionally the saved statistics.
 #include "commands.hpp"
-#include "inputs.hpp"
+#include "outputs.hpp"
+#include "problem.hpp"
 
 #include "bnorm/batchnorm.hpp"
 #include "bnorm/error.hpp"

@@ -2,17 +2,20 @@
 // derivatives of the forward pass; a JSON report on stdout (and --report), notes on stderr.
 // Exit 0 when every check passes, 1 when one fails, 2 on bad usage or input.
 #include "commands.hpp"
-#include "inputs.hpp"
+#include "gradcheck_report.hpp"
+#include "problem.hpp"
 
 #include "bnorm/error.hpp"
+#include "bnorm/files.hpp"
 #include "bnorm/gradcheck.hpp"
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include <charconv>
 #include <cstdio>
 #include <memory>
+#include <optional>
+#include <string>
 #include <unistd.h>
 
 namespace bnorm::app {
@@ -25,35 +28,6 @@ struct GradcheckCliOptions {
     bool full = false;
 };
 
-using Json = nlohmann::ordered_json;
-
-/// NaN and ±inf are not JSON numbers: they are written as null.
-Json number(double v) { return std::isfinite(v) ? Json(v) : Json(nullptr); }
-
-Json verdict_json(const TensorVerdict& v, bool randomized) {
-    Json j;
-    j["judged"] = v.judged;
-    j["passed"] = v.passed;
-    j["max_abs_err"] = number(v.max_abs_err);
-    j["max_rel_err"] = number(v.max_rel_err);
-    j["worst"] = v.worst_index.empty()
-                     ? Json(nullptr)
-                     : Json{{"index", v.worst_index},
-                            {"analytic", number(v.worst_analytic)},
-                            {"numerical", number(v.worst_numerical)},
-                            {"ratio_to_tolerance", number(v.worst_ratio)},
-                            {"dy_draw", v.worst_draw}};
-    j["checked"] = v.checked;
-    j["total"] = v.total;
-    j["atol_used"] = number(v.atol);
-    if (randomized)
-        j["directional"] = {{"checks", v.directional_checks},
-                            {"passed", v.directional_passed},
-                            {"max_rel_err", number(v.directional_max_rel_err)},
-                            {"worst_channel", v.directional_worst_channel}};
-    return j;
-}
-
 std::uint64_t parse_seed(const std::string& text) {
     std::uint64_t v = 0;
     const char* end = text.data() + text.size();
@@ -63,110 +37,77 @@ std::uint64_t parse_seed(const std::string& text) {
     return v;
 }
 
-int run_gradcheck(const GradcheckCliOptions& o) {
-    Problem p = load_problem(o.common, o.gamma, o.beta, o.dy, {},
-                             {{"--dx", o.dx}, {"--dgamma", o.dgamma}, {"--dbeta", o.dbeta}},
-                             {{"--report", o.report}});
-    require_finite(p);
+/// The gradients given to judge (--dx, --dgamma, --dbeta), each absent when not given.
+struct GivenArrays {
+    std::optional<Array> dx, dgamma, dbeta;
+};
+
+/// Loads the given gradients, checked against x like dy (shape, dtype, finite values).
+GivenArrays load_given(const GradcheckCliOptions& o, const Problem& p) {
     const bool given_any = !o.dx.empty() || !o.dgamma.empty() || !o.dbeta.empty();
     if (given_any && o.dy.empty())
         throw UsageError("--dx/--dgamma/--dbeta are judged as the gradients for a given upstream "
                          "gradient: pass it with --dy");
-    std::optional<Array> dx, dgamma, dbeta;
-    if (!o.dx.empty()) dx = load_like_x(o.dx, p, o.common.x);
-    if (!o.dgamma.empty()) dgamma = load_per_channel(o.dgamma, p, o.common.x);
-    if (!o.dbeta.empty()) dbeta = load_per_channel(o.dbeta, p, o.common.x);
+    GivenArrays g;
+    if (!o.dx.empty()) g.dx = load_like_x(o.dx, p, o.common.x);
+    if (!o.dgamma.empty()) g.dgamma = load_per_channel(o.dgamma, p, o.common.x);
+    if (!o.dbeta.empty()) g.dbeta = load_per_channel(o.dbeta, p, o.common.x);
     if (!o.common.allow_nonfinite) {
-        if (dx) check_finite(*dx, o.dx);
-        if (dgamma) check_finite(*dgamma, o.dgamma);
-        if (dbeta) check_finite(*dbeta, o.dbeta);
+        if (g.dx) check_finite(*g.dx, o.dx);
+        if (g.dgamma) check_finite(*g.dgamma, o.dgamma);
+        if (g.dbeta) check_finite(*g.dbeta, o.dbeta);
     }
+    return g;
+}
 
+/// --rtol, --atol, --seed, --full and --threads, and a progress line when stderr is a terminal.
+GradcheckOptions gradcheck_options(const GradcheckCliOptions& o) {
     GradcheckOptions opt;
     if (!o.rtol.empty()) opt.rtol = parse_nonnegative("--rtol", o.rtol);
     if (!o.atol.empty()) opt.atol = parse_nonnegative("--atol", o.atol);
     opt.seed = parse_seed(o.seed);
     opt.full = o.full;
     opt.threads = thread_count(o.common);
-    const bool tty = ::isatty(STDERR_FILENO);
-    if (tty) opt.progress = [](double f) { fmt::print(stderr, "\rgradcheck: {:3.0f}%", 100 * f); };
+    if (::isatty(STDERR_FILENO)) opt.progress = [](double f) { fmt::print(stderr, "\rgradcheck: {:3.0f}%", 100 * f); };
+    return opt;
+}
 
+/// Runs the check in x's dtype; an InputError about the data names x's file.
+GradcheckReport check(const Problem& p, const GivenArrays& g, const GradcheckOptions& opt) {
     GradcheckReport r = dispatch(p.x.dtype(), [&](auto t) {
         using T = decltype(t);
         auto ptr = [](const std::optional<Array>& a) { return a ? a->data<T>() : nullptr; };
         try {
             return gradcheck<T>(p.x.data<T>(), p.x.shape(), p.layout, ptr(p.gamma), ptr(p.beta), ptr(p.dy), p.eps,
-                                GivenGradients<T>{ptr(dx), ptr(dgamma), ptr(dbeta)}, opt);
+                                GivenGradients<T>{ptr(g.dx), ptr(g.dgamma), ptr(g.dbeta)}, opt);
         } catch (const InputError&) {
-            rethrow_for_file(o.common.x);
+            rethrow_for_file(p.x_path);
         }
     });
-    if (tty) fmt::print(stderr, "\r");
+    if (opt.progress) fmt::print(stderr, "\r");
+    return r;
+}
 
-    const bool randomized = r.mode == "randomized";
-    std::vector<std::string> judged;
-    if (r.x.judged) judged.push_back("dx");
-    if (r.gamma.judged) judged.push_back("dgamma");
-    if (r.beta.judged) judged.push_back("dbeta");
-
-    Json j;
-    j["passed"] = r.passed;
-    j["problem"] = {{"shape", p.x.shape()},
-                    {"axis", p.axis},
-                    {"eps", p.eps},
-                    {"dtype", dtype_name(p.x.dtype())},
-                    {"channels", p.layout.channels},
-                    {"per_channel", p.layout.per_channel()},
-                    {"gradients", r.gradients_given ? "given" : "bnorm"},
-                    {"judged", judged},
-                    {"dy", r.dy_given ? "given" : "random"},
-                    {"dy_draws", r.dy_draws},
-                    {"seed", opt.seed}};
-    j["method"] = {{"name", "complex-step"},
-                   {"arithmetic", "double-double (about 106 bits)"},
-                   {"step_relative_to_std", r.step_relative},
-                   {"estimated_error", number(r.estimated_method_error)},
-                   {"error_estimate", "max |complex step - Richardson-extrapolated central differences| / "
-                                      "max |derivative|, on the crosscheck elements"},
-                   {"crosscheck_elements", r.crosscheck_elements},
-                   {"lanes_per_pass", r.lanes},
-                   {"mode", r.mode},
-                   {"directions_per_draw", randomized ? opt.directions : 0},
-                   {"samples_per_draw", randomized ? opt.samples : 0}};
-    j["tolerances"] = {{"rtol", number(r.x.rtol > 0 ? r.x.rtol : (r.gamma.rtol > 0 ? r.gamma.rtol : r.beta.rtol))},
-                       {"atol", opt.atol ? number(*opt.atol) : Json(nullptr)},
-                       {"criterion", "|analytic - numerical| <= atol + rtol * |numerical|, element by element"},
-                       {"atol_default", "1e-3 * rtol * max |numerical| of each tensor (see atol_used)"}};
-    j["x"] = verdict_json(r.x, randomized);
-    j["gamma"] = verdict_json(r.gamma, false);
-    j["beta"] = verdict_json(r.beta, false);
-    j["forward_evaluations"] = r.forward_evaluations;
-    j["forward_element_evaluations"] = r.forward_element_evaluations;
-    j["elapsed_seconds"] = r.elapsed_seconds;
-
-    const std::string text = j.dump(2) + "\n";
-    if (!o.report.empty()) {
-        PendingFile f(o.report);
+/// The report on stdout, and into the file `path` when one is given (empty: none).
+void write_report(const std::string& text, const std::string& path) {
+    if (!path.empty()) {
+        PendingFile f(path);
         f.write(text.data(), text.size());
         f.commit();
     }
     std::fwrite(text.data(), 1, text.size(), stdout);
+}
 
-    auto note = [&](const char* name, const TensorVerdict& v) {
-        if (!v.judged) return;
-        fmt::print(stderr, "gradcheck: {:5} {}  max rel err {:.2e}, {} of {} elements{}\n", name,
-                   v.passed ? "passed" : "FAILED", v.max_rel_err, v.checked, v.total,
-                   v.worst_index.empty() ? "" : fmt::format(", worst at ({})", fmt::join(v.worst_index, ", ")));
-    };
-    note("x", r.x);
-    note("gamma", r.gamma);
-    note("beta", r.beta);
-    if (randomized)
-        fmt::print(stderr, "gradcheck: x directional derivatives {} ({} checks, max rel err {:.2e})\n",
-                   r.x.directional_passed ? "passed" : "FAILED", r.x.directional_checks,
-                   r.x.directional_max_rel_err);
-    fmt::print(stderr, "gradcheck: {} ({} mode, {} dy draw(s), {:.2f} s)\n", r.passed ? "PASSED" : "FAILED",
-               r.mode, r.dy_draws, r.elapsed_seconds);
+int run_gradcheck(const GradcheckCliOptions& o) {
+    const Problem p = load_problem(o.common, o.gamma, o.beta, o.dy, {},
+                                   {{"--dx", o.dx}, {"--dgamma", o.dgamma}, {"--dbeta", o.dbeta}},
+                                   {{"--report", o.report}});
+    require_finite(p);
+    const GivenArrays given = load_given(o, p);
+    const GradcheckOptions opt = gradcheck_options(o);
+    const GradcheckReport r = check(p, given, opt);
+    write_report(gradcheck_report_json(p, opt, r), o.report);
+    print_gradcheck_summary(r);
     return r.passed ? kExitOk : kExitCheckFailed;
 }
 

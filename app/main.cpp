@@ -1,6 +1,7 @@
 // bnorm: batch normalization you can trust. main only registers the subcommands and
 // maps errors to exit codes: 0 success, 1 a check failed, 2 bad usage or bad input.
 #include "commands.hpp"
+#include "signals.hpp"
 
 #include "bnorm/error.hpp"
 
@@ -14,33 +15,17 @@
 
 namespace {
 
-/// The message as one printable line: control characters (C0, DEL and the C1 range
-/// U+0080..U+009F, which can come from a file name, a file's content or an option value)
-/// are written as escapes, so an error is always exactly one line and never drives the
-/// terminal.
-std::string one_line(const std::string& message) {
-    std::string out;
-    for (std::size_t i = 0; i < message.size(); ++i) {
-        const auto u = static_cast<unsigned char>(message[i]);
-        const auto next = i + 1 < message.size() ? static_cast<unsigned char>(message[i + 1]) : 0;
-        if (u == '\n') out += "\\n";
-        else if (u == '\r') out += "\\r";
-        else if (u == '\t') out += "\\t";
-        else if (u < 0x20 || u == 0x7f) out += fmt::format("\\x{:02x}", u);
-        else if (u == 0xc2 && next >= 0x80 && next <= 0x9f) out += fmt::format("\\u{:04x}", next), ++i;
-        else out += static_cast<char>(u);
-    }
-    return out;
-}
-
+/// Prints the message as one line of valid UTF-8: bnorm's own errors are already
+/// printable(), CLI11's and the standard library's may quote an argument as it was given.
 int fail(const std::string& message, int code) {
-    fmt::print(stderr, "bnorm: error: {}\n", one_line(message));
+    fmt::print(stderr, "bnorm: error: {}\n", bnorm::printable(message));
     return code;
 }
 
 } // namespace
 
 int main(int argc, char** argv) {
+    bnorm::app::install_signal_handlers();
     CLI::App app{"bnorm: exact batch normalization (forward, backward, gradcheck) on .npy and .csv files.\n"
                  "Exit codes: 0 success, 1 a check failed, 2 bad usage or bad input."};
     app.set_version_flag("--version", "bnorm " BNORM_VERSION);

@@ -6,8 +6,8 @@ Usage (Debian's Python, which has numpy):
     /usr/bin/python3 scripts/make_bad_inputs.py OUT_DIR
 
 Every case is one bnorm command line that must fail with the error contract of the
-README ("Exit codes and errors"): exit code 2, one line on stderr starting with
-"bnorm: error: ", naming the file at fault, and no trace left in the folder.
+README ("Exit codes and errors"): exit code 2, one line of valid UTF-8 on stderr starting
+with "bnorm: error: ", naming the file at fault, and no trace left in the folder.
 
 OUT_DIR receives the input files of every case (flat, each bad file named after its
 case, plus a few shared valid files: x.npy, x.csv, dy.npy, ...) and catalog.json, a list
@@ -17,8 +17,11 @@ of entries:
      "why":     one sentence: what is wrong with the input,
      "args":    the bnorm command line (without the executable), paths relative to OUT_DIR,
      "file":    the path the error must name, exactly as given in args (null for pure
-                usage errors, and for paths holding control characters, which a one-line
-                message must show escaped; "expect" then holds the printable part),
+                usage errors, and for paths holding control characters or bytes that are
+                not UTF-8, which a one-line message must show escaped; "expect" then
+                holds the escaped form or the printable part; such bytes are held as
+                os.fsdecode does, surrogates U+DC80..U+DCFF, which json.dump writes as
+                \\udcXX escapes and subprocess turns back into the bytes),
      "expect":  substrings the one-line error must contain (file:line:col for CSV, or a
                 key phrase),
      "outputs": the output paths in args that do not exist before the run and must not
@@ -285,6 +288,18 @@ def build(out):
          fwd("npy_descr_escape.npy"), "npy_descr_escape.npy", ["dtype", "not supported"],
          ["y.npy"])
 
+    # Header text that is not UTF-8: the message must show the byte escaped, so that it is
+    # valid UTF-8 (a script reading stderr as text must not fail on it).
+    put("npy_header_key_latin1.npy", raw_npy(header(extra="'caf\xe9': 1, "), good_data))
+    case("npy_header_key_latin1",
+         "The header has an extra key 'café' in Latin-1: byte 0xE9, not UTF-8.",
+         fwd("npy_header_key_latin1.npy"), "npy_header_key_latin1.npy",
+         ["bad NPY header", "unexpected key 'caf\\xe9'"], ["y.npy"])
+    put("npy_descr_latin1.npy", raw_npy(header(descr="'<f\xe9'"), good_data))
+    case("npy_descr_latin1", "The descr string '<f' ends with byte 0xE9, not UTF-8.",
+         fwd("npy_descr_latin1.npy"), "npy_descr_latin1.npy", ["dtype '<f\\xe9'", "not supported"],
+         ["y.npy"])
+
     # ------------------------------------------------------------------ CSV
     def csv_case(name, text, why, expect, extra=(), raw=None, out="y.npy"):
         fname = name + ".csv"
@@ -360,6 +375,12 @@ def build(out):
     csv_case("csv_c1_control", "1,2\n3,4\u009b31m\n",
              "A token holds U+009B, the C1 control character CSI (an ANSI escape in one character).",
              ["csv_c1_control.csv:2:3", "not a number"])
+    csv_case("csv_token_latin1", None, "A token 'café' in Latin-1: byte 0xE9, not UTF-8.",
+             ["csv_token_latin1.csv:2:3", "'caf\\xe9' is not a number"], raw=b"1,2\n3,caf\xe9\n")
+    csv_case("csv_token_truncated_utf8", None,
+             "A token ends with the first two bytes of the three of '€' (E2 82 AC).",
+             ["csv_token_truncated_utf8.csv:2:3", "'4\\xe2\\x82' is not a number"],
+             raw=b"1,2\n3,4\xe2\x82\n")
     csv_case("csv_long_token", "1,2\n3," + "9" * 100000 + "x\n",
              "A 100001-character token that is not a number.",
              ["csv_long_token.csv:2:3", "not a number"])
@@ -624,6 +645,34 @@ def build(out):
          fwd("x.csv", "--shape", "6,3\x1b"), None, ["--shape"], ["y.npy"])
     case("dtype_newline", "--dtype 'float\\n32' holds a newline.",
          fwd("x.csv", "--dtype", "float\n32"), None, ["--dtype"], ["y.npy"])
+    # Bytes that are not UTF-8 in arguments (a Latin-1 'é', 0xE9, in a file name; Python
+    # holds it as the surrogate U+DCE9 and passes the byte back to bnorm): the message
+    # must show it as \xe9. "file" is null, as for control characters.
+    latin1_missing = os.fsdecode(b"caf\xe9.npy")
+    case("input_name_latin1", "--x names a missing file whose name holds byte 0xE9 (Latin-1 'é').",
+         ["forward", "--x", latin1_missing, "--y", "y.npy"], None,
+         ["caf\\xe9.npy", "no such file"], ["y.npy"])
+    latin1_bad = put(os.fsdecode(b"bad_caf\xe9.npy"), b"not an npy file at all\n")
+    case("input_name_latin1_bad_file",
+         "--x names an existing file that is not NPY, whose name holds byte 0xE9.",
+         ["forward", "--x", latin1_bad, "--y", "y.npy"], None,
+         ["bad_caf\\xe9.npy", "not an NPY file"], ["y.npy"])
+    latin1_csv = put(os.fsdecode(b"caf\xe9.csv"), "1,2\n3,x\n")
+    case("input_name_latin1_csv", "A CSV file whose name holds byte 0xE9 has a bad token on line 2.",
+         ["forward", "--x", latin1_csv, "--y", "y.npy"], None,
+         ["caf\\xe9.csv:2:3", "'x' is not a number"], ["y.npy"])
+    latin1_out = os.fsdecode(b"y_caf\xe9.npy")
+    case("output_folder_name_latin1",
+         "--y names a file in a missing folder; both names hold byte 0xE9.",
+         ["forward", "--x", "x.npy", "--y", os.fsdecode(b"no_dir_\xe9/") + latin1_out], None,
+         ["no_dir_\\xe9/y_caf\\xe9.npy", "does not exist"],
+         [os.fsdecode(b"no_dir_\xe9/") + latin1_out])
+    case("eps_latin1", "--eps '1e-5' followed by byte 0xE9.",
+         fwd("x.npy", "--eps", os.fsdecode(b"1e-5\xe9")), None, ["--eps '1e-5\\xe9'", "not a number"],
+         ["y.npy"])
+    case("dtype_latin1", "--dtype 'float32' followed by byte 0xE9 (refused by CLI11).",
+         fwd("x.csv", "--dtype", os.fsdecode(b"float32\xe9")), None, ["--dtype", "float32\\xe9"],
+         ["y.npy"])
     case("unknown_option_newline", "An unknown option whose name holds a newline.",
          fwd("x.npy", "--bo\ngus"), None, ["gus"], ["y.npy"])
 

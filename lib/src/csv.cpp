@@ -17,19 +17,16 @@ namespace {
 
 bool is_blank(char c) { return c == ' ' || c == '\t'; }
 
-/// A token as it may appear in a one-line message: control bytes are escaped (\r, \t,
-/// \xHH), so that nothing from the file can break the line or drive the terminal.
-std::string printable(std::string_view tok) {
-    std::string out;
-    for (const char ch : tok.substr(0, 40)) {
-        const auto u = static_cast<unsigned char>(ch);
-        if (ch == '\r') out += "\\r";
-        else if (ch == '\t') out += "\\t";
-        else if (u < 0x20 || u == 0x7f) out += fmt::format("\\x{:02x}", u);
-        else out += ch;
-    }
-    if (tok.size() > 40) out += "...";
-    return out;
+/// A token as it may appear in a one-line message: its first 40 bytes, cut before a
+/// whole character rather than inside one, through printable() (control bytes and bytes
+/// that are not UTF-8 escaped), so that nothing from the file can break the line, drive
+/// the terminal or make the message invalid UTF-8.
+std::string shown_token(std::string_view tok) {
+    constexpr std::size_t kShown = 40;
+    if (tok.size() <= kShown) return printable(tok);
+    std::size_t cut = kShown;
+    for (int k = 0; k < 3 && (static_cast<unsigned char>(tok[cut]) & 0xc0) == 0x80; ++k) --cut;
+    return printable(tok.substr(0, cut)) + "...";
 }
 
 /// Decimal exponent of the leading digit of a numeric token ("123e5" -> 7, "0.001" -> -3);
@@ -314,7 +311,7 @@ private:
         const auto r = std::from_chars(num.data(), num.data() + num.size(), v);
         if (r.ec == std::errc::result_out_of_range && r.ptr == num.data() + num.size()) {
             if (decimal_magnitude(num) > 0)
-                fail(line, col, fmt::format("'{}' overflows {}", printable(tok), dtype_name(dtype_)));
+                fail(line, col, fmt::format("'{}' overflows {}", shown_token(tok), dtype_name(dtype_)));
             return std::signbit(static_cast<T>(num[0] == '-' ? -1 : 1)) ? T(-0.0) : T(0.0);
         }
         if (r.ec != std::errc() || r.ptr != num.data() + num.size())
@@ -323,7 +320,7 @@ private:
     }
 
     [[noreturn]] void bad_token(std::string_view tok, long long line, long long col, bool maybe_header) const {
-        const std::string shown = printable(tok);
+        const std::string shown = shown_token(tok);
         if (tok.find('\r') != std::string_view::npos)
             fail(line, col, fmt::format("'{}' is not a number: a carriage return inside a line (the "
                                         "file has old Mac CR-only line endings? use LF or CRLF)",

@@ -38,31 +38,13 @@ std::string base_name(const std::string& path) {
     return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
-// ---- removing temporary files when a signal ends the process ---------------------
-// A fixed table written only outside signal handlers and read inside them with
-// async-signal-safe calls (unlink, signal, raise).
+// ---- the registry of pending temporary files, for remove_pending_files ---------------
+// A fixed table, so that a signal handler can read it without allocating: a slot's path
+// is written before its flag is set, and the flag cleared before the slot is reused.
 constexpr int kMaxPending = 32;
 constexpr std::size_t kMaxPath = 4096;
 char g_temp_paths[kMaxPending][kMaxPath];
 volatile std::sig_atomic_t g_temp_used[kMaxPending];
-
-extern "C" void remove_temps_and_reraise(int sig) {
-    for (int i = 0; i < kMaxPending; ++i)
-        if (g_temp_used[i]) ::unlink(g_temp_paths[i]);
-    std::signal(sig, SIG_DFL);
-    std::raise(sig);
-}
-
-void install_handlers_once() {
-    static const bool installed = [] {
-        // SIGBUS: an input file, memory-mapped, was truncated by another process.
-        for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGBUS}) std::signal(sig, remove_temps_and_reraise);
-        // A write past RLIMIT_FSIZE then fails with EFBIG instead of killing the process.
-        std::signal(SIGXFSZ, SIG_IGN);
-        return true;
-    }();
-    (void)installed;
-}
 
 int register_temp(const std::string& path) {
     if (path.size() >= kMaxPath) return -1;
@@ -218,8 +200,12 @@ Array load_array(const std::string& path, const CsvRead& csv) {
 
 // ---- PendingFile -----------------------------------------------------------------
 
+void remove_pending_files() noexcept {
+    for (int i = 0; i < kMaxPending; ++i)
+        if (g_temp_used[i]) ::unlink(g_temp_paths[i]);
+}
+
 PendingFile::PendingFile(std::string target) : target_(std::move(target)) {
-    install_handlers_once();
     temp_ = parent_dir(target_) + "/." + base_name(target_) + ".tmp-XXXXXX";
     fd_ = ::mkstemp(temp_.data());
     if (fd_ < 0)

@@ -13,9 +13,10 @@ the command line are exactly the ones the message must name. Checks, for every e
 
   * exit code 2 (not a crash, not 0, not 1), within TIMEOUT seconds;
   * stdout is empty;
-  * stderr is exactly one line: it ends with a single '\\n' and holds no other '\\n', no
-    '\\r' and no other control character (C0, DEL, or C1 U+0080..U+009F), and it starts
-    with "bnorm: error: ";
+  * stderr is valid UTF-8 (strictly decoded, as a CI script reading it as text does) and
+    exactly one line: it ends with a single '\\n' and holds no other '\\n', no '\\r' and
+    no other control character (C0, DEL, or C1 U+0080..U+009F), and it starts with
+    "bnorm: error: ";
   * the message contains the entry's "file" (when not null) and every "expect" substring;
   * none of the entry's "outputs" exists afterwards;
   * no temporary file (a name starting with '.' and holding '.tmp-') anywhere in the folder;
@@ -105,10 +106,11 @@ def temporary_files(folder):
 
 
 def shell_word(a):
-    """One argument as a shell word, on one line: $'...' when it holds control characters."""
-    if re.search(r"[\x00-\x1f\x7f]", a):
-        return "$'" + "".join(c if 32 <= ord(c) < 127 and c not in "'\\" else
-                              "\\x%02x" % ord(c) for c in a) + "'"
+    """One argument as a shell word, on one line: $'...' when it holds control characters
+    or bytes that are not UTF-8 (held as os.fsdecode does, surrogates U+DC80..U+DCFF)."""
+    if re.search("[\x00-\x1f\x7f\udc80-\udcff]", a):
+        return "$'" + "".join(chr(b) if 32 <= b < 127 and chr(b) not in "'\\" else "\\x%02x" % b
+                              for b in os.fsencode(a)) + "'"
     return shlex.quote(a)
 
 
@@ -134,6 +136,10 @@ def check_entry(bnorm, folder, entry):
     rc, out, err = p.returncode, p.stdout, p.stderr
     after = snapshot(folder)
     text = err.decode("utf-8", "replace")
+    try:
+        err.decode("utf-8")  # strictly, as subprocess.run(..., text=True) in a CI script would
+    except UnicodeDecodeError as e:
+        bad.append("stderr is not valid UTF-8 (%s)" % e)
 
     if rc < 0:
         try:

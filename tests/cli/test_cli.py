@@ -1029,13 +1029,14 @@ def test_err_write_failure_leaves_no_trace():
 # ---------------------------------------------------------------------------
 
 def test_interrupted_run_leaves_no_trace():
-    """SIGTERM or SIGINT while the output is being written: the process dies by the signal,
-    the temporary file is removed, and the old output keeps its bytes."""
+    """SIGTERM, SIGINT or SIGHUP while the output is being written: the process dies by the
+    signal, the temporary file is removed (app/signals.cpp's handlers), and the old output
+    keeps its bytes."""
     import signal
     with tempfile.TemporaryDirectory() as tmp:
         rng = np.random.default_rng(77)
         save(tmp, "x.npy", rng.normal(size=(500000, 16)))   # 8e6 values: ~150 MB of CSV text
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             write_text(tmp, "y.csv", "old\n")
             before = snapshot(tmp)
             p = subprocess.Popen([BNORM, "forward", "--x", "x.npy", "--y", "y.csv"], cwd=tmp,

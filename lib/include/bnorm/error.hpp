@@ -8,8 +8,64 @@
 
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace bnorm {
+
+/// `text` made fit for a one-line message on a terminal or in a log read as UTF-8:
+/// valid UTF-8 passes unchanged ('café', '€'); '\n', '\r' and '\t' become those escapes,
+/// other C0 controls and DEL "\xHH", C1 controls (U+0080..U+009F) "\u00HH", and every
+/// byte that does not belong to a valid UTF-8 sequence (a stray continuation byte, an
+/// overlong form, a surrogate, a truncated sequence, 0xF5..0xFF) "\xHH". The result is
+/// valid UTF-8 without control characters, and printable(printable(s)) == printable(s).
+/// File names, file content and option values reach messages only through it (every
+/// Error applies it to its message), because a byte from outside can otherwise break the
+/// line, drive the terminal, or make a reader that decodes stderr strictly fail.
+inline std::string printable(std::string_view text) {
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::string out;
+    out.reserve(text.size());
+    const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(text[i]); };
+    const auto escape = [&](const char* prefix, unsigned char u) {
+        out += prefix;
+        out += kHex[u >> 4];
+        out += kHex[u & 15];
+    };
+    for (std::size_t i = 0; i < text.size();) {
+        const unsigned char u = byte(i);
+        if (u < 0x80) {
+            if (u == '\n') out += "\\n";
+            else if (u == '\r') out += "\\r";
+            else if (u == '\t') out += "\\t";
+            else if (u < 0x20 || u == 0x7f) escape("\\x", u);
+            else out += static_cast<char>(u);
+            ++i;
+            continue;
+        }
+        // The well-formed sequences of the Unicode standard (table 3-7): the lead byte
+        // sets the length and the range of the second byte, which excludes overlong
+        // forms (E0, F0), surrogates (ED) and code points above U+10FFFF (F4).
+        std::size_t n = 0;
+        unsigned char lo = 0x80, hi = 0xbf;
+        if (u >= 0xc2 && u <= 0xdf) n = 2;
+        else if (u >= 0xe0 && u <= 0xef) n = 3, lo = u == 0xe0 ? 0xa0 : 0x80, hi = u == 0xed ? 0x9f : 0xbf;
+        else if (u >= 0xf0 && u <= 0xf4) n = 4, lo = u == 0xf0 ? 0x90 : 0x80, hi = u == 0xf4 ? 0x8f : 0xbf;
+        bool valid = n != 0 && n <= text.size() - i;
+        for (std::size_t k = 1; valid && k < n; ++k)
+            valid = byte(i + k) >= (k == 1 ? lo : 0x80) && byte(i + k) <= (k == 1 ? hi : 0xbf);
+        if (!valid) {
+            escape("\\x", u); // this byte alone; the next one starts afresh
+            ++i;
+        } else if (n == 2 && u == 0xc2 && byte(i + 1) <= 0x9f) {
+            escape("\\u00", byte(i + 1)); // a C1 control, e.g. U+009B, the one-character CSI
+            i += 2;
+        } else {
+            out.append(text.substr(i, n));
+            i += n;
+        }
+    }
+    return out;
+}
 
 /// Process exit codes of the CLI, shared by every subcommand.
 enum ExitCode : int {
@@ -18,11 +74,12 @@ enum ExitCode : int {
     kExitBadInput = 2,    ///< bad usage or bad input
 };
 
-/// Base of all errors bnorm reports. what() is a single line (no '\n').
+/// Base of all errors bnorm reports. what() is a single line of valid UTF-8 (the message
+/// passes through printable(), whatever bytes the file names and values in it hold).
 class Error : public std::runtime_error {
 public:
     explicit Error(const std::string& message, int exit_code = kExitBadInput)
-        : std::runtime_error(message), exit_code_(exit_code) {}
+        : std::runtime_error(printable(message)), exit_code_(exit_code) {}
     int exit_code() const noexcept { return exit_code_; }
 
 private:

@@ -32,9 +32,9 @@ struct CsvRead {
 Array load_array(const std::string& path, const CsvRead& csv = {});
 
 /// An output written to a temporary file beside its target and renamed into place by
-/// commit(). If commit() is never reached (an error, an exception, SIGINT, SIGTERM,
-/// SIGHUP, SIGPIPE, or SIGBUS from a truncated memory-mapped input), the temporary file
-/// is removed and the target is left as it was.
+/// commit(). If commit() is never reached (an error, an exception), the destructor removes
+/// the temporary file and the target is left as it was. A signal that ends the process
+/// skips destructors: see remove_pending_files.
 class PendingFile {
 public:
     /// Creates the temporary file "<dir>/.<name>.tmp-XXXXXX". Throws SystemError.
@@ -62,6 +62,18 @@ private:
     int fd_ = -1;
     int slot_ = -1; // index in the signal-cleanup registry
 };
+
+/// Removes the temporary file of every PendingFile neither committed nor destroyed yet
+/// (up to 32 at a time, paths under 4096 bytes; others are removed by their destructor
+/// only). Async-signal-safe: it reads a fixed table and calls unlink(2), nothing else, so
+/// a signal handler may call it. The library installs no signal handler, since the
+/// process's signals belong to the program: a program that wants no temporary file left
+/// when SIGINT, SIGTERM, SIGHUP, SIGPIPE or SIGBUS (an input file, memory-mapped, was
+/// truncated by another process) ends it calls this from its handler and then re-raises
+/// the signal with the default action (the bnorm CLI does, app/signals.cpp). It should
+/// also ignore SIGXFSZ, so that a write past RLIMIT_FSIZE fails with a SystemError
+/// instead of killing the process and leaving the temporary file.
+void remove_pending_files() noexcept;
 
 /// Writes `a` to `path` in the format of its extension (NPY byte-identical to np.save,
 /// CSV shortest round-trip, formatted on `threads` threads, 0: all cores) into a

@@ -1,45 +1,19 @@
-#include "inputs.hpp"
+// Loading and validating the inputs of one batch-norm problem.
+#include "problem.hpp"
 
 #include "bnorm/error.hpp"
+#include "bnorm/files.hpp"
 
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <charconv>
 #include <cmath>
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
-#include <new>
 #include <type_traits>
-
-#include <sys/mman.h>
 
 namespace bnorm::app {
 namespace {
-
-
-std::optional<Shape> parse_shape(const std::string& text) {
-    if (text.empty()) return std::nullopt;
-    Shape shape;
-    std::size_t pos = 0;
-    while (true) {
-        const std::size_t comma = std::min(text.find(',', pos), text.size());
-        std::int64_t d = -1;
-        const char* b = text.data() + pos;
-        const char* e = text.data() + comma;
-        const auto r = std::from_chars(b, e, d);
-        if (b == e || r.ec != std::errc() || r.ptr != e || d < 0)
-            throw UsageError(fmt::format("--shape '{}': expected non-negative integers separated "
-                                         "by commas, like 8,3,5,7",
-                                         text));
-        shape.push_back(d);
-        if (comma == text.size()) break;
-        pos = comma + 1;
-    }
-    if (element_count(shape) < 0) throw UsageError(fmt::format("--shape '{}' is too large", text));
-    return shape;
-}
 
 std::string index_to_string(std::int64_t flat, const Shape& shape) {
     Shape idx(shape.size());
@@ -92,32 +66,6 @@ void check_dtype(const Array& a, DType want, const std::string& path, const std:
 
 } // namespace
 
-int parse_int(const std::string& option, const std::string& text) {
-    int v = 0;
-    const char* end = text.data() + text.size();
-    const auto r = std::from_chars(text.data(), end, v);
-    if (text.empty() || r.ec != std::errc() || r.ptr != end)
-        throw UsageError(fmt::format("{} '{}' is not an integer", option, text));
-    return v;
-}
-
-int thread_count(const CommonOptions& opts) {
-    const int n = parse_int("--threads", opts.threads);
-    if (n < 0 || n > 4096) throw UsageError(fmt::format("--threads {} must be from 0 (all cores) to 4096", n));
-    return n;
-}
-
-double parse_nonnegative(const std::string& option, const std::string& text) {
-    double v = 0;
-    const char* end = text.data() + text.size();
-    const auto r = std::from_chars(text.data(), end, v);
-    if (text.empty() || r.ec != std::errc() || r.ptr != end)
-        throw UsageError(fmt::format("{} '{}' is not a number", option, text));
-    if (!std::isfinite(v) || v < 0)
-        throw UsageError(fmt::format("{} {} must be a finite number >= 0", option, text));
-    return v;
-}
-
 Array load_like_x(const std::string& path, const Problem& p, const std::string& x_path) {
     Array a = load_array(path, CsvRead{p.x.dtype(), p.x.shape(), "x's shape", p.threads});
     check_dtype(a, p.x.dtype(), path, x_path);
@@ -139,35 +87,6 @@ Array load_per_channel(const std::string& path, const Problem& p, const std::str
                               shape_to_string(s)));
     v.reshape({p.layout.channels});
     return v;
-}
-
-const CLI::Validator NonEmpty(
-    [](const std::string& value) { return value.empty() ? std::string("the value is empty") : std::string(); },
-    "", "NonEmpty");
-
-void add_common_options(CLI::App& cmd, CommonOptions& opts) {
-    cmd.add_option("--x", opts.x, "Input tensor x (.npy or .csv), rank >= 2")->required();
-    cmd.add_option("--eps", opts.eps, "Added to the variance before the square root: "
-                                      "invstd = 1/sqrt(var + eps); a finite number >= 0")
-        ->capture_default_str();
-    cmd.add_option("--axis", opts.axis, "Channel axis of x, an integer; negative counts from the end "
-                                        "(1: NCHW / (N, C), -1: NHWC)")
-        ->capture_default_str();
-    cmd.add_option("--shape", opts.shape, "Shape of x and dy when they are CSV files, e.g. 8,3,5,7 "
-                                          "(default: rows x columns)");
-    cmd.add_option("--dtype", opts.dtype, "dtype to read CSV inputs as (NPY files carry their own)")
-        ->check(CLI::IsMember({"float32", "float64"}))
-        ->default_str("float64");
-    cmd.add_flag("--allow-nonfinite", opts.allow_nonfinite,
-                 "Accept NaN and inf in the inputs and let them propagate (refused by default)");
-    cmd.add_option("--threads", opts.threads, "Threads (default 0: all cores); the outputs are bitwise the same "
-                                              "for any number")
-        ->capture_default_str();
-}
-
-void refuse_empty_values(CLI::App& cmd) {
-    for (CLI::Option* opt : cmd.get_options())
-        if (opt->get_type_size() != 0 && opt->get_name() != "--help") opt->check(NonEmpty);
 }
 
 Problem load_problem(const CommonOptions& opts, const std::string& gamma, const std::string& beta,
@@ -220,21 +139,6 @@ void require_finite(const Problem& p, bool proven) {
     if (p.gamma) check_finite(*p.gamma, p.gamma_path);
     if (p.beta) check_finite(*p.beta, p.beta_path);
     if (p.dy && !proven) check_finite(*p.dy, p.dy_path);
-}
-
-std::unique_ptr<void, void (*)(void*)> scratch_memory(std::size_t bytes) {
-    constexpr std::size_t kHugePage = 2 << 20;
-    const std::size_t size = (std::max<std::size_t>(bytes, 1) + kHugePage - 1) / kHugePage * kHugePage;
-    void* p = std::aligned_alloc(kHugePage, size);
-    if (!p) throw std::bad_alloc();
-    ::madvise(p, size, MADV_HUGEPAGE); // advice only: without it, 4 KiB pages
-    return {p, std::free};
-}
-
-void write_outputs(std::vector<PendingFile> done, const std::vector<std::pair<std::string, const Array*>>& outputs) {
-    for (const auto& [path, array] : outputs)
-        if (!path.empty()) done.push_back(write_array(path, *array));
-    for (PendingFile& f : done) f.commit();
 }
 
 void rethrow_for_file(const std::string& path) {

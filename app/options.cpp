@@ -1,0 +1,92 @@
+// The options every subcommand takes, and the strict parsing of option values.
+#include "options.hpp"
+
+#include "bnorm/error.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstdint>
+
+namespace bnorm::app {
+
+std::optional<Shape> parse_shape(const std::string& text) {
+    if (text.empty()) return std::nullopt;
+    Shape shape;
+    std::size_t pos = 0;
+    while (true) {
+        const std::size_t comma = std::min(text.find(',', pos), text.size());
+        std::int64_t d = -1;
+        const char* b = text.data() + pos;
+        const char* e = text.data() + comma;
+        const auto r = std::from_chars(b, e, d);
+        if (b == e || r.ec != std::errc() || r.ptr != e || d < 0)
+            throw UsageError(fmt::format("--shape '{}': expected non-negative integers separated "
+                                         "by commas, like 8,3,5,7",
+                                         text));
+        shape.push_back(d);
+        if (comma == text.size()) break;
+        pos = comma + 1;
+    }
+    if (element_count(shape) < 0) throw UsageError(fmt::format("--shape '{}' is too large", text));
+    return shape;
+}
+
+int parse_int(const std::string& option, const std::string& text) {
+    int v = 0;
+    const char* end = text.data() + text.size();
+    const auto r = std::from_chars(text.data(), end, v);
+    if (text.empty() || r.ec != std::errc() || r.ptr != end)
+        throw UsageError(fmt::format("{} '{}' is not an integer", option, text));
+    return v;
+}
+
+int thread_count(const CommonOptions& opts) {
+    const int n = parse_int("--threads", opts.threads);
+    if (n < 0 || n > 4096) throw UsageError(fmt::format("--threads {} must be from 0 (all cores) to 4096", n));
+    return n;
+}
+
+double parse_nonnegative(const std::string& option, const std::string& text) {
+    double v = 0;
+    const char* end = text.data() + text.size();
+    const auto r = std::from_chars(text.data(), end, v);
+    if (text.empty() || r.ec != std::errc() || r.ptr != end)
+        throw UsageError(fmt::format("{} '{}' is not a number", option, text));
+    if (!std::isfinite(v) || v < 0)
+        throw UsageError(fmt::format("{} {} must be a finite number >= 0", option, text));
+    return v;
+}
+
+const CLI::Validator NonEmpty(
+    [](const std::string& value) { return value.empty() ? std::string("the value is empty") : std::string(); },
+    "", "NonEmpty");
+
+void add_common_options(CLI::App& cmd, CommonOptions& opts) {
+    cmd.add_option("--x", opts.x, "Input tensor x (.npy or .csv), rank >= 2")->required();
+    cmd.add_option("--eps", opts.eps, "Added to the variance before the square root: "
+                                      "invstd = 1/sqrt(var + eps); a finite number >= 0")
+        ->capture_default_str();
+    cmd.add_option("--axis", opts.axis, "Channel axis of x, an integer; negative counts from the end "
+                                        "(1: NCHW / (N, C), -1: NHWC)")
+        ->capture_default_str();
+    cmd.add_option("--shape", opts.shape, "Shape of x and dy when they are CSV files, e.g. 8,3,5,7 "
+                                          "(default: rows x columns)");
+    cmd.add_option("--dtype", opts.dtype, "dtype to read CSV inputs as (NPY files carry their own)")
+        ->check(CLI::IsMember({"float32", "float64"}))
+        ->default_str("float64");
+    cmd.add_flag("--allow-nonfinite", opts.allow_nonfinite,
+                 "Accept NaN and inf in the inputs and let them propagate (refused by default)");
+    cmd.add_option("--threads", opts.threads, "Threads (default 0: all cores); the outputs are bitwise the same "
+                                              "for any number")
+        ->capture_default_str();
+}
+
+void refuse_empty_values(CLI::App& cmd) {
+    for (CLI::Option* opt : cmd.get_options())
+        if (opt->get_type_size() != 0 && opt->get_name() != "--help") opt->check(NonEmpty);
+}
+
+} // namespace bnorm::app

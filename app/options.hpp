@@ -1,0 +1,46 @@
+// The options every subcommand takes (--x, --eps, --axis, --shape, --dtype,
+// --allow-nonfinite, --threads) and the strict parsing of option values.
+#pragma once
+
+#include "bnorm/array.hpp"
+
+#include <CLI/CLI.hpp>
+
+#include <optional>
+#include <string>
+
+namespace bnorm::app {
+
+struct CommonOptions {
+    std::string x;
+    std::string eps = "1e-5";
+    std::string axis = "1"; // parsed strictly (no hex, no spaces) by load_problem
+    std::string shape;  // "8,3,5,7", for CSV x and dy
+    std::string dtype;  // "float32" | "float64", for CSV inputs; NPY files carry theirs
+    bool allow_nonfinite = false;
+    std::string threads = "0"; // 0: all cores; results do not depend on it (see thread_count)
+};
+
+/// Refuses an empty value ("--dy ''"): an empty path or number is a mistake, never "not given".
+extern const CLI::Validator NonEmpty;
+
+/// Registers --x, --eps, --axis, --shape, --dtype and --allow-nonfinite on `cmd`.
+void add_common_options(CLI::App& cmd, CommonOptions& opts);
+
+/// Adds NonEmpty to every option of `cmd` that takes a value (call after adding them all).
+void refuse_empty_values(CLI::App& cmd);
+
+/// --threads as a number: a decimal integer from 0 (all cores) to 4096.
+int thread_count(const CommonOptions& opts);
+
+/// Parses a decimal integer option value strictly ("1x", "0x1", " 1" fail).
+int parse_int(const std::string& option, const std::string& text);
+
+/// Parses a strictly numeric option value: a finite number >= 0 ("--rtol", "1e-9x" fails).
+double parse_nonnegative(const std::string& option, const std::string& text);
+
+/// --shape as a shape: none for the empty text, else non-negative decimal integers
+/// separated by commas ("8,3,5,7"), strictly (no spaces, no signs). Throws UsageError.
+std::optional<Shape> parse_shape(const std::string& text);
+
+} // namespace bnorm::app

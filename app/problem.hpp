@@ -1,0 +1,74 @@
+// Loading and validating the inputs of one batch-norm problem: x, the optional γ, β and
+// dy, the paths checked before any work, and the rules across files.
+#pragma once
+
+#include "options.hpp"
+
+#include "bnorm/array.hpp"
+#include "bnorm/error.hpp"
+#include "bnorm/layout.hpp"
+
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace bnorm::app {
+
+/// The validated inputs of one batch-norm problem.
+struct Problem {
+    int axis = 1;       ///< --axis as given (may be negative)
+    Array x;
+    Layout layout;
+    double eps = 0;
+    std::optional<Array> gamma, beta, dy;
+    std::string x_path, gamma_path, beta_path, dy_path; ///< for messages
+    bool allow_nonfinite = false;                       ///< --allow-nonfinite
+    int threads = 0;                                    ///< --threads (0: all cores), to read CSV inputs
+};
+
+/// Input and output paths by option name, for check_paths and messages.
+using NamedPaths = std::vector<std::pair<std::string, std::string>>;
+
+/// Checks the paths (check_paths), parses --eps/--shape/--dtype strictly, loads x and
+/// the optional γ, β, dy (empty path = not given), and checks every cross-file rule:
+/// rank, axis, m >= 2, γ/β length C, dy shape and dtype equal to x's (finite values:
+/// require_finite). Throws bnorm::Error subclasses with one-line messages.
+/// `outputs` are array outputs (.npy/.csv); `extra_inputs` further array inputs loaded by
+/// the caller; `other_outputs` outputs of another type (a JSON report). All are checked
+/// by check_paths before anything is read.
+Problem load_problem(const CommonOptions& opts, const std::string& gamma, const std::string& beta,
+                     const std::string& dy, const NamedPaths& outputs, const NamedPaths& extra_inputs = {},
+                     const NamedPaths& other_outputs = {});
+
+/// Loads a tensor that must have x's shape and dtype (dy, a given dx). CSV is read in x's
+/// dtype and shape.
+Array load_like_x(const std::string& path, const Problem& p, const std::string& x_path);
+
+/// Loads C values (γ, β, a given dγ or dβ): a 1-d array, or one row or one column.
+Array load_per_channel(const std::string& path, const Problem& p, const std::string& x_path);
+
+/// Refuses NaN and ±inf, naming the file and the first index.
+void check_finite(const Array& a, const std::string& path);
+
+/// Refuses NaN and ±inf in x, γ, β and dy (in that order) unless --allow-nonfinite,
+/// naming the file and the first index. `proven`: a pass over x and dy has shown there
+/// are none in them (ForwardPass::inputs_proven_finite), which spares reading them again.
+void require_finite(const Problem& p, bool proven = false);
+
+/// Re-throws an error raised by the library for the data of file `path` with the file
+/// name in front, so that every message names its file.
+[[noreturn]] void rethrow_for_file(const std::string& path);
+
+/// Runs step(), a call into the library on p's data, giving an InputError it throws the
+/// name of x's file; a NaN or an infinity in the inputs is reported first, as the cause.
+template <class Step> decltype(auto) about_x(const Problem& p, Step&& step) {
+    try {
+        return step();
+    } catch (const InputError&) {
+        require_finite(p);
+        rethrow_for_file(p.x_path);
+    }
+}
+
+} // namespace bnorm::app
