@@ -38,6 +38,16 @@ template <class D> dd_of<D> inverse_std(const MomentsOf<D>& m, double eps, std::
     }
 }
 
+/// y = a·((x − μh) − μl) + β in double, for float32 outputs (double's 2^-53 is far below
+/// float32's half ulp).
+template <class D> inline D normalize_plain(D x, D mh, D ml, D ah, D b) { return fused(ah, D(D(x - mh) - ml), b); }
+
+/// dx = a·((dy − B) − (x − μ)·H) in double, for float32 outputs from certified plain sums.
+template <class D> inline D input_gradient_plain(D x, D g, D mh, D ah, D Bh, D Hh) {
+    const D d = x - mh, w = g - Bh;
+    return D(ah * fused(-d, Hh, w));
+}
+
 /// y = β + a·(x − μ), with μ = mh + ml and a = ah + al in double-double: x − μ = s + e
 /// exactly (TwoSum), the main product-sum rounded once and the small terms added to it.
 /// On doubles, or lane by lane on v4d with the same operations.

@@ -31,7 +31,7 @@ template <bool Stream>
             for (std::int64_t r = 0; r < rows; ++r, x += C, y += C)
 #pragma GCC unroll 4
                 for (int j = 0; j < V; ++j)
-                    store(y + j * kWidth, fma(a[j], (load(x + j * kWidth) - m[j]) - mlo[j], bv[j]));
+                    store(y + j * kWidth, normalize_plain(load(x + j * kWidth), m[j], mlo[j], a[j], bv[j]));
         }))
         return;
 #if defined(__AVX512F__)
@@ -41,7 +41,7 @@ template <bool Stream>
         for (std::int64_t r = 0; r < rows; ++r, x += C, y += C)
             for (std::int64_t c = 0; c < C; c += 8) {
                 prefetch_l1(x, c + std::int64_t(kReadAhead / sizeof(float)));
-                const v8d v = fma(load8(ah + c), (load8(x + c) - load8(mh + c)) - load8(ml + c), load8(b + c));
+                const v8d v = normalize_plain(load8(x + c), load8(mh + c), load8(ml + c), load8(ah + c), load8(b + c));
                 if constexpr (Stream) stream(y + c, v);
                 else store(y + c, v);
             }
@@ -51,8 +51,8 @@ template <bool Stream>
     for (std::int64_t r = 0; r < rows; ++r, x += C, y += C)
         write_lanes<Stream>(
             y, C,
-            [&](std::int64_t c) { return fma(load(ah + c), (load(x + c) - load(mh + c)) - load(ml + c), load(b + c)); },
-            [&](std::int64_t c) { return std::fma(ah[c], (double(x[c]) - mh[c]) - ml[c], b[c]); }, x);
+            [&](std::int64_t c) { return normalize_plain(load(x + c), load(mh + c), load(ml + c), load(ah + c), load(b + c)); },
+            [&](std::int64_t c) { return normalize_plain(double(x[c]), mh[c], ml[c], ah[c], b[c]); }, x);
 }
 
 /// The same over a run of one channel's values: eight lanes where x and y are
@@ -62,7 +62,7 @@ template <bool Stream>
                                            double mh, double ml, double ah, double b) {
     using detail::broadcast;
     write_each<Stream>(y, len, eight_aligned(x, y), [&]<class D>(D, std::int64_t i) {
-        return fused(broadcast<D>(ah), D(D(lanes<D>(x, i) - broadcast<D>(mh)) - broadcast<D>(ml)), broadcast<D>(b));
+        return normalize_plain(lanes<D>(x, i), broadcast<D>(mh), broadcast<D>(ml), broadcast<D>(ah), broadcast<D>(b));
     }, x);
 }
 
@@ -83,16 +83,15 @@ template <bool Stream>
                 H[j] = load(Hh + j * kWidth);
             for (std::int64_t r = 0; r < rows; ++r, x += C, g += C, dx += C)
 #pragma GCC unroll 4
-                for (int j = 0; j < V; ++j) {
-                    const v4d d = load(x + j * kWidth) - m[j], w = load(g + j * kWidth) - B[j];
-                    store(dx + j * kWidth, a[j] * fma(-d, H[j], w));
-                }
+                for (int j = 0; j < V; ++j)
+                    store(dx + j * kWidth,
+                          input_gradient_plain(load(x + j * kWidth), load(g + j * kWidth), m[j], a[j], B[j], H[j]));
         }))
         return;
     for (std::int64_t r = 0; r < rows; ++r, x += C, g += C, dx += C)
         write_each<Stream>(dx, C, eight_aligned(x, g, dx), [&]<class D>(D, std::int64_t c) {
-            const D d = lanes<D>(x, c) - lanes<D>(mh, c), w = lanes<D>(g, c) - lanes<D>(Bh, c);
-            return D(lanes<D>(ah, c) * fused(-d, lanes<D>(Hh, c), w));
+            return input_gradient_plain(lanes<D>(x, c), lanes<D>(g, c), lanes<D>(mh, c), lanes<D>(ah, c),
+                                        lanes<D>(Bh, c), lanes<D>(Hh, c));
         }, x, g);
 }
 
@@ -103,8 +102,8 @@ template <bool Stream>
                                                 double Bh, double Hh) {
     using namespace detail::simd;
     write_each<Stream>(dx, len, eight_aligned(x, g, dx), [&]<class D>(D, std::int64_t i) {
-        const D d = lanes<D>(x, i) - detail::broadcast<D>(mh), w = lanes<D>(g, i) - detail::broadcast<D>(Bh);
-        return D(detail::broadcast<D>(ah) * fused(-d, detail::broadcast<D>(Hh), w));
+        return input_gradient_plain(lanes<D>(x, i), lanes<D>(g, i), detail::broadcast<D>(mh), detail::broadcast<D>(ah),
+                                    detail::broadcast<D>(Bh), detail::broadcast<D>(Hh));
     }, x, g);
 }
 
