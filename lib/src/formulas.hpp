@@ -83,9 +83,10 @@ constexpr double kOffsetFormSpread = 4;
 /// The same dx as input_gradient_dd, from the offset form dx = a·(dy − K − x·H) with
 /// K = B − μ·H (double-double, per channel): x·H = ph + pe exactly (TwoProd), dy − Kh =
 /// wh + wl and wh − ph = ih + il (TwoSum), and the small terms il, wl, pe, x·Hl and Kl
-/// added plainly: 22 operations instead of 34, and a shorter chain. Its error bound has |K| and |x·H| where the centred form
-/// has |B| and |(x − μ)·H|, which gain |μ·H|: so it is used where |μ| ≤ 4σ, where that
-/// costs at most a few bits of the ~2^-104 (docs/derivation.md).
+/// added plainly: 22 operations instead of 34, and a shorter chain. Its error bound has
+/// |K| and |x·H| where the centred form has |B| and |(x − μ)·H|, which gain |μ·H|: so it
+/// is used where |μ| ≤ 4σ, where that costs at most a few bits of the ~2^-104
+/// (docs/derivation.md).
 template <class D> inline D input_gradient_offset_dd(D x, D g, D ah, D al, D Kh, D Kl, D Hh, D Hl) {
     const D ph = x * Hh;
     const D pe = fused(x, Hh, -ph);

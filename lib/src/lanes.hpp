@@ -22,8 +22,9 @@ using detail::fused;
 //
 // The kernels read and write per-channel arrays (sums, coefficients) as vectors of four
 // doubles. std::vector's storage is only 16-byte aligned, so half of those vectors would
-// straddle two cache lines, each access then costing two. So every such array starts on a line: `count` arrays of C doubles,
-// padded(C) apart, from the first line of a vector's storage.
+// straddle two cache lines, each access then costing two. So every such array starts on a
+// line: `count` arrays of C doubles, padded(C) apart, from the first line of a vector's
+// storage.
 
 constexpr std::size_t kLineDoubles = 64 / sizeof(double);
 constexpr std::size_t padded(std::size_t C) { return (C + kLineDoubles - 1) / kLineDoubles * kLineDoubles; }

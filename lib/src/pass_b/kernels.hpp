@@ -51,7 +51,9 @@ template <bool Stream>
     for (std::int64_t r = 0; r < rows; ++r, x += C, y += C)
         write_lanes<Stream>(
             y, C,
-            [&](std::int64_t c) { return normalize_plain(load(x + c), load(mh + c), load(ml + c), load(ah + c), load(b + c)); },
+            [&](std::int64_t c) {
+                return normalize_plain(load(x + c), load(mh + c), load(ml + c), load(ah + c), load(b + c));
+            },
             [&](std::int64_t c) { return normalize_plain(double(x[c]), mh[c], ml[c], ah[c], b[c]); }, x);
 }
 

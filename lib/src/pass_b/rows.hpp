@@ -29,8 +29,8 @@ int threads_for_rows(const Layout& l, std::int64_t o0, std::int64_t o1, int thre
 /// each with `inner` values, at `offset` in the whole tensor: with inner == 1, whole rows
 /// of channels (vectorized across channels), a chunk of about kPassBChunk values in one
 /// call; else one channel's `inner` values (rows == 1). The threads take the chunks as
-/// they come (parallel_chunks): an even split waits for the slower core. Every output element is computed alone,
-/// so the split between threads cannot change a bit. `whole`: the channels between one
+/// they come (parallel_chunks): an even split waits for the slower core. Every output
+/// element is computed alone, so the split between threads cannot change a bit. `whole`: the channels between one
 /// row and the next (a group of channels, inner > 1, as in Blocks).
 template <class F>
 void for_rows_parallel(const Layout& l, std::int64_t whole, std::int64_t o0, std::int64_t o1, int threads, F&& run) {
