@@ -54,24 +54,38 @@ inline void accumulate_exact(D x, D g, D K, D& s1, D& s1e, D& s2, D& s2e, D& mx,
     }
 }
 
-/// Adds the values v[0, len) (and dy g) of channel c to its sums, in kLanes independent
-/// lanes combined in a fixed order.
-template <class T, bool Backward> void add_run(const T* v, const T* g, std::int64_t len, std::size_t c, Sums& t) {
-    if (t.n[c] == 0) t.K[c] = double(v[0]); // the channel's reference in this block
-    const double K = t.K[c];
-    double s1[kLanes] = {}, s1e[kLanes] = {}, s2[kLanes] = {}, s2e[kLanes] = {}, b1[kLanes] = {}, b1e[kLanes] = {},
-           b2[kLanes] = {}, b2e[kLanes] = {}, mx[kLanes] = {}, gm[kLanes] = {}, b3[kLanes] = {}, b3e[kLanes] = {};
-    auto step = [&](int j, std::int64_t i) {
-        const double xi = double(v[i]);
-        const double gi = Backward ? double(g[i]) : 0.0;
-        accumulate_exact<Backward>(xi, gi, K, s1[j], s1e[j], s2[j], s2e[j], mx[j], b1[j],
-                                                            b1e[j], b2[j], b2e[j], gm[j], b3[j], b3e[j]);
-    };
-    std::int64_t i = 0;
-    for (; i + kLanes <= len; i += kLanes)
-        for (int j = 0; j < kLanes; ++j) step(j, i + j);
-    for (; i < len; ++i) step(0, i);
-    for (int j = 0; j < kLanes; ++j) {
+/// N independent sets of the error-free accumulators (accumulate_exact's), on doubles or
+/// on vectors of channels, each sum's N in one array so that loops over the sets vectorize.
+template <class D, int N> struct ExactLanes {
+    D s1[N] = {}, s1e[N] = {}, s2[N] = {}, s2e[N] = {}, b1[N] = {}, b1e[N] = {}, b2[N] = {}, b2e[N] = {}, mx[N] = {},
+      gm[N] = {}, b3[N] = {}, b3e[N] = {};
+
+    /// accumulate_exact on set j.
+    template <bool Backward> inline void add(int j, D x, D g, D K) {
+        accumulate_exact<Backward>(x, g, K, s1[j], s1e[j], s2[j], s2e[j], mx[j], b1[j], b1e[j], b2[j], b2e[j], gm[j],
+                                   b3[j], b3e[j]);
+    }
+    /// Set j from the sums of channel c of t (c..c+3 for v4d), to go on adding to them.
+    template <bool Backward> inline void load(int j, const Sums& t, std::size_t c) {
+        s1[j] = lanes<D>(t.s1, c), s1e[j] = lanes<D>(t.s1_err, c);
+        s2[j] = lanes<D>(t.s2, c), s2e[j] = lanes<D>(t.s2_err, c), mx[j] = lanes<D>(t.max_abs, c);
+        if constexpr (Backward) {
+            b1[j] = lanes<D>(t.b1, c), b1e[j] = lanes<D>(t.b1_err, c), b2[j] = lanes<D>(t.b2, c);
+            b2e[j] = lanes<D>(t.b2_err, c), gm[j] = lanes<D>(t.dy_max_abs, c);
+            b3[j] = lanes<D>(t.b3, c), b3e[j] = lanes<D>(t.b3_err, c);
+        }
+    }
+    /// The inverse: set j back into channel c of t.
+    template <bool Backward> inline void store(int j, Sums& t, std::size_t c) const {
+        put(t.s1, c, s1[j]), put(t.s1_err, c, s1e[j]), put(t.s2, c, s2[j]), put(t.s2_err, c, s2e[j]);
+        put(t.max_abs, c, mx[j]);
+        if constexpr (Backward) {
+            put(t.b1, c, b1[j]), put(t.b1_err, c, b1e[j]), put(t.b2, c, b2[j]), put(t.b2_err, c, b2e[j]);
+            put(t.dy_max_abs, c, gm[j]), put(t.b3, c, b3[j]), put(t.b3_err, c, b3e[j]);
+        }
+    }
+    /// Set j (D = double) added to channel c's sums in t, compensated.
+    template <bool Backward> inline void fold_into(int j, Sums& t, std::size_t c) const {
         add_compensated(t.s1[c], t.s1_err[c], s1[j]);
         t.s1_err[c] += s1e[j];
         add_compensated(t.s2[c], t.s2_err[c], s2[j]);
@@ -87,6 +101,22 @@ template <class T, bool Backward> void add_run(const T* v, const T* g, std::int6
             t.b3_err[c] += b3e[j];
         }
     }
+};
+
+/// Adds the values v[0, len) (and dy g) of channel c to its sums, in kLanes independent
+/// lanes combined in a fixed order.
+template <class T, bool Backward> void add_run(const T* v, const T* g, std::int64_t len, std::size_t c, Sums& t) {
+    if (t.n[c] == 0) t.K[c] = double(v[0]); // the channel's reference in this block
+    const double K = t.K[c];
+    ExactLanes<double, kLanes> acc;
+    auto step = [&](int j, std::int64_t i) {
+        acc.template add<Backward>(j, double(v[i]), Backward ? double(g[i]) : 0.0, K);
+    };
+    std::int64_t i = 0;
+    for (; i + kLanes <= len; i += kLanes)
+        for (int j = 0; j < kLanes; ++j) step(j, i + j);
+    for (; i < len; ++i) step(0, i);
+    for (int j = 0; j < kLanes; ++j) acc.template fold_into<Backward>(j, t, c);
     t.n[c] += double(len);
 }
 
@@ -98,38 +128,22 @@ template <class T, bool Backward, int V>
 inline void add_chunk_exact(const T* __restrict x, const T* __restrict g, std::int64_t stride, std::int64_t rows,
                             std::size_t c, Sums& t, TilePrefetch<T>& prefetch) {
     using namespace detail::simd;
-    v4d k[V], s1[V], s1e[V], s2[V], s2e[V], mx[V], b1[V], b1e[V], b2[V], b2e[V], gm[V], b3[V], b3e[V];
-    auto at = [&](const double* p, int j) { return p + c + std::size_t(j * kWidth); };
+    v4d k[V];
+    ExactLanes<v4d, V> acc;
+    auto at = [&](int j) { return c + std::size_t(j * kWidth); };
 #pragma GCC unroll 4
-    for (int j = 0; j < V; ++j) {
-        k[j] = load(at(t.K, j)), s1[j] = load(at(t.s1, j)), s1e[j] = load(at(t.s1_err, j));
-        s2[j] = load(at(t.s2, j)), s2e[j] = load(at(t.s2_err, j)), mx[j] = load(at(t.max_abs, j));
-        if constexpr (Backward) {
-            b1[j] = load(at(t.b1, j)), b1e[j] = load(at(t.b1_err, j)), b2[j] = load(at(t.b2, j));
-            b2e[j] = load(at(t.b2_err, j)), gm[j] = load(at(t.dy_max_abs, j));
-            b3[j] = load(at(t.b3, j)), b3e[j] = load(at(t.b3_err, j));
-        }
-    }
+    for (int j = 0; j < V; ++j) k[j] = load(t.K + at(j)), acc.template load<Backward>(j, t, at(j));
     for (std::int64_t r = 0; r < rows; ++r) {
         prefetch.template step<V * kWidth>();
 #pragma GCC unroll 4
         for (int j = 0; j < V; ++j) {
             const v4d xv = load(x + r * stride + j * kWidth);
             const v4d gv = Backward ? load(g + r * stride + j * kWidth) : v4d{};
-            accumulate_exact<Backward>(xv, gv, k[j], s1[j], s1e[j], s2[j], s2e[j], mx[j],
-                                                                b1[j], b1e[j], b2[j], b2e[j], gm[j], b3[j], b3e[j]);
+            acc.template add<Backward>(j, xv, gv, k[j]);
         }
     }
-    auto put = [&](double* p, int j, v4d v) { store(p + c + std::size_t(j * kWidth), v); };
 #pragma GCC unroll 4
-    for (int j = 0; j < V; ++j) {
-        put(t.s1, j, s1[j]), put(t.s1_err, j, s1e[j]), put(t.s2, j, s2[j]), put(t.s2_err, j, s2e[j]);
-        put(t.max_abs, j, mx[j]);
-        if constexpr (Backward) {
-            put(t.b1, j, b1[j]), put(t.b1_err, j, b1e[j]), put(t.b2, j, b2[j]), put(t.b2_err, j, b2e[j]);
-            put(t.dy_max_abs, j, gm[j]), put(t.b3, j, b3[j]), put(t.b3_err, j, b3e[j]);
-        }
-    }
+    for (int j = 0; j < V; ++j) acc.template store<Backward>(j, t, at(j));
 }
 
 /// `rows` channels-last rows of `count` channels (a tile, rows `stride` values apart)
