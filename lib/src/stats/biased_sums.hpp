@@ -18,7 +18,7 @@ namespace { // each .cpp its own copy, optimised with its callers as one unit
 
 // ---- biased sums (float64 data) ------------------------------------------------------------
 //
-// The error-free sums above cost about 50 operations per element for backward, which
+// The error-free sums (exact_sums.hpp) cost about 50 operations per element for backward, which
 // makes float64 pass A compute-bound. The biased kernels get the same kind of result with
 // about half of them, from one fact (Dekker): when |a| ≥ |v|, s = a + v rounded, and
 // a + v = s + (v − (s − a)) exactly, in three operations. Each accumulator of a tile
@@ -32,7 +32,7 @@ namespace { // each .cpp its own copy, optimised with its callers as one unit
 // The sums are not centred (K = 0): x² and dy·x are split exactly into a product and its
 // error (one FMA), so Σx and Σx² are as good as the error-free ones up to a bound
 // biased_rel·Σ|terms|, 2^-86 to 2^-80 for usual block shapes; M2 = Σx² − (Σx)²/n then loses
-// log2(1 + μ²/σ²) bits to cancellation. The certificates below check, channel by channel,
+// log2(1 + μ²/σ²) bits to cancellation. The certificates (certificates.hpp) check, channel by channel,
 // that what is left is enough for float64 outputs, and the channels where it is not
 // (|μ| ≫ σ, dx a tiny fraction of its terms) are summed again with the error-free kernels.
 

@@ -20,8 +20,8 @@ namespace { // each .cpp its own copy, optimised with its callers as one unit
 // dy·(x − K): the only rounding is in the additions. The plain kernels add at most
 // kPlainRun terms into one double accumulator, then fold it into the compensated sums of
 // the block, so a plain sum is off by at most γ(kPlainRun + 2)·Σ|terms| (Higham, 2002,
-// §4.2). The certificates below turn that into a bound on every output, and channels
-// whose bound is not small enough are summed again with the error-free kernels above.
+// §4.2). The certificates (certificates.hpp) turn that into a bound on every output, and
+// channels whose bound is not small enough are summed again with other kernels.
 
 /// Channels [0, V·lanes of D) of `rows` channels-last rows (`C` values apart) added to the
 /// plain sums around K: p1 += x − K, p2 += (x − K)², and for backward q1 += dy,

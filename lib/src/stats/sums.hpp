@@ -46,7 +46,7 @@ inline void fold(double& sum, double& err, double& plain) {
 /// error-free, so a poor reference costs at most log2(count) of the ~106 bits):
 /// s1 = Σ(x − K), s2 = Σ(x − K)², and for backward b1 = Σ dy, b2 = Σ dy·(x − K), each with
 /// its compensation term. The plain kernels (float32) leave the compensation terms at
-/// zero and also sum b3 = Σ dy², which bounds their rounding errors (certificates below);
+/// zero and also sum b3 = Σ dy², which bounds their rounding errors (certificates.hpp);
 /// so do the biased kernels, which also count their folds. The error-free kernels sum b3
 /// compensated (b3_err), for pass_b_enough.
 struct Sums {
