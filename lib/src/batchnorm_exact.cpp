@@ -1,7 +1,7 @@
-// The all-double-double batch-norm kernels: slower than batchnorm.cpp's, and valid for
-// every input, whatever its magnitude (1e-300 to 1e300) or finiteness. batchnorm.cpp
-// falls back on them for data outside its fast path's range, and the tests use them as
-// a cross-check. One kernel serves every layout: the tensor is viewed as
+// The all-double-double batch-norm kernels: slower than the fast path's (forward_pass.cpp,
+// backward_pass.cpp), and valid for every input, whatever its magnitude (1e-300 to 1e300)
+// or finiteness. The fast path falls back on them for data outside its range, and the
+// tests use them as a cross-check. One kernel serves every layout: the tensor is viewed as
 // (outer, C, inner) and walked row by row, a row being the `inner` contiguous elements
 // of one (o, c). Every pass visits rows in the same fixed order, so results do not
 // depend on anything but the input.

@@ -1,5 +1,5 @@
 // When forward() and backward() take a tensor a group of channels at a time
-// (batchnorm.cpp, "one call: the passes over groups of channels"). Internal.
+// (channel_groups.cpp). Internal.
 #pragma once
 
 #include "bnorm/layout.hpp"

@@ -60,8 +60,8 @@ template <class F> void parallel_for(std::int64_t n, int threads, F&& body) {
 
 /// Calls body(begin, end) on the chunks [i·grain, (i + 1)·grain) ∩ [0, n), on up to
 /// `threads` threads, each taking the next chunk left until none is: a thread on a busier
-/// core takes fewer (the two cores of this project's machines read memory at speeds 10-20%
-/// apart, and an even split waits for the slower). On one thread, body(0, n) once.
+/// core takes fewer (cores may read memory at different speeds, and an even split waits for
+/// the slower). On one thread, body(0, n) once.
 /// Rethrows the first exception; a thread stops taking chunks after its own.
 template <class F> void parallel_chunks(std::int64_t n, std::int64_t grain, int threads, F&& body) {
     grain = std::max<std::int64_t>(1, grain);

@@ -103,9 +103,8 @@ inline double sum_lanes(v4d v) { return (v[0] + v[1]) + (v[2] + v[3]); }
 
 /// Eight doubles, for the float64 biased sums where the build has AVX-512: on Zen 4 one
 /// instruction runs as two 256-bit halves, at the same arithmetic rate as two v4d, but
-/// it is one entry in the schedulers, which then hide twice the latency (the biased
-/// backward tile: 13 → 7.5 cycles per four values in L1). Elsewhere, the same lane-wise
-/// operations on the generic lowering.
+/// it is one entry in the schedulers, which then hide twice the latency. Elsewhere, the
+/// same lane-wise operations on the generic lowering.
 using v8d = double __attribute__((vector_size(64)));
 using v8f = float __attribute__((vector_size(32)));
 
@@ -126,9 +125,7 @@ inline v8d load8(const float* p) { // eight floats, exactly, as doubles
 inline void store(double* p, v8d v) { std::memcpy(p, &v, sizeof v); }
 /// Eight doubles rounded to float into p[0..8): stored, or streamed (non-temporal, with
 /// AVX; p then 32-byte aligned, as every caller's eight-lane path has it: one 32-byte
-/// stream. Two 16-byte ones, as before, made pass B slower on Ice Lake: NHWC
-/// (32, 56, 56, 64) float32 forward, pass B alone, 3.6 → 3.0 ms with one thread, 1.83 →
-/// 1.44 with two; 65536 x 256 forward 10% faster in all).
+/// stream, which two 16-byte ones are slower than).
 inline void store(float* p, v8d v) {
     const v8f f = __builtin_convertvector(v, v8f);
     std::memcpy(p, &f, sizeof f);

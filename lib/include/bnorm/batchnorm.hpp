@@ -35,15 +35,17 @@
 // Non-finite inputs propagate as IEEE arithmetic does (no exception).
 #pragma once
 
-#include "bnorm/detail/kept.hpp"
 #include "bnorm/layout.hpp"
 
 #include <cstdint>
 #include <memory>
-#include <mutex>
-#include <vector>
 
 namespace bnorm {
+
+namespace detail { // the passes' state: lib/src/pass_state.hpp
+template <class T> struct ForwardState;
+template <class T> struct BackwardState;
+} // namespace detail
 
 /// Forward pass. gamma == nullptr means γ = 1, beta == nullptr means β = 0.
 /// mean and invstd may be nullptr when not wanted; y is always written.
@@ -88,27 +90,12 @@ public:
     /// magnitudes beyond [2^-400, 2^480].
     bool inputs_proven_finite() const;
 
+    ~ForwardPass();
+    ForwardPass(ForwardPass&&) noexcept;
+    ForwardPass& operator=(ForwardPass&&) noexcept;
+
 private:
-    template <class U>
-    friend void forward(const U*, const U*, const U*, const Layout&, double, U*, U*, U*, int);
-    /// Channels [c0, c0 + l.channels) of a tensor of `whole` channels (else like the public
-    /// constructor, with x, γ and β of the whole tensor): the same bits for them as a pass
-    /// over the whole tensor. forward() runs large (N, C, L) tensors this way, a few
-    /// channels at a time while they are in cache. Requires l.inner > 1.
-    ForwardPass(const T* x, const T* gamma, const T* beta, const Layout& l, std::int64_t whole, std::int64_t c0,
-                double eps, int threads);
-    void run_exact() const; // once, before the first use of the exact kernel's channels
-    const T *x_, *gamma_, *beta_;
-    Layout l_;
-    std::int64_t whole_;               // the channels of the tensor x_ is in (l_.channels but for groups)
-    double eps_;
-    int threads_;
-    // per channel: μ (hi, lo), γ·invstd (hi, lo), β
-    std::vector<double, detail::Kept<double>> coefficients_;
-    std::vector<char> fast_;           // per channel: computed by the fast path
-    mutable std::vector<T> mean_, invstd_;
-    mutable std::vector<T> exact_;     // y from the exact kernel, when a channel needs it
-    std::unique_ptr<std::once_flag> exact_done_ = std::make_unique<std::once_flag>();
+    std::unique_ptr<detail::ForwardState<T>> s_;
 };
 
 /// The backward pass in two steps, like ForwardPass: dγ and dβ when constructed (one
@@ -125,27 +112,12 @@ public:
     /// Like ForwardPass::inputs_proven_finite, for x and dy.
     bool inputs_proven_finite() const;
 
+    ~BackwardPass();
+    BackwardPass(BackwardPass&&) noexcept;
+    BackwardPass& operator=(BackwardPass&&) noexcept;
+
 private:
-    template <class U>
-    friend void backward(const U*, const U*, const U*, const Layout&, double, U*, U*, U*, int);
-    /// Channels [c0, c0 + l.channels) of a tensor of `whole` channels, like ForwardPass's.
-    BackwardPass(const T* x, const T* gamma, const T* dy, const Layout& l, std::int64_t whole, std::int64_t c0,
-                 double eps, int threads);
-    void run_exact() const; // once, before the first use of the exact kernel's channels
-    const T *x_, *gamma_, *dy_;
-    Layout l_;
-    std::int64_t whole_;               // the channels of the tensor x_ is in (l_.channels but for groups)
-    double eps_;
-    int threads_;
-    // per channel, hi and lo: μ, a = γ·invstd, B = dβ/m, H = invstd·dγ/m, K = B − μ·H
-    std::vector<double, detail::Kept<double>> coefficients_;
-    std::vector<char> fast_;
-    std::vector<char> careful_;        // per channel: dx with every error term (see apply)
-    std::vector<char> offset_form_;    // per channel, float64: dx from the shorter form (see apply)
-    std::vector<char> offset_form4_;   // offset_form_ of channels c..c+3 all
-    mutable std::vector<T> dgamma_, dbeta_;
-    mutable std::vector<T> exact_;     // dx from the exact kernel, when a channel needs it
-    std::unique_ptr<std::once_flag> exact_done_ = std::make_unique<std::once_flag>();
+    std::unique_ptr<detail::BackwardState<T>> s_;
 };
 
 } // namespace bnorm

@@ -1,0 +1,129 @@
+// Channel groups: forward() and backward() take a large tensor with runs a group of
+// channels at a time, both passes of a group while its inputs are in cache.
+#include "channel_groups.hpp"
+
+#include "blocks.hpp"
+#include "bnorm/batchnorm.hpp"
+#include "lanes.hpp"
+#include "parallel.hpp"
+#include "pass_state.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+
+namespace bnorm {
+
+using kernels::Blocks;
+using kernels::shifted;
+
+// ---- one call: the passes over groups of channels -----------------------------------------
+//
+// The two passes over a tensor larger than the caches read its inputs from memory twice.
+// Where the tensor has runs (inner > 1, as NCHW), forward() and backward() run it a group
+// of channels at a time instead, the groups on the threads: pass A of a group, then its
+// pass B, which finds the group's inputs still in L2. Each channel gets the same blocks,
+// and so the same bits, as in the passes over the whole tensor (ForwardState's and
+// BackwardState's constructors for a group), which the two-step callers (the command line) use.
+//
+// Only for inputs larger than the last-level cache. Called again and again on the same
+// tensor, as in a benchmark, inputs that fit there stay there between calls when each
+// call reads them twice, and not when it reads them once.
+
+namespace {
+std::atomic<std::int64_t> group_threshold_set{0}; // 0: the cache's size
+} // namespace
+
+std::int64_t detail::group_threshold() {
+    static const std::int64_t cache = [] {
+        long bytes = -1;
+#ifdef _SC_LEVEL3_CACHE_SIZE
+        bytes = ::sysconf(_SC_LEVEL3_CACHE_SIZE);
+#endif
+        return bytes > 0 ? std::int64_t(bytes) : std::int64_t(32) << 20;
+    }();
+    const std::int64_t set = group_threshold_set.load(std::memory_order_relaxed);
+    return set > 0 ? set : cache;
+}
+
+void detail::set_group_threshold(std::int64_t bytes) { group_threshold_set.store(bytes, std::memory_order_relaxed); }
+
+namespace {
+
+/// The bytes of input (x, and dy for backward) of a group: channels are grouped up to
+/// kGroupBytes, and a channel of more than kGroupBytes is a group alone up to
+/// kChannelBytes; larger ones take the passes over the whole tensor. A core's L2 holds
+/// about 1 MiB.
+constexpr std::int64_t kGroupBytes = 1 << 20, kChannelBytes = 2 << 20;
+
+} // namespace
+
+std::int64_t detail::channels_per_group(const Layout& l, double eps, int inputs, std::size_t element_bytes) {
+    const std::int64_t element = inputs * std::int64_t(element_bytes); // bytes of input per value
+    if (l.inner == 1 || eps == 0 || l.size() * element < group_threshold()) return 0;
+    const std::int64_t bytes = l.per_channel() * element; // of one channel
+    if (bytes > kChannelBytes || !Blocks(l, std::size_t(element)).whole_rows) return 0;
+    return std::max<std::int64_t>(1, kGroupBytes / bytes);
+}
+
+namespace {
+
+/// Calls run(c0, layout) for the groups of `per_group` channels of l, on the threads;
+/// layout is l with the group's channels.
+template <class F> void for_channel_groups(const Layout& l, std::int64_t per_group, int threads, F&& run) {
+    const std::int64_t groups = (l.channels + per_group - 1) / per_group;
+    detail::parallel_chunks(groups, 1, detail::resolve_threads(threads), [&](std::int64_t g0, std::int64_t g1) {
+        for (std::int64_t g = g0; g < g1; ++g) {
+            const std::int64_t c0 = g * per_group;
+            run(c0, Layout{l.outer, std::min(per_group, l.channels - c0), l.inner});
+        }
+    });
+}
+
+} // namespace
+
+template <class T>
+void forward(const T* x, const T* gamma, const T* beta, const Layout& l, double eps, T* y, T* mean, T* invstd,
+             int threads) {
+    if (const std::int64_t per_group = detail::channels_per_group(l, eps, 1, sizeof(T))) {
+        for_channel_groups(l, per_group, threads, [&](std::int64_t c0, const Layout& group) {
+            const detail::ForwardState<T> pass(x, gamma, beta, group, l.channels, c0, eps, 1);
+            pass.statistics(shifted(mean, c0), shifted(invstd, c0));
+            pass.apply(0, l.outer, y + c0 * l.inner);
+        });
+        return;
+    }
+    const detail::ForwardState<T> pass(x, gamma, beta, l, l.channels, 0, eps, threads);
+    pass.statistics(mean, invstd);
+    pass.apply(0, l.outer, y);
+}
+
+template <class T>
+void backward(const T* x, const T* gamma, const T* dy, const Layout& l, double eps, T* dx, T* dgamma, T* dbeta,
+              int threads) {
+    if (const std::int64_t per_group = detail::channels_per_group(l, eps, 2, sizeof(T))) {
+        for_channel_groups(l, per_group, threads, [&](std::int64_t c0, const Layout& group) {
+            const detail::BackwardState<T> pass(x, gamma, dy, group, l.channels, c0, eps, 1);
+            pass.gradients(shifted(dgamma, c0), shifted(dbeta, c0));
+            pass.apply(0, l.outer, dx + c0 * l.inner);
+        });
+        return;
+    }
+    const detail::BackwardState<T> pass(x, gamma, dy, l, l.channels, 0, eps, threads);
+    pass.gradients(dgamma, dbeta);
+    pass.apply(0, l.outer, dx);
+}
+
+template void forward<float>(const float*, const float*, const float*, const Layout&, double, float*, float*, float*,
+                             int);
+template void forward<double>(const double*, const double*, const double*, const Layout&, double, double*, double*,
+                              double*, int);
+template void backward<float>(const float*, const float*, const float*, const Layout&, double, float*, float*, float*,
+                              int);
+template void backward<double>(const double*, const double*, const double*, const Layout&, double, double*, double*,
+                               double*, int);
+
+} // namespace bnorm
+

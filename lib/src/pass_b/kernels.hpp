@@ -1,0 +1,217 @@
+// Pass B's kernels: y (forward) and dx (backward) over channels-last rows or over one
+// channel's run, from per-channel coefficients.
+#pragma once
+
+#include "formulas.hpp"
+#include "lanes.hpp"
+#include "pass_b/streaming.hpp"
+#include "prefetch.hpp"
+#include "simd.hpp"
+#include <cmath>
+#include <cstdint>
+
+namespace bnorm::kernels {
+namespace { // each .cpp its own copy, optimised with its callers as one unit
+
+/// Pass B of forward, float32: y = a·((x − μh) − μl) + β, over `rows` channels-last rows
+/// of C channels, four lanes at a time (double's 2^-53 is far below float32's half ulp).
+template <bool Stream>
+[[gnu::noinline]] void normalize_rows_plain(const float* __restrict x, float* __restrict y, std::int64_t C,
+                                            std::int64_t rows, const double* __restrict mh,
+                                            const double* __restrict ml, const double* __restrict ah,
+                                            const double* __restrict b) {
+    using namespace detail::simd;
+    // few channels: the same operations, the coefficients in registers
+    if (!Stream && with_narrow_rows(C, [&](auto v_const) {
+            constexpr int V = decltype(v_const)::value;
+            v4d m[V], mlo[V], a[V], bv[V];
+            for (int j = 0; j < V; ++j)
+                m[j] = load(mh + j * kWidth), mlo[j] = load(ml + j * kWidth), a[j] = load(ah + j * kWidth),
+                bv[j] = load(b + j * kWidth);
+            for (std::int64_t r = 0; r < rows; ++r, x += C, y += C)
+#pragma GCC unroll 4
+                for (int j = 0; j < V; ++j)
+                    store(y + j * kWidth, normalize_plain(load(x + j * kWidth), m[j], mlo[j], a[j], bv[j]));
+        }))
+        return;
+#if defined(__AVX512F__)
+    // AVX-512, rows of whole vectors of eight, y on 32 bytes: eight lanes (v8d), the same
+    // operations in half the instructions.
+    if (C % 8 == 0 && reinterpret_cast<std::uintptr_t>(y) % 32 == 0) {
+        for (std::int64_t r = 0; r < rows; ++r, x += C, y += C)
+            for (std::int64_t c = 0; c < C; c += 8) {
+                prefetch_l1(x, c + std::int64_t(kReadAhead / sizeof(float)));
+                const v8d v = normalize_plain(load8(x + c), load8(mh + c), load8(ml + c), load8(ah + c), load8(b + c));
+                if constexpr (Stream) stream(y + c, v);
+                else store(y + c, v);
+            }
+        return;
+    }
+#endif
+    for (std::int64_t r = 0; r < rows; ++r, x += C, y += C)
+        write_lanes<Stream>(
+            y, C,
+            [&](std::int64_t c) {
+                return normalize_plain(load(x + c), load(mh + c), load(ml + c), load(ah + c), load(b + c));
+            },
+            [&](std::int64_t c) { return normalize_plain(double(x[c]), mh[c], ml[c], ah[c], b[c]); }, x);
+}
+
+/// The same over a run of one channel's values: eight lanes where x and y are
+/// eight_aligned, which streams 32 bytes at a time.
+template <bool Stream>
+[[gnu::noinline]] void normalize_run_plain(const float* __restrict x, float* __restrict y, std::int64_t len,
+                                           double mh, double ml, double ah, double b) {
+    using detail::broadcast;
+    write_each<Stream>(y, len, eight_aligned(x, y), [&]<class D>(D, std::int64_t i) {
+        return normalize_plain(lanes<D>(x, i), broadcast<D>(mh), broadcast<D>(ml), broadcast<D>(ah), broadcast<D>(b));
+    }, x);
+}
+
+/// Pass B of backward from certified plain sums (float32): dx = a·((dy − B) − (x − μ)·H),
+/// in double, over `rows` channels-last rows of C channels.
+template <bool Stream>
+[[gnu::noinline]] void input_gradient_rows_plain(const float* __restrict x, const float* __restrict g,
+                                                 float* __restrict dx, std::int64_t C, std::int64_t rows,
+                                                 const double* __restrict mh, const double* __restrict ah,
+                                                 const double* __restrict Bh, const double* __restrict Hh) {
+    using namespace detail::simd;
+    // few channels: the same operations, the coefficients in registers
+    if (!Stream && with_narrow_rows(C, [&](auto v_const) {
+            constexpr int V = decltype(v_const)::value;
+            v4d m[V], a[V], B[V], H[V];
+            for (int j = 0; j < V; ++j)
+                m[j] = load(mh + j * kWidth), a[j] = load(ah + j * kWidth), B[j] = load(Bh + j * kWidth),
+                H[j] = load(Hh + j * kWidth);
+            for (std::int64_t r = 0; r < rows; ++r, x += C, g += C, dx += C)
+#pragma GCC unroll 4
+                for (int j = 0; j < V; ++j)
+                    store(dx + j * kWidth,
+                          input_gradient_plain(load(x + j * kWidth), load(g + j * kWidth), m[j], a[j], B[j], H[j]));
+        }))
+        return;
+    for (std::int64_t r = 0; r < rows; ++r, x += C, g += C, dx += C)
+        write_each<Stream>(dx, C, eight_aligned(x, g, dx), [&]<class D>(D, std::int64_t c) {
+            return input_gradient_plain(lanes<D>(x, c), lanes<D>(g, c), lanes<D>(mh, c), lanes<D>(ah, c),
+                                        lanes<D>(Bh, c), lanes<D>(Hh, c));
+        }, x, g);
+}
+
+/// The same over a run of one channel's values.
+template <bool Stream>
+[[gnu::noinline]] void input_gradient_run_plain(const float* __restrict x, const float* __restrict g,
+                                                float* __restrict dx, std::int64_t len, double mh, double ah,
+                                                double Bh, double Hh) {
+    using namespace detail::simd;
+    write_each<Stream>(dx, len, eight_aligned(x, g, dx), [&]<class D>(D, std::int64_t i) {
+        return input_gradient_plain(lanes<D>(x, i), lanes<D>(g, i), detail::broadcast<D>(mh), detail::broadcast<D>(ah),
+                                    detail::broadcast<D>(Bh), detail::broadcast<D>(Hh));
+    }, x, g);
+}
+
+/// Pass B of forward, float64: normalize_dd over `rows` channels-last rows of C channels.
+template <bool Stream>
+[[gnu::noinline]] void normalize_rows_dd(const double* __restrict x, double* __restrict y, std::int64_t C,
+                                         std::int64_t rows, const double* __restrict mh, const double* __restrict ml,
+                                         const double* __restrict ah, const double* __restrict al,
+                                         const double* __restrict b) {
+    using namespace detail::simd;
+    for (std::int64_t r = 0; r < rows; ++r, x += C, y += C)
+        write_lanes<Stream>(
+            y, C,
+            [&](std::int64_t c) {
+                return normalize_dd(load(x + c), load(mh + c), load(ml + c), load(ah + c), load(al + c), load(b + c));
+            },
+            [&](std::int64_t c) { return normalize_dd(x[c], mh[c], ml[c], ah[c], al[c], b[c]); }, x);
+}
+
+/// The same over a run of one channel's values.
+template <bool Stream>
+[[gnu::noinline]] void normalize_run_dd(const double* __restrict x, double* __restrict y, std::int64_t len, double mh,
+                                        double ml, double ah, double al, double b) {
+    using namespace detail::simd;
+    const v4d m = splat(mh), mlo = splat(ml), a = splat(ah), alo = splat(al), bv = splat(b);
+    write_lanes<Stream>(
+        y, len, [&](std::int64_t i) { return normalize_dd(load(x + i), m, mlo, a, alo, bv); },
+        [&](std::int64_t i) { return normalize_dd(x[i], mh, ml, ah, al, b); }, x);
+}
+
+/// Which form of dx the channels of a rows kernel take: the offset form for some (per
+/// channel, tested per vector), for all, or for none (the centred form everywhere).
+enum class DxForms { mixed, all_offset, all_centred };
+
+/// Pass B of backward, float64 (and float32 when every channel needs every error term):
+/// input_gradient_dd over `rows` channels-last rows of C channels, or the offset form
+/// where offset4[c] (four channels from c) or offset[c] says so. When every channel takes
+/// the same form (Forms), there is no test per vector, and eight lanes where the build has
+/// them.
+template <bool Stream, DxForms Forms, class T>
+[[gnu::noinline]] void input_gradient_rows_dd(const T* __restrict x, const T* __restrict g,
+                                              T* __restrict dx, std::int64_t C, std::int64_t rows,
+                                              const double* __restrict mh, const double* __restrict ml,
+                                              const double* __restrict ah, const double* __restrict al,
+                                              const double* __restrict Bh, const double* __restrict Bl,
+                                              const double* __restrict Hh, const double* __restrict Hl,
+                                              const double* __restrict Kh, const double* __restrict Kl,
+                                              const char* __restrict offset, const char* __restrict offset4) {
+    using namespace detail::simd;
+    if constexpr (Forms != DxForms::mixed) {
+        for (std::int64_t r = 0; r < rows; ++r, x += C, g += C, dx += C)
+            write_each<Stream>(dx, C, eight_aligned(x, g, dx), [&]<class D>(D, std::int64_t c) {
+                if constexpr (Forms == DxForms::all_offset)
+                    return input_gradient_offset_dd(lanes<D>(x, c), lanes<D>(g, c), lanes<D>(ah, c), lanes<D>(al, c),
+                                                    lanes<D>(Kh, c), lanes<D>(Kl, c), lanes<D>(Hh, c), lanes<D>(Hl, c));
+                else
+                    return input_gradient_dd(lanes<D>(x, c), lanes<D>(g, c), lanes<D>(mh, c), lanes<D>(ml, c),
+                                             lanes<D>(ah, c), lanes<D>(al, c), lanes<D>(Bh, c), lanes<D>(Bl, c),
+                                             lanes<D>(Hh, c), lanes<D>(Hl, c));
+            }, x, g);
+        return;
+    }
+    for (std::int64_t r = 0; r < rows; ++r, x += C, g += C, dx += C)
+        write_lanes<Stream>(
+            dx, C,
+            [&](std::int64_t c) {
+                if (offset4[c])
+                    return input_gradient_offset_dd(load(x + c), load(g + c), load(ah + c), load(al + c),
+                                                    load(Kh + c), load(Kl + c), load(Hh + c), load(Hl + c));
+                return input_gradient_dd(load(x + c), load(g + c), load(mh + c), load(ml + c), load(ah + c),
+                                         load(al + c), load(Bh + c), load(Bl + c), load(Hh + c), load(Hl + c));
+            },
+            [&](std::int64_t c) {
+                const double xc = double(x[c]), gc = double(g[c]);
+                if (offset[c])
+                    return input_gradient_offset_dd(xc, gc, ah[c], al[c], Kh[c], Kl[c], Hh[c], Hl[c]);
+                return input_gradient_dd(xc, gc, mh[c], ml[c], ah[c], al[c], Bh[c], Bl[c], Hh[c], Hl[c]);
+            }, x, g);
+}
+
+/// The same over a run of one channel's values.
+template <bool Stream, class T>
+[[gnu::noinline]] void input_gradient_run_dd(const T* __restrict x, const T* __restrict g, T* __restrict dx,
+                                             std::int64_t len, double mh, double ml, double ah, double al, double Bh,
+                                             double Bl, double Hh, double Hl) {
+    using namespace detail::simd;
+    using detail::broadcast;
+    write_each<Stream>(dx, len, eight_aligned(x, g, dx), [&]<class D>(D, std::int64_t i) {
+        return input_gradient_dd(lanes<D>(x, i), lanes<D>(g, i), broadcast<D>(mh), broadcast<D>(ml), broadcast<D>(ah),
+                                 broadcast<D>(al), broadcast<D>(Bh), broadcast<D>(Bl), broadcast<D>(Hh),
+                                 broadcast<D>(Hl));
+    }, x, g);
+}
+
+/// The same in the offset form (input_gradient_offset_dd).
+template <bool Stream, class T>
+[[gnu::noinline]] void input_gradient_run_offset_dd(const T* __restrict x, const T* __restrict g, T* __restrict dx,
+                                                    std::int64_t len, double ah, double al, double Kh, double Kl,
+                                                    double Hh, double Hl) {
+    using namespace detail::simd;
+    using detail::broadcast;
+    write_each<Stream>(dx, len, eight_aligned(x, g, dx), [&]<class D>(D, std::int64_t i) {
+        return input_gradient_offset_dd(lanes<D>(x, i), lanes<D>(g, i), broadcast<D>(ah), broadcast<D>(al),
+                                        broadcast<D>(Kh), broadcast<D>(Kl), broadcast<D>(Hh), broadcast<D>(Hl));
+    }, x, g);
+}
+
+} // namespace
+} // namespace bnorm::kernels

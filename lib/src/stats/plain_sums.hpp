@@ -1,0 +1,229 @@
+// Pass A's plain sums (float32 data): double accumulators folded every kPlainRun terms
+// into compensated block sums, their error bounded by the certificates.
+#pragma once
+
+#include "lanes.hpp"
+#include "prefetch.hpp"
+#include "stats/summation.hpp"
+#include "stats/sums.hpp"
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+
+namespace bnorm::kernels {
+namespace { // each .cpp its own copy, optimised with its callers as one unit
+
+// ---- plain sums (float32 data) ------------------------------------------------------------
+//
+// float32 values are exact in double, and so (nearly always) are x − K, (x − K)² and
+// dy·(x − K): the only rounding is in the additions. The plain kernels add at most
+// kPlainRun terms into one double accumulator, then fold it into the compensated sums of
+// the block, so a plain sum is off by at most γ(kPlainRun + 2)·Σ|terms| (Higham, 2002,
+// §4.2). The certificates (certificates.hpp) turn that into a bound on every output, and
+// channels whose bound is not small enough are summed again with other kernels.
+
+/// Channels [0, V·lanes of D) of `rows` channels-last rows (`C` values apart) added to the
+/// plain sums around K: p1 += x − K, p2 += (x − K)², and for backward q1 += dy,
+/// q2 += dy·(x − K), q3 += dy². The accumulators stay in registers across the rows.
+/// D = v4d or v8d: the same operations lane by lane.
+template <class D, class T, bool Backward, int V>
+inline void add_chunk_plain(const T* __restrict x, const T* __restrict g, std::int64_t C, std::int64_t rows,
+                            const double* __restrict K, double* __restrict p1, double* __restrict p2,
+                            double* __restrict q1, double* __restrict q2, double* __restrict q3,
+                            TilePrefetch<T>& prefetch) {
+    using detail::simd::fma;
+    constexpr int L = kLanesOf<D>;
+    auto at = [](int j) { return std::size_t(j * L); };
+    D k[V], a1[V], a2[V], b1[V], b2[V], b3[V];
+#pragma GCC unroll 4
+    for (int j = 0; j < V; ++j) {
+        k[j] = lanes<D>(K, at(j)), a1[j] = lanes<D>(p1, at(j)), a2[j] = lanes<D>(p2, at(j));
+        if constexpr (Backward)
+            b1[j] = lanes<D>(q1, at(j)), b2[j] = lanes<D>(q2, at(j)), b3[j] = lanes<D>(q3, at(j));
+    }
+    for (std::int64_t r = 0; r < rows; ++r) {
+        prefetch.template step<V * L>();
+#pragma GCC unroll 4
+        for (int j = 0; j < V; ++j) {
+            const D d = lanes<D>(x + r * C, at(j)) - k[j];
+            a1[j] += d;
+            a2[j] = fma(d, d, a2[j]);
+            if constexpr (Backward) {
+                const D gv = lanes<D>(g + r * C, at(j));
+                b1[j] += gv;
+                b2[j] = fma(gv, d, b2[j]);
+                b3[j] = fma(gv, gv, b3[j]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int j = 0; j < V; ++j) {
+        put(p1, at(j), a1[j]), put(p2, at(j), a2[j]);
+        if constexpr (Backward) put(q1, at(j), b1[j]), put(q2, at(j), b2[j]), put(q3, at(j), b3[j]);
+    }
+}
+
+/// `rows` channels-last rows of C channels (a tile) added to the plain sums, chunk of
+/// channels by chunk of channels (as many as the registers hold the accumulators of),
+/// then the last channels one by one: each channel sees the same operations in the same
+/// order whichever way it is reached.
+template <class T, bool Backward>
+[[gnu::noinline]] void add_tile_plain(const T* __restrict x, const T* __restrict g, std::int64_t C,
+                                      std::int64_t rows, TilePrefetch<T> prefetch, const double* __restrict K,
+                                      double* __restrict p1, double* __restrict p2, double* __restrict q1,
+                                      double* __restrict q2, double* __restrict q3) {
+    using namespace detail::simd;
+    std::int64_t c = 0;
+    auto chunk = [&](auto d_type, auto v_const) {
+        using D = decltype(d_type);
+        constexpr int W = decltype(v_const)::value;
+        add_chunk_plain<D, T, Backward, W>(x + c, Backward ? g + c : nullptr, C, rows, K + c, p1 + c, p2 + c,
+                                           Backward ? q1 + c : nullptr, Backward ? q2 + c : nullptr,
+                                           Backward ? q3 + c : nullptr, prefetch);
+        c += W * kLanesOf<D>;
+    };
+#if defined(__AVX512F__)
+    // AVX-512, forward: chunks of four vectors of eight channels (v8d), half the
+    // instructions of v4d for the same arithmetic. Backward keeps v4d, for the tiny tensors.
+    if constexpr (!Backward)
+        while (c + 32 <= C) chunk(v8d{}, std::integral_constant<int, 4>{});
+#endif
+    // V·(2 or 5) accumulators and V references in registers. Forward stays at 4 with 32
+    // registers: 8 spill.
+    constexpr int V = Backward ? (kRegisters == 32 ? 4 : 2) : 4;
+    while (c + V * kWidth <= C) chunk(v4d{}, std::integral_constant<int, V>{});
+    while (c + kWidth <= C) chunk(v4d{}, std::integral_constant<int, 1>{});
+    for (; c < C; ++c) // the same operations, one lane
+        for (std::int64_t r = 0; r < rows; ++r) {
+            const double d = double(x[r * C + c]) - K[c];
+            p1[c] += d;
+            p2[c] = std::fma(d, d, p2[c]);
+            if constexpr (Backward) {
+                const double gc = double(g[r * C + c]);
+                q1[c] += gc;
+                q2[c] = std::fma(gc, d, q2[c]);
+                q3[c] = std::fma(gc, gc, q3[c]);
+            }
+        }
+}
+
+/// Folds plain per-channel sums into compensated ones (add_compensated, lane by lane).
+[[gnu::noinline]] void fold_rows(std::int64_t C, double* __restrict sum, double* __restrict err,
+                                 double* __restrict plain) {
+    using namespace detail::simd;
+    std::int64_t c = 0;
+    for (; c + kWidth <= C; c += kWidth) {
+        const v4d a = load(sum + c), v = load(plain + c);
+        const v4d s = a + v, bb = s - a;
+        store(err + c, load(err + c) + ((a - (s - bb)) + (v - bb)));
+        store(sum + c, s);
+        store(plain + c, splat(0));
+    }
+    for (; c < C; ++c) fold(sum[c], err[c], plain[c]);
+}
+
+/// Adds rows [o0, o1) of a channels-last view (inner == 1) to the sums with plain kernels.
+template <class T, bool Backward>
+void add_rows_plain(const T* x, const T* dy, std::int64_t C, std::int64_t o0, std::int64_t o1, Sums& t) {
+    const auto n = std::size_t(C), stride = padded(n);
+    double *p1 = t.plain, *p2 = p1 + stride, *q1 = Backward ? p2 + stride : nullptr,
+           *q2 = Backward ? q1 + stride : nullptr, *q3 = Backward ? q2 + stride : nullptr;
+    for (std::int64_t c = 0; c < C; ++c) t.K[c] = double(x[o0 * C + c]);
+    auto fold_all = [&] {
+        fold_rows(C, t.s1, t.s1_err, p1);
+        fold_rows(C, t.s2, t.s2_err, p2);
+        if constexpr (Backward) {
+            fold_rows(C, t.b1, t.b1_err, q1);
+            fold_rows(C, t.b2, t.b2_err, q2);
+            fold_rows(C, t.b3, t.b3_err, q3);
+        }
+    };
+    for (std::int64_t o = o0; o < o1; o += kTileRows) {
+        const std::int64_t rows = std::min(kTileRows, o1 - o), next = o + rows;
+        const auto prefetch = TilePrefetch<T>::next_tile(x, Backward ? dy : nullptr, C, C, next, o1, kTileRows);
+        add_tile_plain<T, Backward>(x + o * C, Backward ? dy + o * C : nullptr, C, rows, prefetch, t.K, p1, p2, q1,
+                                    q2, q3);
+        if ((next - o0) % kPlainRun == 0) fold_all();
+    }
+    if ((o1 - o0) % kPlainRun != 0) fold_all(); // else folded just now (folding zeros changes no bit)
+    for (std::int64_t c = 0; c < C; ++c) t.n[c] += double(o1 - o0);
+}
+
+/// Adds the values v[0, len) (and dy g) of channel c to its sums with plain kernels, in
+/// 2·kWidth lanes, folded every kPlainRun values per lane; the next chunk prefetched
+/// meanwhile, as in add_run_biased.
+template <class T, bool Backward> void add_run_plain(const T* v, const T* g, std::int64_t len, std::size_t c, Sums& t) {
+    using namespace detail::simd;
+    if (t.n[c] == 0) t.K[c] = double(v[0]);
+    const v4d K = splat(t.K[c]);
+    constexpr std::int64_t step = 2 * kWidth, chunk = kPlainRun * step;
+    std::int64_t i = 0;
+    while (i < len) {
+        const std::int64_t end = std::min(len, i + chunk);
+        v4d s1a{}, s1b{}, s2a{}, s2b{}, b1a{}, b1b{}, b2a{}, b2b{}, b3a{}, b3b{};
+#if defined(__AVX512F__)
+        // AVX-512: the step's eight lanes as one v8d, whose halves are the a and b lanes
+        // below (the same bits): one chain per sum, half the instructions.
+        {
+            const v8d K8 = detail::broadcast<v8d>(t.K[c]);
+            v8d s1{}, s2{}, b1{}, b2{}, b3{};
+            for (; i + step <= end; i += step) {
+                prefetch_l1(v, i + chunk);
+                if constexpr (Backward) prefetch_l1(g, i + chunk);
+                const v8d d = lanes<v8d>(v, std::size_t(i)) - K8;
+                s1 += d;
+                s2 = fma(d, d, s2);
+                if constexpr (Backward) {
+                    const v8d gv = lanes<v8d>(g, std::size_t(i));
+                    b1 += gv;
+                    b2 = fma(gv, d, b2);
+                    b3 = fma(gv, gv, b3);
+                }
+            }
+            auto halves = [](v8d w, v4d& lo, v4d& hi) {
+                lo = v4d{w[0], w[1], w[2], w[3]}, hi = v4d{w[4], w[5], w[6], w[7]};
+            };
+            halves(s1, s1a, s1b), halves(s2, s2a, s2b), halves(b1, b1a, b1b);
+            halves(b2, b2a, b2b), halves(b3, b3a, b3b);
+        }
+#endif
+        for (; i + step <= end; i += step) {
+            prefetch_l1(v, i + chunk);
+            if constexpr (Backward) prefetch_l1(g, i + chunk);
+            const v4d da = load(v + i) - K, db = load(v + i + kWidth) - K;
+            s1a += da, s1b += db;
+            s2a = fma(da, da, s2a), s2b = fma(db, db, s2b);
+            if constexpr (Backward) {
+                const v4d ga = load(g + i), gb = load(g + i + kWidth);
+                b1a += ga, b1b += gb;
+                b2a = fma(ga, da, b2a), b2b = fma(gb, db, b2b);
+                b3a = fma(ga, ga, b3a), b3b = fma(gb, gb, b3b);
+            }
+        }
+        double p1 = sum_lanes(s1a + s1b), p2 = sum_lanes(s2a + s2b);
+        double q1 = sum_lanes(b1a + b1b), q2 = sum_lanes(b2a + b2b), q3 = sum_lanes(b3a + b3b);
+        for (; i < end; ++i) { // the tail, fewer than 2·kWidth values
+            const double d = double(v[i]) - t.K[c];
+            p1 += d;
+            p2 = std::fma(d, d, p2);
+            if constexpr (Backward) {
+                const double gi = double(g[i]);
+                q1 += gi;
+                q2 = std::fma(gi, d, q2);
+                q3 = std::fma(gi, gi, q3);
+            }
+        }
+        fold(t.s1[c], t.s1_err[c], p1);
+        fold(t.s2[c], t.s2_err[c], p2);
+        if constexpr (Backward) {
+            fold(t.b1[c], t.b1_err[c], q1);
+            fold(t.b2[c], t.b2_err[c], q2);
+            fold(t.b3[c], t.b3_err[c], q3);
+        }
+    }
+    t.n[c] += double(len);
+}
+
+} // namespace
+} // namespace bnorm::kernels
