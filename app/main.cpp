@@ -3,6 +3,7 @@
 #include "commands.hpp"
 
 #include "bnorm/error.hpp"
+#include "bnorm/version.hpp"
 
 #include <fmt/format.h>
 
