@@ -4,6 +4,7 @@
 #include "signals.hpp"
 
 #include "bnorm/error.hpp"
+#include "bnorm/version.hpp"
 
 #include <fmt/format.h>
 

@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(cmake ninja-build g++ libcli11-dev libfmt-dev nlohmann-json3-dev doctest-dev
-          python3 python3-numpy python3-mpmath)
+          python3 python3-numpy python3-mpmath help2man man-db)
 packages+=("$@") # extra packages a caller needs (e.g. clang for the sanitizer build)
 
 missing=()

@@ -6,6 +6,8 @@
 // throw; they are only called once the inputs have been checked.
 #pragma once
 
+#include "bnorm/config.hpp"
+
 #include <stdexcept>
 #include <string>
 #include <string_view>

@@ -7,6 +7,8 @@
 // every layout (see lib/include/bnorm/batchnorm.hpp).
 #pragma once
 
+#include "bnorm/config.hpp"
+
 #include <cstdint>
 #include <span>
 #include <string>
