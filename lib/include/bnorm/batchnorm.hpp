@@ -47,6 +47,44 @@ template <class T> struct ForwardState;
 template <class T> struct BackwardState;
 } // namespace detail
 
+/// Running statistics, as frameworks keep them for inference: l.channels values each.
+/// Inference mode (PyTorch's F.batch_norm(training=False), ONNX BatchNormalization-15 with
+/// training_mode = 0) normalizes with them instead of the batch statistics:
+///   y = γ·(x − mean)/sqrt(var + eps) + β.
+/// Requirements: every var[c] ≥ 0 and var[c] + eps > 0 (else InputError naming the channel,
+/// thrown before any output is written); m = 1 (one value per channel) is allowed.
+template <class T> struct RunningStats {
+    const T* mean;
+    const T* var;
+};
+
+/// How training updates the running statistics, with PyTorch's meaning of momentum:
+///   new_mean = (1 − momentum)·mean + momentum·batch_mean
+///   new_var  = (1 − momentum)·var + momentum·batch_var·m/(m − correction)
+/// where batch_var is the biased variance (M2/m). correction = 1 is PyTorch's (the unbiased
+/// batch variance); correction = 0 is ONNX BatchNormalization-15's (the population
+/// variance), whose momentum m' is momentum = 1 − m'. PyTorch's cumulative average
+/// (momentum=None) is momentum = 1/num_batches_tracked. Requires 0 ≤ momentum ≤ 1,
+/// correction 0 or 1, and m > correction.
+struct RunningUpdate {
+    double momentum = 0.1;
+    int correction = 1;
+};
+
+/// Inference-mode forward: y = γ·(x − running.mean)/sqrt(running.var + eps) + β, each
+/// output rounded once from the exact value. Throws InputError as RunningStats says.
+template <class T>
+void forward_eval(const T* x, const T* gamma, const T* beta, RunningStats<T> running, const Layout& l, double eps,
+                  T* y, int threads = 0);
+
+/// Inference-mode backward, the statistics being constants:
+///   dx = γ·dy/sqrt(running.var + eps),  dγ = Σ dy·x̂ with x̂ = (x − running.mean)/sqrt(running.var + eps),
+///   dβ = Σ dy.
+/// dgamma and dbeta may be nullptr.
+template <class T>
+void backward_eval(const T* x, const T* gamma, const T* dy, RunningStats<T> running, const Layout& l, double eps,
+                   T* dx, T* dgamma, T* dbeta, int threads = 0);
+
 /// Forward pass. gamma == nullptr means γ = 1, beta == nullptr means β = 0.
 /// mean and invstd may be nullptr when not wanted; y is always written.
 /// Throws InputError (before writing any output) when var + eps == 0 for some channel,
@@ -79,8 +117,17 @@ void backward(const T* x, const T* gamma, const T* dy, const Layout& l, double e
 template <class T> class ForwardPass {
 public:
     ForwardPass(const T* x, const T* gamma, const T* beta, const Layout& l, double eps, int threads = 0);
-    /// The batch mean and invstd of every channel (either may be null).
+    /// Inference mode: y from the running statistics (see forward_eval), no batch statistics.
+    ForwardPass(const T* x, const T* gamma, const T* beta, RunningStats<T> running, const Layout& l, double eps,
+                int threads = 0);
+    /// The batch mean and invstd of every channel (either may be null); in inference mode,
+    /// the running mean and 1/sqrt(running var + eps).
     void statistics(T* mean, T* invstd) const;
+    /// Training mode only: the updated running statistics from the batch statistics of this
+    /// pass (no second read of x), each rounded once from the exact value (either output
+    /// may be null). Throws UsageError in inference mode and InputError for a negative
+    /// running variance (naming the channel).
+    void update_running(RunningStats<T> running, RunningUpdate u, T* new_mean, T* new_var) const;
     /// y of outer rows [o0, o1): (o1 − o0)·C·inner values in (outer, C, inner) order.
     void apply(std::int64_t o0, std::int64_t o1, T* y) const;
     /// True when every channel's statistics came out finite and in the fast kernels'
@@ -105,6 +152,9 @@ private:
 template <class T> class BackwardPass {
 public:
     BackwardPass(const T* x, const T* gamma, const T* dy, const Layout& l, double eps, int threads = 0);
+    /// Inference mode: the gradients of backward_eval.
+    BackwardPass(const T* x, const T* gamma, const T* dy, RunningStats<T> running, const Layout& l, double eps,
+                 int threads = 0);
     /// dγ and dβ of every channel (either may be null).
     void gradients(T* dgamma, T* dbeta) const;
     /// dx of outer rows [o0, o1): (o1 − o0)·C·inner values in (outer, C, inner) order.
