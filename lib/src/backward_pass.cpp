@@ -101,7 +101,7 @@ template <class T> void BackwardState<T>::run_exact() const {
     });
 }
 
-template <class T> bool BackwardState<T>::inputs_proven_finite() const { return all_fast(fast_); }
+template <class T> bool BackwardState<T>::inputs_proven_finite() const { return !eval_dx_ && all_fast(fast_); }
 
 template <class T> void BackwardState<T>::gradients(T* dgamma, T* dbeta) const {
     run_exact();
@@ -110,6 +110,7 @@ template <class T> void BackwardState<T>::gradients(T* dgamma, T* dbeta) const {
 }
 
 template <class T> void BackwardState<T>::apply(std::int64_t o0, std::int64_t o1, T* dx) const {
+    if (eval_dx_) return eval_dx_->apply(o0, o1, dx); // inference mode: dx = a·dy
     run_exact();
     const std::size_t C = std::size_t(l_.channels);
     const std::size_t P = padded(C);

@@ -26,14 +26,15 @@ Layout collapse(std::span<const std::int64_t> shape, int axis) {
     return l;
 }
 
-Layout check_problem(std::span<const std::int64_t> shape, int axis, const std::string& what) {
+Layout check_problem(std::span<const std::int64_t> shape, int axis, const std::string& what,
+                     std::int64_t min_per_channel) {
     if (shape.size() < 2)
         throw InputError::in_file(what, fmt::format("batch norm needs rank 2 or more, found shape {}",
                                                     shape_to_string(shape)));
     const Layout l = collapse(shape, axis);
     if (l.channels == 0 || l.per_channel() == 0)
         throw InputError::in_file(what, fmt::format("shape {} has no elements", shape_to_string(shape)));
-    if (l.per_channel() < 2)
+    if (l.per_channel() < min_per_channel)
         throw InputError::in_file(
             what, fmt::format("shape {} with channel axis {} has m = {} value per channel; "
                               "batch norm needs at least 2 (a batch of one is undefined)",

@@ -27,6 +27,7 @@
 #include "bnorm/layout.hpp"
 
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <vector>
 
@@ -56,6 +57,18 @@ template <class T> struct ForwardState {
     mutable std::vector<T> mean_, invstd_;
     mutable std::vector<T> exact_;     // y from the exact kernel, when a channel needs it
     mutable std::once_flag exact_done_;
+    // Training mode: per channel, M2 = Σ (x − mean)² (hi, lo) of the fast channels, for
+    // update_running (the mean is μ in coefficients_). Inference mode: none.
+    std::vector<double> m2_hi_, m2_lo_;
+    bool eval_ = false;
+
+    /// Inference mode (running.cpp): μ = running mean, a = γ/sqrt(running var + eps) in
+    /// double-double, β: pass B alone, with no pass A. Throws InputError for a negative
+    /// running variance or running var + eps == 0, naming the channel. Allows m = 1.
+    ForwardState(const T* x, const T* gamma, const T* beta, RunningStats<T> running, const Layout& l, double eps,
+                 int threads);
+    /// update_running (running.cpp).
+    void update_running(RunningStats<T> running, RunningUpdate u, T* new_mean, T* new_var) const;
 };
 
 /// BackwardPass's state; the constructor like ForwardState's.
@@ -81,6 +94,14 @@ template <class T> struct BackwardState {
     mutable std::vector<T> dgamma_, dbeta_;
     mutable std::vector<T> exact_;     // dx from the exact kernel, when a channel needs it
     mutable std::once_flag exact_done_;
+
+    /// Inference mode (running.cpp): dγ and dβ from error-free sums in double-double, and
+    /// dx = a·dy by an inference-mode ForwardState over dy (μ = 0, a = γ/sqrt(var + eps),
+    /// β = 0). Throws like ForwardState's inference constructor.
+    BackwardState(const T* x, const T* gamma, const T* dy, RunningStats<T> running, const Layout& l, double eps,
+                  int threads);
+    std::vector<T> zeros_;                       // the "running mean" of dx_: C zeros
+    std::unique_ptr<ForwardState<T>> eval_dx_;   // inference mode: dx
 };
 
 } // namespace bnorm::detail

@@ -40,7 +40,10 @@ Layout collapse(std::span<const std::int64_t> shape, int axis);
 /// Checks that a batch norm over `shape` along `axis` is defined: rank >= 2, valid axis,
 /// C >= 1 and m >= 2. `what` names the tensor in messages (a file name, "x").
 /// Throws UsageError/InputError with expected vs found. Returns the collapsed layout.
-Layout check_problem(std::span<const std::int64_t> shape, int axis, const std::string& what);
+/// min_per_channel: the least m accepted (1 in inference mode, where no batch statistics
+/// are computed).
+Layout check_problem(std::span<const std::int64_t> shape, int axis, const std::string& what,
+                     std::int64_t min_per_channel = 2);
 
 /// "(8, 3, 5, 7)", the way numpy prints a shape ("(3,)" for one dimension).
 std::string shape_to_string(std::span<const std::int64_t> shape);

@@ -1,0 +1,243 @@
+// Inference mode and running statistics: the passes' inference constructors (pass B alone
+// with the running statistics as its coefficients; for backward, dγ and dβ from
+// error-free sums), and the training pass's update of the running statistics from the
+// batch moments pass A left (no second read of x).
+#include "bnorm/batchnorm.hpp"
+#include "bnorm/error.hpp"
+
+#include "ddouble.hpp"
+#include "lanes.hpp"
+#include "parallel.hpp"
+#include "pass_b/rows.hpp"
+#include "pass_state.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cassert>
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+namespace bnorm {
+namespace detail {
+namespace {
+
+using kernels::first_line, kernels::line_arrays, kernels::padded, kernels::threads_for;
+
+/// Refuses a negative running variance, and (inference mode) running var + eps == 0,
+/// naming the channel. NaN passes (it propagates).
+template <class T> void check_running_var(const T* var, std::int64_t C, double eps, bool eval) {
+    for (std::int64_t c = 0; c < C; ++c) {
+        const double v = var[c];
+        if (v < 0)
+            throw InputError(fmt::format("channel {} has a negative running variance {}; a variance is >= 0", c, v));
+        if (eval && v + eps == 0)
+            throw InputError(fmt::format("channel {} has running variance 0 and eps = 0: 1/sqrt(running_var + eps) "
+                                         "is infinite (use eps > 0)",
+                                         c));
+    }
+}
+
+/// 1/sqrt(var + eps) in double-double (var + eps exact by TwoSum); var + eps > 0, or
+/// non-finite (then what 1/sqrt gives).
+inline dd running_inverse_std(double var, double eps) { return rsqrt(two_sum(var, eps)); }
+
+/// Channel c's value i of m (outer row i / inner, position i % inner).
+template <class T> inline double value_at(const T* x, const Layout& l, std::int64_t whole, std::int64_t c,
+                                          std::int64_t i) {
+    const std::int64_t o = i / l.inner, k = i % l.inner;
+    return double(x[(o * whole + c) * l.inner + k]);
+}
+
+/// The batch mean and M2/(m − correction) of channel c in double-double, in a scalar loop,
+/// for the channels the fast kernels left to the exact kernel (non-finite data, float64
+/// beyond [2^-400, 2^480]): the values scaled by a power of two near their largest
+/// magnitude, summed in double-double, then the centred squares. A NaN gives NaN; an
+/// infinity gives the plain mean and a NaN variance (as IEEE arithmetic would).
+template <class T> void exact_channel_moments(const T* x, const Layout& l, std::int64_t whole, std::int64_t c,
+                                              int correction, dd& mean, dd& var) {
+    const std::int64_t m = l.per_channel();
+    double largest = 0;
+    bool finite = true;
+    for (std::int64_t i = 0; i < m; ++i) {
+        const double v = value_at(x, l, whole, c, i);
+        if (!std::isfinite(v)) finite = false;
+        else largest = std::max(largest, std::abs(v));
+    }
+    if (!finite) {
+        double s = 0;
+        for (std::int64_t i = 0; i < m; ++i) s += value_at(x, l, whole, c, i);
+        mean = {s / double(m), 0}, var = {NAN, 0};
+        return;
+    }
+    if (largest == 0) {
+        mean = {0, 0}, var = {0, 0};
+        return;
+    }
+    const int e = std::ilogb(largest);
+    dd s{0, 0};
+    for (std::int64_t i = 0; i < m; ++i) s = add(s, std::ldexp(value_at(x, l, whole, c, i), -e));
+    const dd mean_scaled = div(s, double(m));
+    dd q{0, 0};
+    for (std::int64_t i = 0; i < m; ++i) {
+        const dd d = sub(dd{std::ldexp(value_at(x, l, whole, c, i), -e), 0}, mean_scaled);
+        q = add(q, mul(d, d));
+    }
+    mean = ldexp(mean_scaled, e);
+    var = ldexp(div(q, double(m - correction)), 2 * e);
+}
+
+} // namespace
+
+template <class T>
+ForwardState<T>::ForwardState(const T* x, const T* gamma, const T* beta, RunningStats<T> running, const Layout& l,
+                              double eps, int threads)
+    : x_(x), gamma_(gamma), beta_(beta), l_(l), whole_(l.channels), eps_(eps), threads_(threads_for(l, threads)) {
+    assert(l.channels >= 1 && l.per_channel() >= 1 && eps >= 0);
+    eval_ = true;
+    const std::size_t C = std::size_t(l.channels);
+    check_running_var(running.var, l.channels, eps, true);
+    fast_.assign(C, 1);
+    mean_.resize(C), invstd_.resize(C);
+    // pass B's coefficients: μ = running mean (hi, lo = 0), a = γ·invstd (hi, lo), β
+    const std::size_t P = padded(C);
+    double *mu_hi = line_arrays(coefficients_, 5, C), *mu_lo = mu_hi + P, *a_hi = mu_lo + P, *a_lo = a_hi + P,
+           *b = a_lo + P;
+    for (std::size_t c = 0; c < C; ++c) {
+        const dd inv = running_inverse_std(double(running.var[c]), eps);
+        const dd a = mul(inv, gamma ? double(gamma[c]) : 1.0);
+        mu_hi[c] = double(running.mean[c]), mu_lo[c] = 0;
+        a_hi[c] = a.hi, a_lo[c] = a.lo;
+        b[c] = beta ? double(beta[c]) : 0.0;
+        mean_[c] = running.mean[c], invstd_[c] = to<T>(inv);
+    }
+}
+
+template <class T>
+void ForwardState<T>::update_running(RunningStats<T> running, RunningUpdate u, T* new_mean, T* new_var) const {
+    if (eval_)
+        throw UsageError("update_running: this pass is in inference mode; the running statistics are updated by "
+                         "a training-mode pass");
+    if (!(u.momentum >= 0 && u.momentum <= 1))
+        throw UsageError(fmt::format("momentum {} must be in [0, 1]", u.momentum));
+    if (u.correction != 0 && u.correction != 1)
+        throw UsageError(fmt::format("running variance correction {} must be 0 or 1", u.correction));
+    const std::int64_t m = l_.per_channel();
+    if (m <= u.correction)
+        throw InputError(fmt::format("m = {} values per channel: the unbiased variance needs at least 2", m));
+    check_running_var(running.var, l_.channels, eps_, false);
+    const std::size_t C = std::size_t(l_.channels);
+    const double* mu_hi = first_line(coefficients_);
+    const double* mu_lo = mu_hi + padded(C);
+    const double M = u.momentum;
+    const dd keep = two_sum(1.0, -M); // 1 − M, exact
+    for (std::size_t c = 0; c < C; ++c) {
+        dd mean, var;
+        if (fast_[c])
+            mean = {mu_hi[c], mu_lo[c]}, var = div(dd{m2_hi_[c], m2_lo_[c]}, double(m - u.correction));
+        else exact_channel_moments(x_, l_, whole_, std::int64_t(c), u.correction, mean, var);
+        // new = (1 − M)·old + M·batch, in double-double, rounded once; with a non-finite
+        // term, in double (as IEEE arithmetic propagates it; double-double's error terms
+        // would turn an infinity into NaN)
+        const auto update = [&](double old, dd batch) {
+            if (!std::isfinite(old) || !std::isfinite(batch.hi)) return T((1 - M) * old + M * batch.hi);
+            return to<T>(add(mul(keep, old), mul(batch, M)));
+        };
+        if (new_mean) new_mean[c] = update(double(running.mean[c]), mean);
+        if (new_var) new_var[c] = update(double(running.var[c]), var);
+    }
+}
+
+template <class T>
+BackwardState<T>::BackwardState(const T* x, const T* gamma, const T* dy, RunningStats<T> running, const Layout& l,
+                                double eps, int threads)
+    : x_(x), gamma_(gamma), dy_(dy), l_(l), whole_(l.channels), eps_(eps), threads_(threads_for(l, threads)) {
+    assert(l.channels >= 1 && l.per_channel() >= 1 && eps >= 0);
+    const std::size_t C = std::size_t(l.channels);
+    zeros_.assign(C, T(0));
+    // dx = a·dy: pass B of forward with x = dy, μ = 0 and β = 0 (checks the variances)
+    eval_dx_ = std::make_unique<ForwardState<T>>(dy, gamma, nullptr, RunningStats<T>{zeros_.data(), running.var}, l,
+                                                 eps, threads);
+    fast_.assign(C, 1);
+    dgamma_.resize(C), dbeta_.resize(C);
+    // dβ = Σ dy and dγ = invstd·Σ dy·(x − running mean), error-free: x − rm = d + e
+    // (TwoSum), dy·d = p + pe (TwoProd), accumulated in double-double, each channel in
+    // order on one thread (the same bits for any thread count). They may cancel: the sums
+    // keep ~2^-100 of Σ|dy·(x − rm)|, which the batch-centred sums of pass A would not
+    // guarantee here.
+    const std::int64_t m = l.per_channel();
+    detail::parallel_for(l.channels, threads_, [&](std::int64_t c0, std::int64_t c1) {
+        for (std::int64_t c = c0; c < c1; ++c) {
+            const double rm = double(running.mean[c]);
+            dd sdy{0, 0}, sdd{0, 0};
+            for (std::int64_t i = 0; i < m; ++i) {
+                const double g = value_at(dy, l, whole_, c, i), xv = value_at(x, l, whole_, c, i);
+                sdy = add(sdy, g);
+                const dd d = two_sum(xv, -rm);
+                dd p = two_prod(g, d.hi);
+                p.lo += g * d.lo;
+                sdd = add(sdd, p);
+            }
+            const dd inv = running_inverse_std(double(running.var[c]), eps);
+            dbeta_[std::size_t(c)] = to<T>(sdy);
+            dgamma_[std::size_t(c)] = to<T>(mul(sdd, inv));
+        }
+    });
+}
+
+#define BNORM_RUNNING_STATE(T)                                                                                        \
+    template ForwardState<T>::ForwardState(const T*, const T*, const T*, RunningStats<T>, const Layout&, double, int); \
+    template void ForwardState<T>::update_running(RunningStats<T>, RunningUpdate, T*, T*) const;                     \
+    template BackwardState<T>::BackwardState(const T*, const T*, const T*, RunningStats<T>, const Layout&, double,     \
+                                             int);
+BNORM_RUNNING_STATE(float)
+BNORM_RUNNING_STATE(double)
+#undef BNORM_RUNNING_STATE
+
+} // namespace detail
+
+template <class T>
+ForwardPass<T>::ForwardPass(const T* x, const T* gamma, const T* beta, RunningStats<T> running, const Layout& l,
+                            double eps, int threads)
+    : s_(std::make_unique<detail::ForwardState<T>>(x, gamma, beta, running, l, eps, threads)) {}
+
+template <class T>
+void ForwardPass<T>::update_running(RunningStats<T> running, RunningUpdate u, T* new_mean, T* new_var) const {
+    s_->update_running(running, u, new_mean, new_var);
+}
+
+template <class T>
+BackwardPass<T>::BackwardPass(const T* x, const T* gamma, const T* dy, RunningStats<T> running, const Layout& l,
+                              double eps, int threads)
+    : s_(std::make_unique<detail::BackwardState<T>>(x, gamma, dy, running, l, eps, threads)) {}
+
+template <class T>
+void forward_eval(const T* x, const T* gamma, const T* beta, RunningStats<T> running, const Layout& l, double eps,
+                  T* y, int threads) {
+    const ForwardPass<T> pass(x, gamma, beta, running, l, eps, threads);
+    pass.apply(0, l.outer, y);
+}
+
+template <class T>
+void backward_eval(const T* x, const T* gamma, const T* dy, RunningStats<T> running, const Layout& l, double eps,
+                   T* dx, T* dgamma, T* dbeta, int threads) {
+    const BackwardPass<T> pass(x, gamma, dy, running, l, eps, threads);
+    pass.gradients(dgamma, dbeta);
+    pass.apply(0, l.outer, dx);
+}
+
+#define BNORM_RUNNING(T)                                                                                              \
+    template ForwardPass<T>::ForwardPass(const T*, const T*, const T*, RunningStats<T>, const Layout&, double, int); \
+    template void ForwardPass<T>::update_running(RunningStats<T>, RunningUpdate, T*, T*) const;                     \
+    template BackwardPass<T>::BackwardPass(const T*, const T*, const T*, RunningStats<T>, const Layout&, double,     \
+                                           int);                                                                      \
+    template void forward_eval<T>(const T*, const T*, const T*, RunningStats<T>, const Layout&, double, T*, int);    \
+    template void backward_eval<T>(const T*, const T*, const T*, RunningStats<T>, const Layout&, double, T*, T*, T*, \
+                                   int);
+BNORM_RUNNING(float)
+BNORM_RUNNING(double)
+#undef BNORM_RUNNING
+
+} // namespace bnorm

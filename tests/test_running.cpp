@@ -1,0 +1,234 @@
+// Inference mode and the running-statistics update against the naive long-double
+// references of naive_running.hpp, on hard data; thread counts; the refusals.
+#include "helpers.hpp"
+#include "naive_running.hpp"
+
+#include "bnorm/batchnorm.hpp"
+#include "bnorm/error.hpp"
+#include "bnorm/layout.hpp"
+
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <limits>
+#include <random>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace bnorm::test {
+namespace {
+
+struct Case {
+    std::string name;
+    Shape shape;
+    int axis;
+    double centre, spread;   // x and the running mean: centre + spread·u
+    double var_scale;        // running var: var_scale·(0.5 + u)
+    double eps;
+};
+
+const Case kCases[] = {
+    {"(N, C) far from 0", {9, 5}, 1, 1e6, 1e-3, 1e-6, 1e-5},
+    {"NCHW far from 0", {3, 4, 5, 6}, 1, 1e6, 1e-3, 1e-6, 1e-5},
+    {"NHWC far from 0", {2, 5, 6, 4}, 3, 1e6, 1e-3, 1e-6, 1e-5},
+    {"NCHW tiny var, eps dominating", {2, 3, 4, 4}, 1, 0.5, 1.0, 1e-14, 1e-3},
+    {"(N, C) batch of one", {1, 7}, 1, 3.0, 2.0, 1.0, 1e-5},
+    {"NCHW batch of one", {1, 3, 1, 1}, 1, -2.0, 1.0, 4.0, 0.0},
+    {"large NCHW, threads", {4, 8, 64, 40}, 1, 1e6, 1e-3, 1e-6, 1e-5},
+    {"large (N, C), threads", {9000, 8}, 1, 1.0, 1.0, 1.0, 1e-5},
+};
+
+template <class T> std::vector<double> widened(const std::vector<T>& v) { return {v.begin(), v.end()}; }
+
+template <class T> struct Data {
+    std::vector<T> x, dy, gamma, beta, rm, rv;
+};
+
+template <class T> Data<T> make(const Case& k, std::uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    std::uniform_real_distribution<double> u(-1, 1);
+    const Layout l = collapse(k.shape, k.axis);
+    Data<T> d;
+    for (std::int64_t i = 0; i < l.size(); ++i) d.x.push_back(T(k.centre + k.spread * u(rng))), d.dy.push_back(T(u(rng)));
+    for (std::int64_t c = 0; c < l.channels; ++c) {
+        d.gamma.push_back(T(1.5 + u(rng))), d.beta.push_back(T(u(rng)));
+        d.rm.push_back(T(k.centre + k.spread * u(rng))), d.rv.push_back(T(k.var_scale * (1.0 + 0.5 * u(rng))));
+    }
+    return d;
+}
+
+template <class T> double err(const std::vector<T>& got, const std::vector<double>& want) {
+    return eps_error<T>(std::span<const T>(got), std::span<const double>(want));
+}
+
+template <class T> void check_eval(const Case& k) {
+    CAPTURE(k.name);
+    const Layout l = collapse(k.shape, k.axis);
+    const Data<T> d = make<T>(k, 7);
+    const RunningStats<T> run{d.rm.data(), d.rv.data()};
+    const NaiveEval ref = naive_eval(widened(d.x), k.shape, k.axis, widened(d.gamma), widened(d.beta), widened(d.dy),
+                                     widened(d.rm), widened(d.rv), k.eps);
+    const std::size_t n = std::size_t(l.size()), C = std::size_t(l.channels);
+    std::vector<T> y1(n), y2(n), dx1(n), dx2(n), dg1(C), dg2(C), db1(C), db2(C);
+    forward_eval<T>(d.x.data(), d.gamma.data(), d.beta.data(), run, l, k.eps, y1.data(), 1);
+    forward_eval<T>(d.x.data(), d.gamma.data(), d.beta.data(), run, l, k.eps, y2.data(), 2);
+    backward_eval<T>(d.x.data(), d.gamma.data(), d.dy.data(), run, l, k.eps, dx1.data(), dg1.data(), db1.data(), 1);
+    backward_eval<T>(d.x.data(), d.gamma.data(), d.dy.data(), run, l, k.eps, dx2.data(), dg2.data(), db2.data(), 2);
+    CHECK(y1 == y2);
+    CHECK(dx1 == dx2);
+    CHECK(dg1 == dg2);
+    CHECK(db1 == db2);
+    const double ey = err(y1, ref.y), edx = err(dx1, ref.dx), edg = err(dg1, ref.dgamma), edb = err(db1, ref.dbeta);
+    MESSAGE(k.name, (sizeof(T) == 4 ? " float32" : " float64"), ": eval y ", ey, ", dx ", edx, ", dgamma ", edg,
+            ", dbeta ", edb, " eps");
+    CHECK(ey <= 4);
+    CHECK(edx <= 4);
+    CHECK(edg <= 4);
+    CHECK(edb <= 4);
+    // the pass object: the same y in two halves, and the running values as its statistics
+    const ForwardPass<T> pass(d.x.data(), d.gamma.data(), d.beta.data(), run, l, k.eps, 2);
+    std::vector<T> y3(n), mean(C), invstd(C);
+    const std::int64_t half = l.outer / 2, row = l.channels * l.inner;
+    pass.apply(0, half, y3.data());
+    pass.apply(half, l.outer, y3.data() + half * row);
+    CHECK(y3 == y1);
+    CHECK_FALSE(pass.inputs_proven_finite()); // x is not read before pass B
+    pass.statistics(mean.data(), invstd.data());
+    CHECK(mean == d.rm);
+    CHECK_THROWS_AS(pass.update_running(run, RunningUpdate{}, mean.data(), invstd.data()), UsageError);
+}
+
+template <class T> void check_update(const Case& k) {
+    CAPTURE(k.name);
+    const Layout l = collapse(k.shape, k.axis);
+    if (l.per_channel() < 2) return; // training mode needs m >= 2
+    const Data<T> d = make<T>(k, 11);
+    const RunningStats<T> run{d.rm.data(), d.rv.data()};
+    const std::size_t C = std::size_t(l.channels);
+    const ForwardPass<T> p1(d.x.data(), d.gamma.data(), d.beta.data(), l, k.eps, 1);
+    const ForwardPass<T> p2(d.x.data(), d.gamma.data(), d.beta.data(), l, k.eps, 2);
+    for (double momentum : {0.0, 0.1, 0.5, 1.0, 1.0 / 3})
+        for (int correction : {0, 1}) {
+            CAPTURE(momentum);
+            CAPTURE(correction);
+            std::vector<double> want_mean, want_var;
+            naive_update(widened(d.x), k.shape, k.axis, widened(d.rm), widened(d.rv), momentum, correction, want_mean,
+                         want_var);
+            std::vector<T> m1(C), v1(C), m2(C), v2(C);
+            p1.update_running(run, RunningUpdate{momentum, correction}, m1.data(), v1.data());
+            p2.update_running(run, RunningUpdate{momentum, correction}, m2.data(), v2.data());
+            CHECK(m1 == m2);
+            CHECK(v1 == v2);
+            if (momentum == 0) CHECK(m1 == d.rm); // exactly the old values
+            if (momentum == 0) CHECK(v1 == d.rv);
+            const double em = err(m1, want_mean), ev = err(v1, want_var);
+            MESSAGE(k.name, (sizeof(T) == 4 ? " float32" : " float64"), " momentum ", momentum, " correction ",
+                    correction, ": new mean ", em, ", new var ", ev, " eps");
+            CHECK(em <= 4);
+            CHECK(ev <= 4);
+        }
+}
+
+TEST_CASE("inference mode: y, dx, dgamma, dbeta within 4 eps of the reference, any threads") {
+    for (const Case& k : kCases) {
+        check_eval<double>(k);
+        check_eval<float>(k);
+    }
+}
+
+TEST_CASE("running statistics update: PyTorch's and ONNX's rules within 4 eps, any threads") {
+    for (const Case& k : kCases) {
+        check_update<double>(k);
+        check_update<float>(k);
+    }
+}
+
+TEST_CASE("inference mode: dgamma when dy·(x − running mean) cancels") {
+    // Σ dy·(x − rm) nearly 0 against its terms: dy = x − batch mean far from rm
+    const Shape shape{64, 2};
+    const Layout l = collapse(shape, 1);
+    std::vector<double> x, dy, rm{1e6, -3.0}, rv{1e-6, 2.0}, g{1.0, 2.0}, b{0.0, 0.0};
+    for (int i = 0; i < 64; ++i) {
+        const double v = i % 2 ? 1e-3 : -1e-3;
+        x.push_back(1e6 + v + 1e-9 * i), x.push_back(-3.0 + 0.25 * (i % 4));
+        dy.push_back(i % 4 < 2 ? 1.0 : -1.0), dy.push_back(i % 3 - 1.0);
+    }
+    const NaiveEval ref = naive_eval(x, shape, 1, g, b, dy, rm, rv, 1e-5L);
+    std::vector<double> dx(x.size()), dg(2), db(2);
+    backward_eval<double>(x.data(), g.data(), dy.data(), {rm.data(), rv.data()}, l, 1e-5, dx.data(), dg.data(),
+                          db.data(), 1);
+    CHECK(err(dg, ref.dgamma) <= 4);
+    CHECK(err(db, ref.dbeta) <= 4);
+}
+
+TEST_CASE("running statistics update: channels of the exact kernel (extreme magnitudes, NaN)") {
+    const Shape shape{6, 3};
+    const Layout l = collapse(shape, 1);
+    std::vector<double> x;
+    for (int i = 0; i < 6; ++i) x.push_back(1e150 * (1 + 0.1 * i)), x.push_back(1e-300 * (i - 2.5)), x.push_back(i);
+    x[5] = NAN; // channel 2
+    std::vector<double> rm{1e150, 0.0, 1.0}, rv{1e300, 1e-300, 1.0};
+    const ForwardPass<double> pass(x.data(), nullptr, nullptr, l, 1e-5, 1);
+    CHECK_FALSE(pass.inputs_proven_finite());
+    std::vector<double> nm(3), nv(3);
+    pass.update_running({rm.data(), rv.data()}, RunningUpdate{0.25, 1}, nm.data(), nv.data());
+    std::vector<double> xa{x[0], x[3], x[6], x[9], x[12], x[15]}, want_m, want_v;
+    naive_update(xa, {6, 1}, 1, {rm[0]}, {rv[0]}, 0.25L, 1, want_m, want_v);
+    CHECK(std::abs(nm[0] - want_m[0]) <= 4 * 2.2e-16 * std::abs(want_m[0]));
+    CHECK(std::abs(nv[0] - want_v[0]) <= 4 * 2.2e-16 * std::abs(want_v[0]));
+    std::vector<double> xb{x[1], x[4], x[7], x[10], x[13], x[16]};
+    naive_update(xb, {6, 1}, 1, {rm[1]}, {rv[1]}, 0.25L, 1, want_m, want_v);
+    CHECK(std::abs(nm[1] - want_m[0]) <= 4 * 2.2e-16 * std::abs(want_m[0]));
+    CHECK(std::abs(nv[1] - want_v[0]) <= 4 * 2.2e-16 * std::abs(want_v[0]));
+    CHECK(std::isnan(nm[2]));
+    CHECK(std::isnan(nv[2]));
+    // a batch variance beyond float64's range: infinite, not NaN
+    std::vector<double> big{1e300, -1e300, 1e300, -1e300}, big_rm{0}, big_rv{1};
+    const ForwardPass<double> big_pass(big.data(), nullptr, nullptr, collapse(Shape{4, 1}, 1), 1e-5, 1);
+    big_pass.update_running({big_rm.data(), big_rv.data()}, RunningUpdate{0.5, 1}, nm.data(), nv.data());
+    CHECK(nm[0] == 0);
+    CHECK(nv[0] == INFINITY);
+}
+
+TEST_CASE("running statistics: the refusals") {
+    const Shape shape{4, 3};
+    const Layout l = collapse(shape, 1);
+    std::vector<double> x{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13}, y(12), dx(12);
+    std::vector<double> rm{0, 0, 0}, rv{1, 1, -1e-30}, rv0{1, 0, 1};
+    auto message = [](auto&& f) {
+        try {
+            f();
+        } catch (const InputError& e) {
+            return std::string(e.what());
+        }
+        return std::string("no InputError");
+    };
+    CHECK(message([&] { forward_eval<double>(x.data(), nullptr, nullptr, {rm.data(), rv.data()}, l, 1e-5, y.data()); })
+              .find("channel 2 has a negative running variance") != std::string::npos);
+    CHECK(message([&] {
+              backward_eval<double>(x.data(), nullptr, x.data(), {rm.data(), rv.data()}, l, 1e-5, dx.data(), nullptr,
+                                    nullptr);
+          }).find("channel 2") != std::string::npos);
+    CHECK(message([&] { forward_eval<double>(x.data(), nullptr, nullptr, {rm.data(), rv0.data()}, l, 0.0, y.data()); })
+              .find("channel 1 has running variance 0 and eps = 0") != std::string::npos);
+    // eps > 0 makes a zero running variance fine
+    forward_eval<double>(x.data(), nullptr, nullptr, {rm.data(), rv0.data()}, l, 1e-5, y.data());
+    CHECK(y[1] == doctest::Approx(2 / std::sqrt(1e-5)));
+    const ForwardPass<double> pass(x.data(), nullptr, nullptr, l, 1e-5);
+    std::vector<double> nm(3), nv(3);
+    CHECK(message([&] { pass.update_running({rm.data(), rv.data()}, RunningUpdate{}, nm.data(), nv.data()); })
+              .find("channel 2 has a negative running variance") != std::string::npos);
+    CHECK_THROWS_AS(pass.update_running({rm.data(), rv0.data()}, RunningUpdate{1.5, 1}, nm.data(), nv.data()),
+                    UsageError);
+    CHECK_THROWS_AS(pass.update_running({rm.data(), rv0.data()}, RunningUpdate{-0.1, 1}, nm.data(), nv.data()),
+                    UsageError);
+    CHECK_THROWS_AS(pass.update_running({rm.data(), rv0.data()}, RunningUpdate{0.1, 2}, nm.data(), nv.data()),
+                    UsageError);
+    // a zero running variance updates fine (eps is not involved in training)
+    pass.update_running({rm.data(), rv0.data()}, RunningUpdate{0.1, 0}, nm.data(), nv.data());
+    CHECK(nv[1] == doctest::Approx(0.1 * 11.25)); // channel 1: 2, 5, 8, 11
+}
+
+} // namespace
+} // namespace bnorm::test
