@@ -17,6 +17,7 @@ struct BackwardOptions {
 };
 
 void run_backward(const BackwardOptions& o) {
+    check_mode_options(o.common, false);
     Problem p = load_problem(o.common, o.gamma, "", o.dy,
                              {{"--dx", o.dx}, {"--dgamma", o.dgamma}, {"--dbeta", o.dbeta}});
     const Shape channels{p.layout.channels};
@@ -24,9 +25,13 @@ void run_backward(const BackwardOptions& o) {
     std::vector<PendingFile> dx_file;
     dispatch(p.x.dtype(), [&](auto t) {
         using T = decltype(t);
+        const T* gamma = p.gamma ? p.gamma->data<T>() : nullptr;
         const BackwardPass<T> pass = about_x(p, [&] {
-            return BackwardPass<T>(p.x.data<T>(), p.gamma ? p.gamma->data<T>() : nullptr, p.dy->data<T>(),
-                                   p.layout, p.eps, thread_count(o.common));
+            if (p.eval) // inference: the running statistics are constants
+                return BackwardPass<T>(p.x.data<T>(), gamma, p.dy->data<T>(),
+                                       RunningStats<T>{p.running_mean->data<T>(), p.running_var->data<T>()}, p.layout,
+                                       p.eps, thread_count(o.common));
+            return BackwardPass<T>(p.x.data<T>(), gamma, p.dy->data<T>(), p.layout, p.eps, thread_count(o.common));
         });
         require_finite(p, pass.inputs_proven_finite()); // before the exact kernel would run
         about_x(p, [&] { pass.gradients(dgamma.data<T>(), dbeta.data<T>()); });
@@ -48,10 +53,13 @@ void setup_backward(CLI::App& app) {
     cmd->add_option("--dx", opts->dx, "Output dx, same shape and dtype as x")->required();
     cmd->add_option("--dgamma", opts->dgamma, "Output dγ = Σ dy·x̂ (C values)");
     cmd->add_option("--dbeta", opts->dbeta, "Output dβ = Σ dy (C values)");
+    add_mode_options(*cmd, opts->common);
     cmd->footer("Example:\n"
                 "  bnorm backward --x data/x_nchw.npy --gamma data/gamma.npy --dy data/dy_nchw.npy \\\n"
                 "                 --dx dx.npy --dgamma dgamma.npy --dbeta dbeta.npy\n"
-                "  bnorm backward --x data/x.csv --dy data/dy.csv --dx dx.csv");
+                "  bnorm backward --x data/x.csv --dy data/dy.csv --dx dx.csv\n"
+                "  bnorm backward --mode eval --x x.npy --dy dy.npy --running-mean rm.npy --running-var rv.npy \\\n"
+                "                 --dx dx.npy --dgamma dgamma.npy --dbeta dbeta.npy");
     refuse_empty_values(*cmd);
     cmd->callback([opts] { run_backward(*opts); });
 }

@@ -6,6 +6,8 @@
 #include "bnorm/batchnorm.hpp"
 #include "bnorm/error.hpp"
 
+#include <fmt/format.h>
+
 #include <memory>
 
 namespace bnorm::app {
@@ -14,45 +16,116 @@ namespace {
 struct ForwardOptions {
     CommonOptions common;
     std::string gamma, beta, y, mean, invstd;
+    std::string new_running_mean, new_running_var, momentum, correction;
 };
 
+/// --momentum (default 0.1) and --running-var-correction (default 1), strictly; and the
+/// rules of --mode for forward's options. Before anything is read.
+RunningUpdate running_update(const ForwardOptions& o) {
+    const bool update = !o.new_running_mean.empty() || !o.new_running_var.empty();
+    RunningUpdate u;
+    if (!o.momentum.empty()) {
+        u.momentum = parse_nonnegative("--momentum", o.momentum);
+        if (u.momentum > 1) throw UsageError(fmt::format("--momentum {} must be in [0, 1]", o.momentum));
+    }
+    if (!o.correction.empty()) {
+        u.correction = parse_int("--running-var-correction", o.correction);
+        if (u.correction != 0 && u.correction != 1)
+            throw UsageError(fmt::format("--running-var-correction {} must be 1 (unbiased batch variance, PyTorch) "
+                                         "or 0 (biased, ONNX)",
+                                         o.correction));
+    }
+    if (o.common.eval()) {
+        if (!o.mean.empty() || !o.invstd.empty())
+            throw UsageError("--mean/--invstd are the batch statistics, which --mode eval does not compute (it "
+                             "normalizes with the running statistics: use --running-mean and --running-var "
+                             "themselves)");
+        if (update)
+            throw UsageError("--new-running-mean/--new-running-var are written by --mode train only (inference "
+                             "does not update the running statistics)");
+    } else {
+        const bool both = !o.common.running_mean.empty() && !o.common.running_var.empty();
+        if (update && !both)
+            throw UsageError("--new-running-mean/--new-running-var need both --running-mean and --running-var (the "
+                             "statistics to update)");
+        if (!update && (!o.common.running_mean.empty() || !o.common.running_var.empty()))
+            throw UsageError("--running-mean/--running-var in train mode only feed --new-running-mean/"
+                             "--new-running-var; to normalize with them, use --mode eval");
+    }
+    if (!update && (!o.momentum.empty() || !o.correction.empty()))
+        throw UsageError("--momentum/--running-var-correction apply to the update of the running statistics: give "
+                         "--new-running-mean or --new-running-var");
+    return u;
+}
+
 void run_forward(const ForwardOptions& o) {
+    check_mode_options(o.common, true);
+    const RunningUpdate update = running_update(o);
     Problem p = load_problem(o.common, o.gamma, o.beta, "",
-                             {{"--y", o.y}, {"--mean", o.mean}, {"--invstd", o.invstd}});
+                             {{"--y", o.y},
+                              {"--mean", o.mean},
+                              {"--invstd", o.invstd},
+                              {"--new-running-mean", o.new_running_mean},
+                              {"--new-running-var", o.new_running_var}});
     const Shape channels{p.layout.channels};
     Array mean(p.x.dtype(), channels), invstd(p.x.dtype(), channels);
+    Array new_mean(p.x.dtype(), channels), new_var(p.x.dtype(), channels);
     std::vector<PendingFile> y_file;
     dispatch(p.x.dtype(), [&](auto t) {
         using T = decltype(t);
+        const T* gamma = p.gamma ? p.gamma->data<T>() : nullptr;
+        const T* beta = p.beta ? p.beta->data<T>() : nullptr;
+        const auto running = [&] {
+            return RunningStats<T>{p.running_mean ? p.running_mean->data<T>() : nullptr,
+                                   p.running_var ? p.running_var->data<T>() : nullptr};
+        };
         const ForwardPass<T> pass = about_x(p, [&] {
-            return ForwardPass<T>(p.x.data<T>(), p.gamma ? p.gamma->data<T>() : nullptr,
-                                  p.beta ? p.beta->data<T>() : nullptr, p.layout, p.eps, thread_count(o.common));
+            if (p.eval) // inference: no batch statistics, no pass over x before y
+                return ForwardPass<T>(p.x.data<T>(), gamma, beta, running(), p.layout, p.eps, thread_count(o.common));
+            return ForwardPass<T>(p.x.data<T>(), gamma, beta, p.layout, p.eps, thread_count(o.common));
         });
         require_finite(p, pass.inputs_proven_finite()); // before the exact kernel would run
         about_x(p, [&] { pass.statistics(mean.data<T>(), invstd.data<T>()); });
+        if (!o.new_running_mean.empty() || !o.new_running_var.empty())
+            about_x(p, [&] { pass.update_running(running(), update, new_mean.data<T>(), new_var.data<T>()); });
         y_file.push_back(write_rows<T>(o.y, p.x.shape(), p.layout, thread_count(o.common),
                                        [&](std::int64_t o0, std::int64_t o1, T* y) { pass.apply(o0, o1, y); }));
     });
-    write_outputs(std::move(y_file), {{o.mean, &mean}, {o.invstd, &invstd}});
+    write_outputs(std::move(y_file), {{o.mean, &mean},
+                                      {o.invstd, &invstd},
+                                      {o.new_running_mean, &new_mean},
+                                      {o.new_running_var, &new_var}});
 }
 
 } // namespace
 
 void setup_forward(CLI::App& app) {
     auto opts = std::make_shared<ForwardOptions>();
-    CLI::App* cmd = app.add_subcommand("forward", "Batch-norm forward pass (training mode): y, and "
-                                                  "optionally the batch mean and invstd");
+    CLI::App* cmd = app.add_subcommand("forward", "Batch-norm forward pass: y (training mode: and optionally "
+                                                  "the batch mean and invstd, the updated running statistics)");
     add_common_options(*cmd, opts->common);
     cmd->add_option("--gamma", opts->gamma, "Scale γ, C values (default: ones)");
     cmd->add_option("--beta", opts->beta, "Shift β, C values (default: zeros)");
     cmd->add_option("--y", opts->y, "Output y, same shape and dtype as x")->required();
     cmd->add_option("--mean", opts->mean, "Output: the batch mean of each channel (C values)");
     cmd->add_option("--invstd", opts->invstd, "Output: 1/sqrt(var + eps) of each channel (C values)");
+    add_mode_options(*cmd, opts->common, "the statistics that --new-running-mean/--new-running-var update");
+    cmd->add_option("--new-running-mean", opts->new_running_mean,
+                    "Output (train mode): (1 - momentum)·running mean + momentum·batch mean (C values)");
+    cmd->add_option("--new-running-var", opts->new_running_var,
+                    "Output (train mode): (1 - momentum)·running var + momentum·batch var·m/(m - correction)");
+    cmd->add_option("--momentum", opts->momentum, "PyTorch's momentum of the running statistics' update, in [0, 1] "
+                                                  "(default 0.1; ONNX's momentum m is 1 - m)");
+    cmd->add_option("--running-var-correction", opts->correction,
+                    "1: the update takes the unbiased batch variance (PyTorch, default); 0: the biased one (ONNX)");
     cmd->footer("Example:\n"
                 "  bnorm forward --x data/x_nchw.npy --gamma data/gamma.npy --beta data/beta.npy \\\n"
                 "                --y y.npy --mean mean.npy --invstd invstd.npy\n"
                 "  bnorm forward --x data/x.csv --y y.csv --eps 1e-3\n"
-                "  bnorm forward --x data/x_nchw.csv --shape 4,3,5,5 --dtype float32 --y y.npy");
+                "  bnorm forward --x data/x_nchw.csv --shape 4,3,5,5 --dtype float32 --y y.npy\n"
+                "  bnorm forward --mode eval --x x.npy --running-mean rm.npy --running-var rv.npy --y y.npy\n"
+                "  bnorm forward --x x.npy --running-mean rm.npy --running-var rv.npy \\\n"
+                "                --y y.npy --new-running-mean rm2.npy --new-running-var rv2.npy --momentum 0.1");
     refuse_empty_values(*cmd);
     cmd->callback([opts] { run_forward(*opts); });
 }

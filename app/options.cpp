@@ -84,6 +84,28 @@ void add_common_options(CLI::App& cmd, CommonOptions& opts) {
         ->capture_default_str();
 }
 
+void add_mode_options(CLI::App& cmd, CommonOptions& opts, const std::string& training_use) {
+    cmd.add_option("--mode", opts.mode, "train: normalize with the batch statistics; eval: inference mode, with "
+                                        "--running-mean and --running-var")
+        ->check(CLI::IsMember({"train", "eval"}))
+        ->capture_default_str();
+    const std::string use = training_use.empty() ? "" : "; in train mode, " + training_use;
+    cmd.add_option("--running-mean", opts.running_mean,
+                   "Running mean, C values in x's dtype (with --mode eval" + use + ")");
+    cmd.add_option("--running-var", opts.running_var,
+                   "Running variance, C values >= 0 in x's dtype (with --mode eval" + use + ")");
+}
+
+void check_mode_options(const CommonOptions& opts, bool training_use) {
+    const bool any = !opts.running_mean.empty() || !opts.running_var.empty();
+    if (opts.eval() && (opts.running_mean.empty() || opts.running_var.empty()))
+        throw UsageError("--mode eval needs both --running-mean and --running-var (inference normalizes with the "
+                         "running statistics)");
+    if (!opts.eval() && any && !training_use)
+        throw UsageError("--running-mean/--running-var are used only with --mode eval (train mode uses the "
+                         "batch statistics)");
+}
+
 void refuse_empty_values(CLI::App& cmd) {
     for (CLI::Option* opt : cmd.get_options())
         if (opt->get_type_size() != 0 && opt->get_name() != "--help") opt->check(NonEmpty);

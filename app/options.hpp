@@ -19,6 +19,10 @@ struct CommonOptions {
     std::string dtype;  // "float32" | "float64", for CSV inputs; NPY files carry theirs
     bool allow_nonfinite = false;
     std::string threads = "0"; // 0: all cores; results do not depend on it (see thread_count)
+    // add_mode_options: --mode train|eval and the running statistics (C values each)
+    std::string mode = "train";
+    std::string running_mean, running_var;
+    bool eval() const { return mode == "eval"; }
 };
 
 /// Refuses an empty value ("--dy ''"): an empty path or number is a mistake, never "not given".
@@ -26,6 +30,15 @@ extern const CLI::Validator NonEmpty;
 
 /// Registers --x, --eps, --axis, --shape, --dtype and --allow-nonfinite on `cmd`.
 void add_common_options(CLI::App& cmd, CommonOptions& opts);
+
+/// Registers --mode, --running-mean and --running-var on `cmd` (forward, backward,
+/// gradcheck). `training_use`: what the running statistics are for in train mode (forward:
+/// the update), empty when they are used only with --mode eval.
+void add_mode_options(CLI::App& cmd, CommonOptions& opts, const std::string& training_use = "");
+
+/// The rules of --mode across options, before anything is read: eval needs both running
+/// files; train refuses them unless `training_use` (forward with --new-running-*).
+void check_mode_options(const CommonOptions& opts, bool training_use);
 
 /// Adds NonEmpty to every option of `cmd` that takes a value (call after adding them all).
 void refuse_empty_values(CLI::App& cmd);

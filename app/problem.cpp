@@ -64,6 +64,25 @@ void check_dtype(const Array& a, DType want, const std::string& path, const std:
                                                     dtype_name(a.dtype()), x_path, dtype_name(want)));
 }
 
+/// A running variance is >= 0, and in inference mode (eps given) var + eps > 0: else an
+/// error naming the file and the channel. NaN passes here (require_finite refuses it).
+void check_running_var(const Array& var, const std::string& path, std::optional<double> eps) {
+    dispatch(var.dtype(), [&](auto t) {
+        using T = decltype(t);
+        const T* v = var.data<T>();
+        for (std::int64_t c = 0; c < var.size(); ++c) {
+            if (v[c] < 0)
+                throw InputError::in_file(path, fmt::format("channel {} has a negative running variance {}; a "
+                                                            "variance is >= 0",
+                                                            c, v[c]));
+            if (eps && double(v[c]) + *eps == 0)
+                throw InputError::in_file(path, fmt::format("channel {} has running variance 0 and eps = 0: "
+                                                            "1/sqrt(running_var + eps) is infinite (use eps > 0)",
+                                                            c));
+        }
+    });
+}
+
 } // namespace
 
 Array load_like_x(const std::string& path, const Problem& p, const std::string& x_path) {
@@ -98,6 +117,8 @@ Problem load_problem(const CommonOptions& opts, const std::string& gamma, const 
     if (!gamma.empty()) inputs.emplace_back("--gamma", gamma);
     if (!beta.empty()) inputs.emplace_back("--beta", beta);
     if (!dy.empty()) inputs.emplace_back("--dy", dy);
+    if (!opts.running_mean.empty()) inputs.emplace_back("--running-mean", opts.running_mean);
+    if (!opts.running_var.empty()) inputs.emplace_back("--running-var", opts.running_var);
     NamedPaths outs;
     for (const auto& o : outputs)
         if (!o.second.empty()) outs.push_back(o);
@@ -123,11 +144,18 @@ Problem load_problem(const CommonOptions& opts, const std::string& gamma, const 
         throw UsageError(fmt::format("--shape {} contradicts {}, whose shape is {} (--shape is for CSV "
                                      "inputs)",
                                      shape_to_string(*shape), opts.x, shape_to_string(p.x.shape())));
-    p.layout = check_problem(p.x.shape(), p.axis, opts.x);
+    p.eval = opts.eval();
+    p.layout = check_problem(p.x.shape(), p.axis, opts.x, p.eval ? 1 : 2); // eval: a batch of one is fine
 
     if (!gamma.empty()) p.gamma = load_per_channel(gamma, p, opts.x);
     if (!beta.empty()) p.beta = load_per_channel(beta, p, opts.x);
     if (!dy.empty()) p.dy = load_like_x(dy, p, opts.x);
+    if (!opts.running_mean.empty()) p.running_mean = load_per_channel(opts.running_mean, p, opts.x);
+    if (!opts.running_var.empty()) {
+        p.running_var = load_per_channel(opts.running_var, p, opts.x);
+        check_running_var(*p.running_var, opts.running_var, p.eval ? std::optional<double>(p.eps) : std::nullopt);
+    }
+    p.running_mean_path = opts.running_mean, p.running_var_path = opts.running_var;
     p.x_path = opts.x, p.gamma_path = gamma, p.beta_path = beta, p.dy_path = dy;
     p.allow_nonfinite = opts.allow_nonfinite;
     return p;
@@ -139,6 +167,8 @@ void require_finite(const Problem& p, bool proven) {
     if (p.gamma) check_finite(*p.gamma, p.gamma_path);
     if (p.beta) check_finite(*p.beta, p.beta_path);
     if (p.dy && !proven) check_finite(*p.dy, p.dy_path);
+    if (p.running_mean) check_finite(*p.running_mean, p.running_mean_path);
+    if (p.running_var) check_finite(*p.running_var, p.running_var_path);
 }
 
 void rethrow_for_file(const std::string& path) {

@@ -1076,6 +1076,185 @@ def test_threads_give_bitwise_identical_outputs():
         expect_error(tmp, ["forward", "--x", "x.npy", "--y", "y.npy", "--threads", "-1"], contains=("--threads",))
 
 
+# ---------------------------------------------------------------------------
+# Inference mode and running statistics (--mode, --running-*, --new-running-*)
+# ---------------------------------------------------------------------------
+
+def eval_reference(x, gamma, beta, dy, rm, rv, eps, axis):
+    """Inference-mode batch norm in numpy float64: y, dx, dgamma, dbeta."""
+    shape = [1] * x.ndim
+    shape[axis] = -1
+    inv = 1 / np.sqrt(rv.astype(F64) + eps)
+    xh = (x.astype(F64) - rm.astype(F64).reshape(shape)) * inv.reshape(shape)
+    y = gamma.astype(F64).reshape(shape) * xh + beta.astype(F64).reshape(shape)
+    dx = (gamma.astype(F64) * inv).reshape(shape) * dy.astype(F64)
+    red = tuple(d for d in range(x.ndim) if d != axis % x.ndim)
+    return y, dx, (dy.astype(F64) * xh).sum(axis=red), dy.astype(F64).sum(axis=red)
+
+
+def update_reference(x, rm, rv, momentum, correction, axis):
+    """PyTorch's running-statistics update (correction 1), or ONNX's (correction 0)."""
+    red = tuple(d for d in range(x.ndim) if d != axis % x.ndim)
+    m = x.size // x.shape[axis]
+    mean = x.astype(F64).mean(axis=red)
+    var = x.astype(F64).var(axis=red) * m / (m - correction)
+    return (1 - momentum) * rm + momentum * mean, (1 - momentum) * rv + momentum * var
+
+
+def running_folder(tmp, shape, axis, dtype=F64, seed=5):
+    rng = np.random.default_rng(seed)
+    x, gamma, beta, dy = random_problem(rng, shape, axis, dtype, offset=3.0)
+    write_problem(tmp, x, gamma, beta, dy)
+    C = shape[axis]
+    rm = (3 + 0.5 * rng.standard_normal(C)).astype(dtype)
+    rv = (0.5 + rng.random(C)).astype(dtype)
+    save(tmp, "rm.npy", rm)
+    save(tmp, "rv.npy", rv)
+    return x, gamma, beta, dy, rm, rv
+
+
+def test_eval_forward_backward_vs_numpy():
+    """--mode eval: y, dx, dgamma, dbeta against the numpy formula, (N, C), NCHW and NHWC,
+    a batch of one included; --threads 1 and 2 give the same bytes."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for shape, axis in (((6, 4), 1), ((3, 4, 5, 6), 1), ((2, 5, 6, 4), -1), ((1, 4), 1), ((1, 3, 1, 1), 1)):
+            x, gamma, beta, dy, rm, rv = running_folder(tmp, shape, axis)
+            y_ref, dx_ref, dg_ref, db_ref = eval_reference(x, gamma, beta, dy, rm, rv, 1e-3, axis)
+            outputs = []
+            for t in ("1", "2"):
+                common = ["--mode", "eval", "--x", "x.npy", "--gamma", "gamma.npy", "--running-mean", "rm.npy",
+                          "--running-var", "rv.npy", "--eps", "1e-3", "--axis", axis, "--threads", t]
+                ok(tmp, ["forward"] + common + ["--beta", "beta.npy", "--y", "y.npy"])
+                ok(tmp, ["backward"] + common + ["--dy", "dy.npy", "--dx", "dx.npy", "--dgamma", "dg.npy",
+                                                 "--dbeta", "db.npy"])
+                outputs.append(tuple(read_bytes(tmp, n) for n in ("y.npy", "dx.npy", "dg.npy", "db.npy")))
+            check(outputs[0] == outputs[1], "%s: eval outputs differ between --threads 1 and 2" % (shape,))
+            for name, ref in (("y.npy", y_ref), ("dx.npy", dx_ref), ("dg.npy", dg_ref), ("db.npy", db_ref)):
+                got = load(tmp, name)
+                check(got.dtype == F64 and got.shape == ref.shape, "%s: %s has %s %s" % (shape, name, got.dtype,
+                                                                                        got.shape))
+                e = normwise(got, ref)
+                check(e <= TOL_F64, "%s: %s normwise error %g" % (shape, name, e))
+
+
+def test_eval_threads_bitwise_large():
+    """--mode eval on a tensor split across threads: the same bytes for --threads 1, 2, 3."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for dtype in (F32, F64):
+            running_folder(tmp, (40, 8, 16, 16), 1, dtype)
+            outputs = set()
+            for t in ("1", "2", "3"):
+                common = ["--mode", "eval", "--x", "x.npy", "--running-mean", "rm.npy", "--running-var", "rv.npy",
+                          "--threads", t]
+                ok(tmp, ["forward"] + common + ["--y", "y.npy"])
+                ok(tmp, ["backward"] + common + ["--dy", "dy.npy", "--dx", "dx.npy", "--dgamma", "dg.npy"])
+                outputs.add(tuple(read_bytes(tmp, n) for n in ("y.npy", "dx.npy", "dg.npy")))
+            check(len(outputs) == 1, "%s: eval outputs differ between thread counts" % dtype.__name__)
+
+
+def test_running_update_vs_pytorch_formula():
+    """Train-mode forward with --new-running-*: PyTorch's update (momentum default 0.1,
+    0.5, 1, 0; correction 1 and 0), y unchanged by it; --threads 1 and 2 the same bytes."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for shape, axis in (((7, 3), 1), ((3, 4, 5, 6), 1), ((2, 5, 6, 4), -1)):
+            x, gamma, beta, dy, rm, rv = running_folder(tmp, shape, axis)
+            ok(tmp, ["forward", "--x", "x.npy", "--axis", axis, "--y", "y0.npy"])
+            for momentum, correction in ((None, None), ("0.5", "1"), ("1", "0"), ("0", "1"), ("0.1", "0")):
+                extra = (["--momentum", momentum] if momentum else []) + (
+                    ["--running-var-correction", correction] if correction else [])
+                got = []
+                for t in ("1", "2"):
+                    ok(tmp, ["forward", "--x", "x.npy", "--axis", axis, "--running-mean", "rm.npy", "--running-var",
+                             "rv.npy", "--y", "y.npy", "--new-running-mean", "nm.npy", "--new-running-var", "nv.npy",
+                             "--threads", t] + extra)
+                    got.append(tuple(read_bytes(tmp, n) for n in ("y.npy", "nm.npy", "nv.npy")))
+                check(got[0] == got[1], "%s: outputs differ between --threads 1 and 2" % (shape,))
+                check(read_bytes(tmp, "y.npy") == read_bytes(tmp, "y0.npy"), "y changed with the running update")
+                want_m, want_v = update_reference(x, rm, rv, float(momentum or 0.1), int(correction or 1), axis)
+                for name, want in (("nm.npy", want_m), ("nv.npy", want_v)):
+                    e = normwise(load(tmp, name), want)
+                    check(e <= TOL_F64, "%s momentum %s correction %s: %s error %g" % (shape, momentum, correction,
+                                                                                      name, e))
+            if True:  # momentum 0: exactly the old values
+                ok(tmp, ["forward", "--x", "x.npy", "--axis", axis, "--running-mean", "rm.npy", "--running-var",
+                         "rv.npy", "--y", "y.npy", "--new-running-mean", "nm.npy", "--momentum", "0"])
+                check(np.array_equal(load(tmp, "nm.npy"), rm), "momentum 0 changed the running mean")
+
+
+def test_err_running_statistics_usage():
+    """The refusals of the new options: exit 2, one line, nothing written."""
+    with tempfile.TemporaryDirectory() as tmp:
+        running_folder(tmp, (4, 3), 1)
+        save(tmp, "rv_neg.npy", np.array([1.0, -0.5, 1.0]))
+        save(tmp, "rv_zero.npy", np.array([1.0, 0.0, 1.0]))
+        save(tmp, "rv_nan.npy", np.array([1.0, np.nan, 1.0]))
+        save(tmp, "rv_4.npy", np.ones(4))
+        save(tmp, "rv_f32.npy", np.ones(3, dtype=F32))
+        run_ = ["--running-mean", "rm.npy", "--running-var", "rv.npy"]
+        ev = ["--mode", "eval", "--x", "x.npy"]
+        fw = ["forward", "--x", "x.npy", "--y", "y.npy"]
+        expect_error(tmp, ["forward"] + ev + ["--running-mean", "rm.npy", "--y", "y.npy"],
+                     contains=("--mode eval needs both --running-mean and --running-var",))
+        expect_error(tmp, ["backward"] + ev + ["--running-var", "rv.npy", "--dy", "dy.npy", "--dx", "dx.npy"],
+                     contains=("--mode eval needs both",))
+        expect_error(tmp, ["forward"] + ev + run_ + ["--y", "y.npy", "--mean", "m.npy"],
+                     contains=("--mean/--invstd", "--mode eval"))
+        expect_error(tmp, ["forward"] + ev + run_ + ["--y", "y.npy", "--invstd", "i.npy"], contains=("--invstd",))
+        expect_error(tmp, ["forward"] + ev + run_ + ["--y", "y.npy", "--new-running-mean", "nm.npy"],
+                     contains=("--mode train only",))
+        expect_error(tmp, fw + ["--new-running-mean", "nm.npy"], contains=("need both --running-mean",))
+        expect_error(tmp, fw + ["--running-mean", "rm.npy", "--new-running-var", "nv.npy"],
+                     contains=("need both",))
+        expect_error(tmp, fw + run_, contains=("--mode eval",))
+        expect_error(tmp, fw + ["--momentum", "0.2"], contains=("--momentum",))
+        for bad in ("1.5", "-0.1", "nan", "0.1x", "inf"):
+            expect_error(tmp, fw + run_ + ["--new-running-mean", "nm.npy", "--momentum", bad],
+                         contains=("--momentum",))
+        for bad in ("2", "-1", "0.5", "x"):
+            expect_error(tmp, fw + run_ + ["--new-running-mean", "nm.npy", "--running-var-correction", bad],
+                         contains=("--running-var-correction",))
+        expect_error(tmp, ["forward", "--mode", "test"] + ev[2:] + ["--y", "y.npy"], contains=("--mode",))
+        for cmd in (["backward", "--x", "x.npy", "--dy", "dy.npy", "--dx", "dx.npy"],):
+            expect_error(tmp, cmd + run_, contains=("used only with --mode eval",))
+            expect_error(tmp, cmd + ["--new-running-mean", "nm.npy"])
+            expect_error(tmp, cmd + ["--momentum", "0.1"])
+        # the data: negative variance, var + eps = 0 in eval, NaN, shape, dtype
+        expect_error(tmp, ["forward"] + ev + ["--running-mean", "rm.npy", "--running-var", "rv_neg.npy",
+                                              "--y", "y.npy"],
+                     names=("rv_neg.npy",), contains=("channel 1", "negative running variance"))
+        expect_error(tmp, fw + ["--running-mean", "rm.npy", "--running-var", "rv_neg.npy",
+                                "--new-running-var", "nv.npy"], names=("rv_neg.npy",), contains=("channel 1",))
+        expect_error(tmp, ["forward"] + ev + ["--running-mean", "rm.npy", "--running-var", "rv_zero.npy",
+                                              "--eps", "0", "--y", "y.npy"],
+                     names=("rv_zero.npy",), contains=("channel 1", "eps = 0"))
+        ok(tmp, ["forward"] + ev + ["--running-mean", "rm.npy", "--running-var", "rv_zero.npy", "--y", "y.npy"])
+        expect_error(tmp, ["forward"] + ev + ["--running-mean", "rm.npy", "--running-var", "rv_nan.npy",
+                                              "--y", "y2.npy"],
+                     names=("rv_nan.npy",), contains=("--allow-nonfinite",))
+        ok(tmp, ["forward"] + ev + ["--running-mean", "rm.npy", "--running-var", "rv_nan.npy", "--y", "y2.npy",
+                                    "--allow-nonfinite"])
+        check(np.isnan(load(tmp, "y2.npy")[:, 1]).all(), "NaN running variance did not propagate")
+        expect_error(tmp, ["forward"] + ev + ["--running-mean", "rm.npy", "--running-var", "rv_4.npy",
+                                              "--y", "y3.npy"],
+                     names=("rv_4.npy",), contains=("expected 3 values", "(4,)"))
+        expect_error(tmp, ["forward"] + ev + ["--running-mean", "rm.npy", "--running-var", "rv_f32.npy",
+                                              "--y", "y3.npy"],
+                     names=("rv_f32.npy",), contains=("dtype",))
+        # a batch of one stays refused in train mode
+        save(tmp, "x1.npy", np.ones((1, 3)))
+        expect_error(tmp, ["forward", "--x", "x1.npy", "--y", "y3.npy"], contains=("m = 1",))
+
+
+def test_running_outputs_atomic():
+    """A failure after the computation leaves none of the outputs: the new running
+    statistics appear together with y or not at all."""
+    with tempfile.TemporaryDirectory() as tmp:
+        running_folder(tmp, (4, 3), 1)
+        os.mkdir(os.path.join(tmp, "nv.npy"))  # an output path that cannot be written
+        expect_error(tmp, ["forward", "--x", "x.npy", "--running-mean", "rm.npy", "--running-var", "rv.npy",
+                           "--y", "y.npy", "--new-running-mean", "nm.npy", "--new-running-var", "nv.npy"])
+
+
 def main():
     def set_bnorm(path):
         global BNORM
