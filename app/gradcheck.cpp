@@ -16,6 +16,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 #include <unistd.h>
 
 namespace bnorm::app {
@@ -98,13 +99,25 @@ void write_report(const std::string& text, const std::string& path) {
     std::fwrite(text.data(), 1, text.size(), stdout);
 }
 
+/// The running statistics of --mode eval, widened to double (exactly).
+std::vector<double> widened(const std::optional<Array>& a) {
+    std::vector<double> v;
+    if (a) dispatch(a->dtype(), [&](auto t) {
+        using T = decltype(t);
+        v.assign(a->data<T>(), a->data<T>() + a->size());
+    });
+    return v;
+}
+
 int run_gradcheck(const GradcheckCliOptions& o) {
+    check_mode_options(o.common, false);
     const Problem p = load_problem(o.common, o.gamma, o.beta, o.dy, {},
                                    {{"--dx", o.dx}, {"--dgamma", o.dgamma}, {"--dbeta", o.dbeta}},
                                    {{"--report", o.report}});
     require_finite(p);
     const GivenArrays given = load_given(o, p);
-    const GradcheckOptions opt = gradcheck_options(o);
+    GradcheckOptions opt = gradcheck_options(o);
+    opt.eval = p.eval, opt.running_mean = widened(p.running_mean), opt.running_var = widened(p.running_var);
     const GradcheckReport r = check(p, given, opt);
     write_report(gradcheck_report_json(p, opt, r), o.report);
     print_gradcheck_summary(r);
@@ -132,10 +145,12 @@ void setup_gradcheck(CLI::App& app, int& exit_code) {
         ->capture_default_str();
     cmd->add_option("--report", opts->report, "Also write the JSON report to this file");
     cmd->add_flag("--full", opts->full, "Check every element, however large the tensor");
+    add_mode_options(*cmd, opts->common);
     cmd->footer("Examples:\n"
                 "  bnorm gradcheck --x data/x_nchw.npy --gamma data/gamma.npy\n"
                 "  bnorm gradcheck --x x.npy --gamma g.npy --dy dy.npy --dx my_dx.npy --dgamma my_dg.npy "
                 "--report report.json\n"
+                "  bnorm gradcheck --mode eval --x x.npy --running-mean rm.npy --running-var rv.npy\n"
                 "Exit codes: 0 every check passed, 1 a check failed, 2 bad usage or input.");
     refuse_empty_values(*cmd);
     cmd->callback([opts, &exit_code] { exit_code = run_gradcheck(*opts); });

@@ -61,7 +61,8 @@ std::string gradcheck_report_json(const Problem& p, const GradcheckOptions& opt,
                     {"judged", judged},
                     {"dy", r.dy_given ? "given" : "random"},
                     {"dy_draws", r.dy_draws},
-                    {"seed", opt.seed}};
+                    {"seed", opt.seed},
+                    {"mode", p.eval ? "eval" : "train"}};
     j["method"] = {{"name", "complex-step"},
                    {"arithmetic", "double-double (about 106 bits)"},
                    {"step_relative_to_std", r.step_relative},

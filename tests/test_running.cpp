@@ -5,6 +5,7 @@
 
 #include "bnorm/batchnorm.hpp"
 #include "bnorm/error.hpp"
+#include "bnorm/gradcheck.hpp"
 #include "bnorm/layout.hpp"
 
 #include <doctest/doctest.h>
@@ -228,6 +229,35 @@ TEST_CASE("running statistics: the refusals") {
     // a zero running variance updates fine (eps is not involved in training)
     pass.update_running({rm.data(), rv0.data()}, RunningUpdate{0.1, 0}, nm.data(), nv.data());
     CHECK(nv[1] == doctest::Approx(0.1 * 11.25)); // channel 1: 2, 5, 8, 11
+}
+
+} // namespace
+} // namespace bnorm::test
+
+namespace bnorm::test {
+namespace {
+
+TEST_CASE("gradcheck in inference mode: bnorm's eval gradients pass, the training ones fail") {
+    const Shape shape{3, 4, 2, 2};
+    const Layout l = collapse(shape, 1);
+    const Data<double> d = make<double>(kCases[1], 3);
+    GradcheckOptions opt;
+    opt.eval = true;
+    opt.running_mean = widened(d.rm), opt.running_var = widened(d.rv);
+    const GradcheckReport own = gradcheck<double>(d.x.data(), shape, l, d.gamma.data(), d.beta.data(), d.dy.data(),
+                                                  1e-5, GivenGradients<double>{}, opt);
+    CHECK(own.passed);
+    std::vector<double> dx(d.x.size()), dg(4), db(4);
+    backward<double>(d.x.data(), d.gamma.data(), d.dy.data(), l, 1e-5, dx.data(), dg.data(), db.data());
+    const GradcheckReport train = gradcheck<double>(d.x.data(), shape, l, d.gamma.data(), d.beta.data(), d.dy.data(),
+                                                    1e-5, GivenGradients<double>{dx.data(), dg.data(), db.data()}, opt);
+    CHECK_FALSE(train.passed);
+    // a batch of one
+    const Shape one{1, 4};
+    const Layout l1 = collapse(one, 1);
+    const GradcheckReport single = gradcheck<double>(d.x.data(), one, l1, d.gamma.data(), d.beta.data(), nullptr,
+                                                     1e-5, GivenGradients<double>{}, opt);
+    CHECK(single.passed);
 }
 
 } // namespace

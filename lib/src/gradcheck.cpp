@@ -112,6 +112,17 @@ S channel_objective(std::int64_t m, const XOf& x_of, const double* dy, const S& 
     return f;
 }
 
+/// The inference-mode forward of one channel, reduced to f_c = Σ dy·y with the running
+/// statistics as constants: y = γ·(x − rm)/sqrt(rv + eps) + β.
+template <class S, class XOf>
+S channel_objective_eval(std::int64_t m, const XOf& x_of, const double* dy, const S& gamma, const S& beta,
+                         double rm, double rv, double eps) {
+    const S gamma_invstd = gamma * rsqrt(S{{rv, 0}} + eps);
+    S f{};
+    for (std::int64_t i = 0; i < m; ++i) f = f + ((x_of(i) - S{{rm, 0}}) * gamma_invstd + beta) * dy[i];
+    return f;
+}
+
 // ---- seeded random numbers, independent of threads: value = F(seed, stream, index) ----
 
 std::uint64_t splitmix64(std::uint64_t z) {
@@ -232,7 +243,22 @@ GradcheckReport gradcheck(const T* x, const Shape& shape, const Layout& l, const
     // Channel statistics from bnorm's forward pass (also validates eps and the variance).
     // They only size the steps: h_c = 2^-70·std_c, an exact power-of-two scaling of it.
     std::vector<T> invstd(C), y(n);
-    forward<T>(x, gamma, beta, l, eps, y.data(), nullptr, invstd.data());
+    // Inference mode: the running statistics as T (they came from T), validated by forward_eval.
+    std::vector<T> rm_t(opt.running_mean.begin(), opt.running_mean.end());
+    std::vector<T> rv_t(opt.running_var.begin(), opt.running_var.end());
+    if (opt.eval && (std::int64_t(rm_t.size()) != C || std::int64_t(rv_t.size()) != C))
+        throw UsageError("gradcheck in inference mode needs C running means and variances");
+    const RunningStats<T> running{rm_t.data(), rv_t.data()};
+    if (opt.eval) {
+        forward_eval<T>(x, gamma, beta, running, l, eps, y.data());
+        for (std::int64_t c = 0; c < C; ++c) invstd[c] = T(1 / std::sqrt(opt.running_var[c] + eps));
+    } else
+        forward<T>(x, gamma, beta, l, eps, y.data(), nullptr, invstd.data());
+    // f_c of the mode: the forward template of training or of inference mode
+    auto objective = [&](std::int64_t c, const auto& x_of, const double* dyc_c, const auto& g, const auto& b) {
+        return opt.eval ? channel_objective_eval(m, x_of, dyc_c, g, b, opt.running_mean[c], opt.running_var[c], eps)
+                        : channel_objective(m, x_of, dyc_c, g, b, eps);
+    };
     std::vector<double> step(C);
     for (std::int64_t c = 0; c < C; ++c) step[c] = std::ldexp(1.0 / double(invstd[c]), -70);
     constexpr double kParamStep = 0x1p-70; // for γ and β, on which f depends linearly
@@ -261,7 +287,8 @@ GradcheckReport gradcheck(const T* x, const Shape& shape, const Layout& l, const
         // The analytic gradients: the caller's, or bnorm's own backward.
         const T *a_dx = given.dx, *a_dgamma = given.dgamma, *a_dbeta = given.dbeta;
         if (!given.any()) {
-            backward<T>(x, gamma, dy, l, eps, dx.data(), dgamma.data(), dbeta.data());
+            if (opt.eval) backward_eval<T>(x, gamma, dy, running, l, eps, dx.data(), dgamma.data(), dbeta.data());
+            else backward<T>(x, gamma, dy, l, eps, dx.data(), dgamma.data(), dbeta.data());
             a_dx = dx.data(), a_dgamma = dgamma.data(), a_dbeta = dbeta.data();
         }
 
@@ -331,7 +358,7 @@ GradcheckReport gradcheck(const T* x, const Shape& shape, const Layout& l, const
                 }
                 return v;
             };
-            const Pass f = channel_objective(m, x_of, dyc.data() + c * m, g, b, eps);
+            const Pass f = objective(c, x_of, dyc.data() + c * m, g, b);
             for (int k = 0; k < it.count; ++k) {
                 const bool param = pr[k].kind == Probe::kGamma || pr[k].kind == Probe::kBeta;
                 result[c][it.first + k] = detail::div(f.im[k], param ? kParamStep : h);
@@ -413,8 +440,8 @@ GradcheckReport gradcheck(const T* x, const Shape& shape, const Layout& l, const
                     auto central = [&](double hh) {
                         const dd plus = detail::two_sum(xs[j], hh), minus = detail::two_sum(xs[j], -hh);
                         auto at = [&](const dd& xj) {
-                            return channel_objective(m, [&](std::int64_t i) { return i == j ? Real{xj} : Real{{xs[i], 0}}; },
-                                                     dyc.data() + c * m, g, b, eps);
+                            return objective(c, [&](std::int64_t i) { return i == j ? Real{xj} : Real{{xs[i], 0}}; },
+                                             dyc.data() + c * m, g, b);
                         };
                         return detail::div((at(plus) - at(minus)).v, 2 * hh);
                     };

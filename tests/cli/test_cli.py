@@ -1214,7 +1214,8 @@ def test_err_running_statistics_usage():
             expect_error(tmp, fw + run_ + ["--new-running-mean", "nm.npy", "--running-var-correction", bad],
                          contains=("--running-var-correction",))
         expect_error(tmp, ["forward", "--mode", "test"] + ev[2:] + ["--y", "y.npy"], contains=("--mode",))
-        for cmd in (["backward", "--x", "x.npy", "--dy", "dy.npy", "--dx", "dx.npy"],):
+        for cmd in (["backward", "--x", "x.npy", "--dy", "dy.npy", "--dx", "dx.npy"],
+                    ["gradcheck", "--x", "x.npy"]):
             expect_error(tmp, cmd + run_, contains=("used only with --mode eval",))
             expect_error(tmp, cmd + ["--new-running-mean", "nm.npy"])
             expect_error(tmp, cmd + ["--momentum", "0.1"])
@@ -1253,6 +1254,35 @@ def test_running_outputs_atomic():
         os.mkdir(os.path.join(tmp, "nv.npy"))  # an output path that cannot be written
         expect_error(tmp, ["forward", "--x", "x.npy", "--running-mean", "rm.npy", "--running-var", "rv.npy",
                            "--y", "y.npy", "--new-running-mean", "nm.npy", "--new-running-var", "nv.npy"])
+
+
+def test_gradcheck_eval_mode():
+    """gradcheck --mode eval judges the inference-mode gradients (the statistics are
+    constants): bnorm's own pass, a batch of one included; the report says the mode;
+    the training-mode gradients fail it, and the eval-mode ones fail the train check."""
+    import json
+    with tempfile.TemporaryDirectory() as tmp:
+        for shape in ((3, 4, 2, 2), (1, 4)):
+            running_folder(tmp, shape, 1)
+            rc, out, err = run(["gradcheck", "--mode", "eval", "--x", "x.npy", "--gamma", "gamma.npy", "--beta",
+                                "beta.npy", "--running-mean", "rm.npy", "--running-var", "rv.npy"], tmp)
+            check(rc == 0, "%s: gradcheck --mode eval exit %d: %s" % (shape, rc, err))
+            report = json.loads(out)
+            check(report["problem"]["mode"] == "eval" and report["passed"], "%s: report %s" % (shape, out[:300]))
+        running_folder(tmp, (3, 4, 2, 2), 1)
+        ev = ["--mode", "eval", "--running-mean", "rm.npy", "--running-var", "rv.npy"]
+        ok(tmp, ["backward", "--x", "x.npy", "--gamma", "gamma.npy", "--dy", "dy.npy", "--dx", "dx_e.npy",
+                 "--dgamma", "dg_e.npy", "--dbeta", "db_e.npy"] + ev)
+        ok(tmp, ["backward", "--x", "x.npy", "--gamma", "gamma.npy", "--dy", "dy.npy", "--dx", "dx_t.npy",
+                 "--dgamma", "dg_t.npy", "--dbeta", "db_t.npy"])
+        judge = ["gradcheck", "--x", "x.npy", "--gamma", "gamma.npy", "--dy", "dy.npy"]
+        rc, out, _ = run(judge + ev + ["--dx", "dx_e.npy", "--dgamma", "dg_e.npy", "--dbeta", "db_e.npy"], tmp)
+        check(rc == 0, "eval gradients fail the eval check")
+        rc, out, _ = run(judge + ev + ["--dx", "dx_t.npy", "--dgamma", "dg_t.npy"], tmp)
+        check(rc == 1, "train gradients pass the eval check (exit %d)" % rc)
+        rc, out, _ = run(judge + ["--dx", "dx_e.npy", "--dgamma", "dg_e.npy"], tmp)
+        check(rc == 1 and json.loads(out)["problem"]["mode"] == "train",
+              "eval gradients pass the train check (exit %d)" % rc)
 
 
 def main():

@@ -249,7 +249,7 @@ PROBLEM_KEYS = [("shape", is_int_list), ("axis", is_int), ("eps", is_num),
                 ("judged", lambda v: isinstance(v, list) and all(e in ("dx", "dgamma", "dbeta")
                                                                  for e in v)),
                 ("dy", lambda v: v in ("given", "random")), ("dy_draws", is_int),
-                ("seed", is_int)]
+                ("seed", is_int), ("mode", lambda v: v in ("train", "eval"))]
 METHOD_KEYS = [("name", lambda v: v == "complex-step"), ("arithmetic", is_str),
                ("step_relative_to_std", is_num), ("estimated_error", is_num),
                ("error_estimate", is_str), ("crosscheck_elements", is_int),
@@ -370,7 +370,7 @@ def test_report_schema_and_report_file():
         want = {"shape": list(shape), "axis": axis, "eps": 1e-5, "dtype": "float64",
                 "channels": 3, "per_channel": 20, "gradients": "bnorm",
                 "judged": ["dx", "dgamma", "dbeta"], "dy": "random", "dy_draws": RANDOM_DY_DRAWS,
-                "seed": 0}
+                "seed": 0, "mode": "train"}
         for k, v in want.items():
             check(p[k] == v, "%s: problem.%s = %r, expected %r" % (what, k, p[k], v))
         m = rep["method"]

@@ -36,6 +36,11 @@ struct GradcheckOptions {
     int samples = 16;             ///< random elements per dy in randomized mode (plus the
                                   ///< first and last element of every channel)
     int threads = 0;              ///< 0: all cores; results do not depend on it
+    /// Inference mode: judge the gradients of y = γ·(x − running_mean)/sqrt(running_var +
+    /// eps) + β, the running statistics (C values each, x's values widened to double)
+    /// being constants; m = 1 is allowed. Training mode (false) ignores them.
+    bool eval = false;
+    std::vector<double> running_mean, running_var;
     /// Called with the fraction done (0..1) from the calling thread, now and then.
     std::function<void(double)> progress;
 };
