@@ -262,3 +262,27 @@ TEST_CASE("gradcheck in inference mode: bnorm's eval gradients pass, the trainin
 
 } // namespace
 } // namespace bnorm::test
+
+namespace bnorm::test {
+namespace {
+
+TEST_CASE("inference mode: NaN and infinity propagate") {
+    const Shape shape{3, 2};
+    const Layout l = collapse(shape, 1);
+    std::vector<double> x{1, 2, NAN, 4, 5, 6}, dy{1, INFINITY, 1, 1, 1, 1}, rm{0, 0}, rv{1, 1};
+    std::vector<double> y(6), dx(6), dg(2), db(2);
+    forward_eval<double>(x.data(), nullptr, nullptr, {rm.data(), rv.data()}, l, 0.0, y.data());
+    CHECK(std::isnan(y[2]));
+    CHECK(y[0] == 1); // the other values of the channel are untouched
+    CHECK(y[4] == 5);
+    backward_eval<double>(x.data(), nullptr, dy.data(), {rm.data(), rv.data()}, l, 0.0, dx.data(), dg.data(),
+                          db.data());
+    CHECK(std::isnan(dg[0]));   // NaN·dy
+    CHECK(db[0] == 3);
+    CHECK(db[1] == INFINITY);   // Σ dy with an infinity
+    CHECK(dg[1] == INFINITY);
+    CHECK(dx[0] == 1);
+}
+
+} // namespace
+} // namespace bnorm::test

@@ -40,14 +40,13 @@ ForwardState<T>::ForwardState(const T* x, const T* gamma, const T* beta, const L
     // Per channel: y = a·(x − μ) + β with a = γ·invstd.
     const std::size_t C = std::size_t(l.channels);
     mean_.resize(C), invstd_.resize(C);
-    const std::size_t P = padded(C); // μ (hi, lo), a (hi, lo), β: arrays on cache lines
-    double *mu_hi = line_arrays(coefficients_, 5, C), *mu_lo = mu_hi + P, *a_hi = mu_lo + P, *a_lo = a_hi + P,
-           *b = a_lo + P;
-    m2_hi_.resize(C), m2_lo_.resize(C); // for update_running
+    const std::size_t P = padded(C); // μ (hi, lo), a (hi, lo), β, and M2 (hi, lo): arrays on cache lines
+    double *mu_hi = line_arrays(coefficients_, 7, C), *mu_lo = mu_hi + P, *a_hi = mu_lo + P, *a_lo = a_hi + P,
+           *b = a_lo + P, *m2_hi = b + P, *m2_lo = m2_hi + P;
     for_fast_channel_lanes(fast_, [&](std::size_t c, auto lanes_type) {
         using D = decltype(lanes_type);
         const MomentsOf<D> m = MomentsOf<D>::gather(&ms[c]);
-        put(m2_hi_.data(), c, m.m2.hi), put(m2_lo_.data(), c, m.m2.lo);
+        put(m2_hi, c, m.m2.hi), put(m2_lo, c, m.m2.lo); // for update_running
         const bool fast = kLanesOf<D> > 1 || fast_[c];
         const dd_of<D> inv = fast ? inverse_std(m, eps, c) : dd_of<D>{detail::broadcast<D>(NAN), D{}};
         detail::to_each(&mean_[c], m.mean), detail::to_each(&invstd_[c], inv);

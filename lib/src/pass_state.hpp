@@ -51,16 +51,14 @@ template <class T> struct ForwardState {
     std::int64_t whole_;               // the channels of the tensor x_ is in (l_.channels but for groups)
     double eps_;
     int threads_;
-    // per channel: μ (hi, lo), γ·invstd (hi, lo), β
+    // per channel: μ (hi, lo), γ·invstd (hi, lo), β; training mode also M2 = Σ (x − mean)²
+    // (hi, lo) of the fast channels, for update_running (no second read of x)
     std::vector<double, Kept<double>> coefficients_;
     std::vector<char> fast_;           // per channel: computed by the fast path
     mutable std::vector<T> mean_, invstd_;
     mutable std::vector<T> exact_;     // y from the exact kernel, when a channel needs it
     mutable std::once_flag exact_done_;
-    // Training mode: per channel, M2 = Σ (x − mean)² (hi, lo) of the fast channels, for
-    // update_running (the mean is μ in coefficients_). Inference mode: none.
-    std::vector<double> m2_hi_, m2_lo_;
-    bool eval_ = false;
+    bool eval_ = false; // inference mode
 
     /// Inference mode (running.cpp): μ = running mean, a = γ/sqrt(running var + eps) in
     /// double-double, β: pass B alone, with no pass A. Throws InputError for a negative

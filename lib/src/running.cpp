@@ -129,14 +129,14 @@ void ForwardState<T>::update_running(RunningStats<T> running, RunningUpdate u, T
         throw InputError(fmt::format("m = {} values per channel: the unbiased variance needs at least 2", m));
     check_running_var(running.var, l_.channels, eps_, false);
     const std::size_t C = std::size_t(l_.channels);
-    const double* mu_hi = first_line(coefficients_);
-    const double* mu_lo = mu_hi + padded(C);
+    const std::size_t P = padded(C);
+    const double *mu_hi = first_line(coefficients_), *mu_lo = mu_hi + P, *m2_hi = mu_hi + 5 * P, *m2_lo = m2_hi + P;
     const double M = u.momentum;
     const dd keep = two_sum(1.0, -M); // 1 − M, exact
     for (std::size_t c = 0; c < C; ++c) {
         dd mean, var;
         if (fast_[c])
-            mean = {mu_hi[c], mu_lo[c]}, var = div(dd{m2_hi_[c], m2_lo_[c]}, double(m - u.correction));
+            mean = {mu_hi[c], mu_lo[c]}, var = div(dd{m2_hi[c], m2_lo[c]}, double(m - u.correction));
         else exact_channel_moments(x_, l_, whole_, std::int64_t(c), u.correction, mean, var);
         // new = (1 − M)·old + M·batch, in double-double, rounded once; with a non-finite
         // term, in double (as IEEE arithmetic propagates it; double-double's error terms
@@ -172,6 +172,7 @@ BackwardState<T>::BackwardState(const T* x, const T* gamma, const T* dy, Running
         for (std::int64_t c = c0; c < c1; ++c) {
             const double rm = double(running.mean[c]);
             dd sdy{0, 0}, sdd{0, 0};
+            double plain_dy = 0, plain_dd = 0; // for non-finite data, as IEEE arithmetic gives it
             for (std::int64_t i = 0; i < m; ++i) {
                 const double g = value_at(dy, l, whole_, c, i), xv = value_at(x, l, whole_, c, i);
                 sdy = add(sdy, g);
@@ -179,10 +180,13 @@ BackwardState<T>::BackwardState(const T* x, const T* gamma, const T* dy, Running
                 dd p = two_prod(g, d.hi);
                 p.lo += g * d.lo;
                 sdd = add(sdd, p);
+                plain_dy += g, plain_dd += g * (xv - rm);
             }
             const dd inv = running_inverse_std(double(running.var[c]), eps);
-            dbeta_[std::size_t(c)] = to<T>(sdy);
-            dgamma_[std::size_t(c)] = to<T>(mul(sdd, inv));
+            const dd dg = mul(sdd, inv);
+            dbeta_[std::size_t(c)] = std::isfinite(plain_dy) ? to<T>(sdy) : T(plain_dy);
+            dgamma_[std::size_t(c)] =
+                std::isfinite(plain_dd) && std::isfinite(dg.hi) ? to<T>(dg) : T(plain_dd * inv.hi);
         }
     });
 }
