@@ -38,6 +38,8 @@ const Case kCases[] = {
     {"NCHW batch of one", {1, 3, 1, 1}, 1, -2.0, 1.0, 4.0, 0.0},
     {"large NCHW, threads", {4, 8, 64, 40}, 1, 1e6, 1e-3, 1e-6, 1e-5},
     {"large (N, C), threads", {9000, 8}, 1, 1.0, 1.0, 1.0, 1e-5},
+    {"(N, C) tiny batch variance, eps dominating", {4096, 3}, 1, 1.7, 1e-9, 1e-12, 1e-2},
+    {"NCHW tiny batch variance, eps dominating", {16, 3, 16, 16}, 1, 1.7, 3e-5, 1e-12, 1e-2},
 };
 
 template <class T> std::vector<double> widened(const std::vector<T>& v) { return {v.begin(), v.end()}; }

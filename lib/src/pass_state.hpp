@@ -52,7 +52,8 @@ template <class T> struct ForwardState {
     double eps_;
     int threads_;
     // per channel: μ (hi, lo), γ·invstd (hi, lo), β; training mode also M2 = Σ (x − mean)²
-    // (hi, lo) of the fast channels, for update_running (no second read of x)
+    // (hi, lo) of the fast channels and whether it is certified to T's precision (1 or 0),
+    // for update_running (no second read of x for those)
     std::vector<double, Kept<double>> coefficients_;
     std::vector<char> fast_;           // per channel: computed by the fast path
     mutable std::vector<T> mean_, invstd_;

@@ -53,8 +53,9 @@ template <class T> inline double value_at(const T* x, const Layout& l, std::int6
 
 /// The batch mean and M2/(m − correction) of channel c in double-double, in a scalar loop,
 /// for the channels the fast kernels left to the exact kernel (non-finite data, float64
-/// beyond [2^-400, 2^480]): the values scaled by a power of two near their largest
-/// magnitude, summed in double-double, then the centred squares. A NaN gives NaN; an
+/// beyond [2^-400, 2^480]) and those whose M2 pass A did not certify against M2 itself:
+/// the values scaled by a power of two near their largest magnitude, summed in
+/// double-double, then the centred squares. A NaN gives NaN; an
 /// infinity gives the plain mean and a NaN variance (as IEEE arithmetic would).
 template <class T> void exact_channel_moments(const T* x, const Layout& l, std::int64_t whole, std::int64_t c,
                                               int correction, dd& mean, dd& var) {
@@ -130,14 +131,16 @@ void ForwardState<T>::update_running(RunningStats<T> running, RunningUpdate u, T
     check_running_var(running.var, l_.channels, eps_, false);
     const std::size_t C = std::size_t(l_.channels);
     const std::size_t P = padded(C);
-    const double *mu_hi = first_line(coefficients_), *mu_lo = mu_hi + P, *m2_hi = mu_hi + 5 * P, *m2_lo = m2_hi + P;
+    const double *mu_hi = first_line(coefficients_), *mu_lo = mu_hi + P, *m2_hi = mu_hi + 5 * P, *m2_lo = m2_hi + P,
+                 *m2_certified = m2_lo + P;
     const double M = u.momentum;
     const dd keep = two_sum(1.0, -M); // 1 − M, exact
     for (std::size_t c = 0; c < C; ++c) {
         dd mean, var;
-        if (fast_[c])
+        if (fast_[c] && m2_certified[c] != 0)
             mean = {mu_hi[c], mu_lo[c]}, var = div(dd{m2_hi[c], m2_lo[c]}, double(m - u.correction));
-        else exact_channel_moments(x_, l_, whole_, std::int64_t(c), u.correction, mean, var);
+        else // the exact kernel's channels, and M2 not certified against itself (eps dominating): again
+            exact_channel_moments(x_, l_, whole_, std::int64_t(c), u.correction, mean, var);
         // new = (1 − M)·old + M·batch, in double-double, rounded once; with a non-finite
         // term, in double (as IEEE arithmetic propagates it; double-double's error terms
         // would turn an infinity into NaN)
