@@ -151,10 +151,7 @@ Problem load_problem(const CommonOptions& opts, const std::string& gamma, const 
     if (!beta.empty()) p.beta = load_per_channel(beta, p, opts.x);
     if (!dy.empty()) p.dy = load_like_x(dy, p, opts.x);
     if (!opts.running_mean.empty()) p.running_mean = load_per_channel(opts.running_mean, p, opts.x);
-    if (!opts.running_var.empty()) {
-        p.running_var = load_per_channel(opts.running_var, p, opts.x);
-        check_running_var(*p.running_var, opts.running_var, p.eval ? std::optional<double>(p.eps) : std::nullopt);
-    }
+    if (!opts.running_var.empty()) p.running_var = load_per_channel(opts.running_var, p, opts.x);
     p.running_mean_path = opts.running_mean, p.running_var_path = opts.running_var;
     p.x_path = opts.x, p.gamma_path = gamma, p.beta_path = beta, p.dy_path = dy;
     p.allow_nonfinite = opts.allow_nonfinite;
@@ -162,13 +159,16 @@ Problem load_problem(const CommonOptions& opts, const std::string& gamma, const 
 }
 
 void require_finite(const Problem& p, bool proven) {
-    if (p.allow_nonfinite) return;
-    if (!proven) check_finite(p.x, p.x_path);
-    if (p.gamma) check_finite(*p.gamma, p.gamma_path);
-    if (p.beta) check_finite(*p.beta, p.beta_path);
-    if (p.dy && !proven) check_finite(*p.dy, p.dy_path);
-    if (p.running_mean) check_finite(*p.running_mean, p.running_mean_path);
-    if (p.running_var) check_finite(*p.running_var, p.running_var_path);
+    if (!p.allow_nonfinite) {
+        if (!proven) check_finite(p.x, p.x_path);
+        if (p.gamma) check_finite(*p.gamma, p.gamma_path);
+        if (p.beta) check_finite(*p.beta, p.beta_path);
+        if (p.dy && !proven) check_finite(*p.dy, p.dy_path);
+        if (p.running_mean) check_finite(*p.running_mean, p.running_mean_path);
+        if (p.running_var) check_finite(*p.running_var, p.running_var_path);
+    }
+    if (p.running_var) // after the NaN checks, as a zero variance with eps = 0 comes after them
+        check_running_var(*p.running_var, p.running_var_path, p.eval ? std::optional<double>(p.eps) : std::nullopt);
 }
 
 void rethrow_for_file(const std::string& path) {

@@ -36,8 +36,8 @@ using NamedPaths = std::vector<std::pair<std::string, std::string>>;
 /// Checks the paths (check_paths), parses --eps/--shape/--dtype strictly, loads x and
 /// the optional γ, β, dy (empty path = not given), and checks every cross-file rule:
 /// rank, axis, m >= 2 (m >= 1 with --mode eval), γ/β and the running statistics of length
-/// C, dy shape and dtype equal to x's (finite values: require_finite); a running variance
-/// >= 0 (and, with --mode eval, running var + eps > 0), naming the file and the channel. Throws bnorm::Error subclasses with one-line messages.
+/// C, dy shape and dtype equal to x's (finite values and the running variance's rules:
+/// require_finite). Throws bnorm::Error subclasses with one-line messages.
 /// `outputs` are array outputs (.npy/.csv); `extra_inputs` further array inputs loaded by
 /// the caller; `other_outputs` outputs of another type (a JSON report). All are checked
 /// by check_paths before anything is read.
@@ -55,9 +55,12 @@ Array load_per_channel(const std::string& path, const Problem& p, const std::str
 /// Refuses NaN and ±inf, naming the file and the first index.
 void check_finite(const Array& a, const std::string& path);
 
-/// Refuses NaN and ±inf in x, γ, β, dy and the running statistics (in that order) unless --allow-nonfinite,
-/// naming the file and the first index. `proven`: a pass over x and dy has shown there
-/// are none in them (ForwardPass::inputs_proven_finite), which spares reading them again.
+/// Refuses NaN and ±inf in x, γ, β, dy and the running statistics (in that order) unless
+/// --allow-nonfinite, naming the file and the first index. `proven`: a pass over x and dy
+/// has shown there are none in them (ForwardPass::inputs_proven_finite), which spares
+/// reading them again. Then refuses a negative running variance (and, with --mode eval,
+/// running var + eps == 0), naming the file and the channel, with or without
+/// --allow-nonfinite.
 void require_finite(const Problem& p, bool proven = false);
 
 /// Re-throws an error raised by the library for the data of file `path` with the file
