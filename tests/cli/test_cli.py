@@ -1285,6 +1285,29 @@ def test_gradcheck_eval_mode():
               "eval gradients pass the train check (exit %d)" % rc)
 
 
+def test_eval_float32_and_csv_running_files():
+    """--mode eval in float32 within 4 eps normwise of the float64 formula; running
+    statistics from CSV files (read in x's dtype) give the same bytes as from NPY."""
+    with tempfile.TemporaryDirectory() as tmp:
+        x, gamma, beta, dy, rm, rv = running_folder(tmp, (5, 3, 4, 4), 1, F32)
+        write_text(tmp, "rm.csv", csv_text_col(rm))
+        write_text(tmp, "rv.csv", csv_text_col(rv))
+        y_ref, dx_ref, dg_ref, db_ref = eval_reference(x, gamma, beta, dy, rm, rv, 1e-5, 1)
+        common = ["--mode", "eval", "--x", "x.npy", "--gamma", "gamma.npy"]
+        ok(tmp, ["forward"] + common + ["--beta", "beta.npy", "--running-mean", "rm.npy", "--running-var", "rv.npy",
+                                        "--y", "y.npy"])
+        ok(tmp, ["forward"] + common + ["--beta", "beta.npy", "--running-mean", "rm.csv", "--running-var", "rv.csv",
+                                        "--y", "y_csv.npy"])
+        check(read_bytes(tmp, "y.npy") == read_bytes(tmp, "y_csv.npy"), "CSV running files give other bytes")
+        ok(tmp, ["backward"] + common + ["--dy", "dy.npy", "--running-mean", "rm.csv", "--running-var", "rv.csv",
+                                         "--dx", "dx.npy", "--dgamma", "dg.npy", "--dbeta", "db.npy"])
+        for name, ref in (("y.npy", y_ref), ("dx.npy", dx_ref), ("dg.npy", dg_ref), ("db.npy", db_ref)):
+            got = load(tmp, name)
+            check(got.dtype == F32, "%s is %s" % (name, got.dtype))
+            e = normwise(got, ref)
+            check(e <= TOL_F32, "%s: float32 normwise error %g" % (name, e))
+
+
 def main():
     def set_bnorm(path):
         global BNORM
