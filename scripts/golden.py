@@ -571,6 +571,15 @@ def mode_case_list():
           notes="NCHW with N = H = W = 1: m = 1"),
         E("eval_batch1", "nchw", (1, 3, 1, 1), 1, "f32", eps="1e-03", tags=["offset1e6"],
           offset=1e6, spread=1.0, notes="float32 NCHW m = 1, x and running_mean 1e6 + normal"),
+        # x far from the running mean against its spread, beta cancelling gamma*xhat,
+        # sum dy ~ 0: y, dgamma and dbeta are far below the terms that make them.
+        E("eval_cancel", "nc", (32, 4), 1, "f64", tags=["cancel"], offset=1.0, spread=1e-3,
+          rmean=0.0, rvar=1.0, beta_cancel=True, dy_zero_mean=True,
+          notes="x = 1 + 1e-3*normal, running_mean ~0, running_var ~1, beta = "
+                "-gamma*mean(xhat), dy zero-mean: y ~1e-3 of gamma*xhat"),
+        E("eval_cancel", "nchw", (2, 3, 4, 4), 1, "f32", tags=["cancel"], offset=1.0,
+          spread=1e-2, rmean=0.0, rvar=1.0, beta_cancel=True, dy_zero_mean=True,
+          notes="float32, x = 1 + 1e-2*normal, beta = -gamma*mean(xhat), dy zero-mean"),
         # Training mode with the running-statistics update.
         T("train_running", "nc", (32, 4), 1, "f64",
           notes="defaults: momentum 0.1, correction 1 (options left out)"),
@@ -610,6 +619,13 @@ def mode_case_list():
         T("train_offset", "nchw", (2, 3, 4, 4), 1, "f32", momentum="1", correction=1,
           tags=["offset1e6", "spread1"], offset=1e6, spread=1.0,
           notes="float32 x and running_mean 1e6 + normal, momentum 1"),
+        T("train_mean_cancel", "nc", (16, 4), 1, "f64", momentum="0.1", correction=1,
+          tags=["cancel"], offset=3.0, rmean_cancel=True,
+          notes="running_mean = -(M/(1-M))*batch mean*(1 + 1e-4*normal): "
+                "new_running_mean ~1e-4 of its terms"),
+        T("train_mean_cancel", "nchw", (2, 3, 3, 3), 1, "f32", momentum="0.5", correction=0,
+          tags=["cancel"], offset=3.0, rmean_cancel=True,
+          notes="float32, running_mean = -batch mean*(1 + 1e-4*normal), momentum 0.5"),
         T("train_tiny_var", "nc", (16, 4), 1, "f64", eps="1e-03", momentum="0.1",
           correction=1, tags=["spread1e-4", "rvar1e-10"], spread=1e-4, rvar=1e-10,
           rvar_zero=[1], notes="batch spread 1e-4 and running_var ~1e-10 << eps, "
@@ -637,7 +653,7 @@ def make_mode_inputs(case, seed):
     m = int(np.prod(moved[:-1]))
     offset, spread = p.get("offset", 0.0), p.get("spread", 1.0)
     x = (offset + spread * rng.standard_normal((m, C))).astype(dt)
-    rmean = (offset + spread * 0.5 * rng.standard_normal(C)).astype(dt)
+    rmean = (p.get("rmean", offset) + spread * 0.5 * rng.standard_normal(C)).astype(dt)
     rvar = p.get("rvar", spread ** 2) * rng.uniform(0.5, 2.0, C)
     for c in p.get("rvar_zero", []):
         rvar[c] = 0.0
@@ -648,7 +664,25 @@ def make_mode_inputs(case, seed):
         gamma[-1] = -abs(gamma[-1])
     gamma = gamma.astype(dt)
     beta = rng.standard_normal(C).astype(dt)
-    dy = rng.standard_normal((m, C)).astype(dt)
+    dy = rng.standard_normal((m, C))
+    xf = x.astype(np.float64)
+    if p.get("beta_cancel"):
+        # beta = -gamma * mean(xhat) (rounded): y = gamma*xhat + beta cancels down to
+        # gamma * (xhat - mean xhat), far below the terms when x is far from the running
+        # mean against its spread.
+        xhat = (xf - rmean) / np.sqrt(rvar.astype(np.float64) + float(case.eps))
+        beta = (-gamma.astype(np.float64) * xhat.mean(0)).astype(dt)
+    if p.get("dy_zero_mean"):
+        # sum dy ~ 0 (only the rounding to dtype is left): dbeta is tiny, and so is
+        # dgamma = sum dy * xhat when xhat is nearly constant.
+        dy = dy - dy.mean(0)
+    dy = dy.astype(dt)
+    if p.get("rmean_cancel"):
+        # rm = -(M/(1 - M)) * batch mean * (1 + 1e-4*normal): new_running_mean =
+        # (1 - M)*rm + M*mean cancels to ~1e-4 of its terms.
+        M = float(case.momentum_value)
+        rmean = (-(M / (1 - M)) * xf.mean(0)
+                 * (1 + 1e-4 * rng.standard_normal(C))).astype(dt)
     x = np.ascontiguousarray(np.moveaxis(x.reshape(moved), -1, ax))
     dy = np.ascontiguousarray(np.moveaxis(dy.reshape(moved), -1, ax))
     return x, gamma, beta, dy, rmean, rvar
