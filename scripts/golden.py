@@ -41,6 +41,36 @@ Output layout: one folder per case, DIR/<name>/, containing
                                                 (decimal string), dtype, seed, notes
 y and dx have x's shape; the other outputs have length C.
 
+Inference mode and running statistics (issue 25), in DIR/modes/<name>/:
+
+    eval (inference) mode, with the running statistics rm, rv (C values each):
+    invstd = 1 / sqrt(rv + eps)                     (requires rv >= 0, rv + eps > 0)
+    xhat   = (x - rm) * invstd
+    y      = gamma * xhat + beta                    (any m >= 1: a batch of one is fine)
+    dx     = gamma * dy * invstd                    (rm, rv are constants)
+    dgamma = sum dy * xhat
+    dbeta  = sum dy
+
+    training mode with the running-statistics update (PyTorch's meaning of momentum M;
+    correction c is 1 for PyTorch's unbiased batch variance, 0 for ONNX's population
+    variance; ONNX's momentum m' is M = 1 - m'):
+    new_running_mean = (1 - M) * rm + M * mean
+    new_running_var  = (1 - M) * rv + M * var * m / (m - c)       (var biased, m > c)
+    with y, mean, invstd as in training mode above.
+
+M is the float64 value of its decimal string, like eps, converted exactly; 1 - M is
+exact in mpmath.  A mode case folder holds
+    x.npy gamma.npy beta.npy running_mean.npy running_var.npy     inputs, case dtype
+    dy.npy                                                         (eval cases only)
+    eval:  y.npy dx.npy dgamma.npy dbeta.npy                       exact, float64
+    train: y.npy mean.npy invstd.npy new_running_mean.npy new_running_var.npy
+    case.json      as above, plus "mode" ("eval" or "train"), "momentum" (decimal string,
+                   or null: the CLI's default 0.1, option left out), "correction" (0, 1,
+                   or null: the default 1, option left out) and "outputs" (the list of
+                   output names the case holds).
+The modes/ subfolder keeps these cases apart from the training-mode set, whose readers
+(tests/test_golden.cpp, tests/cli/test_golden_cli.py) take every DIR/<name>/case.json.
+
 Random data: each case draws from its own generator, seeded from
 (--seed, crc32(case name)), so a case's data depend only on the seed and its
 name, never on the order of the cases.  The "seed" in case.json is --seed.
@@ -173,6 +203,102 @@ def exact_backward(x, gamma, dy, eps, axis):
 
 
 # ---------------------------------------------------------------------------
+# Exact reference: inference mode and the running-statistics update
+# ---------------------------------------------------------------------------
+
+def _running_channels(rmean, rvar):
+    """Exact mpf running statistics; checks rv >= 0 (the definition's domain)."""
+    rm = [_mpf_exact(v) for v in np.asarray(rmean).ravel()]
+    rv = [_mpf_exact(v) for v in np.asarray(rvar).ravel()]
+    for c, v in enumerate(rv):
+        if not v >= 0:
+            raise ValueError("running_var[%d] = %s is not >= 0" % (c, v))
+    return rm, rv
+
+
+def channel_forward_eval(xs, g, b, rm, rv, eps):
+    """Inference-mode forward of one channel in mpf: (invstd, xhat, y)."""
+    if not rv + eps > 0:
+        raise ValueError("running_var + eps = 0")
+    invstd = 1 / mp.sqrt(rv + eps)
+    xhat = [(v - rm) * invstd for v in xs]
+    y = [g * xh + b for xh in xhat]
+    return invstd, xhat, y
+
+
+def channel_backward_eval(xs, g, dys, rm, rv, eps):
+    """Inference-mode backward of one channel in mpf: (dx, dgamma, dbeta), the running
+    statistics being constants."""
+    invstd, xhat, _ = channel_forward_eval(xs, g, mpf(0), rm, rv, eps)
+    dx = [g * d * invstd for d in dys]
+    return dx, mp.fdot(dys, xhat), mp.fsum(dys)
+
+
+def exact_forward_eval(x, gamma, beta, rmean, rvar, eps, axis):
+    """Exact inference-mode forward y = gamma*(x - rm)/sqrt(rv + eps) + beta, rounded to
+    float64.  Any m >= 1."""
+    x = np.asarray(x)
+    axis = _channel_axis(x.ndim, axis)
+    eps_m = _mpf_exact(float(eps))
+    with mp.workdps(EXACT_DPS):
+        rm, rv = _running_channels(rmean, rvar)
+        ys = [channel_forward_eval(xs, _mpf_exact(g), _mpf_exact(b), r, v, eps_m)[2]
+              for xs, g, b, r, v in zip(_split_channels(x, axis), gamma, beta, rm, rv)]
+        return _join_channels(ys, x.shape, axis)
+
+
+def exact_backward_eval(x, gamma, dy, rmean, rvar, eps, axis):
+    """Exact inference-mode backward (gradients of sum(dy * y) with rm, rv constant),
+    rounded to float64.  Returns (dx, dgamma, dbeta)."""
+    x = np.asarray(x)
+    axis = _channel_axis(x.ndim, axis)
+    assert np.shape(dy) == x.shape
+    eps_m = _mpf_exact(float(eps))
+    with mp.workdps(EXACT_DPS):
+        rm, rv = _running_channels(rmean, rvar)
+        dxs, dgammas, dbetas = [], [], []
+        for xs, g, dys, r, v in zip(_split_channels(x, axis), gamma,
+                                    _split_channels(np.asarray(dy), axis), rm, rv):
+            dx, dgamma, dbeta = channel_backward_eval(xs, _mpf_exact(g), dys, r, v, eps_m)
+            dxs.append(dx)
+            dgammas.append(_round_f64(dgamma))
+            dbetas.append(_round_f64(dbeta))
+        dx = _join_channels(dxs, x.shape, axis)
+    return dx, np.array(dgammas, np.float64), np.array(dbetas, np.float64)
+
+
+def exact_running_update(x, rmean, rvar, momentum, correction, axis):
+    """Exact running-statistics update with PyTorch's meaning of momentum M, rounded to
+    float64:
+        new_mean = (1 - M)*rm + M*mean
+        new_var  = (1 - M)*rv + M*var*m/(m - correction)
+    mean and var (biased, sum (x - mean)^2 / m) are the batch statistics of each channel.
+    momentum is a float or decimal string (taken as float64), 0 <= M <= 1; correction
+    is 0 or 1 and m > correction.  Returns (new_mean, new_var)."""
+    x = np.asarray(x)
+    axis = _channel_axis(x.ndim, axis)
+    M_f = float(momentum)
+    if not 0.0 <= M_f <= 1.0:
+        raise ValueError("momentum %r outside [0, 1]" % momentum)
+    if correction not in (0, 1):
+        raise ValueError("correction must be 0 or 1")
+    with mp.workdps(EXACT_DPS):
+        M = _mpf_exact(M_f)
+        rm, rv = _running_channels(rmean, rvar)
+        new_mean, new_var = [], []
+        for xs, r, v in zip(_split_channels(x, axis), rm, rv):
+            m = len(xs)
+            if m <= correction:
+                raise ValueError("m = %d <= correction %d" % (m, correction))
+            mean = mp.fsum(xs) / m
+            d = [t - mean for t in xs]
+            var = mp.fdot(d, d) / m                     # biased (population) variance
+            new_mean.append(_round_f64((1 - M) * r + M * mean))
+            new_var.append(_round_f64((1 - M) * v + M * var * m / (m - correction)))
+    return np.array(new_mean, np.float64), np.array(new_var, np.float64)
+
+
+# ---------------------------------------------------------------------------
 # Case generation
 # ---------------------------------------------------------------------------
 
@@ -192,7 +318,8 @@ class Case:
         self.tags, self.notes, self.params = tuple(tags), notes, params
         assert layout[axis] == "c", "axis must point at the 'c' dimension"
         dim_str = "".join("%s%d" % (k, n) for k, n in zip(layout, dims))
-        eps_str = "eps" + ("%.0e" % float(eps)).replace("e-0", "e-")
+        eps_str = ("eps0" if float(eps) == 0.0
+                   else "eps" + ("%.0e" % float(eps)).replace("e-0", "e-"))
         self.name = "_".join([dim_str, "axis%d" % axis, eps_str, dtype]
                              + list(self.tags))
 
@@ -366,6 +493,230 @@ def make_inputs(case, seed):
     return x, gamma, beta, dy
 
 
+# ---------------------------------------------------------------------------
+# Mode cases: inference mode and the running-statistics update (DIR/modes/)
+# ---------------------------------------------------------------------------
+
+MODES_SUBDIR = "modes"
+
+
+class ModeCase(Case):
+    """A case of inference mode ("eval") or of training mode with the running-statistics
+    update ("train").  momentum: decimal string or None (the CLI default 0.1, option left
+    out); correction: 0, 1 or None (the default 1, option left out).
+
+    Data parameters: offset, spread (x = offset + spread*normal, the running mean
+    offset + spread*normal/2), rvar (running variance scale, default spread^2, times
+    U(0.5, 2)), rvar_zero (channels whose running variance is exactly 0), gamma
+    ("zero_neg": a zero and a negative entry)."""
+
+    def __init__(self, cls, mode, layout, dims, axis, dtype, eps="1e-05", momentum=None,
+                 correction=None, tags=(), notes="", **params):
+        assert mode in ("eval", "train")
+        tags = list(tags)
+        if mode == "train":
+            tags.append("mom" + ("default" if momentum is None
+                                 else momentum.replace(".", "p")[:6]))
+            tags.append("corr" + ("default" if correction is None else str(correction)))
+        super().__init__(cls, layout, dims, axis, dtype, eps, tags, notes, **params)
+        self.mode, self.momentum, self.correction = mode, momentum, correction
+        self.name = mode + "_" + self.name
+
+    @property
+    def momentum_value(self):
+        return "0.1" if self.momentum is None else self.momentum
+
+    @property
+    def correction_value(self):
+        return 1 if self.correction is None else self.correction
+
+
+def mode_case_list():
+    """The committed mode cases (names do not depend on the seed)."""
+    E = lambda *a, **k: ModeCase(a[0], "eval", *a[1:], **k)     # noqa: E731
+    T = lambda *a, **k: ModeCase(a[0], "train", *a[1:], **k)    # noqa: E731
+    cases = [
+        # Inference mode, well-conditioned data, several layouts.
+        E("eval_baseline", "nc", (32, 4), 1, "f64", notes="random normal data, (N, C)"),
+        E("eval_baseline", "nc", (32, 4), 1, "f32", notes="random normal data, (N, C)"),
+        E("eval_baseline", "nchw", (2, 3, 4, 5), 1, "f32", gamma="zero_neg",
+          notes="NCHW as ONNX's node tests; gamma has a zero and a negative entry"),
+        E("eval_baseline", "nhwc", (2, 4, 4, 3), -1, "f64", notes="NHWC, axis -1"),
+        E("eval_baseline", "cn", (5, 20), 0, "f32", notes="2-D with channel axis 0"),
+        E("eval_baseline", "nc", (16, 3), 1, "f64", eps="0",
+          notes="eps = 0 with a positive running variance (allowed)"),
+        # Running mean far from 0 against the spread.
+        E("eval_offset", "nc", (16, 4), 1, "f64", eps="1e-08", tags=["offset1e6"],
+          offset=1e6, spread=1e-3,
+          notes="x and running_mean 1e6 + 1e-3*normal, running_var ~1e-6 >> eps"),
+        E("eval_offset", "nchw", (2, 3, 4, 4), 1, "f64", tags=["offset1e6"],
+          offset=1e6, spread=1e-3,
+          notes="NCHW, x and running_mean 1e6 + 1e-3*normal, running_var ~1e-6 < eps"),
+        E("eval_offset", "nc", (16, 4), 1, "f32", tags=["offset1e3", "spread1e-3"],
+          offset=1e3, spread=1e-3,
+          notes="float32 x and running_mean 1e3 + 1e-3*normal (ratio 1e6; 1e6 + 1e-3 "
+                "is not representable in float32), running_var ~1e-6"),
+        E("eval_offset", "nhwc", (2, 3, 3, 4), -1, "f32", tags=["offset1e6", "spread1"],
+          offset=1e6, spread=1.0,
+          notes="float32 NHWC, x and running_mean 1e6 + normal (ulp 1/16)"),
+        # Tiny running variance, eps dominating (one channel exactly 0).
+        E("eval_tiny_var", "nc", (16, 4), 1, "f64", eps="1e-03", tags=["rvar1e-10"],
+          rvar=1e-10, rvar_zero=[2], notes="running_var ~1e-10 << eps, channel 2 exactly 0"),
+        E("eval_tiny_var", "nchw", (2, 3, 3, 3), 1, "f32", tags=["rvar1e-12"],
+          rvar=1e-12, rvar_zero=[0], notes="float32, running_var ~1e-12 << eps, channel 0 = 0"),
+        # A batch of one (m = 1).
+        E("eval_batch1", "nc", (1, 4), 1, "f64", notes="x of shape (1, C): m = 1"),
+        E("eval_batch1", "nc", (1, 4), 1, "f32", notes="x of shape (1, C): m = 1"),
+        E("eval_batch1", "nchw", (1, 3, 1, 1), 1, "f64", gamma="zero_neg",
+          notes="NCHW with N = H = W = 1: m = 1"),
+        E("eval_batch1", "nchw", (1, 3, 1, 1), 1, "f32", eps="1e-03", tags=["offset1e6"],
+          offset=1e6, spread=1.0, notes="float32 NCHW m = 1, x and running_mean 1e6 + normal"),
+        # x far from the running mean against its spread, beta cancelling gamma*xhat,
+        # sum dy ~ 0: y, dgamma and dbeta are far below the terms that make them.
+        E("eval_cancel", "nc", (32, 4), 1, "f64", tags=["cancel"], offset=1.0, spread=1e-3,
+          rmean=0.0, rvar=1.0, beta_cancel=True, dy_zero_mean=True,
+          notes="x = 1 + 1e-3*normal, running_mean ~0, running_var ~1, beta = "
+                "-gamma*mean(xhat), dy zero-mean: y ~1e-3 of gamma*xhat"),
+        E("eval_cancel", "nchw", (2, 3, 4, 4), 1, "f32", tags=["cancel"], offset=1.0,
+          spread=1e-2, rmean=0.0, rvar=1.0, beta_cancel=True, dy_zero_mean=True,
+          notes="float32, x = 1 + 1e-2*normal, beta = -gamma*mean(xhat), dy zero-mean"),
+        # Training mode with the running-statistics update.
+        T("train_running", "nc", (32, 4), 1, "f64",
+          notes="defaults: momentum 0.1, correction 1 (options left out)"),
+        T("train_running", "nchw", (4, 3, 4, 4), 1, "f32",
+          notes="defaults: momentum 0.1, correction 1 (options left out)"),
+        T("train_running", "nchw", (2, 3, 4, 5), 1, "f64", momentum="0.1", correction=0,
+          notes="ONNX's momentum 0.9 as --momentum 0.1 --running-var-correction 0"),
+        T("train_running", "nhwc", (2, 4, 5, 3), -1, "f32", momentum="0.1", correction=0,
+          notes="float32 NHWC, ONNX's rule"),
+        T("train_running", "nc", (24, 3), 1, "f64", momentum="0.5", correction=1,
+          notes="PyTorch momentum 0.5"),
+        T("train_running", "nc", (24, 3), 1, "f32", momentum="0.2", correction=1,
+          notes="PyTorch cumulative average at num_batches_tracked 5: momentum 1/5"),
+        T("train_running", "ncl", (4, 3, 6), 1, "f64", momentum="0.3333333333333333",
+          correction=1, notes="cumulative average at num_batches_tracked 3: "
+                              "momentum float64(1/3)"),
+        T("train_momentum0", "nc", (16, 4), 1, "f64", momentum="0", correction=1,
+          notes="momentum 0: the running statistics are kept"),
+        T("train_momentum0", "nchw", (2, 3, 3, 3), 1, "f32", momentum="0", correction=0,
+          notes="momentum 0, float32"),
+        T("train_momentum1", "nc", (16, 4), 1, "f64", momentum="1", correction=1,
+          notes="momentum 1: the batch mean and unbiased variance"),
+        T("train_momentum1", "nc", (16, 4), 1, "f32", momentum="1", correction=0,
+          notes="momentum 1: the batch mean and biased variance, float32"),
+        T("train_momentum1", "nchw", (2, 3, 2, 2), 1, "f64", momentum="1", correction=0,
+          notes="momentum 1, biased variance, NCHW"),
+        T("train_batch2", "nc", (2, 4), 1, "f64", momentum="0.1", correction=1,
+          notes="m = 2: the unbiased variance is twice the biased one"),
+        T("train_batch2", "nc", (2, 4), 1, "f32", momentum="0.5", correction=1,
+          notes="m = 2, float32"),
+        T("train_offset", "nc", (32, 3), 1, "f64", eps="1e-08", momentum="0.1", correction=1,
+          tags=["offset1e6"], offset=1e6, spread=1e-3,
+          notes="x and running_mean 1e6 + 1e-3*normal, running_var ~1e-6"),
+        T("train_offset", "nc", (32, 3), 1, "f32", momentum="0.5", correction=0,
+          tags=["offset1e3", "spread1e-3"], offset=1e3, spread=1e-3,
+          notes="float32 x and running_mean 1e3 + 1e-3*normal"),
+        T("train_offset", "nchw", (2, 3, 4, 4), 1, "f32", momentum="1", correction=1,
+          tags=["offset1e6", "spread1"], offset=1e6, spread=1.0,
+          notes="float32 x and running_mean 1e6 + normal, momentum 1"),
+        T("train_mean_cancel", "nc", (16, 4), 1, "f64", momentum="0.1", correction=1,
+          tags=["cancel"], offset=3.0, rmean_cancel=True,
+          notes="running_mean = -(M/(1-M))*batch mean*(1 + 1e-4*normal): "
+                "new_running_mean ~1e-4 of its terms"),
+        T("train_mean_cancel", "nchw", (2, 3, 3, 3), 1, "f32", momentum="0.5", correction=0,
+          tags=["cancel"], offset=3.0, rmean_cancel=True,
+          notes="float32, running_mean = -batch mean*(1 + 1e-4*normal), momentum 0.5"),
+        T("train_tiny_var", "nc", (16, 4), 1, "f64", eps="1e-03", momentum="0.1",
+          correction=1, tags=["spread1e-4", "rvar1e-10"], spread=1e-4, rvar=1e-10,
+          rvar_zero=[1], notes="batch spread 1e-4 and running_var ~1e-10 << eps, "
+                               "channel 1 running_var 0"),
+        T("train_tiny_var", "nchw", (2, 3, 3, 3), 1, "f32", eps="1e-03", momentum="0.1",
+          correction=0, tags=["spread1e-4", "rvar1e-12"], spread=1e-4, rvar=1e-12,
+          rvar_zero=[2], notes="float32, spread 1e-4, running_var ~1e-12, channel 2 = 0"),
+    ]
+    names = [c.name for c in cases]
+    assert len(set(names)) == len(names), "mode case names must be unique"
+    for c in cases:
+        assert 1 <= int(np.prod(c.shape)) <= 3000, c.name
+    return cases
+
+
+def make_mode_inputs(case, seed):
+    """Deterministic inputs of a mode case: (x, gamma, beta, dy, running_mean,
+    running_var), all in the case's dtype."""
+    rng = np.random.default_rng([seed, zlib.crc32(case.name.encode())])
+    dt = DTYPES[case.dtype]
+    p = case.params
+    C, ax = case.C, case.axis % len(case.shape)
+    moved = list(case.shape)
+    moved.append(moved.pop(ax))
+    m = int(np.prod(moved[:-1]))
+    offset, spread = p.get("offset", 0.0), p.get("spread", 1.0)
+    x = (offset + spread * rng.standard_normal((m, C))).astype(dt)
+    rmean = (p.get("rmean", offset) + spread * 0.5 * rng.standard_normal(C)).astype(dt)
+    rvar = p.get("rvar", spread ** 2) * rng.uniform(0.5, 2.0, C)
+    for c in p.get("rvar_zero", []):
+        rvar[c] = 0.0
+    rvar = rvar.astype(dt)
+    gamma = rng.standard_normal(C)
+    if p.get("gamma") == "zero_neg":
+        gamma[0] = 0.0
+        gamma[-1] = -abs(gamma[-1])
+    gamma = gamma.astype(dt)
+    beta = rng.standard_normal(C).astype(dt)
+    dy = rng.standard_normal((m, C))
+    xf = x.astype(np.float64)
+    if p.get("beta_cancel"):
+        # beta = -gamma * mean(xhat) (rounded): y = gamma*xhat + beta cancels down to
+        # gamma * (xhat - mean xhat), far below the terms when x is far from the running
+        # mean against its spread.
+        xhat = (xf - rmean) / np.sqrt(rvar.astype(np.float64) + float(case.eps))
+        beta = (-gamma.astype(np.float64) * xhat.mean(0)).astype(dt)
+    if p.get("dy_zero_mean"):
+        # sum dy ~ 0 (only the rounding to dtype is left): dbeta is tiny, and so is
+        # dgamma = sum dy * xhat when xhat is nearly constant.
+        dy = dy - dy.mean(0)
+    dy = dy.astype(dt)
+    if p.get("rmean_cancel"):
+        # rm = -(M/(1 - M)) * batch mean * (1 + 1e-4*normal): new_running_mean =
+        # (1 - M)*rm + M*mean cancels to ~1e-4 of its terms.
+        M = float(case.momentum_value)
+        rmean = (-(M / (1 - M)) * xf.mean(0)
+                 * (1 + 1e-4 * rng.standard_normal(C))).astype(dt)
+    x = np.ascontiguousarray(np.moveaxis(x.reshape(moved), -1, ax))
+    dy = np.ascontiguousarray(np.moveaxis(dy.reshape(moved), -1, ax))
+    return x, gamma, beta, dy, rmean, rvar
+
+
+def write_mode_case(case, seed, out_dir):
+    x, gamma, beta, dy, rmean, rvar = make_mode_inputs(case, seed)
+    arrays = dict(x=x, gamma=gamma, beta=beta, running_mean=rmean, running_var=rvar)
+    if case.mode == "eval":
+        arrays["dy"] = dy
+        arrays["y"] = exact_forward_eval(x, gamma, beta, rmean, rvar, case.eps, case.axis)
+        arrays["dx"], arrays["dgamma"], arrays["dbeta"] = exact_backward_eval(
+            x, gamma, dy, rmean, rvar, case.eps, case.axis)
+        outputs = ["y", "dx", "dgamma", "dbeta"]
+    else:
+        arrays["y"], arrays["mean"], arrays["invstd"] = exact_forward(
+            x, gamma, beta, case.eps, case.axis)
+        arrays["new_running_mean"], arrays["new_running_var"] = exact_running_update(
+            x, rmean, rvar, case.momentum_value, case.correction_value, case.axis)
+        outputs = ["y", "mean", "invstd", "new_running_mean", "new_running_var"]
+    d = os.path.join(out_dir, case.name)
+    os.makedirs(d, exist_ok=True)
+    for k, a in arrays.items():
+        np.save(os.path.join(d, k + ".npy"), np.ascontiguousarray(a))
+    meta = {"name": case.name, "class": case.cls, "mode": case.mode,
+            "shape": list(case.shape), "axis": case.axis, "eps": case.eps,
+            "dtype": {"f32": "float32", "f64": "float64"}[case.dtype],
+            "momentum": case.momentum, "correction": case.correction,
+            "outputs": outputs, "seed": seed, "notes": case.notes}
+    with open(os.path.join(d, "case.json"), "w") as f:
+        json.dump(meta, f, indent=2)
+        f.write("\n")
+
+
 def write_case(case, seed, out_dir):
     x, gamma, beta, dy = make_inputs(case, seed)
     y, mean, invstd = exact_forward(x, gamma, beta, case.eps, case.axis)
@@ -385,22 +736,34 @@ def write_case(case, seed, out_dir):
         f.write("\n")
 
 
+def _report_stale(out_dir, names):
+    stale = sorted(n for n in os.listdir(out_dir) if n not in names
+                   and os.path.exists(os.path.join(out_dir, n, "case.json")))
+    for n in stale:
+        print("warning: %s is not a current case (left untouched)"
+              % os.path.join(out_dir, n))
+
+
 def generate(out_dir, seed):
     cases = case_list()
+    mode_cases = mode_case_list()
+    modes_dir = os.path.join(out_dir, MODES_SUBDIR)
     t_all = time.perf_counter()
     for case in cases:
         t = time.perf_counter()
         write_case(case, seed, out_dir)
         print("%-46s %-17s %-10s %6.2fs" % (case.name, case.cls,
               "x".join(map(str, case.shape)), time.perf_counter() - t))
-    print("%d cases written to %s (seed %d) in %.1fs"
-          % (len(cases), out_dir, seed, time.perf_counter() - t_all))
-    names = {c.name for c in cases}
-    stale = sorted(n for n in os.listdir(out_dir) if n not in names
-                   and os.path.exists(os.path.join(out_dir, n, "case.json")))
-    for n in stale:
-        print("warning: %s is not a current case (left untouched)"
-              % os.path.join(out_dir, n))
+    for case in mode_cases:
+        t = time.perf_counter()
+        write_mode_case(case, seed, modes_dir)
+        print("%s/%-46s %-17s %-10s %6.2fs" % (MODES_SUBDIR, case.name, case.cls,
+              "x".join(map(str, case.shape)), time.perf_counter() - t))
+    print("%d cases written to %s and %d mode cases to %s (seed %d) in %.1fs"
+          % (len(cases), out_dir, len(mode_cases), modes_dir, seed,
+             time.perf_counter() - t_all))
+    _report_stale(out_dir, {c.name for c in cases})
+    _report_stale(modes_dir, {c.name for c in mode_cases})
 
 
 # ---------------------------------------------------------------------------
@@ -430,6 +793,39 @@ def naive_numpy(x, gamma, beta, dy, eps, axis):
                          - xhat * (dxhat * xhat).sum(axis=red, keepdims=True))
     return dict(y=y, mean=mean.ravel(), invstd=invstd.ravel(), dx=dx,
                 dgamma=dgamma, dbeta=dbeta)
+
+
+def naive_numpy_eval(x, gamma, beta, dy, rmean, rvar, eps, axis):
+    """Plain float64 inference-mode batch norm (independent code)."""
+    x = x.astype(np.float64)
+    dy = dy.astype(np.float64)
+    axis = axis % x.ndim
+    red = tuple(i for i in range(x.ndim) if i != axis)
+    bshape = [1] * x.ndim
+    bshape[axis] = -1
+    g = gamma.astype(np.float64).reshape(bshape)
+    b = beta.astype(np.float64).reshape(bshape)
+    rm = rmean.astype(np.float64).reshape(bshape)
+    rv = rvar.astype(np.float64).reshape(bshape)
+    xhat = (x - rm) / np.sqrt(rv + eps)
+    return dict(y=g * xhat + b, dx=g * dy / np.sqrt(rv + eps),
+                dgamma=(dy * xhat).sum(axis=red), dbeta=dy.sum(axis=red))
+
+
+def naive_numpy_running(x, rmean, rvar, momentum, correction, axis):
+    """Plain float64 running-statistics update (independent code): numpy's var with
+    ddof = correction is the batch variance the update takes."""
+    x = x.astype(np.float64)
+    axis = axis % x.ndim
+    red = tuple(i for i in range(x.ndim) if i != axis)
+    return ((1 - momentum) * rmean + momentum * x.mean(axis=red),
+            (1 - momentum) * rvar + momentum * x.var(axis=red, ddof=correction))
+
+
+def _normwise(got, ref):
+    got, ref = np.asarray(got, np.float64), np.asarray(ref, np.float64)
+    scale = float(np.max(np.abs(ref))) or 1.0
+    return float(np.max(np.abs(got - ref))) / scale
 
 
 def _check(results, label, ok, detail):
@@ -520,6 +916,99 @@ def selfcheck():
         ok = (_round_f64(third) == 1.0 / 3 and _round_f64(-third) == -1.0 / 3
               and _round_f64(mpf(2) / 3) == 2.0 / 3)
     _check(results, "1/3, -1/3, 2/3", ok, "match IEEE division")
+
+    # (e) inference mode and the running update vs naive float64 numpy formulas.
+    print("(e) inference mode and running update vs naive float64 numpy "
+          "(max|diff| / max|ref|)")
+    for shape, axis in [((32, 4), 1), ((4, 3, 5, 5), 1), ((3, 4, 4, 5), -1),
+                        ((6, 20), 0), ((1, 5), 1), ((1, 3, 1, 1), 1)]:
+        x = rng.standard_normal(shape)
+        C = shape[axis]
+        gamma, beta = rng.standard_normal(C), rng.standard_normal(C)
+        rmean, rvar = 0.5 * rng.standard_normal(C), rng.uniform(0.5, 2.0, C)
+        dy = rng.standard_normal(shape)
+        y = exact_forward_eval(x, gamma, beta, rmean, rvar, "1e-05", axis)
+        dx, dgamma, dbeta = exact_backward_eval(x, gamma, dy, rmean, rvar, "1e-05", axis)
+        nv = naive_numpy_eval(x, gamma, beta, dy, rmean, rvar, 1e-5, axis)
+        ref = dict(y=y, dx=dx, dgamma=dgamma, dbeta=dbeta)
+        worst = max(_normwise(nv[k], ref[k]) for k in ref)
+        _check(results, "eval shape %s axis %d" % (shape, axis), worst < 1e-12,
+               "worst %.2e (tol 1e-12)" % worst)
+    for shape, axis in [((32, 4), 1), ((4, 3, 5, 5), 1), ((2, 6), 1), ((5, 3, 7), -2)]:
+        x = rng.standard_normal(shape)
+        C = shape[axis]
+        rmean, rvar = 0.5 * rng.standard_normal(C), rng.uniform(0.5, 2.0, C)
+        worst = 0.0
+        for momentum in ("0", "0.1", "0.5", "0.3333333333333333", "1"):
+            for corr in (0, 1):
+                nm, nvar = exact_running_update(x, rmean, rvar, momentum, corr, axis)
+                a, b = naive_numpy_running(x, rmean, rvar, float(momentum), corr, axis)
+                worst = max(worst, _normwise(a, nm), _normwise(b, nvar))
+        _check(results, "running update shape %s axis %d, 5 momenta x 2 corrections"
+               % (shape, axis), worst < 1e-13, "worst %.2e (tol 1e-13)" % worst)
+
+    # (f) inference-mode gradients vs central finite differences of f = sum(dy * y).
+    print("(f) inference-mode gradients vs mpmath central differences (dps 100, h = 1e-20)")
+    x = rng.standard_normal((4, 3))
+    gamma, beta = rng.standard_normal(3), rng.standard_normal(3)
+    rmean, rvar = 0.5 * rng.standard_normal(3), rng.uniform(0.5, 2.0, 3)
+    dy = rng.standard_normal((4, 3))
+    with mp.workdps(100):
+        eps = _mpf_exact(1e-5)
+        h = mpf("1e-20")
+        worst = {"dx": mpf(0), "dgamma": mpf(0), "dbeta": mpf(0)}
+        for c in range(3):
+            xs = [_mpf_exact(v) for v in x[:, c]]
+            dys = [_mpf_exact(v) for v in dy[:, c]]
+            g, b = _mpf_exact(gamma[c]), _mpf_exact(beta[c])
+            rm, rv = _mpf_exact(rmean[c]), _mpf_exact(rvar[c])
+
+            def f(xs_, g_, b_):
+                return mp.fdot(dys, channel_forward_eval(xs_, g_, b_, rm, rv, eps)[2])
+
+            with mp.workdps(EXACT_DPS):
+                dx, dgamma, dbeta = channel_backward_eval(xs, g, dys, rm, rv, eps)
+            for i in range(len(xs)):
+                xp, xm = list(xs), list(xs)
+                xp[i] += h
+                xm[i] -= h
+                fd = (f(xp, g, b) - f(xm, g, b)) / (2 * h)
+                worst["dx"] = max(worst["dx"], abs(fd - dx[i]) / abs(fd))
+            fd = (f(xs, g + h, b) - f(xs, g - h, b)) / (2 * h)
+            worst["dgamma"] = max(worst["dgamma"], abs(fd - dgamma) / abs(fd))
+            fd = (f(xs, g, b + h) - f(xs, g, b - h)) / (2 * h)
+            worst["dbeta"] = max(worst["dbeta"], abs(fd - dbeta) / abs(fd))
+        for k, v in worst.items():
+            _check(results, "eval " + k, v < mpf("1e-30"),
+                   "worst relative diff %s (tol 1e-30)" % mpmath.nstr(v, 3))
+
+    # (g) identities between the references, bit for bit.
+    print("(g) identities: eval with the batch statistics = training mode; momentum 0 "
+          "keeps, momentum 1 takes the batch statistics")
+    # m = 2 channels {a - d, a + d}: mean a and biased var d^2 are exact floats.
+    a = np.array([0.75, -3.5, 1e6, 2.0 ** -20])
+    d = np.array([0.5, 2.0 ** -10, 2.0 ** -8, 3.0])
+    x = np.stack([a - d, a + d])
+    gamma, beta = rng.standard_normal(4), rng.standard_normal(4)
+    y_train, mean, _ = exact_forward(x, gamma, beta, "1e-05", 1)
+    y_eval = exact_forward_eval(x, gamma, beta, a, d * d, "1e-05", 1)
+    _check(results, "eval(rm = mean, rv = var) == train y", np.array_equal(y_train, y_eval)
+           and np.array_equal(mean, a), "m = 2, exact statistics")
+    x = rng.standard_normal((7, 3))
+    rmean, rvar = rng.standard_normal(3), rng.uniform(0.5, 2.0, 3)
+    nm0, nv0 = exact_running_update(x, rmean, rvar, "0", 1, 1)
+    nm1, nv1 = exact_running_update(x, rmean, rvar, "1", 0, 1)
+    _, mean, invstd = exact_forward(x, np.ones(3), np.zeros(3), "0", 1)
+    _, nv1u = exact_running_update(x, rmean, rvar, "1", 1, 1)
+    with mp.workdps(EXACT_DPS):
+        var_exact = [mp.fdot(*(2 * [[_mpf_exact(v) - mp.fsum(map(_mpf_exact, col)) / 7
+                                     for v in col]])) / 7 for col in x.T]
+        ok_var = all(_round_f64(v) == nv1[c] and _round_f64(v * 7 / 6) == nv1u[c]
+                     for c, v in enumerate(var_exact))
+    _check(results, "momentum 0", np.array_equal(nm0, rmean) and np.array_equal(nv0, rvar),
+           "new = old exactly")
+    _check(results, "momentum 1", np.array_equal(nm1, mean) and ok_var,
+           "new mean = batch mean, new var = biased / unbiased batch variance")
 
     n_fail = results.count(False)
     print("selfcheck: %d checks, %d failed" % (len(results), n_fail))

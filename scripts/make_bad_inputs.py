@@ -676,6 +676,117 @@ def build(out):
     case("unknown_option_newline", "An unknown option whose name holds a newline.",
          fwd("x.npy", "--bo\ngus"), None, ["gus"], ["y.npy"])
 
+    # ------------------------------------- inference mode and running statistics
+    # Valid running statistics for x.npy (C = 3), and bad ones. "R" is the pair of valid
+    # running inputs; "NEW" asks for both updated statistics (outputs that must not
+    # appear when the run fails).
+    put("rm.npy", npy_bytes(np.array([0.1, -0.2, 0.3])))
+    put("rv.npy", npy_bytes(np.array([0.5, 1.5, 2.0])))
+    R = ["--running-mean", "rm.npy", "--running-var", "rv.npy"]
+    NEW = ["--new-running-mean", "nrm.npy", "--new-running-var", "nrv.npy"]
+
+    def fwd_eval(*more):
+        return ["forward", "--mode", "eval", "--x", "x.npy", "--y", "y.npy"] + list(more)
+
+    def fwd_update(*more):
+        return ["forward", "--x", "x.npy", "--y", "y.npy"] + list(more)
+
+    case("eval_without_running", "--mode eval with neither --running-mean nor --running-var.",
+         fwd_eval(), None, ["--running-mean", "--running-var"], ["y.npy"])
+    case("eval_without_running_var", "--mode eval with --running-mean but no --running-var.",
+         fwd_eval("--running-mean", "rm.npy"), None, ["--running-var"], ["y.npy"])
+    case("eval_backward_without_running_mean",
+         "backward --mode eval with --running-var but no --running-mean.",
+         ["backward", "--mode", "eval", "--x", "x.npy", "--dy", "dy.npy", "--running-var",
+          "rv.npy", "--dx", "dx.npy"], None, ["--running-mean"], ["dx.npy"])
+    case("eval_gradcheck_without_running_var",
+         "gradcheck --mode eval with --running-mean but no --running-var.",
+         ["gradcheck", "--mode", "eval", "--x", "x.npy", "--running-mean", "rm.npy",
+          "--report", "report.json"], None, ["--running-var"], ["report.json"])
+    case("new_running_without_running_inputs",
+         "--new-running-mean asked for without --running-mean and --running-var.",
+         fwd_update("--new-running-mean", "nrm.npy"), None, ["--new-running-mean"],
+         ["y.npy", "nrm.npy"])
+    case("new_running_var_without_running_var",
+         "--new-running-var asked for with --running-mean but no --running-var.",
+         fwd_update("--running-mean", "rm.npy", "--new-running-var", "nrv.npy"), None,
+         ["--running-var"], ["y.npy", "nrv.npy"])
+    for name, value, why in [
+            ("momentum_negative", "-0.1", "--momentum -0.1 is below 0."),
+            ("momentum_above_one", "1.5", "--momentum 1.5 is above 1."),
+            ("momentum_nan", "nan", "--momentum nan is not a number in [0, 1]."),
+            ("momentum_garbage", "0.1x", "--momentum '0.1x' has trailing garbage.")]:
+        case(name, why, fwd_update(*(R + NEW + ["--momentum", value])), None,
+             ["--momentum"], ["y.npy", "nrm.npy", "nrv.npy"])
+    for name, value, why in [
+            ("running_var_correction_2", "2", "--running-var-correction 2 is not 0 or 1."),
+            ("running_var_correction_half", "0.5",
+             "--running-var-correction 0.5 is not 0 or 1.")]:
+        case(name, why, fwd_update(*(R + NEW + ["--running-var-correction", value])), None,
+             ["--running-var-correction"], ["y.npy", "nrm.npy", "nrv.npy"])
+    case("eval_with_mean_output", "--mean asked for in --mode eval (refused, not written).",
+         fwd_eval(*(R + ["--mean", "mean.npy"])), None, ["--mean"], ["y.npy", "mean.npy"])
+    case("eval_with_invstd_output", "--invstd asked for in --mode eval (refused, not written).",
+         fwd_eval(*(R + ["--invstd", "invstd.npy"])), None, ["--invstd"],
+         ["y.npy", "invstd.npy"])
+    case("mode_unknown", "--mode inference is not train or eval.",
+         ["forward", "--mode", "inference", "--x", "x.npy", "--y", "y.npy"] + R, None,
+         ["--mode"], ["y.npy"])
+    put("rm_len4.npy", npy_bytes(np.zeros(4)))
+    case("running_mean_wrong_length", "The running mean has 4 values for 3 channels.",
+         fwd_eval("--running-mean", "rm_len4.npy", "--running-var", "rv.npy"), "rm_len4.npy",
+         ["(4,)", "(6, 3)"], ["y.npy"])
+    put("rv_len2.npy", npy_bytes(np.ones(2)))
+    case("running_var_wrong_length",
+         "The running variance has 2 values for 3 channels (training with the update).",
+         fwd_update(*(["--running-mean", "rm.npy", "--running-var", "rv_len2.npy"] + NEW)),
+         "rv_len2.npy", ["(2,)", "(6, 3)"], ["y.npy", "nrm.npy", "nrv.npy"])
+    put("rm_f32.npy", npy_bytes(np.array([0.1, -0.2, 0.3], np.float32)))
+    case("running_mean_dtype_differs", "The running mean is float32 while x is float64.",
+         fwd_eval("--running-mean", "rm_f32.npy", "--running-var", "rv.npy"), "rm_f32.npy",
+         ["float32", "float64"], ["y.npy"])
+    put("rv_negative.npy", npy_bytes(np.array([0.5, -0.25, 2.0])))
+    case("running_var_negative_eval", "The running variance of channel 1 is -0.25 (eval).",
+         fwd_eval("--running-mean", "rm.npy", "--running-var", "rv_negative.npy"),
+         "rv_negative.npy", ["channel 1"], ["y.npy"])
+    case("running_var_negative_update",
+         "The running variance of channel 1 is -0.25 (training with the update).",
+         fwd_update(*(["--running-mean", "rm.npy", "--running-var", "rv_negative.npy"] + NEW)),
+         "rv_negative.npy", ["channel 1"], ["y.npy", "nrm.npy", "nrv.npy"])
+    put("rv_zero.npy", npy_bytes(np.array([0.5, 1.5, 0.0])))
+    case("running_var_plus_eps_zero",
+         "The running variance of channel 2 is 0 and --eps is 0: 1/sqrt(0) in eval mode.",
+         fwd_eval(*["--running-mean", "rm.npy", "--running-var", "rv_zero.npy", "--eps", "0"]),
+         "rv_zero.npy", ["channel 2"], ["y.npy"])
+    case("running_var_plus_eps_zero_backward",
+         "backward --mode eval, running variance 0 in channel 2 and --eps 0.",
+         ["backward", "--mode", "eval", "--x", "x.npy", "--dy", "dy.npy", "--running-mean",
+          "rm.npy", "--running-var", "rv_zero.npy", "--eps", "0", "--dx", "dx.npy"],
+         "rv_zero.npy", ["channel 2"], ["dx.npy"])
+    put("rm_nan.npy", npy_bytes(np.array([0.1, np.nan, 0.3])))
+    case("nan_in_running_mean", "The running mean holds a NaN at index 1.",
+         fwd_eval("--running-mean", "rm_nan.npy", "--running-var", "rv.npy"), "rm_nan.npy",
+         ["nan", "index (1,)"], ["y.npy"])
+    put("rv_inf.csv", "0.5\ninf\n2\n")
+    case("inf_in_running_var_csv",
+         "The CSV running variance holds 'inf' at index 1 (training with the update).",
+         fwd_update(*(["--running-mean", "rm.npy", "--running-var", "rv_inf.csv"] + NEW)),
+         "rv_inf.csv", ["inf", "index (1,)"], ["y.npy", "nrm.npy", "nrv.npy"])
+    case("running_var_given_to_backward_train",
+         "--running-var given to backward in training mode (used only with --mode eval).",
+         ["backward", "--x", "x.npy", "--dy", "dy.npy", "--running-var", "rv.npy",
+          "--dx", "dx.npy"], None, ["--running-var"], ["dx.npy"])
+    case("running_mean_given_to_gradcheck_train",
+         "--running-mean given to gradcheck in training mode (used only with --mode eval).",
+         ["gradcheck", "--x", "x.npy", "--running-mean", "rm.npy", "--report", "report.json"],
+         None, ["--running-mean"], ["report.json"])
+    case("running_mean_missing_file", "--running-mean names a file that does not exist.",
+         fwd_eval("--running-mean", "nodir/rm.npy", "--running-var", "rv.npy"),
+         "nodir/rm.npy", ["no such file"], ["y.npy"])
+    case("empty_running_var", "--running-var is the empty string.",
+         fwd_eval("--running-mean", "rm.npy", "--running-var", ""), None, ["--running-var"],
+         ["y.npy"])
+
     with open(os.path.join(out, "catalog.json"), "w") as f:
         json.dump(cases, f, indent=1)
         f.write("\n")

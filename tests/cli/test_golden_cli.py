@@ -31,6 +31,21 @@ Checks (each counted in the final "N passed, M failed"):
     of the current set has an all-zero output; a constant channel only zeroes some
     entries of dgamma, and the norm runs over the whole output.)
 
+Mode cases (issue 25: inference mode and running statistics), in the subfolder modes/
+of the golden set (scripts/golden.py writes them there; their case.json has "mode"):
+  * "eval": bnorm forward --mode eval --running-mean running_mean --running-var
+    running_var (y) and bnorm backward --mode eval with the same files (dx, dgamma,
+    dbeta), NPY and CSV (the running statistics written like gamma);
+  * "train": bnorm forward with --running-mean/--running-var and --new-running-mean/
+    --new-running-var (y, mean, invstd, new_running_mean, new_running_var), with
+    --momentum M and --running-var-correction C when case.json gives them (null: the
+    option is left out, and the default 0.1 / 1 is what the reference used), NPY and CSV;
+    and, NPY only, a second run asking for --new-running-var alone (the issue's "and/or")
+    with no --mean/--invstd.
+The same checks and the same 4-eps criterion apply.  The worst error is printed per
+output kind: training-mode outputs by name, mode outputs as "eval:y", "eval:dx", ...,
+"train:y", ..., "train:new_running_mean", "train:new_running_var".
+
 Exit code 0 iff no check failed.
 """
 
@@ -55,6 +70,10 @@ PYTHON = "/usr/bin/python3"
 FWD_OUT = ("y", "mean", "invstd")
 BWD_OUT = ("dx", "dgamma", "dbeta")
 OUTPUTS = FWD_OUT + BWD_OUT
+MODES_SUBDIR = "modes"
+RUNNING_OUT = ("new_running_mean", "new_running_var")
+MODE_KINDS = (tuple("eval:" + k for k in ("y",) + BWD_OUT)
+              + tuple("train:" + k for k in FWD_OUT + RUNNING_OUT))
 
 
 class Tally:
@@ -209,6 +228,115 @@ def run_case(bnorm, case_dir, tally, worst, do_csv):
     print(line)
 
 
+def run_mode_case(bnorm, case_dir, tally, worst, do_csv):
+    """One mode case (eval, or train with the running-statistics update); see the
+    module docstring."""
+    with open(os.path.join(case_dir, "case.json")) as f:
+        meta = json.load(f)
+    name, axis, eps, mode = meta["name"], int(meta["axis"]), meta["eps"], meta["mode"]
+    dtype = np.dtype(meta["dtype"]).type
+    shape = tuple(meta["shape"])
+    C = shape[axis]
+    outputs = list(meta["outputs"])
+    exact = {k: np.load(os.path.join(case_dir, k + ".npy")) for k in outputs}
+    in_names = ["x", "gamma", "beta", "running_mean", "running_var"]
+    if mode == "eval":
+        in_names.append("dy")
+    inputs = {k: np.load(os.path.join(case_dir, k + ".npy")) for k in in_names}
+    per_channel = {"mean", "invstd", "dgamma", "dbeta"} | set(RUNNING_OUT)
+    expect_shape = {k: ((C,) if k in per_channel else shape) for k in outputs}
+    common = ["--eps", eps, "--axis", str(axis)]
+    errs = {}   # label -> {output: err or None}
+
+    def judge(label, fmt, tmp, cmd, outs):
+        """Runs bnorm with cmd in tmp; judges the outputs outs: {output: path}."""
+        errs.setdefault(label, {})
+        rc, _, err = run(bnorm, cmd, tmp)
+        if not tally.check(rc == 0, "%s [%s] bnorm %s: exit %d, stderr %r"
+                           % (name, label, " ".join(cmd), rc, err.strip())):
+            for k in outs:
+                errs[label][k] = None
+            return
+        for k, rel in outs.items():
+            path = os.path.join(tmp, rel)
+            try:
+                if fmt == "npy":
+                    got = np.load(path)
+                    tally.check(got.dtype == inputs["x"].dtype and got.shape == expect_shape[k],
+                                "%s [%s] %s: dtype %s shape %s, expected %s %s"
+                                % (name, label, k, got.dtype, got.shape,
+                                   inputs["x"].dtype, expect_shape[k]))
+                else:
+                    got = read_csv(path, expect_shape[k], dtype)
+                if got.shape != expect_shape[k]:
+                    raise ValueError("shape %s, expected %s" % (got.shape, expect_shape[k]))
+            except Exception as e:  # unreadable or misshapen output
+                tally.check(False, "%s [%s] %s: cannot read: %s" % (name, label, k, e))
+                errs[label][k] = None
+                continue
+            e = normwise_err(got, exact[k], dtype)
+            errs[label][k] = e
+            tally.check(e <= TOL, "%s [%s] %s: error %.3g eps > %g eps"
+                        % (name, label, k, e, TOL))
+            kind = mode + ":" + k
+            if e > worst["all"][0]:
+                worst["all"] = (e, name, kind, label)
+            if e > worst[kind][0]:
+                worst[kind] = (e, name, kind, label)
+
+    with tempfile.TemporaryDirectory(prefix="bnorm-golden-modes-") as tmp:
+        for k in in_names:
+            shutil.copyfile(os.path.join(case_dir, k + ".npy"), os.path.join(tmp, k + ".npy"))
+        for fmt in (["npy", "csv"] if do_csv else ["npy"]):
+            ext = "." + fmt
+            extra = []
+            if fmt == "csv":
+                for k in in_names:
+                    if k in ("x", "dy"):
+                        write_csv_2d(os.path.join(tmp, k + ".csv"), inputs[k])
+                    else:
+                        write_csv_vector(os.path.join(tmp, k + ".csv"), inputs[k])
+                if len(shape) > 2:
+                    extra += ["--shape", ",".join(map(str, shape))]
+                if dtype == np.float32:
+                    extra += ["--dtype", "float32"]
+            running = ["--running-mean", "running_mean" + ext, "--running-var", "running_var" + ext]
+            if mode == "eval":
+                fwd = (["forward", "--mode", "eval", "--x", "x" + ext, "--gamma", "gamma" + ext,
+                        "--beta", "beta" + ext] + running + ["--y", "y" + ext])
+                judge(fmt, fmt, tmp, fwd + common + extra, {"y": "y" + ext})
+                bwd = (["backward", "--mode", "eval", "--x", "x" + ext, "--gamma", "gamma" + ext,
+                        "--dy", "dy" + ext] + running
+                       + ["--dx", "dx" + ext, "--dgamma", "dgamma" + ext, "--dbeta", "dbeta" + ext])
+                judge(fmt, fmt, tmp, bwd + common + extra,
+                      {k: k + ext for k in BWD_OUT})
+            else:
+                update = []
+                if meta["momentum"] is not None:
+                    update += ["--momentum", meta["momentum"]]
+                if meta["correction"] is not None:
+                    update += ["--running-var-correction", str(meta["correction"])]
+                fwd = (["forward", "--x", "x" + ext, "--gamma", "gamma" + ext,
+                        "--beta", "beta" + ext] + running + update
+                       + ["--y", "y" + ext, "--mean", "mean" + ext, "--invstd", "invstd" + ext,
+                          "--new-running-mean", "new_running_mean" + ext,
+                          "--new-running-var", "new_running_var" + ext])
+                judge(fmt, fmt, tmp, fwd + common + extra,
+                      {k: k + ext for k in FWD_OUT + RUNNING_OUT})
+                if fmt == "npy":
+                    one = (["forward", "--x", "x.npy", "--gamma", "gamma.npy", "--beta", "beta.npy"]
+                           + running + update
+                           + ["--y", "y_alone.npy", "--new-running-var", "nrv_alone.npy"])
+                    judge("npy, new var alone", "npy", tmp, one + common,
+                          {"y": "y_alone.npy", "new_running_var": "nrv_alone.npy"})
+
+    parts = []
+    for label, d in errs.items():
+        parts.append("%s: %s" % (label, " ".join(
+            "%s %s" % (k, "--" if e is None else "%.2f" % e) for k, e in d.items())))
+    print("%s/%-46s %s" % (MODES_SUBDIR, name, " | ".join(parts)))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("bnorm", help="path of the bnorm executable")
@@ -245,19 +373,28 @@ def main():
     if not tally.check(len(cases) > 0, "no golden cases found in %s" % golden):
         print("%d passed, %d failed" % (tally.passed, tally.failed))
         return 1
-    worst = {k: (-1.0, None, k, None) for k in ("all",) + OUTPUTS}
+    modes_dir = os.path.join(golden, MODES_SUBDIR)
+    mode_cases = sorted(d for d in (os.listdir(modes_dir) if os.path.isdir(modes_dir) else [])
+                        if os.path.isfile(os.path.join(modes_dir, d, "case.json")))
+    tally.check(len(mode_cases) > 0, "no mode cases (eval, running statistics) found in %s"
+                % modes_dir)
+    worst = {k: (-1.0, None, k, None) for k in ("all",) + OUTPUTS + MODE_KINDS}
     for i, c in enumerate(cases):
         run_case(bnorm, os.path.join(golden, c), tally, worst, i % args.csv_every == 0)
+    for i, c in enumerate(mode_cases):
+        run_mode_case(bnorm, os.path.join(modes_dir, c), tally, worst,
+                      i % args.csv_every == 0)
     if tmp_golden is not None:
         tmp_golden.cleanup()
 
     e, name, k, fmt = worst["all"]
     print("worst: %.2f eps (%s, %s, %s)" % (e, name, k, fmt))
-    for k in OUTPUTS:
+    for k in OUTPUTS + MODE_KINDS:
         e, name, _, fmt = worst[k]
         if name is not None:
-            print("  worst %-6s: %.2f eps (%s, %s)" % (k, e, name, fmt))
-    print("cases: %d, tolerance %g eps, %.1fs" % (len(cases), TOL, time.perf_counter() - t0))
+            print("  worst %-22s: %.2f eps (%s, %s)" % (k, e, name, fmt))
+    print("cases: %d + %d mode cases, tolerance %g eps, %.1fs"
+          % (len(cases), len(mode_cases), TOL, time.perf_counter() - t0))
     print("%d passed, %d failed" % (tally.passed, tally.failed))
     return 0 if tally.failed == 0 else 1
 
