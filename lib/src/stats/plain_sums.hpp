@@ -23,6 +23,33 @@ namespace { // each .cpp its own copy, optimised with its callers as one unit
 // §4.2). The certificates (certificates.hpp) turn that into a bound on every output, and
 // channels whose bound is not small enough are summed again with other kernels.
 
+/// Stands for a sum of dy in forward, and takes no room.
+template <int> struct NoSum {};
+
+/// The plain sums of one set of lanes (double, v4d or v8d): p1 = Σ(x − K), p2 = Σ(x − K)²,
+/// and for backward q1 = Σdy, q2 = Σdy·(x − K), q3 = Σdy². Forward keeps no room for the
+/// sums of dy, and there are no default zeros: the chunk kernel loads these, and a larger
+/// stack frame made GCC stop inlining it into the tile kernel.
+template <class D, bool Backward> struct PlainAcc {
+    D p1, p2;
+    [[no_unique_address]] std::conditional_t<Backward, D, NoSum<1>> q1;
+    [[no_unique_address]] std::conditional_t<Backward, D, NoSum<2>> q2;
+    [[no_unique_address]] std::conditional_t<Backward, D, NoSum<3>> q3;
+
+    /// Adds d = x − K and g = dy, always inlined as two_sum is: the kernels keep these
+    /// accumulators in registers.
+    [[gnu::always_inline]] inline void add(D d, D g) {
+        using detail::simd::fma, std::fma;
+        p1 += d;
+        p2 = fma(d, d, p2);
+        if constexpr (Backward) {
+            q1 += g;
+            q2 = fma(g, d, q2);
+            q3 = fma(g, g, q3);
+        }
+    }
+};
+
 /// Channels [0, V·lanes of D) of `rows` channels-last rows (`C` values apart) added to the
 /// plain sums around K: p1 += x − K, p2 += (x − K)², and for backward q1 += dy,
 /// q2 += dy·(x − K), q3 += dy². The accumulators stay in registers across the rows.
@@ -32,35 +59,26 @@ inline void add_chunk_plain(const T* __restrict x, const T* __restrict g, std::i
                             const double* __restrict K, double* __restrict p1, double* __restrict p2,
                             double* __restrict q1, double* __restrict q2, double* __restrict q3,
                             TilePrefetch<T>& prefetch) {
-    using detail::simd::fma;
     constexpr int L = kLanesOf<D>;
     auto at = [](int j) { return std::size_t(j * L); };
-    D k[V], a1[V], a2[V], b1[V], b2[V], b3[V];
+    D k[V];
+    PlainAcc<D, Backward> a[V];
 #pragma GCC unroll 4
     for (int j = 0; j < V; ++j) {
-        k[j] = lanes<D>(K, at(j)), a1[j] = lanes<D>(p1, at(j)), a2[j] = lanes<D>(p2, at(j));
+        k[j] = lanes<D>(K, at(j)), a[j].p1 = lanes<D>(p1, at(j)), a[j].p2 = lanes<D>(p2, at(j));
         if constexpr (Backward)
-            b1[j] = lanes<D>(q1, at(j)), b2[j] = lanes<D>(q2, at(j)), b3[j] = lanes<D>(q3, at(j));
+            a[j].q1 = lanes<D>(q1, at(j)), a[j].q2 = lanes<D>(q2, at(j)), a[j].q3 = lanes<D>(q3, at(j));
     }
     for (std::int64_t r = 0; r < rows; ++r) {
         prefetch.template step<V * L>();
 #pragma GCC unroll 4
-        for (int j = 0; j < V; ++j) {
-            const D d = lanes<D>(x + r * C, at(j)) - k[j];
-            a1[j] += d;
-            a2[j] = fma(d, d, a2[j]);
-            if constexpr (Backward) {
-                const D gv = lanes<D>(g + r * C, at(j));
-                b1[j] += gv;
-                b2[j] = fma(gv, d, b2[j]);
-                b3[j] = fma(gv, gv, b3[j]);
-            }
-        }
+        for (int j = 0; j < V; ++j)
+            a[j].add(lanes<D>(x + r * C, at(j)) - k[j], Backward ? lanes<D>(g + r * C, at(j)) : D{});
     }
 #pragma GCC unroll 4
     for (int j = 0; j < V; ++j) {
-        put(p1, at(j), a1[j]), put(p2, at(j), a2[j]);
-        if constexpr (Backward) put(q1, at(j), b1[j]), put(q2, at(j), b2[j]), put(q3, at(j), b3[j]);
+        put(p1, at(j), a[j].p1), put(p2, at(j), a[j].p2);
+        if constexpr (Backward) put(q1, at(j), a[j].q1), put(q2, at(j), a[j].q2), put(q3, at(j), a[j].q3);
     }
 }
 
@@ -94,7 +112,9 @@ template <class T, bool Backward>
     constexpr int V = Backward ? (kRegisters == 32 ? 4 : 2) : 4;
     while (c + V * kWidth <= C) chunk(v4d{}, std::integral_constant<int, V>{});
     while (c + kWidth <= C) chunk(v4d{}, std::integral_constant<int, 1>{});
-    for (; c < C; ++c) // the same operations, one lane
+    // The same operations, one lane, written out: with a PlainAcc here GCC compiled the
+    // whole tile kernel differently.
+    for (; c < C; ++c)
         for (std::int64_t r = 0; r < rows; ++r) {
             const double d = double(x[r * C + c]) - K[c];
             p1[c] += d;
@@ -161,65 +181,42 @@ template <class T, bool Backward> void add_run_plain(const T* v, const T* g, std
     std::int64_t i = 0;
     while (i < len) {
         const std::int64_t end = std::min(len, i + chunk);
-        v4d s1a{}, s1b{}, s2a{}, s2b{}, b1a{}, b1b{}, b2a{}, b2b{}, b3a{}, b3b{};
+        PlainAcc<v4d, Backward> a{}, b{}; // the step's lanes [0, kWidth) and [kWidth, 2·kWidth)
 #if defined(__AVX512F__)
         // AVX-512: the step's eight lanes as one v8d, whose halves are the a and b lanes
         // below (the same bits): one chain per sum, half the instructions.
         {
             const v8d K8 = detail::broadcast<v8d>(t.K[c]);
-            v8d s1{}, s2{}, b1{}, b2{}, b3{};
+            PlainAcc<v8d, Backward> w{};
             for (; i + step <= end; i += step) {
                 prefetch_l1(v, i + chunk);
                 if constexpr (Backward) prefetch_l1(g, i + chunk);
-                const v8d d = lanes<v8d>(v, std::size_t(i)) - K8;
-                s1 += d;
-                s2 = fma(d, d, s2);
-                if constexpr (Backward) {
-                    const v8d gv = lanes<v8d>(g, std::size_t(i));
-                    b1 += gv;
-                    b2 = fma(gv, d, b2);
-                    b3 = fma(gv, gv, b3);
-                }
+                w.add(lanes<v8d>(v, std::size_t(i)) - K8, Backward ? lanes<v8d>(g, std::size_t(i)) : v8d{});
             }
             auto halves = [](v8d w, v4d& lo, v4d& hi) {
                 lo = v4d{w[0], w[1], w[2], w[3]}, hi = v4d{w[4], w[5], w[6], w[7]};
             };
-            halves(s1, s1a, s1b), halves(s2, s2a, s2b), halves(b1, b1a, b1b);
-            halves(b2, b2a, b2b), halves(b3, b3a, b3b);
+            halves(w.p1, a.p1, b.p1), halves(w.p2, a.p2, b.p2);
+            if constexpr (Backward) halves(w.q1, a.q1, b.q1), halves(w.q2, a.q2, b.q2), halves(w.q3, a.q3, b.q3);
         }
 #endif
         for (; i + step <= end; i += step) {
             prefetch_l1(v, i + chunk);
             if constexpr (Backward) prefetch_l1(g, i + chunk);
-            const v4d da = load(v + i) - K, db = load(v + i + kWidth) - K;
-            s1a += da, s1b += db;
-            s2a = fma(da, da, s2a), s2b = fma(db, db, s2b);
-            if constexpr (Backward) {
-                const v4d ga = load(g + i), gb = load(g + i + kWidth);
-                b1a += ga, b1b += gb;
-                b2a = fma(ga, da, b2a), b2b = fma(gb, db, b2b);
-                b3a = fma(ga, ga, b3a), b3b = fma(gb, gb, b3b);
-            }
+            a.add(load(v + i) - K, Backward ? load(g + i) : v4d{});
+            b.add(load(v + i + kWidth) - K, Backward ? load(g + i + kWidth) : v4d{});
         }
-        double p1 = sum_lanes(s1a + s1b), p2 = sum_lanes(s2a + s2b);
-        double q1 = sum_lanes(b1a + b1b), q2 = sum_lanes(b2a + b2b), q3 = sum_lanes(b3a + b3b);
-        for (; i < end; ++i) { // the tail, fewer than 2·kWidth values
-            const double d = double(v[i]) - t.K[c];
-            p1 += d;
-            p2 = std::fma(d, d, p2);
-            if constexpr (Backward) {
-                const double gi = double(g[i]);
-                q1 += gi;
-                q2 = std::fma(gi, d, q2);
-                q3 = std::fma(gi, gi, q3);
-            }
-        }
-        fold(t.s1[c], t.s1_err[c], p1);
-        fold(t.s2[c], t.s2_err[c], p2);
+        PlainAcc<double, Backward> p{sum_lanes(a.p1 + b.p1), sum_lanes(a.p2 + b.p2), {}, {}, {}};
+        if constexpr (Backward)
+            p.q1 = sum_lanes(a.q1 + b.q1), p.q2 = sum_lanes(a.q2 + b.q2), p.q3 = sum_lanes(a.q3 + b.q3);
+        for (; i < end; ++i) // the tail, fewer than 2·kWidth values
+            p.add(double(v[i]) - t.K[c], Backward ? double(g[i]) : 0.0);
+        fold(t.s1[c], t.s1_err[c], p.p1);
+        fold(t.s2[c], t.s2_err[c], p.p2);
         if constexpr (Backward) {
-            fold(t.b1[c], t.b1_err[c], q1);
-            fold(t.b2[c], t.b2_err[c], q2);
-            fold(t.b3[c], t.b3_err[c], q3);
+            fold(t.b1[c], t.b1_err[c], p.q1);
+            fold(t.b2[c], t.b2_err[c], p.q2);
+            fold(t.b3[c], t.b3_err[c], p.q3);
         }
     }
     t.n[c] += double(len);
