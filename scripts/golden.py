@@ -1,7 +1,8 @@
 #!/usr/bin/python3
-"""Exact (arbitrary-precision) reference for bnorm's training-mode batch norm.
+"""Exact (arbitrary-precision) reference for bnorm's batch norm and its family.
 
 This script is the project's ground truth.  It evaluates batch normalization
+(and layer, rms, instance and group norm: see "The normalization family" below)
 forward and backward in mpmath at EXACT_DPS decimal digits (far beyond float64),
 then rounds each final result once to the nearest float64.  The stored outputs
 are therefore the correctly rounded float64 values of the mathematically exact
@@ -12,6 +13,11 @@ Usage (always with Debian's Python, which has numpy and mpmath):
     /usr/bin/python3 scripts/golden.py --out tests/data/golden        # committed set, seed 0
     /usr/bin/python3 scripts/golden.py --out /tmp/g --seed 123        # same classes, new data
     /usr/bin/python3 scripts/golden.py --selfcheck                    # verify the reference itself
+
+--out writes the batch-norm cases, DIR/modes/ and DIR/family/ (the normalization family).
+--selfcheck compares the family against naive float64 numpy, mpmath finite differences
+and, when torch is installed, PyTorch float64 (F.layer_norm, F.group_norm,
+F.instance_norm, RMSNorm in torch ops, autograd) to 1e-12.
 
 Semantics (x has rank >= 2; `axis` is the channel axis, negative counts from the
 end; statistics of channel c run over every other axis, m elements each):
@@ -70,6 +76,63 @@ exact in mpmath.  A mode case folder holds
                    output names the case holds).
 The modes/ subfolder keeps these cases apart from the training-mode set, whose readers
 (tests/test_golden.cpp, tests/cli/test_golden_cli.py) take every DIR/<name>/case.json.
+
+The normalization family (issue 24): layer, rms, instance and group norm, in
+DIR/family/<name>/.  Each is the batch-norm computation above over other sets of
+elements, with an affine step indexed differently (ONNX LayerNormalization-17,
+RMSNormalization-23, InstanceNormalization-22, GroupNormalization-21; PyTorch's
+F.layer_norm, F.instance_norm, F.group_norm):
+
+    norm      one set (m elements) per        axis a (default)      gamma, beta   mean, invstd
+    layer     index of x.shape[:a], over      first normalized      x.shape[a:]   x.shape[:a]
+              the axes a .. rank-1            axis (-1)                           + (1,)*(rank-a)
+    rms       as layer                        as layer (-1)         gamma only    invstd only
+    instance  (sample, channel), over the     channel axis (1),     (C)           (N, C)
+              other axes                      never 0
+    group     (sample, group): the C/G        channel axis (1),     (C), one per  (N, G)
+              channels of the group and       never 0; G = groups   channel
+              the other axes                  divides C
+
+Within a set (gamma_i, beta_i: the entries of element i, which may differ within a
+set for layer and group):
+
+    layer, instance, group:                  rms:
+    mean   = (1/m) sum x                     ms     = (1/m) sum x^2
+    var    = (1/m) sum (x - mean)^2          invstd = 1 / sqrt(ms + eps)
+    invstd = 1 / sqrt(var + eps)             xhat   = x * invstd
+    xhat   = (x - mean) * invstd             y      = gamma * xhat
+    y      = gamma * xhat + beta
+
+Backward, gradients of f = sum(dy * y), per set (derived in family_set_backward):
+
+    dxhat  = gamma * dy
+    dx     = invstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))  (layer, instance,
+                                                                         group)
+    dx     = invstd * (dxhat - xhat * mean(dxhat * xhat))       (rms: no mean(dxhat) term)
+    dgamma = sum of dy * xhat over the elements sharing a gamma entry: layer, rms over the
+             leading axes x.shape[:a]; instance, group over the samples and the other axes
+    dbeta  = sum of dy, likewise (not for rms)
+
+A set of one element (m = 1), G not dividing C, channel axis 0 (instance, group) and a
+gamma/beta of the wrong size are refused (ValueError); a flat gamma of the right size is
+accepted for layer and rms.  A family case folder holds
+    x.npy gamma.npy beta.npy dy.npy          inputs, in the case's dtype (no beta for rms)
+    y.npy mean.npy invstd.npy                exact forward outputs, float64 (no mean for rms)
+    dx.npy dgamma.npy dbeta.npy              exact backward outputs, float64 (no dbeta for rms)
+    case.json      name, norm, class, shape, axis (as the CLI takes it), groups (null
+                   unless group), eps (decimal string), dtype, gamma_shape, stat_shape
+                   (of mean and invstd), m, inputs and outputs (the file names present),
+                   cli_options (["--norm", N, "--axis", A, ("--groups", G,) "--eps", E]:
+                   the options of bnorm forward/backward --norm), seed, notes.
+y and dx have x's shape, dgamma and dbeta gamma's, mean and invstd stat_shape.
+Classes, each norm, float32 and float64: baseline ((N, D), (N, L, D), NCHW, NHWC,
+(N, C, L), several axes; group also with G = 1 and G = C), offset_f64 (a row, a group
+or a sample's channel at 1e6 + 1e-3*normal), offset_f32 (float32 1e3 + normal),
+constant (constant sets, eps > 0; for rms also an all-zero row), two (m = 2),
+cauchy (standard Cauchy), eps_dominant (variance, or for rms mean(x^2), far below
+eps), dy_cancel (gamma*dy = a + b*xhat per set, a = 0 for rms, plus noise: dx is
+~eps/var + noise of |dy|).  The family/ subfolder keeps these apart from the
+batch-norm readers, like modes/.
 
 Random data: each case draws from its own generator, seeded from
 (--seed, crc32(case name)), so a case's data depend only on the seed and its
@@ -296,6 +359,257 @@ def exact_running_update(x, rmean, rvar, momentum, correction, axis):
             new_mean.append(_round_f64((1 - M) * r + M * mean))
             new_var.append(_round_f64((1 - M) * v + M * var * m / (m - correction)))
     return np.array(new_mean, np.float64), np.array(new_var, np.float64)
+
+
+# ---------------------------------------------------------------------------
+# Exact reference: the normalization family (issue 24)
+# ---------------------------------------------------------------------------
+#
+# Every norm of the family is batch norm over other sets of elements: the statistics
+# of a set, then an affine step whose gamma/beta index is not the set.  family_layout
+# gives, for each element of x, the set it belongs to and its gamma/beta entry; the
+# exact per-set forward and backward below are shared by the four norms.
+
+NORMS = ("layer", "rms", "instance", "group")
+
+
+def family_default_axis(norm):
+    return -1 if norm in ("layer", "rms") else 1
+
+
+def family_layout(norm, shape, axis=None, groups=None):
+    """Sets and affine indexing of `norm` on an array of shape `shape`.
+
+    Returns a dict with
+        set_id, param_id   int arrays of x's shape: the set of each element (flat index
+                           into stat_shape) and its gamma/beta entry (flat index into
+                           param_shape);
+        n_sets, m          number of sets and elements per set;
+        stat_shape         shape of mean and invstd;
+        param_shape        shape of gamma, beta, dgamma, dbeta;
+        axis               the axis normalized to 0 .. rank-1.
+    layer, rms: axis a (default -1); one set per index of shape[:a], over shape[a:];
+        gamma of shape shape[a:]; statistics of shape shape[:a] + (1,)*(rank - a).
+    instance: channel axis a (default 1, never 0); one set per (sample, channel);
+        gamma (C,); statistics (N, C).
+    group: channel axis a (default 1, never 0), G = groups dividing C; one set per
+        (sample, group), group g holding channels g*C/G .. (g+1)*C/G - 1; gamma (C,);
+        statistics (N, G).
+    Refuses (ValueError) sets of one element, G not dividing C, channel axis 0."""
+    if norm not in NORMS:
+        raise ValueError("norm %r is not one of %s" % (norm, ", ".join(NORMS)))
+    shape = tuple(int(n) for n in shape)
+    nd = len(shape)
+    if axis is None:
+        axis = family_default_axis(norm)
+    if nd < (1 if norm in ("layer", "rms") else 2):
+        raise ValueError("%s norm: x of rank %d is too small" % (norm, nd))
+    if not -nd <= axis < nd:
+        raise ValueError("axis %d out of range for rank %d" % (axis, nd))
+    a = axis % nd
+    idx = np.indices(shape)
+    if norm in ("layer", "rms"):
+        if groups is not None:
+            raise ValueError("%s norm takes no groups" % norm)
+        lead, tail = shape[:a], shape[a:]
+        set_id = (np.ravel_multi_index(tuple(idx[:a]), lead) if a > 0
+                  else np.zeros(shape, np.int64))
+        param_id = np.ravel_multi_index(tuple(idx[a:]), tail)
+        n_sets = int(np.prod(lead, dtype=np.int64))
+        stat_shape = lead + (1,) * (nd - a)
+        param_shape = tail
+    else:
+        if a == 0:
+            raise ValueError("%s norm: the channel axis cannot be 0 (the sample axis)"
+                             % norm)
+        N, C = shape[0], shape[a]
+        if norm == "instance":
+            if groups is not None:
+                raise ValueError("instance norm takes no groups")
+            G = C
+        else:
+            if groups is None or groups < 1 or C % groups != 0:
+                raise ValueError("group norm: groups %r does not divide C = %d"
+                                 % (groups, C))
+            G = groups
+        set_id = idx[0] * G + idx[a] // (C // G)
+        param_id = idx[a]
+        n_sets = N * G
+        stat_shape = (N, G)
+        param_shape = (C,)
+    size = int(np.prod(shape, dtype=np.int64))
+    if n_sets == 0 or size == 0:
+        raise ValueError("%s norm: empty x" % norm)
+    m = size // n_sets
+    if m < 2:
+        raise ValueError("%s norm with axis %d: sets of m = %d element (at least 2 needed)"
+                         % (norm, axis, m))
+    return dict(set_id=np.asarray(set_id, np.int64), param_id=np.asarray(param_id, np.int64),
+                n_sets=n_sets, m=m, stat_shape=stat_shape, param_shape=param_shape, axis=a)
+
+
+def _family_sets(lay):
+    """Flat indices (C order) of the elements of each set: an (n_sets, m) int array."""
+    order = np.argsort(lay["set_id"].ravel(), kind="stable")
+    return order.reshape(lay["n_sets"], lay["m"])
+
+
+def family_set_forward(xs, gs, bs, eps, rms):
+    """Forward pass of one set, in mpf at the current precision.
+
+    xs: the set's elements; gs, bs: each element's gamma and beta (bs unused for rms).
+    layer, instance, group:                      rms:
+        mean   = (1/m) sum x                        ms     = (1/m) sum x^2
+        var    = (1/m) sum (x - mean)^2             invstd = 1 / sqrt(ms + eps)
+        invstd = 1 / sqrt(var + eps)                xhat   = x * invstd
+        xhat   = (x - mean) * invstd                y      = gamma * xhat
+        y      = gamma * xhat + beta
+    Returns (mean, invstd, xhat, y); mean is None for rms."""
+    m = len(xs)
+    if rms:
+        mean = None
+        d = list(xs)
+    else:
+        mean = mp.fsum(xs) / m
+        d = [v - mean for v in xs]
+    s = mp.fdot(d, d) / m + eps                  # var + eps, or ms + eps
+    if not s > 0:
+        raise ValueError("%s + eps = 0 in a set" % ("mean(x^2)" if rms else "var"))
+    invstd = 1 / mp.sqrt(s)
+    xhat = [v * invstd for v in d]
+    if rms:
+        y = [g * xh for g, xh in zip(gs, xhat)]
+    else:
+        y = [g * xh + b for g, xh, b in zip(gs, xhat, bs)]
+    return mean, invstd, xhat, y
+
+
+def family_set_backward(xs, gs, dys, eps, rms):
+    """Backward pass of one set in mpf (gradients of f = sum dy * y).  Returns (dx, xhat).
+
+    Derivation (m elements, r = invstd, dxhat_i = gamma_i * dy_i, gamma_i the entry of
+    element i, which may differ within a set):
+      layer, instance, group: xhat_i = (x_i - mean) r with r = (var + eps)^(-1/2).
+        d mean/d x_j = 1/m;  d var/d x_j = (2/m)(x_j - mean) (the sum of x - mean is 0),
+        so d r/d x_j = -r^3 (x_j - mean)/m = -r^2 xhat_j/m and
+        d xhat_i/d x_j = r (delta_ij - 1/m) + (x_i - mean) d r/d x_j
+                       = r (delta_ij - 1/m - xhat_i xhat_j / m).
+        dx_j = sum_i dxhat_i d xhat_i/d x_j
+             = r (dxhat_j - mean(dxhat) - xhat_j mean(dxhat xhat)).
+      rms: xhat_i = x_i r with r = (ms + eps)^(-1/2), ms = (1/m) sum x^2.
+        d r/d x_j = -r^3 x_j/m, so d xhat_i/d x_j = r delta_ij - x_i r^3 x_j/m
+                  = r (delta_ij - xhat_i xhat_j / m), and
+        dx_j = r (dxhat_j - xhat_j mean(dxhat xhat))      (no mean(dxhat) term: no mean
+                                                           is subtracted in the forward).
+    dgamma and dbeta are sums over the elements sharing an entry (family_backward_mp)."""
+    m = len(xs)
+    _, invstd, xhat, _ = family_set_forward(xs, gs, gs, eps, rms)
+    dxhat = [g * d for g, d in zip(gs, dys)]
+    mean_dxhat = mpf(0) if rms else mp.fsum(dxhat) / m
+    mean_dxhat_xhat = mp.fdot(dxhat, xhat) / m
+    dx = [invstd * (a - mean_dxhat - xh * mean_dxhat_xhat) for a, xh in zip(dxhat, xhat)]
+    return dx, xhat
+
+
+def family_forward_mp(xf, gf, bf, sets, param_flat, eps, rms):
+    """Forward over all sets in mpf.  xf: flat list of x; gf, bf: flat lists of gamma,
+    beta (bf None for rms); sets: (n_sets, m) flat indices; param_flat: each element's
+    gamma entry.  Returns (y flat list, means, invstds) (means None for rms)."""
+    y = [None] * len(xf)
+    means, invstds = [], []
+    for idx in sets:
+        gs = [gf[param_flat[i]] for i in idx]
+        bs = None if rms else [bf[param_flat[i]] for i in idx]
+        mean, invstd, _, ys = family_set_forward([xf[i] for i in idx], gs, bs, eps, rms)
+        for i, v in zip(idx, ys):
+            y[i] = v
+        means.append(mean)
+        invstds.append(invstd)
+    return y, (None if rms else means), invstds
+
+
+def family_backward_mp(xf, gf, dyf, sets, param_flat, n_params, eps, rms):
+    """Backward over all sets in mpf.  Returns (dx flat list, dgamma, dbeta) with
+        dgamma_p = sum over the elements i with entry p of dy_i * xhat_i
+        dbeta_p  = sum over the elements i with entry p of dy_i        (None for rms)
+    (layer, rms: p runs over x.shape[axis:] and the sum over the leading axes;
+    instance, group: p is the channel and the sum runs over samples and spatial axes)."""
+    dx = [None] * len(xf)
+    gparts = [[] for _ in range(n_params)]
+    bparts = [[] for _ in range(n_params)]
+    for idx in sets:
+        gs = [gf[param_flat[i]] for i in idx]
+        dys = [dyf[i] for i in idx]
+        dxs, xhat = family_set_backward([xf[i] for i in idx], gs, dys, eps, rms)
+        for i, v, xh, d in zip(idx, dxs, xhat, dys):
+            dx[i] = v
+            gparts[param_flat[i]].append(d * xh)
+            bparts[param_flat[i]].append(d)
+    dgamma = [mp.fsum(t) for t in gparts]
+    dbeta = None if rms else [mp.fsum(t) for t in bparts]
+    return dx, dgamma, dbeta
+
+
+def _family_param(v, lay, what):
+    v = np.asarray(v)
+    n = int(np.prod(lay["param_shape"], dtype=np.int64))
+    if v.size != n or (v.ndim > 1 and v.shape != tuple(lay["param_shape"])):
+        raise ValueError("%s of shape %s, expected %s (or a flat vector of %d)"
+                         % (what, v.shape, lay["param_shape"], n))
+    return [_mpf_exact(t) for t in v.ravel()]
+
+
+def exact_family_forward(norm, x, gamma, beta, eps, axis=None, groups=None):
+    """Exact forward of `norm` (layer, rms, instance, group), rounded to float64.
+
+    gamma, beta: of the norm's parameter shape (a flat vector of the same size is
+    accepted); beta is ignored for rms (pass None).  Returns a dict with y (x's shape),
+    invstd and, except for rms, mean (of the statistics shape, see family_layout)."""
+    x = np.asarray(x)
+    lay = family_layout(norm, x.shape, axis, groups)
+    rms = norm == "rms"
+    sets, pflat = _family_sets(lay), lay["param_id"].ravel()
+    with mp.workdps(EXACT_DPS):
+        eps_m = _mpf_exact(float(eps))
+        xf = [_mpf_exact(v) for v in x.ravel()]
+        gf = _family_param(gamma, lay, "gamma")
+        bf = None if rms else _family_param(beta, lay, "beta")
+        y, means, invstds = family_forward_mp(xf, gf, bf, sets, pflat, eps_m, rms)
+        out = dict(y=np.array([_round_f64(v) for v in y], np.float64).reshape(x.shape))
+        if not rms:
+            out["mean"] = np.array([_round_f64(v) for v in means],
+                                   np.float64).reshape(lay["stat_shape"])
+        out["invstd"] = np.array([_round_f64(v) for v in invstds],
+                                 np.float64).reshape(lay["stat_shape"])
+    return out
+
+
+def exact_family_backward(norm, x, gamma, dy, eps, axis=None, groups=None):
+    """Exact backward of `norm` (gradients of sum(dy * y)), rounded to float64.
+
+    Returns a dict with dx (x's shape), dgamma and, except for rms, dbeta (of the
+    parameter shape)."""
+    x = np.asarray(x)
+    assert np.shape(dy) == x.shape
+    lay = family_layout(norm, x.shape, axis, groups)
+    rms = norm == "rms"
+    sets, pflat = _family_sets(lay), lay["param_id"].ravel()
+    n_params = int(np.prod(lay["param_shape"], dtype=np.int64))
+    with mp.workdps(EXACT_DPS):
+        eps_m = _mpf_exact(float(eps))
+        xf = [_mpf_exact(v) for v in x.ravel()]
+        dyf = [_mpf_exact(v) for v in np.asarray(dy).ravel()]
+        gf = _family_param(gamma, lay, "gamma")
+        dx, dgamma, dbeta = family_backward_mp(xf, gf, dyf, sets, pflat, n_params,
+                                               eps_m, rms)
+        pshape = lay["param_shape"]
+        out = dict(dx=np.array([_round_f64(v) for v in dx], np.float64).reshape(x.shape),
+                   dgamma=np.array([_round_f64(v) for v in dgamma],
+                                   np.float64).reshape(pshape))
+        if not rms:
+            out["dbeta"] = np.array([_round_f64(v) for v in dbeta],
+                                    np.float64).reshape(pshape)
+    return out
 
 
 # ---------------------------------------------------------------------------
@@ -736,6 +1050,306 @@ def write_case(case, seed, out_dir):
         f.write("\n")
 
 
+# ---------------------------------------------------------------------------
+# Family cases: layer, rms, instance and group norm (DIR/family/)
+# ---------------------------------------------------------------------------
+
+FAMILY_SUBDIR = "family"
+
+
+class FamilyCase:
+    """A case of one norm of the family.  Layout letters name the axes (n sample,
+    c channel, l/h/w spatial, d feature); axis and groups are as the CLI takes them.
+
+    Data parameters: scale (x = scale * normal, or scale * Cauchy for class "cauchy"),
+    offset, spread, offset_sets ("all" or a list of sets: x = offset + spread*normal
+    there), constant_sets (sets set to one random value), zero_sets (sets set to 0),
+    tiny (x multiplied by it), gamma ("zero_neg": a zero and a negative entry; "away0":
+    |gamma| in [0.5, 1.5], random signs), noise (dy_cancel: dy = (a + b*xhat)/gamma per
+    set, rounded, plus noise*normal; a = 0 for rms)."""
+
+    def __init__(self, norm, cls, layout, dims, axis, dtype, eps="1e-05", groups=None,
+                 tags=(), notes="", **params):
+        assert norm in NORMS and len(layout) == len(dims)
+        self.norm, self.cls, self.layout, self.dims = norm, cls, layout, tuple(dims)
+        self.axis, self.groups, self.dtype, self.eps = axis, groups, dtype, eps
+        self.tags, self.notes, self.params = tuple(tags), notes, params
+        dim_str = "".join("%s%d" % (k, n) for k, n in zip(layout, dims))
+        eps_str = ("eps0" if float(eps) == 0.0
+                   else "eps" + ("%.0e" % float(eps)).replace("e-0", "e-"))
+        parts = [norm, dim_str, "axis%d" % axis]
+        if groups is not None:
+            parts.append("g%d" % groups)
+        self.name = "_".join(parts + [eps_str, dtype] + list(self.tags))
+
+    @property
+    def shape(self):
+        return self.dims
+
+    def layout_info(self):
+        return family_layout(self.norm, self.dims, self.axis, self.groups)
+
+    def cli_options(self):
+        opts = ["--norm", self.norm, "--axis", str(self.axis)]
+        if self.groups is not None:
+            opts += ["--groups", str(self.groups)]
+        return opts + ["--eps", self.eps]
+
+
+def family_case_list():
+    """The committed family cases (names do not depend on the seed)."""
+    cases = []
+    for norm in NORMS:
+        F = lambda *a, **k: FamilyCase(norm, *a, **k)             # noqa: E731
+        rms = norm == "rms"
+        if norm in ("layer", "rms"):
+            cases += [
+                # Ordinary data: (N, D), (N, L, D), NCHW; several axes.
+                F("baseline", "nd", (8, 16), -1, "f64", notes="(N, D), random normal"),
+                F("baseline", "nd", (8, 16), -1, "f32", notes="(N, D), random normal"),
+                F("baseline", "nld", (2, 5, 8), -1, "f32", gamma="zero_neg",
+                  notes="(N, L, D) over D; gamma has a zero and a negative entry"),
+                F("baseline", "nld", (2, 5, 8), -2, "f64",
+                  notes="(N, L, D) over (L, D): gamma of shape (L, D)"),
+                F("baseline", "nld", (3, 4, 6), 1, "f32", eps="1e-03",
+                  notes="(N, L, D) with positive axis 1, eps 1e-3"),
+                F("baseline", "nchw", (2, 3, 4, 4), 1, "f64", eps="1e-08",
+                  notes="NCHW over (C, H, W): gamma (C, H, W), eps 1e-8"),
+                F("baseline", "nchw", (2, 3, 4, 4), -1, "f32",
+                  notes="NCHW over W: statistics of shape (N, C, H, 1)"),
+                # One row far from 0 against its spread, float64.
+                F("offset_f64", "nd", (6, 16), -1, "f64", eps="1e-08", tags=["offset1e6"],
+                  offset=1e6, spread=1e-3, offset_sets=[2],
+                  notes="row 2 is 1e6 + 1e-3*normal" + ("" if rms else " (var 1e-6 >> eps 1e-8)")
+                        + ", eps 1e-8"),
+                F("offset_f64", "nld", (2, 3, 8), -1, "f64", tags=["offset1e6"],
+                  offset=1e6, spread=1e-3, offset_sets=[0, 4],
+                  notes="rows (0, 0) and (1, 1) are 1e6 + 1e-3*normal"
+                        + ("" if rms else " (var 1e-6 < eps)")),
+                # float32 data offset by 1e3.
+                F("offset_f32", "nd", (8, 16), -1, "f32", tags=["offset1e3"],
+                  offset=1e3, spread=1.0, offset_sets="all",
+                  notes="all rows 1e3 + normal, float32"),
+                F("offset_f32", "nld", (2, 4, 8), -2, "f32", eps="1e-08", tags=["offset1e3"],
+                  offset=1e3, spread=1.0, offset_sets="all",
+                  notes="(N, L, D) over (L, D), 1e3 + normal, float32, eps 1e-8"),
+                # A constant row (and for rms, a zero row).
+                F("constant", "nd", (6, 8), -1, "f64", tags=["const"],
+                  constant_sets=[1], zero_sets=[4] if rms else [],
+                  notes="row 1 constant" + ("; row 4 all zero (invstd = 1/sqrt(eps))"
+                                            if rms else " (var = 0)")),
+                F("constant", "nld", (2, 3, 4), -1, "f32", eps="1e-08", tags=["const"],
+                  constant_sets=[0, 5], zero_sets=[3] if rms else [],
+                  notes="rows 0 and 5 constant" + ("; row 3 zero" if rms else "")
+                        + ", eps 1e-8"),
+                # Two elements per set.
+                F("two", "nd", (8, 2), -1, "f64", notes="m = 2 per row"),
+                F("two", "nchw", (2, 3, 1, 2), -1, "f32", eps="1e-03",
+                  notes="NCHW over W = 2: m = 2, eps 1e-3"),
+                # Heavy tails.
+                F("cauchy", "nd", (8, 32), -1, "f64", tags=["cauchy"], notes="standard Cauchy"),
+                F("cauchy", "nld", (2, 4, 16), -1, "f32", tags=["cauchy"],
+                  notes="standard Cauchy, float32"),
+                # dy nearly linear in xhat within each row: dx cancels.
+                F("dy_cancel", "nd", (8, 16), -1, "f64", eps="1e-08",
+                  tags=["scale10", "cancel1e-10"], scale=10.0, noise=1e-10, gamma="away0",
+                  notes="x = 10*normal; dy = (%sb*xhat)/gamma per row (rounded) + "
+                        "1e-10*normal" % ("" if rms else "a + ")),
+                F("dy_cancel", "nld", (2, 4, 8), -1, "f32", eps="1e-08",
+                  tags=["scale10", "cancel1e-5"], scale=10.0, noise=1e-5, gamma="away0",
+                  notes="float32; dy = (%sb*xhat)/gamma per row (rounded) + 1e-5*normal"
+                        % ("" if rms else "a + ")),
+            ]
+            if rms:
+                cases += [
+                    # Values so small that eps dominates mean(x^2).
+                    F("eps_dominant", "nd", (8, 16), -1, "f64", tags=["tiny1e-4"], tiny=1e-4,
+                      notes="x = 1e-4*normal: mean(x^2) ~1e-8 << eps 1e-5"),
+                    F("eps_dominant", "nld", (2, 4, 8), -1, "f32", eps="1e-03",
+                      tags=["tiny1e-4"], tiny=1e-4,
+                      notes="float32 x = 1e-4*normal: mean(x^2) ~1e-8 << eps 1e-3"),
+                    F("eps_dominant", "nd", (4, 16), -1, "f32", eps="1e-06",
+                      tags=["tiny1e-6"], tiny=1e-6,
+                      notes="float32 x = 1e-6*normal: mean(x^2) ~1e-12 << eps 1e-6"),
+                ]
+            else:
+                cases += [
+                    F("eps_dominant", "nd", (8, 16), -1, "f64", eps="1e-03",
+                      tags=["spread1e-4"], offset=0.0, spread=1e-4, offset_sets="all",
+                      notes="1e-4*normal: var ~1e-8 << eps 1e-3"),
+                    F("eps_dominant", "nld", (2, 4, 8), -1, "f32", eps="1e-03",
+                      tags=["spread1e-4"], offset=1.0, spread=1e-4, offset_sets="all",
+                      notes="float32 1 + 1e-4*normal: var ~1e-8 << eps 1e-3"),
+                ]
+        else:
+            g = {"groups": 3} if norm == "group" else {}
+            g2 = {"groups": 2} if norm == "group" else {}
+            what = "group" if norm == "group" else "sample-channel"
+            C_ = "nchw"
+            cases += [
+                F("baseline", C_, (2, 6, 3, 3), 1, "f64", notes="NCHW", **g),
+                F("baseline", C_, (2, 6, 3, 3), 1, "f32", gamma="zero_neg",
+                  notes="NCHW; gamma has a zero and a negative entry", **g2),
+                F("baseline", "ncl", (3, 4, 8), 1, "f32", notes="(N, C, L)", **g2),
+                F("baseline", "ncl", (2, 6, 5), -2, "f64", eps="1e-08",
+                  notes="(N, C, L) with axis -2, eps 1e-8", **g),
+                F("baseline", "nhwc", (2, 3, 3, 4), -1, "f64",
+                  notes="NHWC, channel axis -1", **g2),
+                F("baseline", "nchw", (2, 4, 3, 3), 1, "f32", eps="1e-03",
+                  notes="NCHW, eps 1e-3", **g2),
+                # One set far from 0 against its spread, float64.
+                F("offset_f64", C_, (2, 6, 3, 3), 1, "f64", eps="1e-08", tags=["offset1e6"],
+                  offset=1e6, spread=1e-3, offset_sets=[4],
+                  notes="%s set 4 is 1e6 + 1e-3*normal (var 1e-6 >> eps 1e-8)" % what, **g),
+                F("offset_f64", "ncl", (2, 4, 8), 1, "f64", tags=["offset1e6"],
+                  offset=1e6, spread=1e-3, offset_sets=[1],
+                  notes="%s set 1 is 1e6 + 1e-3*normal (var 1e-6 < eps)" % what, **g2),
+                # float32 data offset by 1e3.
+                F("offset_f32", C_, (2, 4, 4, 4), 1, "f32", tags=["offset1e3"],
+                  offset=1e3, spread=1.0, offset_sets="all",
+                  notes="all 1e3 + normal, float32", **g2),
+                F("offset_f32", "nhwc", (2, 3, 3, 6), -1, "f32", eps="1e-08",
+                  tags=["offset1e3"], offset=1e3, spread=1.0, offset_sets="all",
+                  notes="NHWC, all 1e3 + normal, float32, eps 1e-8", **g),
+                # A constant set.
+                F("constant", C_, (2, 4, 3, 3), 1, "f64", tags=["const"], constant_sets=[1],
+                  notes="%s set 1 constant (var = 0)" % what, **g2),
+                F("constant", "ncl", (2, 6, 4), 1, "f32", eps="1e-08", tags=["const"],
+                  constant_sets=[0, 4], notes="%s sets 0 and 4 constant, eps 1e-8" % what, **g),
+                # Two elements per set.
+            ] + ([
+                F("two", "ncl", (4, 3, 2), 1, "f64", notes="(N, C, L = 2): m = 2"),
+                F("two", "nchw", (2, 4, 1, 2), 1, "f32", eps="1e-03",
+                  notes="NCHW with H*W = 2: m = 2, eps 1e-3"),
+            ] if norm == "instance" else [
+                F("two", "nc", (6, 8), 1, "f64", groups=4,
+                  notes="(N, C) with C/G = 2: m = 2"),
+                F("two", "nchw", (2, 4, 1, 1), 1, "f32", eps="1e-03", groups=2,
+                  notes="NCHW with H = W = 1, C/G = 2: m = 2, eps 1e-3"),
+            ]) + [
+                # Heavy tails.
+                F("cauchy", C_, (2, 4, 5, 5), 1, "f64", tags=["cauchy"],
+                  notes="standard Cauchy", **g2),
+                F("cauchy", "ncl", (2, 6, 12), 1, "f32", tags=["cauchy"],
+                  notes="standard Cauchy, float32", **g),
+                # Variance far below eps.
+                F("eps_dominant", C_, (2, 4, 3, 3), 1, "f64", eps="1e-03",
+                  tags=["spread1e-4"], offset=0.0, spread=1e-4, offset_sets="all",
+                  notes="1e-4*normal: var ~1e-8 << eps 1e-3", **g2),
+                F("eps_dominant", "ncl", (2, 6, 6), 1, "f32", eps="1e-03",
+                  tags=["spread1e-4"], offset=1.0, spread=1e-4, offset_sets="all",
+                  notes="float32 1 + 1e-4*normal: var ~1e-8 << eps 1e-3", **g),
+                # dy nearly linear in xhat within each set: dx cancels.
+                F("dy_cancel", C_, (2, 6, 3, 3), 1, "f64", eps="1e-08",
+                  tags=["scale10", "cancel1e-10"], scale=10.0, noise=1e-10, gamma="away0",
+                  notes="x = 10*normal; dy = (a + b*xhat)/gamma per set (rounded) + "
+                        "1e-10*normal", **g),
+                F("dy_cancel", "nhwc", (2, 3, 3, 4), -1, "f32", eps="1e-08",
+                  tags=["scale10", "cancel1e-5"], scale=10.0, noise=1e-5, gamma="away0",
+                  notes="float32 NHWC; dy = (a + b*xhat)/gamma per set (rounded) + "
+                        "1e-5*normal", **g2),
+            ]
+            if norm == "group":
+                cases += [
+                    F("baseline", "nchw", (2, 4, 3, 3), 1, "f64", groups=1,
+                      notes="G = 1: one set per sample (layer norm over C, H, W with "
+                            "per-channel gamma)"),
+                    F("baseline", "nchw", (2, 4, 3, 3), 1, "f64", groups=4, tags=["gC"],
+                      notes="G = C: instance norm"),
+                ]
+    names = [c.name for c in cases]
+    assert len(set(names)) == len(names), "family case names must be unique"
+    for c in cases:
+        assert 4 <= int(np.prod(c.shape)) <= 400, c.name
+    return cases
+
+
+def make_family_inputs(case, seed):
+    """Deterministic inputs (x, gamma, beta, dy) of a family case for a given seed
+    (beta is None for rms)."""
+    rng = np.random.default_rng([seed, zlib.crc32(case.name.encode())])
+    dt = DTYPES[case.dtype]
+    p = case.params
+    lay = case.layout_info()
+    shape, sid = case.shape, lay["set_id"]
+    rms = case.norm == "rms"
+
+    def in_sets(spec):
+        if spec == "all":
+            return np.ones(shape, bool)
+        return np.isin(sid, list(spec or []))
+
+    if case.cls == "cauchy":
+        x = p.get("scale", 1.0) * rng.standard_cauchy(shape)
+    else:
+        x = p.get("scale", 1.0) * rng.standard_normal(shape)
+        sel = in_sets(p.get("offset_sets"))
+        x[sel] = p.get("offset", 0.0) + p.get("spread", 1.0) * x[sel]
+        for s in p.get("constant_sets", []):
+            x[sid == s] = rng.standard_normal()
+        for s in p.get("zero_sets", []):
+            x[sid == s] = 0.0
+        x *= p.get("tiny", 1.0)
+    x = x.astype(dt)
+
+    pshape = lay["param_shape"]
+    gamma = rng.standard_normal(pshape)
+    if p.get("gamma") == "zero_neg":
+        gamma.flat[0] = 0.0
+        gamma.flat[-1] = -abs(gamma.flat[-1])
+    elif p.get("gamma") == "away0":
+        gamma = np.sign(gamma) * rng.uniform(0.5, 1.5, pshape)
+    gamma = gamma.astype(dt)
+    beta = None if rms else rng.standard_normal(pshape).astype(dt)
+
+    if case.cls == "dy_cancel":
+        # dxhat = gamma*dy = a + b*xhat within a set.  The backward pass annihilates a
+        # (not for rms, where a = 0) and leaves only b*xhat*eps/(s + eps) of b*xhat
+        # (s = var, or mean(x^2) for rms), so dx is tiny next to dy: the rounding of dy
+        # to dtype, the noise and that eps term are what survive the cancellation.
+        xf = x.astype(np.float64)
+        n, m = lay["n_sets"], lay["m"]
+        mean = np.zeros(n) if rms else np.bincount(sid.ravel(), xf.ravel(), n) / m
+        d = xf - mean[sid]
+        s = np.bincount(sid.ravel(), (d * d).ravel(), n) / m
+        xhat = d / np.sqrt(s + float(case.eps))[sid]
+        a = np.zeros(n) if rms else rng.standard_normal(n)
+        b = rng.standard_normal(n)
+        g = gamma.astype(np.float64).ravel()[lay["param_id"]]
+        dy = ((a[sid] + b[sid] * xhat) / g).astype(dt).astype(np.float64)
+        dy = (dy + p["noise"] * rng.standard_normal(shape)).astype(dt)
+    else:
+        dy = rng.standard_normal(shape).astype(dt)
+    return x, gamma, beta, dy
+
+
+def write_family_case(case, seed, out_dir):
+    x, gamma, beta, dy = make_family_inputs(case, seed)
+    rms = case.norm == "rms"
+    fwd = exact_family_forward(case.norm, x, gamma, beta, case.eps, case.axis, case.groups)
+    bwd = exact_family_backward(case.norm, x, gamma, dy, case.eps, case.axis, case.groups)
+    inputs = ["x", "gamma", "dy"] if rms else ["x", "gamma", "beta", "dy"]
+    outputs = (["y", "invstd", "dx", "dgamma"] if rms
+               else ["y", "mean", "invstd", "dx", "dgamma", "dbeta"])
+    arrays = dict(x=x, gamma=gamma, beta=beta, dy=dy)
+    arrays.update(fwd)
+    arrays.update(bwd)
+    d = os.path.join(out_dir, case.name)
+    os.makedirs(d, exist_ok=True)
+    for k in inputs + outputs:
+        np.save(os.path.join(d, k + ".npy"), np.ascontiguousarray(arrays[k]))
+    lay = case.layout_info()
+    meta = {"name": case.name, "norm": case.norm, "class": case.cls,
+            "shape": list(case.shape), "axis": case.axis, "groups": case.groups,
+            "eps": case.eps, "dtype": {"f32": "float32", "f64": "float64"}[case.dtype],
+            "gamma_shape": list(lay["param_shape"]), "stat_shape": list(lay["stat_shape"]),
+            "m": lay["m"], "inputs": inputs, "outputs": outputs,
+            "cli_options": case.cli_options(), "seed": seed, "notes": case.notes}
+    with open(os.path.join(d, "case.json"), "w") as f:
+        json.dump(meta, f, indent=2)
+        f.write("\n")
+
+
 def _report_stale(out_dir, names):
     stale = sorted(n for n in os.listdir(out_dir) if n not in names
                    and os.path.exists(os.path.join(out_dir, n, "case.json")))
@@ -759,11 +1373,20 @@ def generate(out_dir, seed):
         write_mode_case(case, seed, modes_dir)
         print("%s/%-46s %-17s %-10s %6.2fs" % (MODES_SUBDIR, case.name, case.cls,
               "x".join(map(str, case.shape)), time.perf_counter() - t))
-    print("%d cases written to %s and %d mode cases to %s (seed %d) in %.1fs"
-          % (len(cases), out_dir, len(mode_cases), modes_dir, seed,
-             time.perf_counter() - t_all))
+    family_cases = family_case_list()
+    family_dir = os.path.join(out_dir, FAMILY_SUBDIR)
+    for case in family_cases:
+        t = time.perf_counter()
+        write_family_case(case, seed, family_dir)
+        print("%s/%-46s %-17s %-10s %6.2fs" % (FAMILY_SUBDIR, case.name, case.cls,
+              "x".join(map(str, case.shape)), time.perf_counter() - t))
+    print("%d cases written to %s, %d mode cases to %s and %d family cases to %s "
+          "(seed %d) in %.1fs"
+          % (len(cases), out_dir, len(mode_cases), modes_dir, len(family_cases),
+             family_dir, seed, time.perf_counter() - t_all))
     _report_stale(out_dir, {c.name for c in cases})
     _report_stale(modes_dir, {c.name for c in mode_cases})
+    _report_stale(family_dir, {c.name for c in family_cases})
 
 
 # ---------------------------------------------------------------------------
@@ -831,6 +1454,299 @@ def _normwise(got, ref):
 def _check(results, label, ok, detail):
     results.append(ok)
     print("  [%s] %s: %s" % ("ok" if ok else "FAIL", label, detail))
+
+
+def naive_numpy_family(norm, x, gamma, beta, dy, eps, axis=None, groups=None):
+    """Plain float64 layer/rms/instance/group norm with reshapes and the textbook
+    formulas (independent code, written only for the self-check)."""
+    x = x.astype(np.float64)
+    dy = dy.astype(np.float64)
+    nd = x.ndim
+    a = (family_default_axis(norm) if axis is None else axis) % nd
+    if norm in ("layer", "rms"):
+        lead = x.shape[:a]
+        X, DY = x.reshape(int(np.prod(lead)), -1), dy.reshape(int(np.prod(lead)), -1)
+        g = gamma.astype(np.float64).reshape(1, -1)
+        b = None if norm == "rms" else beta.astype(np.float64).reshape(1, -1)
+        stat_shape = lead + (1,) * (nd - a)
+    else:
+        N, C = x.shape[0], x.shape[a]
+        G = C if norm == "instance" else groups
+        xm, dym = np.moveaxis(x, a, 1), np.moveaxis(dy, a, 1)    # (N, C, ...)
+        moved_shape = xm.shape
+        X, DY = xm.reshape(N * G, -1), dym.reshape(N * G, -1)     # rows: (n, g)
+        per = int(np.prod(moved_shape[2:]))                       # spatial size
+        g = np.tile(np.repeat(gamma.astype(np.float64).reshape(G, C // G), per, axis=1),
+                    (N, 1))                                       # gamma of each element
+        b = np.tile(np.repeat(beta.astype(np.float64).reshape(G, C // G), per, axis=1),
+                    (N, 1))
+        stat_shape = (N, G)
+    m = X.shape[1]
+    if norm == "rms":
+        mean = np.zeros((X.shape[0], 1))
+    else:
+        mean = X.mean(axis=1, keepdims=True)
+    s = ((X - mean) ** 2).mean(axis=1, keepdims=True)
+    invstd = 1.0 / np.sqrt(s + eps)
+    xhat = (X - mean) * invstd
+    Y = g * xhat if norm == "rms" else g * xhat + b
+    dxhat = g * DY
+    corr = 0.0 if norm == "rms" else dxhat.sum(axis=1, keepdims=True) / m
+    DX = invstd * (dxhat - corr - xhat * (dxhat * xhat).sum(axis=1, keepdims=True) / m)
+    if norm in ("layer", "rms"):
+        y, dx = Y.reshape(x.shape), DX.reshape(x.shape)
+        dgamma = (DY * xhat).sum(axis=0).reshape(gamma.shape)
+        dbeta = DY.sum(axis=0).reshape(gamma.shape)
+    else:
+        y = np.moveaxis(Y.reshape(moved_shape), 1, a)
+        dx = np.moveaxis(DX.reshape(moved_shape), 1, a)
+        red = (0,) + tuple(range(2, nd))
+        dgamma = (DY * xhat).reshape(moved_shape).sum(axis=red)
+        dbeta = DY.reshape(moved_shape).sum(axis=red)
+    out = dict(y=y, invstd=invstd.reshape(stat_shape), dx=dx, dgamma=dgamma)
+    if norm != "rms":
+        out.update(mean=mean.reshape(stat_shape), dbeta=dbeta)
+    return out
+
+
+def torch_family(torch, norm, x, gamma, beta, dy, eps, axis=None, groups=None):
+    """PyTorch float64 forward (F.layer_norm, F.group_norm, F.instance_norm; RMSNorm in
+    torch ops, not in torch 1.13) and autograd backward of sum(dy * y); statistics from
+    torch.native_layer_norm, torch.native_group_norm, torch.var_mean."""
+    F = torch.nn.functional
+    nd = x.ndim
+    a = (family_default_axis(norm) if axis is None else axis) % nd
+    X = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    W = torch.tensor(gamma, dtype=torch.float64, requires_grad=True)
+    B = None if norm == "rms" else torch.tensor(beta, dtype=torch.float64,
+                                                requires_grad=True)
+    DY = torch.tensor(dy, dtype=torch.float64)
+    out = {}
+    if norm == "layer":
+        Y = F.layer_norm(X, x.shape[a:], W, B, eps)
+        _, mean, rstd = torch.native_layer_norm(X.detach(), x.shape[a:], W.detach(),
+                                                B.detach(), eps)
+        out.update(mean=mean, invstd=rstd)
+    elif norm == "rms":
+        dims = tuple(range(a, nd))
+        rstd = torch.rsqrt((X * X).mean(dim=dims, keepdim=True) + eps)
+        Y = W * X * rstd
+        out.update(invstd=rstd.detach())
+    else:
+        Xm = X.movedim(a, 1)
+        N, C = Xm.shape[0], Xm.shape[1]
+        if norm == "instance":
+            Ym = F.instance_norm(Xm, weight=W, bias=B, use_input_stats=True, eps=eps)
+            var, mean = torch.var_mean(Xm.detach().reshape(N, C, -1), dim=-1,
+                                       unbiased=False)
+            out.update(mean=mean, invstd=1.0 / torch.sqrt(var + eps))
+        else:
+            Ym = F.group_norm(Xm, groups, W, B, eps)
+            _, mean, rstd = torch.native_group_norm(
+                Xm.detach().contiguous(), W.detach(), B.detach(), N, C,
+                int(np.prod(Xm.shape[2:])), groups, eps)
+            out.update(mean=mean, invstd=rstd)
+        Y = Ym.movedim(1, a)
+    (Y * DY).sum().backward()
+    out.update(y=Y.detach(), dx=X.grad, dgamma=W.grad)
+    if B is not None:
+        out["dbeta"] = B.grad
+    return {k: v.numpy() for k, v in out.items()}
+
+
+FAMILY_CHECK_SHAPES = [
+    ("layer", (8, 16), -1, None), ("layer", (2, 5, 8), -2, None),
+    ("layer", (2, 3, 4, 4), 1, None), ("layer", (3, 4, 6), -1, None),
+    ("rms", (8, 16), -1, None), ("rms", (2, 5, 8), -2, None),
+    ("rms", (2, 3, 4, 4), 1, None), ("rms", (4, 2), -1, None),
+    ("instance", (2, 6, 3, 3), 1, None), ("instance", (3, 4, 8), 1, None),
+    ("instance", (2, 3, 3, 4), -1, None), ("instance", (2, 6, 5), -2, None),
+    ("group", (2, 6, 3, 3), 1, 3), ("group", (3, 4, 8), 1, 2),
+    ("group", (2, 3, 3, 4), -1, 2), ("group", (6, 12), 1, 3), ("group", (2, 4, 3, 3), 1, 1),
+    ("group", (2, 4, 3, 3), 1, 4),
+]
+# Well-conditioned shapes only, m >= 4 except rms (4, 2): with m = 2 the mean-subtracting
+# norms' dx = invstd*(dxhat_1 - dxhat_2)/2 * eps/(var + eps) (per set, +-) is a
+# cancellation of the order eps/var, which float64 code (numpy, torch) resolves only to
+# ~1e-16 * var/eps relative; the m = 2 sets are checked in (i) in mpmath instead.
+
+
+def _family_random(rng, norm, shape, axis, groups):
+    lay = family_layout(norm, shape, axis, groups)
+    x = rng.standard_normal(shape)
+    gamma = rng.standard_normal(lay["param_shape"])
+    beta = None if norm == "rms" else rng.standard_normal(lay["param_shape"])
+    dy = rng.standard_normal(shape)
+    return x, gamma, beta, dy
+
+
+def _family_exact(norm, x, gamma, beta, dy, eps, axis, groups):
+    ref = exact_family_forward(norm, x, gamma, beta, eps, axis, groups)
+    ref.update(exact_family_backward(norm, x, gamma, dy, eps, axis, groups))
+    return ref
+
+
+def selfcheck_family(results, rng):
+    """Checks of the family reference (issue 24): (h) vs naive float64 numpy, (i) vs
+    mpmath finite differences, (j) vs PyTorch float64 (skipped without torch), (k)
+    identities between the norms and with batch norm, bit for bit, (l) refusals."""
+    print("(h) family vs naive float64 numpy (max|diff| / max|ref| per output)")
+    for norm, shape, axis, groups in FAMILY_CHECK_SHAPES:
+        x, gamma, beta, dy = _family_random(rng, norm, shape, axis, groups)
+        ref = _family_exact(norm, x, gamma, beta, dy, "1e-05", axis, groups)
+        nv = naive_numpy_family(norm, x, gamma, beta, dy, 1e-5, axis, groups)
+        ok = set(nv) == set(ref) and all(nv[k].shape == ref[k].shape for k in ref)
+        worst = max(_normwise(nv[k], ref[k]) for k in ref)
+        _check(results, "%s %s axis %d%s" % (norm, shape, axis,
+               "" if groups is None else " G %d" % groups), ok and worst < 1e-12,
+               "worst %.2e (tol 1e-12), outputs %s" % (worst, " ".join(sorted(ref))))
+
+    print("(i) family gradients vs mpmath central differences of sum(dy * y) "
+          "(dps 100, h = 1e-20; max|fd - ref| / max|fd| per output)")
+    def const_row(x):                      # row 1 constant (var = 0, eps > 0)
+        x[1] = 0.375
+        return x
+
+    def offset_row(x):                     # row 2 = 1e6 + 1e-3*normal
+        x[2] = 1e6 + 1e-3 * x[2]
+        return x
+
+    def zero_set(x):                       # sample 0's first group all zero
+        x[0, :2] = 0.0
+        return x
+
+    for norm, shape, axis, groups, tweak, label in [
+            ("layer", (3, 2, 3), -2, None, None, ""),
+            ("layer", (4, 3), -1, None, None, ""),
+            ("layer", (3, 2), -1, None, None, ", m = 2"),
+            ("layer", (3, 4), -1, None, const_row, ", constant row"),
+            ("layer", (3, 4), -1, None, offset_row, ", row offset 1e6"),
+            ("rms", (3, 4), -1, None, None, ""),
+            ("rms", (2, 2, 3), 1, None, None, ""),
+            ("rms", (3, 4), -1, None, const_row, ", constant row"),
+            ("rms", (3, 4), -1, None, offset_row, ", row offset 1e6"),
+            ("instance", (2, 2, 3), 1, None, None, ""),
+            ("instance", (2, 3, 2), -1, None, None, ""),
+            ("group", (2, 4, 2), 1, 2, None, ""),
+            ("group", (3, 4), 1, 2, None, ", m = 2"),
+            ("group", (2, 2, 6), -1, 3, None, ""),
+            ("group", (2, 4, 2), 1, 2, zero_set, ", a zero set")]:
+        x, gamma, beta, dy = _family_random(rng, norm, shape, axis, groups)
+        if tweak is not None:
+            x = tweak(x)
+        rms = norm == "rms"
+        lay = family_layout(norm, shape, axis, groups)
+        sets, pflat = _family_sets(lay), lay["param_id"].ravel()
+        n_params = int(np.prod(lay["param_shape"]))
+        with mp.workdps(100):
+            eps = _mpf_exact(1e-5)
+            h = mpf("1e-20")
+            xf = [_mpf_exact(v) for v in x.ravel()]
+            gf = [_mpf_exact(v) for v in gamma.ravel()]
+            bf = None if rms else [_mpf_exact(v) for v in beta.ravel()]
+            dyf = [_mpf_exact(v) for v in dy.ravel()]
+
+            def f(xf_, gf_, bf_):
+                return mp.fdot(dyf, family_forward_mp(xf_, gf_, bf_, sets, pflat, eps,
+                                                      rms)[0])
+
+            def fd(lst, i, call):
+                p, q = list(lst), list(lst)
+                p[i] += h
+                q[i] -= h
+                return (call(p) - call(q)) / (2 * h)
+
+            with mp.workdps(EXACT_DPS):          # the reference as used
+                dx, dgamma, dbeta = family_backward_mp(xf, gf, dyf, sets, pflat,
+                                                       n_params, eps, rms)
+            pairs = {"dx": ([fd(xf, i, lambda v: f(v, gf, bf)) for i in range(len(xf))],
+                            dx),
+                     "dgamma": ([fd(gf, i, lambda v: f(xf, v, bf)) for i in range(len(gf))],
+                                dgamma)}
+            if not rms:
+                pairs["dbeta"] = ([fd(bf, i, lambda v: f(xf, gf, v))
+                                   for i in range(len(bf))], dbeta)
+            parts = []
+            ok = True
+            for k, (num, ana) in pairs.items():
+                err = (max(abs(u - v) for u, v in zip(num, ana))
+                       / max(abs(u) for u in num))
+                ok = ok and err < mpf("1e-30")
+                parts.append("%s %s" % (k, mpmath.nstr(err, 3)))
+        _check(results, "%s %s axis %d%s%s" % (norm, shape, axis,
+               "" if groups is None else " G %d" % groups, label), ok,
+               ", ".join(parts) + " (tol 1e-30)")
+
+    print("(j) family vs PyTorch float64 (F.layer_norm, F.group_norm, F.instance_norm, "
+          "RMSNorm in torch ops; autograd)")
+    try:
+        import torch
+    except ImportError:
+        torch = None
+        print("  skipped: torch not installed")
+    if torch is not None:
+        print("  torch %s" % torch.__version__)
+        for norm, shape, axis, groups in FAMILY_CHECK_SHAPES:
+            x, gamma, beta, dy = _family_random(rng, norm, shape, axis, groups)
+            ref = _family_exact(norm, x, gamma, beta, dy, "1e-05", axis, groups)
+            tv = torch_family(torch, norm, x, gamma, beta, dy, 1e-5, axis, groups)
+            ok = set(tv) == set(ref) and all(tv[k].shape == ref[k].shape for k in ref)
+            worst = max(_normwise(tv[k], ref[k]) for k in ref)
+            _check(results, "%s %s axis %d%s" % (norm, shape, axis,
+                   "" if groups is None else " G %d" % groups), ok and worst < 1e-12,
+                   "worst %.2e (tol 1e-12), shapes %s" % (worst, "match" if ok else
+                   {k: (tv[k].shape, ref[k].shape) for k in ref if k in tv}))
+
+    print("(k) identities, bit for bit: group G = C is instance; group G = 1 is layer over "
+          "(C, H, W); layer on (N, D) has batch norm's statistics and dx on x.T; rms of "
+          "zero-mean rows is layer")
+    x, gamma, beta, dy = _family_random(rng, "group", (2, 4, 3, 3), 1, 4)
+    a = _family_exact("group", x, gamma, beta, dy, "1e-05", 1, 4)
+    b = _family_exact("instance", x, gamma, beta, dy, "1e-05", 1, None)
+    _check(results, "group G = C == instance", all(np.array_equal(a[k], b[k]) for k in a),
+           "y, mean, invstd, dx, dgamma, dbeta")
+    a = _family_exact("group", x, gamma, beta, dy, "1e-05", 1, 1)
+    gb = np.broadcast_to(gamma[:, None, None], (4, 3, 3))
+    bb = np.broadcast_to(beta[:, None, None], (4, 3, 3))
+    b = _family_exact("layer", x, gb, bb, dy, "1e-05", 1, None)
+    _check(results, "group G = 1 == layer axis 1 (gamma broadcast)",
+           all(np.array_equal(a[k].ravel(), b[k].ravel())
+               for k in ("y", "mean", "invstd", "dx")), "y, mean, invstd, dx")
+    x, dy = rng.standard_normal((5, 7)), rng.standard_normal((5, 7))
+    g0 = 0.75
+    a = _family_exact("layer", x, np.full(7, g0), np.zeros(7), dy, "1e-05", -1, None)
+    _, mean, invstd = exact_forward(x.T, np.full(5, g0), np.zeros(5), "1e-05", 1)
+    dx, _, _ = exact_backward(x.T, np.full(5, g0), dy.T, "1e-05", 1)
+    _check(results, "layer (N, D) == batch norm on x.T (constant gamma)",
+           np.array_equal(a["mean"].ravel(), mean) and np.array_equal(a["invstd"].ravel(),
+           invstd) and np.array_equal(a["dx"], dx.T), "mean, invstd, dx")
+    h = rng.standard_normal((3, 2))
+    x = np.concatenate([h, -h], axis=1)                # rows of exact mean 0
+    gamma = rng.standard_normal(4)
+    a = exact_family_forward("rms", x, gamma, None, "1e-05")
+    b = exact_family_forward("layer", x, gamma, np.zeros(4), "1e-05")
+    _check(results, "rms == layer on zero-mean rows (beta = 0)",
+           np.array_equal(a["y"], b["y"]) and np.array_equal(a["invstd"], b["invstd"])
+           and not b["mean"].any(), "y, invstd")
+
+    print("(l) refusals")
+    for norm, shape, axis, groups, why in [
+            ("layer", (4, 1), -1, None, "m = 1"), ("rms", (3, 5, 1), -1, None, "m = 1"),
+            ("instance", (4, 3), 1, None, "m = 1"), ("group", (2, 6, 2), 1, 4, "G !| C"),
+            ("group", (2, 6, 2), 0, 2, "axis 0"), ("instance", (2, 6, 2), 0, None, "axis 0"),
+            ("group", (2, 6, 2), 1, None, "no groups")]:
+        try:
+            family_layout(norm, shape, axis, groups)
+            ok, msg = False, "accepted"
+        except ValueError as e:
+            ok, msg = True, str(e)
+        _check(results, "%s %s axis %d (%s)" % (norm, shape, axis, why), ok, msg)
+    try:
+        exact_family_forward("layer", np.ones((2, 3)), np.ones(2), np.ones(2), "1e-05")
+        ok, msg = False, "accepted"
+    except ValueError as e:
+        ok, msg = True, str(e)
+    _check(results, "layer gamma of the wrong shape", ok, msg)
 
 
 def selfcheck():
@@ -1009,6 +1925,9 @@ def selfcheck():
            "new = old exactly")
     _check(results, "momentum 1", np.array_equal(nm1, mean) and ok_var,
            "new mean = batch mean, new var = biased / unbiased batch variance")
+
+    # (h) .. (l): the normalization family.
+    selfcheck_family(results, np.random.default_rng(20240624))
 
     n_fail = results.count(False)
     print("selfcheck: %d checks, %d failed" % (len(results), n_fail))
