@@ -1,5 +1,6 @@
 // The oneDNN peer: dnnl::batch_normalization_forward (training, and inference from the
-// running statistics) and _backward, on the same buffers as bnorm. Built only when CMake found oneDNN (BNORM_HAVE_DNNL).
+// running statistics) and _backward, on the same buffers as bnorm. Built only when CMake
+// found oneDNN (BNORM_HAVE_DNNL).
 #include "bench.hpp"
 
 #ifdef BNORM_HAVE_DNNL
