@@ -11,11 +11,25 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace bench {
 
-enum class Op { forward, backward };
-inline const char* op_name(Op op) { return op == Op::forward ? "forward" : "backward"; }
+/// forward and backward: training mode (bnorm::forward, bnorm::backward). eval_forward:
+/// inference mode, y from the running statistics (bnorm::forward_eval). forward_running:
+/// the training forward that also updates the running statistics (ForwardPass's
+/// statistics, update_running and apply, as the command line runs them).
+enum class Op { forward, forward_running, backward, eval_forward };
+inline constexpr Op kOps[] = {Op::forward, Op::forward_running, Op::backward, Op::eval_forward};
+inline const char* op_name(Op op) {
+    switch (op) {
+    case Op::forward: return "forward";
+    case Op::forward_running: return "forward_running";
+    case Op::backward: return "backward";
+    case Op::eval_forward: return "eval_forward";
+    }
+    return "?";
+}
 
 /// One problem of bench/cases.json.
 struct Case {
@@ -24,10 +38,12 @@ struct Case {
     std::string layout; ///< "nc", "nchw" or "nhwc"
     bnorm::DType dtype = bnorm::DType::f32;
     std::string data = "normal"; ///< "normal", "offset", "linear" or "ahead16" (bench/cases.json)
+    std::vector<Op> ops;         ///< cases.json's "ops" and the case's "more_ops", in kOps order
 };
 
 /// The operands of one case, allocated and touched once: random normal inputs (shifted
-/// or made linear as the case's `data` says), and every output of forward() and backward().
+/// or made linear as the case's `data` says), running statistics (mean near 0, variance
+/// near 1), and every output of forward(), backward() and the running statistics' update.
 /// The outputs y and dx are at y_out and dx_out: the start of their buffers, or (data
 /// "ahead16") 16 bytes ahead of x modulo 4 KiB, within buffers made larger for it.
 template <class T> struct Tensors {
@@ -36,6 +52,7 @@ template <class T> struct Tensors {
     Buffer<T> x, dy, gamma, beta;
     Buffer<T> y, mean, invstd;
     Buffer<T> dx, dgamma, dbeta;
+    Buffer<T> running_mean, running_var, new_running_mean, new_running_var;
     T* y_out = nullptr;
     T* dx_out = nullptr;
 };
@@ -45,15 +62,26 @@ inline constexpr double kEps = 1e-5;
 /// bnorm::forward / bnorm::backward on t's buffers, on `threads` threads.
 template <class T> void run_forward(Tensors<T>& t, int threads);
 template <class T> void run_backward(Tensors<T>& t, int threads);
+/// The training forward with the update of the running statistics (PyTorch's momentum
+/// 0.1, unbiased variance): ForwardPass, statistics(), update_running(), apply().
+template <class T> void run_forward_running(Tensors<T>& t, int threads);
+/// bnorm::forward_eval: y from the running statistics.
+template <class T> void run_eval_forward(Tensors<T>& t, int threads);
+/// The one of the four that `op` names.
+template <class T> void run_op(Op op, Tensors<T>& t, int threads);
 
 /// a[i] = b[i] + s·c[i] over three arrays of `bytes_per_array` bytes of doubles,
 /// allocated and touched on construction: the memory bandwidth a streaming kernel
 /// can reach on this machine. Counts 3 arrays × 8 bytes per element moved per call.
+/// measure_copy() is the copy-like stream a[i] = s·b[i] on two of the arrays (STREAM's
+/// scale), the yardstick of a kernel that reads one tensor and writes one: 2 × 8 bytes.
 class Triad {
 public:
     explicit Triad(std::size_t bytes_per_array);
     Timing measure(int threads, const RepPolicy& policy);
+    Timing measure_copy(int threads, const RepPolicy& policy);
     std::size_t bytes_per_call() const { return 3 * a_.bytes(); }
+    std::size_t copy_bytes_per_call() const { return 2 * a_.bytes(); }
 
 private:
     Buffer<double> a_, b_, c_;
@@ -68,8 +96,10 @@ struct Result {
     std::string implementation;   ///< oneDNN's name for the kernel it chose
     std::string skipped;          ///< why there is no timing
 };
-/// Times oneDNN's batch normalization (training forward, or backward from the saved
-/// statistics) on t's buffers with `threads` OpenMP threads.
+/// Times oneDNN's batch normalization (training forward, backward from the saved
+/// statistics, or inference forward from the running statistics: use_global_stats) on
+/// t's buffers with `threads` OpenMP threads. forward_running is skipped (oneDNN keeps
+/// no running statistics).
 Result measure(Op op, const Case& c, Tensors<float>& t, int threads, const RepPolicy& policy);
 Result measure(Op op, const Case& c, Tensors<double>& t, int threads, const RepPolicy& policy);
 } // namespace onednn

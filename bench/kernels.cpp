@@ -3,6 +3,7 @@
 
 #include "bnorm/batchnorm.hpp"
 
+#include <cmath>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -28,13 +29,20 @@ Tensors<T>::Tensors(const Case& c)
       gamma(static_cast<std::size_t>(layout.channels)), beta(gamma.size()),
       y(x.size() + kPlacementRoom<T>), mean(gamma.size()), invstd(gamma.size()),
       dx(x.size() + kPlacementRoom<T>), dgamma(gamma.size()), dbeta(gamma.size()),
-      y_out(y.data()), dx_out(dx.data()) {
+      running_mean(gamma.size()), running_var(gamma.size()), new_running_mean(gamma.size()),
+      new_running_var(gamma.size()), y_out(y.data()), dx_out(dx.data()) {
     if (c.data == "ahead16") // the outputs 16 bytes ahead of x, modulo 4 KiB (README, Speed)
         y_out = ahead_of(x.data(), y.data(), 16), dx_out = ahead_of(x.data(), dx.data(), 16);
     fill_normal(x.data(), x.size(), 1);
     fill_normal(dy.data(), dy.size(), 2);
     fill_normal(gamma.data(), gamma.size(), 3);
     fill_normal(beta.data(), beta.size(), 4);
+    fill_normal(running_mean.data(), running_mean.size(), 5);
+    fill_normal(running_var.data(), running_var.size(), 6);
+    for (std::size_t c = 0; c < gamma.size(); ++c) { // near the batch statistics of normal x
+        running_mean[c] = T(0.1 * double(running_mean[c]));
+        running_var[c] = T(1 + 0.1 * std::abs(double(running_var[c])));
+    }
     if (c.data == "offset") // |mean|/spread = 5e4
         for (std::size_t i = 0; i < x.size(); ++i) x[i] = T(x[i] + 5e4);
     else if (c.data == "linear") // dy nearly linear in x: dx is eps/(var + eps) of its terms
@@ -54,11 +62,35 @@ template <class T> void run_backward(Tensors<T>& t, int threads) {
                        t.dgamma.data(), t.dbeta.data(), threads);
 }
 
+template <class T> void run_forward_running(Tensors<T>& t, int threads) {
+    const bnorm::ForwardPass<T> pass(t.x.data(), t.gamma.data(), t.beta.data(), t.layout, kEps, threads);
+    pass.statistics(t.mean.data(), t.invstd.data());
+    pass.update_running({t.running_mean.data(), t.running_var.data()}, bnorm::RunningUpdate{},
+                        t.new_running_mean.data(), t.new_running_var.data());
+    pass.apply(0, t.layout.outer, t.y_out);
+}
+
+template <class T> void run_eval_forward(Tensors<T>& t, int threads) {
+    bnorm::forward_eval<T>(t.x.data(), t.gamma.data(), t.beta.data(), {t.running_mean.data(), t.running_var.data()},
+                           t.layout, kEps, t.y_out, threads);
+}
+
+template <class T> void run_op(Op op, Tensors<T>& t, int threads) {
+    switch (op) {
+    case Op::forward: return run_forward(t, threads);
+    case Op::forward_running: return run_forward_running(t, threads);
+    case Op::backward: return run_backward(t, threads);
+    case Op::eval_forward: return run_eval_forward(t, threads);
+    }
+}
+
 template struct Tensors<float>;
 template struct Tensors<double>;
 template void run_forward<float>(Tensors<float>&, int);
 template void run_forward<double>(Tensors<double>&, int);
 template void run_backward<float>(Tensors<float>&, int);
 template void run_backward<double>(Tensors<double>&, int);
+template void run_op<float>(Op, Tensors<float>&, int);
+template void run_op<double>(Op, Tensors<double>&, int);
 
 } // namespace bench

@@ -31,7 +31,6 @@ struct Options {
 
 /// What bench/cases.json asks for, with --quick applied.
 struct Plan {
-    std::vector<Op> ops;
     std::vector<int> threads;
     std::vector<Case> cases;
     RepPolicy policy;
@@ -42,14 +41,22 @@ Plan load_plan(const Options& o) {
     if (!in) throw std::runtime_error(o.cases_file + ": cannot open");
     const json j = json::parse(in);
     Plan p;
-    for (const auto& op : j.at("ops")) p.ops.push_back(op == "forward" ? Op::forward : Op::backward);
     p.threads = j.at("threads").get<std::vector<int>>();
     for (const auto& c : j.at("cases")) {
         if (o.quick && !c.at("quick").get<bool>()) continue;
+        // every case's ops and this case's more, in kOps order (forward_running beside forward)
+        std::vector<std::string> names = j.at("ops").get<std::vector<std::string>>();
+        for (const auto& more : c.value("more_ops", json::array())) names.push_back(more.get<std::string>());
+        std::vector<Op> ops;
+        for (Op op : kOps)
+            if (std::find(names.begin(), names.end(), op_name(op)) != names.end()) ops.push_back(op);
+        for (const std::string& name : names)
+            if (std::none_of(std::begin(kOps), std::end(kOps), [&](Op op) { return name == op_name(op); }))
+                throw std::runtime_error(o.cases_file + ": unknown op \"" + name + "\"");
         p.cases.push_back({c.at("shape").get<bnorm::Shape>(), c.at("axis").get<int>(),
                            c.at("layout").get<std::string>(),
                            c.at("dtype") == "float64" ? bnorm::DType::f64 : bnorm::DType::f32,
-                           c.value("data", std::string("normal"))});
+                           c.value("data", std::string("normal")), std::move(ops)});
     }
     const json& r = j.at("repetitions").at(o.quick ? "quick" : "full");
     p.policy = {r.at("min_samples"), r.at("max_samples"), r.at("floor_samples"),
@@ -94,8 +101,9 @@ private:
     std::vector<std::string> notes_;
 };
 
-/// The triad runs before and after the kernels (`when`); the report takes the faster,
-/// as STREAM takes the best run, so that a disturbance during one does not lower the bound.
+/// The triad and the copy stream run before and after the kernels (`when`); the report
+/// takes the faster, as STREAM takes the best run, so that a disturbance during one does
+/// not lower the bound.
 void bench_triad(const Options& o, const Plan& p, const char* when, Results& results) {
     Triad triad(o.triad_mib << 20);
     for (int threads : p.threads) {
@@ -105,12 +113,18 @@ void bench_triad(const Options& o, const Plan& p, const char* when, Results& res
         r.update(timing_fields(t));
         results.add(r, "triad (3 x " + std::to_string(o.triad_mib) + " MiB) threads=" +
                            std::to_string(threads) + " " + when);
+        const Timing c = triad.measure_copy(threads, p.policy);
+        r = {{"op", "copy"}, {"impl", "stream"}, {"threads", threads}, {"when", when},
+             {"bytes", triad.copy_bytes_per_call()}};
+        r.update(timing_fields(c));
+        results.add(r, "copy (2 x " + std::to_string(o.triad_mib) + " MiB) threads=" +
+                           std::to_string(threads) + " " + when);
     }
 }
 
 template <class T> void bench_case(const Case& c, const Plan& p, Results& results) {
     Tensors<T> t(c);
-    for (Op op : p.ops) {
+    for (Op op : c.ops) {
         for (int threads : p.threads) {
             json base = {{"op", op_name(op)}, {"impl", nullptr}, {"shape", c.shape}, {"axis", c.axis},
                          {"dtype", bnorm::dtype_name(c.dtype)}, {"layout", c.layout}, {"data", c.data},
@@ -119,9 +133,7 @@ template <class T> void bench_case(const Case& c, const Plan& p, Results& result
                                      bnorm::dtype_name(c.dtype) + " " + c.layout +
                                      (c.data == "normal" ? "" : " " + c.data) + " threads=" + std::to_string(threads);
 
-            const Timing mine = measure(
-                [&] { op == Op::forward ? run_forward(t, threads) : run_backward(t, threads); },
-                p.policy);
+            const Timing mine = measure([&] { run_op(op, t, threads); }, p.policy);
             json r = base;
             r["impl"] = "bnorm";
             r.update(timing_fields(mine));

@@ -1,5 +1,6 @@
-// The oneDNN peer: dnnl::batch_normalization_forward (training) and _backward, on the
-// same buffers as bnorm. Built only when CMake found oneDNN (BNORM_HAVE_DNNL).
+// The oneDNN peer: dnnl::batch_normalization_forward (training, and inference from the
+// running statistics) and _backward, on the same buffers as bnorm. Built only when CMake
+// found oneDNN (BNORM_HAVE_DNNL).
 #include "bench.hpp"
 
 #ifdef BNORM_HAVE_DNNL
@@ -58,6 +59,29 @@ Result measure_f32(Op op, const Case& c, Tensors<float>& t, int threads, const R
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
 
     using fwd = dnnl::batch_normalization_forward;
+    if (op == Op::eval_forward) { // y from the given mean and variance: the running statistics
+        const fwd::primitive_desc pd(
+            {dnnl::prop_kind::forward_inference, md, eps, flags | dnnl::normalization_flags::use_global_stats},
+            attr, engine);
+        Buffer<unsigned char> scratch(pd.scratchpad_desc().get_size());
+        const std::unordered_map<int, memory> args{
+            {DNNL_ARG_SRC, memory(md, engine, t.x.data())},
+            {DNNL_ARG_DST, memory(md, engine, t.y_out)},
+            {DNNL_ARG_SCALE, memory(channel_md, engine, t.gamma.data())},
+            {DNNL_ARG_SHIFT, memory(channel_md, engine, t.beta.data())},
+            {DNNL_ARG_MEAN, memory(channel_md, engine, t.running_mean.data())},
+            {DNNL_ARG_VARIANCE, memory(channel_md, engine, t.running_var.data())},
+            {DNNL_ARG_SCRATCHPAD, memory(pd.scratchpad_desc(), engine, scratch.data())},
+        };
+        const fwd inference(pd);
+        const Timing timing = measure(
+            [&] {
+                inference.execute(stream, args);
+                stream.wait();
+            },
+            policy);
+        return {timing, pd.impl_info_str(), ""};
+    }
     const fwd::primitive_desc fwd_pd({dnnl::prop_kind::forward_training, md, eps, flags}, attr, engine);
     Buffer<float> variance(static_cast<std::size_t>(t.layout.channels));
     Buffer<unsigned char> fwd_scratch(fwd_pd.scratchpad_desc().get_size());
@@ -110,6 +134,8 @@ std::optional<std::string> version() {
 }
 
 Result measure(Op op, const Case& c, Tensors<float>& t, int threads, const RepPolicy& policy) {
+    if (op == Op::forward_running)
+        return {std::nullopt, "", "oneDNN skipped on forward_running: it keeps no running statistics"};
     try {
         return measure_f32(op, c, t, threads, policy);
     } catch (const dnnl::error& e) {

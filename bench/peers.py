@@ -2,9 +2,12 @@
 """The PyTorch peer of the benchmark: times torch's CPU batch norm on the cases of
 bench/cases.json and writes JSON records like bnorm_bench's (scripts/bench.sh runs it).
 
-  forward   torch.nn.functional.batch_norm(x, None, None, weight, bias, training=True, eps=1e-5)
-  backward  torch.ops.aten.native_batch_norm_backward from the statistics saved by one
-            native_batch_norm call; only the backward is timed, as for oneDNN
+  forward          torch.nn.functional.batch_norm(x, None, None, weight, bias, training=True, eps=1e-5)
+  forward_running  the same with running_mean and running_var, which it updates in place
+                   (momentum 0.1, the unbiased batch variance)
+  backward         torch.ops.aten.native_batch_norm_backward from the statistics saved by one
+                   native_batch_norm call; only the backward is timed, as for oneDNN
+  eval_forward     F.batch_norm(x, running_mean, running_var, weight, bias, training=False, eps=1e-5)
 
 nhwc cases use torch.channels_last: the NCHW tensor whose memory is the stored
 (N, H, W, C) array. If torch cannot be imported, the output says so and has no records.
@@ -25,6 +28,7 @@ from jsonout import write_json
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EPS = 1e-5
+OPS = ("forward", "forward_running", "backward", "eval_forward")  # bench/bench.hpp's order
 
 
 def keep_freed_memory():
@@ -100,24 +104,35 @@ def make_tensors(torch, case):
     channels = x.shape[1]
     weight = torch.randn(channels, dtype=dtype, generator=gen)
     bias = torch.randn(channels, dtype=dtype, generator=gen)
-    return x, dy, weight, bias
+    # near the batch statistics of normal x, as bench/kernels.cpp
+    running_mean = 0.1 * torch.randn(channels, dtype=dtype, generator=gen)
+    running_var = 1 + 0.1 * torch.randn(channels, dtype=dtype, generator=gen).abs()
+    return x, dy, weight, bias, running_mean, running_var
 
 
 def bench_case(torch, case, op, threads, policy):
     import torch.nn.functional as F
 
     torch.set_num_threads(threads)
-    x, dy, weight, bias = make_tensors(torch, case)
+    x, dy, weight, bias, running_mean, running_var = make_tensors(torch, case)
     if op == "forward":
         def call():
             F.batch_norm(x, None, None, weight, bias, training=True, eps=EPS)
-    else:
+    elif op == "forward_running":
+        def call():
+            F.batch_norm(x, running_mean, running_var, weight, bias, training=True, momentum=0.1, eps=EPS)
+    elif op == "eval_forward":
+        def call():
+            F.batch_norm(x, running_mean, running_var, weight, bias, training=False, eps=EPS)
+    elif op == "backward":
         _, save_mean, save_invstd = torch.ops.aten.native_batch_norm(
             x, weight, bias, None, None, True, 0.1, EPS)
 
         def call():
             torch.ops.aten.native_batch_norm_backward(
                 dy, x, weight, None, None, save_mean, save_invstd, True, EPS, [True, True, True])
+    else:
+        raise ValueError(f"cases.json: unknown op {op!r}")
     with torch.no_grad():
         timing = measure(call, policy)
     record = {"op": op, "impl": "pytorch", "shape": case["shape"], "axis": case["axis"],
@@ -155,7 +170,8 @@ def main():
                 if note not in result["notes"]:
                     result["notes"].append(note)
                 continue
-            for op in plan["ops"]:
+            names = plan["ops"] + case.get("more_ops", [])
+            for op in [op for op in OPS if op in names] + [op for op in names if op not in OPS]:
                 for threads in plan["threads"]:
                     r = bench_case(torch, case, op, threads, policy)
                     shape = "x".join(map(str, case["shape"]))

@@ -6,10 +6,15 @@ bnorm_bench, peers.py and e2e.py; derives the bandwidth of every kernel under th
 model below and its percentage of the triad measured in the same run; prints the table;
 with --json, writes every record as one JSON list.
 
-Bytes model (the "bandwidth floor" of a streaming kernel): forward reads x twice and
-writes y once, 3 × the tensor's bytes; backward reads x and dy twice and writes dx,
-5 × the tensor's bytes. gbps = bytes / ms_min; pct_of_bound = gbps / triad gbps (same
-thread count) × 100.
+Bytes model (the "bandwidth floor" of a streaming kernel): forward (and forward_running,
+which also updates the running statistics) reads x twice and writes y once, 3 × the
+tensor's bytes; backward reads x and dy twice and writes dx, 5 × the tensor's bytes;
+eval_forward (inference, from the running statistics) reads x once and writes y once,
+2 × the tensor's bytes. gbps = bytes / ms_min; pct_of_bound = gbps / yardstick gbps
+(same thread count) × 100, the yardstick (`bound`) being the triad, or for eval_forward
+the copy stream a[i] = s*b[i] (read one array, write one) measured in the same run.
+forward_running records get ratio_to_forward: their time over the same implementation's
+forward on the same case.
 
 Rounds: bnorm_bench and peers.py may each be given one file per round (scripts/bench.sh
 runs them in turn). Each measurement then keeps its least ms_min over the rounds, the
@@ -26,7 +31,8 @@ import os
 import statistics
 import sys
 
-BYTES_MODEL = {"forward": 3, "backward": 5}  # × tensor bytes
+BYTES_MODEL = {"forward": 3, "forward_running": 3, "backward": 5, "eval_forward": 2}  # × tensor bytes
+YARDSTICK = {"eval_forward": "copy"}  # the others: "triad"
 PEERS = {"pytorch": "PyTorch", "onednn": "oneDNN"}
 
 
@@ -106,18 +112,22 @@ def shape_label(r):
 
 
 def derive(records):
-    """Adds gbps to the triad, gbps and pct_of_bound to the kernels, mb_per_s to CSV, and
-    bnorm's time ratios to the peers. Returns the triad GB/s per thread count."""
-    triad = {}  # the best of the runs before and after the kernels
+    """Adds gbps to the triad and the copy stream, gbps, bound and pct_of_bound to the
+    kernels, mb_per_s to CSV, bnorm's time ratios to the peers, and forward_running's to
+    forward. Returns the GB/s of the yardsticks, {"triad": {threads: gbps}, "copy": ...}."""
+    streams = {"triad": {}, "copy": {}}  # the best of the runs before and after the kernels
     for r in records:
-        if r["op"] == "triad":
+        if r["op"] in streams and r["impl"] == "stream":
             r["gbps"] = r["bytes"] / r["ms_min"] / 1e6
-            triad[r["threads"]] = max(triad.get(r["threads"], 0), r["gbps"])
+            best = streams[r["op"]]
+            best[r["threads"]] = max(best.get(r["threads"], 0), r["gbps"])
     for r in records:
         if r["op"] in BYTES_MODEL:
             r["bytes"] = BYTES_MODEL[r["op"]] * r["tensor_bytes"]
             r["gbps"] = r["bytes"] / r["ms_min"] / 1e6
-            r["pct_of_bound"] = 100 * r["gbps"] / triad[r["threads"]]
+            r["bound"] = YARDSTICK.get(r["op"], "triad")
+            bound = streams[r["bound"]].get(r["threads"])  # no copy stream in older runs
+            r["pct_of_bound"] = 100 * r["gbps"] / bound if bound else None
         elif r["op"] in ("csv_parse", "csv_format"):
             r["mb_per_s"] = r["bytes"] / r["ms_min"] / 1e3
     peer_ms = {(r["impl"],) + kernel_key(r): r["ms_min"]
@@ -128,7 +138,13 @@ def derive(records):
                 theirs = peer_ms.get((impl,) + kernel_key(r))
                 if theirs:
                     r[f"ratio_to_{impl}"] = r["ms_min"] / theirs
-    return triad
+    forward_ms = {(r["impl"],) + kernel_key(r)[1:]: r["ms_min"] for r in records if r["op"] == "forward"}
+    for r in records:
+        if r["op"] == "forward_running":
+            plain = forward_ms.get((r["impl"],) + kernel_key(r)[1:])
+            if plain:
+                r["ratio_to_forward"] = r["ms_min"] / plain
+    return streams
 
 
 def table(header, rows, right):
@@ -147,14 +163,15 @@ def kernel_table(records):
     bnorm = [r for r in records if r["op"] in BYTES_MODEL and r["impl"] == "bnorm"]
     peers = {(r["impl"],) + kernel_key(r): r for r in records
              if r["op"] in BYTES_MODEL and r["impl"] in PEERS}
-    header = ["op", "shape", "dtype", "layout", "thr", "min", "median", "GB/s", "% triad"]
+    header = ["op", "shape", "dtype", "layout", "thr", "min", "median", "GB/s", "% triad", "% copy"]
     for name in PEERS.values():
         header += [name, "bnorm/" + name]
     rows = []
     for r in bnorm:
+        pct = "-" if r["pct_of_bound"] is None else f"{r['pct_of_bound']:.0f}%"
         row = [r["op"], shape_label(r), r["dtype"], r["layout"], r["threads"],
                fmt_time(r["ms_min"]), fmt_time(r["ms_median"]), sig3(r["gbps"]),
-               f"{r['pct_of_bound']:.0f}%"]
+               pct if r["bound"] == "triad" else "-", pct if r["bound"] == "copy" else "-"]
         for impl in PEERS:
             peer = peers.get((impl,) + kernel_key(r))
             row += [fmt_time(peer["ms_min"]), sig3(r[f"ratio_to_{impl}"]) + "x"] if peer else ["-", "-"]
@@ -178,12 +195,19 @@ def e2e_table(records):
 def notes(machine, cpp, peers, records):
     """The lines under the kernel table: what the columns mean, and what to keep in mind."""
     lines = [
-        "GB/s: bytes model / min time, forward 3x and backward 5x the tensor's bytes; % triad: of the",
-        "triad with the same thread count. bnorm/peer: bnorm's min time over the peer's (above 1: bnorm",
+        "GB/s: bytes model / min time, forward 3x, backward 5x and eval_forward 2x the tensor's bytes;",
+        "% triad: of the triad with the same thread count; % copy (eval_forward, which reads x once and",
+        "writes y once): of the copy stream. bnorm/peer: bnorm's min time over the peer's (above 1: bnorm",
         "is slower). Peers' backward starts from saved statistics (only the backward is timed); bnorm's",
         "backward recomputes them. oneDNN gets (N, C) as the same bytes in (N, C, 1, 1) nhwc form: its",
-        "`nc` tag selects a generic kernel about ten times slower.",
+        "`nc` tag selects a generic kernel about ten times slower. eval_forward: y from the running",
+        "statistics (inference); forward_running: forward that also updates them (momentum 0.1).",
     ]
+    running = [r for r in records if r["op"] == "forward_running" and "ratio_to_forward" in r]
+    if running:
+        lines.append("forward_running / forward (min times): " + ", ".join(
+            f"{PEERS.get(r['impl'], r['impl'])} {shape_label(r)} {r['dtype']} thr {r['threads']} "
+            f"{sig3(r['ratio_to_forward'])}x" for r in running))
     lines += ["note: " + n for n in cpp.get("notes", []) + peers.get("notes", [])]
     kernels = [r for r in records if r["op"] in BYTES_MODEL]
     l3 = machine.get("l3_bytes")
@@ -207,7 +231,7 @@ def notes(machine, cpp, peers, records):
     return lines
 
 
-def print_report(machine, cpp, peers, e2e, records, triad, quick, out=sys.stdout):
+def print_report(machine, cpp, peers, e2e, records, streams, quick, out=sys.stdout):
     p = lambda *a: print(*a, file=out)  # noqa: E731
     p(f"bnorm benchmark{' (--quick)' if quick else ''}, {machine['date']}")
     l3 = f", {fmt_mib(machine['l3_bytes'])} L3" if machine.get("l3_bytes") else ""
@@ -217,9 +241,13 @@ def print_report(machine, cpp, peers, e2e, records, triad, quick, out=sys.stdout
       + ";  oneDNN " + (f"{dnnl_v}: measured" if dnnl_v else "not available: skipped"))
     triad_bytes = next(r["bytes"] for r in records if r["op"] == "triad")
     p("triad    " + ", ".join(f"{t} thread{'s' if t > 1 else ''} {sig3(g)} GB/s"
-                              for t, g in sorted(triad.items()))
+                              for t, g in sorted(streams["triad"].items()))
       + f"  (a[i] = b[i] + s*c[i] on 3 arrays of {triad_bytes // 3 >> 20} MiB, counting 24 bytes per i;"
       + " best of a run before and one after the kernels in each round)")
+    if streams["copy"]:
+        p("copy     " + ", ".join(f"{t} thread{'s' if t > 1 else ''} {sig3(g)} GB/s"
+                                  for t, g in sorted(streams["copy"].items()))
+          + "  (a[i] = s*b[i] on 2 of those arrays, counting 16 bytes per i: the yardstick of eval_forward)")
     rounds = cpp.get("rounds", 1)
     if rounds > 1:
         p(f"rounds   {rounds}: bnorm_bench (bnorm, oneDNN) and PyTorch in turn; min: the least over the rounds, "
@@ -267,8 +295,8 @@ def main():
     peers = merge_runs([load(path, None) for path in args.peers], {"pytorch": None, "notes": [], "records": []})
     e2e = load(args.e2e, {"records": []})["records"]
     records = cpp["records"] + peers["records"] + e2e
-    triad = derive(records)
-    print_report(machine, cpp, peers, e2e, records, triad, args.quick)
+    streams = derive(records)
+    print_report(machine, cpp, peers, e2e, records, streams, args.quick)
 
     if args.json:
         run = {"op": "run", "impl": None, **machine, "quick": args.quick, "rounds": cpp.get("rounds", 1),

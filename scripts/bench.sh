@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Benchmarks bnorm and prints one report on stdout (progress goes to stderr):
-#   - a STREAM-like triad, the memory-bandwidth yardstick of this run;
-#   - bnorm's forward and backward kernels, and oneDNN's (bench/bnorm_bench) and PyTorch's
-#     (bench/peers.py) on the same shapes, when they are installed (libdnnl-dev,
-#     python3-torch); a missing peer is skipped and the report says so;
+#   - a STREAM-like triad, the memory-bandwidth yardstick of this run, and a copy stream
+#     (read one array, write one), the yardstick of the inference forward;
+#   - bnorm's forward and backward kernels, its inference forward (eval_forward) and its
+#     forward with the running statistics' update (forward_running), and oneDNN's
+#     (bench/bnorm_bench) and PyTorch's (bench/peers.py) on the same shapes, when they are
+#     installed (libdnnl-dev, python3-torch); a missing peer is skipped and the report says so;
 #   - the bnorm command line end to end against copying the same files, with its peak
 #     memory, and CSV parse/format throughput (bench/e2e.py, bench/bnorm_bench).
 # The cases are in bench/cases.json; bench/report.py explains the bytes model.
@@ -12,9 +14,10 @@
 # that every implementation meets the machine's slow and fast moments alike: the report
 # gives each case's least time over the rounds and the median of the rounds' medians.
 #
-# Usage: scripts/bench.sh [--quick] [--rounds N] [--json FILE]
+# Usage: scripts/bench.sh [--quick] [--rounds N] [--cases FILE] [--json FILE]
 #   --quick      a smaller set with fewer repetitions (under two minutes)
 #   --rounds N   rounds of kernel measurements (default 3)
+#   --cases FILE the kernels' cases, in bench/cases.json's format (default: that file)
 #   --json FILE  also write every record to FILE as a JSON list
 set -euo pipefail
 
@@ -22,6 +25,7 @@ usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 
 quick=()
 json=()
+cases=()
 rounds=3
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -29,6 +33,10 @@ while [ $# -gt 0 ]; do
     --rounds)
       [ $# -ge 2 ] && [[ "$2" =~ ^[1-9][0-9]*$ ]] || { echo "bench.sh: --rounds needs a count of 1 or more" >&2; exit 2; }
       rounds=$2
+      shift ;;
+    --cases)
+      [ $# -ge 2 ] && [ -f "$2" ] || { echo "bench.sh: --cases needs an existing file" >&2; exit 2; }
+      cases=(--cases "$(realpath -- "$2")")
       shift ;;
     --json)
       [ $# -ge 2 ] || { echo "bench.sh: --json needs a file name" >&2; exit 2; }
@@ -62,11 +70,11 @@ for round in $(seq "$rounds"); do
   step "round $round of $rounds: triad, bnorm and oneDNN kernels, CSV in memory (bench/bnorm_bench)"
   csv_out=()
   [ "$round" = 1 ] && csv_out=(--csv-out "$tmp/big.csv")
-  "$build/bench/bnorm_bench" "${quick[@]}" --out "$tmp/bench_$round.json" "${csv_out[@]}"
+  "$build/bench/bnorm_bench" "${quick[@]}" "${cases[@]}" --out "$tmp/bench_$round.json" "${csv_out[@]}"
   cpp+=("$tmp/bench_$round.json")
 
   step "round $round of $rounds: PyTorch (bench/peers.py)"
-  "$python" bench/peers.py "${quick[@]}" --out "$tmp/peers_$round.json"
+  "$python" bench/peers.py "${quick[@]}" "${cases[@]}" --out "$tmp/peers_$round.json"
   peers+=("$tmp/peers_$round.json")
 done
 

@@ -77,7 +77,7 @@ order = []
 for side in "ab":
     for r in range(1, rounds + 1):
         for rec in json.load(open(f"{out}/{side}-{r}.json"))["records"]:
-            if rec.get("impl") != "bnorm" or rec.get("op") not in ("forward", "backward"):
+            if rec.get("impl") != "bnorm" or rec.get("op") not in ("forward", "forward_running", "backward", "eval_forward"):
                 continue
             key = (rec["op"], "x".join(map(str, rec["shape"])), rec["dtype"], rec["layout"],
                    rec["threads"], rec.get("data", "normal"))
@@ -89,13 +89,13 @@ def show(ms):
     return f"{ms * 1000:.3f} us" if ms < 0.1 else f"{ms:.3f} ms"
 
 print(f"A = {name_a}, B = {name_b}: best of {rounds} interleaved rounds each (and the spread of A's)")
-print(f"{'op':9} {'shape':14} {'dtype':8} {'layout':6} {'thr':>3} {'data':7} {'A':>11} {'B':>11} {'B/A':>6}  A's spread")
+print(f"{'op':15} {'shape':14} {'dtype':8} {'layout':6} {'thr':>3} {'data':7} {'A':>11} {'B':>11} {'B/A':>6}  A's spread")
 for key in order:
     a, b = best[key].get("a", []), best[key].get("b", [])
     if not a or not b:
         continue
     op, shape, dtype, layout, threads, data = key
     spread = max(a) / min(a) - 1
-    print(f"{op:9} {shape:14} {dtype:8} {layout:6} {threads:>3} {data:7} {show(min(a)):>11} {show(min(b)):>11} "
+    print(f"{op:15} {shape:14} {dtype:8} {layout:6} {threads:>3} {data:7} {show(min(a)):>11} {show(min(b)):>11} "
           f"{min(b) / min(a):6.3f}  {spread:.0%}")
 PY

@@ -15,16 +15,17 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPORT = os.path.join(HERE, "..", "bench", "report.py")
 
 
-def kernel(impl, ms_min, ms_median, threads=1, samples=10, faults=0.0):
-    return {"op": "forward", "impl": impl, "shape": [1024, 256], "axis": 1, "dtype": "float32",
+def kernel(impl, ms_min, ms_median, threads=1, samples=10, faults=0.0, op="forward"):
+    return {"op": op, "impl": impl, "shape": [1024, 256], "axis": 1, "dtype": "float32",
             "layout": "nc", "data": "normal", "threads": threads, "tensor_bytes": 1024 * 256 * 4,
             "ms_min": ms_min, "ms_median": ms_median, "samples": samples, "calls_per_sample": 1,
             "faults_per_call": faults}
 
 
-def triad(when, ms_min, threads=1):
-    # 24 MB in ms_min milliseconds
-    return {"op": "triad", "impl": "stream", "threads": threads, "when": when, "bytes": 24_000_000,
+def triad(when, ms_min, threads=1, op="triad"):
+    # 24 MB in ms_min milliseconds (the copy stream: 16 MB)
+    return {"op": op, "impl": "stream", "threads": threads, "when": when,
+            "bytes": 24_000_000 if op == "triad" else 16_000_000,
             "ms_min": ms_min, "ms_median": ms_min, "samples": 5, "calls_per_sample": 1,
             "faults_per_call": 0.0}
 
@@ -84,6 +85,52 @@ def test_one_round_is_reported_as_before(tmp):
     assert (b["ms_min"], b["ms_median"], b["rounds"]) == (3.0, 3.5, 1), b
     assert b["ratio_to_pytorch"] == 0.5, b
     assert "\nrounds " not in text, text  # no rounds line for a single round
+
+
+def test_eval_forward_against_the_copy_and_forward_running_against_forward(tmp):
+    # Triad: 24 MB / 1.5 ms = 16 GB/s. Copy: 16 MB in 2.0 ms (before) or 1.6 ms (after,
+    # the best) = 10 GB/s. eval_forward: 2 x 1 MiB = 2097152 bytes in 0.5 ms (round 2's
+    # min) = 4.194304 GB/s, 41.94304% of the copy and not compared with the triad.
+    # forward_running: 2.2 ms over forward's 2.0 ms = 1.1 for bnorm; PyTorch 4.4 / 4.0.
+    cpp_rounds = [
+        [triad("before", 1.5), triad("before", 2.0, op="copy"), kernel("bnorm", 2.0, 2.5),
+         kernel("bnorm", 2.3, 2.4, op="forward_running"), kernel("bnorm", 0.6, 0.7, op="eval_forward"),
+         kernel("onednn", 1.0, 1.1, op="eval_forward"), triad("after", 2.0), triad("after", 1.6, op="copy")],
+        [triad("before", 1.5), triad("before", 2.0, op="copy"), kernel("bnorm", 2.1, 2.2),
+         kernel("bnorm", 2.2, 2.3, op="forward_running"), kernel("bnorm", 0.5, 0.9, op="eval_forward"),
+         kernel("onednn", 1.2, 1.3, op="eval_forward"), triad("after", 2.0), triad("after", 1.7, op="copy")],
+    ]
+    peer_rounds = [[kernel("pytorch", 4.0, 4.0), kernel("pytorch", 4.4, 4.5, op="forward_running"),
+                    kernel("pytorch", 2.0, 2.0, op="eval_forward")]]
+    text, records = run_report(tmp, cpp_rounds, peer_rounds)
+    get = {(r["impl"], r["op"]): r for r in records if r["op"] not in ("run", "triad", "copy")}
+    ev = get["bnorm", "eval_forward"]
+    assert (ev["ms_min"], ev["ms_median"], ev["bytes"], ev["bound"]) == (0.5, 0.8, 2097152, "copy"), ev
+    assert abs(ev["gbps"] - 4.194304) < 1e-9 and abs(ev["pct_of_bound"] - 41.94304) < 1e-9, ev
+    assert ev["ratio_to_pytorch"] == 0.5 / 2.0 and ev["ratio_to_onednn"] == 0.5 / 1.0, ev
+    fwd = get["bnorm", "forward"]
+    assert fwd["bound"] == "triad" and abs(fwd["pct_of_bound"] - 100 * 3 * 1048576 / 2.0 / 1e6 / 16) < 1e-9, fwd
+    run = get["bnorm", "forward_running"]
+    assert run["bytes"] == 3 * 1048576 and run["bound"] == "triad", run
+    assert abs(run["ratio_to_forward"] - 1.1) < 1e-12, run
+    assert abs(run["ratio_to_pytorch"] - 2.2 / 4.4) < 1e-12, run
+    assert abs(get["pytorch", "forward_running"]["ratio_to_forward"] - 1.1) < 1e-12
+    assert "copy     1 thread 10.0 GB/s" in text, text
+    assert "bnorm 1024x256 float32 thr 1 1.10x" in text and "PyTorch 1024x256 float32 thr 1 1.10x" in text, text
+    # the table: forward, then forward_running beside it, then eval_forward, whose % is of the copy
+    rows = [line.split() for line in text.splitlines()
+            if line.startswith(("forward", "eval_forward")) and line.split()[1] == "1024x256"]
+    assert [row[0] for row in rows] == ["forward", "forward_running", "eval_forward"], rows
+    after_gbps = [row[row.index(gbps) + 1:row.index(gbps) + 3] for row, gbps in zip(rows, ["1.57", "1.43", "4.19"])]
+    assert after_gbps == [["10%", "-"], ["9%", "-"], ["-", "42%"]], rows
+
+
+def test_no_copy_stream_in_older_runs(tmp):
+    # a run without the copy stream still reports, with no percentage for eval_forward
+    text, records = run_report(tmp, [[triad("before", 1.5), kernel("bnorm", 0.5, 0.5, op="eval_forward")]], [[]])
+    ev = next(r for r in records if r["op"] == "eval_forward")
+    assert ev["pct_of_bound"] is None and ev["bound"] == "copy", ev
+    assert "\ncopy " not in text, text
 
 
 def main():
