@@ -63,11 +63,9 @@ template <class T> void run_backward(Tensors<T>& t, int threads) {
 }
 
 template <class T> void run_forward_running(Tensors<T>& t, int threads) {
-    const bnorm::ForwardPass<T> pass(t.x.data(), t.gamma.data(), t.beta.data(), t.layout, kEps, threads);
-    pass.statistics(t.mean.data(), t.invstd.data());
-    pass.update_running({t.running_mean.data(), t.running_var.data()}, bnorm::RunningUpdate{},
-                        t.new_running_mean.data(), t.new_running_var.data());
-    pass.apply(0, t.layout.outer, t.y_out);
+    bnorm::forward<T>(t.x.data(), t.gamma.data(), t.beta.data(), {t.running_mean.data(), t.running_var.data()},
+                      bnorm::RunningUpdate{}, t.layout, kEps, t.y_out, t.mean.data(), t.invstd.data(),
+                      t.new_running_mean.data(), t.new_running_var.data(), threads);
 }
 
 template <class T> void run_eval_forward(Tensors<T>& t, int threads) {

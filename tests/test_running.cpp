@@ -2,6 +2,7 @@
 // references of naive_running.hpp, on hard data; thread counts; the refusals.
 #include "helpers.hpp"
 #include "naive_running.hpp"
+#include "run_helpers.hpp"
 
 #include "bnorm/batchnorm.hpp"
 #include "bnorm/error.hpp"
@@ -10,6 +11,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <random>
@@ -145,6 +147,71 @@ TEST_CASE("running statistics update: PyTorch's and ONNX's rules within 4 eps, a
         check_update<double>(k);
         check_update<float>(k);
     }
+}
+
+/// forward() with the update in one call against forward() and ForwardPass::update_running
+/// (the same bits), and against the reference; on an NCHW tensor taken a group of
+/// channels at a time too.
+template <class T> void check_one_call(const Case& k, std::int64_t group_from) {
+    CAPTURE(k.name);
+    CAPTURE(group_from);
+    const GroupsFrom groups(group_from);
+    const Layout l = collapse(k.shape, k.axis);
+    const Data<T> d = make<T>(k, 13);
+    const RunningStats<T> run{d.rm.data(), d.rv.data()};
+    const RunningUpdate u{0.25, 1};
+    const std::size_t n = std::size_t(l.size()), C = std::size_t(l.channels);
+    std::vector<T> y1(n), y2(n), mean1(C), mean2(C), inv1(C), inv2(C), nm1(C), nm2(C), nv1(C), nv2(C);
+    forward<T>(d.x.data(), d.gamma.data(), d.beta.data(), run, u, l, k.eps, y1.data(), mean1.data(), inv1.data(),
+               nm1.data(), nv1.data(), 2);
+    forward<T>(d.x.data(), d.gamma.data(), d.beta.data(), l, k.eps, y2.data(), mean2.data(), inv2.data(), 1);
+    const ForwardPass<T> pass(d.x.data(), d.gamma.data(), d.beta.data(), l, k.eps, 1);
+    pass.update_running(run, u, nm2.data(), nv2.data());
+    CHECK(y1 == y2);
+    CHECK(mean1 == mean2);
+    CHECK(inv1 == inv2);
+    CHECK(nm1 == nm2);
+    CHECK(nv1 == nv2);
+    std::vector<double> want_mean, want_var;
+    naive_update(widened(d.x), k.shape, k.axis, widened(d.rm), widened(d.rv), u.momentum, u.correction, want_mean,
+                 want_var);
+    CHECK(err(nm1, want_mean) <= 4);
+    CHECK(err(nv1, want_var) <= 4);
+}
+
+TEST_CASE("forward with the running update in one call: the bits of forward() and update_running, groups too") {
+    const Case nchw{"NCHW in groups", {4, 6, 128, 256}, 1, 1e6, 1e-3, 1e-6, 1e-5};
+    for (std::int64_t from : {std::int64_t(0), std::int64_t(1)}) { // 0: the cache's size (no groups here)
+        check_one_call<float>(nchw, from);
+        check_one_call<double>(nchw, from);
+    }
+    check_one_call<float>(kCases[0], 0);
+    CHECK(detail::channels_per_group(collapse(nchw.shape, 1), 1e-5, 1, sizeof(float)) == 0);
+    {
+        const GroupsFrom groups(1);
+        CHECK(detail::channels_per_group(collapse(nchw.shape, 1), 1e-5, 1, sizeof(float)) > 0);
+        CHECK(detail::channels_per_group(collapse(nchw.shape, 1), 1e-5, 1, sizeof(float)) < 6);
+    }
+}
+
+TEST_CASE("forward with the running update in one call: refusals before any output is written") {
+    const GroupsFrom groups(1); // the bad channel is in the last group: it must throw before the first writes
+    const Case nchw{"NCHW in groups", {4, 6, 128, 256}, 1, 1.0, 1.0, 1.0, 1e-5};
+    const Layout l = collapse(nchw.shape, 1);
+    Data<float> d = make<float>(nchw, 5);
+    d.rv.back() = -1;
+    const std::size_t n = std::size_t(l.size()), C = std::size_t(l.channels);
+    std::vector<float> y(n, 7.0f), mean(C, 7.0f), nm(C, 7.0f), nv(C, 7.0f);
+    CHECK_THROWS_WITH_AS(forward<float>(d.x.data(), nullptr, nullptr, {d.rm.data(), d.rv.data()}, RunningUpdate{}, l,
+                                        1e-5, y.data(), mean.data(), nullptr, nm.data(), nv.data()),
+                         doctest::Contains("channel 5 has a negative running variance"), InputError);
+    CHECK(std::all_of(y.begin(), y.end(), [](float v) { return v == 7.0f; }));
+    CHECK(std::all_of(mean.begin(), mean.end(), [](float v) { return v == 7.0f; }));
+    d.rv.back() = 1;
+    CHECK_THROWS_AS(forward<float>(d.x.data(), nullptr, nullptr, {d.rm.data(), d.rv.data()}, RunningUpdate{1.5, 1},
+                                   l, 1e-5, y.data(), nullptr, nullptr, nm.data(), nv.data()),
+                    UsageError);
+    CHECK(std::all_of(y.begin(), y.end(), [](float v) { return v == 7.0f; }));
 }
 
 TEST_CASE("inference mode: dgamma when dy·(x − running mean) cancels") {

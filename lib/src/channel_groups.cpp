@@ -82,22 +82,48 @@ template <class F> void for_channel_groups(const Layout& l, std::int64_t per_gro
     });
 }
 
+/// The running statistics' update that a training forward also makes, if any.
+template <class T> struct Update {
+    RunningStats<T> running;
+    RunningUpdate u;
+    T *new_mean, *new_var;
+};
+
+/// forward(), and the update of the running statistics from each group's moments while
+/// the group is in hand, so that the update costs no read of x.
+template <class T>
+void forward_updating(const T* x, const T* gamma, const T* beta, const Layout& l, double eps, T* y, T* mean,
+                      T* invstd, const Update<T>* up, int threads) {
+    const auto run = [&](const detail::ForwardState<T>& pass, std::int64_t c0, T* y0) {
+        pass.statistics(shifted(mean, c0), shifted(invstd, c0));
+        if (up)
+            pass.update_running({shifted(up->running.mean, c0), shifted(up->running.var, c0)}, up->u,
+                                shifted(up->new_mean, c0), shifted(up->new_var, c0));
+        pass.apply(0, l.outer, y0);
+    };
+    if (const std::int64_t per_group = detail::channels_per_group(l, eps, 1, sizeof(T))) {
+        for_channel_groups(l, per_group, threads, [&](std::int64_t c0, const Layout& group) {
+            run(detail::ForwardState<T>(x, gamma, beta, group, l.channels, c0, eps, 1), c0, y + c0 * l.inner);
+        });
+        return;
+    }
+    run(detail::ForwardState<T>(x, gamma, beta, l, l.channels, 0, eps, threads), 0, y);
+}
+
 } // namespace
 
 template <class T>
 void forward(const T* x, const T* gamma, const T* beta, const Layout& l, double eps, T* y, T* mean, T* invstd,
              int threads) {
-    if (const std::int64_t per_group = detail::channels_per_group(l, eps, 1, sizeof(T))) {
-        for_channel_groups(l, per_group, threads, [&](std::int64_t c0, const Layout& group) {
-            const detail::ForwardState<T> pass(x, gamma, beta, group, l.channels, c0, eps, 1);
-            pass.statistics(shifted(mean, c0), shifted(invstd, c0));
-            pass.apply(0, l.outer, y + c0 * l.inner);
-        });
-        return;
-    }
-    const detail::ForwardState<T> pass(x, gamma, beta, l, l.channels, 0, eps, threads);
-    pass.statistics(mean, invstd);
-    pass.apply(0, l.outer, y);
+    forward_updating<T>(x, gamma, beta, l, eps, y, mean, invstd, nullptr, threads);
+}
+
+template <class T>
+void forward(const T* x, const T* gamma, const T* beta, RunningStats<T> running, RunningUpdate u, const Layout& l,
+             double eps, T* y, T* mean, T* invstd, T* new_mean, T* new_var, int threads) {
+    detail::check_running_update(running, u, l, eps); // before any group writes its outputs
+    const Update<T> up{running, u, new_mean, new_var};
+    forward_updating<T>(x, gamma, beta, l, eps, y, mean, invstd, &up, threads);
 }
 
 template <class T>
@@ -120,6 +146,10 @@ template void forward<float>(const float*, const float*, const float*, const Lay
                              int);
 template void forward<double>(const double*, const double*, const double*, const Layout&, double, double*, double*,
                               double*, int);
+template void forward<float>(const float*, const float*, const float*, RunningStats<float>, RunningUpdate,
+                             const Layout&, double, float*, float*, float*, float*, float*, int);
+template void forward<double>(const double*, const double*, const double*, RunningStats<double>, RunningUpdate,
+                              const Layout&, double, double*, double*, double*, double*, double*, int);
 template void backward<float>(const float*, const float*, const float*, const Layout&, double, float*, float*, float*,
                               int);
 template void backward<double>(const double*, const double*, const double*, const Layout&, double, double*, double*,

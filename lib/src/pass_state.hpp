@@ -70,6 +70,11 @@ template <class T> struct ForwardState {
     void update_running(RunningStats<T> running, RunningUpdate u, T* new_mean, T* new_var) const;
 };
 
+/// Refuses what update_running cannot do, before any output is written: momentum outside
+/// [0, 1] or correction not 0 or 1 (UsageError), m ≤ correction or a negative running
+/// variance (InputError, naming the channel). running.var covers l.channels values.
+template <class T> void check_running_update(RunningStats<T> running, RunningUpdate u, const Layout& l, double eps);
+
 /// BackwardPass's state; the constructor like ForwardState's.
 template <class T> struct BackwardState {
     BackwardState(const T* x, const T* gamma, const T* dy, const Layout& l, std::int64_t whole, std::int64_t c0,

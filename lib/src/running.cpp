@@ -116,19 +116,24 @@ ForwardState<T>::ForwardState(const T* x, const T* gamma, const T* beta, Running
     }
 }
 
+template <class T> void check_running_update(RunningStats<T> running, RunningUpdate u, const Layout& l, double eps) {
+    if (!(u.momentum >= 0 && u.momentum <= 1))
+        throw UsageError(fmt::format("momentum {} must be in [0, 1]", u.momentum));
+    if (u.correction != 0 && u.correction != 1)
+        throw UsageError(fmt::format("running variance correction {} must be 0 or 1", u.correction));
+    const std::int64_t m = l.per_channel();
+    if (m <= u.correction)
+        throw InputError(fmt::format("m = {} values per channel: the unbiased variance needs at least 2", m));
+    check_running_var(running.var, l.channels, eps, false);
+}
+
 template <class T>
 void ForwardState<T>::update_running(RunningStats<T> running, RunningUpdate u, T* new_mean, T* new_var) const {
     if (eval_)
         throw UsageError("update_running: this pass is in inference mode; the running statistics are updated by "
                          "a training-mode pass");
-    if (!(u.momentum >= 0 && u.momentum <= 1))
-        throw UsageError(fmt::format("momentum {} must be in [0, 1]", u.momentum));
-    if (u.correction != 0 && u.correction != 1)
-        throw UsageError(fmt::format("running variance correction {} must be 0 or 1", u.correction));
+    check_running_update(running, u, l_, eps_);
     const std::int64_t m = l_.per_channel();
-    if (m <= u.correction)
-        throw InputError(fmt::format("m = {} values per channel: the unbiased variance needs at least 2", m));
-    check_running_var(running.var, l_.channels, eps_, false);
     const std::size_t C = std::size_t(l_.channels);
     const std::size_t P = padded(C);
     const double *mu_hi = first_line(coefficients_), *mu_lo = mu_hi + P, *m2_hi = mu_hi + 5 * P, *m2_lo = m2_hi + P,
@@ -197,6 +202,7 @@ BackwardState<T>::BackwardState(const T* x, const T* gamma, const T* dy, Running
 #define BNORM_RUNNING_STATE(T)                                                                                        \
     template ForwardState<T>::ForwardState(const T*, const T*, const T*, RunningStats<T>, const Layout&, double, int); \
     template void ForwardState<T>::update_running(RunningStats<T>, RunningUpdate, T*, T*) const;                     \
+    template void check_running_update<T>(RunningStats<T>, RunningUpdate, const Layout&, double);                   \
     template BackwardState<T>::BackwardState(const T*, const T*, const T*, RunningStats<T>, const Layout&, double,     \
                                              int);
 BNORM_RUNNING_STATE(float)

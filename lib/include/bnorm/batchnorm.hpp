@@ -94,6 +94,15 @@ template <class T>
 void forward(const T* x, const T* gamma, const T* beta, const Layout& l, double eps, T* y,
              T* mean, T* invstd, int threads = 0);
 
+/// Forward pass that also updates the running statistics (see RunningUpdate): the bits of
+/// forward() and of ForwardPass::update_running, from the same read of x (large NCHW
+/// tensors too, which forward() takes a group of channels at a time). new_mean and
+/// new_var may be nullptr. Throws like forward() and update_running, before writing any
+/// output.
+template <class T>
+void forward(const T* x, const T* gamma, const T* beta, RunningStats<T> running, RunningUpdate u, const Layout& l,
+             double eps, T* y, T* mean, T* invstd, T* new_mean, T* new_var, int threads = 0);
+
 /// Backward pass: the gradients of f = Σ dy ⊙ y(x, γ, β) for the forward pass above,
 /// with the batch statistics recomputed from x (so that they carry full precision).
 /// gamma == nullptr means γ = 1. dgamma and dbeta may be nullptr; dx is always written.
