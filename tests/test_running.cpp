@@ -355,3 +355,22 @@ TEST_CASE("inference mode: NaN and infinity propagate") {
 
 } // namespace
 } // namespace bnorm::test
+
+// Reproducers of the review of inference mode and the running update; the expected
+// values are exact (mpmath, 300 bits), not from bnorm.
+namespace bnorm::test {
+namespace {
+
+TEST_CASE("inference mode float32: y when beta cancels a*(x - rm)") {
+    // x = 1.7320508f (m = 4), rm = -3.108725e-08f, rv = 3, gamma = 1, beta = -1, eps 0
+    const Layout l = collapse(Shape{4, 1}, 1);
+    std::vector<float> x(4, 1.7320508f), rm{-3.108725e-08f}, rv{3.0f}, g{1.0f}, b{-1.0f}, y(4);
+    const std::vector<double> want(4, 7.1124748878541775682e-16);
+    for (int threads : {1, 2}) {
+        forward_eval<float>(x.data(), g.data(), b.data(), {rm.data(), rv.data()}, l, 0.0, y.data(), threads);
+        CHECK(err(y, want) <= 4);
+    }
+}
+
+} // namespace
+} // namespace bnorm::test
