@@ -372,5 +372,24 @@ TEST_CASE("inference mode float32: y when beta cancels a*(x - rm)") {
     }
 }
 
+TEST_CASE("running update: momentum 0 or tiny when the batch variance overflows") {
+    // x = +-1e200 (m = 2), rm = 0.5, rv = 2, unbiased: batch var = 2e400
+    const Layout l = collapse(Shape{2, 1}, 1);
+    std::vector<double> x{1e200, -1e200}, rm{0.5}, rv{2.0}, nm(1), nv(1);
+    const ForwardPass<double> pass(x.data(), nullptr, nullptr, l, 1e-5, 1);
+    pass.update_running({rm.data(), rv.data()}, RunningUpdate{0.0, 1}, nm.data(), nv.data());
+    CHECK(nm[0] == 0.5); // exactly the old values
+    CHECK(nv[0] == 2.0);
+    pass.update_running({rm.data(), rv.data()}, RunningUpdate{1e-100, 1}, nm.data(), nv.data());
+    CHECK(err(nv, {1.9999999999999998789e+300}) <= 4);
+    pass.update_running({rm.data(), rv.data()}, RunningUpdate{1e-100, 0}, nm.data(), nv.data());
+    CHECK(err(nv, {9.999999999999999e+299}) <= 4);
+    std::vector<float> xf{1e30f, -1e30f}, rmf{0.5f}, rvf{2.0f}, nmf(1), nvf(1);
+    const ForwardPass<float> passf(xf.data(), nullptr, nullptr, l, 1e-5, 1);
+    passf.update_running({rmf.data(), rvf.data()}, RunningUpdate{0.0, 1}, nmf.data(), nvf.data());
+    CHECK(nmf[0] == 0.5f);
+    CHECK(nvf[0] == 2.0f);
+}
+
 } // namespace
 } // namespace bnorm::test

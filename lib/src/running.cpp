@@ -57,8 +57,11 @@ template <class T> inline double value_at(const T* x, const Layout& l, std::int6
 /// the values scaled by a power of two near their largest magnitude, summed in
 /// double-double, then the centred squares. A NaN gives NaN; an
 /// infinity gives the plain mean and a NaN variance (as IEEE arithmetic would).
+/// The scaled form: var = var_scaled·2^var_exp (var_exp = 0 where nothing was scaled), so
+/// that a variance beyond double's range is still at hand.
 template <class T> void exact_channel_moments(const T* x, const Layout& l, std::int64_t whole, std::int64_t c,
-                                              int correction, dd& mean, dd& var) {
+                                              int correction, dd& mean, dd& var_scaled, int& var_exp) {
+    var_exp = 0;
     const std::int64_t m = l.per_channel();
     double largest = 0;
     bool finite = true;
@@ -70,11 +73,11 @@ template <class T> void exact_channel_moments(const T* x, const Layout& l, std::
     if (!finite) {
         double s = 0;
         for (std::int64_t i = 0; i < m; ++i) s += value_at(x, l, whole, c, i);
-        mean = {s / double(m), 0}, var = {NAN, 0};
+        mean = {s / double(m), 0}, var_scaled = {NAN, 0};
         return;
     }
     if (largest == 0) {
-        mean = {0, 0}, var = {0, 0};
+        mean = {0, 0}, var_scaled = {0, 0};
         return;
     }
     const int e = std::ilogb(largest);
@@ -87,7 +90,28 @@ template <class T> void exact_channel_moments(const T* x, const Layout& l, std::
         q = add(q, mul(d, d));
     }
     mean = ldexp(mean_scaled, e);
-    var = ldexp(div(q, double(m - correction)), 2 * e);
+    var_scaled = div(q, double(m - correction)), var_exp = 2 * e;
+}
+
+template <class T> void exact_channel_moments(const T* x, const Layout& l, std::int64_t whole, std::int64_t c,
+                                              int correction, dd& mean, dd& var) {
+    int e = 0;
+    exact_channel_moments(x, l, whole, c, correction, mean, var, e);
+    var = ldexp(var, e);
+}
+
+/// (1 − M)·old + M·var_scaled·2^var_exp in double-double, each term scaled by a power of
+/// two near the larger one's magnitude, so that the result is finite wherever the exact
+/// one is. old finite and >= 0.
+inline dd scaled_update(double old, double M, dd var_scaled, int var_exp) {
+    const dd keep = two_sum(1.0, -M);
+    const dd t1 = mul(keep, old), t2 = mul(var_scaled, M);
+    if (t2.hi == 0) return t1;
+    const int e2 = std::ilogb(t2.hi) + var_exp;
+    const int E = t1.hi == 0 ? e2 : std::max(std::ilogb(t1.hi), e2);
+    const dd s = add(ldexp(t1, -E), ldexp(t2, var_exp - E));
+    const dd r = ldexp(s, E);
+    return std::isfinite(r.hi) ? r : dd{r.hi, 0}; // beyond double: the infinity
 }
 
 } // namespace
@@ -150,11 +174,24 @@ void ForwardState<T>::update_running(RunningStats<T> running, RunningUpdate u, T
         // term, in double (as IEEE arithmetic propagates it; double-double's error terms
         // would turn an infinity into NaN)
         const auto update = [&](double old, dd batch) {
+            if (M == 0 && !std::isnan(batch.hi)) return T(old); // the old value, exactly
             if (!std::isfinite(old) || !std::isfinite(batch.hi)) return T((1 - M) * old + M * batch.hi);
             return to<T>(add(mul(keep, old), mul(batch, M)));
         };
         if (new_mean) new_mean[c] = update(double(running.mean[c]), mean);
-        if (new_var) new_var[c] = update(double(running.var[c]), var);
+        if (new_var) {
+            const double old = double(running.var[c]);
+            if (M != 0 && std::isfinite(old) && !std::isfinite(var.hi) && !std::isnan(var.hi) &&
+                std::isfinite(mean.hi)) {
+                // the batch variance beyond double's range (the data finite): scaled
+                dd mean2, var_scaled;
+                int var_exp = 0;
+                exact_channel_moments(x_, l_, whole_, std::int64_t(c), u.correction, mean2, var_scaled, var_exp);
+                new_var[c] = std::isfinite(var_scaled.hi) ? to<T>(scaled_update(old, M, var_scaled, var_exp))
+                                                          : update(old, var);
+            } else
+                new_var[c] = update(old, var);
+        }
     }
 }
 
