@@ -391,5 +391,24 @@ TEST_CASE("running update: momentum 0 or tiny when the batch variance overflows"
     CHECK(nvf[0] == 2.0f);
 }
 
+TEST_CASE("running update: the new mean when (1 - M)*rm cancels M*mean") {
+    // x = [-5, 0, 3*2^-k], rm = 1, M = 0.375: new mean = (3/8)*2^-k exactly
+    const Layout l = collapse(Shape{3, 1}, 1);
+    for (int k : {30, 52, 60}) {
+        CAPTURE(k);
+        std::vector<float> x{-5.0f, 0.0f, float(std::ldexp(3.0, -k))}, rm{1.0f}, rv{1.0f}, nm(1), nv(1);
+        const ForwardPass<float> pass(x.data(), nullptr, nullptr, l, 1e-5, 1);
+        pass.update_running({rm.data(), rv.data()}, RunningUpdate{0.375, 1}, nm.data(), nv.data());
+        CHECK(err(nm, {std::ldexp(0.375, -k)}) <= 4);
+    }
+    for (int k : {52, 58, 62, 80, 100}) {
+        CAPTURE(k);
+        std::vector<double> x{-5.0, 0.0, std::ldexp(3.0, -k)}, rm{1.0}, rv{1.0}, nm(1), nv(1);
+        const ForwardPass<double> pass(x.data(), nullptr, nullptr, l, 1e-5, 1);
+        pass.update_running({rm.data(), rv.data()}, RunningUpdate{0.375, 1}, nm.data(), nv.data());
+        CHECK(err(nm, {std::ldexp(0.375, -k)}) <= 4);
+    }
+}
+
 } // namespace
 } // namespace bnorm::test

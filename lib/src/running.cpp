@@ -100,6 +100,47 @@ template <class T> void exact_channel_moments(const T* x, const Layout& l, std::
     var = ldexp(var, e);
 }
 
+/// Shewchuk's GROW-EXPANSION: h (nonoverlapping, increasing magnitude) + b, exactly.
+inline void grow(std::vector<double>& h, double b) {
+    std::size_t k = 0;
+    for (std::size_t i = 0; i < h.size(); ++i) {
+        const dd s = two_sum(b, h[i]);
+        b = s.hi;
+        if (s.lo != 0) h[k++] = s.lo;
+    }
+    h.resize(k);
+    if (b != 0) h.push_back(b);
+}
+
+/// The new running mean (1 − M)·old + M·Σx/m of channel c, where they cancel: the
+/// numerator m·(1 − M)·old + Σ M·x summed exactly (an expansion; every product split
+/// exactly by TwoProd, after scaling all by one power of two so that none overflows),
+/// then divided by m in double-double: right to ~2^-104 of itself however much the two
+/// terms cancel. old and the data finite.
+template <class T> dd exact_new_mean(const T* x, const Layout& l, std::int64_t whole, std::int64_t c, double old,
+                                     double M) {
+    const std::int64_t m = l.per_channel();
+    double largest = std::abs(old);
+    for (std::int64_t i = 0; i < m; ++i) largest = std::max(largest, std::abs(value_at(x, l, whole, c, i)));
+    if (largest == 0) return {0, 0};
+    const int e = std::ilogb(largest);
+    std::vector<double> h;
+    const auto put = [&](double a, double b) { // h += a·b
+        const dd p = two_prod(a, b);
+        grow(h, p.lo), grow(h, p.hi);
+    };
+    for (std::int64_t i = 0; i < m; ++i) put(M, std::ldexp(value_at(x, l, whole, c, i), -e));
+    const dd keep = two_sum(1.0, -M);
+    const double o = std::ldexp(old, -e), md = double(m);
+    for (const double k : {keep.hi, keep.lo}) {
+        const dd ko = two_prod(k, o); // m·(k·o), each part times m split again
+        put(md, ko.hi), put(md, ko.lo);
+    }
+    dd t{0, 0};
+    for (const double v : h) t = add(t, v); // smallest first
+    return ldexp(div(t, md), e);
+}
+
 /// (1 − M)·old + M·var_scaled·2^var_exp in double-double, each term scaled by a power of
 /// two near the larger one's magnitude, so that the result is finite wherever the exact
 /// one is. old finite and >= 0.
@@ -178,7 +219,20 @@ void ForwardState<T>::update_running(RunningStats<T> running, RunningUpdate u, T
             if (!std::isfinite(old) || !std::isfinite(batch.hi)) return T((1 - M) * old + M * batch.hi);
             return to<T>(add(mul(keep, old), mul(batch, M)));
         };
-        if (new_mean) new_mean[c] = update(double(running.mean[c]), mean);
+        if (new_mean) {
+            const double old = double(running.mean[c]);
+            const dd keep_old = mul(keep, old), batch = mul(mean, M);
+            // (1 − M)·old and M·mean cancel: the batch mean pass A left is certified to
+            // ~2^-25 of |mean| in float32, 2^-58 in float64, an error the cancellation
+            // would magnify past the output's eps where |new| < |(1 − M)·old|/4 (float32),
+            // /32 (float64): there, exactly, again
+            constexpr double kCancels = sizeof(T) == 4 ? 0x1p-2 : 0x1p-5;
+            if (M != 0 && std::isfinite(old) && std::isfinite(mean.hi) && old != 0 &&
+                std::abs(add(keep_old, batch).hi) < kCancels * std::abs(keep_old.hi))
+                new_mean[c] = to<T>(exact_new_mean(x_, l_, whole_, std::int64_t(c), old, M));
+            else
+                new_mean[c] = update(old, mean);
+        }
         if (new_var) {
             const double old = double(running.var[c]);
             if (M != 0 && std::isfinite(old) && !std::isfinite(var.hi) && !std::isnan(var.hi) &&
