@@ -410,5 +410,29 @@ TEST_CASE("running update: the new mean when (1 - M)*rm cancels M*mean") {
     }
 }
 
+
+TEST_CASE("inference mode float64: x - rm, gamma*invstd and var + eps beyond double's range") {
+    const Layout l = collapse(Shape{2, 1}, 1);
+    const auto run = [&](std::vector<double> x, double rm, double rv, double g, const std::vector<double>& want) {
+        std::vector<double> rmv{rm}, rvv{rv}, gv{g}, bv{0.0}, y(2);
+        for (int threads : {1, 2}) {
+            forward_eval<double>(x.data(), gv.data(), bv.data(), {rmv.data(), rvv.data()}, l, 0.0, y.data(), threads);
+            CHECK(err(y, want) <= 4);
+        }
+        if (rm == 0) { // dx = a*dy by the same path: with dy = x, y
+            std::vector<double> dx(2), dg(1), db(1);
+            backward_eval<double>(x.data(), gv.data(), x.data(), {rmv.data(), rvv.data()}, l, 0.0, dx.data(),
+                                  dg.data(), db.data(), 1);
+            CHECK(err(dx, want) <= 4);
+        }
+    };
+    // x - rm overflows (exact y = 2e303, 2.5e303)
+    run({1e308, 1.5e308}, -1e308, 1e10, 1.0, {2e+303, 2.5000000000000002e+303});
+    // gamma*invstd overflows (exact 1e150, 2e150)
+    run({1e-300, 2e-300}, 0.0, 1e-300, 1e300, {1e+150, 2e+150});
+    // gamma*invstd underflows (exact 1e-150, 2e-150)
+    run({1e300, 2e300}, 0.0, 1e300, 1e-300, {1e-150, 2e-150});
+}
+
 } // namespace
 } // namespace bnorm::test

@@ -66,7 +66,7 @@ ForwardState<T>::ForwardState(const T* x, const T* gamma, const T* beta, const L
 /// The channels beyond the fast path's range (non-finite data, extreme float64
 /// magnitudes): the exact kernel, run on first need.
 template <class T> void ForwardState<T>::run_exact() const {
-    if (all_fast(fast_)) return;
+    if (eval_ || all_fast(fast_)) return; // (inference mode: exact_ set by the constructor)
     std::call_once(exact_done_, [&] {
         const std::size_t C = std::size_t(l_.channels);
         std::vector<T> y(std::size_t(l_.size())), mean_exact(C), invstd_exact(C);

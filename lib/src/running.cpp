@@ -155,6 +155,38 @@ inline dd scaled_update(double old, double M, dd var_scaled, int var_exp) {
     return std::isfinite(r.hi) ? r : dd{r.hi, 0}; // beyond double: the infinity
 }
 
+/// Where inference mode's pass B could overflow or underflow on the way (x − μ, γ·invstd,
+/// var + eps): |μ| or |β| above 2^400, γ ≠ 0 or var + eps outside [2^-400, 2^400]. Finite
+/// values only (the others propagate through pass B as IEEE arithmetic does).
+inline bool eval_out_of_range(double rm, double g, double b, double v) {
+    constexpr double hi = 0x1p400, lo = 0x1p-400;
+    if (!std::isfinite(rm) || !std::isfinite(g) || !std::isfinite(b) || !std::isfinite(v)) return false;
+    return std::abs(rm) > hi || std::abs(b) > hi || (g != 0 && (std::abs(g) > hi || std::abs(g) < lo)) || v > hi ||
+           v < lo;
+}
+
+/// y = β + γ·(x − μ)/sqrt(v) (v = var + eps in double-double) for one value, every factor
+/// scaled by a power of two near its magnitude (exact) before the double-double
+/// operations, so that nothing overflows or underflows on the way: right to ~2^-104 of
+/// |β| + |γ·(x − μ)/sqrt(v)|, and finite wherever the exact y is. Non-finite x: IEEE.
+inline double eval_y_scaled(double x, double rm, double g, double b, dd v) {
+    if (!std::isfinite(x)) return b + (g / std::sqrt(v.hi)) * (x - rm);
+    const double big = std::max(std::abs(x), std::abs(rm));
+    if (big == 0 || g == 0) return b;
+    const int k1 = std::ilogb(big);
+    const dd d = two_sum(std::ldexp(x, -k1), -std::ldexp(rm, -k1));
+    if (d.hi == 0) return b;
+    const int kv = std::ilogb(v.hi) & ~1; // even
+    const dd r = rsqrt(ldexp(v, -kv));     // of a value in [1, 4)
+    const int kg = std::ilogb(g);
+    const dd p = mul(mul(r, std::ldexp(g, -kg)), d);
+    const int ep = k1 + kg - kv / 2; // a·(x − μ) = p·2^ep
+    const int E = b == 0 ? std::ilogb(p.hi) + ep : std::max(std::ilogb(b), std::ilogb(p.hi) + ep);
+    const dd sum = add(ldexp(p, ep - E), std::ldexp(b, -E));
+    const dd y = ldexp(sum, E);
+    return std::isfinite(y.hi) ? y.hi + y.lo : y.hi;
+}
+
 } // namespace
 
 template <class T>
@@ -178,6 +210,22 @@ ForwardState<T>::ForwardState(const T* x, const T* gamma, const T* beta, Running
         a_hi[c] = a.hi, a_lo[c] = a.lo;
         b[c] = beta ? double(beta[c]) : 0.0;
         mean_[c] = running.mean[c], invstd_[c] = to<T>(inv);
+        if (eval_out_of_range(mu_hi[c], gamma ? double(gamma[c]) : 1.0, b[c], two_sum(double(running.var[c]), eps).hi))
+            fast_[c] = 0;
+    }
+    // the channels out of range: y by eval_y_scaled, now (apply copies them over pass B's)
+    if (std::find(fast_.begin(), fast_.end(), 0) != fast_.end()) {
+        exact_.assign(std::size_t(l.size()), T(0));
+        for (std::size_t c = 0; c < C; ++c) {
+            if (fast_[c]) continue;
+            const dd v = two_sum(double(running.var[c]), eps);
+            const double g = gamma ? double(gamma[c]) : 1.0;
+            for (std::int64_t o = 0; o < l.outer; ++o)
+                for (std::int64_t k = 0; k < l.inner; ++k) {
+                    const std::int64_t i = (o * l.channels + std::int64_t(c)) * l.inner + k;
+                    exact_[std::size_t(i)] = T(eval_y_scaled(double(x[i]), mu_hi[c], g, b[c], v));
+                }
+        }
     }
 }
 
