@@ -434,5 +434,21 @@ TEST_CASE("inference mode float64: x - rm, gamma*invstd and var + eps beyond dou
     run({1e300, 2e300}, 0.0, 1e300, 1e-300, {1e-150, 2e-150});
 }
 
+
+TEST_CASE("inference mode float64: dgamma when the products leave double's range") {
+    const Layout l = collapse(Shape{2, 1}, 1);
+    std::vector<double> dx(2), dg(1), db(1);
+    // x - rm overflows: exact dgamma = 4.5e303
+    std::vector<double> x{1e308, 1.5e308}, dy{1.0, 1.0}, rm{-1e308}, rv{1e10};
+    backward_eval<double>(x.data(), nullptr, dy.data(), {rm.data(), rv.data()}, l, 0.0, dx.data(), dg.data(),
+                          db.data(), 1);
+    CHECK(err(dg, {4.5e+303}) <= 4);
+    // dy*(x - rm) underflows, var subnormal: exact dgamma = 3.02e-189
+    std::vector<double> x2{1e-150, 2e-150}, dy2{1e-200, 1e-200}, rm2{0.0}, rv2{1e-322};
+    backward_eval<double>(x2.data(), nullptr, dy2.data(), {rm2.data(), rv2.data()}, l, 0.0, dx.data(), dg.data(),
+                          db.data(), 1);
+    CHECK(err(dg, {3.017963120853033e-189}) <= 4);
+}
+
 } // namespace
 } // namespace bnorm::test

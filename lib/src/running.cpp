@@ -18,6 +18,7 @@
 #include <cmath>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <vector>
 
 namespace bnorm {
@@ -187,6 +188,42 @@ inline double eval_y_scaled(double x, double rm, double g, double b, dd v) {
     return std::isfinite(y.hi) ? y.hi + y.lo : y.hi;
 }
 
+/// Inference dγ = Σ dy·(x − rm)/sqrt(v) of channel c (v = var + eps in double-double)
+/// with dy, x and rm, and v, scaled by powers of two first (exact), the sum error-free in
+/// double-double, then scaled back: finite wherever the exact dγ is, right to ~2^-100 of
+/// Σ|dy·(x − rm)|/sqrt(v). Nothing (nullopt) for non-finite data.
+template <class T>
+std::optional<double> eval_dgamma_scaled(const T* x, const T* dy, const Layout& l, std::int64_t whole,
+                                         std::int64_t c, double rm, dd v) {
+    const std::int64_t m = l.per_channel();
+    double max_g = 0, max_x = std::abs(rm);
+    for (std::int64_t i = 0; i < m; ++i) {
+        const double g = value_at(dy, l, whole, c, i), xv = value_at(x, l, whole, c, i);
+        if (!std::isfinite(g) || !std::isfinite(xv)) return std::nullopt;
+        max_g = std::max(max_g, std::abs(g)), max_x = std::max(max_x, std::abs(xv));
+    }
+    if (max_g == 0 || max_x == 0 || !std::isfinite(v.hi) || !(v.hi > 0)) return std::nullopt;
+    const int kg = std::ilogb(max_g), kx = std::ilogb(max_x);
+    const double rms = std::ldexp(rm, -kx);
+    dd sdd{0, 0};
+    for (std::int64_t i = 0; i < m; ++i) {
+        const double g = std::ldexp(value_at(dy, l, whole, c, i), -kg);
+        const dd d = two_sum(std::ldexp(value_at(x, l, whole, c, i), -kx), -rms);
+        dd p = two_prod(g, d.hi);
+        p.lo += g * d.lo;
+        sdd = add(sdd, p);
+    }
+    if (sdd.hi == 0) return 0.0;
+    const int kv = std::ilogb(v.hi) & ~1; // even
+    const dd r = rsqrt(ldexp(v, -kv));     // of a value in [1, 4)
+    const dd s = mul(sdd, r);
+    const int e = kg + kx - kv / 2;
+    const int es = std::ilogb(s.hi);
+    // 2^e·s in two steps, so that neither overflows before the end
+    const dd y = ldexp(ldexp(s, -es), es + e);
+    return std::isfinite(y.hi) ? y.hi + y.lo : y.hi;
+}
+
 } // namespace
 
 template <class T>
@@ -320,8 +357,10 @@ BackwardState<T>::BackwardState(const T* x, const T* gamma, const T* dy, Running
             const double rm = double(running.mean[c]);
             dd sdy{0, 0}, sdd{0, 0};
             double plain_dy = 0, plain_dd = 0; // for non-finite data, as IEEE arithmetic gives it
+            double max_g = 0, max_d = 0;        // max |dy|, max |x − rm|: whether to scale (below)
             for (std::int64_t i = 0; i < m; ++i) {
                 const double g = value_at(dy, l, whole_, c, i), xv = value_at(x, l, whole_, c, i);
+                max_g = std::max(max_g, std::abs(g)), max_d = std::max(max_d, std::abs(xv - rm));
                 sdy = add(sdy, g);
                 const dd d = two_sum(xv, -rm);
                 dd p = two_prod(g, d.hi);
@@ -334,6 +373,14 @@ BackwardState<T>::BackwardState(const T* x, const T* gamma, const T* dy, Running
             dbeta_[std::size_t(c)] = std::isfinite(plain_dy) ? to<T>(sdy) : T(plain_dy);
             dgamma_[std::size_t(c)] =
                 std::isfinite(plain_dd) && std::isfinite(dg.hi) ? to<T>(dg) : T(plain_dd * inv.hi);
+            // products or var + eps beyond double's range (x − rm overflowing, dy·(x − rm)
+            // below 2^-900 or above 2^900, var + eps outside [2^-400, 2^400]): again, scaled
+            const double v = two_sum(double(running.var[c]), eps).hi;
+            if (max_g != 0 && max_d != 0 &&
+                (!(max_d * max_g <= 0x1p900) || max_d * max_g < 0x1p-900 || !(v <= 0x1p400) || v < 0x1p-400 ||
+                 !std::isfinite(dg.hi)))
+                if (const auto scaled = eval_dgamma_scaled(x, dy, l, whole_, c, rm, two_sum(double(running.var[c]), eps)))
+                    dgamma_[std::size_t(c)] = T(*scaled);
         }
     });
 }
