@@ -450,5 +450,17 @@ TEST_CASE("inference mode float64: dgamma when the products leave double's range
     CHECK(err(dg, {3.017963120853033e-189}) <= 4);
 }
 
+
+TEST_CASE("inference mode float64: the documented limit when beta cancels a*(x - rm) beyond 2^-106") {
+    // exact y = +8.637e-34 (mpmath); normalize_dd keeps ~2^-106 of |beta| + |a*(x - rm)| = 2,
+    // not of y: docs/modes.md states this limit; this test pins it (and will need updating
+    // when the limit is lifted)
+    const Layout l = collapse(Shape{1, 1}, 1);
+    std::vector<double> x{1.7320508075688772}, rm{-0x1.cec95d0b5c1e3p-54}, rv{3.0}, g{1.0}, b{-1.0}, y(1);
+    forward_eval<double>(x.data(), g.data(), b.data(), {rm.data(), rv.data()}, l, 0.0, y.data(), 1);
+    const double exact = 8.637e-34;
+    CHECK(std::abs(y[0] - exact) <= 0x1p-100 * 2.0);
+}
+
 } // namespace
 } // namespace bnorm::test
