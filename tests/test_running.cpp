@@ -355,3 +355,112 @@ TEST_CASE("inference mode: NaN and infinity propagate") {
 
 } // namespace
 } // namespace bnorm::test
+
+// Reproducers of the review of inference mode and the running update; the expected
+// values are exact (mpmath, 300 bits), not from bnorm.
+namespace bnorm::test {
+namespace {
+
+TEST_CASE("inference mode float32: y when beta cancels a*(x - rm)") {
+    // x = 1.7320508f (m = 4), rm = -3.108725e-08f, rv = 3, gamma = 1, beta = -1, eps 0
+    const Layout l = collapse(Shape{4, 1}, 1);
+    std::vector<float> x(4, 1.7320508f), rm{-3.108725e-08f}, rv{3.0f}, g{1.0f}, b{-1.0f}, y(4);
+    const std::vector<double> want(4, 7.1124748878541775682e-16);
+    for (int threads : {1, 2}) {
+        forward_eval<float>(x.data(), g.data(), b.data(), {rm.data(), rv.data()}, l, 0.0, y.data(), threads);
+        CHECK(err(y, want) <= 4);
+    }
+}
+
+TEST_CASE("running update: momentum 0 or tiny when the batch variance overflows") {
+    // x = +-1e200 (m = 2), rm = 0.5, rv = 2, unbiased: batch var = 2e400
+    const Layout l = collapse(Shape{2, 1}, 1);
+    std::vector<double> x{1e200, -1e200}, rm{0.5}, rv{2.0}, nm(1), nv(1);
+    const ForwardPass<double> pass(x.data(), nullptr, nullptr, l, 1e-5, 1);
+    pass.update_running({rm.data(), rv.data()}, RunningUpdate{0.0, 1}, nm.data(), nv.data());
+    CHECK(nm[0] == 0.5); // exactly the old values
+    CHECK(nv[0] == 2.0);
+    pass.update_running({rm.data(), rv.data()}, RunningUpdate{1e-100, 1}, nm.data(), nv.data());
+    CHECK(err(nv, {1.9999999999999998789e+300}) <= 4);
+    pass.update_running({rm.data(), rv.data()}, RunningUpdate{1e-100, 0}, nm.data(), nv.data());
+    CHECK(err(nv, {9.999999999999999e+299}) <= 4);
+    std::vector<float> xf{1e30f, -1e30f}, rmf{0.5f}, rvf{2.0f}, nmf(1), nvf(1);
+    const ForwardPass<float> passf(xf.data(), nullptr, nullptr, l, 1e-5, 1);
+    passf.update_running({rmf.data(), rvf.data()}, RunningUpdate{0.0, 1}, nmf.data(), nvf.data());
+    CHECK(nmf[0] == 0.5f);
+    CHECK(nvf[0] == 2.0f);
+}
+
+TEST_CASE("running update: the new mean when (1 - M)*rm cancels M*mean") {
+    // x = [-5, 0, 3*2^-k], rm = 1, M = 0.375: new mean = (3/8)*2^-k exactly
+    const Layout l = collapse(Shape{3, 1}, 1);
+    for (int k : {30, 52, 60}) {
+        CAPTURE(k);
+        std::vector<float> x{-5.0f, 0.0f, float(std::ldexp(3.0, -k))}, rm{1.0f}, rv{1.0f}, nm(1), nv(1);
+        const ForwardPass<float> pass(x.data(), nullptr, nullptr, l, 1e-5, 1);
+        pass.update_running({rm.data(), rv.data()}, RunningUpdate{0.375, 1}, nm.data(), nv.data());
+        CHECK(err(nm, {std::ldexp(0.375, -k)}) <= 4);
+    }
+    for (int k : {52, 58, 62, 80, 100}) {
+        CAPTURE(k);
+        std::vector<double> x{-5.0, 0.0, std::ldexp(3.0, -k)}, rm{1.0}, rv{1.0}, nm(1), nv(1);
+        const ForwardPass<double> pass(x.data(), nullptr, nullptr, l, 1e-5, 1);
+        pass.update_running({rm.data(), rv.data()}, RunningUpdate{0.375, 1}, nm.data(), nv.data());
+        CHECK(err(nm, {std::ldexp(0.375, -k)}) <= 4);
+    }
+}
+
+
+TEST_CASE("inference mode float64: x - rm, gamma*invstd and var + eps beyond double's range") {
+    const Layout l = collapse(Shape{2, 1}, 1);
+    const auto run = [&](std::vector<double> x, double rm, double rv, double g, const std::vector<double>& want) {
+        std::vector<double> rmv{rm}, rvv{rv}, gv{g}, bv{0.0}, y(2);
+        for (int threads : {1, 2}) {
+            forward_eval<double>(x.data(), gv.data(), bv.data(), {rmv.data(), rvv.data()}, l, 0.0, y.data(), threads);
+            CHECK(err(y, want) <= 4);
+        }
+        if (rm == 0) { // dx = a*dy by the same path: with dy = x, y
+            std::vector<double> dx(2), dg(1), db(1);
+            backward_eval<double>(x.data(), gv.data(), x.data(), {rmv.data(), rvv.data()}, l, 0.0, dx.data(),
+                                  dg.data(), db.data(), 1);
+            CHECK(err(dx, want) <= 4);
+        }
+    };
+    // x - rm overflows (exact y = 2e303, 2.5e303)
+    run({1e308, 1.5e308}, -1e308, 1e10, 1.0, {2e+303, 2.5000000000000002e+303});
+    // gamma*invstd overflows (exact 1e150, 2e150)
+    run({1e-300, 2e-300}, 0.0, 1e-300, 1e300, {1e+150, 2e+150});
+    // gamma*invstd underflows (exact 1e-150, 2e-150)
+    run({1e300, 2e300}, 0.0, 1e300, 1e-300, {1e-150, 2e-150});
+}
+
+
+TEST_CASE("inference mode float64: dgamma when the products leave double's range") {
+    const Layout l = collapse(Shape{2, 1}, 1);
+    std::vector<double> dx(2), dg(1), db(1);
+    // x - rm overflows: exact dgamma = 4.5e303
+    std::vector<double> x{1e308, 1.5e308}, dy{1.0, 1.0}, rm{-1e308}, rv{1e10};
+    backward_eval<double>(x.data(), nullptr, dy.data(), {rm.data(), rv.data()}, l, 0.0, dx.data(), dg.data(),
+                          db.data(), 1);
+    CHECK(err(dg, {4.5e+303}) <= 4);
+    // dy*(x - rm) underflows, var subnormal: exact dgamma = 3.02e-189
+    std::vector<double> x2{1e-150, 2e-150}, dy2{1e-200, 1e-200}, rm2{0.0}, rv2{1e-322};
+    backward_eval<double>(x2.data(), nullptr, dy2.data(), {rm2.data(), rv2.data()}, l, 0.0, dx.data(), dg.data(),
+                          db.data(), 1);
+    CHECK(err(dg, {3.017963120853033e-189}) <= 4);
+}
+
+
+TEST_CASE("inference mode float64: the documented limit when beta cancels a*(x - rm) beyond 2^-106") {
+    // exact y = +8.637e-34 (mpmath); normalize_dd keeps ~2^-106 of |beta| + |a*(x - rm)| = 2,
+    // not of y: docs/modes.md states this limit; this test pins it (and will need updating
+    // when the limit is lifted)
+    const Layout l = collapse(Shape{1, 1}, 1);
+    std::vector<double> x{1.7320508075688772}, rm{-0x1.cec95d0b5c1e3p-54}, rv{3.0}, g{1.0}, b{-1.0}, y(1);
+    forward_eval<double>(x.data(), g.data(), b.data(), {rm.data(), rv.data()}, l, 0.0, y.data(), 1);
+    const double exact = 8.637e-34;
+    CHECK(std::abs(y[0] - exact) <= 0x1p-100 * 2.0);
+}
+
+} // namespace
+} // namespace bnorm::test

@@ -66,7 +66,7 @@ ForwardState<T>::ForwardState(const T* x, const T* gamma, const T* beta, const L
 /// The channels beyond the fast path's range (non-finite data, extreme float64
 /// magnitudes): the exact kernel, run on first need.
 template <class T> void ForwardState<T>::run_exact() const {
-    if (all_fast(fast_)) return;
+    if (eval_ || all_fast(fast_)) return; // (inference mode: exact_ set by the constructor)
     std::call_once(exact_done_, [&] {
         const std::size_t C = std::size_t(l_.channels);
         std::vector<T> y(std::size_t(l_.size())), mean_exact(C), invstd_exact(C);
@@ -103,7 +103,17 @@ template <class T> void ForwardState<T>::apply(std::int64_t o0, std::int64_t o1,
         T* __restrict ys = y + (off - base);
         with_streaming(out_bytes, stream_clear_of(ys, xs), [&](auto stream) {
             constexpr bool S = decltype(stream)::value;
-            if constexpr (sizeof(T) == 4) { // y = a·((x − μh) − μl) + β in double
+            if constexpr (sizeof(T) == 4) {
+                if (eval_) { // inference: a in double-double (β may cancel a·(x − μ))
+                    if (inner == 1)
+                        normalize_rows_dd_f32<S>(xs, ys, count, rows, pmh + c0, pml + c0, pah + c0, pal + c0, pb + c0);
+                    else
+                        for (std::int64_t j = 0; j < count; ++j)
+                            normalize_run_dd_f32<S>(xs + j * inner, ys + j * inner, inner, pmh[c0 + j], pml[c0 + j],
+                                                    pah[c0 + j], pal[c0 + j], pb[c0 + j]);
+                    return;
+                }
+                // training: y = a·((x − μh) − μl) + β in double
                 if (inner == 1)
                     normalize_rows_plain<S>(xs, ys, count, rows, pmh + c0, pml + c0, pah + c0, pb + c0);
                 else

@@ -18,6 +18,7 @@
 #include <cmath>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <vector>
 
 namespace bnorm {
@@ -57,8 +58,11 @@ template <class T> inline double value_at(const T* x, const Layout& l, std::int6
 /// the values scaled by a power of two near their largest magnitude, summed in
 /// double-double, then the centred squares. A NaN gives NaN; an
 /// infinity gives the plain mean and a NaN variance (as IEEE arithmetic would).
+/// The scaled form: var = var_scaled·2^var_exp (var_exp = 0 where nothing was scaled), so
+/// that a variance beyond double's range is still at hand.
 template <class T> void exact_channel_moments(const T* x, const Layout& l, std::int64_t whole, std::int64_t c,
-                                              int correction, dd& mean, dd& var) {
+                                              int correction, dd& mean, dd& var_scaled, int& var_exp) {
+    var_exp = 0;
     const std::int64_t m = l.per_channel();
     double largest = 0;
     bool finite = true;
@@ -70,11 +74,11 @@ template <class T> void exact_channel_moments(const T* x, const Layout& l, std::
     if (!finite) {
         double s = 0;
         for (std::int64_t i = 0; i < m; ++i) s += value_at(x, l, whole, c, i);
-        mean = {s / double(m), 0}, var = {NAN, 0};
+        mean = {s / double(m), 0}, var_scaled = {NAN, 0};
         return;
     }
     if (largest == 0) {
-        mean = {0, 0}, var = {0, 0};
+        mean = {0, 0}, var_scaled = {0, 0};
         return;
     }
     const int e = std::ilogb(largest);
@@ -87,7 +91,137 @@ template <class T> void exact_channel_moments(const T* x, const Layout& l, std::
         q = add(q, mul(d, d));
     }
     mean = ldexp(mean_scaled, e);
-    var = ldexp(div(q, double(m - correction)), 2 * e);
+    var_scaled = div(q, double(m - correction)), var_exp = 2 * e;
+}
+
+template <class T> void exact_channel_moments(const T* x, const Layout& l, std::int64_t whole, std::int64_t c,
+                                              int correction, dd& mean, dd& var) {
+    int e = 0;
+    exact_channel_moments(x, l, whole, c, correction, mean, var, e);
+    var = ldexp(var, e);
+}
+
+/// Shewchuk's GROW-EXPANSION: h (nonoverlapping, increasing magnitude) + b, exactly.
+inline void grow(std::vector<double>& h, double b) {
+    std::size_t k = 0;
+    for (std::size_t i = 0; i < h.size(); ++i) {
+        const dd s = two_sum(b, h[i]);
+        b = s.hi;
+        if (s.lo != 0) h[k++] = s.lo;
+    }
+    h.resize(k);
+    if (b != 0) h.push_back(b);
+}
+
+/// The new running mean (1 − M)·old + M·Σx/m of channel c, where they cancel: the
+/// numerator m·(1 − M)·old + Σ M·x summed exactly (an expansion; every product split
+/// exactly by TwoProd, after scaling all by one power of two so that none overflows),
+/// then divided by m in double-double: right to ~2^-104 of itself however much the two
+/// terms cancel. old and the data finite.
+template <class T> dd exact_new_mean(const T* x, const Layout& l, std::int64_t whole, std::int64_t c, double old,
+                                     double M) {
+    const std::int64_t m = l.per_channel();
+    double largest = std::abs(old);
+    for (std::int64_t i = 0; i < m; ++i) largest = std::max(largest, std::abs(value_at(x, l, whole, c, i)));
+    if (largest == 0) return {0, 0};
+    const int e = std::ilogb(largest);
+    std::vector<double> h;
+    const auto put = [&](double a, double b) { // h += a·b
+        const dd p = two_prod(a, b);
+        grow(h, p.lo), grow(h, p.hi);
+    };
+    for (std::int64_t i = 0; i < m; ++i) put(M, std::ldexp(value_at(x, l, whole, c, i), -e));
+    const dd keep = two_sum(1.0, -M);
+    const double o = std::ldexp(old, -e), md = double(m);
+    for (const double k : {keep.hi, keep.lo}) {
+        const dd ko = two_prod(k, o); // m·(k·o), each part times m split again
+        put(md, ko.hi), put(md, ko.lo);
+    }
+    dd t{0, 0};
+    for (const double v : h) t = add(t, v); // smallest first
+    return ldexp(div(t, md), e);
+}
+
+/// (1 − M)·old + M·var_scaled·2^var_exp in double-double, each term scaled by a power of
+/// two near the larger one's magnitude, so that the result is finite wherever the exact
+/// one is. old finite and >= 0.
+inline dd scaled_update(double old, double M, dd var_scaled, int var_exp) {
+    const dd keep = two_sum(1.0, -M);
+    const dd t1 = mul(keep, old), t2 = mul(var_scaled, M);
+    if (t2.hi == 0) return t1;
+    const int e2 = std::ilogb(t2.hi) + var_exp;
+    const int E = t1.hi == 0 ? e2 : std::max(std::ilogb(t1.hi), e2);
+    const dd s = add(ldexp(t1, -E), ldexp(t2, var_exp - E));
+    const dd r = ldexp(s, E);
+    return std::isfinite(r.hi) ? r : dd{r.hi, 0}; // beyond double: the infinity
+}
+
+/// Where inference mode's pass B could overflow or underflow on the way (x − μ, γ·invstd,
+/// var + eps): |μ| or |β| above 2^400, γ ≠ 0 or var + eps outside [2^-400, 2^400]. Finite
+/// values only (the others propagate through pass B as IEEE arithmetic does).
+inline bool eval_out_of_range(double rm, double g, double b, double v) {
+    constexpr double hi = 0x1p400, lo = 0x1p-400;
+    if (!std::isfinite(rm) || !std::isfinite(g) || !std::isfinite(b) || !std::isfinite(v)) return false;
+    return std::abs(rm) > hi || std::abs(b) > hi || (g != 0 && (std::abs(g) > hi || std::abs(g) < lo)) || v > hi ||
+           v < lo;
+}
+
+/// y = β + γ·(x − μ)/sqrt(v) (v = var + eps in double-double) for one value, every factor
+/// scaled by a power of two near its magnitude (exact) before the double-double
+/// operations, so that nothing overflows or underflows on the way: right to ~2^-104 of
+/// |β| + |γ·(x − μ)/sqrt(v)|, and finite wherever the exact y is. Non-finite x: IEEE.
+inline double eval_y_scaled(double x, double rm, double g, double b, dd v) {
+    if (!std::isfinite(x)) return b + (g / std::sqrt(v.hi)) * (x - rm);
+    const double big = std::max(std::abs(x), std::abs(rm));
+    if (big == 0 || g == 0) return b;
+    const int k1 = std::ilogb(big);
+    const dd d = two_sum(std::ldexp(x, -k1), -std::ldexp(rm, -k1));
+    if (d.hi == 0) return b;
+    const int kv = std::ilogb(v.hi) & ~1; // even
+    const dd r = rsqrt(ldexp(v, -kv));     // of a value in [1, 4)
+    const int kg = std::ilogb(g);
+    const dd p = mul(mul(r, std::ldexp(g, -kg)), d);
+    const int ep = k1 + kg - kv / 2; // a·(x − μ) = p·2^ep
+    const int E = b == 0 ? std::ilogb(p.hi) + ep : std::max(std::ilogb(b), std::ilogb(p.hi) + ep);
+    const dd sum = add(ldexp(p, ep - E), std::ldexp(b, -E));
+    const dd y = ldexp(sum, E);
+    return std::isfinite(y.hi) ? y.hi + y.lo : y.hi;
+}
+
+/// Inference dγ = Σ dy·(x − rm)/sqrt(v) of channel c (v = var + eps in double-double)
+/// with dy, x and rm, and v, scaled by powers of two first (exact), the sum error-free in
+/// double-double, then scaled back: finite wherever the exact dγ is, right to ~2^-100 of
+/// Σ|dy·(x − rm)|/sqrt(v). Nothing (nullopt) for non-finite data.
+template <class T>
+std::optional<double> eval_dgamma_scaled(const T* x, const T* dy, const Layout& l, std::int64_t whole,
+                                         std::int64_t c, double rm, dd v) {
+    const std::int64_t m = l.per_channel();
+    double max_g = 0, max_x = std::abs(rm);
+    for (std::int64_t i = 0; i < m; ++i) {
+        const double g = value_at(dy, l, whole, c, i), xv = value_at(x, l, whole, c, i);
+        if (!std::isfinite(g) || !std::isfinite(xv)) return std::nullopt;
+        max_g = std::max(max_g, std::abs(g)), max_x = std::max(max_x, std::abs(xv));
+    }
+    if (max_g == 0 || max_x == 0 || !std::isfinite(v.hi) || !(v.hi > 0)) return std::nullopt;
+    const int kg = std::ilogb(max_g), kx = std::ilogb(max_x);
+    const double rms = std::ldexp(rm, -kx);
+    dd sdd{0, 0};
+    for (std::int64_t i = 0; i < m; ++i) {
+        const double g = std::ldexp(value_at(dy, l, whole, c, i), -kg);
+        const dd d = two_sum(std::ldexp(value_at(x, l, whole, c, i), -kx), -rms);
+        dd p = two_prod(g, d.hi);
+        p.lo += g * d.lo;
+        sdd = add(sdd, p);
+    }
+    if (sdd.hi == 0) return 0.0;
+    const int kv = std::ilogb(v.hi) & ~1; // even
+    const dd r = rsqrt(ldexp(v, -kv));     // of a value in [1, 4)
+    const dd s = mul(sdd, r);
+    const int e = kg + kx - kv / 2;
+    const int es = std::ilogb(s.hi);
+    // 2^e·s in two steps, so that neither overflows before the end
+    const dd y = ldexp(ldexp(s, -es), es + e);
+    return std::isfinite(y.hi) ? y.hi + y.lo : y.hi;
 }
 
 } // namespace
@@ -113,6 +247,22 @@ ForwardState<T>::ForwardState(const T* x, const T* gamma, const T* beta, Running
         a_hi[c] = a.hi, a_lo[c] = a.lo;
         b[c] = beta ? double(beta[c]) : 0.0;
         mean_[c] = running.mean[c], invstd_[c] = to<T>(inv);
+        if (eval_out_of_range(mu_hi[c], gamma ? double(gamma[c]) : 1.0, b[c], two_sum(double(running.var[c]), eps).hi))
+            fast_[c] = 0;
+    }
+    // the channels out of range: y by eval_y_scaled, now (apply copies them over pass B's)
+    if (std::find(fast_.begin(), fast_.end(), 0) != fast_.end()) {
+        exact_.assign(std::size_t(l.size()), T(0));
+        for (std::size_t c = 0; c < C; ++c) {
+            if (fast_[c]) continue;
+            const dd v = two_sum(double(running.var[c]), eps);
+            const double g = gamma ? double(gamma[c]) : 1.0;
+            for (std::int64_t o = 0; o < l.outer; ++o)
+                for (std::int64_t k = 0; k < l.inner; ++k) {
+                    const std::int64_t i = (o * l.channels + std::int64_t(c)) * l.inner + k;
+                    exact_[std::size_t(i)] = T(eval_y_scaled(double(x[i]), mu_hi[c], g, b[c], v));
+                }
+        }
     }
 }
 
@@ -150,11 +300,37 @@ void ForwardState<T>::update_running(RunningStats<T> running, RunningUpdate u, T
         // term, in double (as IEEE arithmetic propagates it; double-double's error terms
         // would turn an infinity into NaN)
         const auto update = [&](double old, dd batch) {
+            if (M == 0 && !std::isnan(batch.hi)) return T(old); // the old value, exactly
             if (!std::isfinite(old) || !std::isfinite(batch.hi)) return T((1 - M) * old + M * batch.hi);
             return to<T>(add(mul(keep, old), mul(batch, M)));
         };
-        if (new_mean) new_mean[c] = update(double(running.mean[c]), mean);
-        if (new_var) new_var[c] = update(double(running.var[c]), var);
+        if (new_mean) {
+            const double old = double(running.mean[c]);
+            const dd keep_old = mul(keep, old), batch = mul(mean, M);
+            // (1 − M)·old and M·mean cancel: the batch mean pass A left is certified to
+            // ~2^-25 of |mean| in float32, 2^-58 in float64, an error the cancellation
+            // would magnify past the output's eps where |new| < |(1 − M)·old|/4 (float32),
+            // /32 (float64): there, exactly, again
+            constexpr double kCancels = sizeof(T) == 4 ? 0x1p-2 : 0x1p-5;
+            if (M != 0 && std::isfinite(old) && std::isfinite(mean.hi) && old != 0 &&
+                std::abs(add(keep_old, batch).hi) < kCancels * std::abs(keep_old.hi))
+                new_mean[c] = to<T>(exact_new_mean(x_, l_, whole_, std::int64_t(c), old, M));
+            else
+                new_mean[c] = update(old, mean);
+        }
+        if (new_var) {
+            const double old = double(running.var[c]);
+            if (M != 0 && std::isfinite(old) && !std::isfinite(var.hi) && !std::isnan(var.hi) &&
+                std::isfinite(mean.hi)) {
+                // the batch variance beyond double's range (the data finite): scaled
+                dd mean2, var_scaled;
+                int var_exp = 0;
+                exact_channel_moments(x_, l_, whole_, std::int64_t(c), u.correction, mean2, var_scaled, var_exp);
+                new_var[c] = std::isfinite(var_scaled.hi) ? to<T>(scaled_update(old, M, var_scaled, var_exp))
+                                                          : update(old, var);
+            } else
+                new_var[c] = update(old, var);
+        }
     }
 }
 
@@ -181,8 +357,10 @@ BackwardState<T>::BackwardState(const T* x, const T* gamma, const T* dy, Running
             const double rm = double(running.mean[c]);
             dd sdy{0, 0}, sdd{0, 0};
             double plain_dy = 0, plain_dd = 0; // for non-finite data, as IEEE arithmetic gives it
+            double max_g = 0, max_d = 0;        // max |dy|, max |x − rm|: whether to scale (below)
             for (std::int64_t i = 0; i < m; ++i) {
                 const double g = value_at(dy, l, whole_, c, i), xv = value_at(x, l, whole_, c, i);
+                max_g = std::max(max_g, std::abs(g)), max_d = std::max(max_d, std::abs(xv - rm));
                 sdy = add(sdy, g);
                 const dd d = two_sum(xv, -rm);
                 dd p = two_prod(g, d.hi);
@@ -195,6 +373,14 @@ BackwardState<T>::BackwardState(const T* x, const T* gamma, const T* dy, Running
             dbeta_[std::size_t(c)] = std::isfinite(plain_dy) ? to<T>(sdy) : T(plain_dy);
             dgamma_[std::size_t(c)] =
                 std::isfinite(plain_dd) && std::isfinite(dg.hi) ? to<T>(dg) : T(plain_dd * inv.hi);
+            // products or var + eps beyond double's range (x − rm overflowing, dy·(x − rm)
+            // below 2^-900 or above 2^900, var + eps outside [2^-400, 2^400]): again, scaled
+            const double v = two_sum(double(running.var[c]), eps).hi;
+            if (max_g != 0 && max_d != 0 &&
+                (!(max_d * max_g <= 0x1p900) || max_d * max_g < 0x1p-900 || !(v <= 0x1p400) || v < 0x1p-400 ||
+                 !std::isfinite(dg.hi)))
+                if (const auto scaled = eval_dgamma_scaled(x, dy, l, whole_, c, rm, two_sum(double(running.var[c]), eps)))
+                    dgamma_[std::size_t(c)] = T(*scaled);
         }
     });
 }
