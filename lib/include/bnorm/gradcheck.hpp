@@ -11,6 +11,7 @@
 // template instantiated for real double-double numbers.
 #pragma once
 
+#include "bnorm/family.hpp"
 #include "bnorm/layout.hpp"
 
 #include <cstdint>
@@ -100,5 +101,14 @@ template <class T>
 GradcheckReport gradcheck(const T* x, const Shape& shape, const Layout& l, const T* gamma, const T* beta,
                           const T* dy, double eps, const GivenGradients<T>& given,
                           const GradcheckOptions& options);
+
+/// The same check for any norm of the family (bnorm/family.hpp): the numerical
+/// derivatives of its forward pass, set by set, against its backward pass or the given
+/// gradients (dx of p.size() values, dgamma and dbeta of p.params; rms has no β and no
+/// dβ). For Norm::batch, the function above on p's layout. options.eval applies to batch
+/// norm only (UsageError for another norm).
+template <class T>
+GradcheckReport gradcheck(const T* x, const NormProblem& p, const T* gamma, const T* beta, const T* dy, double eps,
+                          const GivenGradients<T>& given, const GradcheckOptions& options);
 
 } // namespace bnorm
