@@ -469,3 +469,29 @@ TEST_CASE("family sets: dgamma and dbeta where the samples' shares cancel") {
             if (delta >= 1e-3) cancelling_shares<float>(g, delta); // (float32 dy resolves 6e-5 at 1e3)
         }
 }
+
+TEST_CASE("family sets: a group whose channels' means cancel (its mean from error-free sums)") {
+    // float32, channels 0 and 1 of a group: c1 = −c0 value for value, but for one value moved
+    // by δ: the group's mean is exactly δ/m, far below the channels' sums' rounding bounds
+    std::mt19937_64 rng(21);
+    std::normal_distribution<double> normal;
+    for (const double delta : {1.0, 1e-2, 1e-4}) {
+        const Shape shape{2, 4, 25};
+        const NormProblem p = problem(shape, 1, 2);
+        std::vector<float> x(200), dy(200), gamma{1, 2, 3, 4}, beta{0, 0, 1, 1};
+        for (std::size_t i = 0; i < 200; ++i) dy[i] = float(normal(rng));
+        std::vector<double> want_mean(4);
+        for (std::size_t n = 0; n < 2; ++n)
+            for (std::size_t g = 0; g < 2; ++g) {
+                float* c0 = x.data() + n * 100 + g * 50;
+                for (std::size_t k = 0; k < 25; ++k) c0[k] = float(1e3 + normal(rng)), c0[25 + k] = -c0[k];
+                c0[49] = float(double(c0[49]) + delta); // exact in float32: |c0[49]| ~ 1e3, δ ≥ 1e-4 rounds
+                want_mean[n * 2 + g] = (double(c0[49]) + double(c0[24])) / 50; // the only pair left
+            }
+        const SetOutputs<float> r = run_sets(x, gamma, beta, dy, p, 1e-5);
+        CAPTURE(delta);
+        CHECK(eps_error<float>(r.mean, want_mean) <= 1);
+        std::vector<double> wx(x.begin(), x.end()), wd(dy.begin(), dy.end());
+        check_against(r, naive_sets(wx, shape, 1, 2, {1, 2, 3, 4}, {0, 0, 1, 1}, wd, 1e-5), "cancelling_means");
+    }
+}

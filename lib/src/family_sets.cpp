@@ -31,8 +31,27 @@ void forward_piece(const View& v, const T* x, const T* gamma, const T* beta, dou
     const Layout& l = pc.l;
     const T* xp = x + pc.offset;
     std::vector<kernels::Certified> how;
-    const MomentsVector ms = kernels::certified_moments<T, false>(xp, nullptr, l, l.channels, eps, threads, how);
+    MomentsVector ms = kernels::certified_moments<T, false>(xp, nullptr, l, l.channels, eps, threads, how);
     const std::vector<char> fast = kernels::in_fast_range(ms, sizeof(T) == 8);
+    // The channels' certificates bound their M2 against M2_c + m_c·eps and their means
+    // against σ_c and |μ_c|; merged, the first two add up within the set's (Σ M2_c ≤ M2,
+    // Σ (m_c/m)·σ_c ≤ σ), the last only where the channels' means do not cancel: a set
+    // whose mean is not within tol.scalar of itself is summed again error-free.
+    const double scalar = (sizeof(T) == 4 ? kernels::kFloat32Tolerance : kernels::kFloat64Tolerance).scalar;
+    std::vector<std::int64_t> again;
+    for (std::int64_t j0 = 0; v.per > 1 && j0 < l.channels; j0 += v.per) {
+        if (!all_fast(fast, j0, v.per)) continue;
+        const Moments m = merged(ms, j0, v.per);
+        double err = 0;
+        for (std::int64_t j = j0; j < j0 + v.per; ++j) {
+            const Moments& c = ms[std::size_t(j)];
+            if (c.rel > 0) err += c.n / m.n * kernels::plain_errors(c).mean;
+        }
+        if (!(err <= scalar * std::abs(m.mean.hi)))
+            for (std::int64_t j = j0; j < j0 + v.per; ++j)
+                if (ms[std::size_t(j)].rel > 0) again.push_back(j);
+    }
+    kernels::exact_moments<T, false>(xp, nullptr, l, l.channels, threads, again, ms);
     // Per channel: y = a·(x − μ) + β with μ the set's mean, a = γ_c·invstd (double-double)
     const std::size_t C = std::size_t(l.channels);
     std::vector<double> k(5 * C, 0.0); // μ (hi, lo), a (hi, lo), β; 0 for the slow sets
