@@ -472,26 +472,36 @@ TEST_CASE("family sets: dgamma and dbeta where the samples' shares cancel") {
 
 TEST_CASE("family sets: a group whose channels' means cancel (its mean from error-free sums)") {
     // float32, channels 0 and 1 of a group: c1 = −c0 value for value, but for one value moved
-    // by δ: the group's mean is exactly δ/m, far below the channels' sums' rounding bounds
+    // by δ: the group's mean is exactly δ/m, far below the channels' sums' rounding bounds.
+    // NCHW (a set is one channel of the engine) and NHWC (channels merged per set).
     std::mt19937_64 rng(21);
     std::normal_distribution<double> normal;
-    for (const double delta : {1.0, 1e-2, 1e-4}) {
-        const Shape shape{2, 4, 25};
-        const NormProblem p = problem(shape, 1, 2);
-        std::vector<float> x(200), dy(200), gamma{1, 2, 3, 4}, beta{0, 0, 1, 1};
-        for (std::size_t i = 0; i < 200; ++i) dy[i] = float(normal(rng));
-        std::vector<double> want_mean(4);
-        for (std::size_t n = 0; n < 2; ++n)
-            for (std::size_t g = 0; g < 2; ++g) {
-                float* c0 = x.data() + n * 100 + g * 50;
-                for (std::size_t k = 0; k < 25; ++k) c0[k] = float(1e3 + normal(rng)), c0[25 + k] = -c0[k];
-                c0[49] = float(double(c0[49]) + delta); // exact in float32: |c0[49]| ~ 1e3, δ ≥ 1e-4 rounds
-                want_mean[n * 2 + g] = (double(c0[49]) + double(c0[24])) / 50; // the only pair left
-            }
-        const SetOutputs<float> r = run_sets(x, gamma, beta, dy, p, 1e-5);
-        CAPTURE(delta);
-        CHECK(eps_error<float>(r.mean, want_mean) <= 1);
-        std::vector<double> wx(x.begin(), x.end()), wd(dy.begin(), dy.end());
-        check_against(r, naive_sets(wx, shape, 1, 2, {1, 2, 3, 4}, {0, 0, 1, 1}, wd, 1e-5), "cancelling_means");
-    }
+    for (const int axis : {1, -1})
+        for (const double delta : {1.0, 1e-2, 1e-4}) {
+            const Shape shape = axis == 1 ? Shape{2, 4, 25} : Shape{2, 25, 4};
+            const NormProblem p = problem(shape, axis, 2);
+            // element (n, c, k) of the NCHW order at at(n, c, k)
+            const auto at = [&](std::size_t n, std::size_t c, std::size_t k) {
+                return axis == 1 ? n * 100 + c * 25 + k : n * 100 + k * 4 + c;
+            };
+            std::vector<float> x(200), dy(200), gamma{1, 2, 3, 4}, beta{0, 0, 1, 1};
+            for (std::size_t i = 0; i < 200; ++i) dy[i] = float(normal(rng));
+            std::vector<double> want_mean(4);
+            for (std::size_t n = 0; n < 2; ++n)
+                for (std::size_t g = 0; g < 2; ++g) {
+                    for (std::size_t k = 0; k < 25; ++k) {
+                        x[at(n, 2 * g, k)] = float(1e3 + normal(rng));
+                        x[at(n, 2 * g + 1, k)] = -x[at(n, 2 * g, k)];
+                    }
+                    float& moved = x[at(n, 2 * g + 1, 24)];
+                    moved = float(double(moved) + delta); // exact in float32 (|moved| ~ 1e3, δ ≥ 1e-4)
+                    want_mean[n * 2 + g] = (double(moved) + double(x[at(n, 2 * g, 24)])) / 50; // the pair left
+                }
+            const SetOutputs<float> r = run_sets(x, gamma, beta, dy, p, 1e-5);
+            CAPTURE(axis);
+            CAPTURE(delta);
+            CHECK(eps_error<float>(r.mean, want_mean) <= 1);
+            std::vector<double> wx(x.begin(), x.end()), wd(dy.begin(), dy.end());
+            check_against(r, naive_sets(wx, shape, axis, 2, {1, 2, 3, 4}, {0, 0, 1, 1}, wd, 1e-5), "cancelling_means");
+        }
 }
