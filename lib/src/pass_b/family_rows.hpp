@@ -1,7 +1,7 @@
 // The kernels of layer and RMS norm over one row of D contiguous values, with μ and
 // invstd per row and γ, β per position in the row: y (forward), the row's weighted sums
 // (backward's pass A) and dx with the row's share of dγ and dβ (backward's pass B).
-// Four values at a time (v4d) and the tail one at a time, with the same operations.
+// Eight values at a time (v8d), then four (v4d), then one, with the same operations.
 #pragma once
 
 #include "ddouble.hpp"
@@ -16,6 +16,7 @@ namespace bnorm::kernels {
 namespace { // each .cpp its own copy, optimised with its callers as one unit
 
 using detail::simd::v4d;
+using detail::simd::v8d;
 
 /// A row's statistics in double-double: μ (0 for RMS) and invstd = 1/sqrt(var + eps).
 struct RowStats {
@@ -31,10 +32,16 @@ template <class T> [[gnu::always_inline]] inline void put_value(T* p, std::int64
 template <class T> [[gnu::always_inline]] inline void put_value(T* p, std::int64_t i, v4d v) {
     detail::simd::store(p + i, v);
 }
+template <class T> [[gnu::always_inline]] inline void put_value(T* p, std::int64_t i, v8d v) {
+    detail::simd::store(p + i, v);
+}
 
-/// Calls f(i, D{}) over [0, n): four at a time (D = v4d), then one at a time (double).
+/// Calls f(i, D{}) over [0, n): eight at a time (D = v8d: one AVX-512 vector, or two of
+/// four elsewhere), then four (v4d), then one (double); every value gets the same
+/// operations whichever way it is reached.
 template <class F> [[gnu::always_inline]] inline void each_lane(std::int64_t n, F&& f) {
     std::int64_t i = 0;
+    for (; i + 8 <= n; i += 8) f(i, v8d{});
     for (; i + 4 <= n; i += 4) f(i, v4d{});
     for (; i < n; ++i) f(i, 0.0);
 }
@@ -46,6 +53,11 @@ template <class D> [[gnu::always_inline]] inline auto cancels(D y, D terms) {
 }
 inline bool any_lane(bool m) { return m; }
 inline bool any_lane(mask_of<v4d> m) { return (m[0] | m[1] | m[2] | m[3]) != 0; }
+inline bool any_lane(mask_of<v8d> m) {
+    long long any = 0;
+    for (int j = 0; j < 8; ++j) any |= m[j];
+    return any != 0;
+}
 
 // ---- forward: y = γ·(x − μ)·invstd + β --------------------------------------------------
 //
@@ -90,7 +102,7 @@ template <class T>
 // With dx̂ = γ·dy and d = x − K: Σ d, Σ d², Σ dx̂, Σ dx̂·d, each as a compensated sum
 // (Ogita, Rump & Oishi's Sum2: TwoSum per term, the error terms summed apart) of exact
 // terms: d = x − K by TwoSum, the products by TwoProd, dx̂ exact in double for float32 and
-// a TwoProd for float64. Four lanes, then the lanes added in double-double. Also max|x|
+// a TwoProd for float64. Eight lanes, then the lanes added in double-double. Also max|x|
 // and max|dy| for the range check.
 
 struct RowSums {
@@ -111,7 +123,7 @@ template <class D> struct SumLanes {
 template <class T>
 [[gnu::noinline]] RowSums row_sums(const T* __restrict x, const T* __restrict dy, const T* __restrict gamma,
                                    std::int64_t n, double K) {
-    SumLanes<v4d> v;
+    SumLanes<v8d> v; // eight lanes: four chains of TwoSum wait on each other's latency
     SumLanes<double> one;
     auto step = [&]<class D>(SumLanes<D>& acc, std::int64_t i) {
         const D xv = lanes<D>(x, std::size_t(i));
@@ -133,17 +145,17 @@ template <class T>
         acc.add(3, p.hi, D(p.lo + (gg.hi * d.lo + gg.lo * d.hi)));
     };
     std::int64_t i = 0;
-    for (; i + 4 <= n; i += 4) step(v, i);
+    for (; i + 8 <= n; i += 8) step(v, i);
     for (; i < n; ++i) step(one, i);
     RowSums r;
     dd* out[4] = {&r.d, &r.dd2, &r.g, &r.gd};
     for (int k = 0; k < 4; ++k) {
         dd t = detail::two_sum(one.s[k], one.e[k]);
-        for (int j = 0; j < 4; ++j) t = detail::add(t, detail::two_sum(v.s[k][j], v.e[k][j]));
+        for (int j = 0; j < 8; ++j) t = detail::add(t, detail::two_sum(v.s[k][j], v.e[k][j]));
         *out[k] = t;
     }
     r.max_x = one.max_x, r.max_dy = one.max_dy;
-    for (int j = 0; j < 4; ++j) r.max_x = max_magnitude(r.max_x, v.max_x[j]), r.max_dy = max_magnitude(r.max_dy, v.max_dy[j]);
+    for (int j = 0; j < 8; ++j) r.max_x = max_magnitude(r.max_x, v.max_x[j]), r.max_dy = max_magnitude(r.max_dy, v.max_dy[j]);
     // a NaN is not taken by max_magnitude: the sums carry it
     if (!std::isfinite(r.d.hi) || !std::isfinite(r.dd2.hi)) r.max_x = NAN;
     if (dy && (!std::isfinite(r.g.hi) || !std::isfinite(r.gd.hi))) r.max_dy = NAN;
