@@ -305,3 +305,36 @@ TEST_CASE("family gradcheck: batch goes to the layout overload; the refusals") {
     for (int i = 0; i < 4; ++i) z.x[4 + i] = 2.5; // constant but not zero: fine for rms
     CHECK(gradcheck<double>(z.x.data(), z.p, nullptr, nullptr, nullptr, 0, {}, {}).passed);
 }
+
+TEST_CASE("family gradcheck passes bnorm's own backward on ill-conditioned sets") {
+    // Each set offset far from zero with a small spread (the hard cases): the
+    // complex step has no cancellation, so a backward that loses digits would fail here.
+    struct Hard {
+        Spec s;
+        double offset, spread;
+        bool f32;
+    };
+    for (const Hard& h : {Hard{{Norm::layer, {6, 40}, -1, 0}, 1e6, 1e-3, false},
+                          Hard{{Norm::rms, {6, 40}, -1, 0}, 1e6, 1e-3, false},
+                          Hard{{Norm::group, {2, 6, 30}, 1, 3}, 1e6, 1e-3, false},
+                          Hard{{Norm::instance, {2, 30, 3}, -1, 0}, 1e6, 1e-3, false},
+                          Hard{{Norm::layer, {6, 40}, -1, 0}, 1e3, 1.0, true},
+                          Hard{{Norm::group, {2, 6, 30}, 1, 3}, 1e3, 1.0, true}}) {
+        Case c = make_case(h.s.norm, h.s.shape, h.s.axis, h.s.groups, 1e-5, h.f32, 61);
+        for (auto& v : c.x) v = h.f32 ? double(float(h.offset + h.spread * v)) : h.offset + h.spread * v;
+        CAPTURE(c.repro);
+        CAPTURE(h.offset);
+        const auto x = as<float>(c.x), gamma = as<float>(c.gamma), beta = as<float>(c.beta), dy = as<float>(c.dy);
+        const GradcheckReport r =
+            h.f32 ? gradcheck<float>(x.data(), c.p, gamma.data(), ptr(beta), dy.data(), c.eps, {}, {})
+                  : gradcheck<double>(c.x.data(), c.p, c.gamma.data(), ptr(c.beta), c.dy.data(), c.eps, {}, {});
+        CHECK(r.passed);
+        // (the Richardson reference of this estimate loses digits to the offset: ~1e-18)
+        CHECK(r.estimated_method_error < 1e-15);
+        // and the naive long-double backward, which loses ~6 digits to the offset, does not
+        if (!h.f32 && h.s.norm != Norm::rms) {
+            const auto g = test::naive_family(c.p, c.x, c.gamma, c.beta, c.dy, c.eps);
+            CHECK_FALSE(judge<double>(c, g).passed);
+        }
+    }
+}
