@@ -51,13 +51,22 @@ template <class F> [[gnu::always_inline]] inline void each_lane(std::int64_t n, 
 template <class D> [[gnu::always_inline]] inline auto cancels(D y, D terms) {
     return magnitude(y) < 0x1p-26 * terms;
 }
-inline bool any_lane(bool m) { return m; }
-inline bool any_lane(mask_of<v4d> m) { return (m[0] | m[1] | m[2] | m[3]) != 0; }
-inline bool any_lane(mask_of<v8d> m) {
-    long long any = 0;
-    for (int j = 0; j < 8; ++j) any |= m[j];
-    return any != 0;
-}
+/// Whether any lane of any mask noted was set: the masks are or-ed lane by lane, and
+/// looked at once at the end (a test per vector would cost more than the test itself).
+struct AnyLane {
+    mask_of<v8d> m8{};
+    mask_of<v4d> m4{};
+    bool m1 = false;
+    void note(mask_of<v8d> m) { m8 |= m; }
+    void note(mask_of<v4d> m) { m4 |= m; }
+    void note(bool m) { m1 = m1 || m; }
+    bool any() const {
+        long long a = 0;
+        for (int j = 0; j < 8; ++j) a |= m8[j];
+        for (int j = 0; j < 4; ++j) a |= m4[j];
+        return a != 0 || m1;
+    }
+};
 
 // ---- forward: y = γ·(x − μ)·invstd + β --------------------------------------------------
 //
@@ -80,15 +89,15 @@ template <class T>
     if constexpr (sizeof(T) == 8) {
         each_lane(n, [&]<class D>(std::int64_t i, D) { put_value(y, i, in_dd(i, D{})); });
     } else {
-        bool redo = false;
+        AnyLane redo;
         each_lane(n, [&]<class D>(std::int64_t i, D) {
             const D a = at<D>(gamma, i, 1.0) * broadcast<D>(ih), b = at<D>(beta, i, 0.0);
             const D d = D(lanes<D>(x, std::size_t(i)) - broadcast<D>(mh)) - broadcast<D>(ml);
             const D v = fused(a, d, b);
-            if (beta) redo = redo || any_lane(cancels(v, D(magnitude(D(a * d)) + magnitude(b))));
+            if (beta) redo.note(cancels(v, D(magnitude(D(a * d)) + magnitude(b))));
             put_value(y, i, v);
         });
-        if (!redo) return;
+        if (!redo.any()) return;
         for (std::int64_t i = 0; i < n; ++i) { // the same test, one value at a time
             const double a = at<double>(gamma, i, 1.0) * ih, b = at<double>(beta, i, 0.0);
             const double d = (double(x[i]) - mh) - ml;
@@ -236,7 +245,7 @@ template <class T>
             columns(i, D{});
         });
     } else {
-        bool redo = false;
+        AnyLane redo;
         auto plain = [&]<class D>(std::int64_t i, D, D& terms) {
             const D g = dxhat(i, lanes<D>(dy, std::size_t(i))).hi;
             const D d = D(lanes<D>(x, std::size_t(i)) - broadcast<D>(mh)) - broadcast<D>(ml);
@@ -247,11 +256,11 @@ template <class T>
         each_lane(n, [&]<class D>(std::int64_t i, D) {
             D terms;
             const D v = plain(i, D{}, terms);
-            redo = redo || any_lane(cancels(v, D(broadcast<D>(ih) * terms)));
+            redo.note(cancels(v, D(broadcast<D>(ih) * terms)));
             put_value(dx, i, v);
             columns(i, D{});
         });
-        if (!redo) return;
+        if (!redo.any()) return;
         for (std::int64_t i = 0; i < n; ++i) { // the same test, one value at a time
             double terms;
             const double v = plain(i, 0.0, terms);
