@@ -271,6 +271,18 @@ void backward_chunk(const T* x, const T* gamma, const T* dy, const NormProblem& 
         const std::size_t i = std::size_t(r - r0);
         const T *xr = x + r * D, *gr = dy + r * D;
         if (fast[i]) {
+            if constexpr (sizeof(T) == 4)
+                if (!rms) { // plain sums, where the engine's backward certificate passes them
+                    const Moments m = row_moments_plain(xr, gr, gamma, D, ms[i].mean.hi);
+                    if (certified<true>(m, eps, kFloat32Tolerance, kPlainGamma)) {
+                        const double n = double(D);
+                        const dd inv = detail::rsqrt(add(div(m.m2, n), eps));
+                        const RowGradient c{m.mean, inv, div(m.sum_dy, n), div(mul(mul(m.sum_dyd, inv), inv), n)};
+                        input_gradient_row(xr, gr, gamma, D, c, dx + r * D, cols);
+                        if (D == 2 && eps == 0) dx[r * D] = dx[r * D + 1] = T(0); // (below)
+                        continue;
+                    }
+                }
             // the forward certificate bounds μ and invstd for y; dx, whose terms may cancel
             // far below them, takes its statistics again from sums around μ carried to ~2^-100
             const double K = rms ? 0.0 : ms[i].mean.hi;

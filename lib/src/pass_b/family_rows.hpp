@@ -4,8 +4,11 @@
 // Eight values at a time (v8d), then four (v4d), then one, with the same operations.
 #pragma once
 
+#include "certificates.hpp"
 #include "ddouble.hpp"
 #include "formulas.hpp"
+#include "stats/moments.hpp"
+#include "stats/summation.hpp"
 #include "lanes.hpp"
 #include "simd.hpp"
 
@@ -169,6 +172,58 @@ template <class T>
     if (!std::isfinite(r.d.hi) || !std::isfinite(r.dd2.hi)) r.max_x = NAN;
     if (dy && (!std::isfinite(r.g.hi) || !std::isfinite(r.gd.hi))) r.max_dy = NAN;
     return r;
+}
+
+/// float32 layer norm: the same sums in plain double, as the engine's plain kernels sum a
+/// channel (each of eight lanes folded into a compensated sum every kPlainRun terms; the
+/// terms' own rounding, d = x − K and dx̂·d, counted as two more), as Moments whose "dy" is
+/// dx̂: the engine's backward certificate (certificates.hpp) then tells whether they are
+/// good enough for dx = invstd·(dx̂ − B − (x − μ)·H) in double, which is its formula with
+/// a = invstd. max_abs and dy_max_abs are max|x| and max|dx̂|.
+inline Moments row_moments_plain(const float* __restrict x, const float* __restrict dy, const float* __restrict gamma,
+                                 std::int64_t n, double K) {
+    using detail::broadcast;
+    v8d p[5], sum[5]{}, err[5]{}; // Σd, Σd², Σdx̂, Σdx̂·d, Σdx̂²
+    v8d mx{}, mg{};
+    const v8d k = broadcast<v8d>(K);
+    std::int64_t i = 0;
+    while (i + 8 <= n) {
+        for (auto& v : p) v = v8d{};
+        const std::int64_t end = std::min(n - n % 8, i + 8 * kPlainRun);
+        for (; i < end; i += 8) {
+            const v8d xv = lanes<v8d>(x, std::size_t(i)), d = xv - k;
+            v8d g = lanes<v8d>(dy, std::size_t(i));
+            if (gamma) g *= lanes<v8d>(gamma, std::size_t(i)); // exact
+            p[0] += d, p[1] = fused(d, d, p[1]), p[2] += g, p[3] = fused(g, d, p[3]), p[4] = fused(g, g, p[4]);
+            mx = max_magnitude(mx, xv), mg = max_magnitude(mg, g);
+        }
+        for (int j = 0; j < 5; ++j) add_compensated(sum[j], err[j], p[j]);
+    }
+    double tail[5]{}, tx = 0, tg = 0;
+    for (; i < n; ++i) {
+        const double d = double(x[i]) - K, g = double(dy[i]) * (gamma ? double(gamma[i]) : 1.0);
+        tail[0] += d, tail[1] = std::fma(d, d, tail[1]), tail[2] += g, tail[3] = std::fma(g, d, tail[3]);
+        tail[4] = std::fma(g, g, tail[4]);
+        tx = max_magnitude(tx, double(x[i])), tg = max_magnitude(tg, g);
+    }
+    dd t[5];
+    for (int j = 0; j < 5; ++j) {
+        t[j] = detail::two_sum(tail[j], 0.0);
+        for (int l = 0; l < 8; ++l) t[j] = detail::add(t[j], detail::two_sum(sum[j][l], err[j][l]));
+    }
+    Moments m;
+    m.n = double(n);
+    const dd shift = detail::div(t[0], m.n); // μ − K
+    m.mean = detail::add(shift, K);
+    m.m2 = detail::sub(t[1], detail::mul(t[0], shift));
+    m.sum_dy = t[2];
+    m.sum_dyd = detail::sub(t[3], detail::mul(t[2], shift)); // Σdx̂·(x − μ)
+    m.dy_sq = t[4];
+    m.sq = t[1].hi;
+    m.rel = kPlainGamma;
+    m.max_abs = tx, m.dy_max_abs = tg;
+    for (int l = 0; l < 8; ++l) m.max_abs = max_magnitude(m.max_abs, mx[l]), m.dy_max_abs = max_magnitude(m.dy_max_abs, mg[l]);
+    return m;
 }
 
 // ---- backward's pass B: dx, and the row's terms of dγ and dβ -------------------------------
