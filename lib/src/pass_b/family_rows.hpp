@@ -300,25 +300,32 @@ template <class T>
             columns(i, D{});
         });
     } else {
+        // float32: the column terms dy·x̂ in double (three roundings, 2^-51 of each term,
+        // below what the row's statistics leave), added by TwoSum
         AnyLane redo;
-        auto plain = [&]<class D>(std::int64_t i, D, D& terms) {
+        auto plain = [&]<class D>(std::int64_t i, D, D& terms, D& d) {
             const D g = dxhat(i, lanes<D>(dy, std::size_t(i))).hi;
-            const D d = D(lanes<D>(x, std::size_t(i)) - broadcast<D>(mh)) - broadcast<D>(ml);
+            d = D(lanes<D>(x, std::size_t(i)) - broadcast<D>(mh)) - broadcast<D>(ml);
             const D w = g - broadcast<D>(c.B.hi), h = d * broadcast<D>(c.H.hi);
             terms = magnitude(g) + magnitude(broadcast<D>(c.B.hi)) + magnitude(h);
             return D(broadcast<D>(ih) * D(w - h));
         };
         each_lane(n, [&]<class D>(std::int64_t i, D) {
-            D terms;
-            const D v = plain(i, D{}, terms);
+            D terms, d;
+            const D v = plain(i, D{}, terms, d);
             redo.note(cancels(v, D(broadcast<D>(ih) * terms)));
             put_value(dx, i, v);
-            columns(i, D{});
+            if (!cols.g_hi) return;
+            const D g = lanes<D>(dy, std::size_t(i)), t = g * D(d * broadcast<D>(ih));
+            const dd_of<D> sg = detail::two_sum(lanes<D>(cols.g_hi, std::size_t(i)), t);
+            put(cols.g_hi, std::size_t(i), sg.hi), put(cols.g_err, std::size_t(i), D(lanes<D>(cols.g_err, std::size_t(i)) + sg.lo));
+            const dd_of<D> sb = detail::two_sum(lanes<D>(cols.b_hi, std::size_t(i)), g);
+            put(cols.b_hi, std::size_t(i), sb.hi), put(cols.b_err, std::size_t(i), D(lanes<D>(cols.b_err, std::size_t(i)) + sb.lo));
         });
         if (!redo.any()) return;
         for (std::int64_t i = 0; i < n; ++i) { // the same test, one value at a time
-            double terms;
-            const double v = plain(i, 0.0, terms);
+            double terms, d;
+            const double v = plain(i, 0.0, terms, d);
             if (cancels(v, ih * terms)) dx[i] = float(in_dd(i, 0.0));
         }
     }
