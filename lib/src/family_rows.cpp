@@ -1,9 +1,11 @@
-// Layer and RMS norm (family.hpp): the rows of x are the channels of the batch-norm
-// engine's certified pass A (Layout(1, rows, D): each row one channel of `inner` = D
-// values), then the row kernels of pass_b/family_rows.hpp; a chunk of rows at a time, so
-// that pass B finds the chunk still in cache. Rows beyond the fast range (non-finite
-// values, float64 magnitudes outside [2^-400, 2^480]) are scaled by a power of two and
-// computed by the same kernels in double.
+// Layer and RMS norm (family.hpp) on the batch-norm engine's seams. Forward: the rows of
+// x are the channels of the engine's certified pass A (Layout(1, rows, D): each row one
+// channel of `inner` = D values), then y by the row kernels of pass_b/family_rows.hpp.
+// Backward: the row's sums (float32 layer: plain, judged by the engine's backward
+// certificate; else Sum2), then dx and the row's terms of dγ, dβ. A chunk of rows at a
+// time, so that the second pass over a row finds it in cache. Rows beyond the fast range
+// (non-finite values, float64 magnitudes outside [2^-400, 2^480]) are scaled by a power
+// of two and computed by the same kernels in double.
 //
 // Threads take whole chunks, and a chunk's rows depend on their own values only, so y
 // and dx do not depend on the thread count; dγ and dβ are sums over the rows, added in
