@@ -127,6 +127,8 @@ S objective(const Context<T>& ctx, std::int64_t s, const XOf& x_of, const double
                               [&](std::int64_t i) { return ctx.map.local_param(i); }, gamma, beta, ctx.in.eps, term);
 }
 
+/// The context of a check: the choices its options and size call for, x gathered set by
+/// set, and γ and β widened to double (ones and zeros when not given).
 template <class T> Context<T> make_context(const CheckInputs<T>& in, const GradcheckOptions& opt) {
     const SetMap& map = in.map;
     const std::int64_t n = map.size();
