@@ -292,6 +292,8 @@ TEST_CASE("family rows: the same bits for any thread count (more than 65536 valu
     thread_identity<float>(Norm::rms, 40, 2000, Kind::cauchy);
     thread_identity<double>(Norm::rms, 5000, 16, Kind::normal);
     thread_identity<float>(Norm::layer, 300, 300, Kind::cancel); // rows certified and rows summed again
+    thread_identity<float>(Norm::layer, 6, 20000, Kind::normal); // a chunk per row, dγ in six bands
+    thread_identity<double>(Norm::rms, 9, 9000, Kind::cauchy);
 }
 
 TEST_CASE("family rows: null γ and β mean ones and zeros") {
