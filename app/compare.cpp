@@ -249,7 +249,7 @@ void setup_compare(CLI::App& app, int& exit_code) {
     cmd->add_option("--atol", opts->atol, "Elementwise criterion's atol (default 0)");
     cmd->add_option("--tol-eps", opts->tol_eps, "Normwise criterion max|got - exact| <= N·eps·max|exact|");
     cmd->add_option("--report", opts->report, "Also write the JSON report to this file");
-    cmd->footer("Default criterion: |got - exact| <= 32·eps(dtype)·scale per element, scale the magnitude of the\n"
+    cmd->footer("Default criterion: |got - exact| <= 64·eps(dtype)·scale per element, scale the magnitude of the\n"
                 "terms a correct kernel sums for it (docs/compare.md).\n"
                 "Examples:\n"
                 "  bnorm compare --x x.npy --gamma g.npy --beta b.npy --y my_y.npy\n"
