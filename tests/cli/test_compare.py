@@ -16,6 +16,7 @@ Usage (Debian's Python, which has numpy; torch where installed):
   * PyTorch's float32 outputs on data offset by 1e4 fail, and the report says by how much.
   * A naive two-pass numpy implementation in float64 passes; so do the float64 running
     update and inference-mode outputs written from their formulas here.
+  * The committed golden cases' mpmath outputs pass: compare's exact values are exact.
   * --rtol/--atol and --tol-eps judge a perturbation of known size on both sides of it.
   * Usage and input errors: exit 2, one line (a candidate of another shape names both
     shapes); the report's fields; --report writes what stdout shows; exit codes 0/1.
@@ -312,6 +313,43 @@ def test_running_and_eval_from_formulas():
         v = rep["tensors"]["y"]
         check(v["judged_in"] == "float32" and "float64" in v.get("dtype_note", ""), "report %r" % v)
         check(v["max_ulp"] <= 0.5 + 1e-6, "float32 rounding of the exact y: %r ulp" % v["max_ulp"])
+
+
+GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "golden")
+
+
+def test_golden_exact_values_pass():
+    """compare's exact outputs against the committed mpmath ones (scripts/golden.py): the
+    golden values as float64 candidates are within bnorm's promise, and rounded to float32
+    (the float32 problems) within half an ulp plus double rounding."""
+    cases = sorted(d for d in os.listdir(GOLDEN) if os.path.isfile(os.path.join(GOLDEN, d, "case.json")))
+    check(len(cases) >= 30, "only %d golden cases" % len(cases))
+    worst64 = worst32 = 0.0
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in cases:
+            d = os.path.join(GOLDEN, name)
+            with open(os.path.join(d, "case.json")) as f:
+                case = json.load(f)
+            outs = ("y", "mean", "invstd", "dx", "dgamma", "dbeta")
+            for o in outs:
+                a = np.load(os.path.join(d, o + ".npy"))
+                save(tmp, **{o: a, o + "32": a.astype(np.float32)})
+            base = ["--x", os.path.join(d, "x.npy"), "--gamma", os.path.join(d, "gamma.npy"), "--beta",
+                    os.path.join(d, "beta.npy"), "--dy", os.path.join(d, "dy.npy"), "--axis", str(case["axis"]),
+                    "--eps", case["eps"]]
+            rc, rep, err = compare(tmp, base + sum([["--" + o, o + ".npy"] for o in outs], []))
+            check(rc == 0, "%s: %s" % (name, err[-500:]))
+            for o, v in rep["tensors"].items():
+                check(v["normwise_err_eps"] <= 1.0, "%s %s: %.3g eps normwise" % (name, o, v["normwise_err_eps"]))
+                worst64 = max(worst64, v["normwise_err_eps"])
+            if case["dtype"] == "float32":
+                rc, rep, err = compare(tmp, base + sum([["--" + o, o + "32.npy"] for o in outs], []))
+                check(rc == 0, "%s float32: %s" % (name, err[-500:]))
+                for o, v in rep["tensors"].items():
+                    check(v["max_ulp"] <= 0.5 + 2.0 ** -28, "%s %s: %.6g ulp" % (name, o, v["max_ulp"]))
+                    worst32 = max(worst32, v["max_ulp"])
+    note("%d golden cases: float64 candidates within %.3g eps normwise, float32 within %.6g ulp"
+         % (len(cases), worst64, worst32))
 
 
 def test_rtol_atol_and_tol_eps():
