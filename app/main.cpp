@@ -27,7 +27,7 @@ int fail(const std::string& message, int code) {
 
 int main(int argc, char** argv) {
     bnorm::app::install_signal_handlers();
-    CLI::App app{"bnorm: exact batch normalization (forward, backward, gradcheck) on .npy and .csv files.\n"
+    CLI::App app{"bnorm: exact batch normalization (forward, backward, gradcheck, compare) on .npy and .csv files.\n"
                  "Exit codes: 0 success, 1 a check failed, 2 bad usage or bad input."};
     app.set_version_flag("--version", "bnorm " BNORM_VERSION);
     app.require_subcommand(1);

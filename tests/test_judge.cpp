@@ -95,6 +95,13 @@ TEST_CASE("judge: non-finite values and zeros") {
     CHECK(bnorm::judge(std::vector<double>{nan, inf, 1}, std::vector<double>{nan, inf, 1}, one, shape, DType::f64,
                        JudgeCriterion{})
               .passed);
+    // with NaN scales too (--allow-nonfinite: a NaN in x makes its channel's scales NaN)
+    CHECK(bnorm::judge(std::vector<double>{nan, 1, 1}, std::vector<double>{nan, 1, 1},
+                       std::vector<double>{nan, nan, 1}, shape, DType::f64, JudgeCriterion{})
+              .passed);
+    CHECK_FALSE(bnorm::judge(std::vector<double>{nan, 1, 1}, std::vector<double>{nan, 1.5, 1},
+                             std::vector<double>{nan, nan, 1}, shape, DType::f64, JudgeCriterion{})
+                    .passed);
     const bnorm::JudgeVerdict v = bnorm::judge(std::vector<double>{1, 1, 1}, std::vector<double>{1, nan, -inf}, one,
                                                shape, DType::f64, JudgeCriterion{});
     CHECK(v.over == 2);
