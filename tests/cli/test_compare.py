@@ -6,7 +6,8 @@ Usage (Debian's Python, which has numpy; torch where installed):
     /usr/bin/python3 tests/cli/test_compare.py BNORM [NAME-SUBSTRING ...]
 
   * PyTorch 1.13's own CPU outputs pass with the default criterion: F.batch_norm's
-    training forward y and its autograd dx, dgamma, dbeta, on 106 random ordinary problems
+    training forward y and its autograd dx, dgamma, dbeta, and native_batch_norm's saved
+    mean and invstd and updated running statistics (momentum 0.1), on 106 random ordinary problems
     (N(0, 2) data, (N, C), NCHW and NHWC with --axis -1, float32 and float64, 4 to 4096
     values per channel, and an NCHW (32, 4, 32, 32) of each dtype, seeded); the worst ratio to the tolerance is printed (the margin).
     Without torch these tests pass with a note that they were skipped.
@@ -94,7 +95,15 @@ def torch_outputs(x, g, b, dy, eps, axis, dtype):
     y = F.batch_norm(tx, None, None, tg, tb, training=True, eps=eps)
     y.backward(torch.tensor(dy.astype(dtype)).movedim(ax, 1).contiguous())
     back = lambda t: np.ascontiguousarray(t.detach().movedim(1, ax).numpy())
-    return dict(y=back(y), dx=back(tx.grad), dgamma=tg.grad.numpy(), dbeta=tb.grad.numpy())
+    out = dict(y=back(y), dx=back(tx.grad), dgamma=tg.grad.numpy(), dbeta=tb.grad.numpy())
+    # the saved statistics and the running update (momentum 0.1, in place), as nn.BatchNorm runs it
+    rm = torch.tensor(np.linspace(-1, 1, g.size).astype(dtype))
+    rv = torch.tensor(np.linspace(0.5, 2, g.size).astype(dtype))
+    out.update(rm=rm.numpy().copy(), rv=rv.numpy().copy())
+    with torch.no_grad():
+        _, mean, invstd = torch.native_batch_norm(tx.detach(), tg.detach(), tb.detach(), rm, rv, True, 0.1, eps)
+    out.update(mean=mean.numpy(), invstd=invstd.numpy(), nrm=rm.numpy(), nrv=rv.numpy())
+    return out
 
 
 def problem(rng, shape, axis, dtype, offset=0.0):
@@ -125,7 +134,10 @@ def test_pytorch_ordinary_passes():
                 out = torch_outputs(x, g, b, dy, 1e-5, axis, dtype)
                 save(tmp, x=x, g=g, b=b, dy=dy, **out)
                 rc, rep, err = compare(tmp, ARGS + ["--axis", str(axis), "--y", "y.npy", "--dx", "dx.npy",
-                                                    "--dgamma", "dgamma.npy", "--dbeta", "dbeta.npy"])
+                                                    "--dgamma", "dgamma.npy", "--dbeta", "dbeta.npy",
+                                                    "--mean", "mean.npy", "--invstd", "invstd.npy",
+                                                    "--running-mean", "rm.npy", "--running-var", "rv.npy",
+                                                    "--new-running-mean", "nrm.npy", "--new-running-var", "nrv.npy"])
                 check(rc == 0, "PyTorch %s %s axis %d flagged: %s" % (np.dtype(dtype).name, shape, axis, err[-600:]))
                 k = rep["criterion"]["k"]
                 for t, v in rep["tensors"].items():
