@@ -190,18 +190,19 @@ int run_compare(const CompareOptions& o) {
     const NormProblem np = check_norm_problem(p.x.shape(), Norm::batch, p.axis, 0, p.x_path, p.eval ? 1 : 2);
     const Exact e = exact_results(o, p, np, u);
 
-    const Shape channels{p.layout.channels};
+    // the shapes of the family's outputs (batch: C values for the statistics and parameters)
+    const Shape channels{p.layout.channels}, stats = np.stat_shape, params = np.param_shape;
     const struct {
         const std::string& path;
         const char* name;
         const Shape& shape;
         const std::vector<double>&exact, &scale;
     } table[] = {{o.y, "y", p.x.shape(), e.y, e.s_y},
-                 {o.mean, "mean", channels, e.mean, e.s_mean},
-                 {o.invstd, "invstd", channels, e.invstd, e.s_invstd},
+                 {o.mean, "mean", stats, e.mean, e.s_mean},
+                 {o.invstd, "invstd", stats, e.invstd, e.s_invstd},
                  {o.dx, "dx", p.x.shape(), e.dx, e.s_dx},
-                 {o.dgamma, "dgamma", channels, e.dgamma, e.s_dgamma},
-                 {o.dbeta, "dbeta", channels, e.dbeta, e.s_dbeta},
+                 {o.dgamma, "dgamma", params, e.dgamma, e.s_dgamma},
+                 {o.dbeta, "dbeta", params, e.dbeta, e.s_dbeta},
                  {o.new_running_mean, "new_running_mean", channels, e.new_mean, e.s_new_mean},
                  {o.new_running_var, "new_running_var", channels, e.new_var, e.s_new_var}};
     std::vector<JudgedTensor> judged;
@@ -210,7 +211,7 @@ int run_compare(const CompareOptions& o) {
 
     CompareProblemNotes notes;
     if (!o.new_running_mean.empty() || !o.new_running_var.empty()) notes.momentum = u.momentum, notes.correction = u.correction;
-    const std::string text = compare_report_json(p, crit, notes, judged);
+    const std::string text = compare_report_json(p, np, crit, notes, judged);
     if (!o.report.empty()) {
         PendingFile f(o.report);
         f.write(text.data(), text.size());

@@ -73,20 +73,21 @@ std::string criterion_text(const JudgeCriterion& c) {
     return "";
 }
 
-std::string compare_report_json(const Problem& p, const JudgeCriterion& c, const CompareProblemNotes& notes,
+std::string compare_report_json(const Problem& p, const NormProblem& np, const JudgeCriterion& c,
+                                const CompareProblemNotes& notes,
                                 const std::vector<JudgedTensor>& tensors) {
     bool passed = true;
     for (const auto& t : tensors) passed = passed && t.verdict.passed;
     Json j;
     j["passed"] = passed;
-    j["problem"] = {{"norm", "batch"},
+    j["problem"] = {{"norm", std::string(norm_name(np.norm))},
                     {"shape", p.x.shape()},
                     {"axis", p.axis},
                     {"eps", p.eps},
                     {"dtype", dtype_name(p.x.dtype())},
                     {"mode", p.eval ? "eval" : "train"},
-                    {"sets", p.layout.channels},
-                    {"per_set", p.layout.per_channel()}};
+                    {"sets", np.sets},
+                    {"per_set", np.per_set}};
     if (notes.momentum >= 0) {
         j["problem"]["momentum"] = notes.momentum;
         j["problem"]["running_var_correction"] = notes.correction;

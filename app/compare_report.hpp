@@ -28,7 +28,8 @@ struct CompareProblemNotes {
 
 /// The report as JSON text, indented by 2, ending with a newline: the verdict, the
 /// problem, the criterion and each tensor's statistics (NaN and ±inf written as null).
-std::string compare_report_json(const Problem& p, const JudgeCriterion& c, const CompareProblemNotes& notes,
+std::string compare_report_json(const Problem& p, const NormProblem& np, const JudgeCriterion& c,
+                                const CompareProblemNotes& notes,
                                 const std::vector<JudgedTensor>& tensors);
 
 /// One line per judged tensor and the overall verdict, on stderr.
