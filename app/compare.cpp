@@ -149,7 +149,13 @@ Exact exact_results(const CompareOptions& o, const Problem& p, const NormProblem
     if (!e.y.empty()) e.s_y.resize(n), scale_y(x.data(), ptr(gamma), ptr(beta), e.mean.data(), e.invstd.data(), np, p.eps, e.s_y.data());
     if (!o.mean.empty()) e.s_mean.resize(C), scale_mean(x.data(), np, e.s_mean.data());
     e.s_invstd = e.invstd; // relative
-    if (!e.dx.empty()) e.s_dx.resize(n), scale_dx(x.data(), ptr(gamma), dy.data(), e.mean.data(), e.invstd.data(), np, e.s_dx.data());
+    if (!e.dx.empty()) {
+        e.s_dx.resize(n);
+        if (p.eval) // dx = γ·invstd·dy: no sums
+            scale_dx_eval(ptr(gamma), dy.data(), e.invstd.data(), np, e.s_dx.data());
+        else
+            scale_dx(x.data(), ptr(gamma), dy.data(), e.mean.data(), e.invstd.data(), np, e.s_dx.data());
+    }
     if (!e.dgamma.empty()) {
         e.s_dgamma.resize(C), e.s_dbeta.resize(C);
         scale_dgamma_dbeta(x.data(), dy.data(), e.mean.data(), e.invstd.data(), np, e.s_dgamma.data(), e.s_dbeta.data());

@@ -128,6 +128,8 @@ TEST_CASE("scales of batch norm on one channel x = 1, 2, 3, 6 (mean 3, var 3.5)"
     const double m_dxh_xh = 2 * 5 * invstd / 4;
     CHECK(sdx[0] == doctest::Approx(invstd * (2 + 1 + 2 * invstd * m_dxh_xh)));
     CHECK(sdx[2] == doctest::Approx(invstd * (0 + 1 + 0)));
+    bnorm::scale_dx_eval(&gamma, dy.data(), &invstd, p, sdx.data()); // invstd·|γ·dy|
+    CHECK(sdx == std::vector<double>{2 * invstd, 0, 0, 2 * invstd});
     double sg = 0, sb = 0;
     bnorm::scale_dgamma_dbeta(x.data(), dy.data(), &mean, &invstd, p, &sg, &sb);
     CHECK(sg == doctest::Approx(5 * invstd));

@@ -73,6 +73,12 @@ void scale_dx(const double* x, const double* gamma, const double* dy, const doub
     }
 }
 
+void scale_dx_eval(const double* gamma, const double* dy, const double* invstd, const NormProblem& p, double* scale) {
+    const ElementMap e{p};
+    for (std::int64_t i = 0; i < p.size(); ++i)
+        scale[i] = invstd[e.set(i)] * std::fabs(at(gamma, e.param(i), 1.0) * dy[i]);
+}
+
 void scale_dgamma_dbeta(const double* x, const double* dy, const double* mean, const double* invstd,
                         const NormProblem& p, double* dgamma, double* dbeta) {
     const ElementMap e{p};

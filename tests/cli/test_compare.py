@@ -15,6 +15,7 @@ Usage (Debian's Python, which has numpy; torch where installed):
     outside the square root (eps 1e-3, Keras's default), the mean over the wrong axis,
     a dx shifted by one element; the smallest ratio to the tolerance is printed.
   * PyTorch's float32 outputs on data offset by 1e4 fail, and the report says by how much.
+  * PyTorch's inference mode (F.batch_norm(training=False), autograd) passes.
   * A naive two-pass numpy implementation in float64 passes; so do the float64 running
     update and inference-mode outputs written from their formulas here.
   * The committed golden cases' mpmath outputs pass: compare's exact values are exact.
@@ -149,6 +150,46 @@ def test_pytorch_ordinary_passes():
     for t in sorted(worst):
         note("%s %-6s worst %.3f of the tolerance (k*eps: %.1f*eps*scale), at %s axis %d"
              % (t[0], t[1], worst[t][0], k * worst[t][0], worst[t][1], worst[t][2]))
+
+
+def test_pytorch_eval_passes():
+    """F.batch_norm(training=False) and its autograd backward, float32 and float64, pass;
+    its float32 y with a running mean 1e4 times the running spread fails."""
+    if torch is None:
+        note("skipped: torch not installed")
+        return
+    worst = 0.0
+    with tempfile.TemporaryDirectory() as tmp:
+        rng = np.random.default_rng(21)
+        for dtype in (np.float32, np.float64):
+            for shape in ((64, 8), (4, 6, 5, 5), (1, 16), (256, 3)):
+                x, g, b, dy = problem(rng, shape, 1, dtype)
+                rm = rng.normal(0, 1, shape[1]).astype(dtype)
+                rv = rng.uniform(0.5, 4, shape[1]).astype(dtype)
+                tx = torch.tensor(x).requires_grad_(True)
+                tg, tb = torch.tensor(g).requires_grad_(True), torch.tensor(b).requires_grad_(True)
+                y = F.batch_norm(tx, torch.tensor(rm), torch.tensor(rv), tg, tb, training=False, eps=1e-5)
+                y.backward(torch.tensor(dy))
+                save(tmp, x=x, g=g, b=b, dy=dy, rm=rm, rv=rv, y=y.detach().numpy(), dx=tx.grad.numpy(),
+                     dgamma=tg.grad.numpy(), dbeta=tb.grad.numpy())
+                ev = ARGS + ["--mode", "eval", "--running-mean", "rm.npy", "--running-var", "rv.npy"]
+                rc, rep, err = compare(tmp, ev + ["--y", "y.npy", "--dx", "dx.npy", "--dgamma", "dgamma.npy",
+                                                  "--dbeta", "dbeta.npy"])
+                check(rc == 0, "eval %s %s flagged: %s" % (np.dtype(dtype).name, shape, err[-600:]))
+                worst = max([worst] + [v["max_ratio_to_tolerance"] for v in rep["tensors"].values()])
+        note("PyTorch eval: worst %.3f of the tolerance" % worst)
+        # the running mean 1e4 times the running standard deviation: float32 loses digits
+        x, g, b, dy = problem(rng, (64, 8), 1, np.float32, offset=1e4)
+        rm = (1e4 + rng.normal(0, 1, 8)).astype(np.float32)
+        rv = np.ones(8, np.float32)
+        y = F.batch_norm(torch.tensor(x), torch.tensor(rm), torch.tensor(rv), torch.tensor(g), torch.tensor(b),
+                         training=False, eps=1e-5)
+        save(tmp, x=x, g=g, b=b, rm=rm, rv=rv, y=y.numpy())
+        rc, rep, err = compare(tmp, ["--x", "x.npy", "--gamma", "g.npy", "--beta", "b.npy", "--mode", "eval",
+                                     "--running-mean", "rm.npy", "--running-var", "rv.npy", "--y", "y.npy"])
+        check(rc == 1, "float32 eval with a running mean 1e4 passed: %s" % err)
+        note("PyTorch float32 eval, running mean 1e4 (spread 1): fails by %.3g times the tolerance"
+             % rep["tensors"]["y"]["max_ratio_to_tolerance"])
 
 
 def naive_forward(x, g, b, eps, axis, ddof=0, eps_outside=False, wrong_axis=False):

@@ -93,6 +93,10 @@ void scale_y(const double* x, const double* gamma, const double* beta, const dou
 void scale_dx(const double* x, const double* gamma, const double* dy, const double* mean, const double* invstd,
               const NormProblem& p, double* scale);
 
+/// dx of inference mode (batchnorm.hpp's backward_eval, dx = γ·invstd·dy, the statistics
+/// being constants): invstd·|γ·dy|.
+void scale_dx_eval(const double* gamma, const double* dy, const double* invstd, const NormProblem& p, double* scale);
+
 /// dγ: Σ|dy·x̂| and dβ: Σ|dy| over the elements that share each parameter (either
 /// output may be nullptr).
 void scale_dgamma_dbeta(const double* x, const double* dy, const double* mean, const double* invstd,
