@@ -152,6 +152,26 @@ def test_pytorch_ordinary_passes():
              % (t[0], t[1], worst[t][0], k * worst[t][0], worst[t][1], worst[t][2]))
 
 
+def test_pytorch_float32_backward_of_the_issue_passes():
+    """The 12 problems on which gradcheck's float32 default flagged PyTorch's own backward
+    (issue 26: N(0, 2) data, shapes (256, 16), (64, 64), (4096, 4)): compare passes them."""
+    if torch is None:
+        note("skipped: torch not installed")
+        return
+    worst = 0.0
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in range(4):
+            rng = np.random.default_rng(300 + seed)
+            for shape in ((256, 16), (64, 64), (4096, 4)):
+                x, g, b, dy = problem(rng, shape, 1, np.float32)
+                out = torch_outputs(x, g, b, dy, 1e-5, 1, np.float32)
+                save(tmp, x=x, g=g, b=b, dy=dy, **out)
+                rc, rep, err = compare(tmp, ARGS + ["--dx", "dx.npy", "--dgamma", "dgamma.npy", "--dbeta", "dbeta.npy"])
+                check(rc == 0, "%s seed %d: %s" % (shape, seed, err[-500:]))
+                worst = max([worst] + [v["max_ratio_to_tolerance"] for v in rep["tensors"].values()])
+    note("12 problems: worst %.3f of the tolerance" % worst)
+
+
 def test_pytorch_eval_passes():
     """F.batch_norm(training=False) and its autograd backward, float32 and float64, pass;
     its float32 y with a running mean 1e4 times the running spread fails."""
