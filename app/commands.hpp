@@ -10,5 +10,7 @@ void setup_forward(CLI::App& app);
 void setup_backward(CLI::App& app);
 /// gradcheck sets exit_code: 0 when every check passed, 1 when one failed.
 void setup_gradcheck(CLI::App& app, int& exit_code);
+/// compare sets exit_code: 0 when every candidate passed, 1 when one failed.
+void setup_compare(CLI::App& app, int& exit_code);
 
 } // namespace bnorm::app

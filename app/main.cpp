@@ -27,7 +27,7 @@ int fail(const std::string& message, int code) {
 
 int main(int argc, char** argv) {
     bnorm::app::install_signal_handlers();
-    CLI::App app{"bnorm: exact batch normalization (forward, backward, gradcheck) on .npy and .csv files.\n"
+    CLI::App app{"bnorm: exact batch normalization (forward, backward, gradcheck, compare) on .npy and .csv files.\n"
                  "Exit codes: 0 success, 1 a check failed, 2 bad usage or bad input."};
     app.set_version_flag("--version", "bnorm " BNORM_VERSION);
     app.require_subcommand(1);
@@ -36,15 +36,17 @@ int main(int argc, char** argv) {
                "  bnorm backward --x x.npy --gamma gamma.npy --dy dy.npy --dx dx.npy --dgamma dgamma.npy\n"
                "  bnorm forward  --x x_nhwc.csv --shape 8,5,5,3 --axis -1 --y y.csv\n"
                "  bnorm gradcheck --x x.npy --gamma gamma.npy --dy dy.npy --dx my_dx.npy\n"
+               "  bnorm compare  --x x.npy --gamma gamma.npy --beta beta.npy --y my_y.npy\n"
                "Run 'bnorm <subcommand> --help' for its options and more examples.");
     bnorm::app::setup_forward(app);
     bnorm::app::setup_backward(app);
     int exit_code = bnorm::kExitOk;
     bnorm::app::setup_gradcheck(app, exit_code);
+    bnorm::app::setup_compare(app, exit_code);
 
     const auto named = [&](const CLI::App* sub) { return argc > 1 && sub->check_name(argv[1]); };
     if (argc > 1 && argv[1][0] != '-' && app.get_subcommands(named).empty())
-        return fail(fmt::format("unknown subcommand '{}' (expected forward, backward or gradcheck; see "
+        return fail(fmt::format("unknown subcommand '{}' (expected forward, backward, gradcheck or compare; see "
                                 "bnorm --help)",
                                 argv[1]),
                     bnorm::kExitBadInput);

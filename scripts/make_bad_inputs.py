@@ -787,6 +787,39 @@ def build(out):
          fwd_eval("--running-mean", "rm.npy", "--running-var", ""), None, ["--running-var"],
          ["y.npy"])
 
+    # bnorm compare: candidates of the wrong shape, missing inputs, criteria in conflict
+    # (dy.npy stands for a valid candidate of x's shape, rm.npy for one of C values)
+    def cmp(*more):
+        return ["compare", "--x", "x.npy"] + list(more)
+
+    case("compare_no_candidate", "compare with no candidate to judge.", cmp("--report", "report.json"), None,
+         ["at least one candidate"], ["report.json"])
+    case("compare_dx_without_dy", "compare judges a --dx but has no --dy it belongs to.",
+         cmp("--dx", "dy.npy", "--report", "report.json"), None, ["--dy"], ["report.json"])
+    case("compare_y_shape", "compare's --y has shape (3, 6) for x (6, 3).",
+         cmp("--y", "dy_transposed.npy", "--report", "report.json"), "dy_transposed.npy", ["(3, 6)", "(6, 3)"],
+         ["report.json"])
+    case("compare_dgamma_length", "compare's --dgamma has 4 values for 3 channels.",
+         cmp("--dy", "dy.npy", "--dgamma", "gamma_len4.npy"), "gamma_len4.npy", ["(4,)", "(3,)"])
+    case("compare_tol_eps_and_rtol", "compare given both --tol-eps and --rtol (two criteria).",
+         cmp("--y", "dy.npy", "--tol-eps", "4", "--rtol", "1e-6"), None, ["--tol-eps", "--rtol"])
+    case("compare_rtol_negative", "compare's --rtol -1 is negative.", cmp("--y", "dy.npy", "--rtol", "-1"), None,
+         ["--rtol", ">= 0"])
+    case("compare_tol_eps_garbage", "compare's --tol-eps '4x' has trailing garbage.",
+         cmp("--y", "dy.npy", "--tol-eps", "4x"), None, ["--tol-eps"])
+    case("compare_eval_mean", "compare --mode eval judging a batch --mean, which eval mode has not.",
+         ["compare", "--mode", "eval", "--x", "x.npy"] + R + ["--mean", "rm.npy"], None, ["--mean"])
+    case("compare_new_running_without_running", "compare judges --new-running-mean without the running inputs.",
+         cmp("--new-running-mean", "rm.npy"), None, ["--running-mean"])
+    case("compare_momentum_without_update", "compare given --momentum with no running statistic to judge.",
+         cmp("--y", "dy.npy", "--momentum", "0.5"), None, ["--momentum"])
+    case("compare_nan_x", "compare on x holding a NaN.", ["compare", "--x", "x_nan.npy", "--y", "dy.npy",
+         "--report", "report.json"], "x_nan.npy", ["index (2, 1)"], ["report.json"])
+    case("compare_report_is_candidate", "compare's --report names the candidate dy.npy.",
+         cmp("--y", "dy.npy", "--report", "dy.npy"), "dy.npy", ["same file"])
+    case("compare_candidate_missing", "compare's --y names a file that does not exist.",
+         cmp("--y", "nodir/y.npy"), "nodir/y.npy", ["no such file"])
+
     with open(os.path.join(out, "catalog.json"), "w") as f:
         json.dump(cases, f, indent=1)
         f.write("\n")

@@ -1,0 +1,270 @@
+// bnorm compare: candidate outputs of a normalization (your kernel's y, dx, ...) judged
+// against the exact ones; a JSON report on stdout (and --report), one line per tensor on
+// stderr. Exit 0 when every candidate passes, 1 when one fails, 2 on bad usage or input.
+#include "commands.hpp"
+#include "compare_report.hpp"
+#include "problem.hpp"
+
+#include "bnorm/batchnorm.hpp"
+#include "bnorm/error.hpp"
+#include "bnorm/family.hpp"
+#include "bnorm/files.hpp"
+#include "bnorm/judge.hpp"
+
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace bnorm::app {
+namespace {
+
+struct CompareOptions {
+    CommonOptions common;
+    std::string gamma, beta, dy;
+    // the candidates
+    std::string y, mean, invstd, dx, dgamma, dbeta, new_running_mean, new_running_var;
+    std::string momentum, correction, rtol, atol, tol_eps, report;
+};
+
+/// The candidates by option, in the report's order.
+std::vector<std::pair<std::string, std::string>> candidates(const CompareOptions& o) {
+    return {{"y", o.y},           {"mean", o.mean},     {"invstd", o.invstd},
+            {"dx", o.dx},         {"dgamma", o.dgamma}, {"dbeta", o.dbeta},
+            {"new_running_mean", o.new_running_mean}, {"new_running_var", o.new_running_var}};
+}
+
+/// The rules across options, before anything is read.
+void check_options(const CompareOptions& o) {
+    bool any = false;
+    for (const auto& c : candidates(o)) any = any || !c.second.empty();
+    if (!any)
+        throw UsageError("give at least one candidate to judge: --y, --mean, --invstd, --dx, --dgamma, --dbeta, "
+                         "--new-running-mean or --new-running-var");
+    if ((!o.dx.empty() || !o.dgamma.empty() || !o.dbeta.empty()) && o.dy.empty())
+        throw UsageError("--dx/--dgamma/--dbeta are the gradients for an upstream gradient: give it with --dy");
+    const bool update = !o.new_running_mean.empty() || !o.new_running_var.empty();
+    check_mode_options(o.common, true);
+    if (o.common.eval()) {
+        if (!o.mean.empty() || !o.invstd.empty())
+            throw UsageError("--mean/--invstd are the batch statistics, which --mode eval does not compute (it "
+                             "normalizes with --running-mean and --running-var)");
+        if (update)
+            throw UsageError("--new-running-mean/--new-running-var are written by --mode train only (inference "
+                             "does not update the running statistics)");
+    } else {
+        const bool both = !o.common.running_mean.empty() && !o.common.running_var.empty();
+        if (update && !both)
+            throw UsageError("--new-running-mean/--new-running-var need both --running-mean and --running-var (the "
+                             "statistics they update)");
+        if (!update && (!o.common.running_mean.empty() || !o.common.running_var.empty()))
+            throw UsageError("--running-mean/--running-var in train mode only feed --new-running-mean/"
+                             "--new-running-var; to normalize with them, use --mode eval");
+    }
+    if (!update && (!o.momentum.empty() || !o.correction.empty()))
+        throw UsageError("--momentum/--running-var-correction apply to the update of the running statistics: give "
+                         "--new-running-mean or --new-running-var");
+    if (!o.tol_eps.empty() && (!o.rtol.empty() || !o.atol.empty()))
+        throw UsageError("--tol-eps (normwise) and --rtol/--atol (elementwise) are two criteria: give one");
+}
+
+JudgeCriterion criterion(const CompareOptions& o) {
+    JudgeCriterion c;
+    if (!o.rtol.empty() || !o.atol.empty()) {
+        c.kind = JudgeCriterion::Kind::elementwise;
+        if (!o.rtol.empty()) c.rtol = parse_nonnegative("--rtol", o.rtol);
+        if (!o.atol.empty()) c.atol = parse_nonnegative("--atol", o.atol);
+    } else if (!o.tol_eps.empty()) {
+        c.kind = JudgeCriterion::Kind::normwise;
+        c.tol_eps = parse_nonnegative("--tol-eps", o.tol_eps);
+    }
+    return c;
+}
+
+RunningUpdate running_update(const CompareOptions& o) {
+    RunningUpdate u;
+    if (!o.momentum.empty()) {
+        u.momentum = parse_nonnegative("--momentum", o.momentum);
+        if (u.momentum > 1) throw UsageError(fmt::format("--momentum {} must be in [0, 1]", o.momentum));
+    }
+    if (!o.correction.empty()) {
+        u.correction = parse_int("--running-var-correction", o.correction);
+        if (u.correction != 0 && u.correction != 1)
+            throw UsageError(fmt::format("--running-var-correction {} must be 1 (unbiased batch variance, PyTorch) "
+                                         "or 0 (biased, ONNX)",
+                                         o.correction));
+    }
+    return u;
+}
+
+/// An array's values widened to double (exactly); empty for none.
+std::vector<double> widened(const std::optional<Array>& a) {
+    std::vector<double> v;
+    if (a) dispatch(a->dtype(), [&](auto t) {
+        using T = decltype(t);
+        v.assign(a->data<T>(), a->data<T>() + a->size());
+    });
+    return v;
+}
+
+const double* ptr(const std::vector<double>& v) { return v.empty() ? nullptr : v.data(); }
+
+/// The exact outputs of the problem (the double results of its inputs, exact in double)
+/// and the scale of each element (bnorm/judge.hpp).
+struct Exact {
+    std::vector<double> y, mean, invstd, dx, dgamma, dbeta, new_mean, new_var;
+    std::vector<double> s_y, s_mean, s_invstd, s_dx, s_dgamma, s_dbeta, s_new_mean, s_new_var;
+};
+
+Exact exact_results(const CompareOptions& o, const Problem& p, const NormProblem& np, RunningUpdate u) {
+    const int threads = thread_count(o.common);
+    const std::vector<double> x = widened(p.x), gamma = widened(p.gamma), beta = widened(p.beta), dy = widened(p.dy);
+    const std::vector<double> rm = widened(p.running_mean), rv = widened(p.running_var);
+    const RunningStats<double> running{ptr(rm), ptr(rv)};
+    const std::size_t n = std::size_t(p.x.size()), C = std::size_t(p.layout.channels);
+    Exact e;
+    e.mean.resize(C), e.invstd.resize(C);
+    about_x(p, [&] {
+        const ForwardPass<double> fp = p.eval ? ForwardPass<double>(x.data(), ptr(gamma), ptr(beta), running,
+                                                                    p.layout, p.eps, threads)
+                                              : ForwardPass<double>(x.data(), ptr(gamma), ptr(beta), p.layout, p.eps,
+                                                                    threads);
+        fp.statistics(e.mean.data(), e.invstd.data()); // eval: the running mean and 1/sqrt(running var + eps)
+        if (!o.y.empty()) e.y.resize(n), fp.apply(0, p.layout.outer, e.y.data());
+        if (!o.new_running_mean.empty() || !o.new_running_var.empty()) {
+            e.new_mean.resize(C), e.new_var.resize(C);
+            fp.update_running(running, u, e.new_mean.data(), e.new_var.data());
+        }
+        if (!o.dx.empty() || !o.dgamma.empty() || !o.dbeta.empty()) {
+            const BackwardPass<double> bp =
+                p.eval ? BackwardPass<double>(x.data(), ptr(gamma), dy.data(), running, p.layout, p.eps, threads)
+                       : BackwardPass<double>(x.data(), ptr(gamma), dy.data(), p.layout, p.eps, threads);
+            e.dgamma.resize(C), e.dbeta.resize(C);
+            bp.gradients(e.dgamma.data(), e.dbeta.data());
+            if (!o.dx.empty()) e.dx.resize(n), bp.apply(0, p.layout.outer, e.dx.data());
+        }
+    });
+    if (!e.y.empty()) e.s_y.resize(n), scale_y(x.data(), ptr(gamma), ptr(beta), e.mean.data(), e.invstd.data(), np, p.eps, e.s_y.data());
+    if (!o.mean.empty()) e.s_mean.resize(C), scale_mean(x.data(), np, e.s_mean.data());
+    e.s_invstd = e.invstd; // relative
+    if (!e.dx.empty()) {
+        e.s_dx.resize(n);
+        if (p.eval) // dx = γ·invstd·dy: no sums
+            scale_dx_eval(ptr(gamma), dy.data(), e.invstd.data(), np, e.s_dx.data());
+        else
+            scale_dx(x.data(), ptr(gamma), dy.data(), e.mean.data(), e.invstd.data(), np, e.s_dx.data());
+    }
+    if (!e.dgamma.empty()) {
+        e.s_dgamma.resize(C), e.s_dbeta.resize(C);
+        scale_dgamma_dbeta(x.data(), dy.data(), e.mean.data(), e.invstd.data(), np, e.s_dgamma.data(), e.s_dbeta.data());
+    }
+    if (!e.new_mean.empty()) {
+        e.s_new_mean.resize(C), e.s_new_var.resize(C);
+        scale_running(x.data(), rm.data(), rv.data(), e.invstd.data(), u.momentum, u.correction, p.eps, np,
+                      e.s_new_mean.data(), e.s_new_var.data());
+    }
+    return e;
+}
+
+/// Loads a candidate that must have `shape` (CSV: read in x's dtype and that shape) and
+/// judges it.
+JudgedTensor judge_candidate(const std::string& name, const std::string& path, const Shape& shape,
+                             const std::vector<double>& exact, const std::vector<double>& scale, const Problem& p,
+                             const JudgeCriterion& c) {
+    const std::string what = shape.size() == 1 ? fmt::format("C = {} values", shape[0]) : "x's shape";
+    const Array a = load_array(path, CsvRead{p.x.dtype(), shape, what, p.threads});
+    if (a.shape() != shape)
+        throw InputError::in_file(path, fmt::format("shape {} differs from the shape of the exact {}, {} ({})",
+                                                    shape_to_string(a.shape()), name, shape_to_string(shape), what));
+    JudgedTensor t{name, path, a.dtype(), p.x.dtype(), shape, {}};
+    t.verdict = judge(exact, widened(a), scale, shape, a.dtype(), c);
+    return t;
+}
+
+int run_compare(const CompareOptions& o) {
+    check_options(o);
+    const JudgeCriterion crit = criterion(o);
+    const RunningUpdate u = running_update(o);
+    NamedPaths inputs;
+    for (const auto& c : candidates(o)) inputs.emplace_back("--" + c.first, c.second);
+    for (auto& in : inputs)
+        for (char& ch : in.first) ch = ch == '_' ? '-' : ch;
+    const Problem p = load_problem(o.common, o.gamma, o.beta, o.dy, {}, inputs, {{"--report", o.report}});
+    require_finite(p);
+    const NormProblem np = check_norm_problem(p.x.shape(), Norm::batch, p.axis, 0, p.x_path, p.eval ? 1 : 2);
+    const Exact e = exact_results(o, p, np, u);
+
+    // the shapes of the family's outputs (batch: C values for the statistics and parameters)
+    const Shape channels{p.layout.channels}, stats = np.stat_shape, params = np.param_shape;
+    const struct {
+        const std::string& path;
+        const char* name;
+        const Shape& shape;
+        const std::vector<double>&exact, &scale;
+    } table[] = {{o.y, "y", p.x.shape(), e.y, e.s_y},
+                 {o.mean, "mean", stats, e.mean, e.s_mean},
+                 {o.invstd, "invstd", stats, e.invstd, e.s_invstd},
+                 {o.dx, "dx", p.x.shape(), e.dx, e.s_dx},
+                 {o.dgamma, "dgamma", params, e.dgamma, e.s_dgamma},
+                 {o.dbeta, "dbeta", params, e.dbeta, e.s_dbeta},
+                 {o.new_running_mean, "new_running_mean", channels, e.new_mean, e.s_new_mean},
+                 {o.new_running_var, "new_running_var", channels, e.new_var, e.s_new_var}};
+    std::vector<JudgedTensor> judged;
+    for (const auto& row : table)
+        if (!row.path.empty()) judged.push_back(judge_candidate(row.name, row.path, row.shape, row.exact, row.scale, p, crit));
+
+    CompareProblemNotes notes;
+    if (!o.new_running_mean.empty() || !o.new_running_var.empty()) notes.momentum = u.momentum, notes.correction = u.correction;
+    const std::string text = compare_report_json(p, np, crit, notes, judged);
+    if (!o.report.empty()) {
+        PendingFile f(o.report);
+        f.write(text.data(), text.size());
+        f.commit();
+    }
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    print_compare_summary(crit, judged);
+    bool passed = true;
+    for (const auto& t : judged) passed = passed && t.verdict.passed;
+    return passed ? kExitOk : kExitCheckFailed;
+}
+
+} // namespace
+
+void setup_compare(CLI::App& app, int& exit_code) {
+    auto opts = std::make_shared<CompareOptions>();
+    CLI::App* cmd = app.add_subcommand("compare", "Judge candidate outputs (your kernel's y, dx, ...) against the "
+                                                  "exact ones; JSON report on stdout");
+    add_common_options(*cmd, opts->common);
+    cmd->add_option("--gamma", opts->gamma, "Scale γ, C values (default: ones)");
+    cmd->add_option("--beta", opts->beta, "Shift β, C values (default: zeros)");
+    cmd->add_option("--dy", opts->dy, "Upstream gradient, x's shape (needed with --dx/--dgamma/--dbeta)");
+    cmd->add_option("--y", opts->y, "Candidate y, x's shape (any of float32/float64: judged in its own dtype)");
+    cmd->add_option("--mean", opts->mean, "Candidate batch mean (C values)");
+    cmd->add_option("--invstd", opts->invstd, "Candidate 1/sqrt(var + eps) (C values)");
+    cmd->add_option("--dx", opts->dx, "Candidate dx, x's shape");
+    cmd->add_option("--dgamma", opts->dgamma, "Candidate dγ = Σ dy·x̂ (C values)");
+    cmd->add_option("--dbeta", opts->dbeta, "Candidate dβ = Σ dy (C values)");
+    add_mode_options(*cmd, opts->common, "the statistics that --new-running-mean/--new-running-var update");
+    cmd->add_option("--new-running-mean", opts->new_running_mean, "Candidate updated running mean (train mode)");
+    cmd->add_option("--new-running-var", opts->new_running_var, "Candidate updated running variance (train mode)");
+    cmd->add_option("--momentum", opts->momentum, "Momentum of the running update, in [0, 1] (default 0.1, PyTorch's)");
+    cmd->add_option("--running-var-correction", opts->correction,
+                    "1: the update takes the unbiased batch variance (PyTorch, default); 0: the biased one (ONNX)");
+    cmd->add_option("--rtol", opts->rtol, "Elementwise criterion |got - exact| <= atol + rtol·|exact| (default 0)");
+    cmd->add_option("--atol", opts->atol, "Elementwise criterion's atol (default 0)");
+    cmd->add_option("--tol-eps", opts->tol_eps, "Normwise criterion max|got - exact| <= N·eps·max|exact|");
+    cmd->add_option("--report", opts->report, "Also write the JSON report to this file");
+    cmd->footer("Default criterion: |got - exact| <= 64·eps(dtype)·scale per element, scale the magnitude of the\n"
+                "terms a correct kernel sums for it (docs/compare.md).\n"
+                "Examples:\n"
+                "  bnorm compare --x x.npy --gamma g.npy --beta b.npy --y my_y.npy\n"
+                "  bnorm compare --x x.npy --gamma g.npy --dy dy.npy --dx my_dx.npy --dgamma my_dg.npy --report r.json\n"
+                "  bnorm compare --x x.npy --y my_y.npy --rtol 1.3e-6 --atol 1e-5   # torch.testing's float32 defaults\n"
+                "Exit codes: 0 every candidate passed, 1 one failed, 2 bad usage or input.");
+    refuse_empty_values(*cmd);
+    cmd->callback([opts, &exit_code] { exit_code = run_compare(*opts); });
+}
+
+} // namespace bnorm::app
