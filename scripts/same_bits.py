@@ -67,6 +67,16 @@ def family_cases(rng):
             yield f"{tag}_cauchy", c, 0.5 + 2 * c + 1e-9 * rng.standard_normal(shape), options, params, norm
 
 
+def same_files(outputs, a, b):
+    """Compares build a's output files with build b's, byte for byte; exits 1 on a difference."""
+    for fa, fb in zip(outputs["a"], outputs["b"]):
+        with open(fa, "rb") as f1, open(fb, "rb") as f2:
+            if f1.read() != f2.read():
+                print(f"same_bits: {os.path.basename(fa)} differs between {a} and {b}", file=sys.stderr)
+                sys.exit(1)
+    return len(outputs["a"])
+
+
 def main():
     if len(sys.argv) != 3:
         sys.exit(__doc__)
@@ -95,12 +105,7 @@ def main():
                     subprocess.run([exe, "backward", *common, "--dy", path(name, "dy"), "--dx", bwd[0],
                                     "--dgamma", bwd[1], "--dbeta", bwd[2]], check=True)
                     outputs[tag] = fwd + bwd
-                for fa, fb in zip(outputs["a"], outputs["b"]):
-                    with open(fa, "rb") as f1, open(fb, "rb") as f2:
-                        if f1.read() != f2.read():
-                            print(f"same_bits: {os.path.basename(fa)} differs between {a} and {b}", file=sys.stderr)
-                            sys.exit(1)
-                    compared += 1
+                compared += same_files(outputs, a, b)
         for name, x, dy, options, params, norm in family_cases(rng):
             dtype = np.float32 if name.startswith("float32") else np.float64
             np.save(path(name, "x"), x.astype(dtype))
@@ -123,12 +128,7 @@ def main():
                     subprocess.run(forward, check=True)
                     subprocess.run(backward, check=True)
                     outputs[tag] = fwd + bwd
-                for fa, fb in zip(outputs["a"], outputs["b"]):
-                    with open(fa, "rb") as f1, open(fb, "rb") as f2:
-                        if f1.read() != f2.read():
-                            print(f"same_bits: {os.path.basename(fa)} differs between {a} and {b}", file=sys.stderr)
-                            sys.exit(1)
-                    compared += 1
+                compared += same_files(outputs, a, b)
     print(f"same_bits: {compared} output files bitwise identical between {a} and {b}")
 
 
