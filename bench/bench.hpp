@@ -7,6 +7,7 @@
 #include "harness.hpp"
 
 #include "bnorm/array.hpp"
+#include "bnorm/family.hpp"
 #include "bnorm/layout.hpp"
 
 #include <optional>
@@ -39,6 +40,8 @@ struct Case {
     bnorm::DType dtype = bnorm::DType::f32;
     std::string data = "normal"; ///< "normal", "offset", "linear" or "ahead16" (bench/cases.json)
     std::vector<Op> ops;         ///< cases.json's "ops" and the case's "more_ops", in kOps order
+    std::string norm = "batch";  ///< the family member (bnorm/family.hpp); batch unless the case says
+    std::int64_t groups = 0;     ///< --groups of a group norm
 };
 
 /// The operands of one case, allocated and touched once: random normal inputs (shifted
@@ -48,6 +51,7 @@ struct Case {
 /// "ahead16") 16 bytes ahead of x modulo 4 KiB, within buffers made larger for it.
 template <class T> struct Tensors {
     explicit Tensors(const Case& c);
+    bnorm::NormProblem problem; ///< the case's norm over its shape (batch: its layout below)
     bnorm::Layout layout;
     Buffer<T> x, dy, gamma, beta;
     Buffer<T> y, mean, invstd;
@@ -59,7 +63,8 @@ template <class T> struct Tensors {
 
 inline constexpr double kEps = 1e-5;
 
-/// bnorm::forward / bnorm::backward on t's buffers, on `threads` threads.
+/// bnorm::forward / bnorm::backward on t's buffers, on `threads` threads (the family's
+/// functions for a norm other than batch: no β and no mean for rms).
 template <class T> void run_forward(Tensors<T>& t, int threads);
 template <class T> void run_backward(Tensors<T>& t, int threads);
 /// The training forward with the update of the running statistics (PyTorch's momentum

@@ -24,10 +24,11 @@ template <class T> T* ahead_of(const T* x, T* out, std::size_t ahead) {
 
 template <class T>
 Tensors<T>::Tensors(const Case& c)
-    : layout(bnorm::collapse(c.shape, c.axis)),
+    : problem(bnorm::check_norm_problem(c.shape, bnorm::parse_norm(c.norm), c.axis, c.groups, "cases.json")),
+      layout(bnorm::collapse(c.shape, c.axis)),
       x(static_cast<std::size_t>(layout.size())), dy(x.size()),
-      gamma(static_cast<std::size_t>(layout.channels)), beta(gamma.size()),
-      y(x.size() + kPlacementRoom<T>), mean(gamma.size()), invstd(gamma.size()),
+      gamma(static_cast<std::size_t>(problem.params)), beta(gamma.size()),
+      y(x.size() + kPlacementRoom<T>), mean(static_cast<std::size_t>(problem.sets)), invstd(mean.size()),
       dx(x.size() + kPlacementRoom<T>), dgamma(gamma.size()), dbeta(gamma.size()),
       running_mean(gamma.size()), running_var(gamma.size()), new_running_mean(gamma.size()),
       new_running_var(gamma.size()), y_out(y.data()), dx_out(dx.data()) {
@@ -53,11 +54,21 @@ Tensors<T>::Tensors(const Case& c)
 
 // The one place where the thread count reaches bnorm.
 template <class T> void run_forward(Tensors<T>& t, int threads) {
+    if (t.problem.norm != bnorm::Norm::batch) {
+        const bool rms = t.problem.norm == bnorm::Norm::rms;
+        return bnorm::forward<T>(t.x.data(), t.gamma.data(), rms ? nullptr : t.beta.data(), t.problem, kEps, t.y_out,
+                                 rms ? nullptr : t.mean.data(), t.invstd.data(), threads);
+    }
     bnorm::forward<T>(t.x.data(), t.gamma.data(), t.beta.data(), t.layout, kEps, t.y_out,
                       t.mean.data(), t.invstd.data(), threads);
 }
 
 template <class T> void run_backward(Tensors<T>& t, int threads) {
+    if (t.problem.norm != bnorm::Norm::batch) {
+        const bool rms = t.problem.norm == bnorm::Norm::rms;
+        return bnorm::backward<T>(t.x.data(), t.gamma.data(), t.dy.data(), t.problem, kEps, t.dx_out,
+                                  t.dgamma.data(), rms ? nullptr : t.dbeta.data(), threads);
+    }
     bnorm::backward<T>(t.x.data(), t.gamma.data(), t.dy.data(), t.layout, kEps, t.dx_out,
                        t.dgamma.data(), t.dbeta.data(), threads);
 }

@@ -9,6 +9,15 @@ bench/cases.json and writes JSON records like bnorm_bench's (scripts/bench.sh ru
                    native_batch_norm call; only the backward is timed, as for oneDNN
   eval_forward     F.batch_norm(x, running_mean, running_var, weight, bias, training=False, eps=1e-5)
 
+Cases with a "norm" other than batch (bnorm/family.hpp) time the family's torch functions:
+  layer     F.layer_norm; backward torch.ops.aten.native_layer_norm_backward from the saved
+            statistics of one native_layer_norm call
+  group     F.group_norm; backward torch.ops.aten.native_group_norm_backward, likewise
+  instance  F.instance_norm (use_input_stats); backward through autograd (torch has no
+            separate kernel: it runs batch norm on the (1, N*C, ...) view)
+  rms       torch 1.13 has no RMSNorm: the composite x*rsqrt(mean(x^2) + eps)*weight, and
+            its backward through autograd; there is no fused kernel to compare with
+
 nhwc cases use torch.channels_last: the NCHW tensor whose memory is the stored
 (N, H, W, C) array. If torch cannot be imported, the output says so and has no records.
 
@@ -110,12 +119,64 @@ def make_tensors(torch, case):
     return x, dy, weight, bias, running_mean, running_var
 
 
+def family_call(torch, case, op, x, dy):
+    """The call that times `op` of a family norm (the module docstring lists them)."""
+    import torch.nn.functional as F
+
+    norm, dtype, gen = case["norm"], x.dtype, torch.Generator().manual_seed(1)
+    axis = case["axis"] % x.dim()
+    params = x.shape[axis:] if norm in ("layer", "rms") else (x.shape[1],)
+    weight = torch.randn(params, dtype=dtype, generator=gen)
+    bias = torch.randn(params, dtype=dtype, generator=gen)
+    if norm == "layer":
+        shape = list(x.shape[axis:])
+        if op == "forward":
+            return lambda: F.layer_norm(x, shape, weight, bias, EPS)
+        _, mean, rstd = torch.ops.aten.native_layer_norm(x, shape, weight, bias, EPS)
+        return lambda: torch.ops.aten.native_layer_norm_backward(dy, x, shape, mean, rstd, weight, bias,
+                                                                 [True, True, True])
+    if norm == "group":
+        groups = case["groups"]
+        if op == "forward":
+            return lambda: F.group_norm(x, groups, weight, bias, EPS)
+        n, c = x.shape[0], x.shape[1]
+        hw = x.numel() // (n * c)
+        _, mean, rstd = torch.ops.aten.native_group_norm(x, weight, bias, n, c, hw, groups, EPS)
+        return lambda: torch.ops.aten.native_group_norm_backward(dy, x, mean, rstd, weight, n, c, hw, groups,
+                                                                 [True, True, True])
+    if norm == "instance":
+        def forward(t):
+            return F.instance_norm(t, weight=weight, bias=bias, use_input_stats=True, eps=EPS)
+    elif norm == "rms":
+        dims = tuple(range(axis, x.dim()))
+
+        def forward(t):
+            return t * torch.rsqrt(t.pow(2).mean(dims, keepdim=True) + EPS) * weight
+    else:
+        raise ValueError(f"cases.json: unknown norm {norm!r}")
+    if op == "forward":
+        return lambda: forward(x)
+    xg = x.clone().requires_grad_(True)
+    weight.requires_grad_(True)
+    if norm == "instance":
+        bias.requires_grad_(True)
+    with torch.enable_grad():
+        y = forward(xg)
+
+    def backward():
+        xg.grad = weight.grad = bias.grad = None
+        y.backward(dy, retain_graph=True)
+    return backward
+
+
 def bench_case(torch, case, op, threads, policy):
     import torch.nn.functional as F
 
     torch.set_num_threads(threads)
     x, dy, weight, bias, running_mean, running_var = make_tensors(torch, case)
-    if op == "forward":
+    if case.get("norm", "batch") != "batch":
+        call = family_call(torch, case, op, x, dy)
+    elif op == "forward":
         def call():
             F.batch_norm(x, None, None, weight, bias, training=True, eps=EPS)
     elif op == "forward_running":
@@ -133,12 +194,14 @@ def bench_case(torch, case, op, threads, policy):
                 dy, x, weight, None, None, save_mean, save_invstd, True, EPS, [True, True, True])
     else:
         raise ValueError(f"cases.json: unknown op {op!r}")
-    with torch.no_grad():
+    with torch.no_grad():  # (autograd's backward calls run regardless)
         timing = measure(call, policy)
     record = {"op": op, "impl": "pytorch", "shape": case["shape"], "axis": case["axis"],
               "dtype": case["dtype"], "layout": case["layout"], "data": case.get("data", "normal"),
               "threads": threads,
               "tensor_bytes": x.numel() * x.element_size()}
+    if case.get("norm", "batch") != "batch":
+        record["norm"], record["groups"] = case["norm"], case.get("groups", 0)
     record.update(timing)
     return record
 
@@ -175,7 +238,8 @@ def main():
                 for threads in plan["threads"]:
                     r = bench_case(torch, case, op, threads, policy)
                     shape = "x".join(map(str, case["shape"]))
-                    print(f"  {op} {shape} {case['dtype']} {case['layout']} threads={threads} pytorch"
+                    norm = "" if case.get("norm", "batch") == "batch" else case["norm"] + " "
+                    print(f"  {op} {norm}{shape} {case['dtype']} {case['layout']} threads={threads} pytorch"
                           f"{r['ms_min']:>14.3f} ms", file=sys.stderr)
                     result["records"].append(r)
 

@@ -71,7 +71,7 @@ def merge_rounds(rounds):
     measurement, in the first round's order: the least ms_min (and that round's other
     fields), the median of the rounds' ms_median, the samples added up, and the most page
     faults per call of any round (so that the report's note on faults misses none)."""
-    fields = ("op", "impl", "shape", "axis", "dtype", "layout", "data", "threads", "when")
+    fields = ("op", "impl", "norm", "shape", "axis", "dtype", "layout", "data", "threads", "when")
     merged = {}
     for records in rounds:
         for r in records:
@@ -101,12 +101,17 @@ def merge_runs(runs, default):
 
 
 def kernel_key(r):
-    return r["op"], tuple(r["shape"]), r["dtype"], r["layout"], r.get("data", "normal"), r["threads"]
+    return (r["op"], tuple(r["shape"]), r["dtype"], r["layout"], r.get("data", "normal"), r["threads"],
+            r.get("norm", "batch"))
 
 
 def shape_label(r):
-    """The shape, and the data when it is not plain random normal values."""
+    """The shape, after the norm when it is not batch norm (group norm with its groups),
+    and the data when it is not plain random normal values."""
     shape = "x".join(map(str, r["shape"]))
+    norm = r.get("norm", "batch")
+    if norm != "batch":
+        shape = f"{norm}{r.get('groups') or ''} {shape}"
     data = r.get("data", "normal")
     return shape if data == "normal" else f"{shape} {data}"
 
