@@ -178,7 +178,9 @@ Problem load_problem(const CommonOptions& opts, const std::string& gamma, const 
                                      "inputs)",
                                      shape_to_string(*shape), opts.x, shape_to_string(p.x.shape())));
     p.eval = opts.eval();
-    p.axis = axis_given ? axis : default_axis(choice.norm, p.x.shape().size());
+    // The norm's default as ONNX states it: 1, or -1 (the last axis) for layer and rms,
+    // which messages and the gradcheck report then show as -1.
+    p.axis = axis_given ? axis : (choice.norm == Norm::layer || choice.norm == Norm::rms ? -1 : 1);
     if (choice.norm == Norm::batch) { // its own messages, and its own paths (Layout)
         p.layout = check_problem(p.x.shape(), p.axis, opts.x, p.eval ? 1 : 2); // eval: a batch of one is fine
         p.norm = check_norm_problem(p.x.shape(), Norm::batch, p.axis, 0, opts.x, p.eval ? 1 : 2);

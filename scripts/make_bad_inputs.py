@@ -38,6 +38,8 @@ import zipfile
 
 import numpy as np
 
+from bad_inputs_family import add_family_cases
+
 MAGIC = b"\x93NUMPY"
 
 # Shared valid inputs: x is (6, 3) float64, so C = 3 and m = 6.
@@ -786,6 +788,9 @@ def build(out):
     case("empty_running_var", "--running-var is the empty string.",
          fwd_eval("--running-mean", "rm.npy", "--running-var", ""), None, ["--running-var"],
          ["y.npy"])
+
+    # ------------------------- the normalization family (scripts/bad_inputs_family.py)
+    add_family_cases(put, case, npy_bytes)
 
     with open(os.path.join(out, "catalog.json"), "w") as f:
         json.dump(cases, f, indent=1)
