@@ -253,6 +253,13 @@ MomentsVector certified_moments(const T* x, const T* dy, const Layout& l, std::i
     return ms;
 }
 
+template <class T, bool Backward>
+void exact_moments(const T* x, const T* dy, const Layout& l, std::int64_t whole, int threads,
+                   const std::vector<std::int64_t>& todo, MomentsVector& ms) {
+    if (todo.empty()) return;
+    const Blocks blocks(l, (Backward ? 2 : 1) * sizeof(T), whole);
+    sum_again<T, Backward, Summation::exact>(x, dy, l, blocks, threads, todo, ms);
+}
 
 template MomentsVector certified_moments<float, false>(const float*, const float*, const Layout&, std::int64_t, double,
                                                        int, std::vector<Certified>&);
@@ -262,5 +269,14 @@ template MomentsVector certified_moments<double, false>(const double*, const dou
                                                         double, int, std::vector<Certified>&);
 template MomentsVector certified_moments<double, true>(const double*, const double*, const Layout&, std::int64_t,
                                                        double, int, std::vector<Certified>&);
+
+#define BNORM_EXACT_MOMENTS(T, B)                                                                                   \
+    template void exact_moments<T, B>(const T*, const T*, const Layout&, std::int64_t, int,                          \
+                                      const std::vector<std::int64_t>&, MomentsVector&);
+BNORM_EXACT_MOMENTS(float, false)
+BNORM_EXACT_MOMENTS(float, true)
+BNORM_EXACT_MOMENTS(double, false)
+BNORM_EXACT_MOMENTS(double, true)
+#undef BNORM_EXACT_MOMENTS
 
 } // namespace bnorm::kernels

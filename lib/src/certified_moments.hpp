@@ -24,4 +24,12 @@ template <class T, bool Backward>
 MomentsVector certified_moments(const T* x, const T* dy, const Layout& l, std::int64_t whole, double eps, int threads,
                                 std::vector<Certified>& how);
 
+/// The channels `todo` of ms (l.channels Moments, as certified_moments gives them) summed
+/// again with the error-free kernels (rel = 0), each with the bits certified_moments gives
+/// a channel it sums error-free. For the family's sets (family_sets.cpp), whose sums add
+/// several channels' sums, which may cancel beyond the certificate of each.
+template <class T, bool Backward>
+void exact_moments(const T* x, const T* dy, const Layout& l, std::int64_t whole, int threads,
+                   const std::vector<std::int64_t>& todo, MomentsVector& ms);
+
 } // namespace bnorm::kernels

@@ -33,6 +33,18 @@
 
 namespace bnorm::detail {
 
+/// Pass B's per-channel coefficients given by the caller instead of pass A's: the family's
+/// sets (family_sets.cpp), whose statistics span several channels of the layout. Arrays of
+/// l.channels doubles; y = a·(x − μ) + β, dx = a·(dy − B − (x − μ)·H) (μ, a, B, H in
+/// double-double as hi + lo).
+struct GivenForward {
+    const double *mu_hi, *mu_lo, *a_hi, *a_lo, *beta;
+};
+struct GivenBackward {
+    const double *mu_hi, *mu_lo, *a_hi, *a_lo, *B_hi, *B_lo, *H_hi, *H_lo;
+    const char* careful; ///< float32: per channel, dx in double-double (it cancels); ignored for float64
+};
+
 /// ForwardPass's state. The second constructor takes channels [c0, c0 + l.channels) of a
 /// tensor of `whole` channels (else like the first, with x, γ and β of the whole tensor):
 /// the same bits for them as a pass over the whole tensor. forward() runs large (N, C, L)
@@ -66,6 +78,10 @@ template <class T> struct ForwardState {
     /// running variance or running var + eps == 0, naming the channel. Allows m = 1.
     ForwardState(const T* x, const T* gamma, const T* beta, RunningStats<T> running, const Layout& l, double eps,
                  int threads);
+    /// Pass B alone with the coefficients k (given_coefficients.cpp): training mode's
+    /// formulas (float32 y in double, float64 in double-double), no statistics() (k
+    /// says nothing of them), every channel fast. x is (l.outer, l.channels, l.inner).
+    ForwardState(const T* x, const Layout& l, const GivenForward& k, int threads);
     /// update_running (running.cpp).
     void update_running(RunningStats<T> running, RunningUpdate u, T* new_mean, T* new_var) const;
 };
@@ -104,6 +120,11 @@ template <class T> struct BackwardState {
     /// β = 0). Throws like ForwardState's inference constructor.
     BackwardState(const T* x, const T* gamma, const T* dy, RunningStats<T> running, const Layout& l, double eps,
                   int threads);
+    /// Pass B alone with the coefficients k (given_coefficients.cpp): dx by the kernels of
+    /// training mode, float64 in double-double (centred form), float32 in double or, for
+    /// the channels k.careful marks, double-double; no gradients() (dγ, dβ are the
+    /// caller's). x and dy are (l.outer, l.channels, l.inner).
+    BackwardState(const T* x, const T* dy, const Layout& l, const GivenBackward& k, int threads);
     std::vector<T> zeros_;                       // the "running mean" of dx_: C zeros
     std::unique_ptr<ForwardState<T>> eval_dx_;   // inference mode: dx
 };

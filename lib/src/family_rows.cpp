@@ -1,0 +1,352 @@
+// Layer and RMS norm (family.hpp): the rows of x are the channels of the batch-norm
+// engine's certified pass A (Layout(1, rows, D): each row one channel of `inner` = D
+// values), then the row kernels of pass_b/family_rows.hpp; a chunk of rows at a time, so
+// that pass B finds the chunk still in cache. Rows beyond the fast range (non-finite
+// values, float64 magnitudes outside [2^-400, 2^480]) are scaled by a power of two and
+// computed by the same kernels in double.
+//
+// Threads take whole chunks, and a chunk's rows depend on their own values only, so y
+// and dx do not depend on the thread count; dγ and dβ are sums over the rows, added in
+// fixed bands of chunks and the bands merged in order.
+#include "family.hpp"
+
+#include "bnorm/error.hpp"
+#include "certificates.hpp"
+#include "certified_moments.hpp"
+#include "ddouble.hpp"
+#include "lanes.hpp"
+#include "parallel.hpp"
+#include "pass_b/family_rows.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <vector>
+
+namespace bnorm::family {
+namespace {
+
+using namespace kernels;
+using detail::add, detail::div, detail::mul, detail::sub;
+
+constexpr std::int64_t kChunkValues = 32768;    // a chunk of rows: pass A, then pass B while it is in L2
+constexpr std::int64_t kParallelValues = 65536; // smaller tensors run on the calling thread (as batch norm)
+constexpr std::int64_t kMaxBands = 64;          // dγ, dβ: at most this many partial sums per column
+constexpr std::int64_t kBandValues = 1 << 20;   // ... and at most this many partial values in all
+
+/// The rows of a problem, cut into chunks by the shape alone.
+struct Rows {
+    std::int64_t R, D, per_chunk, chunks;
+    explicit Rows(const NormProblem& p) : R(p.sets), D(p.per_set) {
+        per_chunk = std::max<std::int64_t>(1, kChunkValues / D);
+        chunks = (R + per_chunk - 1) / per_chunk;
+    }
+    std::int64_t first(std::int64_t chunk) const { return chunk * per_chunk; }
+    std::int64_t end(std::int64_t chunk) const { return std::min(R, (chunk + 1) * per_chunk); }
+};
+
+int threads_for(const NormProblem& p, int threads) {
+    return p.size() < kParallelValues ? 1 : detail::resolve_threads(threads);
+}
+
+/// Row r as its index of shape[:axis], e.g. "(1, 2)".
+std::string row_index(const NormProblem& p, std::int64_t r) {
+    std::vector<std::int64_t> idx(std::size_t(p.axis));
+    for (int a = p.axis - 1; a >= 0; --a) idx[std::size_t(a)] = r % p.shape[std::size_t(a)], r /= p.shape[std::size_t(a)];
+    return fmt::format("({})", fmt::join(idx, ", "));
+}
+
+/// With eps = 0, var + eps is 0 exactly for a constant row (layer) or a row of zeros
+/// (RMS): refused, naming the first such row, before anything is written.
+template <class T> void refuse_zero_rows(const T* x, const NormProblem& p, double eps, int threads) {
+    if (eps != 0) return;
+    const bool rms = p.norm == Norm::rms;
+    const std::int64_t D = p.per_set;
+    std::atomic<std::int64_t> first{p.sets};
+    detail::parallel_for(p.sets, threads, [&](std::int64_t r0, std::int64_t r1) {
+        for (std::int64_t r = r0; r < r1 && r < first.load(); ++r) {
+            const T* v = x + r * D;
+            const T k = rms ? T(0) : v[0];
+            bool constant = std::isfinite(double(k));
+            for (std::int64_t i = 0; i < D && constant; ++i) constant = v[i] == k;
+            if (constant) {
+                std::int64_t seen = first.load();
+                while (r < seen && !first.compare_exchange_weak(seen, r)) {}
+                break;
+            }
+        }
+    });
+    const std::int64_t r = first.load();
+    if (r == p.sets) return;
+    const std::string which = p.axis == 0 ? "x" : fmt::format("row {} of x (index {} of its first {} axes)", r,
+                                                              row_index(p, r), p.axis);
+    throw InputError(rms ? fmt::format("--norm rms: {} is all zeros and eps = 0: invstd = 1/sqrt(mean(x²) + eps) is "
+                                       "infinite (use eps > 0)",
+                                       which)
+                         : fmt::format("--norm layer: {} is constant and eps = 0: its variance is 0 and invstd = "
+                                       "1/sqrt(var + eps) is infinite (use eps > 0)",
+                                       which));
+}
+
+/// μ and the variance (layer: M2/D) or mean(x²) (RMS, K = 0) from a row's sums around K.
+struct Centred {
+    dd mean, var;
+};
+Centred from_sums(const RowSums& s, double K, std::int64_t D, bool rms) {
+    const double n = double(D);
+    if (rms) return {dd{}, div(s.dd2, n)};
+    const dd shift = div(s.d, n); // μ − K; M2 = Σ(x − K)² − (μ − K)·Σ(x − K)
+    return {add(shift, K), div(sub(s.dd2, mul(s.d, shift)), n)};
+}
+
+/// The coefficients of dx from a row's sums around K (backward_rows' derivation:
+/// B = Σdx̂/D, H = invstd²·Σdx̂·(x − μ)/D, Σdx̂·(x − μ) = Σdx̂·(x − K) − (μ − K)·Σdx̂).
+RowGradient gradient_of(const RowSums& s, double K, std::int64_t D, double eps, bool rms) {
+    const double n = double(D);
+    const Centred c = from_sums(s, K, D, rms);
+    const dd inv = detail::rsqrt(add(c.var, eps));
+    const dd gd = rms ? s.gd : sub(s.gd, mul(s.g, div(s.d, n)));
+    return {c.mean, inv, rms ? dd{} : div(s.g, n), div(mul(mul(gd, inv), inv), n)};
+}
+
+// ---- rows beyond the fast range -----------------------------------------------------------
+//
+// Layer and RMS norm are invariant under x → 2^-e·x, eps → 2^-2e·eps, except that mean
+// scales by 2^-e and invstd by 2^e: such a row is scaled to magnitudes near 1 (and dy,
+// whose scale dx carries, likewise), computed in double with the kernels above, and its
+// outputs scaled back. e is bounded below so that 2^-2e·eps stays finite; a non-finite
+// row is not scaled and its NaN propagates through the same arithmetic.
+
+/// e with the row's largest magnitude in [2^(e−1), 2^e), bounded so that eps·2^-2e ≤
+/// 2^1000; 0 for a row of zeros or a non-finite one.
+int scale_of(double max_abs, double eps) {
+    if (!(max_abs > 0) || !std::isfinite(max_abs)) return 0;
+    int e = 0;
+    std::frexp(max_abs, &e);
+    if (eps > 0) {
+        int ee = 0;
+        std::frexp(eps, &ee);
+        e = std::max(e, (ee - 1000) / 2 + 1);
+    }
+    return e;
+}
+
+template <class T> double largest(const T* v, std::int64_t n) {
+    double m = 0;
+    for (std::int64_t i = 0; i < n; ++i) {
+        const double a = std::abs(double(v[i]));
+        if (!(a <= m)) m = a; // NaN taken
+    }
+    return m;
+}
+
+/// Scratch rows in double for the fallback: x, dy, γ, β and the output, D each.
+struct Scratch {
+    std::vector<double> v;
+    double* rows(std::int64_t D) {
+        v.resize(std::size_t(5 * D));
+        return v.data();
+    }
+};
+
+/// v·2^-e into out (exact unless it leaves the normal range), null for null v.
+template <class T> const double* scaled(const T* v, std::int64_t n, int e, double* out) {
+    if (!v) return nullptr;
+    for (std::int64_t i = 0; i < n; ++i) out[i] = std::ldexp(double(v[i]), -e);
+    return out;
+}
+
+/// The sums of a scaled row around its mean (a first pass around xs[0] finds it).
+RowSums centred_sums(const double* xs, const double* gs, const double* gamma, std::int64_t D, bool rms, double& K) {
+    K = 0;
+    if (!rms) {
+        const RowSums first = row_sums<double>(xs, nullptr, nullptr, D, xs[0]);
+        K = xs[0] + first.d.hi / double(D);
+        if (!std::isfinite(K)) K = xs[0];
+    }
+    return row_sums<double>(xs, gs, gamma, D, K);
+}
+
+/// y, mean and invstd of a row beyond the fast range.
+template <class T>
+void forward_fallback(const T* x, const T* gamma, const T* beta, std::int64_t D, double eps, bool rms, Scratch& s,
+                      T* y, T* mean, T* invstd) {
+    double* buf = s.rows(D);
+    const int e = scale_of(largest(x, D), eps);
+    const double eps_s = std::ldexp(eps, -2 * e);
+    const double* xs = scaled(x, D, e, buf);
+    double K;
+    const RowSums sums = centred_sums(xs, nullptr, nullptr, D, rms, K);
+    const Centred c = from_sums(sums, K, D, rms);
+    RowStats st{c.mean, detail::rsqrt(add(c.var, eps_s))};
+    dd inv_out = detail::ldexp(st.invstd, -e);
+    if (c.var.hi == 0 && eps_s == 0 && eps > 0) // a constant row whose 2^-2e·eps underflowed: x̂ = 0
+        inv_out = detail::rsqrt(dd{eps, 0}), st.invstd = dd{1, 0};
+    double* ys = buf + 4 * D;
+    normalize_row<double>(xs, scaled(gamma, D, 0, buf + 2 * D), scaled(beta, D, 0, buf + 3 * D), D, st, ys);
+    for (std::int64_t i = 0; i < D; ++i) y[i] = T(ys[i]);
+    if (mean) *mean = detail::to<T>(detail::ldexp(c.mean, e));
+    if (invstd) *invstd = detail::to<T>(inv_out);
+}
+
+/// dx of a row beyond the fast range (x or dy), and its terms of dγ and dβ.
+template <class T>
+void backward_fallback(const T* x, const T* gamma, const T* dy, std::int64_t D, double eps, bool rms, Scratch& s,
+                       T* dx, ColumnSums cols) {
+    double* buf = s.rows(D);
+    const int e = scale_of(largest(x, D), eps), f = scale_of(largest(dy, D), 0);
+    const double eps_s = std::ldexp(eps, -2 * e);
+    const double* xs = scaled(x, D, e, buf);
+    const double* gs = scaled(dy, D, f, buf + D);
+    const double* gam = scaled(gamma, D, 0, buf + 2 * D);
+    double K;
+    const RowSums sums = centred_sums(xs, gs, gam, D, rms, K);
+    RowGradient c = gradient_of(sums, K, D, eps_s, rms);
+    int shift = f - e; // dx = 2^(f − e)·(dx of the scaled row)
+    const bool constant = from_sums(sums, K, D, rms).var.hi == 0 && eps_s == 0 && eps > 0;
+    if (constant) // 2^-2e·eps underflowed: x̂ = 0, dx = invstd·(dx̂ − mean(dx̂)) unscaled
+        c.invstd = detail::rsqrt(dd{eps, 0}), c.H = dd{}, shift = f;
+    double* out = buf + 4 * D;
+    input_gradient_row<double>(xs, gs, gam, D, c, out, ColumnSums{});
+    for (std::int64_t i = 0; i < D; ++i) dx[i] = T(std::ldexp(out[i], shift));
+    if (!cols.g_hi) return;
+    for (std::int64_t i = 0; i < D; ++i) { // dγ += dy·x̂ with x̂ of the scaled row, dβ += dy
+        const double g = double(dy[i]);
+        const detail::dd d = detail::two_sum(xs[i], -c.mean.hi);
+        const dd xhat = constant ? dd{} : mul(detail::fast_two_sum(d.hi, d.lo - c.mean.lo), c.invstd);
+        const dd t = mul(xhat, g);
+        const dd sg = detail::two_sum(cols.g_hi[i], t.hi);
+        cols.g_hi[i] = sg.hi, cols.g_err[i] += sg.lo + t.lo;
+        const dd sb = detail::two_sum(cols.b_hi[i], g);
+        cols.b_hi[i] = sb.hi, cols.b_err[i] += sb.lo;
+    }
+}
+
+// ---- the chunks ----------------------------------------------------------------------------
+
+/// Rows [r0, r1): pass A (certified) into per-row statistics, then y row by row.
+template <class T>
+void forward_chunk(const T* x, const T* gamma, const T* beta, const NormProblem& p, double eps, std::int64_t r0,
+                   std::int64_t r1, T* y, T* mean, T* invstd, Scratch& scratch) {
+    const std::int64_t D = p.per_set;
+    const bool rms = p.norm == Norm::rms;
+    const double n = double(D);
+    std::vector<Certified> how;
+    const MomentsVector ms = certified_moments<T, false>(x + r0 * D, nullptr, Layout{1, r1 - r0, D}, 0, eps, 1, how);
+    const std::vector<char> fast = in_fast_range(ms, sizeof(T) == 8);
+    for (std::int64_t r = r0; r < r1; ++r) {
+        const std::size_t i = std::size_t(r - r0);
+        const T* xr = x + r * D;
+        if (!fast[i]) {
+            forward_fallback(xr, gamma, beta, D, eps, rms, scratch, y + r * D, mean ? mean + r : nullptr,
+                             invstd ? invstd + r : nullptr);
+            continue;
+        }
+        const Moments& m = ms[i];
+        // RMS: mean(x²) = M2/D + μ², both ≥ 0 (no cancellation)
+        const dd var = rms ? add(div(m.m2, n), mul(m.mean, m.mean)) : div(m.m2, n);
+        const RowStats s{rms ? dd{} : m.mean, detail::rsqrt(add(var, eps))};
+        normalize_row(xr, gamma, beta, D, s, y + r * D);
+        if (mean) mean[r] = detail::to<T>(s.mean);
+        if (invstd) invstd[r] = detail::to<T>(s.invstd);
+    }
+}
+
+/// Rows [r0, r1): pass A (certified) for each row's centre and range, the row's sums,
+/// then dx and the row's terms of dγ and dβ, row by row.
+template <class T>
+void backward_chunk(const T* x, const T* gamma, const T* dy, const NormProblem& p, double eps, std::int64_t r0,
+                    std::int64_t r1, T* dx, ColumnSums cols, Scratch& scratch) {
+    const std::int64_t D = p.per_set;
+    const bool rms = p.norm == Norm::rms;
+    std::vector<Certified> how;
+    const MomentsVector ms = certified_moments<T, false>(x + r0 * D, nullptr, Layout{1, r1 - r0, D}, 0, eps, 1, how);
+    const std::vector<char> fast = in_fast_range(ms, sizeof(T) == 8);
+    for (std::int64_t r = r0; r < r1; ++r) {
+        const std::size_t i = std::size_t(r - r0);
+        const T *xr = x + r * D, *gr = dy + r * D;
+        if (fast[i]) {
+            // the forward certificate bounds μ and invstd for y; dx, whose terms may cancel
+            // far below them, takes its statistics again from sums around μ carried to ~2^-100
+            const double K = rms ? 0.0 : ms[i].mean.hi;
+            const RowSums s = row_sums(xr, gr, gamma, D, K);
+            const bool dy_fast = std::isfinite(s.max_dy) && (sizeof(T) == 4 || s.max_dy == 0 ||
+                                                             (s.max_dy >= kMinMagnitude && s.max_dy <= kMaxMagnitude));
+            if (dy_fast) {
+                input_gradient_row(xr, gr, gamma, D, gradient_of(s, K, D, eps, rms), dx + r * D, cols);
+                // two values and eps = 0: x̂ = ±1 whatever x, y is locally constant and dx
+                // is 0 exactly, where the sums would leave their ~2^-100 of the terms
+                if (!rms && D == 2 && eps == 0) dx[r * D] = dx[r * D + 1] = T(0);
+                continue;
+            }
+        }
+        backward_fallback(xr, gamma, gr, D, eps, rms, scratch, dx + r * D, cols);
+    }
+}
+
+} // namespace
+
+template <class T>
+void forward_rows(const T* x, const T* gamma, const T* beta, const NormProblem& p, double eps, T* y, T* mean,
+                  T* invstd, int threads) {
+    const int t = threads_for(p, threads);
+    refuse_zero_rows(x, p, eps, t);
+    const Rows rows(p);
+    detail::parallel_chunks(rows.chunks, 1, t, [&](std::int64_t k0, std::int64_t k1) {
+        Scratch scratch;
+        for (std::int64_t k = k0; k < k1; ++k)
+            forward_chunk(x, gamma, beta, p, eps, rows.first(k), rows.end(k), y, mean, invstd, scratch);
+    });
+}
+
+template <class T>
+void backward_rows(const T* x, const T* gamma, const T* dy, const NormProblem& p, double eps, T* dx, T* dgamma,
+                   T* dbeta, int threads) {
+    const int t = threads_for(p, threads);
+    refuse_zero_rows(x, p, eps, t);
+    const Rows rows(p);
+    const std::int64_t D = rows.D;
+    const bool columns = dgamma || dbeta;
+    // dγ, dβ: band b sums chunks [b·chunks/bands, (b + 1)·chunks/bands) in chunk order,
+    // into its own compensated column sums (4 arrays of D); the bands merged in order
+    const std::int64_t bands =
+        columns ? std::clamp<std::int64_t>(std::min(kMaxBands, kBandValues / (4 * D)), 1, rows.chunks) : rows.chunks;
+    std::vector<double> partial(columns ? std::size_t(bands * 4 * D) : 0, 0.0);
+    detail::parallel_chunks(bands, 1, t, [&](std::int64_t b0, std::int64_t b1) {
+        Scratch scratch;
+        for (std::int64_t b = b0; b < b1; ++b) {
+            ColumnSums cols{};
+            if (columns) {
+                double* c = partial.data() + b * 4 * D;
+                cols = {c, c + D, c + 2 * D, c + 3 * D};
+            }
+            for (std::int64_t k = b * rows.chunks / bands; k < (b + 1) * rows.chunks / bands; ++k)
+                backward_chunk(x, gamma, dy, p, eps, rows.first(k), rows.end(k), dx, cols, scratch);
+        }
+    });
+    if (!columns) return;
+    for (std::int64_t i = 0; i < D; ++i) {
+        dd g{}, b{};
+        for (std::int64_t k = 0; k < bands; ++k) {
+            const double* c = partial.data() + k * 4 * D;
+            g = add(g, detail::two_sum(c[i], c[D + i]));
+            b = add(b, detail::two_sum(c[2 * D + i], c[3 * D + i]));
+        }
+        if (dgamma) dgamma[i] = detail::to<T>(g);
+        if (dbeta) dbeta[i] = detail::to<T>(b);
+    }
+}
+
+#define BNORM_FAMILY_ROWS(T)                                                                                          \
+    template void forward_rows<T>(const T*, const T*, const T*, const NormProblem&, double, T*, T*, T*, int);       \
+    template void backward_rows<T>(const T*, const T*, const T*, const NormProblem&, double, T*, T*, T*, int);
+BNORM_FAMILY_ROWS(float)
+BNORM_FAMILY_ROWS(double)
+#undef BNORM_FAMILY_ROWS
+
+} // namespace bnorm::family

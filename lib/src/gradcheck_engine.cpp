@@ -1,0 +1,451 @@
+// The gradient check set by set (gradcheck_engine.hpp): probes, complex-step passes,
+// verdicts. See lib/include/bnorm/gradcheck.hpp for the contract and docs/gradcheck.md
+// for the method and the report.
+#include "gradcheck_engine.hpp"
+
+#include "complex_step.hpp"
+#include "parallel.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <numeric>
+
+namespace bnorm::gradcheck_detail {
+namespace {
+
+// ---- seeded random numbers, independent of threads: value = F(seed, stream, index) ----
+
+std::uint64_t splitmix64(std::uint64_t z) {
+    z += 0x9e3779b97f4a7c15ULL;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+std::uint64_t random_bits(std::uint64_t seed, std::uint64_t stream, std::uint64_t i) {
+    return splitmix64(splitmix64(seed ^ splitmix64(stream)) + i);
+}
+double uniform01(std::uint64_t seed, std::uint64_t stream, std::uint64_t i) { // in (0, 1)
+    return (static_cast<double>(random_bits(seed, stream, i) >> 11) + 0.5) * 0x1p-53;
+}
+double normal(std::uint64_t seed, std::uint64_t stream, std::uint64_t i) { // Box–Muller
+    const double u = uniform01(seed, stream, 2 * i), v = uniform01(seed, stream, 2 * i + 1);
+    return std::sqrt(-2 * std::log(u)) * std::cos(2 * M_PI * v);
+}
+enum Stream : std::uint64_t { kDyStream = 1, kDirectionStream = 1000, kSampleStream = 2000 };
+
+// ---- the pieces of one check ----------------------------------------------------------
+
+std::vector<std::int64_t> multi_index(std::int64_t flat, const Shape& shape) {
+    std::vector<std::int64_t> idx(shape.size());
+    for (std::size_t d = shape.size(); d-- > 0;) {
+        idx[d] = flat % shape[d];
+        flat /= shape[d];
+    }
+    return idx;
+}
+
+/// One compared element.
+struct Sample {
+    std::int64_t index; // flat index into the tensor
+    double analytic, numerical;
+};
+
+double to_double(const dd& v) { return v.hi + v.lo; }
+
+/// Folds the samples of one tensor for one dy draw into its verdict.
+void judge(TensorVerdict& v, const std::vector<Sample>& samples, const Shape& shape, int draw,
+           double rtol, std::optional<double> atol_opt) {
+    double max_num = 0;
+    for (const Sample& s : samples) max_num = std::max(max_num, std::abs(s.numerical));
+    const double atol = atol_opt ? *atol_opt : 1e-3 * rtol * max_num;
+    const double floor = 1e-3 * max_num;
+    for (const Sample& s : samples) {
+        const double err = std::abs(s.analytic - s.numerical);
+        const double allowed = atol + rtol * std::abs(s.numerical);
+        const bool ok = err <= allowed; // NaN fails
+        const double ratio = std::isnan(err) ? INFINITY : (allowed > 0 ? err / allowed : (err > 0 ? INFINITY : 0));
+        if (!ok) v.passed = false;
+        v.max_abs_err = std::max(v.max_abs_err, std::isnan(err) ? INFINITY : err);
+        const double denom = std::max(std::abs(s.numerical), floor);
+        const double rel = std::isnan(err) ? INFINITY : (denom > 0 ? err / denom : (err > 0 ? INFINITY : 0));
+        v.max_rel_err = std::max(v.max_rel_err, rel);
+        if (ratio > v.worst_ratio) {
+            v.worst_ratio = ratio;
+            v.worst_index = multi_index(s.index, shape);
+            v.worst_analytic = s.analytic;
+            v.worst_numerical = s.numerical;
+            v.worst_draw = draw;
+            v.atol = atol;
+        }
+    }
+    v.rtol = rtol;
+}
+
+/// What one imaginary lane of a pass differentiates along. A γ (β) lane moves every γ
+/// (β) of the set at once; f being a sum of terms each with one γ, the lane's part of
+/// each term is that term's derivative by its own γ, summed per parameter.
+struct Probe {
+    enum Kind : std::uint8_t { kGamma, kBeta, kElement, kDirection } kind;
+    std::int64_t arg; // the element's position in its set, or the direction's number
+};
+
+constexpr int kLanes = 8;
+using Pass = Lanes<kLanes>;
+constexpr double kParamStep = 0x1p-70; // for γ and β, on which f depends linearly
+
+/// What every step of one check reads: the problem as the passes see it (sets as
+/// contiguous doubles, with their steps) and the choices made once from the options.
+template <class T> struct Context {
+    const CheckInputs<T>& in;
+    const GradcheckOptions& opt;
+    const SetMap& map;
+    std::int64_t n, sets, m, params;
+    int threads;
+    double rtol;
+    bool elementwise;
+    int directions; // random ±1 directions per set and draw: at most 8, a bit of a sign byte each
+    std::vector<double> x;           // set s at [s*m, (s+1)*m)
+    std::vector<double> gamma, beta; // per parameter: γ (ones), β (zeros)
+};
+
+/// Set by set, as contiguous doubles (set s at [s*m, (s+1)*m)).
+template <class T, class U> void gather_sets(const U* v, const Context<T>& ctx, std::vector<double>& out) {
+    for (std::int64_t s = 0; s < ctx.sets; ++s)
+        for (std::int64_t j = 0; j < ctx.m; ++j) out[s * ctx.m + j] = double(v[ctx.map.flat(s, j)]);
+}
+
+/// f_s of the check's mode: the forward template of training or of inference mode.
+template <class S, class T, class XOf, class GammaOf, class BetaOf, class Term>
+S objective(const Context<T>& ctx, std::int64_t s, const XOf& x_of, const double* dy, const GammaOf& g,
+            const BetaOf& b, const Term& term) {
+    return ctx.opt.eval ? channel_objective_eval<S>(ctx.m, x_of, dy, g, b, ctx.opt.running_mean[s],
+                                                    ctx.opt.running_var[s], ctx.in.eps, term)
+                        : set_objective<S>(ctx.m, ctx.map.centered, x_of, dy, g, b, ctx.in.eps, term);
+}
+
+template <class T> Context<T> make_context(const CheckInputs<T>& in, const GradcheckOptions& opt) {
+    const SetMap& map = in.map;
+    const std::int64_t n = map.size();
+    const bool elementwise = opt.full || n <= opt.elementwise_limit;
+    Context<T> ctx{in, opt, map, n, map.sets(), map.per_set(), map.params(), detail::resolve_threads(opt.threads),
+                   opt.rtol ? *opt.rtol : (sizeof(T) == 4 ? 1e-5 : 1e-11), elementwise,
+                   elementwise ? 0 : std::min(opt.directions, 8), {}, {}, {}};
+    ctx.x.resize(n);
+    gather_sets(in.x, ctx, ctx.x);
+    ctx.gamma.resize(ctx.params);
+    ctx.beta.resize(ctx.params);
+    for (std::int64_t p = 0; p < ctx.params; ++p) {
+        ctx.gamma[p] = in.gamma ? double(in.gamma[p]) : 1.0;
+        ctx.beta[p] = in.beta ? double(in.beta[p]) : 0.0;
+    }
+    return ctx;
+}
+
+/// The report's description of the check, before any result.
+template <class T> GradcheckReport start_report(const Context<T>& ctx) {
+    const GivenGradients<T>& given = ctx.in.given;
+    GradcheckReport r;
+    r.gradients_given = given.any();
+    r.dy_given = ctx.in.dy != nullptr;
+    r.mode = ctx.elementwise ? "elementwise" : "randomized";
+    r.dy_draws = r.dy_given ? 1 : ctx.opt.random_dy_draws;
+    r.x.judged = !given.any() || given.dx;
+    r.gamma.judged = !given.any() || given.dgamma;
+    r.beta.judged = ctx.in.has_beta && (!given.any() || given.dbeta);
+    r.x.total = ctx.n;
+    r.gamma.total = ctx.params;
+    r.beta.total = ctx.in.has_beta ? ctx.params : 0;
+    r.lanes = kLanes;
+    r.step_relative = 0x1p-70; // the h_s of CheckInputs::step, relative to the set's std
+    return r;
+}
+
+/// One dy draw: its upstream gradient set by set, the signs of the random directions,
+/// the probes of every set and their numerical derivatives. The buffers dy and signs are
+/// kept from one draw to the next.
+struct Draw {
+    int index = 0;
+    std::vector<double> dy;                  // laid out like Context::x
+    std::vector<std::uint8_t> signs;         // bit d: sign of direction d (randomized mode)
+    std::vector<std::vector<Probe>> probes;  // per set
+    std::vector<std::vector<dd>> numerical;  // per set, one per probe (γ and β lanes: unused)
+    std::vector<std::vector<dd>> dgamma, dbeta; // per set, one per local parameter
+};
+
+/// The probes of every set: γ, β, then the elements compared one by one (all of them, or
+/// the first and last plus random samples), then random ±1 directions, whose signs it
+/// draws into d.signs.
+template <class T> void make_probes(const Context<T>& ctx, const GradcheckReport& r, Draw& d) {
+    const std::int64_t n = ctx.n, sets = ctx.sets, m = ctx.m;
+    const GradcheckOptions& opt = ctx.opt;
+    d.probes.assign(sets, {});
+    for (std::int64_t s = 0; s < sets; ++s) {
+        if (r.gamma.judged) d.probes[s].push_back({Probe::kGamma, 0});
+        if (r.beta.judged) d.probes[s].push_back({Probe::kBeta, 0});
+    }
+    if (!r.x.judged) return;
+    std::vector<std::vector<std::int64_t>> positions(sets);
+    for (std::int64_t s = 0; s < sets; ++s) {
+        if (ctx.elementwise) {
+            positions[s].resize(m);
+            std::iota(positions[s].begin(), positions[s].end(), 0);
+        } else {
+            positions[s] = {0, m - 1};
+        }
+    }
+    if (!ctx.elementwise) {
+        for (int k = 0; k < opt.samples; ++k) {
+            const auto flat = std::int64_t(random_bits(opt.seed, kSampleStream + d.index, k) % std::uint64_t(n));
+            positions[ctx.map.set_of(flat)].push_back(ctx.map.position_in_set(flat));
+        }
+        for (std::int64_t s = 0; s < sets; ++s)
+            for (std::int64_t j = 0; j < m; ++j)
+                d.signs[s * m + j] =
+                    std::uint8_t(random_bits(opt.seed, kDirectionStream + d.index, ctx.map.flat(s, j)));
+    }
+    for (std::int64_t s = 0; s < sets; ++s) {
+        std::sort(positions[s].begin(), positions[s].end());
+        positions[s].erase(std::unique(positions[s].begin(), positions[s].end()), positions[s].end());
+        for (const std::int64_t j : positions[s]) d.probes[s].push_back({Probe::kElement, j});
+        for (int dir = 0; dir < ctx.directions; ++dir) d.probes[s].push_back({Probe::kDirection, dir});
+    }
+}
+
+/// Up to kLanes probes of one set, evaluated by one complex-step pass.
+struct PassItem {
+    std::int64_t s, first, count;
+};
+
+/// Runs one pass and writes the derivatives along its probes into their slots of
+/// d.numerical (γ and β lanes: d.dgamma[s], d.dbeta[s]), and no others.
+template <class T> void run_pass(const Context<T>& ctx, Draw& d, const PassItem& it) {
+    const std::int64_t s = it.s, m = ctx.m, pps = ctx.map.params_per_set();
+    const Probe* pr = d.probes[s].data() + it.first;
+    const double h = ctx.in.step[s];
+    const double* xs = ctx.x.data() + s * m;
+    const std::uint8_t* signs = d.signs.empty() ? nullptr : d.signs.data() + s * m;
+    // The set's γ and β as complex numbers, moved along their lanes.
+    std::vector<Pass> g(pps), b(pps);
+    int gamma_lane = -1, beta_lane = -1;
+    for (int k = 0; k < it.count; ++k) {
+        if (pr[k].kind == Probe::kGamma) gamma_lane = k;
+        if (pr[k].kind == Probe::kBeta) beta_lane = k;
+    }
+    for (std::int64_t l = 0; l < pps; ++l) {
+        g[l] = Pass{{ctx.gamma[ctx.map.param(s, l)], 0}};
+        b[l] = Pass{{ctx.beta[ctx.map.param(s, l)], 0}};
+        if (gamma_lane >= 0) g[l].im[gamma_lane] = {kParamStep, 0};
+        if (beta_lane >= 0) b[l].im[beta_lane] = {kParamStep, 0};
+    }
+    auto x_of = [&](std::int64_t i) {
+        Pass v{{xs[i], 0}};
+        for (int k = 0; k < it.count; ++k) {
+            if (pr[k].kind == Probe::kElement && pr[k].arg == i) v.im[k] = {h, 0};
+            else if (pr[k].kind == Probe::kDirection) v.im[k] = {(signs[i] >> pr[k].arg) & 1 ? h : -h, 0};
+        }
+        return v;
+    };
+    std::vector<dd> dg(gamma_lane >= 0 ? pps : 0), db(beta_lane >= 0 ? pps : 0);
+    auto term = [&](std::int64_t i, const Pass& t) {
+        if (gamma_lane >= 0) dg[ctx.map.local_param(i)] = detail::add(dg[ctx.map.local_param(i)], t.im[gamma_lane]);
+        if (beta_lane >= 0) db[ctx.map.local_param(i)] = detail::add(db[ctx.map.local_param(i)], t.im[beta_lane]);
+    };
+    const Pass f = objective<Pass>(
+        ctx, s, x_of, d.dy.data() + s * m, [&](std::int64_t i) -> const Pass& { return g[ctx.map.local_param(i)]; },
+        [&](std::int64_t i) -> const Pass& { return b[ctx.map.local_param(i)]; }, term);
+    for (int k = 0; k < it.count; ++k)
+        if (pr[k].kind == Probe::kElement || pr[k].kind == Probe::kDirection)
+            d.numerical[s][it.first + k] = detail::div(f.im[k], h);
+    for (auto& v : dg) v = detail::div(v, kParamStep);
+    for (auto& v : db) v = detail::div(v, kParamStep);
+    if (gamma_lane >= 0) d.dgamma[s] = std::move(dg);
+    if (beta_lane >= 0) d.dbeta[s] = std::move(db);
+}
+
+/// The numerical derivatives along every probe of the draw, counted in r's forward
+/// evaluations. Passes run in a fixed order and each writes only its own slots, so
+/// threads cannot change the numbers.
+template <class T> void numerical_derivatives(const Context<T>& ctx, Draw& d, GradcheckReport& r) {
+    std::vector<PassItem> passes;
+    d.numerical.assign(ctx.sets, {});
+    d.dgamma.assign(ctx.sets, {});
+    d.dbeta.assign(ctx.sets, {});
+    for (std::int64_t s = 0; s < ctx.sets; ++s) {
+        d.numerical[s].resize(d.probes[s].size());
+        for (std::int64_t b = 0; b < std::int64_t(d.probes[s].size()); b += kLanes)
+            passes.push_back({s, b, std::min<std::int64_t>(kLanes, std::int64_t(d.probes[s].size()) - b)});
+    }
+    // In slices, so that progress is reported from this thread.
+    const std::int64_t slices = std::min<std::int64_t>(50, std::int64_t(passes.size()));
+    for (std::int64_t sl = 0; sl < slices; ++sl) {
+        const std::int64_t lo = std::int64_t(passes.size()) * sl / slices;
+        const std::int64_t hi = std::int64_t(passes.size()) * (sl + 1) / slices;
+        detail::parallel_for(hi - lo, ctx.threads, [&](std::int64_t b, std::int64_t e) {
+            for (std::int64_t k = lo + b; k < lo + e; ++k) run_pass(ctx, d, passes[k]);
+        });
+        if (ctx.opt.progress) ctx.opt.progress((d.index + double(sl + 1) / double(slices)) / r.dy_draws);
+    }
+    r.forward_evaluations += std::int64_t(passes.size());
+    r.forward_element_evaluations += std::int64_t(passes.size()) * ctx.m;
+}
+
+/// ∂f/∂γ_p (or β_p): the sets' parts summed in set order.
+template <class T>
+std::vector<Sample> parameter_samples(const Context<T>& ctx, const std::vector<std::vector<dd>>& parts, const T* analytic) {
+    std::vector<dd> total(ctx.params);
+    for (std::int64_t s = 0; s < ctx.sets; ++s)
+        for (std::size_t l = 0; l < parts[s].size(); ++l) {
+            const std::int64_t p = ctx.map.param(s, std::int64_t(l));
+            total[p] = detail::add(total[p], parts[s][l]);
+        }
+    std::vector<Sample> out;
+    for (std::int64_t p = 0; p < ctx.params; ++p) out.push_back({p, double(analytic[p]), to_double(total[p])});
+    return out;
+}
+
+/// Judges the elements compared one by one (x's probed elements, every γ and β).
+template <class T>
+void judge_elements(const Context<T>& ctx, const Draw& d, const GivenGradients<T>& a, GradcheckReport& r) {
+    const double rtol = ctx.rtol;
+    if (r.gamma.judged) {
+        judge(r.gamma, parameter_samples(ctx, d.dgamma, a.dgamma), ctx.in.param_shape, d.index, rtol, ctx.opt.atol);
+        r.gamma.checked = ctx.params;
+    }
+    if (r.beta.judged) {
+        judge(r.beta, parameter_samples(ctx, d.dbeta, a.dbeta), ctx.in.param_shape, d.index, rtol, ctx.opt.atol);
+        r.beta.checked = ctx.params;
+    }
+    if (r.x.judged) {
+        std::vector<Sample> sx;
+        for (std::int64_t s = 0; s < ctx.sets; ++s)
+            for (std::size_t k = 0; k < d.probes[s].size(); ++k)
+                if (const Probe& pr = d.probes[s][k]; pr.kind == Probe::kElement) {
+                    const std::int64_t flat = ctx.map.flat(s, pr.arg);
+                    sx.push_back({flat, double(a.dx[flat]), to_double(d.numerical[s][k])});
+                }
+        judge(r.x, sx, ctx.in.shape, d.index, rtol, ctx.opt.atol);
+        r.x.checked = std::max<std::int64_t>(r.x.checked, std::int64_t(sx.size()));
+    }
+}
+
+/// Randomized mode: judges dx by its directional derivatives, one per set and direction.
+/// If every element were within atol + rtol·|n_i|, the directional derivative Σ n_i·v_i
+/// would be within m·atol + rtol·Σ|n_i| of Σ a_i·v_i.
+template <class T> void judge_directions(const Context<T>& ctx, const Draw& d, const T* a_dx, GradcheckReport& r) {
+    const std::int64_t sets = ctx.sets, m = ctx.m;
+    const int directions = ctx.directions;
+    std::vector<dd> dir_numerical(std::size_t(sets) * directions);
+    for (std::int64_t s = 0; s < sets; ++s)
+        for (std::size_t k = 0; k < d.probes[s].size(); ++k)
+            if (const Probe& pr = d.probes[s][k]; pr.kind == Probe::kDirection)
+                dir_numerical[s * directions + pr.arg] = d.numerical[s][k];
+    const double atol = ctx.opt.atol ? *ctx.opt.atol : r.x.atol;
+    for (std::int64_t s = 0; s < sets; ++s) {
+        for (int dir = 0; dir < directions; ++dir) {
+            dd ana{}, scale{};
+            for (std::int64_t j = 0; j < m; ++j) {
+                const double a = double(a_dx[ctx.map.flat(s, j)]);
+                ana = detail::add(ana, (d.signs[s * m + j] >> dir) & 1 ? a : -a);
+                scale = detail::add(scale, std::abs(a));
+            }
+            const double err = std::abs(to_double(detail::sub(ana, dir_numerical[s * directions + dir])));
+            const double allowed = double(m) * atol + ctx.rtol * to_double(scale);
+            const double rel = scale.hi > 0 ? err / to_double(scale) : (err > 0 ? INFINITY : 0);
+            ++r.x.directional_checks;
+            if (!(err <= allowed)) r.x.directional_passed = r.x.passed = false;
+            if (!(rel <= r.x.directional_max_rel_err)) {
+                r.x.directional_max_rel_err = std::isnan(rel) ? INFINITY : rel;
+                r.x.directional_worst_channel = s;
+            }
+        }
+    }
+}
+
+/// ∂f/∂x_j of set s by Richardson-extrapolated central differences of the forward
+/// template in real double-double, at steps 2^-20 and 2^-21 of the set's std.
+template <class T> dd richardson_derivative(const Context<T>& ctx, const Draw& d, std::int64_t s, std::int64_t j) {
+    const std::int64_t m = ctx.m;
+    const double* xs = ctx.x.data() + s * m;
+    auto g = [&](std::int64_t i) { return Real{{ctx.gamma[ctx.map.param(s, ctx.map.local_param(i))], 0}}; };
+    auto b = [&](std::int64_t i) { return Real{{ctx.beta[ctx.map.param(s, ctx.map.local_param(i))], 0}}; };
+    auto central = [&](double hh) {
+        const dd plus = detail::two_sum(xs[j], hh), minus = detail::two_sum(xs[j], -hh);
+        auto at = [&](const dd& xj) {
+            return objective<Real>(ctx, s, [&](std::int64_t i) { return i == j ? Real{xj} : Real{{xs[i], 0}}; },
+                                   d.dy.data() + s * m, g, b, [](std::int64_t, const Real&) {});
+        };
+        return detail::div((at(plus) - at(minus)).v, 2 * hh);
+    };
+    const double hh = std::ldexp(ctx.in.step[s], 50); // 2^-20 std
+    const dd d1 = central(hh), d2 = central(hh / 2);
+    return detail::div(detail::sub(detail::mul(d2, 4.0), d1), 3.0);
+}
+
+/// The method's own error: complex step against Richardson-extrapolated central
+/// differences, on up to 6 probed elements (the first few and the last of a few sets).
+template <class T> void crosscheck(const Context<T>& ctx, const Draw& d, GradcheckReport& r) {
+    const std::int64_t sets = ctx.sets;
+    double max_diff = 0, max_mag = 0;
+    int done = 0;
+    for (std::int64_t s = 0; s < sets && done < 6; s += std::max<std::int64_t>(1, sets / 3)) {
+        for (std::size_t k = 0; k < d.probes[s].size() && done < 6; ++k) {
+            if (d.probes[s][k].kind != Probe::kElement) continue;
+            if (k > 4 && k + 1 != d.probes[s].size()) continue; // the first few and the last
+            const dd richardson = richardson_derivative(ctx, d, s, d.probes[s][k].arg);
+            max_diff = std::max(max_diff, std::abs(to_double(detail::sub(richardson, d.numerical[s][k]))));
+            max_mag = std::max(max_mag, std::abs(to_double(d.numerical[s][k])));
+            r.forward_evaluations += 4;
+            r.forward_element_evaluations += 4 * ctx.m;
+            ++done;
+        }
+    }
+    r.crosscheck_elements = done;
+    r.estimated_method_error = max_mag > 0 ? max_diff / max_mag : max_diff;
+}
+
+} // namespace
+
+template <class T> GradcheckReport run_check(const CheckInputs<T>& in, const GradcheckOptions& opt) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const Context<T> ctx = make_context(in, opt);
+    GradcheckReport r = start_report(ctx);
+    const std::int64_t n = ctx.n, params = ctx.params;
+
+    std::vector<T> dy_draw(n), dx(n), dgamma(params), dbeta(params);
+    // Each draw judges the analytic gradients for one dy against the derivatives of its probes.
+    Draw d;
+    d.dy.resize(n);
+    d.signs.resize(ctx.elementwise ? 0 : n);
+    for (int draw = 0; draw < r.dy_draws; ++draw) {
+        d.index = draw;
+        const T* dy = in.dy;
+        if (!dy) {
+            for (std::int64_t i = 0; i < n; ++i) dy_draw[i] = T(normal(opt.seed, kDyStream + draw, i));
+            dy = dy_draw.data();
+        }
+        gather_sets(dy, ctx, d.dy);
+
+        // The analytic gradients: the caller's, or bnorm's own backward.
+        GivenGradients<T> a = in.given;
+        if (!in.given.any()) {
+            in.backward(dy, dx.data(), dgamma.data(), in.has_beta ? dbeta.data() : nullptr);
+            a = {dx.data(), dgamma.data(), in.has_beta ? dbeta.data() : nullptr};
+        }
+
+        make_probes(ctx, r, d);
+        numerical_derivatives(ctx, d, r);
+        judge_elements(ctx, d, a, r);
+        if (r.x.judged && ctx.directions > 0) judge_directions(ctx, d, a.dx, r);
+        if (draw == 0 && r.x.judged) crosscheck(ctx, d, r);
+    }
+
+    r.passed = r.x.passed && r.gamma.passed && r.beta.passed;
+    r.elapsed_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return r;
+}
+
+template GradcheckReport run_check<float>(const CheckInputs<float>&, const GradcheckOptions&);
+template GradcheckReport run_check<double>(const CheckInputs<double>&, const GradcheckOptions&);
+
+} // namespace bnorm::gradcheck_detail
