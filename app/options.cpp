@@ -65,7 +65,7 @@ const CLI::Validator NonEmpty(
     "", "NonEmpty");
 
 void add_common_options(CLI::App& cmd, CommonOptions& opts) {
-    cmd.add_option("--x", opts.x, "Input tensor x (.npy or .csv), rank >= 2")->required();
+    cmd.add_option("--x", opts.x, "Input tensor x (.npy or .csv), rank >= 2 (>= 1 for layer and rms)")->required();
     cmd.add_option("--eps", opts.eps, "Added to the variance before the square root: "
                                       "invstd = 1/sqrt(var + eps); a finite number >= 0")
         ->capture_default_str();
@@ -91,7 +91,7 @@ void add_common_options(CLI::App& cmd, CommonOptions& opts) {
 
 void add_mode_options(CLI::App& cmd, CommonOptions& opts, const std::string& training_use) {
     cmd.add_option("--mode", opts.mode, "train: normalize with the batch statistics; eval: inference mode, with "
-                                        "--running-mean and --running-var")
+                                        "--running-mean and --running-var (batch norm only)")
         ->check(CLI::IsMember({"train", "eval"}))
         ->capture_default_str();
     const std::string use = training_use.empty() ? "" : "; in train mode, " + training_use;
