@@ -242,6 +242,14 @@ TEST_CASE("family sets: the hard classes against the naive reference") {
             std::normal_distribution<double> normal;
             for (std::size_t i = 0; i < c.x.size(); ++i) c.dy[i] = float(0.5 * c.x[i] + 1e-5 * normal(rng));
         });
+        // the same for group norm's sets: dx̂ = γ_c·dy nearly linear in x across the channels
+        both(0.0f, Shape{2, 4, 6, 6}, 1, g, 1e-8, 0, 10, "_cancel1e-5_gamma", [&](Case<float>& c) {
+            std::normal_distribution<double> normal;
+            for (std::size_t i = 0; i < c.x.size(); ++i)
+                c.dy[i] = float((0.5 * c.x[i] + 1e-5 * normal(rng)) / c.gamma[i / 36 % 4]);
+        });
+        // (float64 cancelling beyond the naive reference's 1e-19: the golden cases
+        // *_f64_scale10_cancel1e-10, γ·dy = a + b·x̂ per set, against mpmath)
     }
     // two elements per set: instance over (N, C, 2), group over (N, C, 1) with 2 channels a group
     // (float64 with eps ≫ 1e-5: for two values dx cancels to eps/(var + eps) of its terms,
@@ -419,4 +427,81 @@ TEST_CASE("family sets: non-finite and extreme float64 data take the exact kerne
         CHECK(eps_error<double>(std::vector<double>(r.mean.begin() + 1, r.mean.end()),
                                 std::vector<double>(want.mean.begin() + 1, want.mean.end())) <= 4);
     }
+}
+
+namespace {
+/// dγ and dβ where the samples' shares cancel: sample 1's dy = −(sample 0's) + δ, with
+/// x = ±1 in every set (eps = 0: x̂ = ±1 exactly), so that dβ_c = Σ δ and dγ_c = Σ ±δ
+/// exactly (each pair dy₀ + dy₁ is exact), summed here in long double.
+template <class T> void cancelling_shares(std::int64_t groups, double delta) {
+    std::mt19937_64 rng(20);
+    std::normal_distribution<double> normal;
+    const Shape shape{2, 4, 16};
+    const NormProblem p = problem(shape, 1, groups);
+    std::vector<T> x(128), dy(128), gamma{1.5, -2, 0.75, 3}, beta{0, 1, 2, 3};
+    for (std::size_t i = 0; i < 128; ++i) x[i] = T(i % 2 ? 1 : -1);
+    for (std::size_t i = 0; i < 64; ++i) {
+        dy[i] = T(1e3 * normal(rng));
+        dy[i + 64] = T(-double(dy[i]) + delta * normal(rng));
+    }
+    const SetOutputs<T> r = run_sets(x, gamma, beta, dy, p, 0.0);
+    std::vector<double> dgamma(4), dbeta(4);
+    for (std::size_t c = 0; c < 4; ++c) {
+        long double g = 0, b = 0;
+        for (std::size_t k = 0; k < 16; ++k) {
+            const std::size_t i = c * 16 + k;
+            const double pair = double(dy[i]) + double(dy[i + 64]); // exact (Sterbenz)
+            b += pair, g += (i % 2 ? 1 : -1) * (long double)pair;
+        }
+        dgamma[c] = double(g), dbeta[c] = double(b);
+    }
+    CAPTURE(groups);
+    CAPTURE(delta);
+    CHECK(eps_error<T>(r.dbeta, dbeta) <= 1);
+    CHECK(eps_error<T>(r.dgamma, dgamma) <= 1);
+}
+} // namespace
+
+TEST_CASE("family sets: dgamma and dbeta where the samples' shares cancel") {
+    for (const std::int64_t g : {0, 2})
+        for (const double delta : {1e-3, 1e-6, 1e-9}) {
+            cancelling_shares<double>(g, delta);
+            if (delta >= 1e-3) cancelling_shares<float>(g, delta); // (float32 dy resolves 6e-5 at 1e3)
+        }
+}
+
+TEST_CASE("family sets: a group whose channels' means cancel (its mean from error-free sums)") {
+    // float32, channels 0 and 1 of a group: c1 = −c0 value for value, but for one value moved
+    // by δ: the group's mean is exactly δ/m, far below the channels' sums' rounding bounds.
+    // NCHW (a set is one channel of the engine) and NHWC (channels merged per set).
+    std::mt19937_64 rng(21);
+    std::normal_distribution<double> normal;
+    for (const int axis : {1, -1})
+        for (const double delta : {1.0, 1e-2, 1e-4}) {
+            const Shape shape = axis == 1 ? Shape{2, 4, 25} : Shape{2, 25, 4};
+            const NormProblem p = problem(shape, axis, 2);
+            // element (n, c, k) of the NCHW order at at(n, c, k)
+            const auto at = [&](std::size_t n, std::size_t c, std::size_t k) {
+                return axis == 1 ? n * 100 + c * 25 + k : n * 100 + k * 4 + c;
+            };
+            std::vector<float> x(200), dy(200), gamma{1, 2, 3, 4}, beta{0, 0, 1, 1};
+            for (std::size_t i = 0; i < 200; ++i) dy[i] = float(normal(rng));
+            std::vector<double> want_mean(4);
+            for (std::size_t n = 0; n < 2; ++n)
+                for (std::size_t g = 0; g < 2; ++g) {
+                    for (std::size_t k = 0; k < 25; ++k) {
+                        x[at(n, 2 * g, k)] = float(1e3 + normal(rng));
+                        x[at(n, 2 * g + 1, k)] = -x[at(n, 2 * g, k)];
+                    }
+                    float& moved = x[at(n, 2 * g + 1, 24)];
+                    moved = float(double(moved) + delta); // exact in float32 (|moved| ~ 1e3, δ ≥ 1e-4)
+                    want_mean[n * 2 + g] = (double(moved) + double(x[at(n, 2 * g, 24)])) / 50; // the pair left
+                }
+            const SetOutputs<float> r = run_sets(x, gamma, beta, dy, p, 1e-5);
+            CAPTURE(axis);
+            CAPTURE(delta);
+            CHECK(eps_error<float>(r.mean, want_mean) <= 1);
+            std::vector<double> wx(x.begin(), x.end()), wd(dy.begin(), dy.end());
+            check_against(r, naive_sets(wx, shape, axis, 2, {1, 2, 3, 4}, {0, 0, 1, 1}, wd, 1e-5), "cancelling_means");
+        }
 }

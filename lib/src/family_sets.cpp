@@ -30,21 +30,47 @@ void forward_piece(const View& v, const T* x, const T* gamma, const T* beta, dou
                    T* y, T* mean, T* invstd) {
     const Layout& l = pc.l;
     const T* xp = x + pc.offset;
+    // Pass A: where a set is contiguous (P = 1), on the sets' layout, a set one channel of
+    // the engine's, certified as such; else (channels-last) on the channels' layout, `per`
+    // channels merged per set (runs of per·inner values would take the engine's kernels
+    // for runs, slow on runs of a few values, where rows of C channels are vectorised).
+    const bool contiguous = v.P == 1;
+    const Layout ls = contiguous ? Layout{1, l.channels / v.per, v.per * l.inner} : l;
+    const std::int64_t per = contiguous ? 1 : v.per; // channels of ls per set
     std::vector<kernels::Certified> how;
-    const MomentsVector ms = kernels::certified_moments<T, false>(xp, nullptr, l, l.channels, eps, threads, how);
+    MomentsVector ms = kernels::certified_moments<T, false>(xp, nullptr, ls, ls.channels, eps, threads, how);
     const std::vector<char> fast = kernels::in_fast_range(ms, sizeof(T) == 8);
+    // Merged, the channels' certificates (M2 against M2_c + m_c·eps, the mean against σ_c
+    // and |μ_c|) add up within the set's for the first two (Σ M2_c ≤ M2, Σ (m_c/m)·σ_c ≤
+    // σ), the last only where the channels' means do not cancel: a set whose mean is not
+    // within tol.scalar of itself is summed again error-free.
+    const double scalar = (sizeof(T) == 4 ? kernels::kFloat32Tolerance : kernels::kFloat64Tolerance).scalar;
+    std::vector<std::int64_t> again;
+    for (std::int64_t j0 = 0; per > 1 && j0 < ls.channels; j0 += per) {
+        if (!all_fast(fast, j0, per)) continue;
+        const Moments m = merged(ms, j0, per);
+        double err = 0;
+        for (std::int64_t j = j0; j < j0 + per; ++j) {
+            const Moments& c = ms[std::size_t(j)];
+            if (c.rel > 0) err += c.n / m.n * kernels::plain_errors(c).mean;
+        }
+        if (!(err <= scalar * std::abs(m.mean.hi)))
+            for (std::int64_t j = j0; j < j0 + per; ++j)
+                if (ms[std::size_t(j)].rel > 0) again.push_back(j);
+    }
+    kernels::exact_moments<T, false>(xp, nullptr, ls, ls.channels, threads, again, ms);
     // Per channel: y = a·(x − μ) + β with μ the set's mean, a = γ_c·invstd (double-double)
     const std::size_t C = std::size_t(l.channels);
     std::vector<double> k(5 * C, 0.0); // μ (hi, lo), a (hi, lo), β; 0 for the slow sets
     double *mu_hi = k.data(), *mu_lo = mu_hi + C, *a_hi = mu_lo + C, *a_lo = a_hi + C, *b = a_lo + C;
     std::vector<std::int64_t> slow; // first channels of the sets beyond the fast range
     for (std::int64_t j0 = 0; j0 < l.channels; j0 += v.per) {
-        const std::int64_t s = (pc.q0 + j0) / v.per;
-        if (!all_fast(fast, j0, v.per)) {
+        const std::int64_t s = (pc.q0 + j0) / v.per, first = j0 / v.per * per; // (of ls)
+        if (!all_fast(fast, first, per)) {
             slow.push_back(j0);
             continue;
         }
-        const Moments m = merged(ms, j0, v.per);
+        const Moments m = merged(ms, first, per);
         const dd inv = inverse_std(m, eps);
         if (mean) mean[s] = detail::to<T>(m.mean);
         if (invstd) invstd[s] = detail::to<T>(inv);
