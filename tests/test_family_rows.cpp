@@ -211,6 +211,8 @@ TEST_CASE("family rows: fresh random cases of every hard class against the naive
         fresh_case<float>(norm, {10, 256}, -1, Kind::cancel, 1e-5, seed++);      // dy = a + b·x per row
         fresh_case<double>(norm, {10, 256}, -1, Kind::cancel, 1e-5, seed++);
         fresh_case<double>(norm, {10, 257}, -1, Kind::cancel, 0, seed++);
+        fresh_case<float>(norm, {3, 4096}, -1, Kind::cancel, 1e-5, seed++);       // long rows
+        fresh_case<double>(norm, {3, 4096}, -1, Kind::cancel, 1e-5, seed++);
         fresh_case<float>(norm, {3, 5, 7}, 1, Kind::normal, 1e-5, seed++);       // axis 1 of rank 3: D = 35
         fresh_case<double>(norm, {3, 5, 7}, 1, Kind::cancel, 1e-5, seed++);
         fresh_case<double>(norm, {2, 3, 4, 5}, 0, Kind::normal, 1e-5, seed++);   // axis 0: one row
@@ -289,6 +291,7 @@ TEST_CASE("family rows: the same bits for any thread count (more than 65536 valu
     thread_identity<double>(Norm::layer, 300, 257, Kind::cancel);
     thread_identity<float>(Norm::rms, 40, 2000, Kind::cauchy);
     thread_identity<double>(Norm::rms, 5000, 16, Kind::normal);
+    thread_identity<float>(Norm::layer, 300, 300, Kind::cancel); // rows certified and rows summed again
 }
 
 TEST_CASE("family rows: null γ and β mean ones and zeros") {

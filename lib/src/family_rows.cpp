@@ -1,9 +1,11 @@
-// Layer and RMS norm (family.hpp): the rows of x are the channels of the batch-norm
-// engine's certified pass A (Layout(1, rows, D): each row one channel of `inner` = D
-// values), then the row kernels of pass_b/family_rows.hpp; a chunk of rows at a time, so
-// that pass B finds the chunk still in cache. Rows beyond the fast range (non-finite
-// values, float64 magnitudes outside [2^-400, 2^480]) are scaled by a power of two and
-// computed by the same kernels in double.
+// Layer and RMS norm (family.hpp) on the batch-norm engine's seams. Forward: the rows of
+// x are the channels of the engine's certified pass A (Layout(1, rows, D): each row one
+// channel of `inner` = D values), then y by the row kernels of pass_b/family_rows.hpp.
+// Backward: the row's sums (float32 layer: plain, judged by the engine's backward
+// certificate; else Sum2), then dx and the row's terms of dγ, dβ. A chunk of rows at a
+// time, so that the second pass over a row finds it in cache. Rows beyond the fast range
+// (non-finite values, float64 magnitudes outside [2^-400, 2^480]) are scaled by a power
+// of two and computed by the same kernels in double.
 //
 // Threads take whole chunks, and a chunk's rows depend on their own values only, so y
 // and dx do not depend on the thread count; dγ and dβ are sums over the rows, added in
@@ -257,35 +259,58 @@ void forward_chunk(const T* x, const T* gamma, const T* beta, const NormProblem&
     }
 }
 
-/// Rows [r0, r1): pass A (certified) for each row's centre and range, the row's sums,
-/// then dx and the row's terms of dγ and dβ, row by row.
+/// Rows [r0, r1): each row's sums, then dx and the row's terms of dγ and dβ, row by row.
+/// float32 layer norm: plain sums around the row's first value, judged by the engine's
+/// backward certificate (certified<true>, with dx̂ as its dy and a = invstd); rows that
+/// fail it, RMS rows and float64 rows: Sum2 sums around the row's mean (float64: pass A's
+/// certified mean, whose range check also sends extreme rows to the fallback), carried
+/// to ~2^-100 so that dx's three terms may cancel far below the statistics' certified
+/// error.
 template <class T>
 void backward_chunk(const T* x, const T* gamma, const T* dy, const NormProblem& p, double eps, std::int64_t r0,
                     std::int64_t r1, T* dx, ColumnSums cols, Scratch& scratch) {
+    constexpr bool is_float = sizeof(T) == 4;
     const std::int64_t D = p.per_set;
     const bool rms = p.norm == Norm::rms;
-    std::vector<Certified> how;
-    const MomentsVector ms = certified_moments<T, false>(x + r0 * D, nullptr, Layout{1, r1 - r0, D}, 0, eps, 1, how);
-    const std::vector<char> fast = in_fast_range(ms, sizeof(T) == 8);
+    MomentsVector ms; // float64: pass A, for the centre and the range of each row
+    std::vector<char> fast;
+    if constexpr (!is_float) {
+        std::vector<Certified> how;
+        ms = certified_moments<T, false>(x + r0 * D, nullptr, Layout{1, r1 - r0, D}, 0, eps, 1, how);
+        fast = in_fast_range(ms, true);
+    }
+    // two values and eps = 0 (layer): x̂ = ±1 whatever x, y is locally constant and dx is 0
+    // exactly, where the sums would leave their ~2^-100 of the terms
+    const bool zero_dx = !rms && D == 2 && eps == 0;
     for (std::int64_t r = r0; r < r1; ++r) {
         const std::size_t i = std::size_t(r - r0);
         const T *xr = x + r * D, *gr = dy + r * D;
-        if (fast[i]) {
-            // the forward certificate bounds μ and invstd for y; dx, whose terms may cancel
-            // far below them, takes its statistics again from sums around μ carried to ~2^-100
-            const double K = rms ? 0.0 : ms[i].mean.hi;
+        T* out = dx + r * D;
+        if (is_float || fast[i]) {
+            double K = rms ? 0.0 : is_float ? double(xr[0]) : ms[i].mean.hi;
+            if constexpr (is_float)
+                if (!rms) {
+                    const Moments m = row_moments_plain(xr, gr, gamma, D, K);
+                    if (certified<true>(m, eps, kFloat32Tolerance, kPlainGamma)) {
+                        const double n = double(D);
+                        const dd inv = detail::rsqrt(add(div(m.m2, n), eps));
+                        const RowGradient c{m.mean, inv, div(m.sum_dy, n), div(mul(mul(m.sum_dyd, inv), inv), n)};
+                        input_gradient_row(xr, gr, gamma, D, c, out, cols);
+                        if (zero_dx) out[0] = out[1] = T(0);
+                        continue;
+                    }
+                    if (std::isfinite(m.mean.hi)) K = m.mean.hi;
+                }
             const RowSums s = row_sums(xr, gr, gamma, D, K);
-            const bool dy_fast = std::isfinite(s.max_dy) && (sizeof(T) == 4 || s.max_dy == 0 ||
-                                                             (s.max_dy >= kMinMagnitude && s.max_dy <= kMaxMagnitude));
-            if (dy_fast) {
-                input_gradient_row(xr, gr, gamma, D, gradient_of(s, K, D, eps, rms), dx + r * D, cols);
-                // two values and eps = 0: x̂ = ±1 whatever x, y is locally constant and dx
-                // is 0 exactly, where the sums would leave their ~2^-100 of the terms
-                if (!rms && D == 2 && eps == 0) dx[r * D] = dx[r * D + 1] = T(0);
+            const bool in_range = std::isfinite(s.max_x) && std::isfinite(s.max_dy) &&
+                                  (is_float || s.max_dy == 0 || (s.max_dy >= kMinMagnitude && s.max_dy <= kMaxMagnitude));
+            if (in_range) {
+                input_gradient_row(xr, gr, gamma, D, gradient_of(s, K, D, eps, rms), out, cols);
+                if (zero_dx) out[0] = out[1] = T(0);
                 continue;
             }
         }
-        backward_fallback(xr, gamma, gr, D, eps, rms, scratch, dx + r * D, cols);
+        backward_fallback(xr, gamma, gr, D, eps, rms, scratch, out, cols);
     }
 }
 

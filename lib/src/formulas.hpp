@@ -58,6 +58,18 @@ template <class D> inline D normalize_dd(D x, D mh, D ml, D ah, D al, D b) {
     return fused(ah, s, b) + (ah * e + al * s);
 }
 
+/// y = β + a·(x − μ) for float32 outputs where β may cancel a·(x − μ) (inference mode):
+/// the plain double form where its error, at most ~2^-51·(|a·(x − μ)| + |y|), is provably
+/// below 2^-30·|y| (then rounding it to float32 rounds y), else normalize_dd; tested per
+/// vector of lanes, so cancelling data costs its vectors only.
+template <class D> inline D normalize_checked(D x, D mh, D ml, D ah, D al, D b) {
+    using detail::simd::abs, detail::simd::all_at_least;
+    const D d = D(x - mh) - ml;
+    const D v = fused(ah, d, b);
+    if (all_at_least(D(abs(v) * 0x1p20), abs(D(ah * d)))) return v;
+    return normalize_dd(x, mh, ml, ah, al, b);
+}
+
 /// dx = a·(dy − B − (x − μ)·H): d = x − μ = s + e (TwoSum), t = d·H = ph + pl (TwoProd),
 /// w = dy − B = wh + wl, inner = w − t = ih + il; every step keeps its error term, so the
 /// three terms may cancel to 2^-100 of their size and dx is still right. On doubles, or

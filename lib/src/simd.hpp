@@ -181,4 +181,22 @@ inline v4d abs(v4d v) {
     return (v4d)((v4l)v & v4l{kMagnitude, kMagnitude, kMagnitude, kMagnitude});
 }
 
+/// Whether a ≥ b in every lane (false where either is NaN).
+inline bool all_at_least(v4d a, v4d b) {
+    using v4l = long long __attribute__((vector_size(32)));
+    const v4l m = a >= b;
+    return (m[0] & m[1] & m[2] & m[3]) != 0;
+}
+inline bool all_at_least(v8d a, v8d b) {
+#if defined(__AVX512F__)
+    return _mm512_cmp_pd_mask(a, b, _CMP_GE_OQ) == 0xff;
+#else
+    for (int j = 0; j < 8; ++j)
+        if (!(a[j] >= b[j])) return false;
+    return true;
+#endif
+}
+inline bool all_at_least(double a, double b) { return a >= b; }
+inline double abs(double v) { return std::abs(v); }
+
 } // namespace bnorm::detail::simd

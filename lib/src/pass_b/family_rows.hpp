@@ -4,8 +4,11 @@
 // Eight values at a time (v8d), then four (v4d), then one, with the same operations.
 #pragma once
 
+#include "certificates.hpp"
 #include "ddouble.hpp"
 #include "formulas.hpp"
+#include "stats/moments.hpp"
+#include "stats/summation.hpp"
 #include "lanes.hpp"
 #include "simd.hpp"
 
@@ -51,13 +54,22 @@ template <class F> [[gnu::always_inline]] inline void each_lane(std::int64_t n, 
 template <class D> [[gnu::always_inline]] inline auto cancels(D y, D terms) {
     return magnitude(y) < 0x1p-26 * terms;
 }
-inline bool any_lane(bool m) { return m; }
-inline bool any_lane(mask_of<v4d> m) { return (m[0] | m[1] | m[2] | m[3]) != 0; }
-inline bool any_lane(mask_of<v8d> m) {
-    long long any = 0;
-    for (int j = 0; j < 8; ++j) any |= m[j];
-    return any != 0;
-}
+/// Whether any lane of any mask noted was set: the masks are or-ed lane by lane, and
+/// looked at once at the end (a test per vector would cost more than the test itself).
+struct AnyLane {
+    mask_of<v8d> m8{};
+    mask_of<v4d> m4{};
+    bool m1 = false;
+    void note(mask_of<v8d> m) { m8 |= m; }
+    void note(mask_of<v4d> m) { m4 |= m; }
+    void note(bool m) { m1 = m1 || m; }
+    bool any() const {
+        long long a = 0;
+        for (int j = 0; j < 8; ++j) a |= m8[j];
+        for (int j = 0; j < 4; ++j) a |= m4[j];
+        return a != 0 || m1;
+    }
+};
 
 // ---- forward: y = γ·(x − μ)·invstd + β --------------------------------------------------
 //
@@ -80,15 +92,15 @@ template <class T>
     if constexpr (sizeof(T) == 8) {
         each_lane(n, [&]<class D>(std::int64_t i, D) { put_value(y, i, in_dd(i, D{})); });
     } else {
-        bool redo = false;
+        AnyLane redo;
         each_lane(n, [&]<class D>(std::int64_t i, D) {
             const D a = at<D>(gamma, i, 1.0) * broadcast<D>(ih), b = at<D>(beta, i, 0.0);
             const D d = D(lanes<D>(x, std::size_t(i)) - broadcast<D>(mh)) - broadcast<D>(ml);
             const D v = fused(a, d, b);
-            if (beta) redo = redo || any_lane(cancels(v, D(magnitude(D(a * d)) + magnitude(b))));
+            if (beta) redo.note(cancels(v, D(magnitude(D(a * d)) + magnitude(b))));
             put_value(y, i, v);
         });
-        if (!redo) return;
+        if (!redo.any()) return;
         for (std::int64_t i = 0; i < n; ++i) { // the same test, one value at a time
             const double a = at<double>(gamma, i, 1.0) * ih, b = at<double>(beta, i, 0.0);
             const double d = (double(x[i]) - mh) - ml;
@@ -160,6 +172,58 @@ template <class T>
     if (!std::isfinite(r.d.hi) || !std::isfinite(r.dd2.hi)) r.max_x = NAN;
     if (dy && (!std::isfinite(r.g.hi) || !std::isfinite(r.gd.hi))) r.max_dy = NAN;
     return r;
+}
+
+/// float32 layer norm: the same sums in plain double, as the engine's plain kernels sum a
+/// channel (each of eight lanes folded into a compensated sum every kPlainRun terms; the
+/// terms' own rounding, d = x − K and dx̂·d, counted as two more), as Moments whose "dy" is
+/// dx̂: the engine's backward certificate (certificates.hpp) then tells whether they are
+/// good enough for dx = invstd·(dx̂ − B − (x − μ)·H) in double, which is its formula with
+/// a = invstd. max_abs and dy_max_abs are max|x| and max|dx̂|.
+inline Moments row_moments_plain(const float* __restrict x, const float* __restrict dy, const float* __restrict gamma,
+                                 std::int64_t n, double K) {
+    using detail::broadcast;
+    v8d p[5], sum[5]{}, err[5]{}; // Σd, Σd², Σdx̂, Σdx̂·d, Σdx̂²
+    v8d mx{}, mg{};
+    const v8d k = broadcast<v8d>(K);
+    std::int64_t i = 0;
+    while (i + 8 <= n) {
+        for (auto& v : p) v = v8d{};
+        const std::int64_t end = std::min(n - n % 8, i + 8 * kPlainRun);
+        for (; i < end; i += 8) {
+            const v8d xv = lanes<v8d>(x, std::size_t(i)), d = xv - k;
+            v8d g = lanes<v8d>(dy, std::size_t(i));
+            if (gamma) g *= lanes<v8d>(gamma, std::size_t(i)); // exact
+            p[0] += d, p[1] = fused(d, d, p[1]), p[2] += g, p[3] = fused(g, d, p[3]), p[4] = fused(g, g, p[4]);
+            mx = max_magnitude(mx, xv), mg = max_magnitude(mg, g);
+        }
+        for (int j = 0; j < 5; ++j) add_compensated(sum[j], err[j], p[j]);
+    }
+    double tail[5]{}, tx = 0, tg = 0;
+    for (; i < n; ++i) {
+        const double d = double(x[i]) - K, g = double(dy[i]) * (gamma ? double(gamma[i]) : 1.0);
+        tail[0] += d, tail[1] = std::fma(d, d, tail[1]), tail[2] += g, tail[3] = std::fma(g, d, tail[3]);
+        tail[4] = std::fma(g, g, tail[4]);
+        tx = max_magnitude(tx, double(x[i])), tg = max_magnitude(tg, g);
+    }
+    dd t[5];
+    for (int j = 0; j < 5; ++j) {
+        t[j] = detail::two_sum(tail[j], 0.0);
+        for (int l = 0; l < 8; ++l) t[j] = detail::add(t[j], detail::two_sum(sum[j][l], err[j][l]));
+    }
+    Moments m;
+    m.n = double(n);
+    const dd shift = detail::div(t[0], m.n); // μ − K
+    m.mean = detail::add(shift, K);
+    m.m2 = detail::sub(t[1], detail::mul(t[0], shift));
+    m.sum_dy = t[2];
+    m.sum_dyd = detail::sub(t[3], detail::mul(t[2], shift)); // Σdx̂·(x − μ)
+    m.dy_sq = t[4];
+    m.sq = t[1].hi;
+    m.rel = kPlainGamma;
+    m.max_abs = tx, m.dy_max_abs = tg;
+    for (int l = 0; l < 8; ++l) m.max_abs = max_magnitude(m.max_abs, mx[l]), m.dy_max_abs = max_magnitude(m.dy_max_abs, mg[l]);
+    return m;
 }
 
 // ---- backward's pass B: dx, and the row's terms of dγ and dβ -------------------------------
@@ -236,25 +300,32 @@ template <class T>
             columns(i, D{});
         });
     } else {
-        bool redo = false;
-        auto plain = [&]<class D>(std::int64_t i, D, D& terms) {
+        // float32: the column terms dy·x̂ in double (three roundings, 2^-51 of each term,
+        // below what the row's statistics leave), added by TwoSum
+        AnyLane redo;
+        auto plain = [&]<class D>(std::int64_t i, D, D& terms, D& d) {
             const D g = dxhat(i, lanes<D>(dy, std::size_t(i))).hi;
-            const D d = D(lanes<D>(x, std::size_t(i)) - broadcast<D>(mh)) - broadcast<D>(ml);
+            d = D(lanes<D>(x, std::size_t(i)) - broadcast<D>(mh)) - broadcast<D>(ml);
             const D w = g - broadcast<D>(c.B.hi), h = d * broadcast<D>(c.H.hi);
             terms = magnitude(g) + magnitude(broadcast<D>(c.B.hi)) + magnitude(h);
             return D(broadcast<D>(ih) * D(w - h));
         };
         each_lane(n, [&]<class D>(std::int64_t i, D) {
-            D terms;
-            const D v = plain(i, D{}, terms);
-            redo = redo || any_lane(cancels(v, D(broadcast<D>(ih) * terms)));
+            D terms, d;
+            const D v = plain(i, D{}, terms, d);
+            redo.note(cancels(v, D(broadcast<D>(ih) * terms)));
             put_value(dx, i, v);
-            columns(i, D{});
+            if (!cols.g_hi) return;
+            const D g = lanes<D>(dy, std::size_t(i)), t = g * D(d * broadcast<D>(ih));
+            const dd_of<D> sg = detail::two_sum(lanes<D>(cols.g_hi, std::size_t(i)), t);
+            put(cols.g_hi, std::size_t(i), sg.hi), put(cols.g_err, std::size_t(i), D(lanes<D>(cols.g_err, std::size_t(i)) + sg.lo));
+            const dd_of<D> sb = detail::two_sum(lanes<D>(cols.b_hi, std::size_t(i)), g);
+            put(cols.b_hi, std::size_t(i), sb.hi), put(cols.b_err, std::size_t(i), D(lanes<D>(cols.b_err, std::size_t(i)) + sb.lo));
         });
-        if (!redo) return;
+        if (!redo.any()) return;
         for (std::int64_t i = 0; i < n; ++i) { // the same test, one value at a time
-            double terms;
-            const double v = plain(i, 0.0, terms);
+            double terms, d;
+            const double v = plain(i, 0.0, terms, d);
             if (cancels(v, ih * terms)) dx[i] = float(in_dd(i, 0.0));
         }
     }

@@ -136,9 +136,10 @@ template <bool Stream>
         [&](std::int64_t i) { return normalize_dd(x[i], mh, ml, ah, al, b); }, x);
 }
 
-/// Pass B of forward in inference mode, float32: normalize_dd (a in double-double), so
-/// that y is right relative to itself when β cancels a·(x − μ) (float32's rounding of x
-/// and a single-double a would not be); over `rows` channels-last rows of C channels.
+/// Pass B of forward in inference mode, float32: normalize_checked, the plain form, or
+/// normalize_dd (a in double-double) where β cancels a·(x − μ), so that y is right relative
+/// to itself (float32's rounding of x and a single-double a would not be); over `rows`
+/// channels-last rows of C channels.
 template <bool Stream>
 [[gnu::noinline]] void normalize_rows_dd_f32(const float* __restrict x, float* __restrict y, std::int64_t C,
                                              std::int64_t rows, const double* __restrict mh,
@@ -146,7 +147,7 @@ template <bool Stream>
                                              const double* __restrict al, const double* __restrict b) {
     for (std::int64_t r = 0; r < rows; ++r, x += C, y += C)
         write_each<Stream>(y, C, eight_aligned(x, y), [&]<class D>(D, std::int64_t c) {
-            return normalize_dd(lanes<D>(x, c), lanes<D>(mh, c), lanes<D>(ml, c), lanes<D>(ah, c), lanes<D>(al, c),
+            return normalize_checked(lanes<D>(x, c), lanes<D>(mh, c), lanes<D>(ml, c), lanes<D>(ah, c), lanes<D>(al, c),
                                 lanes<D>(b, c));
         }, x);
 }
@@ -157,7 +158,7 @@ template <bool Stream>
                                             double mh, double ml, double ah, double al, double b) {
     using detail::broadcast;
     write_each<Stream>(y, len, eight_aligned(x, y), [&]<class D>(D, std::int64_t i) {
-        return normalize_dd(lanes<D>(x, i), broadcast<D>(mh), broadcast<D>(ml), broadcast<D>(ah), broadcast<D>(al),
+        return normalize_checked(lanes<D>(x, i), broadcast<D>(mh), broadcast<D>(ml), broadcast<D>(ah), broadcast<D>(al),
                             broadcast<D>(b));
     }, x);
 }
