@@ -80,11 +80,12 @@ template <int K> inline Lanes<K> rsqrt(const Lanes<K>& z) {
 ///     mean = Σ x / m (refined by a corrected second pass), var = Σ (x − mean)² / m
 ///     (the biased variance), invstd = 1/sqrt(var + eps), y = (x − mean)·(γ·invstd) + β;
 ///   not centered (rms): invstd = 1/sqrt(Σ x² / m + eps), y = x·(γ·invstd), no β.
-/// x_of(i) gives the set's i-th value, gamma_of(i) and beta_of(i) its parameters, as S.
+/// x_of(i) gives the set's i-th value as an S; its parameters are gamma[param_of(i)] and
+/// beta[param_of(i)] (γ·invstd is formed once per run of elements sharing a parameter).
 /// term(i, t) is told each element's t = dy_i·y_i, the summands of f_s, in order.
-template <class S, class XOf, class GammaOf, class BetaOf, class Term>
-S set_objective(std::int64_t m, bool centered, const XOf& x_of, const double* dy, const GammaOf& gamma_of,
-                const BetaOf& beta_of, double eps, const Term& term) {
+template <class S, class XOf, class ParamOf, class Term>
+S set_objective(std::int64_t m, bool centered, const XOf& x_of, const double* dy, const ParamOf& param_of,
+                const S* gamma, const S* beta, double eps, const Term& term) {
     const double md = static_cast<double>(m);
     S mean{}, invstd{};
     if (centered) {
@@ -106,9 +107,12 @@ S set_objective(std::int64_t m, bool centered, const XOf& x_of, const double* dy
         for (std::int64_t i = 0; i < m; ++i) sq = sq + x_of(i) * x_of(i);
         invstd = rsqrt(sq / md + eps); // the mean square: nothing subtracted
     }
-    S f{};
+    S f{}, gamma_invstd{};
+    std::int64_t q_prev = -1;
     for (std::int64_t i = 0; i < m; ++i) {
-        const S y = centered ? (x_of(i) - mean) * (gamma_of(i) * invstd) + beta_of(i) : x_of(i) * (gamma_of(i) * invstd);
+        const std::int64_t q = param_of(i);
+        if (q != q_prev) gamma_invstd = gamma[q] * invstd, q_prev = q;
+        const S y = centered ? (x_of(i) - mean) * gamma_invstd + beta[q] : x_of(i) * gamma_invstd;
         const S t = y * dy[i];
         term(i, t);
         f = f + t;
@@ -116,15 +120,16 @@ S set_objective(std::int64_t m, bool centered, const XOf& x_of, const double* dy
     return f;
 }
 
-/// Batch norm's inference-mode forward of one channel, reduced to f_c = Σ dy·y with the
-/// running statistics as constants: y = (x − rm)·(γ/sqrt(rv + eps)) + β.
-template <class S, class XOf, class GammaOf, class BetaOf, class Term>
-S channel_objective_eval(std::int64_t m, const XOf& x_of, const double* dy, const GammaOf& gamma_of,
-                         const BetaOf& beta_of, double rm, double rv, double eps, const Term& term) {
-    const S invstd = rsqrt(S{{rv, 0}} + eps);
+/// Batch norm's inference-mode forward of one channel (parameters gamma[0], beta[0]),
+/// reduced to f_c = Σ dy·y with the running statistics as constants:
+/// y = (x − rm)·(γ/sqrt(rv + eps)) + β.
+template <class S, class XOf, class Term>
+S channel_objective_eval(std::int64_t m, const XOf& x_of, const double* dy, const S* gamma, const S* beta,
+                         double rm, double rv, double eps, const Term& term) {
+    const S gamma_invstd = gamma[0] * rsqrt(S{{rv, 0}} + eps);
     S f{};
     for (std::int64_t i = 0; i < m; ++i) {
-        const S t = ((x_of(i) - S{{rm, 0}}) * (gamma_of(i) * invstd) + beta_of(i)) * dy[i];
+        const S t = ((x_of(i) - S{{rm, 0}}) * gamma_invstd + beta[0]) * dy[i];
         term(i, t);
         f = f + t;
     }

@@ -116,12 +116,15 @@ template <class T, class U> void gather_sets(const U* v, const Context<T>& ctx, 
 }
 
 /// f_s of the check's mode: the forward template of training or of inference mode.
-template <class S, class T, class XOf, class GammaOf, class BetaOf, class Term>
-S objective(const Context<T>& ctx, std::int64_t s, const XOf& x_of, const double* dy, const GammaOf& g,
-            const BetaOf& b, const Term& term) {
-    return ctx.opt.eval ? channel_objective_eval<S>(ctx.m, x_of, dy, g, b, ctx.opt.running_mean[s],
+/// gamma and beta hold the set's params_per_set() parameters, by local index.
+template <class S, class T, class XOf, class Term>
+S objective(const Context<T>& ctx, std::int64_t s, const XOf& x_of, const double* dy, const S* gamma, const S* beta,
+            const Term& term) {
+    return ctx.opt.eval ? channel_objective_eval<S>(ctx.m, x_of, dy, gamma, beta, ctx.opt.running_mean[s],
                                                     ctx.opt.running_var[s], ctx.in.eps, term)
-                        : set_objective<S>(ctx.m, ctx.map.centered, x_of, dy, g, b, ctx.in.eps, term);
+                        : set_objective<S>(
+                              ctx.m, ctx.map.centered, x_of, dy,
+                              [&](std::int64_t i) { return ctx.map.local_param(i); }, gamma, beta, ctx.in.eps, term);
 }
 
 template <class T> Context<T> make_context(const CheckInputs<T>& in, const GradcheckOptions& opt) {
@@ -251,9 +254,7 @@ template <class T> void run_pass(const Context<T>& ctx, Draw& d, const PassItem&
         if (gamma_lane >= 0) dg[ctx.map.local_param(i)] = detail::add(dg[ctx.map.local_param(i)], t.im[gamma_lane]);
         if (beta_lane >= 0) db[ctx.map.local_param(i)] = detail::add(db[ctx.map.local_param(i)], t.im[beta_lane]);
     };
-    const Pass f = objective<Pass>(
-        ctx, s, x_of, d.dy.data() + s * m, [&](std::int64_t i) -> const Pass& { return g[ctx.map.local_param(i)]; },
-        [&](std::int64_t i) -> const Pass& { return b[ctx.map.local_param(i)]; }, term);
+    const Pass f = objective<Pass>(ctx, s, x_of, d.dy.data() + s * m, g.data(), b.data(), term);
     for (int k = 0; k < it.count; ++k)
         if (pr[k].kind == Probe::kElement || pr[k].kind == Probe::kDirection)
             d.numerical[s][it.first + k] = detail::div(f.im[k], h);
@@ -367,13 +368,16 @@ template <class T> void judge_directions(const Context<T>& ctx, const Draw& d, c
 template <class T> dd richardson_derivative(const Context<T>& ctx, const Draw& d, std::int64_t s, std::int64_t j) {
     const std::int64_t m = ctx.m;
     const double* xs = ctx.x.data() + s * m;
-    auto g = [&](std::int64_t i) { return Real{{ctx.gamma[ctx.map.param(s, ctx.map.local_param(i))], 0}}; };
-    auto b = [&](std::int64_t i) { return Real{{ctx.beta[ctx.map.param(s, ctx.map.local_param(i))], 0}}; };
+    std::vector<Real> g, b;
+    for (std::int64_t l = 0; l < ctx.map.params_per_set(); ++l) {
+        g.push_back({{ctx.gamma[ctx.map.param(s, l)], 0}});
+        b.push_back({{ctx.beta[ctx.map.param(s, l)], 0}});
+    }
     auto central = [&](double hh) {
         const dd plus = detail::two_sum(xs[j], hh), minus = detail::two_sum(xs[j], -hh);
         auto at = [&](const dd& xj) {
             return objective<Real>(ctx, s, [&](std::int64_t i) { return i == j ? Real{xj} : Real{{xs[i], 0}}; },
-                                   d.dy.data() + s * m, g, b, [](std::int64_t, const Real&) {});
+                                   d.dy.data() + s * m, g.data(), b.data(), [](std::int64_t, const Real&) {});
         };
         return detail::div((at(plus) - at(minus)).v, 2 * hh);
     };

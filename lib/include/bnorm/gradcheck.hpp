@@ -2,9 +2,12 @@
 // numerical derivatives of bnorm's forward pass.
 //
 // Numerical method: complex-step differentiation, f'(x)·h ≈ Im f(x + i·h), on a forward
-// pass written once as a template over the scalar type (lib/src/gradcheck.cpp,
-// channel_objective) and instantiated for complex numbers with double-double parts.
-// The step h is 2^-70 of the channel's standard deviation: there is no subtraction of
+// pass of one set of statistics written once as a template over the scalar type
+// (lib/src/complex_step.hpp, set_objective: batch norm's channel, instance norm's (sample,
+// channel), group norm's (sample, group), layer and RMS norm's row) and instantiated for
+// complex numbers with double-double parts; the set-by-set check is in
+// lib/src/gradcheck_engine.cpp.
+// The step h is 2^-70 of the set's standard deviation: there is no subtraction of
 // nearby values, so the derivative is accurate to double-double precision, ~1e-30 of the
 // size of its terms, on any conditioning. Its own error is estimated on a few elements by
 // an independent method: Richardson-extrapolated central differences of the same
@@ -35,7 +38,7 @@ struct GradcheckOptions {
     std::int64_t elementwise_limit = 10000;
     int directions = 4;           ///< random ±1 directions per dy in randomized mode (<= 8)
     int samples = 16;             ///< random elements per dy in randomized mode (plus the
-                                  ///< first and last element of every channel)
+                                  ///< first and last element of every set)
     int threads = 0;              ///< 0: all cores; results do not depend on it
     /// Inference mode: judge the gradients of y = γ·(x − running_mean)/sqrt(running_var +
     /// eps) + β, the running statistics (C values each, x's values widened to double)
@@ -59,7 +62,7 @@ struct TensorVerdict {
     std::int64_t checked = 0;     ///< distinct elements compared one by one
     std::int64_t total = 0;       ///< elements in the tensor
     double atol = 0, rtol = 0;    ///< tolerances used (atol of the worst draw)
-    // randomized mode: directional derivatives, per channel
+    // randomized mode: directional derivatives, per set (batch: channel)
     std::int64_t directional_checks = 0;
     double directional_max_rel_err = 0; ///< |a·v − n·v| / Σ|n_i·v_i|
     std::int64_t directional_worst_channel = -1;
@@ -73,11 +76,11 @@ struct GradcheckReport {
     bool dy_given = false;
     bool gradients_given = false; ///< judged the caller's gradients, not bnorm's backward
     TensorVerdict x, gamma, beta;
-    double step_relative = 0;     ///< h / std of the channel
+    double step_relative = 0;     ///< h / std of the set (batch: channel)
     int lanes = 0;                ///< imaginary units carried by one forward pass
     double estimated_method_error = 0; ///< max |complex step − Richardson| / max|numerical|
     std::int64_t crosscheck_elements = 0;
-    std::int64_t forward_evaluations = 0; ///< forward passes over one channel (complex + real)
+    std::int64_t forward_evaluations = 0; ///< forward passes over one set (complex + real)
     std::int64_t forward_element_evaluations = 0; ///< the same, counted in elements
     double elapsed_seconds = 0;
 };
@@ -107,6 +110,11 @@ GradcheckReport gradcheck(const T* x, const Shape& shape, const Layout& l, const
 /// gradients (dx of p.size() values, dgamma and dbeta of p.params; rms has no β and no
 /// dβ). For Norm::batch, the function above on p's layout. options.eval applies to batch
 /// norm only (UsageError for another norm).
+/// The report's worst_index is a multi-index into x's shape (dx) or p.param_shape (dγ,
+/// dβ); in randomized mode the directions are per set of statistics, and
+/// directional_worst_channel is the worst set's index (0 ≤ s < p.sets, in the order of
+/// mean and invstd). UsageError for beta or dbeta with rms and for given gradients without
+/// dy; InputError when eps = 0 and a set is constant (rms: all zeros), naming the set.
 template <class T>
 GradcheckReport gradcheck(const T* x, const NormProblem& p, const T* gamma, const T* beta, const T* dy, double eps,
                           const GivenGradients<T>& given, const GradcheckOptions& options);
