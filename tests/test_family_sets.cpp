@@ -505,3 +505,39 @@ TEST_CASE("family sets: a group whose channels' means cancel (its mean from erro
             check_against(r, naive_sets(wx, shape, axis, 2, {1, 2, 3, 4}, {0, 0, 1, 1}, wd, 1e-5), "cancelling_means");
         }
 }
+
+TEST_CASE("family sets: backward matches central finite differences of f = sum(dy * y)") {
+    // The gradients of the forward pass itself, independently of any formula for them.
+    std::mt19937_64 rng(22);
+    for (const std::int64_t g : {0, 1, 2}) {
+        for (const int axis : {1, -1}) {
+            Case<double> c(rng, axis == 1 ? Shape{2, 4, 3} : Shape{2, 3, 4}, axis, g, 1e-3, 0.5, 1);
+            c.gamma[2] = 0; // dx of a γ_c = 0 channel is not 0 in a group
+            const NormProblem p = c.p();
+            const auto f = [&]() {
+                std::vector<double> y(c.x.size());
+                family::forward_sets<double>(c.x.data(), c.gamma.data(), c.beta.data(), p, c.eps, y.data(), nullptr,
+                                             nullptr, 1);
+                long double s = 0;
+                for (std::size_t i = 0; i < y.size(); ++i) s += (long double)c.dy[i] * y[i];
+                return double(s);
+            };
+            const auto central = [&](double& v) {
+                const double keep = v, h = 1e-6;
+                v = keep + h;
+                const double up = f();
+                v = keep - h;
+                const double down = f();
+                v = keep;
+                return (up - down) / (2 * h);
+            };
+            const SetOutputs<double> r = c.run();
+            CAPTURE(c.name);
+            for (std::size_t i = 0; i < c.x.size(); ++i) CHECK(r.dx[i] == doctest::Approx(central(c.x[i])).epsilon(1e-6));
+            for (std::size_t k = 0; k < c.gamma.size(); ++k) {
+                CHECK(r.dgamma[k] == doctest::Approx(central(c.gamma[k])).epsilon(1e-6));
+                CHECK(r.dbeta[k] == doctest::Approx(central(c.beta[k])).epsilon(1e-6));
+            }
+        }
+    }
+}

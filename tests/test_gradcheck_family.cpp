@@ -4,6 +4,7 @@
 // the naive long-double implementation of tests/naive_gradcheck_family.hpp, which carries
 // each mutant by one switch. The complex-step derivatives are also checked against
 // Richardson-extrapolated finite differences of that implementation's forward pass.
+#include "helpers.hpp"
 #include "naive_gradcheck_family.hpp"
 
 #include "bnorm/error.hpp"
@@ -13,7 +14,9 @@
 #include <doctest/doctest.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <nlohmann/json.hpp>
 
+#include <filesystem>
 #include <map>
 #include <random>
 
@@ -337,4 +340,60 @@ TEST_CASE("family gradcheck passes bnorm's own backward on ill-conditioned sets"
             CHECK_FALSE(judge<double>(c, g).passed);
         }
     }
+}
+
+namespace {
+
+/// One golden case of tests/data/golden/family (mpmath's exact gradients, rounded once):
+/// its exact gradients must pass, the same with the largest dx off by 100·rtol must
+/// not, and bnorm's own backward must pass. Returns the worst ratio to the tolerance of
+/// the exact gradients.
+template <class T> double golden_gradcheck(const std::filesystem::path& dir, const nlohmann::json& meta) {
+    auto load = [&](const std::string& f) { return test::load_npy((dir / (f + ".npy")).string()); };
+    auto vec = [](const Array& a) { return std::vector<T>(a.data<T>(), a.data<T>() + a.size()); };
+    const Norm norm = parse_norm(meta["norm"].get<std::string>());
+    const std::int64_t groups = meta["groups"].is_number() ? meta["groups"].get<std::int64_t>() : 0;
+    const Array xa = load("x");
+    REQUIRE(xa.dtype() == dtype_of<T>());
+    const NormProblem p = check_norm_problem(xa.shape(), norm, meta["axis"].get<int>(), groups, "x");
+    const double eps = std::stod(meta["eps"].get<std::string>());
+    const bool rms = norm == Norm::rms;
+    const std::vector<T> x = vec(xa), gamma = vec(load("gamma")), dy = vec(load("dy")),
+                         beta = rms ? std::vector<T>{} : vec(load("beta"));
+    // the golden outputs are float64 (the exact values rounded once): rounded to T here
+    auto out = [&](const std::string& f) { return as<T>(test::to_doubles(load(f))); };
+    std::vector<T> dx = out("dx");
+    const std::vector<T> dg = out("dgamma"), db = rms ? std::vector<T>{} : out("dbeta");
+    auto check = [&](const T* dxp) {
+        return gradcheck<T>(x.data(), p, gamma.data(), ptr(beta), dy.data(), eps,
+                            GivenGradients<T>{dxp, dg.data(), ptr(db)}, {});
+    };
+    const GradcheckReport exact = check(dx.data());
+    CHECK(exact.passed);
+    const auto big = std::max_element(dx.begin(), dx.end(), [](T a, T b) { return std::abs(a) < std::abs(b); });
+    *big *= T(1 + 100 * (sizeof(T) == 4 ? 1e-5 : 1e-11));
+    CHECK_FALSE(check(dx.data()).passed);
+    CHECK(gradcheck<T>(x.data(), p, gamma.data(), ptr(beta), dy.data(), eps, {}, {}).passed);
+    return ratio(exact);
+}
+
+} // namespace
+
+TEST_CASE("family gradcheck on the golden cases: mpmath's gradients and bnorm's backward pass, one wrong element does not") {
+    const std::filesystem::path root = test::data_dir() + "/golden/family";
+    std::vector<std::filesystem::path> dirs;
+    for (const auto& e : std::filesystem::directory_iterator(root))
+        if (std::filesystem::exists(e.path() / "case.json")) dirs.push_back(e.path());
+    std::sort(dirs.begin(), dirs.end());
+    REQUIRE(dirs.size() >= 80);
+    double worst32 = 0, worst64 = 0;
+    for (const auto& dir : dirs) {
+        const auto meta = nlohmann::json::parse(test::slurp((dir / "case.json").string()));
+        CAPTURE(dir.filename().string());
+        if (meta["dtype"] == "float32") worst32 = std::max(worst32, golden_gradcheck<float>(dir, meta));
+        else worst64 = std::max(worst64, golden_gradcheck<double>(dir, meta));
+    }
+    MESSAGE(fmt::format("{} golden family cases: mpmath's gradients reach at most {:.2g} (float32) and {:.2g} "
+                        "(float64) of gradcheck's default tolerance",
+                        dirs.size(), worst32, worst64));
 }

@@ -127,6 +127,8 @@ S objective(const Context<T>& ctx, std::int64_t s, const XOf& x_of, const double
                               [&](std::int64_t i) { return ctx.map.local_param(i); }, gamma, beta, ctx.in.eps, term);
 }
 
+/// The context of a check: the choices its options and size call for, x gathered set by
+/// set, and γ and β widened to double (ones and zeros when not given).
 template <class T> Context<T> make_context(const CheckInputs<T>& in, const GradcheckOptions& opt) {
     const SetMap& map = in.map;
     const std::int64_t n = map.size();
@@ -165,15 +167,17 @@ template <class T> GradcheckReport start_report(const Context<T>& ctx) {
 }
 
 /// One dy draw: its upstream gradient set by set, the signs of the random directions,
-/// the probes of every set and their numerical derivatives. The buffers dy and signs are
-/// kept from one draw to the next.
+/// the probes of every set and their numerical derivatives. The probes of set s are
+/// probes[first[s] .. first[s+1]), in one array for all sets (a set may be a row of a
+/// few elements, and there may be millions). The buffers are kept from draw to draw.
 struct Draw {
     int index = 0;
-    std::vector<double> dy;                  // laid out like Context::x
-    std::vector<std::uint8_t> signs;         // bit d: sign of direction d (randomized mode)
-    std::vector<std::vector<Probe>> probes;  // per set
-    std::vector<std::vector<dd>> numerical;  // per set, one per probe (γ and β lanes: unused)
-    std::vector<std::vector<dd>> dgamma, dbeta; // per set, one per local parameter
+    std::vector<double> dy;            // laid out like Context::x
+    std::vector<std::uint8_t> signs;   // bit d: sign of direction d (randomized mode)
+    std::vector<std::int64_t> first;   // sets + 1 offsets into probes and numerical
+    std::vector<Probe> probes;
+    std::vector<dd> numerical;         // one per probe (γ and β lanes: unused)
+    std::vector<dd> dgamma, dbeta;     // ∂f/∂γ_p, ∂f/∂β_p: the sets' parts added in set order
 };
 
 /// The probes of every set: γ, β, then the elements compared one by one (all of them, or
@@ -182,49 +186,59 @@ struct Draw {
 template <class T> void make_probes(const Context<T>& ctx, const GradcheckReport& r, Draw& d) {
     const std::int64_t n = ctx.n, sets = ctx.sets, m = ctx.m;
     const GradcheckOptions& opt = ctx.opt;
-    d.probes.assign(sets, {});
-    for (std::int64_t s = 0; s < sets; ++s) {
-        if (r.gamma.judged) d.probes[s].push_back({Probe::kGamma, 0});
-        if (r.beta.judged) d.probes[s].push_back({Probe::kBeta, 0});
-    }
-    if (!r.x.judged) return;
-    std::vector<std::vector<std::int64_t>> positions(sets);
-    for (std::int64_t s = 0; s < sets; ++s) {
-        if (ctx.elementwise) {
-            positions[s].resize(m);
-            std::iota(positions[s].begin(), positions[s].end(), 0);
-        } else {
-            positions[s] = {0, m - 1};
-        }
-    }
-    if (!ctx.elementwise) {
+    // randomized mode: the random samples as (set, position), in set order
+    std::vector<std::pair<std::int64_t, std::int64_t>> samples;
+    if (r.x.judged && !ctx.elementwise) {
         for (int k = 0; k < opt.samples; ++k) {
             const auto flat = std::int64_t(random_bits(opt.seed, kSampleStream + d.index, k) % std::uint64_t(n));
-            positions[ctx.map.set_of(flat)].push_back(ctx.map.position_in_set(flat));
+            samples.push_back({ctx.map.set_of(flat), ctx.map.position_in_set(flat)});
         }
+        std::sort(samples.begin(), samples.end());
         for (std::int64_t s = 0; s < sets; ++s)
             for (std::int64_t j = 0; j < m; ++j)
                 d.signs[s * m + j] =
                     std::uint8_t(random_bits(opt.seed, kDirectionStream + d.index, ctx.map.flat(s, j)));
     }
+    d.first.assign(sets + 1, 0);
+    d.probes.clear();
+    auto sample = samples.begin();
+    std::vector<std::int64_t> positions;
     for (std::int64_t s = 0; s < sets; ++s) {
-        std::sort(positions[s].begin(), positions[s].end());
-        positions[s].erase(std::unique(positions[s].begin(), positions[s].end()), positions[s].end());
-        for (const std::int64_t j : positions[s]) d.probes[s].push_back({Probe::kElement, j});
-        for (int dir = 0; dir < ctx.directions; ++dir) d.probes[s].push_back({Probe::kDirection, dir});
+        d.first[s] = std::int64_t(d.probes.size());
+        if (r.gamma.judged) d.probes.push_back({Probe::kGamma, 0});
+        if (r.beta.judged) d.probes.push_back({Probe::kBeta, 0});
+        if (!r.x.judged) continue;
+        if (ctx.elementwise) {
+            for (std::int64_t j = 0; j < m; ++j) d.probes.push_back({Probe::kElement, j});
+            continue;
+        }
+        positions = {0, m - 1};
+        for (; sample != samples.end() && sample->first == s; ++sample) positions.push_back(sample->second);
+        std::sort(positions.begin(), positions.end());
+        positions.erase(std::unique(positions.begin(), positions.end()), positions.end());
+        for (const std::int64_t j : positions) d.probes.push_back({Probe::kElement, j});
+        for (int dir = 0; dir < ctx.directions; ++dir) d.probes.push_back({Probe::kDirection, dir});
     }
+    d.first[sets] = std::int64_t(d.probes.size());
 }
 
-/// Up to kLanes probes of one set, evaluated by one complex-step pass.
+/// Up to kLanes probes of one set, evaluated by one complex-step pass: probes
+/// [first, first + count) of the draw.
 struct PassItem {
     std::int64_t s, first, count;
 };
 
-/// Runs one pass and writes the derivatives along its probes into their slots of
-/// d.numerical (γ and β lanes: d.dgamma[s], d.dbeta[s]), and no others.
-template <class T> void run_pass(const Context<T>& ctx, Draw& d, const PassItem& it) {
+/// The parts of ∂f/∂γ and ∂f/∂β from one set's pass, by local parameter (empty when
+/// the pass has no γ or β lane).
+struct ParamParts {
+    std::vector<dd> dgamma, dbeta;
+};
+
+/// Runs one pass and writes the derivatives along its x probes into their slots of
+/// d.numerical, and no others; returns the parts of its γ and β lanes.
+template <class T> ParamParts run_pass(const Context<T>& ctx, Draw& d, const PassItem& it) {
     const std::int64_t s = it.s, m = ctx.m, pps = ctx.map.params_per_set();
-    const Probe* pr = d.probes[s].data() + it.first;
+    const Probe* pr = d.probes.data() + it.first;
     const double h = ctx.in.step[s];
     const double* xs = ctx.x.data() + s * m;
     const std::uint8_t* signs = d.signs.empty() ? nullptr : d.signs.data() + s * m;
@@ -249,59 +263,66 @@ template <class T> void run_pass(const Context<T>& ctx, Draw& d, const PassItem&
         }
         return v;
     };
-    std::vector<dd> dg(gamma_lane >= 0 ? pps : 0), db(beta_lane >= 0 ? pps : 0);
+    ParamParts parts{std::vector<dd>(gamma_lane >= 0 ? pps : 0), std::vector<dd>(beta_lane >= 0 ? pps : 0)};
     auto term = [&](std::int64_t i, const Pass& t) {
-        if (gamma_lane >= 0) dg[ctx.map.local_param(i)] = detail::add(dg[ctx.map.local_param(i)], t.im[gamma_lane]);
-        if (beta_lane >= 0) db[ctx.map.local_param(i)] = detail::add(db[ctx.map.local_param(i)], t.im[beta_lane]);
+        const std::int64_t l = ctx.map.local_param(i);
+        if (gamma_lane >= 0) parts.dgamma[l] = detail::add(parts.dgamma[l], t.im[gamma_lane]);
+        if (beta_lane >= 0) parts.dbeta[l] = detail::add(parts.dbeta[l], t.im[beta_lane]);
     };
     const Pass f = objective<Pass>(ctx, s, x_of, d.dy.data() + s * m, g.data(), b.data(), term);
     for (int k = 0; k < it.count; ++k)
         if (pr[k].kind == Probe::kElement || pr[k].kind == Probe::kDirection)
-            d.numerical[s][it.first + k] = detail::div(f.im[k], h);
-    for (auto& v : dg) v = detail::div(v, kParamStep);
-    for (auto& v : db) v = detail::div(v, kParamStep);
-    if (gamma_lane >= 0) d.dgamma[s] = std::move(dg);
-    if (beta_lane >= 0) d.dbeta[s] = std::move(db);
+            d.numerical[it.first + k] = detail::div(f.im[k], h);
+    for (auto& v : parts.dgamma) v = detail::div(v, kParamStep);
+    for (auto& v : parts.dbeta) v = detail::div(v, kParamStep);
+    return parts;
+}
+
+/// Adds one set's parts into the totals of the parameters it uses.
+void add_parts(const SetMap& map, std::int64_t s, const std::vector<dd>& parts, std::vector<dd>& total) {
+    for (std::size_t l = 0; l < parts.size(); ++l) {
+        const std::int64_t p = map.param(s, std::int64_t(l));
+        total[p] = detail::add(total[p], parts[l]);
+    }
 }
 
 /// The numerical derivatives along every probe of the draw, counted in r's forward
-/// evaluations. Passes run in a fixed order and each writes only its own slots, so
-/// threads cannot change the numbers.
+/// evaluations. Passes run in a fixed order and each writes only its own slots; the γ
+/// and β parts are added into d.dgamma and d.dbeta after each slice, in set order. So
+/// threads cannot change the numbers, and only one slice's parts are held at a time.
 template <class T> void numerical_derivatives(const Context<T>& ctx, Draw& d, GradcheckReport& r) {
     std::vector<PassItem> passes;
-    d.numerical.assign(ctx.sets, {});
-    d.dgamma.assign(ctx.sets, {});
-    d.dbeta.assign(ctx.sets, {});
-    for (std::int64_t s = 0; s < ctx.sets; ++s) {
-        d.numerical[s].resize(d.probes[s].size());
-        for (std::int64_t b = 0; b < std::int64_t(d.probes[s].size()); b += kLanes)
-            passes.push_back({s, b, std::min<std::int64_t>(kLanes, std::int64_t(d.probes[s].size()) - b)});
-    }
+    d.numerical.assign(d.probes.size(), dd{});
+    d.dgamma.assign(ctx.params, dd{});
+    d.dbeta.assign(ctx.params, dd{});
+    for (std::int64_t s = 0; s < ctx.sets; ++s)
+        for (std::int64_t b = d.first[s]; b < d.first[s + 1]; b += kLanes)
+            passes.push_back({s, b, std::min<std::int64_t>(kLanes, d.first[s + 1] - b)});
     // In slices, so that progress is reported from this thread.
     const std::int64_t slices = std::min<std::int64_t>(50, std::int64_t(passes.size()));
+    std::vector<ParamParts> parts;
     for (std::int64_t sl = 0; sl < slices; ++sl) {
         const std::int64_t lo = std::int64_t(passes.size()) * sl / slices;
         const std::int64_t hi = std::int64_t(passes.size()) * (sl + 1) / slices;
+        parts.assign(hi - lo, {});
         detail::parallel_for(hi - lo, ctx.threads, [&](std::int64_t b, std::int64_t e) {
-            for (std::int64_t k = lo + b; k < lo + e; ++k) run_pass(ctx, d, passes[k]);
+            for (std::int64_t k = lo + b; k < lo + e; ++k) parts[k - lo] = run_pass(ctx, d, passes[k]);
         });
+        for (std::int64_t k = lo; k < hi; ++k) {
+            add_parts(ctx.map, passes[k].s, parts[k - lo].dgamma, d.dgamma);
+            add_parts(ctx.map, passes[k].s, parts[k - lo].dbeta, d.dbeta);
+        }
         if (ctx.opt.progress) ctx.opt.progress((d.index + double(sl + 1) / double(slices)) / r.dy_draws);
     }
     r.forward_evaluations += std::int64_t(passes.size());
     r.forward_element_evaluations += std::int64_t(passes.size()) * ctx.m;
 }
 
-/// ∂f/∂γ_p (or β_p): the sets' parts summed in set order.
+/// Each parameter's analytic and numerical derivative.
 template <class T>
-std::vector<Sample> parameter_samples(const Context<T>& ctx, const std::vector<std::vector<dd>>& parts, const T* analytic) {
-    std::vector<dd> total(ctx.params);
-    for (std::int64_t s = 0; s < ctx.sets; ++s)
-        for (std::size_t l = 0; l < parts[s].size(); ++l) {
-            const std::int64_t p = ctx.map.param(s, std::int64_t(l));
-            total[p] = detail::add(total[p], parts[s][l]);
-        }
+std::vector<Sample> parameter_samples(const Context<T>& ctx, const std::vector<dd>& numerical, const T* analytic) {
     std::vector<Sample> out;
-    for (std::int64_t p = 0; p < ctx.params; ++p) out.push_back({p, double(analytic[p]), to_double(total[p])});
+    for (std::int64_t p = 0; p < ctx.params; ++p) out.push_back({p, double(analytic[p]), to_double(numerical[p])});
     return out;
 }
 
@@ -320,10 +341,10 @@ void judge_elements(const Context<T>& ctx, const Draw& d, const GivenGradients<T
     if (r.x.judged) {
         std::vector<Sample> sx;
         for (std::int64_t s = 0; s < ctx.sets; ++s)
-            for (std::size_t k = 0; k < d.probes[s].size(); ++k)
-                if (const Probe& pr = d.probes[s][k]; pr.kind == Probe::kElement) {
+            for (std::int64_t k = d.first[s]; k < d.first[s + 1]; ++k)
+                if (const Probe& pr = d.probes[k]; pr.kind == Probe::kElement) {
                     const std::int64_t flat = ctx.map.flat(s, pr.arg);
-                    sx.push_back({flat, double(a.dx[flat]), to_double(d.numerical[s][k])});
+                    sx.push_back({flat, double(a.dx[flat]), to_double(d.numerical[k])});
                 }
         judge(r.x, sx, ctx.in.shape, d.index, rtol, ctx.opt.atol);
         r.x.checked = std::max<std::int64_t>(r.x.checked, std::int64_t(sx.size()));
@@ -338,9 +359,9 @@ template <class T> void judge_directions(const Context<T>& ctx, const Draw& d, c
     const int directions = ctx.directions;
     std::vector<dd> dir_numerical(std::size_t(sets) * directions);
     for (std::int64_t s = 0; s < sets; ++s)
-        for (std::size_t k = 0; k < d.probes[s].size(); ++k)
-            if (const Probe& pr = d.probes[s][k]; pr.kind == Probe::kDirection)
-                dir_numerical[s * directions + pr.arg] = d.numerical[s][k];
+        for (std::int64_t k = d.first[s]; k < d.first[s + 1]; ++k)
+            if (const Probe& pr = d.probes[k]; pr.kind == Probe::kDirection)
+                dir_numerical[s * directions + pr.arg] = d.numerical[k];
     const double atol = ctx.opt.atol ? *ctx.opt.atol : r.x.atol;
     for (std::int64_t s = 0; s < sets; ++s) {
         for (int dir = 0; dir < directions; ++dir) {
@@ -393,12 +414,13 @@ template <class T> void crosscheck(const Context<T>& ctx, const Draw& d, Gradche
     double max_diff = 0, max_mag = 0;
     int done = 0;
     for (std::int64_t s = 0; s < sets && done < 6; s += std::max<std::int64_t>(1, sets / 3)) {
-        for (std::size_t k = 0; k < d.probes[s].size() && done < 6; ++k) {
-            if (d.probes[s][k].kind != Probe::kElement) continue;
-            if (k > 4 && k + 1 != d.probes[s].size()) continue; // the first few and the last
-            const dd richardson = richardson_derivative(ctx, d, s, d.probes[s][k].arg);
-            max_diff = std::max(max_diff, std::abs(to_double(detail::sub(richardson, d.numerical[s][k]))));
-            max_mag = std::max(max_mag, std::abs(to_double(d.numerical[s][k])));
+        const std::int64_t b = d.first[s], count = d.first[s + 1] - b;
+        for (std::int64_t k = 0; k < count && done < 6; ++k) {
+            if (d.probes[b + k].kind != Probe::kElement) continue;
+            if (k > 4 && k + 1 != count) continue; // the first few and the last
+            const dd richardson = richardson_derivative(ctx, d, s, d.probes[b + k].arg);
+            max_diff = std::max(max_diff, std::abs(to_double(detail::sub(richardson, d.numerical[b + k]))));
+            max_mag = std::max(max_mag, std::abs(to_double(d.numerical[b + k])));
             r.forward_evaluations += 4;
             r.forward_element_evaluations += 4 * ctx.m;
             ++done;
