@@ -39,7 +39,7 @@ using detail::add, detail::div, detail::mul, detail::sub;
 constexpr std::int64_t kChunkValues = 32768;    // a chunk of rows: pass A, then pass B while it is in L2
 constexpr std::int64_t kParallelValues = 65536; // smaller tensors run on the calling thread (as batch norm)
 constexpr std::int64_t kMaxBands = 64;          // dγ, dβ: at most this many partial sums per column
-constexpr std::int64_t kBandValues = 1 << 20;   // ... and at most this many partial values in all
+constexpr std::int64_t kBandValues = 1 << 22;   // ... and at most this many partial values (32 MB) in all
 
 /// The rows of a problem, cut into chunks by the shape alone.
 struct Rows {
