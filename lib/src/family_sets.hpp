@@ -56,7 +56,8 @@ struct Piece {
 constexpr std::int64_t kPieceBytes = 1 << 20;
 
 /// Calls f(piece, threads) for pieces covering x: P = 1, one piece, or (inputs beyond the
-/// last-level cache) pieces of whole sets of about kPieceBytes on the threads; P > 1, one
+/// last-level cache, sets up to 2·kPieceBytes) pieces of whole sets of about kPieceBytes
+/// on the threads; P > 1, one
 /// piece per sample, on the threads when samples are small. The cut depends on the shape
 /// only: every channel's bits are those of its own values, whatever the thread count.
 template <class F> void for_pieces(const View& v, std::int64_t input_bytes, int threads, F&& f) {
@@ -64,8 +65,10 @@ template <class F> void for_pieces(const View& v, std::int64_t input_bytes, int 
     threads = total < (1 << 16) ? 1 : detail::resolve_threads(threads);
     if (v.P == 1) {
         const std::int64_t sets = v.N * v.per_sample, set_bytes = v.per * v.inner * input_bytes;
-        const std::int64_t per_piece =
-            total * input_bytes < detail::group_threshold() ? sets : std::max<std::int64_t>(1, kPieceBytes / set_bytes);
+        // (a set beyond 2·kPieceBytes would not stay in L2 anyway: the whole tensor as one
+        // piece then, so that a few large sets still take every thread)
+        const bool whole = total * input_bytes < detail::group_threshold() || set_bytes > 2 * kPieceBytes;
+        const std::int64_t per_piece = whole ? sets : std::max<std::int64_t>(1, kPieceBytes / set_bytes);
         const std::int64_t pieces = (sets + per_piece - 1) / per_piece;
         const auto piece = [&](std::int64_t i) {
             const std::int64_t s0 = i * per_piece, q0 = s0 * v.per;

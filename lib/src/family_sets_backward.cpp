@@ -181,17 +181,26 @@ void backward_piece(const View& v, const T* x, const T* gamma, const T* dy, doub
             }
     for (const std::int64_t j0 : slow) { // dx of the set with dx̂ = γ_c·dy by the exact kernel
         const SlowSet set(v, xp, l, j0, eps);
-        std::vector<double> dxhat(set.x.size()), dxs(set.x.size());
+        const std::size_t m = set.x.size();
+        // dx is linear in dx̂: dx̂ = hi + lo exactly (TwoProd; lo = 0 for float32 data),
+        // the exact kernel on each, the two results added, so that no rounding of γ_c·dy
+        // reaches a dx that cancels
+        std::vector<double> hi(m), lo(m), dx_hi(m), dx_lo(m);
         std::vector<dd> sum_dy(std::size_t(v.per)), sum_dy_xhat(std::size_t(v.per));
+        bool any_lo = false;
         set.each(v, l, j0, [&](std::size_t i, std::int64_t off, std::int64_t j) {
             const double g = double(gp[off]);
-            dxhat[i] = param(gamma, (pc.q0 + j) % v.C, 1.0) * g; // exact for float32
+            const dd dxhat = detail::two_prod(param(gamma, (pc.q0 + j) % v.C, 1.0), g);
+            hi[i] = dxhat.hi, lo[i] = std::isfinite(dxhat.hi) ? dxhat.lo : 0.0, any_lo = any_lo || lo[i] != 0;
             sum_dy[std::size_t(j - j0)] = add(sum_dy[std::size_t(j - j0)], g);
             sum_dy_xhat[std::size_t(j - j0)] = add(sum_dy_xhat[std::size_t(j - j0)], mul(dd{set.xhat[i], 0}, g));
         });
-        detail::backward_exact<double>(set.x.data(), nullptr, dxhat.data(), Layout{1, 1, std::int64_t(set.x.size())},
-                                       eps, dxs.data(), nullptr, nullptr);
-        set.each(v, l, j0, [&](std::size_t i, std::int64_t off, std::int64_t) { out[off] = T(dxs[i]); });
+        const Layout one{1, 1, std::int64_t(m)};
+        detail::backward_exact<double>(set.x.data(), nullptr, hi.data(), one, eps, dx_hi.data(), nullptr, nullptr);
+        if (any_lo) detail::backward_exact<double>(set.x.data(), nullptr, lo.data(), one, eps, dx_lo.data(), nullptr, nullptr);
+        set.each(v, l, j0, [&](std::size_t i, std::int64_t off, std::int64_t) {
+            out[off] = std::isfinite(dx_hi[i]) ? detail::to<T>(detail::two_sum(dx_hi[i], dx_lo[i])) : T(dx_hi[i]);
+        });
         if (shares)
             for (std::int64_t j = j0; j < j0 + v.per; ++j) {
                 const std::size_t q = std::size_t(pc.q0 + j);
