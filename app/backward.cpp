@@ -1,10 +1,12 @@
-// bnorm backward: the gradients of f = Σ dy ⊙ y with respect to x, γ and β.
+// bnorm backward: the gradients of f = Σ dy ⊙ y with respect to x, γ and β, for any norm.
 #include "commands.hpp"
+#include "norm_options.hpp"
 #include "outputs.hpp"
 #include "problem.hpp"
 
 #include "bnorm/batchnorm.hpp"
 #include "bnorm/error.hpp"
+#include "bnorm/family.hpp"
 
 #include <memory>
 
@@ -16,10 +18,34 @@ struct BackwardOptions {
     std::string gamma, dy, dx, dgamma, dbeta;
 };
 
+/// Layer, rms, instance and group norm: one call writing the whole of dx (batch norm keeps
+/// its streamed passes below); dγ and dβ of γ's shape.
+void run_family_backward(const BackwardOptions& o, const Problem& p) {
+    Array dx(p.x.dtype(), p.x.shape());
+    Array dgamma(p.x.dtype(), p.norm.param_shape), dbeta(p.x.dtype(), p.norm.param_shape);
+    const int threads = thread_count(o.common);
+    require_finite(p);
+    dispatch(p.x.dtype(), [&](auto t) {
+        using T = decltype(t);
+        const T* gamma = p.gamma ? p.gamma->data<T>() : nullptr;
+        T* dgamma_out = o.dgamma.empty() ? nullptr : dgamma.data<T>();
+        T* dbeta_out = o.dbeta.empty() ? nullptr : dbeta.data<T>(); // (rms: --dbeta is refused)
+        about_x(p, [&] {
+            bnorm::backward(p.x.data<T>(), gamma, p.dy->data<T>(), p.norm, p.eps, dx.data<T>(), dgamma_out,
+                            dbeta_out, threads);
+        });
+    });
+    std::vector<PendingFile> dx_file;
+    dx_file.push_back(write_array(o.dx, dx, threads));
+    write_outputs(std::move(dx_file), {{o.dgamma, &dgamma}, {o.dbeta, &dbeta}});
+}
+
 void run_backward(const BackwardOptions& o) {
+    const NormChoice norm = check_norm_options(o.common, {}, {{"--dbeta", o.dbeta}});
     check_mode_options(o.common, false);
     Problem p = load_problem(o.common, o.gamma, "", o.dy,
                              {{"--dx", o.dx}, {"--dgamma", o.dgamma}, {"--dbeta", o.dbeta}});
+    if (norm.norm != Norm::batch) return run_family_backward(o, p);
     const Shape channels{p.layout.channels};
     Array dgamma(p.x.dtype(), channels), dbeta(p.x.dtype(), channels);
     std::vector<PendingFile> dx_file;
@@ -45,19 +71,21 @@ void run_backward(const BackwardOptions& o) {
 
 void setup_backward(CLI::App& app) {
     auto opts = std::make_shared<BackwardOptions>();
-    CLI::App* cmd = app.add_subcommand("backward", "Batch-norm backward pass: dx, dγ, dβ, the "
+    CLI::App* cmd = app.add_subcommand("backward", "Backward pass of any norm: dx, dγ, dβ, the "
                                                    "gradients of f = Σ dy ⊙ y");
     add_common_options(*cmd, opts->common);
-    cmd->add_option("--gamma", opts->gamma, "Scale γ used in the forward pass, C values (default: ones)");
+    cmd->add_option("--gamma", opts->gamma, "Scale γ used in the forward pass, C values; layer, rms: of shape "
+                                            "x.shape[axis:] (default: ones)");
     cmd->add_option("--dy", opts->dy, "Upstream gradient dL/dy, same shape and dtype as x")->required();
     cmd->add_option("--dx", opts->dx, "Output dx, same shape and dtype as x")->required();
-    cmd->add_option("--dgamma", opts->dgamma, "Output dγ = Σ dy·x̂ (C values)");
-    cmd->add_option("--dbeta", opts->dbeta, "Output dβ = Σ dy (C values)");
+    cmd->add_option("--dgamma", opts->dgamma, "Output dγ = Σ dy·x̂, of γ's shape");
+    cmd->add_option("--dbeta", opts->dbeta, "Output dβ = Σ dy, of γ's shape (none for rms)");
     add_mode_options(*cmd, opts->common);
     cmd->footer("Example:\n"
                 "  bnorm backward --x data/x_nchw.npy --gamma data/gamma.npy --dy data/dy_nchw.npy \\\n"
                 "                 --dx dx.npy --dgamma dgamma.npy --dbeta dbeta.npy\n"
                 "  bnorm backward --x data/x.csv --dy data/dy.csv --dx dx.csv\n"
+                "  bnorm backward --norm rms --x x.npy --gamma g.npy --dy dy.npy --dx dx.npy --dgamma dg.npy\n"
                 "  bnorm backward --mode eval --x x.npy --dy dy.npy --running-mean rm.npy --running-var rv.npy \\\n"
                 "                 --dx dx.npy --dgamma dgamma.npy --dbeta dbeta.npy");
     refuse_empty_values(*cmd);

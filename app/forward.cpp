@@ -1,10 +1,13 @@
-// bnorm forward: y = γ·(x − mean)·invstd + β, and optionally the saved statistics.
+// bnorm forward: y = γ·(x − mean)·invstd + β over the sets of the norm, and optionally
+// the saved statistics.
 #include "commands.hpp"
+#include "norm_options.hpp"
 #include "outputs.hpp"
 #include "problem.hpp"
 
 #include "bnorm/batchnorm.hpp"
 #include "bnorm/error.hpp"
+#include "bnorm/family.hpp"
 
 #include <fmt/format.h>
 
@@ -58,7 +61,34 @@ RunningUpdate running_update(const ForwardOptions& o) {
     return u;
 }
 
+/// Layer, rms, instance and group norm: one call writing the whole of y (batch norm keeps
+/// its streamed passes and running statistics below).
+void run_family_forward(const ForwardOptions& o, const Problem& p) {
+    Array y(p.x.dtype(), p.x.shape());
+    Array mean(p.x.dtype(), p.norm.stat_shape), invstd(p.x.dtype(), p.norm.stat_shape);
+    const int threads = thread_count(o.common);
+    require_finite(p);
+    dispatch(p.x.dtype(), [&](auto t) {
+        using T = decltype(t);
+        const T* gamma = p.gamma ? p.gamma->data<T>() : nullptr;
+        const T* beta = p.beta ? p.beta->data<T>() : nullptr;
+        T* mean_out = o.mean.empty() ? nullptr : mean.data<T>(); // (rms: --mean is refused)
+        about_x(p, [&] {
+            bnorm::forward(p.x.data<T>(), gamma, beta, p.norm, p.eps, y.data<T>(), mean_out, invstd.data<T>(), threads);
+        });
+    });
+    std::vector<PendingFile> y_file;
+    y_file.push_back(write_array(o.y, y, threads));
+    write_outputs(std::move(y_file), {{o.mean, &mean}, {o.invstd, &invstd}});
+}
+
 void run_forward(const ForwardOptions& o) {
+    const NormChoice norm = check_norm_options(o.common,
+                                               {{"--new-running-mean", o.new_running_mean},
+                                                {"--new-running-var", o.new_running_var},
+                                                {"--momentum", o.momentum},
+                                                {"--running-var-correction", o.correction}},
+                                               {{"--beta", o.beta}, {"--mean", o.mean}});
     check_mode_options(o.common, true);
     const RunningUpdate update = running_update(o);
     Problem p = load_problem(o.common, o.gamma, o.beta, "",
@@ -67,6 +97,7 @@ void run_forward(const ForwardOptions& o) {
                               {"--invstd", o.invstd},
                               {"--new-running-mean", o.new_running_mean},
                               {"--new-running-var", o.new_running_var}});
+    if (norm.norm != Norm::batch) return run_family_forward(o, p);
     const Shape channels{p.layout.channels};
     Array mean(p.x.dtype(), channels), invstd(p.x.dtype(), channels);
     Array new_mean(p.x.dtype(), channels), new_var(p.x.dtype(), channels);
@@ -101,14 +132,18 @@ void run_forward(const ForwardOptions& o) {
 
 void setup_forward(CLI::App& app) {
     auto opts = std::make_shared<ForwardOptions>();
-    CLI::App* cmd = app.add_subcommand("forward", "Batch-norm forward pass: y (training mode: and optionally "
-                                                  "the batch mean and invstd, the updated running statistics)");
+    CLI::App* cmd = app.add_subcommand("forward", "Forward pass of any norm: y, and optionally the mean and "
+                                                  "invstd of each set (batch norm: the updated running "
+                                                  "statistics too)");
     add_common_options(*cmd, opts->common);
-    cmd->add_option("--gamma", opts->gamma, "Scale γ, C values (default: ones)");
-    cmd->add_option("--beta", opts->beta, "Shift β, C values (default: zeros)");
+    cmd->add_option("--gamma", opts->gamma, "Scale γ, C values; layer, rms: of shape x.shape[axis:] (default: "
+                                            "ones)");
+    cmd->add_option("--beta", opts->beta, "Shift β, of γ's shape (default: zeros; none for rms)");
     cmd->add_option("--y", opts->y, "Output y, same shape and dtype as x")->required();
-    cmd->add_option("--mean", opts->mean, "Output: the batch mean of each channel (C values)");
-    cmd->add_option("--invstd", opts->invstd, "Output: 1/sqrt(var + eps) of each channel (C values)");
+    cmd->add_option("--mean", opts->mean, "Output: the mean of each set: (C) for batch, (N, C) instance, (N, G) "
+                                          "group, x.shape[:axis] + ones layer (none for rms)");
+    cmd->add_option("--invstd", opts->invstd, "Output: 1/sqrt(var + eps) of each set, of the mean's shape "
+                                              "(rms: 1/sqrt(mean(x²) + eps))");
     add_mode_options(*cmd, opts->common, "the statistics that --new-running-mean/--new-running-var update");
     cmd->add_option("--new-running-mean", opts->new_running_mean,
                     "Output (train mode): (1 - momentum)·running mean + momentum·batch mean (C values)");
@@ -123,6 +158,8 @@ void setup_forward(CLI::App& app) {
                 "                --y y.npy --mean mean.npy --invstd invstd.npy\n"
                 "  bnorm forward --x data/x.csv --y y.csv --eps 1e-3\n"
                 "  bnorm forward --x data/x_nchw.csv --shape 4,3,5,5 --dtype float32 --y y.npy\n"
+                "  bnorm forward --norm layer --x x.npy --gamma g.npy --beta b.npy --y y.npy\n"
+                "  bnorm forward --norm instance --x data/x_nchw.npy --y y.npy --mean mean.npy --invstd invstd.npy\n"
                 "  bnorm forward --mode eval --x x.npy --running-mean rm.npy --running-var rv.npy --y y.npy\n"
                 "  bnorm forward --x x.npy --running-mean rm.npy --running-var rv.npy \\\n"
                 "                --y y.npy --new-running-mean rm2.npy --new-running-var rv2.npy --momentum 0.1");

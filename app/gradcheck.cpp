@@ -3,6 +3,7 @@
 // Exit 0 when every check passes, 1 when one fails, 2 on bad usage or input.
 #include "commands.hpp"
 #include "gradcheck_report.hpp"
+#include "norm_options.hpp"
 #include "problem.hpp"
 
 #include "bnorm/error.hpp"
@@ -51,8 +52,8 @@ GivenArrays load_given(const GradcheckCliOptions& o, const Problem& p) {
                          "gradient: pass it with --dy");
     GivenArrays g;
     if (!o.dx.empty()) g.dx = load_like_x(o.dx, p, o.common.x);
-    if (!o.dgamma.empty()) g.dgamma = load_per_channel(o.dgamma, p, o.common.x);
-    if (!o.dbeta.empty()) g.dbeta = load_per_channel(o.dbeta, p, o.common.x);
+    if (!o.dgamma.empty()) g.dgamma = load_params(o.dgamma, "--dgamma", p, o.common.x);
+    if (!o.dbeta.empty()) g.dbeta = load_params(o.dbeta, "--dbeta", p, o.common.x);
     if (!o.common.allow_nonfinite) {
         if (g.dx) check_finite(*g.dx, o.dx);
         if (g.dgamma) check_finite(*g.dgamma, o.dgamma);
@@ -78,9 +79,12 @@ GradcheckReport check(const Problem& p, const GivenArrays& g, const GradcheckOpt
     GradcheckReport r = dispatch(p.x.dtype(), [&](auto t) {
         using T = decltype(t);
         auto ptr = [](const std::optional<Array>& a) { return a ? a->data<T>() : nullptr; };
+        const GivenGradients<T> given{ptr(g.dx), ptr(g.dgamma), ptr(g.dbeta)};
         try {
+            if (p.norm.norm != Norm::batch) // the family's overload: its sets and parameter shapes
+                return gradcheck<T>(p.x.data<T>(), p.norm, ptr(p.gamma), ptr(p.beta), ptr(p.dy), p.eps, given, opt);
             return gradcheck<T>(p.x.data<T>(), p.x.shape(), p.layout, ptr(p.gamma), ptr(p.beta), ptr(p.dy), p.eps,
-                                GivenGradients<T>{ptr(g.dx), ptr(g.dgamma), ptr(g.dbeta)}, opt);
+                                given, opt);
         } catch (const InputError&) {
             rethrow_for_file(p.x_path);
         }
@@ -110,6 +114,7 @@ std::vector<double> widened(const std::optional<Array>& a) {
 }
 
 int run_gradcheck(const GradcheckCliOptions& o) {
+    check_norm_options(o.common, {}, {{"--beta", o.beta}, {"--dbeta", o.dbeta}});
     check_mode_options(o.common, false);
     const Problem p = load_problem(o.common, o.gamma, o.beta, o.dy, {},
                                    {{"--dx", o.dx}, {"--dgamma", o.dgamma}, {"--dbeta", o.dbeta}},
@@ -132,13 +137,14 @@ void setup_gradcheck(CLI::App& app, int& exit_code) {
         "gradcheck", "Check a backward pass (bnorm's own, or the gradients you give) against "
                      "numerical derivatives of the forward pass; JSON report on stdout");
     add_common_options(*cmd, opts->common);
-    cmd->add_option("--gamma", opts->gamma, "Scale γ, C values (default: ones)");
-    cmd->add_option("--beta", opts->beta, "Shift β, C values (default: zeros)");
+    cmd->add_option("--gamma", opts->gamma, "Scale γ, C values; layer, rms: of shape x.shape[axis:] (default: "
+                                            "ones)");
+    cmd->add_option("--beta", opts->beta, "Shift β, of γ's shape (default: zeros; none for rms)");
     cmd->add_option("--dy", opts->dy, "Upstream gradient; without it, several random ones are drawn "
                                       "(required with --dx/--dgamma/--dbeta)");
     cmd->add_option("--dx", opts->dx, "Judge this dx (your implementation's) instead of bnorm's");
     cmd->add_option("--dgamma", opts->dgamma, "Judge this dγ instead of bnorm's");
-    cmd->add_option("--dbeta", opts->dbeta, "Judge this dβ instead of bnorm's");
+    cmd->add_option("--dbeta", opts->dbeta, "Judge this dβ instead of bnorm's (none for rms)");
     cmd->add_option("--rtol", opts->rtol, "Relative tolerance (default 1e-11 for float64, 1e-5 for float32)");
     cmd->add_option("--atol", opts->atol, "Absolute tolerance (default 1e-3·rtol·max|gradient| per tensor)");
     cmd->add_option("--seed", opts->seed, "Seed of the random dy draws, directions and samples")
@@ -151,6 +157,7 @@ void setup_gradcheck(CLI::App& app, int& exit_code) {
                 "  bnorm gradcheck --x x.npy --gamma g.npy --dy dy.npy --dx my_dx.npy --dgamma my_dg.npy "
                 "--report report.json\n"
                 "  bnorm gradcheck --mode eval --x x.npy --running-mean rm.npy --running-var rv.npy\n"
+                "  bnorm gradcheck --norm group --groups 2 --x x.npy --gamma g.npy --dy dy.npy --dx my_dx.npy\n"
                 "Exit codes: 0 every check passed, 1 a check failed, 2 bad usage or input.");
     refuse_empty_values(*cmd);
     cmd->callback([opts, &exit_code] { exit_code = run_gradcheck(*opts); });

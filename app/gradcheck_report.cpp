@@ -51,12 +51,15 @@ std::string gradcheck_report_json(const Problem& p, const GradcheckOptions& opt,
 
     Json j;
     j["passed"] = r.passed;
-    j["problem"] = {{"shape", p.x.shape()},
+    const bool channel_axis = p.norm.norm != Norm::layer && p.norm.norm != Norm::rms;
+    j["problem"] = {{"norm", norm_name(p.norm.norm)},
+                    {"groups", p.norm.norm == Norm::group ? Json(p.norm.groups) : Json(nullptr)},
+                    {"shape", p.x.shape()},
                     {"axis", p.axis},
                     {"eps", p.eps},
                     {"dtype", dtype_name(p.x.dtype())},
-                    {"channels", p.layout.channels},
-                    {"per_channel", p.layout.per_channel()},
+                    {"channels", channel_axis ? Json(p.norm.channels) : Json(nullptr)},
+                    {"per_channel", p.norm.per_set},
                     {"gradients", r.gradients_given ? "given" : "bnorm"},
                     {"judged", judged},
                     {"dy", r.dy_given ? "given" : "random"},

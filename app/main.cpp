@@ -1,4 +1,4 @@
-// bnorm: batch normalization you can trust. main only registers the subcommands and
+// bnorm: normalization layers you can trust. main only registers the subcommands and
 // maps errors to exit codes: 0 success, 1 a check failed, 2 bad usage or bad input.
 #include "commands.hpp"
 #include "signals.hpp"
@@ -27,7 +27,8 @@ int fail(const std::string& message, int code) {
 
 int main(int argc, char** argv) {
     bnorm::app::install_signal_handlers();
-    CLI::App app{"bnorm: exact batch normalization (forward, backward, gradcheck, compare) on .npy and .csv files.\n"
+    CLI::App app{"bnorm: exact normalization layers (--norm batch, layer, rms, instance, group: forward, backward, "
+                 "gradcheck, compare) on .npy and .csv files.\n"
                  "Exit codes: 0 success, 1 a check failed, 2 bad usage or bad input."};
     app.set_version_flag("--version", "bnorm " BNORM_VERSION);
     app.require_subcommand(1);
@@ -35,6 +36,7 @@ int main(int argc, char** argv) {
                "  bnorm forward  --x x.npy --gamma gamma.npy --beta beta.npy --y y.npy --mean mean.npy\n"
                "  bnorm backward --x x.npy --gamma gamma.npy --dy dy.npy --dx dx.npy --dgamma dgamma.npy\n"
                "  bnorm forward  --x x_nhwc.csv --shape 8,5,5,3 --axis -1 --y y.csv\n"
+               "  bnorm forward  --norm layer --x x.npy --gamma gamma.npy --beta beta.npy --y y.npy\n"
                "  bnorm gradcheck --x x.npy --gamma gamma.npy --dy dy.npy --dx my_dx.npy\n"
                "  bnorm compare  --x x.npy --gamma gamma.npy --beta beta.npy --y my_y.npy\n"
                "Run 'bnorm <subcommand> --help' for its options and more examples.");

@@ -65,13 +65,18 @@ const CLI::Validator NonEmpty(
     "", "NonEmpty");
 
 void add_common_options(CLI::App& cmd, CommonOptions& opts) {
-    cmd.add_option("--x", opts.x, "Input tensor x (.npy or .csv), rank >= 2")->required();
+    cmd.add_option("--x", opts.x, "Input tensor x (.npy or .csv), rank >= 2 (>= 1 for layer and rms)")->required();
     cmd.add_option("--eps", opts.eps, "Added to the variance before the square root: "
                                       "invstd = 1/sqrt(var + eps); a finite number >= 0")
         ->capture_default_str();
-    cmd.add_option("--axis", opts.axis, "Channel axis of x, an integer; negative counts from the end "
-                                        "(1: NCHW / (N, C), -1: NHWC)")
+    cmd.add_option("--norm", opts.norm, "Which normalization: batch, layer, rms, instance or group (see the "
+                                        "README for the sets each normalizes over)")
         ->capture_default_str();
+    cmd.add_option("--groups", opts.groups, "G, the number of groups of --norm group (required with it; must "
+                                            "divide C)");
+    cmd.add_option("--axis", opts.axis, "An integer; negative counts from the end. batch, instance, group: the "
+                                        "channel axis (default 1: NCHW / (N, C); -1: NHWC); layer, rms: the first "
+                                        "normalized axis (default -1)");
     cmd.add_option("--shape", opts.shape, "Shape of x and dy when they are CSV files, e.g. 8,3,5,7 "
                                           "(default: rows x columns)");
     cmd.add_option("--dtype", opts.dtype, "dtype to read CSV inputs as (NPY files carry their own)")
@@ -86,7 +91,7 @@ void add_common_options(CLI::App& cmd, CommonOptions& opts) {
 
 void add_mode_options(CLI::App& cmd, CommonOptions& opts, const std::string& training_use) {
     cmd.add_option("--mode", opts.mode, "train: normalize with the batch statistics; eval: inference mode, with "
-                                        "--running-mean and --running-var")
+                                        "--running-mean and --running-var (batch norm only)")
         ->check(CLI::IsMember({"train", "eval"}))
         ->capture_default_str();
     const std::string use = training_use.empty() ? "" : "; in train mode, " + training_use;

@@ -1,5 +1,5 @@
-// The options every subcommand takes (--x, --eps, --axis, --shape, --dtype,
-// --allow-nonfinite, --threads) and the strict parsing of option values.
+// The options every subcommand takes (--x, --norm, --groups, --eps, --axis, --shape,
+// --dtype, --allow-nonfinite, --threads) and the strict parsing of option values.
 #pragma once
 
 #include "bnorm/array.hpp"
@@ -14,7 +14,9 @@ namespace bnorm::app {
 struct CommonOptions {
     std::string x;
     std::string eps = "1e-5";
-    std::string axis = "1"; // parsed strictly (no hex, no spaces) by load_problem
+    std::string norm = "batch"; // batch|layer|rms|instance|group (norm_options.hpp)
+    std::string groups;         // G, for --norm group only
+    std::string axis; // parsed strictly (no hex, no spaces) by load_problem; empty: the norm's default
     std::string shape;  // "8,3,5,7", for CSV x and dy
     std::string dtype;  // "float32" | "float64", for CSV inputs; NPY files carry theirs
     bool allow_nonfinite = false;
@@ -28,7 +30,8 @@ struct CommonOptions {
 /// Refuses an empty value ("--dy ''"): an empty path or number is a mistake, never "not given".
 extern const CLI::Validator NonEmpty;
 
-/// Registers --x, --eps, --axis, --shape, --dtype and --allow-nonfinite on `cmd`.
+/// Registers --x, --norm, --groups, --eps, --axis, --shape, --dtype, --allow-nonfinite
+/// and --threads on `cmd`.
 void add_common_options(CLI::App& cmd, CommonOptions& opts);
 
 /// Registers --mode, --running-mean and --running-var on `cmd` (forward, backward,

@@ -1,5 +1,7 @@
-// Loading and validating the inputs of one batch-norm problem.
+// Loading and validating the inputs of one problem of the family.
 #include "problem.hpp"
+
+#include "norm_options.hpp"
 
 #include "bnorm/error.hpp"
 #include "bnorm/files.hpp"
@@ -108,6 +110,35 @@ Array load_per_channel(const std::string& path, const Problem& p, const std::str
     return v;
 }
 
+Array load_params(const std::string& path, const std::string& option, const Problem& p,
+                  const std::string& x_path) {
+    if (p.norm.norm == Norm::batch) return load_per_channel(path, p, x_path);
+    Array v = load_array(path, CsvRead{p.x.dtype(), std::nullopt, "--shape", p.threads});
+    check_dtype(v, p.x.dtype(), path, x_path);
+    const Shape& want = p.norm.param_shape;
+    const Shape& s = v.shape();
+    const bool vector_like = s.size() == 1 || (s.size() == 2 && (s[0] == 1 || s[1] == 1));
+    // A CSV file is a table: a γ of rank 3 or more comes as one row per index of its first
+    // axis, as x does.
+    const bool csv_table = format_of(path) == Format::csv && want.size() > 2 && s.size() == 2 && s[0] == want[0];
+    if (v.size() != p.norm.params || !(s == want || vector_like || csv_table)) {
+        const std::string name(norm_name(p.norm.norm));
+        const std::string x_shape = shape_to_string(p.x.shape());
+        if (p.norm.norm == Norm::layer || p.norm.norm == Norm::rms)
+            throw InputError::in_file(
+                path, fmt::format("{} of --norm {} must have shape {}, x.shape[{}:] of x {} (or its {} values in "
+                                  "one row or column), found shape {}",
+                                  option, name, shape_to_string(want), p.norm.axis, x_shape, p.norm.params,
+                                  shape_to_string(s)));
+        throw InputError::in_file(path, fmt::format("{} of --norm {} must have shape {}, one value per channel (C = "
+                                                    "{}, axis {} of x {}), found shape {}",
+                                                    option, name, shape_to_string(want), p.norm.channels,
+                                                    p.norm.axis, x_shape, shape_to_string(s)));
+    }
+    v.reshape(want);
+    return v;
+}
+
 Problem load_problem(const CommonOptions& opts, const std::string& gamma, const std::string& beta,
                      const std::string& dy, const NamedPaths& outputs, const NamedPaths& extra_inputs,
                      const NamedPaths& other_outputs) {
@@ -129,8 +160,10 @@ Problem load_problem(const CommonOptions& opts, const std::string& gamma, const 
     check_paths(inputs, outs);
 
     Problem p;
+    const NormChoice choice = parse_norm_choice(opts);
     p.eps = parse_nonnegative("--eps", opts.eps);
-    p.axis = parse_int("--axis", opts.axis);
+    const bool axis_given = !opts.axis.empty(); // else the norm's default, once x's rank is known
+    const int axis = axis_given ? parse_int("--axis", opts.axis) : 0;
     p.threads = thread_count(opts); // refused before any work, like every other option
     const std::optional<Shape> shape = parse_shape(opts.shape);
     const DType csv_dtype = opts.dtype == "float32" ? DType::f32 : DType::f64;
@@ -145,10 +178,18 @@ Problem load_problem(const CommonOptions& opts, const std::string& gamma, const 
                                      "inputs)",
                                      shape_to_string(*shape), opts.x, shape_to_string(p.x.shape())));
     p.eval = opts.eval();
-    p.layout = check_problem(p.x.shape(), p.axis, opts.x, p.eval ? 1 : 2); // eval: a batch of one is fine
+    // The norm's default as ONNX states it: 1, or -1 (the last axis) for layer and rms,
+    // which messages and the gradcheck report then show as -1.
+    p.axis = axis_given ? axis : (choice.norm == Norm::layer || choice.norm == Norm::rms ? -1 : 1);
+    if (choice.norm == Norm::batch) { // its own messages, and its own paths (Layout)
+        p.layout = check_problem(p.x.shape(), p.axis, opts.x, p.eval ? 1 : 2); // eval: a batch of one is fine
+        p.norm = check_norm_problem(p.x.shape(), Norm::batch, p.axis, 0, opts.x, p.eval ? 1 : 2);
+    } else {
+        p.norm = check_norm_problem(p.x.shape(), choice.norm, p.axis, choice.groups, opts.x);
+    }
 
-    if (!gamma.empty()) p.gamma = load_per_channel(gamma, p, opts.x);
-    if (!beta.empty()) p.beta = load_per_channel(beta, p, opts.x);
+    if (!gamma.empty()) p.gamma = load_params(gamma, "--gamma", p, opts.x);
+    if (!beta.empty()) p.beta = load_params(beta, "--beta", p, opts.x);
     if (!dy.empty()) p.dy = load_like_x(dy, p, opts.x);
     if (!opts.running_mean.empty()) p.running_mean = load_per_channel(opts.running_mean, p, opts.x);
     if (!opts.running_var.empty()) p.running_var = load_per_channel(opts.running_var, p, opts.x);

@@ -1,11 +1,13 @@
-// Loading and validating the inputs of one batch-norm problem: x, the optional γ, β and
-// dy, the paths checked before any work, and the rules across files.
+// Loading and validating the inputs of one problem of the family (batch, layer, rms,
+// instance or group norm): x, the optional γ, β and dy, the paths checked before any
+// work, and the rules across files.
 #pragma once
 
 #include "options.hpp"
 
 #include "bnorm/array.hpp"
 #include "bnorm/error.hpp"
+#include "bnorm/family.hpp"
 #include "bnorm/layout.hpp"
 
 #include <optional>
@@ -15,11 +17,12 @@
 
 namespace bnorm::app {
 
-/// The validated inputs of one batch-norm problem.
+/// The validated inputs of one problem.
 struct Problem {
-    int axis = 1;       ///< --axis as given (may be negative)
+    int axis = 1;       ///< --axis as given (may be negative), or the norm's default
     Array x;
-    Layout layout;
+    NormProblem norm;   ///< which sets share statistics and parameters (any norm)
+    Layout layout;      ///< batch norm's collapse of x (zeros for the other norms)
     double eps = 0;
     std::optional<Array> gamma, beta, dy;
     std::optional<Array> running_mean, running_var;     ///< --running-mean, --running-var
@@ -33,10 +36,11 @@ struct Problem {
 /// Input and output paths by option name, for check_paths and messages.
 using NamedPaths = std::vector<std::pair<std::string, std::string>>;
 
-/// Checks the paths (check_paths), parses --eps/--shape/--dtype strictly, loads x and
-/// the optional γ, β, dy (empty path = not given), and checks every cross-file rule:
-/// rank, axis, m >= 2 (m >= 1 with --mode eval), γ/β and the running statistics of length
-/// C, dy shape and dtype equal to x's (finite values and the running variance's rules:
+/// Checks the paths (check_paths), parses --norm/--groups/--eps/--axis/--shape/--dtype
+/// strictly, loads x and the optional γ, β, dy (empty path = not given), and checks every
+/// cross-file rule: rank, axis, sets of m >= 2 (m >= 1 for batch norm with --mode eval),
+/// γ/β of the norm's parameter shape (load_params), the running statistics of length C,
+/// dy shape and dtype equal to x's (finite values and the running variance's rules:
 /// require_finite). Throws bnorm::Error subclasses with one-line messages.
 /// `outputs` are array outputs (.npy/.csv); `extra_inputs` further array inputs loaded by
 /// the caller; `other_outputs` outputs of another type (a JSON report). All are checked
@@ -49,8 +53,18 @@ Problem load_problem(const CommonOptions& opts, const std::string& gamma, const 
 /// dtype and shape.
 Array load_like_x(const std::string& path, const Problem& p, const std::string& x_path);
 
-/// Loads C values (γ, β, a given dγ or dβ): a 1-d array, or one row or one column.
+/// Loads C values (the running statistics; batch norm's γ, β, dγ, dβ): a 1-d array, or
+/// one row or one column.
 Array load_per_channel(const std::string& path, const Problem& p, const std::string& x_path);
+
+/// Loads the values of γ, β or a given dγ, dβ (`option` names it in messages), reshaped to
+/// p.norm.param_shape: for batch norm as load_per_channel; instance and group: C values
+/// as well; layer and rms: an array of shape x.shape[axis:], or its values in one row or
+/// one column (a flat vector), or a CSV table of one row per index of its first axis.
+/// Refuses any other shape with an InputError naming the file, the expected and the
+/// found shape.
+Array load_params(const std::string& path, const std::string& option, const Problem& p,
+                  const std::string& x_path);
 
 /// Refuses NaN and ±inf, naming the file and the first index.
 void check_finite(const Array& a, const std::string& path);

@@ -36,6 +36,18 @@ echo "== NHWC float64 (4, 5, 5, 3), heavy-tailed, channels last =="
 run $bnorm forward --x data/x_nhwc.npy --axis -1 --y "$out/y_nhwc.npy" --mean "$out/mean_nhwc.npy"
 run $bnorm backward --x data/x_nhwc.npy --axis -1 --dy data/dy_nhwc.npy --dx "$out/dx_nhwc.npy"
 
+echo "== the family: layer and RMS norm over the features of (2, 6, 8) float32 tokens offset by 1e3 =="
+run $bnorm forward --norm layer --x data/x_tokens.npy --gamma data/gamma_tokens.npy \
+    --beta data/beta_tokens.npy --y "$out/y_layer.npy" --mean "$out/mean_layer.npy" --invstd "$out/invstd_layer.npy"
+run $bnorm backward --norm rms --x data/x_tokens.npy --gamma data/gamma_tokens.npy \
+    --dy data/dy_tokens.npy --dx "$out/dx_rms.npy" --dgamma "$out/dgamma_rms.npy"
+
+echo "== the family: group norm (3 groups of 2 channels) and instance norm on NCHW (2, 6, 4, 4) =="
+run $bnorm forward --norm group --groups 3 --x data/x_groups.npy --gamma data/gamma6.npy \
+    --beta data/beta6.npy --y "$out/y_group.npy" --mean "$out/mean_group.npy"
+run $bnorm backward --norm instance --x data/x_groups.npy --gamma data/gamma6.npy \
+    --dy data/dy_groups.npy --dx "$out/dx_instance.npy" --dgamma "$out/dgamma_instance.npy"
+
 echo "== gradcheck: bnorm's own backward against complex-step derivatives (3 random dy) =="
 run $bnorm gradcheck --x data/x_nchw.npy --gamma data/gamma.npy --beta data/beta.npy \
     --report "$out/gradcheck_own.json" >/dev/null

@@ -38,6 +38,8 @@ import zipfile
 
 import numpy as np
 
+from bad_inputs_family import add_family_cases
+
 MAGIC = b"\x93NUMPY"
 
 # Shared valid inputs: x is (6, 3) float64, so C = 3 and m = 6.
@@ -819,6 +821,9 @@ def build(out):
          cmp("--y", "dy.npy", "--report", "dy.npy"), "dy.npy", ["same file"])
     case("compare_candidate_missing", "compare's --y names a file that does not exist.",
          cmp("--y", "nodir/y.npy"), "nodir/y.npy", ["no such file"])
+
+    # ------------------------- the normalization family (scripts/bad_inputs_family.py)
+    add_family_cases(put, case, npy_bytes)
 
     with open(os.path.join(out, "catalog.json"), "w") as f:
         json.dump(cases, f, indent=1)

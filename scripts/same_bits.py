@@ -10,6 +10,8 @@ runs forward and backward of each build on data that takes every kernel path (ch
 last tiles with their chunk and one-channel tails, NCHW runs, float32 channels the
 certificates send to the error-free sums, float64 channels summed again centred on their
 mean, float64 data outside the fast range, several blocks), at 1 and 2 threads, and compares the files byte for byte. Exit 1 on a difference.
+The normalization family (--norm layer, rms, instance, group) runs the same way on rows
+short and long, NCHW and channels-last sets, offset and heavy-tailed data.
 """
 import os
 import subprocess
@@ -46,6 +48,25 @@ def cases(rng):
     yield "float64_tiny_magnitudes", 1e-200 * rng.standard_normal((300, 7)), rng.standard_normal((300, 7)), 1, np.float64
 
 
+def family_cases(rng):
+    """(name, x, dy, options, γ's shape) for the family's kernels: rows of layer and rms
+    norm (short, long, several chunks), instance and group sets NCHW and channels last."""
+    shapes = [(["--norm", "layer"], (300, 37), (37,)), (["--norm", "layer", "--axis", "1"], (6, 40, 70), (40, 70)),
+              (["--norm", "rms"], (64, 1030), (1030,)), (["--norm", "instance"], (4, 6, 33, 35), (6,)),
+              (["--norm", "instance", "--axis", "-1"], (4, 9, 9, 37), (37,)),
+              (["--norm", "group", "--groups", "3"], (4, 6, 33, 35), (6,)),
+              (["--norm", "group", "--groups", "4", "--axis", "-1"], (4, 9, 9, 36), (36,))]
+    for dtype in (np.float32, np.float64):
+        for opts, shape, gshape in shapes:
+            tag = f"{np.dtype(dtype).name}_{opts[1]}_{'x'.join(map(str, shape))}"
+            z = rng.standard_normal(shape)
+            yield tag + "_normal", 3 * z, rng.standard_normal(shape), opts, gshape, dtype
+            x = 1e6 + 1e-3 * z if dtype == np.float64 else 1e3 + z
+            yield tag + "_offset", x, 0.5 + 2 * x, opts, gshape, dtype
+            c = rng.standard_cauchy(shape)
+            yield tag + "_cauchy", c, 0.5 + 2 * c + 1e-9 * rng.standard_normal(shape), opts, gshape, dtype
+
+
 def main():
     if len(sys.argv) != 3:
         sys.exit(__doc__)
@@ -56,23 +77,27 @@ def main():
         def path(*parts):
             return os.path.join(tmp, "_".join(parts) + ".npy")
 
-        for name, x, dy, axis, dtype in cases(rng):
-            channels = x.shape[axis]
+        batch = ((name, x, dy, ["--axis", str(axis)], (x.shape[axis],), dtype)
+                 for name, x, dy, axis, dtype in cases(rng))
+        for name, x, dy, options, gshape, dtype in [*batch, *family_cases(rng)]:
+            rms = "rms" in options
             np.save(path(name, "x"), x.astype(dtype))
             np.save(path(name, "dy"), dy.astype(dtype))
-            np.save(path(name, "gamma"), rng.standard_normal(channels).astype(dtype))
-            np.save(path(name, "beta"), rng.standard_normal(channels).astype(dtype))
+            np.save(path(name, "gamma"), rng.standard_normal(gshape).astype(dtype))
+            np.save(path(name, "beta"), rng.standard_normal(gshape).astype(dtype))
             for threads in ("1", "2"):
                 outputs = {}
                 for tag, exe in (("a", a), ("b", b)):
-                    fwd = [path(name, t, tag, threads) for t in ("y", "mean", "invstd")]
+                    fwd = [path(name, t, tag, threads) for t in ("y", "invstd", "mean")]
                     bwd = [path(name, t, tag, threads) for t in ("dx", "dgamma", "dbeta")]
-                    common = ["--x", path(name, "x"), "--gamma", path(name, "gamma"), "--axis", str(axis),
+                    if rms:  # no β, no mean, no dβ
+                        fwd, bwd = fwd[:2], bwd[:2]
+                    common = ["--x", path(name, "x"), "--gamma", path(name, "gamma"), *options,
                               "--threads", threads]
-                    subprocess.run([exe, "forward", *common, "--beta", path(name, "beta"), "--y", fwd[0],
-                                    "--mean", fwd[1], "--invstd", fwd[2]], check=True)
+                    subprocess.run([exe, "forward", *common, "--y", fwd[0], "--invstd", fwd[1]]
+                                   + ([] if rms else ["--beta", path(name, "beta"), "--mean", fwd[2]]), check=True)
                     subprocess.run([exe, "backward", *common, "--dy", path(name, "dy"), "--dx", bwd[0],
-                                    "--dgamma", bwd[1], "--dbeta", bwd[2]], check=True)
+                                    "--dgamma", bwd[1]] + ([] if rms else ["--dbeta", bwd[2]]), check=True)
                     outputs[tag] = fwd + bwd
                 for fa, fb in zip(outputs["a"], outputs["b"]):
                     with open(fa, "rb") as f1, open(fb, "rb") as f2:

@@ -88,12 +88,27 @@ NormProblem check_norm_problem(std::span<const std::int64_t> shape, Norm norm, i
         }
     }
     if (p.per_set < min_per_set) {
-        const std::string made = rows ? fmt::format("the axes {}.. of shape {}", p.axis, shape_to_string(shape))
-                                      : fmt::format("shape {} with channel axis {}{}", shape_to_string(shape), p.axis,
-                                                    norm == Norm::group ? fmt::format(" and {} groups", groups) : "");
-        throw InputError::in_file(what, fmt::format("--norm {} over {} has sets of m = {} element{}; {} norm needs at "
-                                                    "least {} per set",
-                                                    name, made, p.per_set, p.per_set == 1 ? "" : "s", name,
+        // Say which norm and which axis made the sets this small, and over what.
+        const std::string x_shape = shape_to_string(shape);
+        const std::string given = axis == p.axis ? fmt::format("--axis {}", axis)
+                                                 : fmt::format("--axis {} (axis {})", axis, p.axis);
+        std::string over;
+        if (rows)
+            over = fmt::format("with {} normalizes over x.shape[{}:] = {} of x {}", given, p.axis,
+                               shape_to_string(p.param_shape), x_shape);
+        else if (norm == Norm::instance)
+            over = fmt::format("with channel {} of x {} has one set per sample and channel, over the axes other "
+                               "than 0 and {}",
+                               given, x_shape, p.axis);
+        else if (norm == Norm::group)
+            over = fmt::format("with channel {} and --groups {} of x {} has one set per sample and group, of C/G "
+                               "= {} channel{} times the other axes",
+                               given, groups, x_shape, p.channels / groups, p.channels / groups == 1 ? "" : "s");
+        else
+            over = fmt::format("with channel {} of x {} has one set per channel", given, x_shape);
+        throw InputError::in_file(what, fmt::format("--norm {} {}: sets of m = {} element{}; {} norm needs at least "
+                                                    "{} per set",
+                                                    name, over, p.per_set, p.per_set == 1 ? "" : "s", name,
                                                     min_per_set));
     }
     return p;

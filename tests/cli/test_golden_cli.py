@@ -46,6 +46,16 @@ The same checks and the same 4-eps criterion apply.  The worst error is printed 
 output kind: training-mode outputs by name, mode outputs as "eval:y", "eval:dx", ...,
 "train:y", ..., "train:new_running_mean", "train:new_running_var".
 
+Family cases (issue 24: layer, rms, instance and group norm), in the subfolder family/
+(their case.json has "norm", "cli_options", "gamma_shape", "stat_shape", "inputs" and
+"outputs"; rms has no beta, mean or dbeta): bnorm forward and backward with the case's
+cli_options (--norm, --axis, --groups, --eps), NPY and CSV (gamma and beta of rank 1 one
+value per line, of rank 2 or more one row per index of their first axis, as x), every
+output of the case judged as above.  Each NPY output must have x's dtype and exactly the
+shape of the expected file (y, dx: x's; mean, invstd: stat_shape; dgamma, dbeta:
+gamma_shape), which must also be what case.json says.  The worst error is printed per
+norm and output, as "layer:y", "rms:invstd", ...
+
 Exit code 0 iff no check failed.
 """
 
@@ -337,6 +347,96 @@ def run_mode_case(bnorm, case_dir, tally, worst, do_csv):
     print("%s/%-46s %s" % (MODES_SUBDIR, name, " | ".join(parts)))
 
 
+FAMILY_SUBDIR = "family"
+FAMILY_NORMS = ("layer", "rms", "instance", "group")
+FAMILY_KINDS = tuple("%s:%s" % (n, k) for n in FAMILY_NORMS for k in OUTPUTS)
+
+
+def run_family_case(bnorm, case_dir, tally, worst, do_csv):
+    """One family case (layer, rms, instance, group); see the module docstring."""
+    with open(os.path.join(case_dir, "case.json")) as f:
+        meta = json.load(f)
+    name, norm = meta["name"], meta["norm"]
+    dtype = np.dtype(meta["dtype"]).type
+    shape = tuple(meta["shape"])
+    in_names, outputs = list(meta["inputs"]), list(meta["outputs"])
+    inputs = {k: np.load(os.path.join(case_dir, k + ".npy")) for k in in_names}
+    exact = {k: np.load(os.path.join(case_dir, k + ".npy")) for k in outputs}
+    expect_shape = {"y": shape, "dx": shape,
+                    "mean": tuple(meta["stat_shape"]), "invstd": tuple(meta["stat_shape"]),
+                    "dgamma": tuple(meta["gamma_shape"]), "dbeta": tuple(meta["gamma_shape"])}
+    for k in outputs:  # the committed files and case.json must agree
+        tally.check(exact[k].shape == expect_shape[k],
+                    "%s: %s.npy has shape %s, case.json says %s"
+                    % (name, k, exact[k].shape, expect_shape[k]))
+    common = list(meta["cli_options"])
+    errs = {}
+
+    with tempfile.TemporaryDirectory(prefix="bnorm-golden-family-") as tmp:
+        for k in in_names:
+            shutil.copyfile(os.path.join(case_dir, k + ".npy"), os.path.join(tmp, k + ".npy"))
+        for fmt in (["npy", "csv"] if do_csv else ["npy"]):
+            ext = "." + fmt
+            extra = []
+            if fmt == "csv":
+                for k in in_names:
+                    if inputs[k].ndim == 1:
+                        write_csv_vector(os.path.join(tmp, k + ".csv"), inputs[k])
+                    else:
+                        write_csv_2d(os.path.join(tmp, k + ".csv"), inputs[k])
+                if len(shape) > 2:
+                    extra += ["--shape", ",".join(map(str, shape))]
+                if dtype == np.float32:
+                    extra += ["--dtype", "float32"]
+            fwd_in = ["--x", "x" + ext, "--gamma", "gamma" + ext]
+            if "beta" in in_names:
+                fwd_in += ["--beta", "beta" + ext]
+            fwd_outs = [k for k in FWD_OUT if k in outputs]
+            bwd_outs = [k for k in BWD_OUT if k in outputs]
+            fwd = ["forward"] + fwd_in + sum((["--" + k, k + ext] for k in fwd_outs), [])
+            bwd = (["backward", "--x", "x" + ext, "--gamma", "gamma" + ext, "--dy", "dy" + ext]
+                   + sum((["--" + k, k + ext] for k in bwd_outs), []))
+            errs[fmt] = {}
+            for args, outs in ((fwd, fwd_outs), (bwd, bwd_outs)):
+                cmd = args + common + extra
+                rc, _, err = run(bnorm, cmd, tmp)
+                if not tally.check(rc == 0, "%s [%s] bnorm %s: exit %d, stderr %r"
+                                   % (name, fmt, " ".join(cmd), rc, err.strip())):
+                    for k in outs:
+                        errs[fmt][k] = None
+                    continue
+                for k in outs:
+                    path = os.path.join(tmp, k + ext)
+                    try:
+                        if fmt == "npy":
+                            got = np.load(path)
+                            tally.check(got.dtype == inputs["x"].dtype
+                                        and got.shape == exact[k].shape,
+                                        "%s [npy] %s: dtype %s shape %s, expected %s %s"
+                                        % (name, k, got.dtype, got.shape,
+                                           inputs["x"].dtype, exact[k].shape))
+                        else:
+                            got = read_csv(path, expect_shape[k], dtype)
+                    except Exception as e:  # unreadable or misshapen output
+                        tally.check(False, "%s [%s] %s: cannot read: %s" % (name, fmt, k, e))
+                        errs[fmt][k] = None
+                        continue
+                    e = normwise_err(got, exact[k], dtype) if got.shape == exact[k].shape \
+                        else float("inf")
+                    errs[fmt][k] = e
+                    tally.check(e <= TOL, "%s [%s] %s: error %.3g eps > %g eps"
+                                % (name, fmt, k, e, TOL))
+                    kind = norm + ":" + k
+                    if e > worst["all"][0]:
+                        worst["all"] = (e, name, kind, fmt)
+                    if e > worst[kind][0]:
+                        worst[kind] = (e, name, kind, fmt)
+
+    parts = ["%s: %s" % (fmt, " ".join("%s %s" % (k, "--" if e is None else "%.2f" % e)
+                                       for k, e in d.items())) for fmt, d in errs.items()]
+    print("%s/%-46s %s" % (FAMILY_SUBDIR, name, " | ".join(parts)))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("bnorm", help="path of the bnorm executable")
@@ -378,23 +478,32 @@ def main():
                         if os.path.isfile(os.path.join(modes_dir, d, "case.json")))
     tally.check(len(mode_cases) > 0, "no mode cases (eval, running statistics) found in %s"
                 % modes_dir)
-    worst = {k: (-1.0, None, k, None) for k in ("all",) + OUTPUTS + MODE_KINDS}
+    family_dir = os.path.join(golden, FAMILY_SUBDIR)
+    family_cases = sorted(d for d in (os.listdir(family_dir) if os.path.isdir(family_dir) else [])
+                          if os.path.isfile(os.path.join(family_dir, d, "case.json")))
+    tally.check(len(family_cases) > 0, "no family cases (layer, rms, instance, group) found in %s"
+                % family_dir)
+    worst = {k: (-1.0, None, k, None)
+             for k in ("all",) + OUTPUTS + MODE_KINDS + FAMILY_KINDS}
     for i, c in enumerate(cases):
         run_case(bnorm, os.path.join(golden, c), tally, worst, i % args.csv_every == 0)
     for i, c in enumerate(mode_cases):
         run_mode_case(bnorm, os.path.join(modes_dir, c), tally, worst,
                       i % args.csv_every == 0)
+    for i, c in enumerate(family_cases):
+        run_family_case(bnorm, os.path.join(family_dir, c), tally, worst,
+                        i % args.csv_every == 0)
     if tmp_golden is not None:
         tmp_golden.cleanup()
 
     e, name, k, fmt = worst["all"]
     print("worst: %.2f eps (%s, %s, %s)" % (e, name, k, fmt))
-    for k in OUTPUTS + MODE_KINDS:
+    for k in OUTPUTS + MODE_KINDS + FAMILY_KINDS:
         e, name, _, fmt = worst[k]
         if name is not None:
             print("  worst %-22s: %.2f eps (%s, %s)" % (k, e, name, fmt))
-    print("cases: %d + %d mode cases, tolerance %g eps, %.1fs"
-          % (len(cases), len(mode_cases), TOL, time.perf_counter() - t0))
+    print("cases: %d + %d mode cases + %d family cases, tolerance %g eps, %.1fs"
+          % (len(cases), len(mode_cases), len(family_cases), TOL, time.perf_counter() - t0))
     print("%d passed, %d failed" % (tally.passed, tally.failed))
     return 0 if tally.failed == 0 else 1
 

@@ -243,7 +243,8 @@ def any_of(*preds):
     return lambda v: any(p(v) for p in preds)
 
 
-PROBLEM_KEYS = [("shape", is_int_list), ("axis", is_int), ("eps", is_num),
+PROBLEM_KEYS = [("norm", lambda v: v in ("batch", "layer", "rms", "instance", "group")),
+                ("groups", lambda v: v is None or is_int(v)), ("shape", is_int_list), ("axis", is_int), ("eps", is_num),
                 ("dtype", lambda v: v in ("float32", "float64")), ("channels", is_int),
                 ("per_channel", is_int), ("gradients", lambda v: v in ("bnorm", "given")),
                 ("judged", lambda v: isinstance(v, list) and all(e in ("dx", "dgamma", "dbeta")
