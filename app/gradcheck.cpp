@@ -145,14 +145,18 @@ void setup_gradcheck(CLI::App& app, int& exit_code) {
     cmd->add_option("--dx", opts->dx, "Judge this dx (your implementation's) instead of bnorm's");
     cmd->add_option("--dgamma", opts->dgamma, "Judge this dγ instead of bnorm's");
     cmd->add_option("--dbeta", opts->dbeta, "Judge this dβ instead of bnorm's (none for rms)");
-    cmd->add_option("--rtol", opts->rtol, "Relative tolerance (default 1e-11 for float64, 1e-5 for float32)");
-    cmd->add_option("--atol", opts->atol, "Absolute tolerance (default 1e-3·rtol·max|gradient| per tensor)");
+    cmd->add_option("--rtol", opts->rtol, "Elementwise criterion |a - n| <= atol + rtol·|n| instead of the "
+                                          "default (rtol then defaults to 1e-11 for float64, 1e-5 for float32)");
+    cmd->add_option("--atol", opts->atol, "Elementwise criterion's atol (then defaults to 1e-3·rtol·max|gradient| "
+                                          "per tensor)");
     cmd->add_option("--seed", opts->seed, "Seed of the random dy draws, directions and samples")
         ->capture_default_str();
     cmd->add_option("--report", opts->report, "Also write the JSON report to this file");
     cmd->add_flag("--full", opts->full, "Check every element, however large the tensor");
     add_mode_options(*cmd, opts->common);
-    cmd->footer("Examples:\n"
+    cmd->footer("Default criterion: |analytic - numerical| <= 64·eps(dtype)·scale per element, scale the\n"
+                "magnitude of the terms a correct kernel sums for it, as bnorm compare (docs/gradcheck.md).\n"
+                "Examples:\n"
                 "  bnorm gradcheck --x data/x_nchw.npy --gamma data/gamma.npy\n"
                 "  bnorm gradcheck --x x.npy --gamma g.npy --dy dy.npy --dx my_dx.npy --dgamma my_dg.npy "
                 "--report report.json\n"

@@ -97,10 +97,12 @@ void scale_dx(const double* x, const double* gamma, const double* dy, const doub
 /// being constants): invstd·|γ·dy|.
 void scale_dx_eval(const double* gamma, const double* dy, const double* invstd, const NormProblem& p, double* scale);
 
-/// dγ: Σ|dy·x̂| and dβ: Σ|dy| over the elements that share each parameter (either
-/// output may be nullptr).
+/// dγ: Σ|dy|·(|x̂| + σ·invstd) and dβ: Σ|dy| over the elements that share each parameter
+/// (either output may be nullptr). σ·invstd, the set's typical |x̂| as in scale_y, is the
+/// size of x̂'s error from the rounded mean: where few elements share a parameter (layer
+/// norm of one row: dγ_k = dy_k·x̂_k) and x̂ is small, that error is not eps·|x̂|.
 void scale_dgamma_dbeta(const double* x, const double* dy, const double* mean, const double* invstd,
-                        const NormProblem& p, double* dgamma, double* dbeta);
+                        const NormProblem& p, double eps, double* dgamma, double* dbeta);
 
 /// mean: the mean of |x| over each set.
 void scale_mean(const double* x, const NormProblem& p, double* scale);
