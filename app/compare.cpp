@@ -146,10 +146,9 @@ Exact exact_results(const CompareOptions& o, const Problem& p, const NormProblem
         });
     } else
         about_x(p, [&] {
-            const ForwardPass<double> fp = p.eval ? ForwardPass<double>(x.data(), ptr(gamma), ptr(beta), running,
-                                                                        p.layout, p.eps, threads)
-                                                  : ForwardPass<double>(x.data(), ptr(gamma), ptr(beta), p.layout, p.eps,
-                                                                        threads);
+            const ForwardPass<double> fp =
+                p.eval ? ForwardPass<double>(x.data(), ptr(gamma), ptr(beta), running, p.layout, p.eps, threads)
+                       : ForwardPass<double>(x.data(), ptr(gamma), ptr(beta), p.layout, p.eps, threads);
             fp.statistics(e.mean.data(), e.invstd.data()); // eval: the running mean and 1/sqrt(running var + eps)
             if (!o.y.empty()) e.y.resize(n), fp.apply(0, p.layout.outer, e.y.data());
             if (!o.new_running_mean.empty() || !o.new_running_var.empty()) {
@@ -165,7 +164,10 @@ Exact exact_results(const CompareOptions& o, const Problem& p, const NormProblem
                 if (!o.dx.empty()) e.dx.resize(n), bp.apply(0, p.layout.outer, e.dx.data());
             }
         });
-    if (!e.y.empty()) e.s_y.resize(n), scale_y(x.data(), ptr(gamma), ptr(beta), ptr(e.mean), e.invstd.data(), np, p.eps, e.s_y.data());
+    if (!e.y.empty()) {
+        e.s_y.resize(n);
+        scale_y(x.data(), ptr(gamma), ptr(beta), ptr(e.mean), e.invstd.data(), np, p.eps, e.s_y.data());
+    }
     if (!o.mean.empty()) e.s_mean.resize(std::size_t(np.sets)), scale_mean(x.data(), np, e.s_mean.data());
     e.s_invstd = e.invstd; // relative
     if (!e.dx.empty()) {

@@ -515,7 +515,9 @@ template <class T> GradcheckReport run_check(const CheckInputs<T>& in, const Gra
             d.scale_dx.assign(n, 0.0), d.scale_dgamma.assign(params, 0.0);
             d.scale_dbeta.assign(in.has_beta ? params : 0, 0.0);
             in.scales(dy, d.scale_dx.data(), d.scale_dgamma.data(), in.has_beta ? d.scale_dbeta.data() : nullptr);
-            auto max_of = [](const std::vector<double>& v) { return v.empty() ? 0.0 : *std::max_element(v.begin(), v.end()); };
+            auto max_of = [](const std::vector<double>& v) {
+                return v.empty() ? 0.0 : *std::max_element(v.begin(), v.end());
+            };
             d.max_scale_dx = max_of(d.scale_dx), d.max_scale_dgamma = max_of(d.scale_dgamma);
             d.max_scale_dbeta = max_of(d.scale_dbeta);
         }
