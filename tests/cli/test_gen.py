@@ -19,9 +19,9 @@ Usage (Debian's Python, which has numpy and mpmath):
     its compare command line then passes (exit 0) on those outputs, for every class, NPY
     and CSV. A naive float32 kernel in numpy (one-pass variance) passes compare on the
     ordinary suite and fails on the offset class.
-  * --with-outputs: the exact outputs are within 1 eps normwise of scripts/golden.py's
-    mpmath reference (float64: of the mpmath value; float32: of it rounded), every class,
-    every norm, both dtypes.
+  * --with-outputs: the exact outputs are within 4 eps normwise (the README's promise) of
+    scripts/golden.py's mpmath reference (float64: of the mpmath value; float32: of it
+    rounded to float32), every class, every norm, both dtypes; the worst is printed.
   * Errors: exit 2, one line, nothing written (the bad-input catalog holds them too); a
     write that fails midway (RLIMIT_FSIZE) leaves neither the suite nor a temporary folder.
 
@@ -127,6 +127,12 @@ class PyRandom:
     def uniform(self):
         return float(self.next() >> 11) * 2.0 ** -53
 
+    def cauchy(self):
+        while True:
+            u, v = 2 * self.uniform() - 1, 2 * self.uniform() - 1
+            if u != 0 and u * u + v * v < 1:
+                return v / u
+
     def normal(self):
         total = 0.0
         for _ in range(12):
@@ -197,8 +203,10 @@ def check_hard_property(cls, c, d):
     elif cls == "two":
         check(c["m"] == 2 and all(len(s) == 2 for s in sets), "%s: sets of %s" % (what, [len(s) for s in sets]))
     elif cls == "cauchy":
-        allx = np.abs(x.ravel())
-        check(allx.max() > 10 * np.median(allx), "%s: no heavy tail" % what)
+        # standard Cauchy variates, drawn as the Python stream draws them
+        r = PyRandom(c["seed"], "cauchy/x")
+        want = np.array([r.cauchy() for _ in range(x.size)]).astype(DT[c["dtype"]])
+        check(load(d, "x").ravel().tobytes() == want.tobytes(), "%s: not the Cauchy stream" % what)
     elif cls == "tiny_var":
         check(float(c["eps"]) == 1e-3 and max((s * s).mean() if rms else s.var() for s in sets) < 1e-6,
               "%s: variance not far below eps" % what)
@@ -207,7 +215,7 @@ def check_hard_property(cls, c, d):
         check(big / 64 < np.abs(x).max() < big, "%s: max |x| %g" % (what, np.abs(x).max()))
     elif cls == "tiny":
         tiny = np.finfo(DT[c["dtype"]]).tiny
-        check(float(c["eps"]) == 0 and np.abs(x).max() < tiny * 2 ** 12, "%s: max |x| %g" % (what, np.abs(x).max()))
+        check(float(c["eps"]) == 0 and np.abs(x).max() < tiny * 2 ** 15, "%s: max |x| %g" % (what, np.abs(x).max()))
     elif cls == "dy_cancel":
         # gamma*dy is b*xhat (+ a) per set: its residue after a least-squares fit is tiny
         g = load(d, "gamma").astype(np.float64)
@@ -219,7 +227,7 @@ def check_hard_property(cls, c, d):
             A = np.stack([np.ones_like(xs), xs], 1)
             coef = np.linalg.lstsq(A, gs, rcond=None)[0]
             worst = max(worst, np.abs(gs - A @ coef).max() / np.abs(gs).max())
-        check(worst < (1e-4 if f32 else 1e-8), "%s: gamma*dy is %g off linear" % (what, worst))
+        check(worst < (3e-3 if f32 else 3e-7), "%s: gamma*dy is %g off linear" % (what, worst))
 
 
 def test_every_class_every_norm():
@@ -361,6 +369,7 @@ def _round_f64_any(v):
 def test_with_outputs_against_mpmath():
     golden._round_f64 = _round_f64_any
     worst = {"float64": 0.0, "float32": 0.0}
+    worst_at = {"float64": (0.0, ""), "float32": (0.0, "")}
     with tempfile.TemporaryDirectory() as tmp:
         k = 0
         for norm, shape, extra in PROBLEMS:
@@ -385,9 +394,11 @@ def test_with_outputs_against_mpmath():
                         err = np.abs(got.astype(np.float64) - want).max() / scale / eps if scale > 0 else \
                             np.abs(got).max()
                         worst[dtype] = max(worst[dtype], err)
-                        check(err <= 1, "%s %s %s %s: %.3g eps from mpmath" % (norm, dtype, cls, n, err))
-    note("worst normwise error against mpmath: float64 %.3g eps, float32 %.3g eps (of the rounded exact)"
-         % (worst["float64"], worst["float32"]))
+                        if err > worst_at[dtype][0]:
+                            worst_at[dtype] = (err, "%s %s %s" % (norm, cls, n))
+                        check(err <= 4, "%s %s %s %s: %.3g eps from mpmath" % (norm, dtype, cls, n, err))
+    note("worst normwise error against mpmath: float64 %.3g eps (%s), float32 %.3g eps (%s; of the exact "
+         "value rounded to float32)" % (worst_at["float64"] + worst_at["float32"]))
 
 
 def test_errors_write_nothing():
