@@ -68,7 +68,8 @@ std::uint64_t parse_seed(const std::string& text) {
 /// --out must name a new folder, or an empty one, in an existing folder.
 void check_out(const std::string& out) {
     std::error_code ec;
-    const fs::path path(out);
+    fs::path path = fs::path(out).lexically_normal();
+    if (path.filename().empty() && path.has_parent_path()) path = path.parent_path(); // "out/" names out
     const fs::file_status st = fs::status(path, ec);
     if (fs::exists(st)) {
         if (!fs::is_directory(st)) throw UsageError(fmt::format("--out {} exists and is not a folder", out));
@@ -212,7 +213,7 @@ void setup_gen(CLI::App& app) {
     cmd->add_option("--threads", opts->common.threads, "Threads for the exact outputs (default 0: all cores); "
                                                        "the files are the same for any number")
         ->capture_default_str();
-    cmd->footer("Example:\n"
+    cmd->footer("Examples:\n"
                 "  bnorm gen --suite hard --norm layer --shape 4,16,64 --dtype float32 --seed 1 --out cases\n"
                 "  bnorm gen --suite hard --shape 8,3,5,5 --dtype float64 --seed 7 --out golden --with-outputs\n"
                 "Each folder's case.json holds the forward, backward and compare command lines (run them in it).\n"

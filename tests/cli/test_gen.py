@@ -170,6 +170,14 @@ def test_determinism():
         a = gen(os.path.join(tmp, "c"), "hard", "group", "4,6,100", "float64", 9, ["--groups", "3"], outputs=True)
         b = gen(os.path.join(tmp, "d"), "hard", "group", "4,6,100", "float64", 9, ["--groups", "3"], outputs=True)
         check(snapshot(a) == snapshot(b), "the same seed gave other bytes")
+        # an empty folder is taken, and a trailing slash names the folder
+        os.mkdir(os.path.join(tmp, "empty"))
+        e = gen(os.path.join(tmp, "empty") + "/", "hard", "group", "4,6,100", "float64", 9, ["--groups", "3"])
+        f = gen(os.path.join(tmp, "new") + "/", "hard", "group", "4,6,100", "float64", 9, ["--groups", "3"])
+        check(snapshot(e) == snapshot(f), "an empty or a new folder given with a slash")
+        se, sb = snapshot(e), snapshot(b)
+        check(all(se[k] == sb[k] for k in se if k.endswith(".npy")), "the inputs depend on --with-outputs")
+        check(sorted(n for n in os.listdir(tmp) if n.startswith(".")) == [], "a temporary folder was left")
         c = gen(os.path.join(tmp, "e"), "hard", "group", "4,6,100", "float64", 10, ["--groups", "3"])
         for cls in HARD:
             check(not np.array_equal(load(os.path.join(a, cls), "x"), load(os.path.join(c, cls), "x")),
