@@ -130,10 +130,34 @@ void write(const fs::path& folder, const std::string& name, const Array& a, Form
     file.commit();
 }
 
+/// Inference mode's exact outputs (batch norm): y, dx, dγ, dβ with the running statistics.
+void write_eval_outputs(const fs::path& folder, const GeneratedCase& c, const GenRequest& r, int threads) {
+    const NormProblem& p = c.problem;
+    const Layout l = collapse(p.shape, p.axis);
+    const Shape channels{p.channels};
+    const Array x = to_array(c.x, r.dtype, p.shape), gamma = to_array(c.gamma, r.dtype, channels);
+    const Array beta = to_array(c.beta, r.dtype, channels), dy = to_array(c.dy, r.dtype, p.shape);
+    const Array rm = to_array(c.running_mean, r.dtype, channels), rv = to_array(c.running_var, r.dtype, channels);
+    Array y(r.dtype, p.shape), dx(r.dtype, p.shape), dgamma(r.dtype, channels), dbeta(r.dtype, channels);
+    dispatch(r.dtype, [&](auto z) {
+        using T = decltype(z);
+        const RunningStats<T> running{rm.data<T>(), rv.data<T>()};
+        bnorm::forward_eval<T>(x.data<T>(), gamma.data<T>(), beta.data<T>(), running, l, c.eps_value, y.data<T>(),
+                               threads);
+        bnorm::backward_eval<T>(x.data<T>(), gamma.data<T>(), dy.data<T>(), running, l, c.eps_value, dx.data<T>(),
+                                dgamma.data<T>(), dbeta.data<T>(), threads);
+    });
+    write(folder, "y", y, r.format, threads);
+    write(folder, "dx", dx, r.format, threads);
+    write(folder, "dgamma", dgamma, r.format, threads);
+    write(folder, "dbeta", dbeta, r.format, threads);
+}
+
 /// The exact outputs of a case, computed by the library in the case's dtype.
 void write_outputs(const fs::path& folder, const GeneratedCase& c, const GenRequest& r, int threads) {
     const NormProblem& p = c.problem;
     const bool rms = p.norm == Norm::rms;
+    if (c.eval) return write_eval_outputs(folder, c, r, threads);
     const Array x = to_array(c.x, r.dtype, p.shape), gamma = to_array(c.gamma, r.dtype, p.param_shape);
     const Array beta = to_array(c.beta, r.dtype, rms ? Shape{0} : p.param_shape);
     const Array dy = to_array(c.dy, r.dtype, p.shape);
@@ -159,6 +183,10 @@ void write_case(const fs::path& folder, const GeneratedCase& c, const GenRequest
     write(folder, "gamma", to_array(c.gamma, r.dtype, p.param_shape), r.format, threads);
     if (p.norm != Norm::rms) write(folder, "beta", to_array(c.beta, r.dtype, p.param_shape), r.format, threads);
     write(folder, "dy", to_array(c.dy, r.dtype, p.shape), r.format, threads);
+    if (c.eval) {
+        write(folder, "running_mean", to_array(c.running_mean, r.dtype, {p.channels}), r.format, threads);
+        write(folder, "running_var", to_array(c.running_var, r.dtype, {p.channels}), r.format, threads);
+    }
     if (r.with_outputs) write_outputs(folder, c, r, threads);
     const std::string text = case_json(c, r);
     PendingFile json((folder / "case.json").string());
@@ -185,7 +213,7 @@ void run_gen(const GenOptions& o) {
     r.command = reproducing_command(o, requested);
 
     PendingFolder suite(o.out);
-    for (const std::string& cls : case_classes(r.suite))
+    for (const std::string& cls : case_classes(r.suite, requested.norm))
         write_case(suite.path() / cls, make_case(cls, requested, r.dtype, r.seed), r, threads);
     suite.commit();
 }
@@ -197,8 +225,8 @@ void setup_gen(CLI::App& app) {
     CLI::App* cmd = app.add_subcommand("gen", "Write a suite of test cases (inputs, case.json, optionally the exact "
                                               "outputs), one folder per class: ordinary data or the hard cases that "
                                               "break kernels");
-    cmd->add_option("--suite", opts->suite, "ordinary (normal data) or hard (offset, constant, two, cauchy, "
-                                            "dy_cancel, tiny_var, huge, tiny)")
+    cmd->add_option("--suite", opts->suite, "ordinary (normal data; batch: eval too) or hard (offset, constant, two, "
+                                            "cauchy, dy_cancel, tiny_var, huge, tiny; batch: eval_offset too)")
         ->required();
     cmd->add_option("--norm", opts->common.norm, "batch, layer, rms, instance or group")->capture_default_str();
     cmd->add_option("--groups", opts->common.groups, "G of --norm group (required with it; divides C)");

@@ -27,6 +27,7 @@ Args problem_options(const GeneratedCase& c, const GenRequest& r) {
     Args a{"--norm", std::string(norm_name(p.norm))};
     if (p.norm == Norm::group) a.insert(a.end(), {"--groups", std::to_string(p.groups)});
     a.insert(a.end(), {"--axis", std::to_string(p.axis), "--eps", c.eps});
+    if (c.eval) a.insert(a.end(), {"--mode", "eval"});
     if (r.format == Format::csv) a.insert(a.end(), {"--shape", shape_option(p.shape), "--dtype", dtype_name(r.dtype)});
     return a;
 }
@@ -42,11 +43,13 @@ std::string file_name(const std::string& name, Format f) { return name + (f == F
 
 std::vector<std::string> input_names(const GeneratedCase& c) {
     if (c.problem.norm == Norm::rms) return {"x", "gamma", "dy"};
+    if (c.eval) return {"x", "gamma", "beta", "dy", "running_mean", "running_var"};
     return {"x", "gamma", "beta", "dy"};
 }
 
 std::vector<std::string> output_names(const GeneratedCase& c) {
     if (c.problem.norm == Norm::rms) return {"y", "invstd", "dx", "dgamma"};
+    if (c.eval) return {"y", "dx", "dgamma", "dbeta"}; // no batch statistics in inference
     return {"y", "mean", "invstd", "dx", "dgamma", "dbeta"};
 }
 
@@ -77,7 +80,10 @@ std::string case_json(const GeneratedCase& c, const GenRequest& r) {
         for (const auto& n : output_names(c)) outputs[n] = file_name(n, f);
     j["inputs"] = inputs;
     j["outputs"] = outputs; // the exact outputs (--with-outputs), rounded once to dtype
-    const Args opts = problem_options(c, r);
+    Args opts = problem_options(c, r);
+    const auto running = [&](Args& a) {
+        if (c.eval) add(a, "--running-mean", "running_mean", f), add(a, "--running-var", "running_var", f);
+    };
     j["cli_options"] = opts;
 
     // The command lines, run from the case's folder: bnorm's own outputs as got_*, which
@@ -85,13 +91,15 @@ std::string case_json(const GeneratedCase& c, const GenRequest& r) {
     Args fwd{"bnorm", "forward", "--x", file_name("x", f)};
     add(fwd, "--gamma", "gamma", f);
     if (!rms) add(fwd, "--beta", "beta", f);
+    running(fwd);
     fwd.insert(fwd.end(), opts.begin(), opts.end());
     add(fwd, "--y", "got_y", f);
-    if (!rms) add(fwd, "--mean", "got_mean", f);
-    add(fwd, "--invstd", "got_invstd", f);
+    if (!rms && !c.eval) add(fwd, "--mean", "got_mean", f);
+    if (!c.eval) add(fwd, "--invstd", "got_invstd", f);
     Args bwd{"bnorm", "backward", "--x", file_name("x", f)};
     add(bwd, "--gamma", "gamma", f);
     add(bwd, "--dy", "dy", f);
+    running(bwd);
     bwd.insert(bwd.end(), opts.begin(), opts.end());
     add(bwd, "--dx", "got_dx", f);
     add(bwd, "--dgamma", "got_dgamma", f);
@@ -100,6 +108,7 @@ std::string case_json(const GeneratedCase& c, const GenRequest& r) {
     add(cmp, "--gamma", "gamma", f);
     if (!rms) add(cmp, "--beta", "beta", f);
     add(cmp, "--dy", "dy", f);
+    running(cmp);
     cmp.insert(cmp.end(), opts.begin(), opts.end());
     for (const auto& n : output_names(c)) add(cmp, "--" + n, "got_" + n, f);
     j["forward"] = fwd;

@@ -70,18 +70,28 @@ Drawn class_data(const std::string& name, Norm norm, DType t) {
     const bool f32 = t == DType::f32, rms = norm == Norm::rms;
     const auto normal = [](Random& r, std::int64_t) { return r.normal(); };
     Drawn d;
-    if (name == "normal") {
+    if (name == "normal" || name == "eval") {
         d.x = normal;
         d.hard_because = "nothing: normal x, γ, β and dy; a kernel that fails here is wrong, not inaccurate";
+    } else if (name == "eval_offset") {
+        const double offset = f32 ? 1e4 : 1e8;
+        d.x = [offset](Random& r, std::int64_t) { return offset + r.normal(); };
+        d.hard_because = fmt::format("inference mode with x and the running mean {:g} times the spread: a kernel "
+                                     "that folds y into x·(γ·invstd) + (β − mean·γ·invstd) loses {} digits to "
+                                     "cancellation",
+                                     offset, f32 ? 4 : 8);
     } else if (name == "offset") {
         const double offset = f32 ? 1e4 : 1e8;
         d.x = [offset](Random& r, std::int64_t) { return offset + r.normal(); };
         d.hard_because = rms ? fmt::format("x = {:g} + normal: x̂ is nearly 1 everywhere, so dx's two terms cancel to "
                                            "{:g} of their size",
                                            offset, 1 / offset)
-                             : fmt::format("each set's mean is {:g} times its spread: E[x²] − mean² cancels, and x − "
-                                           "mean in {} keeps few of the spread's digits",
-                                           offset, f32 ? "float32" : "float64");
+                             : fmt::format("each set's mean is {:g} times its spread: the one-pass variance E[x²] − "
+                                           "mean² cancels {} digits, all that {} holds, and one ulp of the mean is "
+                                           "{:.2g} of the spread",
+                                           offset, f32 ? 8 : 16, f32 ? "float32" : "float64",
+                                           f32 ? double(std::nextafter(float(offset), 2 * float(offset))) - offset
+                                               : std::nextafter(offset, 2 * offset) - offset);
     } else if (name == "constant") {
         d.x = [rms](Random& r, std::int64_t set) {
             if (set == 0) return 1.5; // one value for the whole set
@@ -169,9 +179,11 @@ Suite parse_suite(std::string_view text, std::string_view option) {
     throw UsageError(fmt::format("{} '{}' is not a suite (valid: ordinary, hard)", option, text));
 }
 
-std::vector<std::string> case_classes(Suite s) {
-    if (s == Suite::ordinary) return {"normal"};
-    return {"offset", "constant", "two", "cauchy", "dy_cancel", "tiny_var", "huge", "tiny"};
+std::vector<std::string> case_classes(Suite s, Norm n) {
+    std::vector<std::string> names{"normal"};
+    if (s == Suite::hard) names = {"offset", "constant", "two", "cauchy", "dy_cancel", "tiny_var", "huge", "tiny"};
+    if (n == Norm::batch) names.push_back(s == Suite::hard ? "eval_offset" : "eval");
+    return names;
 }
 
 GeneratedCase make_case(const std::string& name, const NormProblem& requested, DType dtype, std::uint64_t seed) {
@@ -198,6 +210,16 @@ GeneratedCase make_case(const std::string& name, const NormProblem& requested, D
     if (p.norm != Norm::rms) {
         c.beta.resize(std::size_t(p.params));
         for (auto& b : c.beta) b = round_to(dtype, rb.normal());
+    }
+    if (name == "eval" || name == "eval_offset") {
+        // the running mean near the data's (offset + normal/2), the variance in [0.5, 2]
+        c.eval = true;
+        const double base = name == "eval" ? 0.0 : dtype == DType::f32 ? 1e4 : 1e8;
+        Random rr(seed, name + "/running");
+        for (std::int64_t k = 0; k < p.channels; ++k) {
+            c.running_mean.push_back(round_to(dtype, base + 0.5 * rr.normal()));
+            c.running_var.push_back(round_to(dtype, 0.5 + 1.5 * rr.uniform()));
+        }
     }
     if (name == "dy_cancel") {
         c.dy = cancelling_dy(c, dtype, seed);

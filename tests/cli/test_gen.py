@@ -18,7 +18,8 @@ Usage (Debian's Python, which has numpy and mpmath):
   * case.json's forward and backward command lines run (exit 0) in the case's folder, and
     its compare command line then passes (exit 0) on those outputs, for every class, NPY
     and CSV. A naive float32 kernel in numpy (one-pass variance) passes compare on the
-    ordinary suite and fails on the offset class.
+    ordinary suite and fails on the offset class; a float32 inference kernel folded into
+    y = x*a + c passes on eval and fails on eval_offset.
   * --with-outputs: the exact outputs are within 4 eps normwise (the README's promise) of
     scripts/golden.py's mpmath reference (float64: of the mpmath value; float32: of it
     rounded to float32), every class, every norm, both dtypes; the worst is printed.
@@ -47,6 +48,14 @@ import golden  # noqa: E402  (the mpmath reference)
 BNORM = None  # set by main()
 HARD = ("offset", "constant", "two", "cauchy", "dy_cancel", "tiny_var", "huge", "tiny")
 ORDINARY = ("normal",)
+
+
+def classes(suite, norm):
+    """The classes gen writes (batch norm adds an inference-mode class)."""
+    names = HARD if suite == "hard" else ORDINARY
+    if norm == "batch":
+        names = names + (("eval_offset",) if suite == "hard" else ("eval",))
+    return names
 # (norm, shape, extra options): every norm, channels first and last, group with 1 and 3
 # channels per group
 PROBLEMS = [
@@ -179,7 +188,7 @@ def test_determinism():
         check(all(se[k] == sb[k] for k in se if k.endswith(".npy")), "the inputs depend on --with-outputs")
         check(sorted(n for n in os.listdir(tmp) if n.startswith(".")) == [], "a temporary folder was left")
         c = gen(os.path.join(tmp, "e"), "hard", "group", "4,6,100", "float64", 10, ["--groups", "3"])
-        for cls in HARD:
+        for cls in classes("hard", "group"):
             check(not np.array_equal(load(os.path.join(a, cls), "x"), load(os.path.join(c, cls), "x")),
                   "%s: seeds 9 and 10 gave the same x" % cls)
 
@@ -201,7 +210,14 @@ def check_hard_property(cls, c, d):
     sets = set_values(c["norm"], x, c["axis"], c["groups"])
     rms = c["norm"] == "rms"
     what = "%s %s" % (c["norm"], cls)
-    if cls == "offset":
+    if cls == "eval_offset":
+        rm = load(d, "running_mean").astype(np.float64)
+        rv = load(d, "running_var").astype(np.float64)
+        check(np.all(np.abs(rm) > (1e3 if f32 else 1e7)) and np.all((rv >= 0.5) & (rv <= 2)),
+              "%s: running statistics %s %s" % (what, rm, rv))
+        ratio = min(abs(s.mean()) / s.std() for s in sets)
+        check(ratio > (1e3 if f32 else 1e7), "%s: mean/spread %g" % (what, ratio))
+    elif cls == "offset":
         ratio = min(abs(s.mean()) / s.std() for s in sets)
         check(ratio > (1e3 if f32 else 1e7), "%s: mean/spread %g" % (what, ratio))
     elif cls == "constant":
@@ -243,11 +259,12 @@ def test_every_class_every_norm():
         k = 0
         for norm, shape, extra in PROBLEMS:
             for dtype in ("float64", "float32"):
-                for suite, classes in (("hard", HARD), ("ordinary", ORDINARY)):
+                for suite in ("hard", "ordinary"):
                     k += 1
                     out = gen(os.path.join(tmp, str(k)), suite, norm, shape, dtype, k, extra)
-                    check(sorted(os.listdir(out)) == sorted(classes), "%s: folders %s" % (norm, os.listdir(out)))
-                    for cls in classes:
+                    names = classes(suite, norm)
+                    check(sorted(os.listdir(out)) == sorted(names), "%s: folders %s" % (norm, os.listdir(out)))
+                    for cls in names:
                         d = os.path.join(out, cls)
                         c = case(d)
                         for key in ("class", "suite", "hard_because", "norm", "groups", "axis", "shape",
@@ -259,7 +276,8 @@ def test_every_class_every_norm():
                               and c["suite"] == suite, "%s %s: case.json %s" % (norm, cls, c))
                         check(c["hard_because"].count(".") <= 1 and len(c["hard_because"]) > 20,
                               "%s: hard_because %r" % (cls, c["hard_because"]))
-                        want_inputs = ["x", "gamma", "dy"] + ([] if norm == "rms" else ["beta"])
+                        want_inputs = ["x", "gamma", "dy"] + ([] if norm == "rms" else ["beta"]) \
+                            + (["running_mean", "running_var"] if cls.startswith("eval") else [])
                         check(sorted(c["inputs"]) == sorted(want_inputs), "inputs %s" % c["inputs"])
                         check(sorted(os.listdir(d)) == sorted([v for v in c["inputs"].values()] + ["case.json"]),
                               "%s %s: files %s" % (norm, cls, os.listdir(d)))
@@ -308,10 +326,10 @@ def test_case_commands_run_and_compare_passes():
             judged = compare_judges(norm)
             for dtype in ("float64", "float32"):
                 for fmt in ("npy", "csv"):
-                    for suite, classes in (("hard", HARD), ("ordinary", ORDINARY)):
+                    for suite in ("hard", "ordinary"):
                         k += 1
                         out = gen(os.path.join(tmp, str(k)), suite, norm, shape, dtype, k, extra, fmt=fmt)
-                        for cls in classes:
+                        for cls in classes(suite, norm):
                             d = os.path.join(out, cls)
                             c = case(d)
                             rc, report, err = run_case_commands(d, c)
@@ -336,6 +354,36 @@ def naive_f32_forward(x, g, b, eps, axis):
             + b.reshape(shape)).astype(np.float32)
 
 
+def folded_f32_eval(x, g, b, rm, rv, eps, axis):
+    """A float32 inference kernel folded into y = x*a + c, as inference engines fuse it."""
+    shape = [-1 if i == axis else 1 for i in range(x.ndim)]
+    a = (g / np.sqrt(rv + np.float32(eps))).astype(np.float32)
+    c = (b - rm * a).astype(np.float32)
+    return (x * a.reshape(shape) + c.reshape(shape)).astype(np.float32)
+
+
+def test_folded_float32_eval_kernel_fails_on_eval_offset_only():
+    with tempfile.TemporaryDirectory() as tmp:
+        verdict = {}
+        for suite, cls in (("ordinary", "eval"), ("hard", "eval_offset")):
+            out = gen(os.path.join(tmp, suite), suite, "batch", "16,3,8", "float32", 4)
+            d = os.path.join(out, cls)
+            c = case(d)
+            y = folded_f32_eval(load(d, "x"), load(d, "gamma"), load(d, "beta"), load(d, "running_mean"),
+                                load(d, "running_var"), float(c["eps"]), c["axis"])
+            np.save(os.path.join(d, "got_y.npy"), y)
+            cmd = [BNORM, "compare", "--x", "x.npy", "--gamma", "gamma.npy", "--beta", "beta.npy",
+                   "--running-mean", "running_mean.npy", "--running-var", "running_var.npy"] \
+                + c["cli_options"] + ["--y", "got_y.npy"]
+            p = subprocess.run(cmd, cwd=d, capture_output=True, text=True)
+            verdict[cls] = (p.returncode, json.loads(p.stdout)["tensors"]["y"]["max_ratio_to_tolerance"]
+                            if p.returncode in (0, 1) else p.stderr)
+        check(verdict["eval"][0] == 0, "folded float32 on eval: %s" % (verdict["eval"],))
+        check(verdict["eval_offset"][0] == 1, "folded float32 on eval_offset: %s" % (verdict["eval_offset"],))
+        note("folded float32 inference y: eval %.3g, eval_offset %.3g of the tolerance"
+             % (verdict["eval"][1], verdict["eval_offset"][1]))
+
+
 def test_naive_float32_kernel_fails_on_offset_only():
     with tempfile.TemporaryDirectory() as tmp:
         verdict = {}
@@ -356,9 +404,14 @@ def test_naive_float32_kernel_fails_on_offset_only():
              % (verdict["normal"][1], verdict["offset"][1]))
 
 
-def exact_reference(c, x, g, b, dy):
+def exact_reference(c, x, g, b, dy, rs=None):
     """scripts/golden.py's mpmath outputs (float64) of the case."""
     norm, eps, axis = c["norm"], c["eps"], c["axis"]
+    if c["class"].startswith("eval"):
+        rm, rv = rs
+        y = golden.exact_forward_eval(x, g, b, rm, rv, eps, axis)
+        dx, dgamma, dbeta = golden.exact_backward_eval(x, g, dy, rm, rv, eps, axis)
+        return dict(y=y, dx=dx, dgamma=dgamma, dbeta=dbeta)
     if norm == "batch":
         y, mean, invstd = golden.exact_forward(x, g, b, eps, axis)
         dx, dgamma, dbeta = golden.exact_backward(x, g, dy, eps, axis)
@@ -384,14 +437,18 @@ def test_with_outputs_against_mpmath():
             for dtype in ("float64", "float32"):
                 k += 1
                 out = gen(os.path.join(tmp, str(k)), "hard", norm, shape, dtype, 100 + k, extra, outputs=True)
-                for cls in HARD:
+                for cls in classes("hard", norm):
                     d = os.path.join(out, cls)
                     c = case(d)
                     names = ["y", "invstd", "dx", "dgamma"] + ([] if norm == "rms" else ["mean", "dbeta"])
+                    rs = None
+                    if cls.startswith("eval"):
+                        names = ["y", "dx", "dgamma", "dbeta"]
+                        rs = load(d, "running_mean"), load(d, "running_var")
                     check(sorted(c["outputs"]) == sorted(names), "outputs %s" % c["outputs"])
                     x, g, dy = load(d, "x"), load(d, "gamma"), load(d, "dy")
                     b = None if norm == "rms" else load(d, "beta")
-                    ref = exact_reference(c, x, g, b, dy)
+                    ref = exact_reference(c, x, g, b, dy, rs)
                     eps = float(np.finfo(DT[dtype]).eps)
                     for n in names:
                         got = load(d, n)

@@ -20,9 +20,11 @@ enum class Suite { ordinary, hard };
 /// "ordinary" or "hard"; throws UsageError naming `option`, the value and the valid ones.
 Suite parse_suite(std::string_view text, std::string_view option = "--suite");
 
-/// The class names of a suite, in the order they are written: ordinary: "normal"; hard:
-/// "offset", "constant", "two", "cauchy", "dy_cancel", "tiny_var", "huge", "tiny".
-std::vector<std::string> case_classes(Suite s);
+/// The class names of a suite for a norm, in the order they are written: ordinary:
+/// "normal"; hard: "offset", "constant", "two", "cauchy", "dy_cancel", "tiny_var", "huge",
+/// "tiny". Batch norm adds an inference-mode class, with running statistics: "eval"
+/// (ordinary) and "eval_offset" (hard).
+std::vector<std::string> case_classes(Suite s, Norm n);
 
 /// One generated case: the inputs of a problem, with what makes it hard.
 struct GeneratedCase {
@@ -34,6 +36,10 @@ struct GeneratedCase {
     /// The values, each exactly representable in the case's dtype: x and dy of
     /// problem.shape, gamma and beta of problem.param_shape; beta empty for rms.
     std::vector<double> x, gamma, beta, dy;
+    /// Inference mode (batch norm's classes eval and eval_offset): the running statistics
+    /// to normalize with, C values each (the variance in [0.5, 2]); empty otherwise.
+    bool eval = false;
+    std::vector<double> running_mean, running_var;
 };
 
 /// The case of class `name` for a problem like `requested` (a checked NormProblem), in
