@@ -172,8 +172,10 @@ void write_outputs(const fs::path& folder, const GeneratedCase& c, const GenRequ
     });
     const std::pair<const char*, const Array*> all[] = {{"y", &y},   {"mean", &mean},     {"invstd", &invstd},
                                                         {"dx", &dx}, {"dgamma", &dgamma}, {"dbeta", &dbeta}};
-    for (const auto& [name, a] : all)
-        if (!(rms && (std::string(name) == "mean" || std::string(name) == "dbeta"))) write(folder, name, *a, r.format, threads);
+    for (const auto& [name, a] : all) {
+        const bool none = rms && (std::string(name) == "mean" || std::string(name) == "dbeta"); // rms has neither
+        if (!none) write(folder, name, *a, r.format, threads);
+    }
 }
 
 void write_case(const fs::path& folder, const GeneratedCase& c, const GenRequest& r, int threads) {

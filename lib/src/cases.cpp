@@ -36,8 +36,9 @@ double round_to(DType t, double v) {
     return t == DType::f32 ? double(static_cast<float>(v)) : v;
 }
 
-/// The largest power of two below which the class "huge" draws (|x| < 6·2^(emax − 4)), and
-/// the scale of "tiny": invstd ~ 1/scale and dx ~ |γ·dy|/scale stay below the maximum.
+/// The dtype's largest exponent emax: "huge" draws |x| < 6·2^(emax − 4), below the overflow.
+/// And the scale of "tiny", 2^tiny_exponent: invstd ~ 1/scale and dx ~ |γ·dy|·invstd stay
+/// below the overflow too.
 int max_exponent(DType t) { return t == DType::f32 ? 127 : 1023; }
 int tiny_exponent(DType t) { return t == DType::f32 ? -116 : -1010; }
 
@@ -187,6 +188,11 @@ std::vector<std::string> case_classes(Suite s, Norm n) {
 }
 
 GeneratedCase make_case(const std::string& name, const NormProblem& requested, DType dtype, std::uint64_t seed) {
+    bool known = false;
+    for (const Suite s : {Suite::ordinary, Suite::hard})
+        for (const auto& n : case_classes(s, requested.norm)) known = known || n == name;
+    if (!known)
+        throw UsageError(fmt::format("'{}' is not a case class of --norm {}", name, norm_name(requested.norm)));
     GeneratedCase c;
     c.name = name;
     c.problem = name == "two" ? adapt_to_pairs(requested) : requested;

@@ -44,12 +44,13 @@ struct GeneratedCase {
 
 /// The case of class `name` for a problem like `requested` (a checked NormProblem), in
 /// `dtype`, from `seed`. Every class keeps the requested shape except "two", which sets
-/// the extents of the normalized axes (those that are neither the channel axis nor, for
-/// instance and group norm, axis 0) to 2 for the first and 1 for the others, so that each
-/// set has m = 2 elements (group norm with more than two channels per group: C becomes
-/// 2·G, one channel per pair, spatial extents 1). Requires: `name` one of case_classes;
-/// dtype float32 or float64. Ensures: the result's problem passes check_norm_problem and
-/// its exact outputs are finite.
+/// the extents of the axes a set runs over (the channel axis excepted: batch, every other
+/// axis; instance and group, every axis but 0 and the channel axis; layer and rms, the
+/// axes from `axis` on) to 2 for the first and 1 for the others, so that each set has
+/// m = 2 elements (group norm keeps G: with two channels per group the spatial extents
+/// become 1, with more C becomes 2·G). Requires: dtype float32 or float64. Ensures: the
+/// result's problem passes check_norm_problem and its exact outputs are finite. Throws
+/// UsageError for a name that is not one of case_classes(…, requested.norm).
 GeneratedCase make_case(const std::string& name, const NormProblem& requested, DType dtype, std::uint64_t seed);
 
 } // namespace bnorm
