@@ -7,7 +7,7 @@ Usage (Debian's Python, which has numpy and mpmath):
 
   * Determinism: the same seed gives the same bytes (--threads 1 and 2, NPY and CSV,
     with the exact outputs, on a tensor above the 65536 values that start threading);
-    another seed other data. The random streams are recomputed here by an independent
+    another seed other data; case.json's generated_by writes the same suite again. The random streams are recomputed here by an independent
     Python xoshiro256** / splitmix64 / Irwin-Hall: the ordinary suite's x, gamma, beta,
     dy and the offset class's x are the same bits (so they are the same on any machine
     whose double arithmetic is IEEE's).
@@ -187,6 +187,11 @@ def test_determinism():
         se, sb = snapshot(e), snapshot(b)
         check(all(se[k] == sb[k] for k in se if k.endswith(".npy")), "the inputs depend on --with-outputs")
         check(sorted(n for n in os.listdir(tmp) if n.startswith(".")) == [], "a temporary folder was left")
+        # case.json's generated_by writes the same suite again
+        again = os.path.join(tmp, "again")
+        p = subprocess.run([BNORM] + case(os.path.join(a, "two"))["generated_by"][1:] + ["--out", again],
+                           capture_output=True, text=True)
+        check(p.returncode == 0 and snapshot(again) == snapshot(a), "generated_by: %s" % p.stderr)
         c = gen(os.path.join(tmp, "e"), "hard", "group", "4,6,100", "float64", 10, ["--groups", "3"])
         for cls in classes("hard", "group"):
             check(not np.array_equal(load(os.path.join(a, cls), "x"), load(os.path.join(c, cls), "x")),
