@@ -6,14 +6,15 @@ Usage (Debian's Python, which has numpy and mpmath):
     /usr/bin/python3 tests/cli/test_gen.py BNORM [NAME-SUBSTRING ...]
 
   * Determinism: the same seed gives the same bytes (--threads 1 and 2, NPY and CSV,
-    with the exact outputs, on a tensor above the 65536 values that start threading);
-    another seed other data; case.json's generated_by writes the same suite again. The random streams are recomputed here by an independent
-    Python xoshiro256** / splitmix64 / Irwin-Hall: the ordinary suite's x, gamma, beta,
-    dy and the offset class's x are the same bits (so they are the same on any machine
-    whose double arithmetic is IEEE's).
+    with the exact outputs, on a tensor above the 65536 values that start threading),
+    another seed other data, and case.json's generated_by writes the same suite again.
+    The random streams are recomputed here by an independent Python xoshiro256** /
+    splitmix64 / Irwin-Hall: the ordinary suite's x, gamma, beta, dy and the offset and
+    Cauchy classes' x are the same bits (so they are the same on any machine whose
+    double arithmetic is IEEE's).
   * Every class is written for every norm (batch NCHW and NHWC, layer, rms, instance,
     group), with case.json's fields, the files it names, the shapes it states, and the
-    property that makes the class hard (offset ratio, a constant set, m = 2, heavy tails,
+    property that makes the class hard (offset ratio, a constant set, m = 2, Cauchy data,
     variance below eps, magnitudes near overflow and underflow, dy nearly linear in x).
   * case.json's forward and backward command lines run (exit 0) in the case's folder, and
     its compare command line then passes (exit 0) on those outputs, for every class, NPY
