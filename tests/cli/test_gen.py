@@ -18,7 +18,8 @@ Usage (Debian's Python, which has numpy and mpmath):
     variance below eps, magnitudes near overflow and underflow, dy nearly linear in x).
   * case.json's forward and backward command lines run (exit 0) in the case's folder, and
     its compare command line then passes (exit 0) on those outputs, for every class, NPY
-    and CSV. A naive float32 kernel in numpy (one-pass variance) passes compare on the
+    and CSV (batch norm; for a norm that bnorm compare does not judge yet, a probe finds
+    it out and the verdict is skipped with a note, the commands still run). A naive float32 kernel in numpy (one-pass variance) passes compare on the
     ordinary suite and fails on the offset class; a float32 inference kernel folded into
     y = x*a + c passes on eval and fails on eval_offset.
   * --with-outputs: the exact outputs are within 4 eps normwise (the README's promise) of
