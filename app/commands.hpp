@@ -12,5 +12,7 @@ void setup_backward(CLI::App& app);
 void setup_gradcheck(CLI::App& app, int& exit_code);
 /// compare sets exit_code: 0 when every candidate passed, 1 when one failed.
 void setup_compare(CLI::App& app, int& exit_code);
+/// gen writes a suite of test cases (exit 0, or an error).
+void setup_gen(CLI::App& app);
 
 } // namespace bnorm::app

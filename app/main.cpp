@@ -28,7 +28,7 @@ int fail(const std::string& message, int code) {
 int main(int argc, char** argv) {
     bnorm::app::install_signal_handlers();
     CLI::App app{"bnorm: exact normalization layers (--norm batch, layer, rms, instance, group: forward, backward, "
-                 "gradcheck, compare) on .npy and .csv files.\n"
+                 "gradcheck, compare; gen writes test cases) on .npy and .csv files.\n"
                  "Exit codes: 0 success, 1 a check failed, 2 bad usage or bad input."};
     app.set_version_flag("--version", "bnorm " BNORM_VERSION);
     app.require_subcommand(1);
@@ -39,16 +39,18 @@ int main(int argc, char** argv) {
                "  bnorm forward  --norm layer --x x.npy --gamma gamma.npy --beta beta.npy --y y.npy\n"
                "  bnorm gradcheck --x x.npy --gamma gamma.npy --dy dy.npy --dx my_dx.npy\n"
                "  bnorm compare  --x x.npy --gamma gamma.npy --beta beta.npy --y my_y.npy\n"
+               "  bnorm gen      --suite hard --norm layer --shape 4,16,64 --dtype float32 --seed 1 --out cases\n"
                "Run 'bnorm <subcommand> --help' for its options and more examples.");
     bnorm::app::setup_forward(app);
     bnorm::app::setup_backward(app);
     int exit_code = bnorm::kExitOk;
     bnorm::app::setup_gradcheck(app, exit_code);
     bnorm::app::setup_compare(app, exit_code);
+    bnorm::app::setup_gen(app);
 
     const auto named = [&](const CLI::App* sub) { return argc > 1 && sub->check_name(argv[1]); };
     if (argc > 1 && argv[1][0] != '-' && app.get_subcommands(named).empty())
-        return fail(fmt::format("unknown subcommand '{}' (expected forward, backward, gradcheck or compare; see "
+        return fail(fmt::format("unknown subcommand '{}' (expected forward, backward, gradcheck, compare or gen; see "
                                 "bnorm --help)",
                                 argv[1]),
                     bnorm::kExitBadInput);

@@ -13,7 +13,7 @@ case "${2:-}" in
   --version) exec -a bnorm "$bin" --version ;;
   --help)
     (exec -a bnorm "$bin" --help) | strip_examples
-    for sub in forward backward gradcheck compare; do
+    for sub in forward backward gradcheck compare gen; do
       echo
       # from the "Options:" line on, renamed after the subcommand
       (exec -a bnorm "$bin" "$sub" --help) | strip_examples |

@@ -822,6 +822,37 @@ def build(out):
     case("compare_candidate_missing", "compare's --y names a file that does not exist.",
          cmp("--y", "nodir/y.npy"), "nodir/y.npy", ["no such file"])
 
+    # bnorm gen: its options (nothing read; the suite folder must not appear)
+    def gen(*more, suite="hard", shape="6,3", dtype="float64", seed="1", out="suite"):
+        return ["gen", "--suite", suite, "--shape", shape, "--dtype", dtype, "--seed", seed, "--out", out] + list(more)
+
+    case("gen_suite_unknown", "gen's --suite 'easy' is not a suite.", gen(suite="easy"), None,
+         ["--suite", "easy", "ordinary, hard"], ["suite"])
+    case("gen_float16_not_yet", "gen asked for float16 cases, which it does not write yet.", gen(dtype="float16"),
+         None, ["--dtype float16"], ["suite"])
+    case("gen_dtype_unknown", "gen's --dtype int8 is not a dtype.", gen(dtype="int8"), None, ["--dtype", "int8"],
+         ["suite"])
+    case("gen_seed_negative", "gen's --seed -1 is negative.", gen(seed="-1"), None, ["--seed", "-1"], ["suite"])
+    case("gen_seed_too_big", "gen's --seed 2^64 does not fit 64 bits.", gen(seed="18446744073709551616"), None,
+         ["--seed"], ["suite"])
+    case("gen_out_not_empty", "gen's --out names a folder that holds files.", gen(out="."), None,
+         ["--out", "not empty"])
+    case("gen_out_is_file", "gen's --out names a file.", gen(out="x.npy"), None, ["--out", "not a folder"])
+    case("gen_out_parent_missing", "gen's --out is in a folder that does not exist.", gen(out="nodir/suite"), None,
+         ["--out", "does not exist"])
+    case("gen_shape_m1", "gen's --shape 1,3 gives batch norm sets of one element.", gen(shape="1,3"), None,
+         ["m = 1"], ["suite"])
+    case("gen_shape_garbage", "gen's --shape '6,x' is not a list of integers.", gen(shape="6,x"), None,
+         ["--shape"], ["suite"])
+    case("gen_group_without_groups", "gen --norm group without --groups.", gen("--norm", "group"), None,
+         ["--groups"], ["suite"])
+    case("gen_groups_not_dividing", "gen --norm group --groups 2 for C = 3.", gen("--norm", "group", "--groups", "2"),
+         None, ["--groups 2", "C = 3"], ["suite"])
+    case("gen_format_unknown", "gen's --format txt is not a format.", gen("--format", "txt"), None,
+         ["--format", "txt"], ["suite"])
+    case("gen_axis_out_of_range", "gen's --axis 2 for a shape of rank 2.", gen("--axis", "2"), None, ["axis"],
+         ["suite"])
+
     # ------------------------- the normalization family (scripts/bad_inputs_family.py)
     add_family_cases(put, case, npy_bytes)
 
