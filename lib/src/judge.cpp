@@ -8,13 +8,27 @@
 
 namespace bnorm {
 
-double dtype_eps(DType t) { return t == DType::f32 ? 0x1p-23 : 0x1p-52; }
+namespace {
+
+/// (precision p, least normal exponent, largest exponent) of a dtype.
+struct Format {
+    int p, emin, emax;
+};
+Format format_of(DType t) {
+    switch (t) {
+    case DType::f32: return {24, -126, 127};
+    case DType::f16: return {11, -14, 15};
+    case DType::bf16: return {8, -126, 127};
+    default: return {53, -1022, 1023};
+    }
+}
+
+} // namespace
+
+double dtype_eps(DType t) { return std::ldexp(1.0, 1 - format_of(t).p); }
 
 double ulp_in(DType t, double value) {
-    // (precision p, least normal exponent, largest exponent) of the dtype
-    const int p = t == DType::f32 ? 24 : 53;
-    const int emin = t == DType::f32 ? -126 : -1022;
-    const int emax = t == DType::f32 ? 127 : 1023;
+    const auto [p, emin, emax] = format_of(t);
     const double a = std::fabs(value);
     if (!(a > 0) || std::isinf(a)) return std::ldexp(1.0, (a > 0 ? emax : emin) - (p - 1));
     int e = std::ilogb(a);
@@ -65,7 +79,7 @@ JudgeVerdict judge(std::span<const double> exact, std::span<const double> got, s
         for (std::size_t i = 0; i < n; ++i)
             if (std::isfinite(scale[i])) max_scale = std::max(max_scale, scale[i]);
         base = std::max(c.k * eps * 0x1p-40 * max_scale, std::numeric_limits<double>::denorm_min());
-        if (t == DType::f32) base = std::max(base, double(std::numeric_limits<float>::denorm_min()));
+        if (t != DType::f64) base = std::max(base, ulp_in(t, 0.0)); // the dtype's smallest subnormal
         break;
     }
     case JudgeCriterion::Kind::elementwise: base = c.atol; break;

@@ -26,7 +26,7 @@ namespace bnorm {
 /// classic wrong kernels exceed it 11.8 times and more (measured: docs/compare.md).
 inline constexpr double kJudgeDefaultK = 64;
 
-/// eps of a dtype: 2^-23 (float32), 2^-52 (float64).
+/// eps of a dtype: 2^-23 (float32), 2^-52 (float64), 2^-10 (float16), 2^-7 (bfloat16).
 double dtype_eps(DType t);
 
 /// The ulp of `value` in dtype t: the spacing of t's numbers at |value| (the subnormal
