@@ -3,6 +3,9 @@
 // even bit pattern), written only for this test; decoding against the formats' definitions.
 #include "bnorm/half.hpp"
 
+#include "bnorm/csv.hpp"
+#include "bnorm/error.hpp"
+
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -10,6 +13,8 @@
 #include <cmath>
 #include <cstdint>
 #include <random>
+#include <string>
+#include <string_view>
 #include <vector>
 
 namespace {
@@ -127,4 +132,31 @@ TEST_CASE("round_array and widen_to_f64: element by element, exact back") {
     CHECK(back.data<double>()[0] == 1 + 0x1p-10);
     CHECK(std::isinf(back.data<double>()[1]));
     CHECK(back.data<double>()[2] == 0x1p-23); // 1.5 subnormal spacings tie to 2
+}
+
+TEST_CASE("CSV --dtype float16/bfloat16: the text, not its double, decides at a half-way point") {
+    // 1.00048828125 = 1 + 2^-11 is float16's half-way point after 1; the texts 1e-17 above
+    // and below read as that very double, yet lie on either side of it.
+    const bnorm::Array h = bnorm::parse_csv("1.00048828125000001,1.00048828124999999,1.00048828125,65519.9\n",
+                                            bnorm::DType::f16, "t.csv", 1);
+    const auto* b = reinterpret_cast<const std::uint16_t*>(h.bytes());
+    CHECK(b[0] == 0x3c01);
+    CHECK(b[1] == 0x3c00);
+    CHECK(b[2] == 0x3c00); // the half-way point itself: ties to even
+    CHECK(b[3] == 0x7bff);
+    // bfloat16: 1.00390625 = 1 + 2^-8
+    const bnorm::Array g = bnorm::parse_csv("1.00390625000000001,1.00390625\n", bnorm::DType::bf16, "t.csv", 1);
+    const auto* c = reinterpret_cast<const std::uint16_t*>(g.bytes());
+    CHECK(c[0] == 0x3f81);
+    CHECK(c[1] == 0x3f80);
+    CHECK_THROWS_WITH_AS(bnorm::parse_csv("70000\n", bnorm::DType::f16, "t.csv", 1),
+                         doctest::Contains("overflows float16"), bnorm::InputError);
+}
+
+TEST_CASE("CSV of half values: the fewest digits that read back") {
+    bnorm::Array a(bnorm::DType::f64, {1, 3});
+    a.data<double>()[0] = 0.1, a.data<double>()[1] = 65504, a.data<double>()[2] = 0x1p-24;
+    std::string text;
+    bnorm::format_csv(bnorm::round_array(a, bnorm::DType::f16), [&](std::string_view s) { text += s; }, 1);
+    CHECK(text == "0.1,6.55e+04,6e-08\n");
 }
