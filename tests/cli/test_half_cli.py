@@ -216,6 +216,40 @@ def run_special(bnorm, tally):
             tally.check(r.returncode == 1, "%s: gradcheck of a wrong dx: exit %d" % (name, r.returncode))
 
 
+def run_modes(bnorm, tally):
+    """Half x with float32 running statistics: eval y against naive float64 numpy (written
+    here, rounded once by numpy's correctly rounded float64 -> float16 conversion); train
+    mode's updated running statistics are float32."""
+    rng = np.random.default_rng(26)
+    x = (rng.standard_normal((16, 3)) * 2 + 1).astype(np.float16)
+    rm = rng.standard_normal(3).astype(np.float32)
+    rv = rng.uniform(0.5, 2, 3).astype(np.float32)
+    with tempfile.TemporaryDirectory(prefix="bnorm-half-") as tmp:
+        np.save(os.path.join(tmp, "x.npy"), x)
+        np.save(os.path.join(tmp, "rm.npy"), rm)
+        np.save(os.path.join(tmp, "rv.npy"), rv)
+        r = run(bnorm, ["forward", "--mode", "eval", "--x", "x.npy", "--running-mean", "rm.npy", "--running-var",
+                        "rv.npy", "--y", "y.npy"], tmp)
+        want = ((x.astype(np.float64) - rm.astype(np.float64)) / np.sqrt(rv.astype(np.float64) + 1e-5))
+        ok = r.returncode == 0
+        if ok:
+            y = np.load(os.path.join(tmp, "y.npy"))
+            ok = y.dtype == np.float16 and np.array_equal(y, want.astype(np.float16))
+        tally.check(ok, "eval mode, float16 x, float32 running statistics: %s" % r.stderr)
+        r = run(bnorm, ["forward", "--x", "x.npy", "--running-mean", "rm.npy", "--running-var", "rv.npy",
+                        "--y", "y2.npy", "--new-running-mean", "nm.npy", "--new-running-var", "nv.npy"], tmp)
+        ok = r.returncode == 0
+        if ok:
+            nm, nv = np.load(os.path.join(tmp, "nm.npy")), np.load(os.path.join(tmp, "nv.npy"))
+            xf = x.astype(np.float64)
+            want_m = 0.9 * rm.astype(np.float64) + 0.1 * xf.mean(0)
+            want_v = 0.9 * rv.astype(np.float64) + 0.1 * xf.var(0, ddof=1)
+            ok = (nm.dtype == np.float32 and nv.dtype == np.float32 and
+                  np.max(np.abs(nm - want_m) / np.abs(want_m)) < 4 * EPS["float32"] and
+                  np.max(np.abs(nv - want_v) / np.abs(want_v)) < 4 * EPS["float32"])
+        tally.check(ok, "train mode, float16 x: float32 new running statistics: %s" % r.stderr)
+
+
 def main():
     bnorm = os.path.abspath(sys.argv[1])
     tally, worst = Tally(), {}
@@ -225,6 +259,7 @@ def main():
         meta = json.load(open(os.path.join(GOLDEN, d, "case.json")))
         run_case(bnorm, os.path.join(GOLDEN, d), meta, tally, worst)
     run_special(bnorm, tally)
+    run_modes(bnorm, tally)
     for k in sorted(worst):
         print("worst %-18s %.3f eps" % (k, worst[k]))
     print("%d passed, %d failed" % (tally.passed, tally.failed))
