@@ -3,6 +3,7 @@
 // stderr. Exit 0 when every candidate passes, 1 when one fails, 2 on bad usage or input.
 #include "commands.hpp"
 #include "compare_report.hpp"
+#include "norm_options.hpp"
 #include "problem.hpp"
 
 #include "bnorm/batchnorm.hpp"
@@ -108,6 +109,7 @@ std::vector<double> widened(const std::optional<Array>& a) {
 }
 
 const double* ptr(const std::vector<double>& v) { return v.empty() ? nullptr : v.data(); }
+double* ptr(std::vector<double>& v) { return v.empty() ? nullptr : v.data(); }
 
 /// The exact outputs of the problem (the double results of its inputs, exact in double)
 /// and the scale of each element (bnorm/judge.hpp).
@@ -123,40 +125,60 @@ Exact exact_results(const CompareOptions& o, const Problem& p, const NormProblem
     const RunningStats<double> running{ptr(rm), ptr(rv)};
     const std::size_t n = std::size_t(p.x.size()), C = std::size_t(p.layout.channels);
     Exact e;
-    e.mean.resize(C), e.invstd.resize(C);
-    about_x(p, [&] {
-        const ForwardPass<double> fp = p.eval ? ForwardPass<double>(x.data(), ptr(gamma), ptr(beta), running,
-                                                                    p.layout, p.eps, threads)
-                                              : ForwardPass<double>(x.data(), ptr(gamma), ptr(beta), p.layout, p.eps,
-                                                                    threads);
-        fp.statistics(e.mean.data(), e.invstd.data()); // eval: the running mean and 1/sqrt(running var + eps)
-        if (!o.y.empty()) e.y.resize(n), fp.apply(0, p.layout.outer, e.y.data());
-        if (!o.new_running_mean.empty() || !o.new_running_var.empty()) {
-            e.new_mean.resize(C), e.new_var.resize(C);
-            fp.update_running(running, u, e.new_mean.data(), e.new_var.data());
-        }
-        if (!o.dx.empty() || !o.dgamma.empty() || !o.dbeta.empty()) {
-            const BackwardPass<double> bp =
-                p.eval ? BackwardPass<double>(x.data(), ptr(gamma), dy.data(), running, p.layout, p.eps, threads)
-                       : BackwardPass<double>(x.data(), ptr(gamma), dy.data(), p.layout, p.eps, threads);
-            e.dgamma.resize(C), e.dbeta.resize(C);
-            bp.gradients(e.dgamma.data(), e.dbeta.data());
-            if (!o.dx.empty()) e.dx.resize(n), bp.apply(0, p.layout.outer, e.dx.data());
-        }
-    });
-    if (!e.y.empty()) e.s_y.resize(n), scale_y(x.data(), ptr(gamma), ptr(beta), e.mean.data(), e.invstd.data(), np, p.eps, e.s_y.data());
-    if (!o.mean.empty()) e.s_mean.resize(C), scale_mean(x.data(), np, e.s_mean.data());
+    const bool rms = np.norm == Norm::rms; // no mean: x̂ = x·invstd
+    e.mean.resize(rms ? 0 : std::size_t(np.sets)), e.invstd.resize(std::size_t(np.sets));
+    const bool grads = !o.dx.empty() || !o.dgamma.empty() || !o.dbeta.empty();
+    if (np.norm != Norm::batch) { // the family's kernels, in double: one call each
+        about_x(p, [&] {
+            std::vector<double> y(n);
+            bnorm::forward<double>(x.data(), ptr(gamma), ptr(beta), np, p.eps, y.data(), ptr(e.mean), e.invstd.data(),
+                                   threads);
+            if (!o.y.empty()) e.y = std::move(y);
+            if (grads) {
+                std::vector<double> dx(n);
+                e.dgamma.resize(std::size_t(np.params)), e.dbeta.resize(rms ? 0 : std::size_t(np.params));
+                bnorm::backward<double>(x.data(), ptr(gamma), dy.data(), np, p.eps, dx.data(), e.dgamma.data(),
+                                        ptr(e.dbeta), threads);
+                if (!o.dx.empty()) e.dx = std::move(dx);
+            }
+        });
+    } else
+        about_x(p, [&] {
+            const ForwardPass<double> fp =
+                p.eval ? ForwardPass<double>(x.data(), ptr(gamma), ptr(beta), running, p.layout, p.eps, threads)
+                       : ForwardPass<double>(x.data(), ptr(gamma), ptr(beta), p.layout, p.eps, threads);
+            fp.statistics(e.mean.data(), e.invstd.data()); // eval: the running mean and 1/sqrt(running var + eps)
+            if (!o.y.empty()) e.y.resize(n), fp.apply(0, p.layout.outer, e.y.data());
+            if (!o.new_running_mean.empty() || !o.new_running_var.empty()) {
+                e.new_mean.resize(C), e.new_var.resize(C);
+                fp.update_running(running, u, e.new_mean.data(), e.new_var.data());
+            }
+            if (grads) {
+                const BackwardPass<double> bp =
+                    p.eval ? BackwardPass<double>(x.data(), ptr(gamma), dy.data(), running, p.layout, p.eps, threads)
+                           : BackwardPass<double>(x.data(), ptr(gamma), dy.data(), p.layout, p.eps, threads);
+                e.dgamma.resize(C), e.dbeta.resize(C);
+                bp.gradients(e.dgamma.data(), e.dbeta.data());
+                if (!o.dx.empty()) e.dx.resize(n), bp.apply(0, p.layout.outer, e.dx.data());
+            }
+        });
+    if (!e.y.empty()) {
+        e.s_y.resize(n);
+        scale_y(x.data(), ptr(gamma), ptr(beta), ptr(e.mean), e.invstd.data(), np, p.eps, e.s_y.data());
+    }
+    if (!o.mean.empty()) e.s_mean.resize(std::size_t(np.sets)), scale_mean(x.data(), np, e.s_mean.data());
     e.s_invstd = e.invstd; // relative
     if (!e.dx.empty()) {
         e.s_dx.resize(n);
         if (p.eval) // dx = γ·invstd·dy: no sums
             scale_dx_eval(ptr(gamma), dy.data(), e.invstd.data(), np, e.s_dx.data());
         else
-            scale_dx(x.data(), ptr(gamma), dy.data(), e.mean.data(), e.invstd.data(), np, e.s_dx.data());
+            scale_dx(x.data(), ptr(gamma), dy.data(), ptr(e.mean), e.invstd.data(), np, e.s_dx.data());
     }
     if (!e.dgamma.empty()) {
-        e.s_dgamma.resize(C), e.s_dbeta.resize(C);
-        scale_dgamma_dbeta(x.data(), dy.data(), e.mean.data(), e.invstd.data(), np, e.s_dgamma.data(), e.s_dbeta.data());
+        e.s_dgamma.resize(std::size_t(np.params)), e.s_dbeta.resize(e.dbeta.size());
+        scale_dgamma_dbeta(x.data(), dy.data(), ptr(e.mean), e.invstd.data(), np, p.eps, e.s_dgamma.data(),
+                           ptr(e.s_dbeta));
     }
     if (!e.new_mean.empty()) {
         e.s_new_mean.resize(C), e.s_new_var.resize(C);
@@ -183,6 +205,12 @@ JudgedTensor judge_candidate(const std::string& name, const std::string& path, c
 }
 
 int run_compare(const CompareOptions& o) {
+    check_norm_options(o.common,
+                       {{"--new-running-mean", o.new_running_mean},
+                        {"--new-running-var", o.new_running_var},
+                        {"--momentum", o.momentum},
+                        {"--running-var-correction", o.correction}},
+                       {{"--beta", o.beta}, {"--mean", o.mean}, {"--dbeta", o.dbeta}});
     check_options(o);
     const JudgeCriterion crit = criterion(o);
     const RunningUpdate u = running_update(o);
@@ -192,7 +220,7 @@ int run_compare(const CompareOptions& o) {
         for (char& ch : in.first) ch = ch == '_' ? '-' : ch;
     const Problem p = load_problem(o.common, o.gamma, o.beta, o.dy, {}, inputs, {{"--report", o.report}});
     require_finite(p);
-    const NormProblem np = check_norm_problem(p.x.shape(), Norm::batch, p.axis, 0, p.x_path, p.eval ? 1 : 2);
+    const NormProblem& np = p.norm; // any norm of the family, resolved by load_problem
     const Exact e = exact_results(o, p, np, u);
 
     // the shapes of the family's outputs (batch: C values for the statistics and parameters)
@@ -233,18 +261,18 @@ int run_compare(const CompareOptions& o) {
 
 void setup_compare(CLI::App& app, int& exit_code) {
     auto opts = std::make_shared<CompareOptions>();
-    CLI::App* cmd = app.add_subcommand("compare", "Judge candidate outputs (your kernel's y, dx, ...) against the "
-                                                  "exact ones; JSON report on stdout");
+    CLI::App* cmd = app.add_subcommand("compare", "Judge candidate outputs of any norm (your kernel's y, dx, ...) "
+                                                  "against the exact ones; JSON report on stdout");
     add_common_options(*cmd, opts->common);
-    cmd->add_option("--gamma", opts->gamma, "Scale γ, C values (default: ones)");
-    cmd->add_option("--beta", opts->beta, "Shift β, C values (default: zeros)");
+    cmd->add_option("--gamma", opts->gamma, "Scale γ, C values; layer, rms: of shape x.shape[axis:] (default: ones)");
+    cmd->add_option("--beta", opts->beta, "Shift β, of γ's shape (default: zeros; rms has none)");
     cmd->add_option("--dy", opts->dy, "Upstream gradient, x's shape (needed with --dx/--dgamma/--dbeta)");
     cmd->add_option("--y", opts->y, "Candidate y, x's shape (float64, float32, float16 or bfloat16: judged in its own dtype)");
-    cmd->add_option("--mean", opts->mean, "Candidate batch mean (C values)");
-    cmd->add_option("--invstd", opts->invstd, "Candidate 1/sqrt(var + eps) (C values)");
+    cmd->add_option("--mean", opts->mean, "Candidate mean of each set (batch: C values; the stat shape PyTorch saves)");
+    cmd->add_option("--invstd", opts->invstd, "Candidate 1/sqrt(var + eps) of each set, of the mean's shape");
     cmd->add_option("--dx", opts->dx, "Candidate dx, x's shape");
-    cmd->add_option("--dgamma", opts->dgamma, "Candidate dγ = Σ dy·x̂ (C values)");
-    cmd->add_option("--dbeta", opts->dbeta, "Candidate dβ = Σ dy (C values)");
+    cmd->add_option("--dgamma", opts->dgamma, "Candidate dγ = Σ dy·x̂, of γ's shape");
+    cmd->add_option("--dbeta", opts->dbeta, "Candidate dβ = Σ dy, of γ's shape");
     add_mode_options(*cmd, opts->common, "the statistics that --new-running-mean/--new-running-var update");
     cmd->add_option("--new-running-mean", opts->new_running_mean, "Candidate updated running mean (train mode)");
     cmd->add_option("--new-running-var", opts->new_running_var, "Candidate updated running variance (train mode)");
@@ -260,6 +288,7 @@ void setup_compare(CLI::App& app, int& exit_code) {
                 "Examples:\n"
                 "  bnorm compare --x x.npy --gamma g.npy --beta b.npy --y my_y.npy\n"
                 "  bnorm compare --x x.npy --gamma g.npy --dy dy.npy --dx my_dx.npy --dgamma my_dg.npy --report r.json\n"
+                "  bnorm compare --norm layer --x x.npy --gamma g.npy --beta b.npy --y my_y.npy\n"
                 "  bnorm compare --x x.npy --y my_y.npy --rtol 1.3e-6 --atol 1e-5   # torch.testing's float32 defaults\n"
                 "Exit codes: 0 every candidate passed, 1 one failed, 2 bad usage or input.");
     refuse_empty_values(*cmd);

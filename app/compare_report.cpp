@@ -94,7 +94,7 @@ std::string compare_report_json(const Problem& p, const NormProblem& np, const J
     }
     Json crit = {{"name", kind_name(c.kind)}, {"rule", criterion_text(c)}};
     switch (c.kind) {
-    case JudgeCriterion::Kind::scaled: crit["k"] = c.k; break;
+    case JudgeCriterion::Kind::scaled: crit["k"] = c.k, crit["k_half"] = c.half_k; break;
     case JudgeCriterion::Kind::elementwise: crit["rtol"] = c.rtol, crit["atol"] = c.atol; break;
     case JudgeCriterion::Kind::normwise: crit["tol_eps"] = c.tol_eps; break;
     }

@@ -10,7 +10,6 @@
 #include "bnorm/files.hpp"
 #include "bnorm/gradcheck.hpp"
 #include "bnorm/half.hpp"
-#include "bnorm/judge.hpp"
 
 #include <fmt/format.h>
 
@@ -24,9 +23,6 @@
 
 namespace bnorm::app {
 namespace {
-
-/// gradcheck's default rtol for half-precision problems, in eps of the dtype.
-constexpr double kHalfRtolEps = 16;
 
 struct GradcheckCliOptions {
     CommonOptions common;
@@ -127,10 +123,9 @@ int run_gradcheck(const GradcheckCliOptions& o) {
     require_finite(p);
     const GivenArrays given = load_given(o, p);
     GradcheckOptions opt = gradcheck_options(o);
-    // Half precision: the check runs on the exact float64 widening; the given gradients are
-    // judged with 16 eps of their dtype (float16 1.6e-2, bfloat16 0.125): a correctly
-    // rounded one is within 0.5 eps, and float32 arithmetic before the rounding adds far less.
-    if (!opt.rtol && is_half(p.dtype)) opt.rtol = kHalfRtolEps * dtype_eps(p.dtype);
+    // Half precision: the check runs on the exact float64 widening, the criterion in eps of
+    // x's half type (GradcheckOptions::given_dtype).
+    if (is_half(p.dtype)) opt.given_dtype = p.dtype;
     opt.eval = p.eval, opt.running_mean = widened(p.running_mean), opt.running_var = widened(p.running_var);
     const GradcheckReport r = check(p, given, opt);
     write_report(gradcheck_report_json(p, opt, r), o.report);
@@ -154,15 +149,19 @@ void setup_gradcheck(CLI::App& app, int& exit_code) {
     cmd->add_option("--dx", opts->dx, "Judge this dx (your implementation's) instead of bnorm's");
     cmd->add_option("--dgamma", opts->dgamma, "Judge this dγ instead of bnorm's");
     cmd->add_option("--dbeta", opts->dbeta, "Judge this dβ instead of bnorm's (none for rms)");
-    cmd->add_option("--rtol", opts->rtol, "Relative tolerance (default 1e-11 for float64, 1e-5 for float32, 16 eps for float16 and "
-                                            "bfloat16: 1/64, 1/8)");
-    cmd->add_option("--atol", opts->atol, "Absolute tolerance (default 1e-3·rtol·max|gradient| per tensor)");
+    cmd->add_option("--rtol", opts->rtol, "Elementwise criterion |a - n| <= atol + rtol·|n| instead of the "
+                                          "default (rtol then defaults to 1e-11 for float64, 1e-5 for float32, 16 eps for "
+                                          "float16 and bfloat16: 1/64, 1/8)");
+    cmd->add_option("--atol", opts->atol, "Elementwise criterion's atol (then defaults to 1e-3·rtol·max|gradient| "
+                                          "per tensor)");
     cmd->add_option("--seed", opts->seed, "Seed of the random dy draws, directions and samples")
         ->capture_default_str();
     cmd->add_option("--report", opts->report, "Also write the JSON report to this file");
     cmd->add_flag("--full", opts->full, "Check every element, however large the tensor");
     add_mode_options(*cmd, opts->common);
-    cmd->footer("Examples:\n"
+    cmd->footer("Default criterion: |analytic - numerical| <= 64·eps(dtype)·scale per element, scale the\n"
+                "magnitude of the terms a correct kernel sums for it, as bnorm compare (docs/gradcheck.md).\n"
+                "Examples:\n"
                 "  bnorm gradcheck --x data/x_nchw.npy --gamma data/gamma.npy\n"
                 "  bnorm gradcheck --x x.npy --gamma g.npy --dy dy.npy --dx my_dx.npy --dgamma my_dg.npy "
                 "--report report.json\n"

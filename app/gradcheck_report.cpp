@@ -36,6 +36,7 @@ Json verdict_json(const TensorVerdict& v, bool randomized) {
         j["directional"] = {{"checks", v.directional_checks},
                             {"passed", v.directional_passed},
                             {"max_rel_err", number(v.directional_max_rel_err)},
+                            {"ratio_to_tolerance", number(v.directional_worst_ratio)},
                             {"worst_channel", v.directional_worst_channel}};
     return j;
 }
@@ -77,10 +78,27 @@ std::string gradcheck_report_json(const Problem& p, const GradcheckOptions& opt,
                    {"mode", r.mode},
                    {"directions_per_draw", randomized ? opt.directions : 0},
                    {"samples_per_draw", randomized ? opt.samples : 0}};
-    j["tolerances"] = {{"rtol", number(r.x.rtol > 0 ? r.x.rtol : (r.gamma.rtol > 0 ? r.gamma.rtol : r.beta.rtol))},
-                       {"atol", opt.atol ? number(*opt.atol) : Json(nullptr)},
-                       {"criterion", "|analytic - numerical| <= atol + rtol * |numerical|, element by element"},
-                       {"atol_default", "1e-3 * rtol * max |numerical| of each tensor (see atol_used)"}};
+    if (r.scaled)
+        j["tolerances"] = {{"name", "scaled"},
+                           {"rtol", nullptr},
+                           {"atol", nullptr},
+                           {"k", r.k},
+                           {"eps", r.eps},
+                           {"criterion", "|analytic - numerical| <= k * eps * scale_i + floor, element by element; "
+                                         "scale_i: the magnitude of the terms a correct kernel sums (dx: |gamma| * "
+                                         "invstd * (|dy_i| + sum|dy|/m + |xhat_i| * sum|dy * xhat|/m); dgamma: "
+                                         "sum|dy * xhat|; dbeta: sum|dy|); randomized directions: sum of the "
+                                         "elements' allowances"},
+                           {"atol_default", "floor = max(k * eps * 2^-40 * max scale, the dtype's smallest "
+                                            "subnormal) of each tensor (see atol_used)"}};
+    else
+        j["tolerances"] = {{"name", "elementwise"},
+                           {"rtol", number(r.x.rtol > 0 ? r.x.rtol : (r.gamma.rtol > 0 ? r.gamma.rtol : r.beta.rtol))},
+                           {"atol", opt.atol ? number(*opt.atol) : Json(nullptr)},
+                           {"k", nullptr},
+                           {"eps", r.eps},
+                           {"criterion", "|analytic - numerical| <= atol + rtol * |numerical|, element by element"},
+                           {"atol_default", "1e-3 * rtol * max |numerical| of each tensor (see atol_used)"}};
     j["x"] = verdict_json(r.x, randomized);
     j["gamma"] = verdict_json(r.gamma, false);
     j["beta"] = verdict_json(r.beta, false);
@@ -95,8 +113,8 @@ void print_gradcheck_summary(const GradcheckReport& r) {
     const bool randomized = r.mode == "randomized";
     auto note = [&](const char* name, const TensorVerdict& v) {
         if (!v.judged) return;
-        fmt::print(stderr, "gradcheck: {:5} {}  max rel err {:.2e}, {} of {} elements{}\n", name,
-                   v.passed ? "passed" : "FAILED", v.max_rel_err, v.checked, v.total,
+        fmt::print(stderr, "gradcheck: {:5} {}  max rel err {:.2e}, {:.3g} of the tolerance, {} of {} elements{}\n",
+                   name, v.passed ? "passed" : "FAILED", v.max_rel_err, v.worst_ratio, v.checked, v.total,
                    v.worst_index.empty() ? "" : fmt::format(", worst at ({})", fmt::join(v.worst_index, ", ")));
     };
     note("x", r.x);
@@ -106,8 +124,10 @@ void print_gradcheck_summary(const GradcheckReport& r) {
         fmt::print(stderr, "gradcheck: x directional derivatives {} ({} checks, max rel err {:.2e})\n",
                    r.x.directional_passed ? "passed" : "FAILED", r.x.directional_checks,
                    r.x.directional_max_rel_err);
-    fmt::print(stderr, "gradcheck: {} ({} mode, {} dy draw(s), {:.2f} s)\n", r.passed ? "PASSED" : "FAILED",
-               r.mode, r.dy_draws, r.elapsed_seconds);
+    fmt::print(stderr, "gradcheck: {} ({} mode, {} dy draw(s), {}, {:.2f} s)\n", r.passed ? "PASSED" : "FAILED",
+               r.mode, r.dy_draws,
+               r.scaled ? fmt::format("scaled criterion, k = {:g}", r.k) : std::string("--rtol/--atol criterion"),
+               r.elapsed_seconds);
 }
 
 } // namespace bnorm::app

@@ -151,8 +151,9 @@ TEST_CASE("scales of batch norm on one channel x = 1, 2, 3, 6 (mean 3, var 3.5)"
     bnorm::scale_dx_eval(&gamma, dy.data(), &invstd, p, sdx.data()); // invstd·|γ·dy|
     CHECK(sdx == std::vector<double>{2 * invstd, 0, 0, 2 * invstd});
     double sg = 0, sb = 0;
-    bnorm::scale_dgamma_dbeta(x.data(), dy.data(), &mean, &invstd, p, &sg, &sb);
-    CHECK(sg == doctest::Approx(5 * invstd));
+    bnorm::scale_dgamma_dbeta(x.data(), dy.data(), &mean, &invstd, p, eps, &sg, &sb);
+    // Σ|dy|·(|x̂| + σ·invstd): |x̂| of x = 1 and 6 is 2·invstd and 3·invstd
+    CHECK(sg == doctest::Approx((5 + 2 * s) * invstd));
     CHECK(sb == 2);
     double sm = 0;
     bnorm::scale_mean(x.data(), p, &sm);
@@ -183,7 +184,7 @@ TEST_CASE("scales: the sets and parameters of group, instance, layer and rms nor
     const bnorm::NormProblem p = bnorm::check_norm_problem(shape, bnorm::Norm::layer, 1, 0, "x");
     const std::vector<double> mean = {0, 0}, invstd = {1, 1};
     std::vector<double> sb(4);
-    bnorm::scale_dgamma_dbeta(x.data(), x.data(), mean.data(), invstd.data(), p, nullptr, sb.data());
+    bnorm::scale_dgamma_dbeta(x.data(), x.data(), mean.data(), invstd.data(), p, 0.0, nullptr, sb.data());
     CHECK(sb == std::vector<double>{6, 8, 10, 12});
     // rms: y's scale is |γ|·(|x| + rms)·invstd, with the rms from invstd = 1/sqrt(rms² + eps)
     const bnorm::NormProblem r = bnorm::check_norm_problem(shape, bnorm::Norm::rms, 1, 0, "x");

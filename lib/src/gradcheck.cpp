@@ -53,6 +53,7 @@ GradcheckReport gradcheck(const T* x, const Shape& shape, const Layout& l, const
         if (opt.eval) backward_eval<T>(x, gamma, dy, running, l, eps, dx, dgamma, dbeta);
         else backward<T>(x, gamma, dy, l, eps, dx, dgamma, dbeta);
     };
+    in.scales = gradcheck_detail::gradient_scales(x, gamma, gradcheck_detail::batch_problem(shape, l), eps, opt);
     return gradcheck_detail::run_check(in, opt);
 }
 

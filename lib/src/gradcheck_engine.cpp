@@ -4,11 +4,13 @@
 #include "gradcheck_engine.hpp"
 
 #include "complex_step.hpp"
+#include "bnorm/judge.hpp"
 #include "parallel.hpp"
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <numeric>
 
 namespace bnorm::gradcheck_detail {
@@ -49,20 +51,39 @@ std::vector<std::int64_t> multi_index(std::int64_t flat, const Shape& shape) {
 struct Sample {
     std::int64_t index; // flat index into the tensor
     double analytic, numerical;
+    double scale = 0;   // the default criterion's scale_i (bnorm/judge.hpp)
 };
+
+/// The criterion of one check: the default, condition-aware one (|a − n| ≤ k·eps·scale_i
+/// + floor, bnorm/judge.hpp), or --rtol/--atol's elementwise one.
+struct Criterion {
+    bool scaled = true;
+    double k = kJudgeDefaultK, eps = 0; // eps of the gradients' dtype
+    double rtol = 0;
+    std::optional<double> atol;
+    double tiny = 0; // the dtype's smallest subnormal: the least floor
+};
+
+/// The scaled criterion's floor for a tensor whose largest scale is max_scale, as
+/// bnorm/judge.hpp: an exact zero with a zero scale must not flag a rounded result.
+double scaled_floor(const Criterion& c, double max_scale) {
+    return std::max(c.k * c.eps * 0x1p-40 * max_scale, c.tiny);
+}
 
 double to_double(const dd& v) { return v.hi + v.lo; }
 
 /// Folds the samples of one tensor for one dy draw into its verdict.
-void judge(TensorVerdict& v, const std::vector<Sample>& samples, const Shape& shape, int draw,
-           double rtol, std::optional<double> atol_opt) {
+/// max_scale: the largest scale of the whole tensor (the samples may be a few of it).
+void judge(TensorVerdict& v, const std::vector<Sample>& samples, const Shape& shape, int draw, const Criterion& c,
+           double max_scale) {
     double max_num = 0;
     for (const Sample& s : samples) max_num = std::max(max_num, std::abs(s.numerical));
-    const double atol = atol_opt ? *atol_opt : 1e-3 * rtol * max_num;
+    // scaled: atol is the floor (reported as atol_used), and k·eps·scale_i takes rtol's place
+    const double atol = c.scaled ? scaled_floor(c, max_scale) : (c.atol ? *c.atol : 1e-3 * c.rtol * max_num);
     const double floor = 1e-3 * max_num;
     for (const Sample& s : samples) {
         const double err = std::abs(s.analytic - s.numerical);
-        const double allowed = atol + rtol * std::abs(s.numerical);
+        const double allowed = atol + (c.scaled ? c.k * c.eps * s.scale : c.rtol * std::abs(s.numerical));
         const bool ok = err <= allowed; // NaN fails
         const double ratio = std::isnan(err) ? INFINITY : (allowed > 0 ? err / allowed : (err > 0 ? INFINITY : 0));
         if (!ok) v.passed = false;
@@ -79,7 +100,7 @@ void judge(TensorVerdict& v, const std::vector<Sample>& samples, const Shape& sh
             v.atol = atol;
         }
     }
-    v.rtol = rtol;
+    v.rtol = c.scaled ? 0 : c.rtol;
 }
 
 /// What one imaginary lane of a pass differentiates along. A γ (β) lane moves every γ
@@ -102,7 +123,7 @@ template <class T> struct Context {
     const SetMap& map;
     std::int64_t n, sets, m, params;
     int threads;
-    double rtol;
+    Criterion crit;
     bool elementwise;
     int directions; // random ±1 directions per set and draw: at most 8, a bit of a sign byte each
     std::vector<double> x;           // set s at [s*m, (s+1)*m)
@@ -127,6 +148,27 @@ S objective(const Context<T>& ctx, std::int64_t s, const XOf& x_of, const double
                               [&](std::int64_t i) { return ctx.map.local_param(i); }, gamma, beta, ctx.in.eps, term);
 }
 
+/// The elementwise rtol's default for half-precision gradients, in eps of their dtype.
+constexpr double kHalfRtolEps = 16;
+
+/// The default criterion unless --rtol or --atol is given; then elementwise, the missing
+/// one at its old default (rtol 1e-11 for float64, 1e-5 for float32; atol 1e-3·rtol·max|n|).
+template <class T> Criterion criterion(const GradcheckOptions& opt) {
+    Criterion c;
+    c.scaled = !opt.rtol && !opt.atol;
+    c.eps = std::numeric_limits<T>::epsilon();
+    c.tiny = std::numeric_limits<T>::denorm_min();
+    c.rtol = opt.rtol ? *opt.rtol : (sizeof(T) == 4 ? 1e-5 : 1e-11);
+    if (opt.given_dtype) { // half-precision gradients, checked on the problem's exact widening
+        c.eps = dtype_eps(*opt.given_dtype);
+        c.k = kJudgeHalfK;
+        c.tiny = ulp_in(*opt.given_dtype, 0.0);
+        if (!opt.rtol) c.rtol = kHalfRtolEps * c.eps;
+    }
+    c.atol = opt.atol;
+    return c;
+}
+
 /// The context of a check: the choices its options and size call for, x gathered set by
 /// set, and γ and β widened to double (ones and zeros when not given).
 template <class T> Context<T> make_context(const CheckInputs<T>& in, const GradcheckOptions& opt) {
@@ -134,7 +176,7 @@ template <class T> Context<T> make_context(const CheckInputs<T>& in, const Gradc
     const std::int64_t n = map.size();
     const bool elementwise = opt.full || n <= opt.elementwise_limit;
     Context<T> ctx{in, opt, map, n, map.sets(), map.per_set(), map.params(), detail::resolve_threads(opt.threads),
-                   opt.rtol ? *opt.rtol : (sizeof(T) == 4 ? 1e-5 : 1e-11), elementwise,
+                   criterion<T>(opt), elementwise,
                    elementwise ? 0 : std::min(opt.directions, 8), {}, {}, {}};
     ctx.x.resize(n);
     gather_sets(in.x, ctx, ctx.x);
@@ -154,6 +196,9 @@ template <class T> GradcheckReport start_report(const Context<T>& ctx) {
     r.gradients_given = given.any();
     r.dy_given = ctx.in.dy != nullptr;
     r.mode = ctx.elementwise ? "elementwise" : "randomized";
+    r.scaled = ctx.crit.scaled;
+    r.k = ctx.crit.scaled ? ctx.crit.k : 0;
+    r.eps = ctx.crit.eps;
     r.dy_draws = r.dy_given ? 1 : ctx.opt.random_dy_draws;
     r.x.judged = !given.any() || given.dx;
     r.gamma.judged = !given.any() || given.dgamma;
@@ -178,6 +223,9 @@ struct Draw {
     std::vector<Probe> probes;
     std::vector<dd> numerical;         // one per probe (γ and β lanes: unused)
     std::vector<dd> dgamma, dbeta;     // ∂f/∂γ_p, ∂f/∂β_p: the sets' parts added in set order
+    // the scaled criterion's scales for this dy (x's order; per parameter), and their maxima
+    std::vector<double> scale_dx, scale_dgamma, scale_dbeta;
+    double max_scale_dx = 0, max_scale_dgamma = 0, max_scale_dbeta = 0;
 };
 
 /// The probes of every set: γ, β, then the elements compared one by one (all of them, or
@@ -320,22 +368,26 @@ template <class T> void numerical_derivatives(const Context<T>& ctx, Draw& d, Gr
 
 /// Each parameter's analytic and numerical derivative.
 template <class T>
-std::vector<Sample> parameter_samples(const Context<T>& ctx, const std::vector<dd>& numerical, const T* analytic) {
+std::vector<Sample> parameter_samples(const Context<T>& ctx, const std::vector<dd>& numerical, const T* analytic,
+                                      const std::vector<double>& scale) {
     std::vector<Sample> out;
-    for (std::int64_t p = 0; p < ctx.params; ++p) out.push_back({p, double(analytic[p]), to_double(numerical[p])});
+    for (std::int64_t p = 0; p < ctx.params; ++p)
+        out.push_back({p, double(analytic[p]), to_double(numerical[p]), scale.empty() ? 0.0 : scale[p]});
     return out;
 }
 
 /// Judges the elements compared one by one (x's probed elements, every γ and β).
 template <class T>
 void judge_elements(const Context<T>& ctx, const Draw& d, const GivenGradients<T>& a, GradcheckReport& r) {
-    const double rtol = ctx.rtol;
+    const Criterion& c = ctx.crit;
     if (r.gamma.judged) {
-        judge(r.gamma, parameter_samples(ctx, d.dgamma, a.dgamma), ctx.in.param_shape, d.index, rtol, ctx.opt.atol);
+        judge(r.gamma, parameter_samples(ctx, d.dgamma, a.dgamma, d.scale_dgamma), ctx.in.param_shape, d.index, c,
+              d.max_scale_dgamma);
         r.gamma.checked = ctx.params;
     }
     if (r.beta.judged) {
-        judge(r.beta, parameter_samples(ctx, d.dbeta, a.dbeta), ctx.in.param_shape, d.index, rtol, ctx.opt.atol);
+        judge(r.beta, parameter_samples(ctx, d.dbeta, a.dbeta, d.scale_dbeta), ctx.in.param_shape, d.index, c,
+              d.max_scale_dbeta);
         r.beta.checked = ctx.params;
     }
     if (r.x.judged) {
@@ -344,16 +396,18 @@ void judge_elements(const Context<T>& ctx, const Draw& d, const GivenGradients<T
             for (std::int64_t k = d.first[s]; k < d.first[s + 1]; ++k)
                 if (const Probe& pr = d.probes[k]; pr.kind == Probe::kElement) {
                     const std::int64_t flat = ctx.map.flat(s, pr.arg);
-                    sx.push_back({flat, double(a.dx[flat]), to_double(d.numerical[k])});
+                    sx.push_back({flat, double(a.dx[flat]), to_double(d.numerical[k]),
+                                  d.scale_dx.empty() ? 0.0 : d.scale_dx[flat]});
                 }
-        judge(r.x, sx, ctx.in.shape, d.index, rtol, ctx.opt.atol);
+        judge(r.x, sx, ctx.in.shape, d.index, c, d.max_scale_dx);
         r.x.checked = std::max<std::int64_t>(r.x.checked, std::int64_t(sx.size()));
     }
 }
 
 /// Randomized mode: judges dx by its directional derivatives, one per set and direction.
-/// If every element were within atol + rtol·|n_i|, the directional derivative Σ n_i·v_i
-/// would be within m·atol + rtol·Σ|n_i| of Σ a_i·v_i.
+/// If every element were within atol + rtol·|n_i| (scaled: floor + k·eps·scale_i), the
+/// directional derivative Σ n_i·v_i would be within m·atol + rtol·Σ|n_i| (scaled: m·floor
+/// + Σ k·eps·scale_i·|v_i|, |v_i| = 1) of Σ a_i·v_i.
 template <class T> void judge_directions(const Context<T>& ctx, const Draw& d, const T* a_dx, GradcheckReport& r) {
     const std::int64_t sets = ctx.sets, m = ctx.m;
     const int directions = ctx.directions;
@@ -362,20 +416,27 @@ template <class T> void judge_directions(const Context<T>& ctx, const Draw& d, c
         for (std::int64_t k = d.first[s]; k < d.first[s + 1]; ++k)
             if (const Probe& pr = d.probes[k]; pr.kind == Probe::kDirection)
                 dir_numerical[s * directions + pr.arg] = d.numerical[k];
-    const double atol = ctx.opt.atol ? *ctx.opt.atol : r.x.atol;
+    const Criterion& c = ctx.crit;
+    const double atol = c.scaled ? scaled_floor(c, d.max_scale_dx) : (c.atol ? *c.atol : r.x.atol);
     for (std::int64_t s = 0; s < sets; ++s) {
         for (int dir = 0; dir < directions; ++dir) {
             dd ana{}, scale{};
+            double terms = 0; // Σ scale_i·|v_i|
             for (std::int64_t j = 0; j < m; ++j) {
-                const double a = double(a_dx[ctx.map.flat(s, j)]);
+                const std::int64_t flat = ctx.map.flat(s, j);
+                const double a = double(a_dx[flat]);
                 ana = detail::add(ana, (d.signs[s * m + j] >> dir) & 1 ? a : -a);
                 scale = detail::add(scale, std::abs(a));
+                if (c.scaled) terms += d.scale_dx[flat];
             }
             const double err = std::abs(to_double(detail::sub(ana, dir_numerical[s * directions + dir])));
-            const double allowed = double(m) * atol + ctx.rtol * to_double(scale);
+            const double allowed =
+                double(m) * atol + (c.scaled ? c.k * c.eps * terms : c.rtol * to_double(scale));
             const double rel = scale.hi > 0 ? err / to_double(scale) : (err > 0 ? INFINITY : 0);
             ++r.x.directional_checks;
             if (!(err <= allowed)) r.x.directional_passed = r.x.passed = false;
+            const double ratio = allowed > 0 ? err / allowed : (err > 0 ? INFINITY : 0);
+            r.x.directional_worst_ratio = std::max(r.x.directional_worst_ratio, std::isnan(ratio) ? INFINITY : ratio);
             if (!(rel <= r.x.directional_max_rel_err)) {
                 r.x.directional_max_rel_err = std::isnan(rel) ? INFINITY : rel;
                 r.x.directional_worst_channel = s;
@@ -459,6 +520,16 @@ template <class T> GradcheckReport run_check(const CheckInputs<T>& in, const Gra
             a = {dx.data(), dgamma.data(), in.has_beta ? dbeta.data() : nullptr};
         }
 
+        if (ctx.crit.scaled) {
+            d.scale_dx.assign(n, 0.0), d.scale_dgamma.assign(params, 0.0);
+            d.scale_dbeta.assign(in.has_beta ? params : 0, 0.0);
+            in.scales(dy, d.scale_dx.data(), d.scale_dgamma.data(), in.has_beta ? d.scale_dbeta.data() : nullptr);
+            auto max_of = [](const std::vector<double>& v) {
+                return v.empty() ? 0.0 : *std::max_element(v.begin(), v.end());
+            };
+            d.max_scale_dx = max_of(d.scale_dx), d.max_scale_dgamma = max_of(d.scale_dgamma);
+            d.max_scale_dbeta = max_of(d.scale_dbeta);
+        }
         make_probes(ctx, r, d);
         numerical_derivatives(ctx, d, r);
         judge_elements(ctx, d, a, r);

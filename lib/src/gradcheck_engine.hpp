@@ -9,6 +9,7 @@
 #include "gradcheck_sets.hpp"
 
 #include <functional>
+#include <memory>
 #include <vector>
 
 namespace bnorm::gradcheck_detail {
@@ -28,7 +29,22 @@ template <class T> struct CheckInputs {
     /// bnorm's own backward for an upstream gradient: writes dx (size()), dγ and dβ
     /// (params(); dβ is null when !has_beta).
     std::function<void(const T* dy, T* dx, T* dgamma, T* dbeta)> backward;
+    /// The default criterion's scales (bnorm/judge.hpp) for an upstream gradient: writes
+    /// the scale of each dx element (x's order), of each dγ and dβ (params(); dβ may be
+    /// null). gradient_scales() below makes it.
+    std::function<void(const T* dy, double* dx, double* dgamma, double* dbeta)> scales;
 };
+
+/// Batch norm over `l` as a NormProblem (the sets are the channels), for the scales.
+NormProblem batch_problem(const Shape& shape, const Layout& l);
+
+/// CheckInputs::scales for problem p: judge.hpp's scale_dx (scale_dx_eval in inference
+/// mode, with opt's running statistics) and scale_dgamma_dbeta, with x̂ from x's
+/// statistics in double. Keeps its own copies of x and γ.
+template <class T>
+std::function<void(const T*, double*, double*, double*)> gradient_scales(const T* x, const T* gamma,
+                                                                        const NormProblem& p, double eps,
+                                                                        const GradcheckOptions& opt);
 
 /// Runs the check (options as bnorm/gradcheck.hpp says; eval only for batch sets, whose
 /// set s is channel s).

@@ -95,6 +95,7 @@ GradcheckReport gradcheck(const T* x, const NormProblem& p, const T* gamma, cons
     in.backward = [&](const T* dy_draw, T* dx, T* dgamma, T* dbeta) {
         backward<T>(x, gamma, dy_draw, p, eps, dx, dgamma, dbeta, opt.threads);
     };
+    in.scales = gradcheck_detail::gradient_scales(x, gamma, p, eps, opt);
     return gradcheck_detail::run_check(in, opt);
 }
 

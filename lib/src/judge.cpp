@@ -64,6 +64,7 @@ JudgeVerdict judge(std::span<const double> exact, std::span<const double> got, s
     const std::size_t n = exact.size();
     v.count = std::int64_t(n);
     const double eps = dtype_eps(t);
+    const double k = t == DType::f16 || t == DType::bf16 ? c.half_k : c.k; // the scaled criterion's
     double max_exact = 0;
     for (std::size_t i = 0; i < n; ++i) {
         if (std::isfinite(exact[i])) max_exact = std::max(max_exact, std::fabs(exact[i]));
@@ -78,7 +79,7 @@ JudgeVerdict judge(std::span<const double> exact, std::span<const double> got, s
         double max_scale = 0;
         for (std::size_t i = 0; i < n; ++i)
             if (std::isfinite(scale[i])) max_scale = std::max(max_scale, scale[i]);
-        base = std::max(c.k * eps * 0x1p-40 * max_scale, std::numeric_limits<double>::denorm_min());
+        base = std::max(k * eps * 0x1p-40 * max_scale, std::numeric_limits<double>::denorm_min());
         if (t != DType::f64) base = std::max(base, ulp_in(t, 0.0)); // the dtype's smallest subnormal
         break;
     }
@@ -88,7 +89,7 @@ JudgeVerdict judge(std::span<const double> exact, std::span<const double> got, s
     v.floor = base;
     const auto allowed = [&](std::size_t i) {
         switch (c.kind) {
-        case JudgeCriterion::Kind::scaled: return c.k * eps * scale[i] + base;
+        case JudgeCriterion::Kind::scaled: return k * eps * scale[i] + base;
         case JudgeCriterion::Kind::elementwise: return c.atol + c.rtol * std::fabs(exact[i]);
         case JudgeCriterion::Kind::normwise: break;
         }

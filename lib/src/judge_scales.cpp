@@ -35,16 +35,23 @@ double xhat(const double* x, const double* mean, const double* invstd, const Ele
     return (x[i] - at(mean, s, 0.0)) * invstd[s];
 }
 
+/// σ·invstd of each set, σ = sqrt(1/invstd² − eps) its standard deviation (rms: its root
+/// mean square): the set's typical |x̂|, the size at which the rounding of its mean reaches x̂.
+std::vector<double> typical_xhat(const double* invstd, const NormProblem& p, double eps) {
+    std::vector<double> t(std::size_t(p.sets));
+    for (std::int64_t s = 0; s < p.sets; ++s) {
+        const double var = 1 / (invstd[s] * invstd[s]) - eps;
+        t[std::size_t(s)] = std::sqrt(std::max(var, 0.0)) * invstd[s];
+    }
+    return t;
+}
+
 } // namespace
 
 void scale_y(const double* x, const double* gamma, const double* beta, const double* mean, const double* invstd,
              const NormProblem& p, double eps, double* scale) {
     const ElementMap e{p};
-    std::vector<double> sigma(std::size_t(p.sets)); // σ·invstd: the set's typical |x̂|
-    for (std::int64_t s = 0; s < p.sets; ++s) {
-        const double var = 1 / (invstd[s] * invstd[s]) - eps;
-        sigma[std::size_t(s)] = std::sqrt(std::max(var, 0.0)) * invstd[s];
-    }
+    const std::vector<double> sigma = typical_xhat(invstd, p, eps);
     for (std::int64_t i = 0; i < p.size(); ++i) {
         const std::int64_t k = e.param(i);
         scale[i] = std::fabs(at(gamma, k, 1.0)) * (std::fabs(xhat(x, mean, invstd, e, i)) + sigma[std::size_t(e.set(i))]) +
@@ -80,13 +87,15 @@ void scale_dx_eval(const double* gamma, const double* dy, const double* invstd, 
 }
 
 void scale_dgamma_dbeta(const double* x, const double* dy, const double* mean, const double* invstd,
-                        const NormProblem& p, double* dgamma, double* dbeta) {
+                        const NormProblem& p, double eps, double* dgamma, double* dbeta) {
     const ElementMap e{p};
+    const std::vector<double> sigma = typical_xhat(invstd, p, eps);
     if (dgamma) std::fill(dgamma, dgamma + p.params, 0.0);
     if (dbeta) std::fill(dbeta, dbeta + p.params, 0.0);
     for (std::int64_t i = 0; i < p.size(); ++i) {
         const std::int64_t k = e.param(i);
-        if (dgamma) dgamma[k] += std::fabs(dy[i] * xhat(x, mean, invstd, e, i));
+        if (dgamma)
+            dgamma[k] += std::fabs(dy[i]) * (std::fabs(xhat(x, mean, invstd, e, i)) + sigma[std::size_t(e.set(i))]);
         if (dbeta) dbeta[k] += std::fabs(dy[i]);
     }
 }

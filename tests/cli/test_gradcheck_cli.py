@@ -19,8 +19,12 @@ The contract checked here:
   * a JSON report (ordered keys, see REPORT_KEYS) on stdout, the same bytes in --report
     FILE; exit 0 when every check passes, 1 when one fails, 2 on bad usage or input
     (one line `bnorm: error: ...` on stderr, nothing on stdout, no file written);
-  * default tolerances: rtol 1e-11 (float64) / 1e-5 (float32), atol
-    1e-3 * rtol * max|numerical| of each tensor;
+  * the default criterion (tolerances.name "scaled", as bnorm compare's):
+    |analytic - numerical| <= 64 * eps(dtype) * scale_i + floor, scale_i the magnitude
+    of the terms a correct kernel sums (numpy here computes them independently), floor
+    = max(64 * eps * 2^-40 * max scale, the smallest subnormal) (atol_used);
+  * --rtol/--atol: the elementwise criterion (tolerances.name "elementwise"), rtol then
+    defaulting to 1e-11 (float64) / 1e-5 (float32), atol to 1e-3 * rtol * max|numerical|;
   * tensors of <= 10000 elements are checked element by element, larger ones in
     randomized mode (directional derivatives per channel plus sampled elements, among
     them the first and last of each channel); --full forces elementwise;
@@ -160,6 +164,26 @@ def ref_backward(x, gamma, dy, eps, axis):
     return dx, dgamma, dbeta
 
 
+def ref_scales(x, gamma, dy, eps, axis):
+    """The default criterion's scales of dx, dgamma, dbeta (bnorm/judge.hpp), from their
+    formulas in numpy float64: |g|*invstd*(|dy| + mean|dy| + |xhat|*mean|dy*xhat|),
+    sum|dy|*(|xhat| + sigma*invstd), sum|dy| per channel."""
+    x = np.moveaxis(np.asarray(x, F64), axis, -1)
+    dyv = np.moveaxis(np.asarray(dy, F64), axis, -1)
+    shape = x.shape
+    C = shape[-1]
+    x2, dy2 = x.reshape(-1, C), dyv.reshape(-1, C)
+    g = np.ones(C) if gamma is None else np.asarray(gamma, F64)
+    mean = x2.mean(axis=0)
+    var = ((x2 - mean) ** 2).mean(axis=0)
+    invstd = 1.0 / np.sqrt(var + float(eps))
+    xh = np.abs((x2 - mean) * invstd)
+    a = np.abs(g * dy2)
+    sdx = invstd * (a + a.mean(axis=0) + xh * (a * xh).mean(axis=0))
+    return np.moveaxis(sdx.reshape(shape), -1, axis), (np.abs(dy2) * (xh + np.sqrt(var) * invstd)).sum(axis=0), \
+        np.abs(dy2).sum(axis=0)
+
+
 def random_problem(rng, shape, axis, dtype):
     C = shape[axis]
     x = (0.3 + rng.standard_normal(shape)).astype(dtype)
@@ -257,15 +281,16 @@ METHOD_KEYS = [("name", lambda v: v == "complex-step"), ("arithmetic", is_str),
                ("lanes_per_pass", is_int),
                ("mode", lambda v: v in ("elementwise", "randomized")),
                ("directions_per_draw", is_int), ("samples_per_draw", is_int)]
-TOL_KEYS = [("rtol", is_num), ("atol", any_of(is_num, is_null)), ("criterion", is_str),
-            ("atol_default", is_str)]
+TOL_KEYS = [("name", lambda v: v in ("scaled", "elementwise")), ("rtol", any_of(is_num, is_null)),
+            ("atol", any_of(is_num, is_null)), ("k", any_of(is_num, is_null)), ("eps", is_num),
+            ("criterion", is_str), ("atol_default", is_str)]
 WORST_KEYS = [("index", is_int_list), ("analytic", is_num), ("numerical", is_num),
               ("ratio_to_tolerance", is_num), ("dy_draw", is_int)]
 VERDICT_KEYS = [("judged", is_bool), ("passed", is_bool), ("max_abs_err", is_num),
                 ("max_rel_err", is_num), ("worst", None), ("checked", is_int),
                 ("total", is_int), ("atol_used", is_num)]
 DIRECTIONAL_KEYS = [("checks", is_int), ("passed", is_bool), ("max_rel_err", is_num),
-                    ("worst_channel", is_int)]
+                    ("ratio_to_tolerance", is_num), ("worst_channel", is_int)]
 REPORT_KEYS = ["passed", "problem", "method", "tolerances", "x", "gamma", "beta",
                "forward_evaluations", "forward_element_evaluations", "elapsed_seconds"]
 
@@ -381,8 +406,9 @@ def test_report_schema_and_report_file():
         check(m["step_relative_to_std"] > 0 and m["crosscheck_elements"] > 0,
               "%s: method %s" % (what, m))
         t = rep["tolerances"]
-        check(t["rtol"] == 1e-11 and t["atol"] is None,
-              "%s: tolerances rtol %r atol %r (expected 1e-11, null)" % (what, t["rtol"], t["atol"]))
+        check(t["name"] == "scaled" and t["rtol"] is None and t["atol"] is None and t["k"] == 64
+              and t["eps"] == 2.0 ** -52,
+              "%s: tolerances %r (expected the scaled criterion, k 64, eps 2^-52)" % (what, t))
         for k, total in (("x", x.size), ("gamma", 3), ("beta", 3)):
             v = rep[k]
             check(v["judged"] is True and v["passed"] is True,
@@ -400,10 +426,21 @@ def test_report_schema_and_report_file():
               "%s: forward evaluation counts %r %r" % (what, rep["forward_evaluations"],
                                                       rep["forward_element_evaluations"]))
 
-        # With a given dy: one draw, and the default atol is 1e-3 * rtol * max|numerical|.
+        # With a given dy: one draw; the default criterion's floor is 64 * eps * 2^-40 of
+        # the largest scale of each tensor (the scales computed here from their formulas).
         os.remove(os.path.join(tmp, "report.json"))
         args = ["--x", "x.npy", "--gamma", "gamma.npy", "--beta", "beta.npy", "--dy", "dy.npy"]
         rc, rep, out, err, _ = gradcheck(tmp, args, expect_rc=0)
+        for k, sc in zip(("x", "gamma", "beta"), ref_scales(x, gamma, dy, 1e-5, axis)):
+            want = 64 * 2.0 ** -52 * 2.0 ** -40 * np.max(sc)
+            got = rep[k]["atol_used"]
+            check(abs(got - want) <= 1e-6 * want,
+                  "%s: %s.atol_used %r, expected 64*eps*2^-40*max scale = %r" % (what, k, got, want))
+        # With --rtol: the elementwise criterion, whose default atol is 1e-3 * rtol * max|numerical|.
+        args = args + ["--rtol", "1e-11"]
+        rc, rep, out, err, _ = gradcheck(tmp, args, expect_rc=0)
+        check(rep["tolerances"]["name"] == "elementwise" and rep["tolerances"]["rtol"] == 1e-11,
+              "%s: tolerances %r" % (cmdline(["gradcheck"] + args), rep["tolerances"]))
         what = cmdline(["gradcheck"] + args)
         check_schema(rep, what)
         check(rep["problem"]["dy"] == "given" and rep["problem"]["dy_draws"] == 1
@@ -479,9 +516,10 @@ def test_own_backward_passes():
                     check(rep["problem"]["channels"] == shape[axis],
                           "%s: channels %r, expected %d" % (what, rep["problem"]["channels"],
                                                             shape[axis]))
-                    want_rtol = 1e-11 if dtype == F64 else 1e-5
-                    check(rep["tolerances"]["rtol"] == want_rtol,
-                          "%s: rtol %r, expected %r" % (what, rep["tolerances"]["rtol"], want_rtol))
+                    t = rep["tolerances"]
+                    check(t["name"] == "scaled" and t["eps"] == float(np.finfo(dtype).eps) and t["k"] == 64,
+                          "%s: tolerances %r, expected the scaled criterion with eps of %s"
+                          % (what, t, np.dtype(dtype).name))
 
 
 def test_usage_errors():

@@ -190,6 +190,21 @@ def run_special(bnorm, tally):
                 want = t if tname in ("y", "dx") else "float32"
                 ok = ok and tt["judged_in"] == want and tt["max_ulp"] <= 0.5 + 1e-9 and "dtype_note" not in tt
             tally.check(ok, "%s: compare of the exact results: exit %d %s" % (name, r.returncode, r.stdout[:400]))
+            # a kernel computing in float32 and rounding once to the half type passes the default
+            xf = gh.load_half(os.path.join(tmp, "x.npy"), t).astype(np.float32)
+            gf = gh.load_half(os.path.join(tmp, "gamma.npy"), t).astype(np.float32)
+            bf = gh.load_half(os.path.join(tmp, "beta.npy"), t).astype(np.float32)
+            mu = xf.mean(0, dtype=np.float32)
+            var = ((xf - mu) ** 2).mean(0, dtype=np.float32)
+            y32 = (xf - mu) / np.sqrt(var + np.float32(1e-5)) * gf + bf
+            if t == "float16":
+                np.save(os.path.join(tmp, "y32.npy"), y32.astype(np.float16))
+            else:
+                u = y32.astype(np.float32).view(np.uint32).astype(np.uint64)
+                np.save(os.path.join(tmp, "y32.npy"), ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16).view("V2"))
+            r = run(bnorm, ["compare"] + ins + ["--y", "y32.npy"], tmp)
+            tally.check(r.returncode == 0, "%s: compare of a float32 kernel rounded to %s: exit %d %s"
+                        % (name, t, r.returncode, r.stdout[-600:]))
             # a y 8 ulps off at its largest element fails the normwise 4-eps criterion, reported in ulps of t
             y, _ = load_out(os.path.join(tmp, "y.npy"), t)
             i = np.unravel_index(np.argmax(np.abs(y)), y.shape)

@@ -14,6 +14,7 @@
 // template instantiated for real double-double numbers.
 #pragma once
 
+#include "bnorm/array.hpp"
 #include "bnorm/family.hpp"
 #include "bnorm/layout.hpp"
 
@@ -26,10 +27,20 @@
 namespace bnorm {
 
 struct GradcheckOptions {
-    /// Tolerances: element i passes iff |analytic − numerical| <= atol + rtol·|numerical|.
-    /// rtol defaults to 1e-11 (float64) or 1e-5 (float32); atol defaults to
-    /// 1e-3·rtol·max|numerical| of that tensor (a floor for elements near zero).
+    /// The criterion. Neither given (the default): condition-aware, as `bnorm compare`
+    /// (bnorm/judge.hpp): element i passes iff |analytic − numerical| <= k·eps·scale_i +
+    /// floor, k = kJudgeDefaultK, eps of T, scale_i the magnitude of the terms a correct
+    /// kernel sums for it (scale_dx, scale_dgamma_dbeta; inference: scale_dx_eval), floor =
+    /// max(k·eps·2^-40·max scale, T's smallest subnormal).
+    /// Either given: elementwise, |analytic − numerical| <= atol + rtol·|numerical|, rtol
+    /// then defaulting to 1e-11 (float64) or 1e-5 (float32) and atol to
+    /// 1e-3·rtol·max|numerical| of that tensor.
     std::optional<double> rtol, atol;
+    /// The dtype of the given gradients when narrower than T: float16 or bfloat16 problems
+    /// run in double on the exact widening of their data. The criterion then takes that
+    /// dtype's eps and smallest subnormal and k = kJudgeHalfK, and the elementwise rtol defaults to 16 of its
+    /// eps (float16 1/64, bfloat16 1/8: a correctly rounded gradient is within half an eps).
+    std::optional<DType> given_dtype;
     std::uint64_t seed = 0;       ///< for random dy draws, directions and samples
     int random_dy_draws = 3;      ///< used when no dy is given
     bool full = false;            ///< check every element whatever the size
@@ -61,10 +72,11 @@ struct TensorVerdict {
     int worst_draw = 0;           ///< which dy draw (0-based) it came from
     std::int64_t checked = 0;     ///< distinct elements compared one by one
     std::int64_t total = 0;       ///< elements in the tensor
-    double atol = 0, rtol = 0;    ///< tolerances used (atol of the worst draw)
+    double atol = 0, rtol = 0;    ///< tolerances used (atol of the worst draw; scaled: the floor, rtol 0)
     // randomized mode: directional derivatives, per set (batch: channel)
     std::int64_t directional_checks = 0;
-    double directional_max_rel_err = 0; ///< |a·v − n·v| / Σ|n_i·v_i|
+    double directional_max_rel_err = 0; ///< |a·v − n·v| / Σ|a_i·v_i|
+    double directional_worst_ratio = 0; ///< max |a·v − n·v| / its allowed error: > 1 failed
     std::int64_t directional_worst_channel = -1;
     bool directional_passed = true;
 };
@@ -72,6 +84,8 @@ struct TensorVerdict {
 struct GradcheckReport {
     bool passed = true;
     std::string mode;             ///< "elementwise" or "randomized"
+    bool scaled = true;           ///< the default criterion (false: --rtol/--atol's elementwise one)
+    double k = 0, eps = 0;        ///< scaled: its k and eps (of T)
     int dy_draws = 0;             ///< number of upstream gradients checked
     bool dy_given = false;
     bool gradients_given = false; ///< judged the caller's gradients, not bnorm's backward

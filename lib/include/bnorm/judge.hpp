@@ -26,6 +26,12 @@ namespace bnorm {
 /// classic wrong kernels exceed it 11.8 times and more (measured: docs/compare.md).
 inline constexpr double kJudgeDefaultK = 64;
 
+/// k of the default criterion for float16 and bfloat16 candidates. Half kernels work in
+/// float32 and round once at the end (PyTorch, ONNX stash_type = 1): a correct one is within
+/// half an ulp of the half type, and |exact| ≤ scale, so 4 leaves a margin of 8. 64 would
+/// pass a bfloat16 dx a quarter off (64·2^-7 = 1/2 of the scale).
+inline constexpr double kJudgeHalfK = 4;
+
 /// eps of a dtype: 2^-23 (float32), 2^-52 (float64), 2^-10 (float16), 2^-7 (bfloat16).
 double dtype_eps(DType t);
 
@@ -41,6 +47,7 @@ struct JudgeCriterion {
     };
     Kind kind = Kind::scaled;
     double k = kJudgeDefaultK;
+    double half_k = kJudgeHalfK; ///< k for float16 and bfloat16 candidates
     double rtol = 0, atol = 0;
     double tol_eps = 0;
 };
@@ -97,10 +104,12 @@ void scale_dx(const double* x, const double* gamma, const double* dy, const doub
 /// being constants): invstd·|γ·dy|.
 void scale_dx_eval(const double* gamma, const double* dy, const double* invstd, const NormProblem& p, double* scale);
 
-/// dγ: Σ|dy·x̂| and dβ: Σ|dy| over the elements that share each parameter (either
-/// output may be nullptr).
+/// dγ: Σ|dy|·(|x̂| + σ·invstd) and dβ: Σ|dy| over the elements that share each parameter
+/// (either output may be nullptr). σ·invstd, the set's typical |x̂| as in scale_y, is the
+/// size of x̂'s error from the rounded mean: where few elements share a parameter (layer
+/// norm of one row: dγ_k = dy_k·x̂_k) and x̂ is small, that error is not eps·|x̂|.
 void scale_dgamma_dbeta(const double* x, const double* dy, const double* mean, const double* invstd,
-                        const NormProblem& p, double* dgamma, double* dbeta);
+                        const NormProblem& p, double eps, double* dgamma, double* dbeta);
 
 /// mean: the mean of |x| over each set.
 void scale_mean(const double* x, const NormProblem& p, double* scale);
