@@ -1,8 +1,8 @@
 // float16 and bfloat16 from and to double, rounded once (bnorm/half.hpp).
 #include "bnorm/half.hpp"
 
-#include <bit>
 #include <algorithm>
+#include <bit>
 #include <cassert>
 #include <cmath>
 #include <cstring>
@@ -12,8 +12,8 @@ namespace {
 
 /// The nearest number with `frac` fraction bits and least normal exponent `emin` (largest
 /// finite exponent `emax`) to v, ties to even, encoded as sign | exponent | fraction.
-/// a / q below is exact (q a power of two, the quotient under 2^(frac+1)), so the only
-/// rounding is the explicit one, ties to even on the integer n.
+/// n = |v|·2^(frac − e) below is exact (a power-of-two scaling to a value under
+/// 2^(frac+1)), so the only rounding is the explicit one, ties to even, of n to an integer.
 std::uint16_t round_bits(double v, int frac, int emin, int emax, std::uint16_t quiet_nan) {
     const std::uint16_t sign = std::signbit(v) ? 0x8000 : 0;
     const auto inf_bits = std::uint16_t((emax - emin + 2) << frac); // the all-ones exponent
