@@ -7,6 +7,7 @@
 #include "bnorm/batchnorm.hpp"
 #include "bnorm/error.hpp"
 #include "bnorm/family.hpp"
+#include "bnorm/half.hpp"
 
 #include <memory>
 
@@ -36,8 +37,9 @@ void run_family_backward(const BackwardOptions& o, const Problem& p) {
         });
     });
     std::vector<PendingFile> dx_file;
-    dx_file.push_back(write_array(o.dx, dx, threads));
-    write_outputs(std::move(dx_file), {{o.dgamma, &dgamma}, {o.dbeta, &dbeta}});
+    dx_file.push_back(write_array(o.dx, output_array(p, dx, true), threads));
+    const Array dgamma_out = output_array(p, dgamma, false), dbeta_out = output_array(p, dbeta, false);
+    write_outputs(std::move(dx_file), {{o.dgamma, &dgamma_out}, {o.dbeta, &dbeta_out}});
 }
 
 void run_backward(const BackwardOptions& o) {
@@ -61,10 +63,17 @@ void run_backward(const BackwardOptions& o) {
         });
         require_finite(p, pass.inputs_proven_finite()); // before the exact kernel would run
         about_x(p, [&] { pass.gradients(dgamma.data<T>(), dbeta.data<T>()); });
+        if (is_half(p.dtype)) { // dx in double, then rounded once to the half type
+            Array dx(p.x.dtype(), p.x.shape());
+            pass.apply(0, p.layout.outer, dx.data<T>());
+            dx_file.push_back(write_array(o.dx, output_array(p, dx, true), thread_count(o.common)));
+            return;
+        }
         dx_file.push_back(write_rows<T>(o.dx, p.x.shape(), p.layout, thread_count(o.common),
                                         [&](std::int64_t o0, std::int64_t o1, T* dx) { pass.apply(o0, o1, dx); }));
     });
-    write_outputs(std::move(dx_file), {{o.dgamma, &dgamma}, {o.dbeta, &dbeta}});
+    const Array dgamma_out = output_array(p, dgamma, false), dbeta_out = output_array(p, dbeta, false);
+    write_outputs(std::move(dx_file), {{o.dgamma, &dgamma_out}, {o.dbeta, &dbeta_out}});
 }
 
 } // namespace

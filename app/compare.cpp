@@ -10,6 +10,7 @@
 #include "bnorm/error.hpp"
 #include "bnorm/family.hpp"
 #include "bnorm/files.hpp"
+#include "bnorm/half.hpp"
 #include "bnorm/judge.hpp"
 
 #include <fmt/format.h>
@@ -100,14 +101,11 @@ RunningUpdate running_update(const CompareOptions& o) {
     return u;
 }
 
-/// An array's values widened to double (exactly); empty for none.
+/// An array's values widened to double (exactly, any dtype); empty for none.
 std::vector<double> widened(const std::optional<Array>& a) {
-    std::vector<double> v;
-    if (a) dispatch(a->dtype(), [&](auto t) {
-        using T = decltype(t);
-        v.assign(a->data<T>(), a->data<T>() + a->size());
-    });
-    return v;
+    if (!a) return {};
+    const Array w = widen_to_f64(*a);
+    return std::vector<double>(w.data<double>(), w.data<double>() + w.size());
 }
 
 const double* ptr(const std::vector<double>& v) { return v.empty() ? nullptr : v.data(); }
@@ -196,11 +194,12 @@ JudgedTensor judge_candidate(const std::string& name, const std::string& path, c
                              const std::vector<double>& exact, const std::vector<double>& scale, const Problem& p,
                              const JudgeCriterion& c) {
     const std::string what = shape.size() == 1 ? fmt::format("C = {} values", shape[0]) : "x's shape";
-    const Array a = load_array(path, CsvRead{p.x.dtype(), shape, what, p.threads});
+    const DType output = output_dtype(p, name == "y" || name == "dx"); // what bnorm writes (CSV is read so)
+    const Array a = load_array(path, CsvRead{output, shape, what, p.threads});
     if (a.shape() != shape)
         throw InputError::in_file(path, fmt::format("shape {} differs from the shape of the exact {}, {} ({})",
                                                     shape_to_string(a.shape()), name, shape_to_string(shape), what));
-    JudgedTensor t{name, path, a.dtype(), p.x.dtype(), shape, {}};
+    JudgedTensor t{name, path, a.dtype(), output, shape, {}};
     t.verdict = judge(exact, widened(a), scale, shape, a.dtype(), c);
     return t;
 }
@@ -268,7 +267,7 @@ void setup_compare(CLI::App& app, int& exit_code) {
     cmd->add_option("--gamma", opts->gamma, "Scale γ, C values; layer, rms: of shape x.shape[axis:] (default: ones)");
     cmd->add_option("--beta", opts->beta, "Shift β, of γ's shape (default: zeros; rms has none)");
     cmd->add_option("--dy", opts->dy, "Upstream gradient, x's shape (needed with --dx/--dgamma/--dbeta)");
-    cmd->add_option("--y", opts->y, "Candidate y, x's shape (any of float32/float64: judged in its own dtype)");
+    cmd->add_option("--y", opts->y, "Candidate y, x's shape (float64, float32, float16 or bfloat16: judged in its own dtype)");
     cmd->add_option("--mean", opts->mean, "Candidate mean of each set (batch: C values; the stat shape PyTorch saves)");
     cmd->add_option("--invstd", opts->invstd, "Candidate 1/sqrt(var + eps) of each set, of the mean's shape");
     cmd->add_option("--dx", opts->dx, "Candidate dx, x's shape");

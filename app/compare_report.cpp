@@ -84,7 +84,7 @@ std::string compare_report_json(const Problem& p, const NormProblem& np, const J
                     {"shape", p.x.shape()},
                     {"axis", p.axis},
                     {"eps", p.eps},
-                    {"dtype", dtype_name(p.x.dtype())},
+                    {"dtype", dtype_name(p.dtype)},
                     {"mode", p.eval ? "eval" : "train"},
                     {"sets", np.sets},
                     {"per_set", np.per_set}};
@@ -94,11 +94,14 @@ std::string compare_report_json(const Problem& p, const NormProblem& np, const J
     }
     Json crit = {{"name", kind_name(c.kind)}, {"rule", criterion_text(c)}};
     switch (c.kind) {
-    case JudgeCriterion::Kind::scaled: crit["k"] = c.k; break;
+    case JudgeCriterion::Kind::scaled: crit["k"] = c.k, crit["k_half"] = c.half_k; break;
     case JudgeCriterion::Kind::elementwise: crit["rtol"] = c.rtol, crit["atol"] = c.atol; break;
     case JudgeCriterion::Kind::normwise: crit["tol_eps"] = c.tol_eps; break;
     }
-    crit["eps"] = {{"float32", dtype_eps(DType::f32)}, {"float64", dtype_eps(DType::f64)}};
+    crit["eps"] = {{"float32", dtype_eps(DType::f32)},
+                   {"float64", dtype_eps(DType::f64)},
+                   {"float16", dtype_eps(DType::f16)},
+                   {"bfloat16", dtype_eps(DType::bf16)}};
     crit["exact"] = "bnorm's float64 result (the exact value rounded once to float64)";
     j["criterion"] = crit;
     Json ts = Json::object();

@@ -8,6 +8,7 @@
 #include "bnorm/batchnorm.hpp"
 #include "bnorm/error.hpp"
 #include "bnorm/family.hpp"
+#include "bnorm/half.hpp"
 
 #include <fmt/format.h>
 
@@ -78,8 +79,9 @@ void run_family_forward(const ForwardOptions& o, const Problem& p) {
         });
     });
     std::vector<PendingFile> y_file;
-    y_file.push_back(write_array(o.y, y, threads));
-    write_outputs(std::move(y_file), {{o.mean, &mean}, {o.invstd, &invstd}});
+    y_file.push_back(write_array(o.y, output_array(p, y, true), threads));
+    const Array mean_out = output_array(p, mean, false), invstd_out = output_array(p, invstd, false);
+    write_outputs(std::move(y_file), {{o.mean, &mean_out}, {o.invstd, &invstd_out}});
 }
 
 void run_forward(const ForwardOptions& o) {
@@ -119,13 +121,21 @@ void run_forward(const ForwardOptions& o) {
         about_x(p, [&] { pass.statistics(mean.data<T>(), invstd.data<T>()); });
         if (!o.new_running_mean.empty() || !o.new_running_var.empty())
             about_x(p, [&] { pass.update_running(running(), update, new_mean.data<T>(), new_var.data<T>()); });
+        if (is_half(p.dtype)) { // y in double, then rounded once to the half type
+            Array y(p.x.dtype(), p.x.shape());
+            pass.apply(0, p.layout.outer, y.data<T>());
+            y_file.push_back(write_array(o.y, output_array(p, y, true), thread_count(o.common)));
+            return;
+        }
         y_file.push_back(write_rows<T>(o.y, p.x.shape(), p.layout, thread_count(o.common),
                                        [&](std::int64_t o0, std::int64_t o1, T* y) { pass.apply(o0, o1, y); }));
     });
-    write_outputs(std::move(y_file), {{o.mean, &mean},
-                                      {o.invstd, &invstd},
-                                      {o.new_running_mean, &new_mean},
-                                      {o.new_running_var, &new_var}});
+    const Array mean_out = output_array(p, mean, false), invstd_out = output_array(p, invstd, false);
+    const Array new_mean_out = output_array(p, new_mean, false), new_var_out = output_array(p, new_var, false);
+    write_outputs(std::move(y_file), {{o.mean, &mean_out},
+                                      {o.invstd, &invstd_out},
+                                      {o.new_running_mean, &new_mean_out},
+                                      {o.new_running_var, &new_var_out}});
 }
 
 } // namespace
@@ -139,7 +149,8 @@ void setup_forward(CLI::App& app) {
     cmd->add_option("--gamma", opts->gamma, "Scale γ, C values; layer, rms: of shape x.shape[axis:] (default: "
                                             "ones)");
     cmd->add_option("--beta", opts->beta, "Shift β, of γ's shape (default: zeros; none for rms)");
-    cmd->add_option("--y", opts->y, "Output y, same shape and dtype as x")->required();
+    cmd->add_option("--y", opts->y, "Output y, same shape and dtype as x (float16/bfloat16 x: rounded once to it; "
+                                  "the statistics are then float32)")->required();
     cmd->add_option("--mean", opts->mean, "Output: the mean of each set: (C) for batch, (N, C) instance, (N, G) "
                                           "group, x.shape[:axis] + ones layer (none for rms)");
     cmd->add_option("--invstd", opts->invstd, "Output: 1/sqrt(var + eps) of each set, of the mean's shape "

@@ -9,6 +9,7 @@
 #include "bnorm/error.hpp"
 #include "bnorm/files.hpp"
 #include "bnorm/gradcheck.hpp"
+#include "bnorm/half.hpp"
 
 #include <fmt/format.h>
 
@@ -122,6 +123,9 @@ int run_gradcheck(const GradcheckCliOptions& o) {
     require_finite(p);
     const GivenArrays given = load_given(o, p);
     GradcheckOptions opt = gradcheck_options(o);
+    // Half precision: the check runs on the exact float64 widening, the criterion in eps of
+    // x's half type (GradcheckOptions::given_dtype).
+    if (is_half(p.dtype)) opt.given_dtype = p.dtype;
     opt.eval = p.eval, opt.running_mean = widened(p.running_mean), opt.running_var = widened(p.running_var);
     const GradcheckReport r = check(p, given, opt);
     write_report(gradcheck_report_json(p, opt, r), o.report);
@@ -146,7 +150,8 @@ void setup_gradcheck(CLI::App& app, int& exit_code) {
     cmd->add_option("--dgamma", opts->dgamma, "Judge this dγ instead of bnorm's");
     cmd->add_option("--dbeta", opts->dbeta, "Judge this dβ instead of bnorm's (none for rms)");
     cmd->add_option("--rtol", opts->rtol, "Elementwise criterion |a - n| <= atol + rtol·|n| instead of the "
-                                          "default (rtol then defaults to 1e-11 for float64, 1e-5 for float32)");
+                                          "default (rtol then defaults to 1e-11 for float64, 1e-5 for float32, 16 eps for "
+                                          "float16 and bfloat16: 1/64, 1/8)");
     cmd->add_option("--atol", opts->atol, "Elementwise criterion's atol (then defaults to 1e-3·rtol·max|gradient| "
                                           "per tensor)");
     cmd->add_option("--seed", opts->seed, "Seed of the random dy draws, directions and samples")

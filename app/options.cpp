@@ -79,8 +79,9 @@ void add_common_options(CLI::App& cmd, CommonOptions& opts) {
                                         "normalized axis (default -1)");
     cmd.add_option("--shape", opts.shape, "Shape of x and dy when they are CSV files, e.g. 8,3,5,7 "
                                           "(default: rows x columns)");
-    cmd.add_option("--dtype", opts.dtype, "dtype to read CSV inputs as (NPY files carry their own)")
-        ->check(CLI::IsMember({"float32", "float64"}))
+    cmd.add_option("--dtype", opts.dtype, "dtype to read CSV inputs as (NPY files carry their own; bfloat16 also "
+                                          "reads '<u2' NPY files as bfloat16 bit patterns)")
+        ->check(CLI::IsMember({"float32", "float64", "float16", "bfloat16"}))
         ->default_str("float64");
     cmd.add_flag("--allow-nonfinite", opts.allow_nonfinite,
                  "Accept NaN and inf in the inputs and let them propagate (refused by default)");

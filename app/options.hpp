@@ -18,7 +18,7 @@ struct CommonOptions {
     std::string groups;         // G, for --norm group only
     std::string axis; // parsed strictly (no hex, no spaces) by load_problem; empty: the norm's default
     std::string shape;  // "8,3,5,7", for CSV x and dy
-    std::string dtype;  // "float32" | "float64", for CSV inputs; NPY files carry theirs
+    std::string dtype;  // "float32" | "float64" | "float16" | "bfloat16", for CSV inputs; NPY files carry theirs
     bool allow_nonfinite = false;
     std::string threads = "0"; // 0: all cores; results do not depend on it (see thread_count)
     // add_mode_options: --mode train|eval and the running statistics (C values each)

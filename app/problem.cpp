@@ -5,6 +5,7 @@
 
 #include "bnorm/error.hpp"
 #include "bnorm/files.hpp"
+#include "bnorm/half.hpp"
 
 #include <fmt/format.h>
 
@@ -59,7 +60,12 @@ void check_finite(const Array& a, const std::string& path) {
 
 namespace {
 
-void check_dtype(const Array& a, DType want, const std::string& path, const std::string& x_path) {
+void check_dtype(const Array& a, DType want, const std::string& path, const std::string& x_path,
+                 bool float32_too = false) {
+    if (float32_too && is_half(want) && a.dtype() == DType::f32) return;
+    if (a.dtype() != want && float32_too && is_half(want))
+        throw InputError::in_file(path, fmt::format("dtype {} differs from {}'s {}; save it as {} or float32",
+                                                    dtype_name(a.dtype()), x_path, dtype_name(want), dtype_name(want)));
     if (a.dtype() != want)
         throw InputError::in_file(path, fmt::format("dtype {} differs from {}'s {}; save both with "
                                                     "the same dtype",
@@ -87,18 +93,36 @@ void check_running_var(const Array& var, const std::string& path, std::optional<
 
 } // namespace
 
+DType output_dtype(const Problem& p, bool like_x) {
+    if (!is_half(p.dtype)) return p.dtype;
+    return like_x ? p.dtype : DType::f32;
+}
+
+Array output_array(const Problem& p, const Array& a, bool like_x) {
+    const DType t = output_dtype(p, like_x);
+    return t == a.dtype() ? a : round_array(a, t);
+}
+
+namespace {
+
+/// In a half-precision problem, every array widened to float64 (exactly); else as read.
+Array for_engine(Array a, const Problem& p) { return is_half(p.dtype) ? widen_to_f64(a) : a; }
+
+} // namespace
+
 Array load_like_x(const std::string& path, const Problem& p, const std::string& x_path) {
-    Array a = load_array(path, CsvRead{p.x.dtype(), p.x.shape(), "x's shape", p.threads});
-    check_dtype(a, p.x.dtype(), path, x_path);
+    Array a = load_array(path, CsvRead{p.dtype, p.x.shape(), "x's shape", p.threads});
+    check_dtype(a, p.dtype, path, x_path);
     if (a.shape() != p.x.shape())
         throw InputError::in_file(path, fmt::format("shape {} differs from x's shape {}",
                                                     shape_to_string(a.shape()), shape_to_string(p.x.shape())));
-    return a;
+    return for_engine(std::move(a), p);
 }
 
 Array load_per_channel(const std::string& path, const Problem& p, const std::string& x_path) {
-    Array v = load_array(path, CsvRead{p.x.dtype(), std::nullopt, "--shape", p.threads});
-    check_dtype(v, p.x.dtype(), path, x_path);
+    Array v = load_array(path, CsvRead{p.dtype, std::nullopt, "--shape", p.threads});
+    check_dtype(v, p.dtype, path, x_path, true);
+    v = for_engine(std::move(v), p);
     const Shape& s = v.shape();
     const bool vector_like = s.size() == 1 || (s.size() == 2 && (s[0] == 1 || s[1] == 1));
     if (!vector_like || v.size() != p.layout.channels)
@@ -113,8 +137,9 @@ Array load_per_channel(const std::string& path, const Problem& p, const std::str
 Array load_params(const std::string& path, const std::string& option, const Problem& p,
                   const std::string& x_path) {
     if (p.norm.norm == Norm::batch) return load_per_channel(path, p, x_path);
-    Array v = load_array(path, CsvRead{p.x.dtype(), std::nullopt, "--shape", p.threads});
-    check_dtype(v, p.x.dtype(), path, x_path);
+    Array v = load_array(path, CsvRead{p.dtype, std::nullopt, "--shape", p.threads});
+    check_dtype(v, p.dtype, path, x_path, true);
+    v = for_engine(std::move(v), p);
     const Shape& want = p.norm.param_shape;
     const Shape& s = v.shape();
     const bool vector_like = s.size() == 1 || (s.size() == 2 && (s[0] == 1 || s[1] == 1));
@@ -166,13 +191,18 @@ Problem load_problem(const CommonOptions& opts, const std::string& gamma, const 
     const int axis = axis_given ? parse_int("--axis", opts.axis) : 0;
     p.threads = thread_count(opts); // refused before any work, like every other option
     const std::optional<Shape> shape = parse_shape(opts.shape);
-    const DType csv_dtype = opts.dtype == "float32" ? DType::f32 : DType::f64;
+    const DType csv_dtype = opts.dtype == "float32"    ? DType::f32
+                            : opts.dtype == "float16"  ? DType::f16
+                            : opts.dtype == "bfloat16" ? DType::bf16
+                                                       : DType::f64;
 
     p.x = load_array(opts.x, CsvRead{csv_dtype, shape, "--shape", p.threads});
     if (!opts.dtype.empty() && format_of(opts.x) == Format::npy && p.x.dtype() != csv_dtype)
         throw UsageError(fmt::format("--dtype {} contradicts {}, which is {} (--dtype is for CSV "
-                                     "inputs)",
+                                     "inputs, and --dtype bfloat16 for '<u2' bit patterns)",
                                      opts.dtype, opts.x, dtype_name(p.x.dtype())));
+    p.dtype = p.x.dtype();
+    p.x = for_engine(std::move(p.x), p);
     if (shape && format_of(opts.x) == Format::npy && *shape != p.x.shape())
         throw UsageError(fmt::format("--shape {} contradicts {}, whose shape is {} (--shape is for CSV "
                                      "inputs)",

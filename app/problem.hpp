@@ -20,6 +20,10 @@ namespace bnorm::app {
 /// The validated inputs of one problem.
 struct Problem {
     int axis = 1;       ///< --axis as given (may be negative), or the norm's default
+    /// x's dtype in its file. float16/bfloat16: every input is widened to float64 on
+    /// loading (exactly), the float64 engine runs, y and dx are rounded once to this dtype
+    /// and the statistics and γ/β gradients to float32 (output_dtype).
+    DType dtype = DType::f64;
     Array x;
     NormProblem norm;   ///< which sets share statistics and parameters (any norm)
     Layout layout;      ///< batch norm's collapse of x (zeros for the other norms)
@@ -32,6 +36,15 @@ struct Problem {
     bool allow_nonfinite = false;                       ///< --allow-nonfinite
     int threads = 0;                                    ///< --threads (0: all cores), to read CSV inputs
 };
+
+/// The dtype an output is written in: x's, except in a half-precision problem, where y
+/// and dx (`like_x`) are in x's half type and the statistics and γ/β gradients in float32
+/// (PyTorch's and ONNX's stash_type = 1).
+DType output_dtype(const Problem& p, bool like_x);
+
+/// `a`, an output computed in x's engine dtype, rounded once to output_dtype(p, like_x)
+/// (unchanged when that is its dtype already).
+Array output_array(const Problem& p, const Array& a, bool like_x);
 
 /// Input and output paths by option name, for check_paths and messages.
 using NamedPaths = std::vector<std::pair<std::string, std::string>>;
@@ -50,7 +63,8 @@ Problem load_problem(const CommonOptions& opts, const std::string& gamma, const 
                      const NamedPaths& other_outputs = {});
 
 /// Loads a tensor that must have x's shape and dtype (dy, a given dx). CSV is read in x's
-/// dtype and shape.
+/// dtype and shape. In a half-precision problem the array comes back widened to float64,
+/// as do those of load_per_channel and load_params, which there also accept float32.
 Array load_like_x(const std::string& path, const Problem& p, const std::string& x_path);
 
 /// Loads C values (the running statistics; batch norm's γ, β, dγ, dβ): a 1-d array, or

@@ -14,7 +14,8 @@ Usage (always with Debian's Python, which has numpy and mpmath):
     /usr/bin/python3 scripts/golden.py --out /tmp/g --seed 123        # same classes, new data
     /usr/bin/python3 scripts/golden.py --selfcheck                    # verify the reference itself
 
---out writes the batch-norm cases, DIR/modes/ and DIR/family/ (the normalization family).
+--out writes the batch-norm cases, DIR/modes/, DIR/family/ (the normalization family) and
+DIR/half/ (float16 and bfloat16 cases, rounded once from the exact values: golden_half.py).
 --selfcheck compares the family against naive float64 numpy, mpmath finite differences
 and, when torch is installed, PyTorch float64 (F.layer_norm, F.group_norm,
 F.instance_norm, RMSNorm in torch ops, autograd) to 1e-12.
@@ -1387,6 +1388,9 @@ def generate(out_dir, seed):
     _report_stale(out_dir, {c.name for c in cases})
     _report_stale(modes_dir, {c.name for c in mode_cases})
     _report_stale(family_dir, {c.name for c in family_cases})
+    import golden_half  # float16 and bfloat16 cases, in DIR/half/ (scripts/golden_half.py)
+    half_dir, half_cases = golden_half.generate_half(out_dir, seed)
+    _report_stale(half_dir, {c.name for c in half_cases})
 
 
 # ---------------------------------------------------------------------------
@@ -1946,8 +1950,10 @@ def main(argv=None):
         ap.error("give --out DIR and/or --selfcheck")
     if args.seed < 0:
         ap.error("--seed must be non-negative")
-    if args.selfcheck and not selfcheck():
-        return 1
+    if args.selfcheck:
+        import golden_half
+        if not selfcheck() or not golden_half.selfcheck_half():
+            return 1
     if args.out:
         generate(args.out, args.seed)
     return 0

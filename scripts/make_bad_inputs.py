@@ -541,8 +541,29 @@ def build(out):
          ["y.json"])
     case("dtype_contradicts_npy", "--dtype float32 with a float64 NPY x.",
          fwd("x.npy", "--dtype", "float32"), "x.npy", ["--dtype float32", "float64"], ["y.npy"])
-    case("dtype_unknown", "--dtype float16 is not one of float32, float64.",
-         fwd("x.csv", "--dtype", "float16"), None, ["--dtype"], ["y.npy"])
+    case("dtype_unknown", "--dtype int8 is not one of float32, float64, float16, bfloat16.",
+         fwd("x.csv", "--dtype", "int8"), None, ["--dtype"], ["y.npy"])
+    # half precision (issue 26)
+    put("x_u2.npy", npy_bytes((x.astype(np.float32).view(np.uint32) >> 16).astype("<u2")))
+    case("npy_u2_without_dtype", "'<u2' bit patterns without --dtype bfloat16, which alone says they are bfloat16.",
+         fwd("x_u2.npy"), "x_u2.npy", ["'<u2'", "--dtype bfloat16"], ["y.npy"])
+    put("x_f16.npy", npy_bytes(x.astype(np.float16)))
+    case("half_dtype_contradicts_npy", "--dtype bfloat16 with a float16 NPY x.",
+         fwd("x_f16.npy", "--dtype", "bfloat16"), "x_f16.npy", ["--dtype bfloat16", "float16"], ["y.npy"])
+    put("gamma_bf16.npy", npy_bytes((np.ones(C, np.float32).view(np.uint32) >> 16).astype(np.uint16).view("V2")))
+    case("half_gamma_other_half", "gamma is bfloat16 while x is float16 (gamma may be float16 or float32).",
+         fwd("x_f16.npy", "--gamma", "gamma_bf16.npy"), "gamma_bf16.npy", ["bfloat16", "float16"], ["y.npy"])
+    put("dy_f32.npy", npy_bytes(dy.astype(np.float32)))
+    case("half_dy_float32", "dy is float32 while x is float16 (dy must have x's dtype).",
+         ["backward", "--x", "x_f16.npy", "--dy", "dy_f32.npy", "--dx", "dx.npy"], "dy_f32.npy",
+         ["float32", "float16"], ["dx.npy"])
+    put("x_f16_overflow.csv", "1,2,3\n4,70000,6\n")
+    case("csv_float16_overflow", "70000 is beyond float16's largest value, 65504.",
+         fwd("x_f16_overflow.csv", "--dtype", "float16"), "x_f16_overflow.csv",
+         ["x_f16_overflow.csv:2:3", "overflows float16"], ["y.npy"])
+    put("npy_dtype_void4.npy", raw_npy(header(descr="'|V4'"), good_data[:N * C * 4]))
+    case("npy_dtype_void4", "Four-byte void elements ('|V4'): only two-byte '<V2' is read, as bfloat16.",
+         fwd("npy_dtype_void4.npy"), "npy_dtype_void4.npy", ["'|V4'", "void"], ["y.npy"])
     put("dx_given.npy", npy_bytes(dy))
     case("gradcheck_dx_without_dy", "gradcheck judges a given --dx but has no --dy it belongs to.",
          ["gradcheck", "--x", "x.npy", "--dx", "dx_given.npy"], None, ["--dy"])

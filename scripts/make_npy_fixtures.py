@@ -4,8 +4,9 @@
 Every array holds v[i] = (i - 3) / 4 in C order (exact in float16, float32 and float64), so
 a test knows the expected values without reading anything but the shape. manifest.json lists
 each file with its shape, the dtype bnorm should load it as, and whether bnorm's own writer
-must reproduce the file byte for byte (plain little-endian C-order float32/float64, which is
-what np.save writes by default).
+must reproduce the file byte for byte (plain little-endian C-order float16/float32/float64,
+which is what np.save writes by default; bfloat16 with descr '<V2', as ml_dtypes' arrays are
+saved).
 
 Usage: /usr/bin/python3 scripts/make_npy_fixtures.py [OUT_DIR]   (default tests/data/npy)
 """
@@ -48,8 +49,24 @@ def main():
         save(f"fortran_{name}_2x3x4.npy", values((2, 3, 4), dt), loads, False, fortran=True)
         save(f"v2_{name}_2x3.npy", values((2, 3), dt), loads, False, version=(2, 0))
         save(f"v3_{name}_2x3.npy", values((2, 3), dt), loads, False, version=(3, 0))
-    save("le_f2_2x3.npy", values((2, 3), np.float16), "float32", False)
-    save("be_f2_2x3.npy", values((2, 3), np.float16).astype(">f2"), "float32", False)
+    save("le_f2_2x3.npy", values((2, 3), np.float16), "float16", True)
+    save("be_f2_2x3.npy", values((2, 3), np.float16).astype(">f2"), "float16", False)
+
+    # bfloat16, which numpy lacks: the top 16 bits of each float32, saved as two opaque
+    # bytes ('|V2', what np.save writes for them), with descr '<V2' (ml_dtypes' arrays) and
+    # with the hand-written descr 'bfloat16'
+    bits = (values((2, 3), np.float32).view(np.uint32) >> 16).astype(np.uint16)
+    save("bf16_V2_2x3.npy", bits.view("V2"), "bfloat16", False)
+
+    def save_descr(name, descr, byte_identical):
+        header = npformat._wrap_header(
+            "{'descr': '%s', 'fortran_order': False, 'shape': (2, 3), }" % descr + " " * 20, (1, 0))
+        with open(os.path.join(out, name), "wb") as f:
+            f.write(header + bits.astype("<u2").tobytes())
+        manifest.append({"file": name, "shape": [2, 3], "dtype": "bfloat16", "byte_identical": byte_identical})
+
+    save_descr("bf16_lV2_2x3.npy", "<V2", True)
+    save_descr("bf16_named_2x3.npy", "bfloat16", False)
 
     with open(os.path.join(out, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1)

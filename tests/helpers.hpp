@@ -2,6 +2,7 @@
 #pragma once
 
 #include "bnorm/array.hpp"
+#include "bnorm/half.hpp"
 #include "bnorm/npy.hpp"
 
 #include <doctest/doctest.h>
@@ -32,6 +33,10 @@ inline Array load_npy(const std::string& path) {
 
 /// The array's values widened to double.
 inline std::vector<double> to_doubles(const Array& a) {
+    if (is_half(a.dtype())) { // bit patterns: decoded by the library (tests/test_half.cpp checks it)
+        const Array w = widen_to_f64(a);
+        return std::vector<double>(w.data<double>(), w.data<double>() + w.size());
+    }
     return dispatch(a.dtype(), [&](auto t) {
         using T = decltype(t);
         const T* p = a.data<T>();

@@ -24,6 +24,26 @@ TEST_CASE("ulp_in: the spacing of the dtype's numbers at the value") {
     CHECK(bnorm::dtype_eps(DType::f64) == 0x1p-52);
 }
 
+TEST_CASE("ulp_in and dtype_eps of float16 and bfloat16") {
+    CHECK(bnorm::dtype_eps(DType::f16) == 0x1p-10);
+    CHECK(bnorm::dtype_eps(DType::bf16) == 0x1p-7);
+    CHECK(bnorm::ulp_in(DType::f16, 1.0) == 0x1p-10);
+    CHECK(bnorm::ulp_in(DType::f16, 65504.0) == 32.0);
+    CHECK(bnorm::ulp_in(DType::f16, 1e6) == 32.0);      // beyond the range: the spacing at the largest
+    CHECK(bnorm::ulp_in(DType::f16, 0x1p-20) == 0x1p-24); // subnormal
+    CHECK(bnorm::ulp_in(DType::bf16, 1.0) == 0x1p-7);
+    CHECK(bnorm::ulp_in(DType::bf16, 0x1p-130) == 0x1p-133);
+    // a float16 candidate one float16 ulp off at 1 is 1 ulp off, 2^13 float32 ulps
+    const std::vector<double> exact = {1.0}, got = {1.0 + 0x1p-10};
+    const std::vector<std::int64_t> shape = {1};
+    JudgeCriterion c;
+    c.kind = JudgeCriterion::Kind::normwise, c.tol_eps = 1;
+    const bnorm::JudgeVerdict v = bnorm::judge(exact, got, {}, shape, DType::f16, c);
+    CHECK(v.max_ulp == 1.0);
+    CHECK(v.normwise_eps == 1.0);
+    CHECK(v.passed);
+}
+
 namespace {
 // exact {1, 2, 0, -4}; got: equal, 1 float32 ulp off at 2, equal, 3 ulps off at -4
 const std::vector<double> kExact = {1.0, 2.0, 0.0, -4.0};

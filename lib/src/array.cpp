@@ -8,9 +8,23 @@
 
 namespace bnorm {
 
-const char* dtype_name(DType t) { return t == DType::f32 ? "float32" : "float64"; }
+const char* dtype_name(DType t) {
+    switch (t) {
+    case DType::f32: return "float32";
+    case DType::f16: return "float16";
+    case DType::bf16: return "bfloat16";
+    default: return "float64";
+    }
+}
 
-std::size_t dtype_size(DType t) { return t == DType::f32 ? 4 : 8; }
+std::size_t dtype_size(DType t) {
+    switch (t) {
+    case DType::f32: return 4;
+    case DType::f16:
+    case DType::bf16: return 2;
+    default: return 8;
+    }
+}
 
 namespace {
 

@@ -1,13 +1,17 @@
 #include "bnorm/csv.hpp"
 
 #include "bnorm/error.hpp"
+#include "bnorm/half.hpp"
 #include "parallel.hpp"
 
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <charconv>
+#include <cfenv>
 #include <cmath>
+#include <cstdlib>
+#include <string>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -119,7 +123,7 @@ private:
         // The values are parsed straight into the array (a large one on fresh pages, with
         // huge pages where the kernel gives them: 1,000,000 x 16 float64 parsed at 490 MB/s
         // into the heap's 4 KiB pages, at 508 so, on one Ice Lake core).
-        Array out(dtype_, Shape{rows, cols_});
+        Array out(dtype_of<T>(), Shape{rows, cols_}); // half types: their values in double first
         T* const values = out.data<T>();
         std::copy(first.begin(), first.end(), values);
         detail::parallel_for(std::int64_t(chunks.size()), t, [&](std::int64_t k0, std::int64_t k1) {
@@ -205,6 +209,7 @@ private:
     /// span a line end, so from_chars needs no line end to stop at: parsing 1,000,000 x
     /// 16 float64 went from 523 to 560 MB/s when lines were no longer looked for first.
     template <class T> bool plain_row(std::size_t& pos, std::size_t end, T* out) const {
+        if (is_half(dtype_)) return false; // every half value goes through field()'s rounding
         const char* p = text_.data() + pos;
         const char* const stop = text_.data() + end;
         for (std::int64_t k = 0; k < cols_; ++k) {
@@ -237,7 +242,7 @@ private:
             std::size_t comma;
             T v{};
             const char* const row_end = row.data() + row.size();
-            const char* const q = plain_number(row.data() + f, row_end, v);
+            const char* const q = is_half(dtype_) ? nullptr : plain_number(row.data() + f, row_end, v);
             if (q && (q == row_end || *q == ',')) {
                 comma = q == row_end ? std::string_view::npos : std::size_t(q - row.data());
             } else {
@@ -316,7 +321,33 @@ private:
         }
         if (r.ec != std::errc() || r.ptr != num.data() + num.size())
             bad_token(tok, line, col, first_field_of_file && r.ptr == num.data());
+        if constexpr (std::is_same_v<T, double>)
+            if (is_half(dtype_)) return half_value(v, num, tok, line, col);
         return v;
+    }
+
+    /// The token's value rounded once to the half type, given v, its correct rounding to
+    /// double. Rounding v again would round twice where v is a half-way point of the half
+    /// type that the text is not: there, the text parsed rounding down and up (strtod
+    /// honours the rounding mode; the parser's own from_chars does not) tells on which side
+    /// of the half-way point it lies.
+    double half_value(double v, std::string_view num, std::string_view tok, long long line, long long col) const {
+        double h = round_to(dtype_, v);
+        if (std::isinf(h) && std::isfinite(v))
+            fail(line, col, fmt::format("'{}' overflows {}", shown_token(tok), dtype_name(dtype_)));
+        const double other = round_to(dtype_, h + (v - h) * 2); // the neighbour across v, if v is half-way
+        if (std::isfinite(v) && v != h && v - h == other - v) {
+            const std::string text(num);
+            const int mode = std::fegetround();
+            std::fesetround(FE_DOWNWARD);
+            const double below = std::strtod(text.c_str(), nullptr);
+            std::fesetround(FE_UPWARD);
+            const double above = std::strtod(text.c_str(), nullptr);
+            std::fesetround(mode);
+            if (below < v) h = std::min(h, other);      // the text is under the half-way point
+            else if (above > v) h = std::max(h, other); // over it
+        }
+        return h;
     }
 
     [[noreturn]] void bad_token(std::string_view tok, long long line, long long col, bool maybe_header) const {
@@ -351,13 +382,46 @@ private:
 
 Array parse_csv(std::string_view text, DType dtype, const std::string& name, int threads) {
     CsvParser p(text, dtype, name);
+    if (is_half(dtype)) return round_array(p.parse<double>(threads), dtype); // exact: the values are the type's
     return dispatch(dtype, [&](auto t) { return p.parse<decltype(t)>(threads); });
 }
+
+namespace {
+
+/// Half types: every value as the shortest text (in digits) that reads back as the same
+/// value of the type (5 significant digits always suffice for float16, 4 for bfloat16).
+void format_half_csv(const Array& a, const std::function<void(std::string_view)>& sink, std::int64_t per_line) {
+    const Array v = widen_to_f64(a);
+    const double* x = v.data<double>();
+    std::string text;
+    char buf[64];
+    for (std::int64_t i = 0, column = 0; i < a.size(); ++i) {
+        char* end = buf;
+        if (!std::isfinite(x[i])) {
+            end = std::to_chars(buf, buf + sizeof buf, x[i]).ptr;
+        } else {
+            for (int digits = 1; digits <= 17; ++digits) {
+                end = std::to_chars(buf, buf + sizeof buf, x[i], std::chars_format::general, digits).ptr;
+                double back = 0;
+                std::from_chars(buf, end, back);
+                if (round_to(a.dtype(), back) == x[i]) break;
+            }
+        }
+        text.append(buf, end);
+        text += ++column == per_line ? '\n' : ',';
+        if (column == per_line) column = 0;
+        if (text.size() >= (1 << 20)) sink(text), text.clear();
+    }
+    sink(text);
+}
+
+} // namespace
 
 void format_csv(const Array& a, const std::function<void(std::string_view)>& sink, int threads) {
     const std::int64_t n = a.size();
     const Shape& s = a.shape();
     const std::int64_t per_line = s.size() >= 2 ? (s[0] == 0 ? 0 : n / s[0]) : 1;
+    if (is_half(a.dtype())) return format_half_csv(a, sink, per_line);
     // The values are cut into blocks of kBlock, each formatted into its own buffer; a
     // round formats one block per thread, then hands the texts to `sink` in order.
     constexpr std::int64_t kBlock = 1 << 16;

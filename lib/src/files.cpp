@@ -138,23 +138,23 @@ constexpr std::size_t kMappingGap = std::size_t(2) << 20;
 /// decoded into a new array and unmapped. The pages are mapped on first touch, by the
 /// threads that read them (MAP_POPULATE maps them all in one thread: measured 4 ms for 67
 /// MB, against under 3 for touching them); MADV_WILLNEED starts reading a cold file in.
-Array load_npy(const std::string& path) {
+Array load_npy(const std::string& path, bool u2_as_bfloat16) {
     const InputFile in(path);
     const std::size_t size = in.size;
-    if (size == 0) return parse_npy({}, path); // the error for an empty file
+    if (size == 0) return parse_npy({}, path, u2_as_bfloat16); // the error for an empty file
     const std::size_t span = size + kMappingGap;
     void* area = ::mmap(nullptr, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     void* p = area == MAP_FAILED ? MAP_FAILED : ::mmap(area, size, PROT_READ, MAP_PRIVATE | MAP_FIXED, in.fd, 0);
     if (p == MAP_FAILED) { // e.g. a file system without mmap: read it instead
         if (area != MAP_FAILED) ::munmap(area, span);
         const std::string bytes = read_file(path);
-        return parse_npy(std::as_bytes(std::span(bytes.data(), bytes.size())), path);
+        return parse_npy(std::as_bytes(std::span(bytes.data(), bytes.size())), path, u2_as_bfloat16);
     }
     ::madvise(p, size, MADV_WILLNEED); // advice only: its failure changes nothing
     const std::shared_ptr<std::byte> mapping(static_cast<std::byte*>(p), [span](std::byte* q) { ::munmap(q, span); });
     const std::span<const std::byte> file(mapping.get(), size);
-    const NpyLayout layout = inspect_npy(file, path);
-    if (!layout.native) return parse_npy(file, path);
+    const NpyLayout layout = inspect_npy(file, path, u2_as_bfloat16);
+    if (!layout.native) return parse_npy(file, path, u2_as_bfloat16);
     return Array::adopt(layout.dtype, layout.shape,
                         std::shared_ptr<std::byte>(mapping, mapping.get() + layout.data_offset));
 }
@@ -178,7 +178,7 @@ Array parse_csv_file(const std::string& path, DType dtype, int threads) {
 
 Array load_array(const std::string& path, const CsvRead& csv) {
     const Format format = format_of(path);
-    if (format == Format::npy) return load_npy(path);
+    if (format == Format::npy) return load_npy(path, csv.dtype == DType::bf16);
 
     Array a = parse_csv_file(path, csv.dtype, csv.threads);
     if (!csv.shape) return a;

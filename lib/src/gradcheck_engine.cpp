@@ -148,6 +148,9 @@ S objective(const Context<T>& ctx, std::int64_t s, const XOf& x_of, const double
                               [&](std::int64_t i) { return ctx.map.local_param(i); }, gamma, beta, ctx.in.eps, term);
 }
 
+/// The elementwise rtol's default for half-precision gradients, in eps of their dtype.
+constexpr double kHalfRtolEps = 16;
+
 /// The default criterion unless --rtol or --atol is given; then elementwise, the missing
 /// one at its old default (rtol 1e-11 for float64, 1e-5 for float32; atol 1e-3·rtol·max|n|).
 template <class T> Criterion criterion(const GradcheckOptions& opt) {
@@ -156,6 +159,12 @@ template <class T> Criterion criterion(const GradcheckOptions& opt) {
     c.eps = std::numeric_limits<T>::epsilon();
     c.tiny = std::numeric_limits<T>::denorm_min();
     c.rtol = opt.rtol ? *opt.rtol : (sizeof(T) == 4 ? 1e-5 : 1e-11);
+    if (opt.given_dtype) { // half-precision gradients, checked on the problem's exact widening
+        c.eps = dtype_eps(*opt.given_dtype);
+        c.k = kJudgeHalfK;
+        c.tiny = ulp_in(*opt.given_dtype, 0.0);
+        if (!opt.rtol) c.rtol = kHalfRtolEps * c.eps;
+    }
     c.atol = opt.atol;
     return c;
 }

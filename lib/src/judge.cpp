@@ -8,13 +8,27 @@
 
 namespace bnorm {
 
-double dtype_eps(DType t) { return t == DType::f32 ? 0x1p-23 : 0x1p-52; }
+namespace {
+
+/// (precision p, least normal exponent, largest exponent) of a dtype.
+struct Format {
+    int p, emin, emax;
+};
+Format format_of(DType t) {
+    switch (t) {
+    case DType::f32: return {24, -126, 127};
+    case DType::f16: return {11, -14, 15};
+    case DType::bf16: return {8, -126, 127};
+    default: return {53, -1022, 1023};
+    }
+}
+
+} // namespace
+
+double dtype_eps(DType t) { return std::ldexp(1.0, 1 - format_of(t).p); }
 
 double ulp_in(DType t, double value) {
-    // (precision p, least normal exponent, largest exponent) of the dtype
-    const int p = t == DType::f32 ? 24 : 53;
-    const int emin = t == DType::f32 ? -126 : -1022;
-    const int emax = t == DType::f32 ? 127 : 1023;
+    const auto [p, emin, emax] = format_of(t);
     const double a = std::fabs(value);
     if (!(a > 0) || std::isinf(a)) return std::ldexp(1.0, (a > 0 ? emax : emin) - (p - 1));
     int e = std::ilogb(a);
@@ -50,6 +64,7 @@ JudgeVerdict judge(std::span<const double> exact, std::span<const double> got, s
     const std::size_t n = exact.size();
     v.count = std::int64_t(n);
     const double eps = dtype_eps(t);
+    const double k = t == DType::f16 || t == DType::bf16 ? c.half_k : c.k; // the scaled criterion's
     double max_exact = 0;
     for (std::size_t i = 0; i < n; ++i) {
         if (std::isfinite(exact[i])) max_exact = std::max(max_exact, std::fabs(exact[i]));
@@ -64,8 +79,8 @@ JudgeVerdict judge(std::span<const double> exact, std::span<const double> got, s
         double max_scale = 0;
         for (std::size_t i = 0; i < n; ++i)
             if (std::isfinite(scale[i])) max_scale = std::max(max_scale, scale[i]);
-        base = std::max(c.k * eps * 0x1p-40 * max_scale, std::numeric_limits<double>::denorm_min());
-        if (t == DType::f32) base = std::max(base, double(std::numeric_limits<float>::denorm_min()));
+        base = std::max(k * eps * 0x1p-40 * max_scale, std::numeric_limits<double>::denorm_min());
+        if (t != DType::f64) base = std::max(base, ulp_in(t, 0.0)); // the dtype's smallest subnormal
         break;
     }
     case JudgeCriterion::Kind::elementwise: base = c.atol; break;
@@ -74,7 +89,7 @@ JudgeVerdict judge(std::span<const double> exact, std::span<const double> got, s
     v.floor = base;
     const auto allowed = [&](std::size_t i) {
         switch (c.kind) {
-        case JudgeCriterion::Kind::scaled: return c.k * eps * scale[i] + base;
+        case JudgeCriterion::Kind::scaled: return k * eps * scale[i] + base;
         case JudgeCriterion::Kind::elementwise: return c.atol + c.rtol * std::fabs(exact[i]);
         case JudgeCriterion::Kind::normwise: break;
         }

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <optional>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 namespace bnorm {
@@ -165,10 +166,11 @@ struct StoredType {
     bool big_endian;
 };
 
-StoredType stored_type(const std::string& descr, const std::string& file) {
+StoredType stored_type(const std::string& descr, const std::string& file, bool u2_as_bfloat16) {
     auto bad = [&](const std::string& why) -> InputError {
         return InputError::in_file(file, fmt::format("dtype '{}' is not supported: {}", descr, why));
     };
+    if (descr == "bfloat16") return {DType::bf16, 2, false}; // written by hand by some tools
     if (descr.size() < 2) throw bad("expected a float dtype such as '<f8'");
     const char order = descr[0];
     const std::string_view kind = std::string_view(descr).substr(1);
@@ -177,25 +179,22 @@ StoredType stored_type(const std::string& descr, const std::string& file) {
         throw bad("expected a float dtype such as '<f8'");
     if (kind == "f8") return {DType::f64, 8, big};
     if (kind == "f4") return {DType::f32, 4, big};
-    if (kind == "f2") return {DType::f32, 2, big};
+    if (kind == "f2") return {DType::f16, 2, big};
+    // ml_dtypes' bfloat16 saved by np.save: two opaque bytes, the top half of a float32
+    if (kind == "V2" && order != '>') return {DType::bf16, 2, false};
+    if (kind == "u2" && u2_as_bfloat16) return {DType::bf16, 2, big};
+    if (kind == "u2")
+        throw bad("16-bit unsigned integers are read only as bfloat16 bit patterns, when asked: pass "
+                  "--dtype bfloat16 if they are");
     switch (kind[0]) {
     case 'i': case 'u': case 'b':
         throw bad("integer and boolean arrays are not read; convert with "
                   "np.save(path, a.astype(np.float64))");
     case 'O': throw bad("object arrays (pickled Python objects) are never read");
     case 'c': throw bad("complex arrays are not supported; save the real part");
-    case 'V': throw bad("structured or void dtypes are not supported");
-    default: throw bad("bnorm reads float16, float32 and float64 arrays");
+    case 'V': throw bad("structured or void dtypes are not supported (two-byte '<V2' is read as bfloat16)");
+    default: throw bad("bnorm reads float16, bfloat16, float32 and float64 arrays");
     }
-}
-
-float half_to_float(std::uint16_t h) {
-    const int sign = h >> 15, exp = (h >> 10) & 0x1f, mant = h & 0x3ff;
-    float v;
-    if (exp == 0) v = std::ldexp(static_cast<float>(mant), -24);           // zero, subnormal
-    else if (exp == 31) v = mant ? NAN : INFINITY;
-    else v = std::ldexp(static_cast<float>(mant | 0x400), exp - 25);       // normal
-    return sign ? -v : v;
 }
 
 // std::byteswap is C++23; g++ 12 has the builtins.
@@ -210,11 +209,11 @@ template <class U> U load_scalar(const std::byte* p, bool big_endian) {
     return u;
 }
 
-/// Decodes element i of the file's data into the array's type.
+/// Decodes element i of the file's data into the array's type (half types: their bits).
 template <class T> T decode(const std::byte* data, std::int64_t i, const StoredType& st) {
     const std::byte* p = data + i * static_cast<std::int64_t>(st.itemsize);
+    if constexpr (std::is_same_v<T, std::uint16_t>) return load_scalar<std::uint16_t>(p, st.big_endian);
     switch (st.itemsize) {
-    case 2: return half_to_float(load_scalar<std::uint16_t>(p, st.big_endian));
     case 4: return std::bit_cast<float>(load_scalar<std::uint32_t>(p, st.big_endian));
     default: return static_cast<T>(std::bit_cast<double>(load_scalar<std::uint64_t>(p, st.big_endian)));
     }
@@ -222,7 +221,7 @@ template <class T> T decode(const std::byte* data, std::int64_t i, const StoredT
 
 template <class T>
 void decode_all(const std::byte* data, const StoredType& st, bool fortran, Array& out) {
-    T* dst = out.data<T>();
+    T* dst = reinterpret_cast<T*>(out.bytes());
     const std::int64_t n = out.size();
     if (!fortran) {
         if (!st.big_endian && st.itemsize == sizeof(T)) {
@@ -289,7 +288,7 @@ struct Inspected {
     std::size_t data_offset;
 };
 
-Inspected inspect(std::span<const std::byte> file, const std::string& name) {
+Inspected inspect(std::span<const std::byte> file, const std::string& name, bool u2_as_bfloat16) {
     if (file.size() < kMagic.size() || std::memcmp(file.data(), kMagic.data(), kMagic.size()) != 0) {
         if (file.size() < kMagic.size() && !file.empty() && static_cast<unsigned char>(file[0]) == 0x93)
             throw InputError::in_file(name, fmt::format("truncated NPY file: {} bytes, the magic "
@@ -325,7 +324,7 @@ Inspected inspect(std::span<const std::byte> file, const std::string& name) {
     for (char c : text)
         if (c == '\0') throw InputError::in_file(name, "bad NPY header: it contains a NUL byte");
     const Header h = HeaderParser(text, name).parse();
-    const StoredType st = stored_type(h.descr, name);
+    const StoredType st = stored_type(h.descr, name, u2_as_bfloat16);
 
     const std::int64_t count = element_count(h.shape);
     std::int64_t expected_bytes = 0;
@@ -347,26 +346,44 @@ Inspected inspect(std::span<const std::byte> file, const std::string& name) {
 
 } // namespace
 
-NpyLayout inspect_npy(std::span<const std::byte> file, const std::string& name) {
-    const Inspected in = inspect(file, name);
+NpyLayout inspect_npy(std::span<const std::byte> file, const std::string& name, bool u2_as_bfloat16) {
+    const Inspected in = inspect(file, name, u2_as_bfloat16);
     const bool native = !in.stored.big_endian && !in.header.fortran_order &&
                         in.stored.itemsize == dtype_size(in.stored.dtype) &&
                         in.data_offset % in.stored.itemsize == 0;
     return {in.stored.dtype, in.header.shape, native, in.data_offset};
 }
 
-Array parse_npy(std::span<const std::byte> file, const std::string& name) {
-    const Inspected in = inspect(file, name);
+Array parse_npy(std::span<const std::byte> file, const std::string& name, bool u2_as_bfloat16) {
+    const Inspected in = inspect(file, name, u2_as_bfloat16);
     Array out(in.stored.dtype, in.header.shape);
     const std::byte* data = file.data() + in.data_offset;
+    if (in.stored.itemsize == 2) {
+        decode_all<std::uint16_t>(data, in.stored, in.header.fortran_order, out);
+        return out;
+    }
     dispatch(in.stored.dtype, [&](auto t) { decode_all<decltype(t)>(data, in.stored, in.header.fortran_order, out); });
     return out;
 }
 
+namespace {
+
+/// The descr np.save writes: bfloat16 as ml_dtypes' arrays are saved, two opaque bytes.
+const char* descr_of(DType t) {
+    switch (t) {
+    case DType::f32: return "<f4";
+    case DType::f16: return "<f2";
+    case DType::bf16: return "<V2";
+    default: return "<f8";
+    }
+}
+
+} // namespace
+
 std::string npy_header(DType dtype, std::span<const std::int64_t> shape) {
     // numpy 1.24 format._write_array_header + _wrap_header, for fortran_order False.
     std::string dict = fmt::format("{{'descr': '{}', 'fortran_order': False, 'shape': {}, }}",
-                                   dtype == DType::f32 ? "<f4" : "<f8", shape_to_string(shape));
+                                   descr_of(dtype), shape_to_string(shape));
     if (!shape.empty()) dict.append(kGrowthAxisDigits - std::to_string(shape[0]).size(), ' ');
 
     const std::size_t hlen = dict.size() + 1; // + '\n'

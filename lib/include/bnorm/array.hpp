@@ -1,5 +1,5 @@
-// An owned, C-contiguous n-dimensional array of float32 or float64: what files are read
-// into and written from. Kernels take raw pointers plus a Layout (batchnorm.hpp).
+// An owned, C-contiguous n-dimensional array of float32 or float64 (or the bit patterns of
+// float16/bfloat16, bnorm/half.hpp): what files are read into and written from. Kernels take raw pointers plus a Layout (batchnorm.hpp).
 #pragma once
 
 #include "bnorm/layout.hpp"
@@ -11,9 +11,11 @@
 
 namespace bnorm {
 
-enum class DType { f32, f64 };
+/// f32 and f64 are computed in; f16 and bf16 are storage only (arrays of std::uint16_t bit
+/// patterns, widened to f64 before any computation: bnorm/half.hpp).
+enum class DType { f32, f64, f16, bf16 };
 
-/// "float32" / "float64", numpy's names.
+/// "float32" / "float64" / "float16" / "bfloat16", numpy's (and ml_dtypes') names.
 const char* dtype_name(DType t);
 std::size_t dtype_size(DType t);
 template <class T> constexpr DType dtype_of();
@@ -21,7 +23,9 @@ template <> constexpr DType dtype_of<float>() { return DType::f32; }
 template <> constexpr DType dtype_of<double>() { return DType::f64; }
 
 /// Calls f(T{}) with T = float or double according to t, returns what f returns.
+/// Requires: t is f32 or f64 (half arrays are widened first).
 template <class F> decltype(auto) dispatch(DType t, F&& f) {
+    assert(t == DType::f32 || t == DType::f64);
     if (t == DType::f32) return f(float{});
     return f(double{});
 }

@@ -19,9 +19,10 @@ Format format_of(const std::string& path);
 /// missing, unreadable, a directory, or not a regular file.
 std::string read_file(const std::string& path);
 
-/// How to read an array from a CSV file (NPY files carry their own dtype and shape).
+/// How to read an array from a CSV file (NPY files carry their own dtype and shape, but
+/// dtype bfloat16 reads an NPY file of '<u2' as bfloat16 bit patterns).
 struct CsvRead {
-    DType dtype = DType::f64;       ///< dtype to parse the numbers into
+    DType dtype = DType::f64;       ///< dtype to parse the numbers into (correctly rounded)
     std::optional<Shape> shape;     ///< reshape the (rows, cols) table into this shape;
                                     ///< shape[0] must equal rows, the product the count
     std::string shape_source = "--shape"; ///< where `shape` came from, for messages

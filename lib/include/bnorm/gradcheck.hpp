@@ -14,6 +14,7 @@
 // template instantiated for real double-double numbers.
 #pragma once
 
+#include "bnorm/array.hpp"
 #include "bnorm/family.hpp"
 #include "bnorm/layout.hpp"
 
@@ -35,6 +36,11 @@ struct GradcheckOptions {
     /// then defaulting to 1e-11 (float64) or 1e-5 (float32) and atol to
     /// 1e-3·rtol·max|numerical| of that tensor.
     std::optional<double> rtol, atol;
+    /// The dtype of the given gradients when narrower than T: float16 or bfloat16 problems
+    /// run in double on the exact widening of their data. The criterion then takes that
+    /// dtype's eps and smallest subnormal and k = kJudgeHalfK, and the elementwise rtol defaults to 16 of its
+    /// eps (float16 1/64, bfloat16 1/8: a correctly rounded gradient is within half an eps).
+    std::optional<DType> given_dtype;
     std::uint64_t seed = 0;       ///< for random dy draws, directions and samples
     int random_dy_draws = 3;      ///< used when no dy is given
     bool full = false;            ///< check every element whatever the size

@@ -26,7 +26,13 @@ namespace bnorm {
 /// classic wrong kernels exceed it 11.8 times and more (measured: docs/compare.md).
 inline constexpr double kJudgeDefaultK = 64;
 
-/// eps of a dtype: 2^-23 (float32), 2^-52 (float64).
+/// k of the default criterion for float16 and bfloat16 candidates. Half kernels work in
+/// float32 and round once at the end (PyTorch, ONNX stash_type = 1): a correct one is within
+/// half an ulp of the half type, and |exact| ≤ scale, so 4 leaves a margin of 8. 64 would
+/// pass a bfloat16 dx a quarter off (64·2^-7 = 1/2 of the scale).
+inline constexpr double kJudgeHalfK = 4;
+
+/// eps of a dtype: 2^-23 (float32), 2^-52 (float64), 2^-10 (float16), 2^-7 (bfloat16).
 double dtype_eps(DType t);
 
 /// The ulp of `value` in dtype t: the spacing of t's numbers at |value| (the subnormal
@@ -41,6 +47,7 @@ struct JudgeCriterion {
     };
     Kind kind = Kind::scaled;
     double k = kJudgeDefaultK;
+    double half_k = kJudgeHalfK; ///< k for float16 and bfloat16 candidates
     double rtol = 0, atol = 0;
     double tol_eps = 0;
 };
