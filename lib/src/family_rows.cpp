@@ -282,26 +282,6 @@ void backward_chunk(const T* x, const T* gamma, const T* dy, const NormProblem& 
     // two values and eps = 0 (layer): x̂ = ±1 whatever x, y is locally constant and dx is 0
     // exactly, where the sums would leave their ~2^-100 of the terms
     const bool zero_dx = !rms && D == 2 && eps == 0;
-    // pass B two rows at a time (input_gradient_rows): a row whose coefficients are ready
-    // waits here for the next; its column terms still go in first, so the order is the rows'
-    GradientRow<T> waiting{};
-    bool is_waiting = false;
-    const auto flush = [&] {
-        if (!is_waiting) return;
-        input_gradient_row(waiting.x, waiting.dy, gamma, D, waiting.c, waiting.dx, cols);
-        if (zero_dx) waiting.dx[0] = waiting.dx[1] = T(0);
-        is_waiting = false;
-    };
-    const auto pass_b = [&](const T* xr, const T* gr, const RowGradient& c, T* out) {
-        const GradientRow<T> row{xr, gr, c, out};
-        if (!is_waiting) {
-            waiting = row, is_waiting = true;
-            return;
-        }
-        input_gradient_rows<true>(waiting, row, gamma, D, cols);
-        if (zero_dx) waiting.dx[0] = waiting.dx[1] = out[0] = out[1] = T(0);
-        is_waiting = false;
-    };
     for (std::int64_t r = r0; r < r1; ++r) {
         const std::size_t i = std::size_t(r - r0);
         const T *xr = x + r * D, *gr = dy + r * D;
@@ -314,8 +294,9 @@ void backward_chunk(const T* x, const T* gamma, const T* dy, const NormProblem& 
                     if (certified<true>(m, eps, kFloat32Tolerance, kPlainGamma)) {
                         const double n = double(D);
                         const dd inv = detail::rsqrt(add(div(m.m2, n), eps));
-                        pass_b(xr, gr, RowGradient{m.mean, inv, div(m.sum_dy, n), div(mul(mul(m.sum_dyd, inv), inv), n)},
-                               out);
+                        const RowGradient c{m.mean, inv, div(m.sum_dy, n), div(mul(mul(m.sum_dyd, inv), inv), n)};
+                        input_gradient_row(xr, gr, gamma, D, c, out, cols);
+                        if (zero_dx) out[0] = out[1] = T(0);
                         continue;
                     }
                     if (std::isfinite(m.mean.hi)) K = m.mean.hi;
@@ -324,14 +305,13 @@ void backward_chunk(const T* x, const T* gamma, const T* dy, const NormProblem& 
             const bool in_range = std::isfinite(s.max_x) && std::isfinite(s.max_dy) &&
                                   (is_float || s.max_dy == 0 || (s.max_dy >= kMinMagnitude && s.max_dy <= kMaxMagnitude));
             if (in_range) {
-                pass_b(xr, gr, gradient_of(s, K, D, eps, rms), out);
+                input_gradient_row(xr, gr, gamma, D, gradient_of(s, K, D, eps, rms), out, cols);
+                if (zero_dx) out[0] = out[1] = T(0);
                 continue;
             }
         }
-        flush(); // the fallback adds its column terms: the waiting row's go first
         backward_fallback(xr, gamma, gr, D, eps, rms, scratch, out, cols);
     }
-    flush();
 }
 
 } // namespace

@@ -263,128 +263,72 @@ template <class D>
     return fused(ih, ih2, ih * il2 + il * ih2);
 }
 
-/// One row's operands for pass B: its values, its coefficients and where its dx goes.
-template <class T> struct GradientRow {
-    const T* x;
-    const T* dy;
-    RowGradient c;
-    T* dx;
-};
-
-/// One row's dx, value by value: step() stores dx at i and gives the row's column terms
-/// there (dγ's as hi + lo, lo unused for float32, and dy for dβ); finish() redoes in
-/// double-double the float32 values that cancel.
-template <class T> struct RowStep {
-    const T* __restrict x;
-    const T* __restrict dy;
-    const T* __restrict gamma;
-    T* __restrict dx;
-    double mh, ml, ih, il, Bh, Bl, Hh, Hl;
-    AnyLane redo;
-
-    RowStep(const GradientRow<T>& r, const T* g)
-        : x(r.x), dy(r.dy), gamma(g), dx(r.dx), mh(r.c.mean.hi), ml(r.c.mean.lo), ih(r.c.invstd.hi),
-          il(r.c.invstd.lo), Bh(r.c.B.hi), Bl(r.c.B.lo), Hh(r.c.H.hi), Hl(r.c.H.lo) {}
-
-    template <class D> [[gnu::always_inline]] dd_of<D> dxhat(std::int64_t i, D g) const {
+/// dx of one row, and its terms added to the column sums (cols may have null arrays when
+/// neither dγ nor dβ is wanted). gamma may be null.
+template <class T>
+[[gnu::noinline]] void input_gradient_row(const T* __restrict x, const T* __restrict dy, const T* __restrict gamma,
+                                          std::int64_t n, const RowGradient& c, T* __restrict dx, ColumnSums cols) {
+    using detail::broadcast;
+    const double mh = c.mean.hi, ml = c.mean.lo, ih = c.invstd.hi, il = c.invstd.lo;
+    auto dxhat = [&]<class D>(std::int64_t i, D g) {
         if (!gamma) return dd_of<D>{g, D{}};
         if constexpr (sizeof(T) == 4) return dd_of<D>{D(g * lanes<D>(gamma, std::size_t(i))), D{}}; // exact
         else return detail::two_prod(g, lanes<D>(gamma, std::size_t(i)));
-    }
-    template <class D> [[gnu::always_inline]] D in_dd(std::int64_t i) const {
-        using detail::broadcast;
+    };
+    auto in_dd = [&]<class D>(std::int64_t i, D) {
         const D g = lanes<D>(dy, std::size_t(i));
         return input_gradient_row_dd(lanes<D>(x, std::size_t(i)), dxhat(i, g), broadcast<D>(mh), broadcast<D>(ml),
-                                     broadcast<D>(ih), broadcast<D>(il), broadcast<D>(Bh), broadcast<D>(Bl),
-                                     broadcast<D>(Hh), broadcast<D>(Hl));
-    }
-    /// float32: dx in double, with the size of its terms and d = x − μ.
-    template <class D> [[gnu::always_inline]] D plain(std::int64_t i, D& terms, D& d) const {
-        using detail::broadcast;
-        const D g = dxhat(i, lanes<D>(dy, std::size_t(i))).hi;
-        d = D(lanes<D>(x, std::size_t(i)) - broadcast<D>(mh)) - broadcast<D>(ml);
-        const D w = g - broadcast<D>(Bh), h = d * broadcast<D>(Hh);
-        terms = magnitude(g) + magnitude(broadcast<D>(Bh)) + magnitude(h);
-        return D(broadcast<D>(ih) * D(w - h));
-    }
-    template <class D> [[gnu::always_inline]] void step(std::int64_t i, bool columns, D& t_hi, D& t_lo, D& g) {
-        using detail::broadcast;
-        if constexpr (sizeof(T) == 8) {
-            put_value(dx, i, in_dd<D>(i));
-            if (!columns) return;
-            const D xv = lanes<D>(x, std::size_t(i));
-            g = lanes<D>(dy, std::size_t(i));
-            const dd_of<D> d = detail::two_sum(xv, broadcast<D>(-mh)); // x − μ = d.hi + (d.lo − μl)
-            const dd_of<D> p = detail::two_prod(g, d.hi);
-            const D pl = p.lo + g * D(d.lo - broadcast<D>(ml));
-            const dd_of<D> q = detail::two_prod(p.hi, broadcast<D>(ih)); // ·invstd
-            t_hi = q.hi, t_lo = q.lo + (p.hi * broadcast<D>(il) + pl * broadcast<D>(ih));
-        } else {
-            // the column terms dy·x̂ in double (three roundings, 2^-51 of each term, below
-            // what the row's statistics leave), added by TwoSum
+                                     broadcast<D>(ih), broadcast<D>(il), broadcast<D>(c.B.hi), broadcast<D>(c.B.lo),
+                                     broadcast<D>(c.H.hi), broadcast<D>(c.H.lo));
+    };
+    auto columns = [&]<class D>(std::int64_t i, D) {
+        if (!cols.g_hi) return;
+        const D xv = lanes<D>(x, std::size_t(i)), g = lanes<D>(dy, std::size_t(i));
+        const dd_of<D> d = detail::two_sum(xv, broadcast<D>(-mh)); // x − μ = d.hi + (d.lo − μl)
+        const dd_of<D> p = detail::two_prod(g, d.hi);
+        const D pl = p.lo + g * D(d.lo - broadcast<D>(ml));
+        const dd_of<D> q = detail::two_prod(p.hi, broadcast<D>(ih)); // ·invstd
+        const D ql = q.lo + (p.hi * broadcast<D>(il) + pl * broadcast<D>(ih));
+        const dd_of<D> sg = detail::two_sum(lanes<D>(cols.g_hi, std::size_t(i)), q.hi);
+        put(cols.g_hi, std::size_t(i), sg.hi), put(cols.g_err, std::size_t(i), D(lanes<D>(cols.g_err, std::size_t(i)) + (sg.lo + ql)));
+        const dd_of<D> sb = detail::two_sum(lanes<D>(cols.b_hi, std::size_t(i)), g);
+        put(cols.b_hi, std::size_t(i), sb.hi), put(cols.b_err, std::size_t(i), D(lanes<D>(cols.b_err, std::size_t(i)) + sb.lo));
+    };
+    if constexpr (sizeof(T) == 8) {
+        each_lane(n, [&]<class D>(std::int64_t i, D) {
+            put_value(dx, i, in_dd(i, D{}));
+            columns(i, D{});
+        });
+    } else {
+        // float32: the column terms dy·x̂ in double (three roundings, 2^-51 of each term,
+        // below what the row's statistics leave), added by TwoSum
+        AnyLane redo;
+        auto plain = [&]<class D>(std::int64_t i, D, D& terms, D& d) {
+            const D g = dxhat(i, lanes<D>(dy, std::size_t(i))).hi;
+            d = D(lanes<D>(x, std::size_t(i)) - broadcast<D>(mh)) - broadcast<D>(ml);
+            const D w = g - broadcast<D>(c.B.hi), h = d * broadcast<D>(c.H.hi);
+            terms = magnitude(g) + magnitude(broadcast<D>(c.B.hi)) + magnitude(h);
+            return D(broadcast<D>(ih) * D(w - h));
+        };
+        each_lane(n, [&]<class D>(std::int64_t i, D) {
             D terms, d;
-            const D v = plain(i, terms, d);
+            const D v = plain(i, D{}, terms, d);
             redo.note(cancels(v, D(broadcast<D>(ih) * terms)));
             put_value(dx, i, v);
-            if (!columns) return;
-            g = lanes<D>(dy, std::size_t(i)), t_hi = g * D(d * broadcast<D>(ih));
+            if (!cols.g_hi) return;
+            const D g = lanes<D>(dy, std::size_t(i)), t = g * D(d * broadcast<D>(ih));
+            const dd_of<D> sg = detail::two_sum(lanes<D>(cols.g_hi, std::size_t(i)), t);
+            put(cols.g_hi, std::size_t(i), sg.hi), put(cols.g_err, std::size_t(i), D(lanes<D>(cols.g_err, std::size_t(i)) + sg.lo));
+            const dd_of<D> sb = detail::two_sum(lanes<D>(cols.b_hi, std::size_t(i)), g);
+            put(cols.b_hi, std::size_t(i), sb.hi), put(cols.b_err, std::size_t(i), D(lanes<D>(cols.b_err, std::size_t(i)) + sb.lo));
+        });
+        if (!redo.any()) return;
+        for (std::int64_t i = 0; i < n; ++i) { // the same test, one value at a time
+            double terms, d;
+            const double v = plain(i, 0.0, terms, d);
+            if (cancels(v, ih * terms)) dx[i] = float(in_dd(i, 0.0));
         }
     }
-    void finish(std::int64_t n) const {
-        if constexpr (sizeof(T) == 4) {
-            if (!redo.any()) return;
-            for (std::int64_t i = 0; i < n; ++i) { // the same test, one value at a time
-                double terms, d;
-                const double v = plain(i, terms, d);
-                if (cancels(v, ih * terms)) dx[i] = float(in_dd<double>(i));
-            }
-        }
-    }
-};
-
-/// dx of one row (Two = false) or of two rows a, b, and their terms added to the column
-/// sums, a's then b's at each position: the same operations as a row at a time, with the
-/// column sums loaded and stored once for both (they cost as much as dx itself). cols may
-/// have null arrays when neither dγ nor dβ is wanted; gamma may be null.
-template <bool Two, class T>
-[[gnu::noinline]] void input_gradient_rows(const GradientRow<T>& a, const GradientRow<T>& b,
-                                           const T* __restrict gamma, std::int64_t n, ColumnSums cols) {
-    RowStep<T> ra(a, gamma), rb(Two ? b : a, gamma);
-    const bool columns = cols.g_hi != nullptr;
-    double* __restrict g_hi = cols.g_hi;
-    double* __restrict g_err = cols.g_err;
-    double* __restrict b_hi = cols.b_hi;
-    double* __restrict b_err = cols.b_err;
-    // adds a row's terms at i to the running column sums gh, ge, bh, be
-    auto add = [&]<class D>(D& gh, D& ge, D& bh, D& be, D t_hi, D t_lo, D g) {
-        const dd_of<D> sg = detail::two_sum(gh, t_hi);
-        gh = sg.hi;
-        if constexpr (sizeof(T) == 8) ge = D(ge + (sg.lo + t_lo));
-        else ge = D(ge + sg.lo);
-        const dd_of<D> sb = detail::two_sum(bh, g);
-        bh = sb.hi, be = D(be + sb.lo);
-    };
-    each_lane(n, [&]<class D>(std::int64_t i, D) {
-        D ta{}, la{}, ga{}, tb{}, lb{}, gb{};
-        ra.step(i, columns, ta, la, ga);
-        if constexpr (Two) rb.step(i, columns, tb, lb, gb);
-        if (!columns) return;
-        const std::size_t k = std::size_t(i);
-        D gh = lanes<D>(g_hi, k), ge = lanes<D>(g_err, k), bh = lanes<D>(b_hi, k), be = lanes<D>(b_err, k);
-        add(gh, ge, bh, be, ta, la, ga);
-        if constexpr (Two) add(gh, ge, bh, be, tb, lb, gb);
-        put(g_hi, k, gh), put(g_err, k, ge), put(b_hi, k, bh), put(b_err, k, be);
-    });
-    ra.finish(n);
-    if constexpr (Two) rb.finish(n);
-}
-
-/// dx of one row, and its terms added to the column sums.
-template <class T>
-void input_gradient_row(const T* x, const T* dy, const T* gamma, std::int64_t n, const RowGradient& c, T* dx,
-                        ColumnSums cols) {
-    const GradientRow<T> r{x, dy, c, dx};
-    input_gradient_rows<false>(r, r, gamma, n, cols);
 }
 
 } // namespace
