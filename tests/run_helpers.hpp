@@ -203,7 +203,7 @@ template <class T> void check_same_channel(const Outputs<T>& a, const Outputs<T>
 
 /// The same bits, NaN included.
 template <class T> bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
-    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
+    return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0);
 }
 
 /// Every output that both have, bit for bit.
