@@ -105,6 +105,16 @@ def round_half(v, dtype):
     return round_bf16(v)
 
 
+def spacing(w, dtype):
+    """The spacing of dtype's values at |w| (w values of dtype; float32, float16, bfloat16)."""
+    w = np.abs(np.asarray(w, np.float64))
+    if dtype == "float32":
+        return np.spacing(w.astype(np.float32)).astype(np.float64)
+    digits, least = (11, -24) if dtype == "float16" else (8, -133)  # significant bits, least spacing
+    _, e = np.frexp(w)  # w = m * 2^e, m in [0.5, 1)
+    return np.exp2(np.maximum(e - digits, least).astype(np.float64))
+
+
 def loadf(folder, name, dtype):
     """A saved tensor as float64 values (bfloat16: '<V2' bit patterns decoded here)."""
     return golden_half.load_half(os.path.join(folder, name + ".npy"), dtype)
@@ -652,6 +662,9 @@ def test_half_with_outputs_against_mpmath():
                         if err >= worst.get(key, (0.0, ""))[0]:
                             worst[key] = (err, "%s %s %s" % (norm, cls, n))
                         check(err <= 4, "%s %s %s %s: %.3g eps from mpmath" % (dtype, norm, cls, n, err))
+                        # elementwise: the float64 engine's result rounded once is at most 1 ulp off
+                        off = np.abs(got - w) / spacing(w, dtype if half else "float32")
+                        check(np.all(off <= 1), "%s %s %s %s: %.3g ulps off" % (dtype, norm, cls, n, off.max()))
     note("worst normwise error against mpmath rounded once: %s; %d of %d elements bit-identical"
          % ("; ".join("%s %.3g eps (%s)" % (k, v[0], v[1]) for k, v in sorted(worst.items())), exact, total))
 
