@@ -220,6 +220,26 @@ std::vector<double> cancelling_dy(const GeneratedCase& c, DType t, std::uint64_t
     return dy;
 }
 
+/// With eps = 0 a constant set has an infinite invstd: in "tiny", a set whose values all
+/// rounded to one (float16's subnormals are 64 steps per unit of spread, so small sets
+/// can) gets its first element moved up by 2^tiny_exponent. Never happens in float32 or
+/// float64 in practice, whose bytes it thus leaves alone.
+void separate_constant_sets(GeneratedCase& c, DType t) {
+    const NormProblem& p = c.problem;
+    std::vector<std::int64_t> first(std::size_t(p.sets), -1);
+    std::vector<bool> constant(std::size_t(p.sets), true);
+    for (std::int64_t i = 0; i < p.size(); ++i) {
+        const auto s = std::size_t(place(p, i).set);
+        if (first[s] < 0) first[s] = i;
+        else if (c.x[std::size_t(i)] != c.x[std::size_t(first[s])]) constant[s] = false;
+    }
+    for (std::size_t s = 0; s < first.size(); ++s)
+        if (constant[s] && first[s] >= 0) {
+            double& v = c.x[std::size_t(first[s])];
+            v = round_to(t, v + std::ldexp(1.0, tiny_exponent(t)));
+        }
+}
+
 } // namespace
 
 Suite parse_suite(std::string_view text, std::string_view option) {
@@ -255,6 +275,7 @@ GeneratedCase make_case(const std::string& name, const NormProblem& requested, D
     const double top = max_finite(dtype); // keeps Cauchy's tail finite in float16
     for (std::int64_t i = 0; i < p.size(); ++i)
         c.x[std::size_t(i)] = round_to(dtype, std::clamp(d.x(rx, place(p, i).set), -top, top));
+    if (name == "tiny") separate_constant_sets(c, dtype);
 
     // γ away from 0 for dy_cancel, which divides by it; otherwise normal.
     Random rg(seed, name + "/gamma"), rb(seed, name + "/beta");

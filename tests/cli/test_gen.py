@@ -596,6 +596,28 @@ def test_half_every_class_runs_and_compares():
             note("compare does not judge --norm %s yet: verdict skipped" % ", ".join(sorted(skipped)))
 
 
+def test_float16_tiny_has_no_constant_set():
+    """float16's tiny class draws 64 subnormal steps per unit of spread: with m = 2, about
+    one set in 250 would round to one value, whose invstd with eps = 0 is infinite. gen moves
+    such a set's first value up a step; the Python stream shows that these seeds had some."""
+    with tempfile.TemporaryDirectory() as tmp:
+        had = 0
+        for seed in (1, 2, 3, 4):
+            r = PyRandom(seed, "tiny/x")
+            raw = round_half(np.array([r.normal() * 2.0 ** -18 for _ in range(400)]), "float16").reshape(2, 200)
+            had += int(np.sum(raw[0] == raw[1]))
+            out = gen(os.path.join(tmp, str(seed)), "hard", "batch", "2,200", "float16", seed, outputs=True)
+            d = os.path.join(out, "tiny")
+            x = loadf(d, "x", "float16")
+            check(np.all(x[0] != x[1]), "seed %d: a constant set" % seed)
+            check(np.isfinite(loadf(d, "invstd", "float16")).all() and np.isfinite(loadf(d, "dx", "float16")).all(),
+                  "seed %d: non-finite outputs" % seed)
+            rc, report, err = run_case_commands(d, case(d))
+            check(rc == 0, "seed %d: compare exit %d: %s" % (seed, rc, err))
+        check(had > 0, "the seeds drew no constant set: the test would not test")
+        note("%d constant sets in the raw draws, none written" % had)
+
+
 def test_half_determinism_and_streams():
     with tempfile.TemporaryDirectory() as tmp:
         for dtype in HALF:
