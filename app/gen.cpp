@@ -11,6 +11,7 @@
 #include "bnorm/error.hpp"
 #include "bnorm/family.hpp"
 #include "bnorm/files.hpp"
+#include "bnorm/half.hpp"
 
 #include <fmt/format.h>
 
@@ -50,11 +51,10 @@ std::vector<std::string> reproducing_command(const GenOptions& o, const NormProb
 DType parse_dtype(const std::string& text) {
     if (text == "float64") return DType::f64;
     if (text == "float32") return DType::f32;
-    if (text == "float16" || text == "bfloat16")
-        throw UsageError(fmt::format("--dtype {}: gen writes float32 and float64 cases for now (half precision is "
-                                     "not supported yet)",
-                                     text));
-    throw UsageError(fmt::format("--dtype '{}' is not a dtype gen writes (valid: float32, float64)", text));
+    if (text == "float16") return DType::f16;
+    if (text == "bfloat16") return DType::bf16;
+    throw UsageError(
+        fmt::format("--dtype '{}' is not a dtype gen writes (valid: float64, float32, float16, bfloat16)", text));
 }
 
 std::uint64_t parse_seed(const std::string& text) {
@@ -115,7 +115,9 @@ private:
     fs::path target_, temp_;
 };
 
+/// The values (each exact in t) as an array of dtype t; half types hold bit patterns.
 Array to_array(const std::vector<double>& values, DType t, const Shape& shape) {
+    if (is_half(t)) return round_array(to_array(values, DType::f64, shape), t); // exact: values are in t
     Array a(t, shape);
     dispatch(t, [&](auto z) {
         using T = decltype(z);
@@ -130,16 +132,28 @@ void write(const fs::path& folder, const std::string& name, const Array& a, Form
     file.commit();
 }
 
+/// The dtype the library computes a case in: its own, or float64 for the half types,
+/// whose values widen exactly (as the CLI computes them, docs/half.md).
+DType engine_dtype(DType t) { return is_half(t) ? DType::f64 : t; }
+
+/// An output computed in engine_dtype, rounded once to the dtype the CLI writes it in: the
+/// case's, but for the half types' statistics and γ/β gradients (not `like_x`), float32.
+Array output(const Array& a, DType case_dtype, bool like_x) {
+    if (!is_half(case_dtype)) return a;
+    return round_array(a, like_x ? case_dtype : DType::f32);
+}
+
 /// Inference mode's exact outputs (batch norm): y, dx, dγ, dβ with the running statistics.
 void write_eval_outputs(const fs::path& folder, const GeneratedCase& c, const GenRequest& r, int threads) {
     const NormProblem& p = c.problem;
     const Layout l = collapse(p.shape, p.axis);
     const Shape channels{p.channels};
-    const Array x = to_array(c.x, r.dtype, p.shape), gamma = to_array(c.gamma, r.dtype, channels);
-    const Array beta = to_array(c.beta, r.dtype, channels), dy = to_array(c.dy, r.dtype, p.shape);
-    const Array rm = to_array(c.running_mean, r.dtype, channels), rv = to_array(c.running_var, r.dtype, channels);
-    Array y(r.dtype, p.shape), dx(r.dtype, p.shape), dgamma(r.dtype, channels), dbeta(r.dtype, channels);
-    dispatch(r.dtype, [&](auto z) {
+    const DType e = engine_dtype(r.dtype);
+    const Array x = to_array(c.x, e, p.shape), gamma = to_array(c.gamma, e, channels);
+    const Array beta = to_array(c.beta, e, channels), dy = to_array(c.dy, e, p.shape);
+    const Array rm = to_array(c.running_mean, e, channels), rv = to_array(c.running_var, e, channels);
+    Array y(e, p.shape), dx(e, p.shape), dgamma(e, channels), dbeta(e, channels);
+    dispatch(e, [&](auto z) {
         using T = decltype(z);
         const RunningStats<T> running{rm.data<T>(), rv.data<T>()};
         bnorm::forward_eval<T>(x.data<T>(), gamma.data<T>(), beta.data<T>(), running, l, c.eps_value, y.data<T>(),
@@ -147,23 +161,25 @@ void write_eval_outputs(const fs::path& folder, const GeneratedCase& c, const Ge
         bnorm::backward_eval<T>(x.data<T>(), gamma.data<T>(), dy.data<T>(), running, l, c.eps_value, dx.data<T>(),
                                 dgamma.data<T>(), dbeta.data<T>(), threads);
     });
-    write(folder, "y", y, r.format, threads);
-    write(folder, "dx", dx, r.format, threads);
-    write(folder, "dgamma", dgamma, r.format, threads);
-    write(folder, "dbeta", dbeta, r.format, threads);
+    write(folder, "y", output(y, r.dtype, true), r.format, threads);
+    write(folder, "dx", output(dx, r.dtype, true), r.format, threads);
+    write(folder, "dgamma", output(dgamma, r.dtype, false), r.format, threads);
+    write(folder, "dbeta", output(dbeta, r.dtype, false), r.format, threads);
 }
 
-/// The exact outputs of a case, computed by the library in the case's dtype.
+/// The exact outputs of a case, computed by the library in engine_dtype and written in
+/// the CLI's output dtypes.
 void write_outputs(const fs::path& folder, const GeneratedCase& c, const GenRequest& r, int threads) {
     const NormProblem& p = c.problem;
     const bool rms = p.norm == Norm::rms;
     if (c.eval) return write_eval_outputs(folder, c, r, threads);
-    const Array x = to_array(c.x, r.dtype, p.shape), gamma = to_array(c.gamma, r.dtype, p.param_shape);
-    const Array beta = to_array(c.beta, r.dtype, rms ? Shape{0} : p.param_shape);
-    const Array dy = to_array(c.dy, r.dtype, p.shape);
-    Array y(r.dtype, p.shape), mean(r.dtype, p.stat_shape), invstd(r.dtype, p.stat_shape);
-    Array dx(r.dtype, p.shape), dgamma(r.dtype, p.param_shape), dbeta(r.dtype, p.param_shape);
-    dispatch(r.dtype, [&](auto z) {
+    const DType e = engine_dtype(r.dtype);
+    const Array x = to_array(c.x, e, p.shape), gamma = to_array(c.gamma, e, p.param_shape);
+    const Array beta = to_array(c.beta, e, rms ? Shape{0} : p.param_shape);
+    const Array dy = to_array(c.dy, e, p.shape);
+    Array y(e, p.shape), mean(e, p.stat_shape), invstd(e, p.stat_shape);
+    Array dx(e, p.shape), dgamma(e, p.param_shape), dbeta(e, p.param_shape);
+    dispatch(e, [&](auto z) {
         using T = decltype(z);
         bnorm::forward<T>(x.data<T>(), gamma.data<T>(), rms ? nullptr : beta.data<T>(), p, c.eps_value,
                           y.data<T>(), rms ? nullptr : mean.data<T>(), invstd.data<T>(), threads);
@@ -174,7 +190,8 @@ void write_outputs(const fs::path& folder, const GeneratedCase& c, const GenRequ
                                                         {"dx", &dx}, {"dgamma", &dgamma}, {"dbeta", &dbeta}};
     for (const auto& [name, a] : all) {
         const bool none = rms && (std::string(name) == "mean" || std::string(name) == "dbeta"); // rms has neither
-        if (!none) write(folder, name, *a, r.format, threads);
+        const bool like_x = a == &y || a == &dx;
+        if (!none) write(folder, name, output(*a, r.dtype, like_x), r.format, threads);
     }
 }
 
@@ -234,12 +251,14 @@ void setup_gen(CLI::App& app) {
     cmd->add_option("--groups", opts->common.groups, "G of --norm group (required with it; divides C)");
     cmd->add_option("--axis", opts->common.axis, "The norm's axis, as forward takes it (default: the norm's)");
     cmd->add_option("--shape", opts->common.shape, "Shape of x, e.g. 8,3,5,7")->required();
-    cmd->add_option("--dtype", opts->common.dtype, "float64 or float32")->required();
+    cmd->add_option("--dtype", opts->common.dtype, "float64, float32, float16 or bfloat16 (NPY '<f2', '<V2')")
+        ->required();
     cmd->add_option("--seed", opts->seed, "Seed: the same seed gives the same bytes on any machine")->required();
     cmd->add_option("--out", opts->out, "A new (or empty) folder to write the suite into")->required();
     cmd->add_option("--format", opts->format, "npy or csv")->capture_default_str();
     cmd->add_flag("--with-outputs", opts->with_outputs, "Also write the exact outputs (y, mean, invstd, dx, dgamma, "
-                                                        "dbeta), rounded once to the dtype");
+                                                        "dbeta), rounded once to the dtype (half types: y "
+                                                        "and dx; the others float32)");
     cmd->add_option("--threads", opts->common.threads, "Threads for the exact outputs (default 0: all cores); "
                                                        "the files are the same for any number")
         ->capture_default_str();

@@ -849,10 +849,10 @@ def build(out):
 
     case("gen_suite_unknown", "gen's --suite 'easy' is not a suite.", gen(suite="easy"), None,
          ["--suite", "easy", "ordinary, hard"], ["suite"])
-    case("gen_float16_not_yet", "gen asked for float16 cases, which it does not write yet.", gen(dtype="float16"),
-         None, ["--dtype float16"], ["suite"])
     case("gen_dtype_unknown", "gen's --dtype int8 is not a dtype.", gen(dtype="int8"), None, ["--dtype", "int8"],
          ["suite"])
+    case("gen_dtype_half_misspelt", "gen's --dtype bf16 is not a dtype (the half types are float16 and bfloat16).",
+         gen(dtype="bf16"), None, ["--dtype", "bf16", "float16, bfloat16"], ["suite"])
     case("gen_seed_negative", "gen's --seed -1 is negative.", gen(seed="-1"), None, ["--seed", "-1"], ["suite"])
     case("gen_seed_too_big", "gen's --seed 2^64 does not fit 64 bits.", gen(seed="18446744073709551616"), None,
          ["--seed"], ["suite"])

@@ -3,10 +3,12 @@
 #include "bnorm/cases.hpp"
 
 #include "bnorm/error.hpp"
+#include "bnorm/half.hpp"
 #include "bnorm/random.hpp"
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cassert>
 #include <cmath>
 #include <functional>
@@ -31,16 +33,51 @@ Place place(const NormProblem& p, std::int64_t i) {
     }
 }
 
-double round_to(DType t, double v) {
-    // One rounding from the double drawn; the dtypes to come (float16, bfloat16) add theirs here.
-    return t == DType::f32 ? double(static_cast<float>(v)) : v;
-}
-
 /// The dtype's largest exponent emax: "huge" draws |x| < 6·2^(emax − 4), below the overflow.
 /// And the scale of "tiny", 2^tiny_exponent: invstd ~ 1/scale and dx ~ |γ·dy|·invstd stay
-/// below the overflow too.
-int max_exponent(DType t) { return t == DType::f32 ? 127 : 1023; }
-int tiny_exponent(DType t) { return t == DType::f32 ? -116 : -1010; }
+/// below the overflow too (float16, whose range is too narrow for that, scales dy with x).
+int max_exponent(DType t) {
+    switch (t) {
+    case DType::f64: return 1023;
+    case DType::f16: return 15;
+    default: return 127; // float32, bfloat16
+    }
+}
+int tiny_exponent(DType t) {
+    switch (t) {
+    case DType::f64: return -1010;
+    case DType::f16: return -18; // |x| < 6·2^-18 < 2^-14: subnormal, 64 steps of 2^-24 per unit of spread
+    default: return -116;        // float32, bfloat16 (subnormal below 2^-126)
+    }
+}
+
+/// The offset of "offset" and "eval_offset": the mean as many spreads away as the dtype's
+/// precision leaves the spread a few digits (float16: x² ~ 1e6 overflows float16 too).
+double offset_of(DType t) {
+    switch (t) {
+    case DType::f64: return 1e8;
+    case DType::f32: return 1e4;
+    case DType::f16: return 1e3; // ulp 0.5
+    default: return 1e2;         // bfloat16: ulp 0.5
+    }
+}
+
+/// The noise of dy_cancel: about one ulp of the dtype at 1, below which rounding dy hides it.
+double cancel_noise(DType t) {
+    switch (t) {
+    case DType::f64: return 1e-10;
+    case DType::f32: return 1e-5;
+    case DType::f16: return 1e-3;
+    default: return 1e-2; // bfloat16
+    }
+}
+
+/// The largest finite value of a half type (the Cauchy draws are clamped to it), else inf.
+double max_finite(DType t) {
+    if (t == DType::f16) return 65504;
+    if (t == DType::bf16) return std::ldexp(255.0, 120); // (2 − 2^-7)·2^127
+    return HUGE_VAL;
+}
 
 /// The sets of two elements: see make_case's contract.
 NormProblem adapt_to_pairs(const NormProblem& p) {
@@ -61,6 +98,14 @@ NormProblem adapt_to_pairs(const NormProblem& p) {
     return check_norm_problem(s, p.norm, p.axis, p.groups, "the class 'two'");
 }
 
+/// The spacing of t's values just above |v|.
+double ulp_at(DType t, double v) {
+    int e = 0;
+    std::frexp(v, &e); // v = f·2^e, f in [0.5, 1)
+    const int digits = t == DType::f64 ? 53 : t == DType::f32 ? 24 : t == DType::f16 ? 11 : 8;
+    return std::ldexp(1.0, e - digits);
+}
+
 struct Drawn {
     std::function<double(Random&, std::int64_t /*set*/)> x; // one x value of a set
     std::string eps = "1e-5";
@@ -68,31 +113,31 @@ struct Drawn {
 };
 
 Drawn class_data(const std::string& name, Norm norm, DType t) {
-    const bool f32 = t == DType::f32, rms = norm == Norm::rms;
+    const bool rms = norm == Norm::rms;
+    const char* type = dtype_name(t);
     const auto normal = [](Random& r, std::int64_t) { return r.normal(); };
     Drawn d;
     if (name == "normal" || name == "eval") {
         d.x = normal;
         d.hard_because = "nothing: normal x, γ, β and dy; a kernel that fails here is wrong, not inaccurate";
     } else if (name == "eval_offset") {
-        const double offset = f32 ? 1e4 : 1e8;
+        const double offset = offset_of(t);
         d.x = [offset](Random& r, std::int64_t) { return offset + r.normal(); };
         d.hard_because = fmt::format("inference mode with x and the running mean {:g} times the spread: a kernel "
                                      "that folds y into x·(γ·invstd) + (β − mean·γ·invstd) loses {} digits to "
                                      "cancellation",
-                                     offset, f32 ? 4 : 8);
+                                     offset, std::log10(offset));
     } else if (name == "offset") {
-        const double offset = f32 ? 1e4 : 1e8;
+        const double offset = offset_of(t);
         d.x = [offset](Random& r, std::int64_t) { return offset + r.normal(); };
         d.hard_because = rms ? fmt::format("x = {:g} + normal: x̂ is nearly 1 everywhere, so dx's two terms cancel to "
                                            "{:g} of their size",
                                            offset, 1 / offset)
                              : fmt::format("each set's mean is {:g} times its spread: the one-pass variance E[x²] − "
-                                           "mean² cancels {} digits, all that {} holds, and one ulp of the mean is "
+                                           "mean² cancels {} digits, {} {} holds, and one ulp of the mean is "
                                            "{:.2g} of the spread",
-                                           offset, f32 ? 8 : 16, f32 ? "float32" : "float64",
-                                           f32 ? double(std::nextafter(float(offset), 2 * float(offset))) - offset
-                                               : std::nextafter(offset, 2 * offset) - offset);
+                                           offset, std::log10(offset) * 2, is_half(t) ? "more than" : "all that", type,
+                                           ulp_at(t, offset));
     } else if (name == "constant") {
         d.x = [rms](Random& r, std::int64_t set) {
             if (set == 0) return 1.5; // one value for the whole set
@@ -115,29 +160,32 @@ Drawn class_data(const std::string& name, Norm norm, DType t) {
         d.x = [](Random& r, std::int64_t) { return 10 * r.normal(); };
         d.hard_because = fmt::format("dy = (a + b·x̂)/γ per set plus {:g} noise: dx's terms cancel to the noise and "
                                      "eps/(var + eps) of their size",
-                                     f32 ? 1e-5 : 1e-10);
+                                     cancel_noise(t));
     } else if (name == "tiny_var") {
-        d.x = [rms](Random& r, std::int64_t) { return (rms ? 0.0 : 1.0) + 1e-4 * r.normal(); };
+        // half types: a spread of 1e-3 about 1/64, where it is 8 (bfloat16) or 64 (float16) ulps
+        const double center = rms ? 0.0 : is_half(t) ? 1.0 / 64 : 1.0, spread = is_half(t) ? 1e-3 : 1e-4;
+        d.x = [center, spread](Random& r, std::int64_t) { return center + spread * r.normal(); };
         d.eps = "1e-3";
-        d.hard_because = fmt::format("{} (1e-8) is far below eps (1e-3): invstd is nearly 1/sqrt(eps) and y holds "
+        d.hard_because = fmt::format("{} ({}) is far below eps (1e-3): invstd is nearly 1/sqrt(eps) and y holds "
                                      "only the spread's digits",
-                                     rms ? "mean(x²)" : "the variance");
+                                     rms ? "mean(x²)" : "the variance", is_half(t) ? "1e-6" : "1e-8");
     } else if (name == "huge") {
         const double scale = std::ldexp(1.0, max_exponent(t) - 4);
         d.x = [scale](Random& r, std::int64_t) { return scale * r.normal(); };
         d.hard_because = fmt::format("|x| up to 6·2^{}, near the overflow of {}: x² and Σx overflow in {}, yet every "
                                      "output is finite",
-                                     max_exponent(t) - 4, f32 ? "float32" : "float64",
-                                     f32 ? "float32" : "double");
+                                     max_exponent(t) - 4, type, t == DType::f64 ? "double" : type);
     } else {
         assert(name == "tiny");
         const double scale = std::ldexp(1.0, tiny_exponent(t));
         d.x = [scale](Random& r, std::int64_t) { return scale * r.normal(); };
         d.eps = "0";
-        d.hard_because = fmt::format("|x| ~ 2^{} with eps = 0, near the underflow of {} (some values subnormal): the "
-                                     "variance underflows in {}, yet invstd ~ 2^{} and every output is finite",
-                                     tiny_exponent(t), f32 ? "float32" : "float64", f32 ? "float32" : "double",
-                                     -tiny_exponent(t));
+        d.hard_because = fmt::format("|x| ~ 2^{} with eps = 0, near the underflow of {} ({} values subnormal): the "
+                                     "variance underflows in {}, yet invstd ~ 2^{} and every output is finite{}",
+                                     tiny_exponent(t), type, t == DType::f16 ? "all" : "some",
+                                     t == DType::f64 ? "double" : type, -tiny_exponent(t),
+                                     t == DType::f16 ? " (dy ~ 2^-18 too, so that dx stays in float16's range)"
+                                                     : "");
     }
     return d;
 }
@@ -160,7 +208,7 @@ std::vector<double> cancelling_dy(const GeneratedCase& c, DType t, std::uint64_t
     Random coef(seed, c.name + "/coefficients"), noise(seed, c.name + "/dy");
     std::vector<double> a(std::size_t(p.sets)), b(std::size_t(p.sets));
     for (std::size_t s = 0; s < a.size(); ++s) a[s] = rms ? 0.0 : coef.normal(), b[s] = coef.normal();
-    const double level = t == DType::f32 ? 1e-5 : 1e-10;
+    const double level = cancel_noise(t);
     std::vector<double> dy(std::size_t(p.size()));
     for (std::int64_t i = 0; i < p.size(); ++i) {
         const Place at = place(p, i);
@@ -170,6 +218,26 @@ std::vector<double> cancelling_dy(const GeneratedCase& c, DType t, std::uint64_t
         dy[std::size_t(i)] = round_to(t, lin + level * noise.normal());
     }
     return dy;
+}
+
+/// With eps = 0 a constant set has an infinite invstd: in "tiny", a set whose values all
+/// rounded to one (float16's subnormals are 64 steps per unit of spread, so small sets
+/// can) gets its first element moved up by 2^tiny_exponent. Never happens in float32 or
+/// float64 in practice, whose bytes it thus leaves alone.
+void separate_constant_sets(GeneratedCase& c, DType t) {
+    const NormProblem& p = c.problem;
+    std::vector<std::int64_t> first(std::size_t(p.sets), -1);
+    std::vector<bool> constant(std::size_t(p.sets), true);
+    for (std::int64_t i = 0; i < p.size(); ++i) {
+        const auto s = std::size_t(place(p, i).set);
+        if (first[s] < 0) first[s] = i;
+        else if (c.x[std::size_t(i)] != c.x[std::size_t(first[s])]) constant[s] = false;
+    }
+    for (std::size_t s = 0; s < first.size(); ++s)
+        if (constant[s] && first[s] >= 0) {
+            double& v = c.x[std::size_t(first[s])];
+            v = round_to(t, v + std::ldexp(1.0, tiny_exponent(t)));
+        }
 }
 
 } // namespace
@@ -204,7 +272,10 @@ GeneratedCase make_case(const std::string& name, const NormProblem& requested, D
 
     Random rx(seed, name + "/x");
     c.x.resize(std::size_t(p.size()));
-    for (std::int64_t i = 0; i < p.size(); ++i) c.x[std::size_t(i)] = round_to(dtype, d.x(rx, place(p, i).set));
+    const double top = max_finite(dtype); // keeps Cauchy's tail finite in float16
+    for (std::int64_t i = 0; i < p.size(); ++i)
+        c.x[std::size_t(i)] = round_to(dtype, std::clamp(d.x(rx, place(p, i).set), -top, top));
+    if (name == "tiny") separate_constant_sets(c, dtype);
 
     // γ away from 0 for dy_cancel, which divides by it; otherwise normal.
     Random rg(seed, name + "/gamma"), rb(seed, name + "/beta");
@@ -220,7 +291,7 @@ GeneratedCase make_case(const std::string& name, const NormProblem& requested, D
     if (name == "eval" || name == "eval_offset") {
         // the running mean near the data's (offset + normal/2), the variance in [0.5, 2]
         c.eval = true;
-        const double base = name == "eval" ? 0.0 : dtype == DType::f32 ? 1e4 : 1e8;
+        const double base = name == "eval" ? 0.0 : offset_of(dtype);
         Random rr(seed, name + "/running");
         for (std::int64_t k = 0; k < p.channels; ++k) {
             c.running_mean.push_back(round_to(dtype, base + 0.5 * rr.normal()));
@@ -232,7 +303,9 @@ GeneratedCase make_case(const std::string& name, const NormProblem& requested, D
     } else {
         Random rd(seed, name + "/dy");
         c.dy.resize(std::size_t(p.size()));
-        for (auto& v : c.dy) v = round_to(dtype, rd.normal());
+        // float16's tiny: dy at x's scale, so that dx ~ γ·dy·invstd is O(1), not 2^18
+        const double scale = name == "tiny" && dtype == DType::f16 ? std::ldexp(1.0, tiny_exponent(dtype)) : 1.0;
+        for (auto& v : c.dy) v = round_to(dtype, scale * rd.normal());
     }
     return c;
 }

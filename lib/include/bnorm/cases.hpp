@@ -33,7 +33,8 @@ struct GeneratedCase {
     std::string eps;           ///< decimal, as --eps takes it
     double eps_value = 0;      ///< the double nearest to eps
     NormProblem problem;       ///< resolved against `shape` (the class may adapt it)
-    /// The values, each exactly representable in the case's dtype: x and dy of
+    /// The values, each exactly representable in the case's dtype (rounded once from the
+    /// double drawn, half types included): x and dy of
     /// problem.shape, gamma and beta of problem.param_shape; beta empty for rms.
     std::vector<double> x, gamma, beta, dy;
     /// Inference mode (batch norm's classes eval and eval_offset): the running statistics
@@ -48,7 +49,8 @@ struct GeneratedCase {
 /// axis; instance and group, every axis but 0 and the channel axis; layer and rms, the
 /// axes from `axis` on) to 2 for the first and 1 for the others, so that each set has
 /// m = 2 elements (group norm keeps G: with two channels per group the spatial extents
-/// become 1, with more C becomes 2·G). Requires: dtype float32 or float64. Ensures: the
+/// become 1, with more C becomes 2·G). Any dtype; the half types adapt the classes to
+/// their range (offset, tiny_var, huge, tiny; docs/gen.md). Ensures: the
 /// result's problem passes check_norm_problem and its exact outputs are finite. Throws
 /// UsageError for a name that is not one of case_classes(…, requested.norm).
 GeneratedCase make_case(const std::string& name, const NormProblem& requested, DType dtype, std::uint64_t seed);
