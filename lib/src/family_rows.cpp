@@ -19,6 +19,7 @@
 #include "lanes.hpp"
 #include "parallel.hpp"
 #include "pass_b/family_rows.hpp"
+#include "pass_b/streaming.hpp"
 
 #include <fmt/format.h>
 
@@ -150,9 +151,16 @@ template <class T> double largest(const T* v, std::int64_t n) {
 /// Scratch rows in double for the fallback: x, dy, γ, β and the output, D each.
 struct Scratch {
     std::vector<double> v;
+    std::vector<float> dx32;
+    std::vector<double> dx64;
     double* rows(std::int64_t D) {
         v.resize(std::size_t(5 * D));
         return v.data();
+    }
+    /// A row of dx to be discarded (the columns' pass computes the fallback's dx again).
+    template <class T> T* dx_row(std::int64_t D) {
+        if constexpr (sizeof(T) == 4) return dx32.resize(std::size_t(D)), dx32.data();
+        else return dx64.resize(std::size_t(D)), dx64.data();
     }
 };
 
@@ -214,7 +222,7 @@ void backward_fallback(const T* x, const T* gamma, const T* dy, std::int64_t D, 
     if (constant) // 2^-2e·eps underflowed: x̂ = 0, dx = invstd·(dx̂ − mean(dx̂)) unscaled
         c.invstd = detail::rsqrt(dd{eps, 0}), c.H = dd{}, shift = f;
     double* out = buf + 4 * D;
-    input_gradient_row<double>(xs, gs, gam, D, c, out, ColumnSums{});
+    input_gradient_row(xs, gs, gam, D, c, out, ColumnSums{});
     for (std::int64_t i = 0; i < D; ++i) dx[i] = T(std::ldexp(out[i], shift));
     if (!cols.g_hi) return;
     for (std::int64_t i = 0; i < D; ++i) { // dγ += dy·x̂ with x̂ of the scaled row, dβ += dy
@@ -259,16 +267,71 @@ void forward_chunk(const T* x, const T* gamma, const T* beta, const NormProblem&
     }
 }
 
-/// Rows [r0, r1): each row's sums, then dx and the row's terms of dγ and dβ, row by row.
-/// float32 layer norm: plain sums around the row's first value, judged by the engine's
-/// backward certificate (certified<true>, with dx̂ as its dy and a = invstd); rows that
-/// fail it, RMS rows and float64 rows: Sum2 sums around the row's mean (float64: pass A's
-/// certified mean, whose range check also sends extreme rows to the fallback), carried
-/// to ~2^-100 so that dx's three terms may cancel far below the statistics' certified
-/// error.
+/// How a row's backward is computed: the coefficients of its dx, or the fallback.
+struct RowPlan {
+    bool fallback = false;
+    RowGradient c{};
+    double small = 0; // float32: dx values below this are computed again in double-double
+    double bound = 0; // float32: a bound on Σ|dy| and on Σ|dy·x̂| over the row
+};
+
+/// A bound on |dx̂| + |B| + |H|·|x − μ| over a row, given max|dx̂| and max|x|, times
+/// invstd and 2^-26 (cancels): pass B's threshold for computing dx again in double-double.
+double small_of(const RowGradient& c, double max_g, double max_x) {
+    const double terms = max_g + std::abs(c.B.hi) + std::abs(c.H.hi) * (max_x + std::abs(c.mean.hi));
+    return 0x1p-26 * c.invstd.hi * terms * (1 + 0x1p-20);
+}
+
+/// The plan of row xr (dy gr). float32 layer norm: plain sums around the row's first
+/// value, judged by the engine's backward certificate (certified<true>, with dx̂ as its dy
+/// and a = invstd); rows that fail it, RMS rows and float64 rows: Sum2 sums around the
+/// row's mean (float64: pass A's certified mean `centre`, whose range check also sends
+/// extreme rows to the fallback), carried to ~2^-100 so that dx's three terms may cancel
+/// far below the statistics' certified error. gamma_max = max|γ| (1 without γ).
 template <class T>
-void backward_chunk(const T* x, const T* gamma, const T* dy, const NormProblem& p, double eps, std::int64_t r0,
-                    std::int64_t r1, T* dx, ColumnSums cols, Scratch& scratch) {
+RowPlan plan_row(const T* xr, const T* gr, const T* gamma, std::int64_t D, double eps, bool rms, double gamma_max,
+                 double centre) {
+    constexpr bool is_float = sizeof(T) == 4;
+    const double n = double(D);
+    double K = rms ? 0.0 : is_float ? double(xr[0]) : centre;
+    if constexpr (is_float)
+        if (!rms) {
+            const PlainRow pr = row_moments_plain(xr, gr, gamma, D, K);
+            const Moments& m = pr.m;
+            if (certified<true>(m, eps, kFloat32Tolerance, kPlainGamma)) {
+                const dd inv = detail::rsqrt(add(div(m.m2, n), eps));
+                RowPlan plan{false, {m.mean, inv, div(m.sum_dy, n), div(mul(mul(m.sum_dyd, inv), inv), n)}};
+                plan.small = small_of(plan.c, m.dy_max_abs, m.max_abs);
+                plan.bound = std::sqrt(n * pr.dy_sq) * (1 + 0x1p-20); // Cauchy–Schwarz, with Σx̂² ≤ D
+                return plan;
+            }
+            if (std::isfinite(m.mean.hi)) K = m.mean.hi;
+        }
+    const RowSums s = row_sums(xr, gr, gamma, D, K);
+    const bool in_range = std::isfinite(s.max_x) && std::isfinite(s.max_dy) &&
+                          (is_float || s.max_dy == 0 || (s.max_dy >= kMinMagnitude && s.max_dy <= kMaxMagnitude));
+    if (!in_range) return {true};
+    RowPlan plan{false, gradient_of(s, K, D, eps, rms)};
+    plan.small = small_of(plan.c, s.max_dy * gamma_max, s.max_x);
+    plan.bound = n * s.max_dy * (1 + 0x1p-20); // Σ|x̂| ≤ D
+    return plan;
+}
+
+/// float32: rows whose column terms are added plainly before they are folded (fold_columns):
+/// at most kFoldRows + kGroupRows − 1 terms per plain sum.
+constexpr std::int64_t kFoldRows = 32;
+
+/// What backward_chunk computes: dx and the columns' terms (float32: plainly), or only
+/// the columns' terms, each by TwoProd (float32, when the plain ones were not enough).
+enum class Pass { dx, exact_columns };
+
+/// Rows [r0, r1): each row's plan, then dx and the row's terms of dγ and dβ, row by row,
+/// so that the second pass over a row finds it in L1. Returns the sum of the rows'
+/// bounds (float32; RowPlan::bound) for the plainly added terms.
+template <class T>
+double backward_chunk(const T* x, const T* gamma, const T* dy, const NormProblem& p, double eps, double gamma_max,
+                      std::int64_t r0, std::int64_t r1, T* dx, ColumnSums cols, PlainColumns acc, bool stream,
+                      Pass pass, Scratch& scratch) {
     constexpr bool is_float = sizeof(T) == 4;
     const std::int64_t D = p.per_set;
     const bool rms = p.norm == Norm::rms;
@@ -282,36 +345,49 @@ void backward_chunk(const T* x, const T* gamma, const T* dy, const NormProblem& 
     // two values and eps = 0 (layer): x̂ = ±1 whatever x, y is locally constant and dx is 0
     // exactly, where the sums would leave their ~2^-100 of the terms
     const bool zero_dx = !rms && D == 2 && eps == 0;
-    for (std::int64_t r = r0; r < r1; ++r) {
-        const std::size_t i = std::size_t(r - r0);
-        const T *xr = x + r * D, *gr = dy + r * D;
-        T* out = dx + r * D;
-        if (is_float || fast[i]) {
-            double K = rms ? 0.0 : is_float ? double(xr[0]) : ms[i].mean.hi;
-            if constexpr (is_float)
-                if (!rms) {
-                    const Moments m = row_moments_plain(xr, gr, gamma, D, K);
-                    if (certified<true>(m, eps, kFloat32Tolerance, kPlainGamma)) {
-                        const double n = double(D);
-                        const dd inv = detail::rsqrt(add(div(m.m2, n), eps));
-                        const RowGradient c{m.mean, inv, div(m.sum_dy, n), div(mul(mul(m.sum_dyd, inv), inv), n)};
-                        input_gradient_row(xr, gr, gamma, D, c, out, cols);
-                        if (zero_dx) out[0] = out[1] = T(0);
-                        continue;
-                    }
-                    if (std::isfinite(m.mean.hi)) K = m.mean.hi;
-                }
-            const RowSums s = row_sums(xr, gr, gamma, D, K);
-            const bool in_range = std::isfinite(s.max_x) && std::isfinite(s.max_dy) &&
-                                  (is_float || s.max_dy == 0 || (s.max_dy >= kMinMagnitude && s.max_dy <= kMaxMagnitude));
-            if (in_range) {
-                input_gradient_row(xr, gr, gamma, D, gradient_of(s, K, D, eps, rms), out, cols);
-                if (zero_dx) out[0] = out[1] = T(0);
-                continue;
+    double bound = 0;
+    std::int64_t unfolded = 0;
+    RowPlan plans[kGroupRows];
+    for (std::int64_t r = r0; r < r1; r += kGroupRows) {
+        const int in_group = int(std::min<std::int64_t>(kGroupRows, r1 - r));
+        RowGroup group;
+        int fast_rows = 0;
+        for (int k = 0; k < in_group; ++k) {
+            const std::int64_t row = r + k;
+            const std::size_t i = std::size_t(row - r0);
+            const T *xr = x + row * D, *gr = dy + row * D;
+            T* out = dx + row * D;
+            RowPlan& plan = plans[k];
+            plan = RowPlan{true};
+            if (is_float || fast[i])
+                plan = plan_row(xr, gr, gamma, D, eps, rms, gamma_max, is_float ? 0.0 : ms[i].mean.hi);
+            if (pass == Pass::exact_columns) {
+                if (!plan.fallback) add_columns_dd(xr, gr, D, plan.c, cols);
+                else backward_fallback(xr, gamma, gr, D, eps, rms, scratch, scratch.dx_row<T>(D), cols);
+            } else if (plan.fallback) {
+                backward_fallback(xr, gamma, gr, D, eps, rms, scratch, out, cols);
+            } else if constexpr (is_float) {
+                group.x[fast_rows] = xr, group.dy[fast_rows] = gr, group.dx[fast_rows] = out;
+                group.c[fast_rows] = &plan.c, group.small[fast_rows] = plan.small;
+                ++fast_rows;
+                bound += plan.bound;
+            } else {
+                input_gradient_row(xr, gr, gamma, D, plan.c, out, cols);
             }
         }
-        backward_fallback(xr, gamma, gr, D, eps, rms, scratch, out, cols);
+        if (pass == Pass::exact_columns) continue;
+        if constexpr (is_float)
+            if (fast_rows > 0) {
+                // streamed when the rows' dx are equally aligned
+                if (stream && D % 8 == 0) input_gradient_rows_plain<true>(group, fast_rows, gamma, D, acc);
+                else input_gradient_rows_plain<false>(group, fast_rows, gamma, D, acc);
+                if (acc.g && (unfolded += fast_rows) >= kFoldRows) fold_columns(acc, cols, D), unfolded = 0;
+            }
+        if (zero_dx)
+            for (int k = 0; k < in_group; ++k) dx[(r + k) * D] = dx[(r + k) * D + 1] = T(0);
     }
+    if (acc.g && unfolded > 0) fold_columns(acc, cols, D);
+    return bound;
 }
 
 } // namespace
@@ -332,38 +408,71 @@ void forward_rows(const T* x, const T* gamma, const T* beta, const NormProblem& 
 template <class T>
 void backward_rows(const T* x, const T* gamma, const T* dy, const NormProblem& p, double eps, T* dx, T* dgamma,
                    T* dbeta, int threads) {
+    constexpr bool is_float = sizeof(T) == 4;
     const int t = threads_for(p, threads);
     refuse_zero_rows(x, p, eps, t);
     const Rows rows(p);
     const std::int64_t D = rows.D;
     const bool columns = dgamma || dbeta;
+    const double gamma_max = gamma ? largest(gamma, D) : 1.0;
+    const bool stream = is_float && p.size() * std::int64_t(sizeof(T)) >= kStreamBytes && stream_clear_of(dx, x, dy);
     // dγ, dβ: band b sums chunks [b·chunks/bands, (b + 1)·chunks/bands) in chunk order,
-    // into its own compensated column sums (4 arrays of D); the bands merged in order
+    // into its own compensated column sums (4 arrays of D, and float32's 2 plain ones);
+    // the bands merged in order
     const std::int64_t bands =
-        columns ? std::clamp<std::int64_t>(std::min(kMaxBands, kBandValues / (4 * D)), 1, rows.chunks) : rows.chunks;
-    std::vector<double> partial(columns ? std::size_t(bands * 4 * D) : 0, 0.0);
-    detail::parallel_chunks(bands, 1, t, [&](std::int64_t b0, std::int64_t b1) {
-        Scratch scratch;
-        for (std::int64_t b = b0; b < b1; ++b) {
-            ColumnSums cols{};
-            if (columns) {
-                double* c = partial.data() + b * 4 * D;
-                cols = {c, c + D, c + 2 * D, c + 3 * D};
+        columns ? std::clamp<std::int64_t>(std::min(kMaxBands, kBandValues / (6 * D)), 1, rows.chunks) : rows.chunks;
+    std::vector<double> partial(columns ? std::size_t(bands * 6 * D) : 0, 0.0);
+    std::vector<double> chunk_bound(std::size_t(rows.chunks), 0.0);
+    auto run = [&](Pass pass) {
+        detail::parallel_chunks(bands, 1, t, [&](std::int64_t b0, std::int64_t b1) {
+            Scratch scratch;
+            for (std::int64_t b = b0; b < b1; ++b) {
+                ColumnSums cols{};
+                PlainColumns acc{};
+                if (columns) {
+                    double* c = partial.data() + b * 6 * D;
+                    cols = {c, c + D, c + 2 * D, c + 3 * D};
+                    if (is_float && pass == Pass::dx) acc = {c + 4 * D, c + 5 * D};
+                }
+                for (std::int64_t k = b * rows.chunks / bands; k < (b + 1) * rows.chunks / bands; ++k)
+                    chunk_bound[std::size_t(k)] = backward_chunk(x, gamma, dy, p, eps, gamma_max, rows.first(k),
+                                                                 rows.end(k), dx, cols, acc, stream, pass, scratch);
             }
-            for (std::int64_t k = b * rows.chunks / bands; k < (b + 1) * rows.chunks / bands; ++k)
-                backward_chunk(x, gamma, dy, p, eps, rows.first(k), rows.end(k), dx, cols, scratch);
-        }
-    });
+            if (stream) detail::simd::stream_fence(); // before another thread reads dx
+        });
+    };
+    run(Pass::dx);
     if (!columns) return;
-    for (std::int64_t i = 0; i < D; ++i) {
-        dd g{}, b{};
+    std::vector<dd> g(static_cast<std::size_t>(D)), b(static_cast<std::size_t>(D));
+    auto merge = [&] { // band by band, each column's bands in order (and the memory in order)
+        std::fill(g.begin(), g.end(), dd{}), std::fill(b.begin(), b.end(), dd{});
         for (std::int64_t k = 0; k < bands; ++k) {
-            const double* c = partial.data() + k * 4 * D;
-            g = add(g, detail::two_sum(c[i], c[D + i]));
-            b = add(b, detail::two_sum(c[2 * D + i], c[3 * D + i]));
+            const double* c = partial.data() + k * 6 * D;
+            for (std::int64_t i = 0; i < D; ++i) {
+                g[std::size_t(i)] = add(g[std::size_t(i)], detail::two_sum(c[i], c[D + i]));
+                b[std::size_t(i)] = add(b[std::size_t(i)], detail::two_sum(c[2 * D + i], c[3 * D + i]));
+            }
         }
-        if (dgamma) dgamma[i] = detail::to<T>(g);
-        if (dbeta) dbeta[i] = detail::to<T>(b);
+    };
+    merge();
+    if constexpr (is_float) {
+        // The plain terms are off by at most γ(kFoldRows + 6) of Σ|term| each, which is at
+        // most Σ of the rows' bounds for dγ and for dβ alike: normwise within 2^-30 of the
+        // result, or summed again by TwoProd (dy that cancels over the rows).
+        double terms = 0, norm_g = 0, norm_b = 0;
+        for (const double c : chunk_bound) terms += c;
+        for (std::int64_t i = 0; i < D; ++i)
+            norm_g += g[std::size_t(i)].hi * g[std::size_t(i)].hi, norm_b += b[std::size_t(i)].hi * b[std::size_t(i)].hi;
+        const double err = gamma_of(kFoldRows + kGroupRows + 6) * terms * (1 + 0x1p-10);
+        if ((dgamma && !(err <= 0x1p-30 * std::sqrt(norm_g))) || (dbeta && !(err <= 0x1p-30 * std::sqrt(norm_b)))) {
+            std::fill(partial.begin(), partial.end(), 0.0);
+            run(Pass::exact_columns);
+            merge();
+        }
+    }
+    for (std::int64_t i = 0; i < D; ++i) {
+        if (dgamma) dgamma[i] = detail::to<T>(g[std::size_t(i)]);
+        if (dbeta) dbeta[i] = detail::to<T>(b[std::size_t(i)]);
     }
 }
 
