@@ -16,12 +16,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <limits>
 #include <map>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace bnorm::test {
@@ -141,7 +143,7 @@ TEST_CASE("family rows: the committed golden cases (mpmath), every output within
 
 // ---- fresh random cases against the naive reference ----------------------------------------
 
-enum class Kind { normal, offset, constant_rows, cauchy, tiny, cancel, extreme_big, extreme_small, cancel_scaled };
+enum class Kind { normal, offset, constant_rows, cauchy, tiny, cancel, extreme_big, extreme_small, cancel_scaled, cancel_columns };
 
 /// x, γ, β, dy of one class: rows (R, D) from a seed that depends on nothing else.
 template <class T> struct Data {
@@ -167,7 +169,8 @@ template <class T> Data<T> make_data(std::int64_t R, std::int64_t D, Kind kind, 
             case Kind::cauchy: d.x[k] = T(cauchy(rng)); break;
             case Kind::tiny: d.x[k] = T(1e-6 * normal(rng)); break;
             case Kind::cancel:
-            case Kind::cancel_scaled: d.x[k] = T(normal(rng)); break;
+            case Kind::cancel_scaled:
+            case Kind::cancel_columns: d.x[k] = T(normal(rng)); break;
             case Kind::extreme_big: d.x[k] = T(1e300 * normal(rng)); break;
             case Kind::extreme_small: d.x[k] = T(1e-300 * normal(rng)); break;
             }
@@ -176,6 +179,16 @@ template <class T> Data<T> make_data(std::int64_t R, std::int64_t D, Kind kind, 
             if (kind == Kind::cancel_scaled) d.dy[k] = T(b * double(d.x[k]) / double(d.gamma[std::size_t(i)]));
             if (kind == Kind::extreme_big) d.dy[k] = T(double(d.dy[k]) * 1e200);
         }
+    }
+    if (kind == Kind::cancel_columns) {
+        // rows in pairs of the same x and opposite dy, and the last row's dy 1e-12: dγ and dβ
+        // are 1e-12 of their terms, far below what plain sums of the terms keep
+        for (std::int64_t r = 1; r < R; r += 2)
+            for (std::int64_t i = 0; i < D; ++i) {
+                const std::size_t k = std::size_t(r * D + i);
+                d.x[k] = d.x[k - std::size_t(D)], d.dy[k] = -d.dy[k - std::size_t(D)];
+            }
+        for (std::int64_t i = 0; i < D; ++i) d.dy[std::size_t((R - 1) * D + i)] *= T(1e-12);
     }
     return d;
 }
@@ -228,6 +241,42 @@ TEST_CASE("family rows: fresh random cases of every hard class against the naive
         fresh_case<double>(norm, {6, 50}, -1, Kind::extreme_big, 1e-5, seed++);  // beyond the fast range
         fresh_case<double>(norm, {6, 50}, -1, Kind::extreme_small, 1e-5, seed++);
         fresh_case<double>(norm, {6, 50}, -1, Kind::extreme_small, 0, seed++);
+    }
+}
+
+TEST_CASE("family rows: dγ and dβ that cancel over the rows (the float32 columns summed again by TwoProd)") {
+    // float32 adds the columns' terms plainly under a bound it checks; here the bound
+    // fails by about 2^30 and the columns must come from the error-free sums
+    unsigned seed = 40;
+    for (Norm norm : {Norm::layer, Norm::rms}) {
+        fresh_case<float>(norm, {65, 40}, -1, Kind::cancel_columns, 1e-5, seed++);
+        fresh_case<float>(norm, {9, 1031}, -1, Kind::cancel_columns, 1e-5, seed++);
+        fresh_case<float>(norm, {129, 1024}, -1, Kind::cancel_columns, 1e-5, seed++); // more than a chunk and a band
+        fresh_case<float>(norm, {65, 40}, -1, Kind::cancel_columns, 1e-5, seed++, 0, true); // no γ, β
+        fresh_case<double>(norm, {65, 40}, -1, Kind::cancel_columns, 1e-5, seed++);
+    }
+}
+
+TEST_CASE("family rows: float32 dx of 16 MiB and more is streamed, from any alignment") {
+    // (2048, 2048) float32: dx is streamed (non-temporal stores), its rows begun one by one
+    // up to a 32-byte boundary; D = 2051 is not streamed (rows unequally aligned)
+    for (const auto& [R, D] : {std::pair<std::int64_t, std::int64_t>{2048, 2048}, {2047, 2051}}) {
+        const NormProblem p = check_norm_problem(std::vector<std::int64_t>{R, D}, Norm::layer, -1, 0, "x");
+        const Data<float> d = make_data<float>(R, D, Kind::normal, 17);
+        const NaiveRowsResult want = naive_rows(d.x, d.gamma, d.beta, d.dy, R, D, 1e-5, false);
+        for (std::size_t shift : {0, 1, 3}) { // dx that many floats past an aligned allocation
+            CAPTURE(R);
+            CAPTURE(D);
+            CAPTURE(shift);
+            std::vector<float> buffer(static_cast<std::size_t>(R * D) + 8, float(kSentinel));
+            std::vector<float> dgamma(static_cast<std::size_t>(D)), dbeta(static_cast<std::size_t>(D));
+            float* dx = buffer.data() + (8 - reinterpret_cast<std::uintptr_t>(buffer.data()) % 32 / 4) % 8 + shift;
+            family::backward_rows<float>(d.x.data(), d.gamma.data(), d.dy.data(), p, 1e-5, dx, dgamma.data(),
+                                         dbeta.data(), 2);
+            check_output("dx", "streamed", std::vector<float>(dx, dx + R * D), want.dx);
+            check_output("dgamma", "streamed", dgamma, want.dgamma);
+            check_output("dbeta", "streamed", dbeta, want.dbeta);
+        }
     }
 }
 
@@ -303,6 +352,8 @@ TEST_CASE("family rows: the same bits for any thread count (more than 65536 valu
     thread_identity<float>(Norm::layer, 300, 300, Kind::cancel); // rows certified and rows summed again
     thread_identity<float>(Norm::layer, 6, 20000, Kind::normal); // a chunk per row, dγ in six bands
     thread_identity<double>(Norm::rms, 9, 9000, Kind::cauchy);
+    thread_identity<float>(Norm::layer, 513, 300, Kind::cancel_columns); // the columns summed again
+    thread_identity<float>(Norm::rms, 301, 1000, Kind::cancel_columns);
 }
 
 TEST_CASE("family rows: null γ and β mean ones and zeros") {

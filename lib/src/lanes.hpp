@@ -70,6 +70,28 @@ inline detail::simd::v8d max_magnitude(detail::simd::v8d m, detail::simd::v8d v)
 #endif
 }
 
+/// min(m, |v|), lane by lane (NaN not taken).
+inline double min_magnitude(double m, double v) {
+    const double a = magnitude(v);
+    return a < m ? a : m;
+}
+inline detail::simd::v4d min_magnitude(detail::simd::v4d m, detail::simd::v4d v) {
+#if defined(__AVX__)
+    return _mm256_min_pd(magnitude(v), m); // a < m ? a : m, lane by lane
+#else
+    const detail::simd::v4d a = magnitude(v);
+    return a < m ? a : m;
+#endif
+}
+inline detail::simd::v8d min_magnitude(detail::simd::v8d m, detail::simd::v8d v) {
+    const detail::simd::v8d a = magnitude(v);
+#if defined(__AVX512F__) // one vminpd, as max_magnitude
+    return _mm512_maskz_min_pd(0xff, a, m);
+#else
+    return a < m ? a : m;
+#endif
+}
+
 /// Per-channel set-up, four channels at a time: lanes<D>(p, c) is p[c] as a double, or
 /// p[c..c+3] as the lanes of a v4d (in double); lane(v, j) is lane j of v (v itself for a double).
 /// Every function below that takes a D does the same operations on a double as on each

@@ -10,10 +10,12 @@
 #include "stats/moments.hpp"
 #include "stats/summation.hpp"
 #include "lanes.hpp"
+#include "prefetch.hpp"
 #include "simd.hpp"
 
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 namespace bnorm::kernels {
 namespace { // each .cpp its own copy, optimised with its callers as one unit
@@ -180,10 +182,18 @@ template <class T>
 /// dx̂: the engine's backward certificate (certificates.hpp) then tells whether they are
 /// good enough for dx = invstd·(dx̂ − B − (x − μ)·H) in double, which is its formula with
 /// a = invstd. max_abs and dy_max_abs are max|x| and max|dx̂|.
-inline Moments row_moments_plain(const float* __restrict x, const float* __restrict dy, const float* __restrict gamma,
-                                 std::int64_t n, double K) {
+/// How far ahead of its loads row_moments_plain asks for x and dy (values; past the row's
+/// end, the next row's): the hardware's prefetchers alone left it waiting on memory.
+constexpr std::int64_t kRowAhead = 512;
+
+struct PlainRow {
+    Moments m;
+    double dy_sq; // Σdy² (Σdx̂² when there is no γ), for the bound on the columns' sums
+};
+inline PlainRow row_moments_plain(const float* __restrict x, const float* __restrict dy, const float* __restrict gamma,
+                                  std::int64_t n, double K) {
     using detail::broadcast;
-    v8d p[5], sum[5]{}, err[5]{}; // Σd, Σd², Σdx̂, Σdx̂·d, Σdx̂²
+    v8d p[6], sum[6]{}, err[6]{}; // Σd, Σd², Σdx̂, Σdx̂·d, Σdx̂², Σdy²
     v8d mx{}, mg{};
     const v8d k = broadcast<v8d>(K);
     std::int64_t i = 0;
@@ -191,26 +201,28 @@ inline Moments row_moments_plain(const float* __restrict x, const float* __restr
         for (auto& v : p) v = v8d{};
         const std::int64_t end = std::min(n - n % 8, i + 8 * kPlainRun);
         for (; i < end; i += 8) {
+            if (i % 16 == 0) prefetch_l1(x, i + kRowAhead), prefetch_l1(dy, i + kRowAhead);
             const v8d xv = lanes<v8d>(x, std::size_t(i)), d = xv - k;
-            v8d g = lanes<v8d>(dy, std::size_t(i));
-            if (gamma) g *= lanes<v8d>(gamma, std::size_t(i)); // exact
+            const v8d g0 = lanes<v8d>(dy, std::size_t(i));
+            v8d g = g0;
+            if (gamma) g *= lanes<v8d>(gamma, std::size_t(i)), p[5] = fused(g0, g0, p[5]); // exact
             p[0] += d, p[1] = fused(d, d, p[1]), p[2] += g, p[3] = fused(g, d, p[3]), p[4] = fused(g, g, p[4]);
             mx = max_magnitude(mx, xv), mg = max_magnitude(mg, g);
         }
-        for (int j = 0; j < 5; ++j) add_compensated(sum[j], err[j], p[j]);
+        for (int j = 0; j < 6; ++j) add_compensated(sum[j], err[j], p[j]);
     }
-    double tail[5]{}, tx = 0, tg = 0;
+    double tail[6]{}, tx = 0, tg = 0;
     for (; i < n; ++i) {
         const double d = double(x[i]) - K, g = double(dy[i]) * (gamma ? double(gamma[i]) : 1.0);
         tail[0] += d, tail[1] = std::fma(d, d, tail[1]), tail[2] += g, tail[3] = std::fma(g, d, tail[3]);
-        tail[4] = std::fma(g, g, tail[4]);
+        tail[4] = std::fma(g, g, tail[4]), tail[5] = std::fma(double(dy[i]), double(dy[i]), tail[5]);
         tx = max_magnitude(tx, double(x[i])), tg = max_magnitude(tg, g);
     }
-    dd t[5];
-    for (int j = 0; j < 5; ++j) {
-        t[j] = detail::two_sum(tail[j], 0.0);
-        for (int l = 0; l < 8; ++l) t[j] = detail::add(t[j], detail::two_sum(sum[j][l], err[j][l]));
-    }
+    // the lanes added plainly, pairwise (three roundings, within kPlainGamma's margin for
+    // merges): a double-double merge per lane cost a flop per value on rows of 1024
+    auto pairwise = [](v8d v) { return ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7])); };
+    dd t[6];
+    for (int j = 0; j < 6; ++j) t[j] = detail::add(detail::two_sum(pairwise(sum[j]), pairwise(err[j])), tail[j]);
     Moments m;
     m.n = double(n);
     const dd shift = detail::div(t[0], m.n); // μ − K
@@ -223,17 +235,18 @@ inline Moments row_moments_plain(const float* __restrict x, const float* __restr
     m.rel = kPlainGamma;
     m.max_abs = tx, m.dy_max_abs = tg;
     for (int l = 0; l < 8; ++l) m.max_abs = max_magnitude(m.max_abs, mx[l]), m.dy_max_abs = max_magnitude(m.dy_max_abs, mg[l]);
-    return m;
+    return {m, gamma ? t[5].hi : t[4].hi};
 }
 
 // ---- backward's pass B: dx, and the row's terms of dγ and dβ -------------------------------
 //
 // dx = invstd·(dx̂ − B − (x − μ)·H) with B = Σdx̂/D (0 for RMS) and H = invstd²·Σdx̂·(x − μ)/D:
 // float64 in double-double (every error term, as input_gradient_dd, with dx̂ = γ·dy in
-// double-double too); float32 in double, each value checked for cancellation of the
-// three terms (cancels), and a row with such values has them again in double-double.
-// dγ += dy·(x − μ)·invstd and dβ += dy, per position, into compensated column sums
-// (hi and error arrays), every product by TwoProd.
+// double-double too); float32 in double, the values that may have cancelled (cancels,
+// against a bound on the row's terms) again in double-double. dγ += dy·(x − μ)·invstd
+// and dβ += dy, per position: float64 into compensated column sums (hi and error
+// arrays), every product by TwoProd; float32 plainly for a few rows, then folded into
+// those, under a bound that the caller checks (and sums again by TwoProd if it fails).
 
 /// The coefficients of a row's dx.
 struct RowGradient {
@@ -263,26 +276,31 @@ template <class D>
     return fused(ih, ih2, ih * il2 + il * ih2);
 }
 
-/// dx of one row, and its terms added to the column sums (cols may have null arrays when
-/// neither dγ nor dβ is wanted). gamma may be null.
+/// dx̂ = γ·dy of lanes i (γ null: dy), exact: in double for float32, by TwoProd for float64.
+template <class T, class D> [[gnu::always_inline]] inline dd_of<D> dxhat_at(const T* gamma, std::int64_t i, D g) {
+    if (!gamma) return dd_of<D>{g, D{}};
+    if constexpr (sizeof(T) == 4) return dd_of<D>{D(g * lanes<D>(gamma, std::size_t(i))), D{}};
+    else return detail::two_prod(g, lanes<D>(gamma, std::size_t(i)));
+}
+
+/// dx of lanes i in double-double (input_gradient_row_dd).
+template <class T, class D>
+[[gnu::always_inline]] inline D dx_dd(const T* x, const T* dy, const T* gamma, std::int64_t i, const RowGradient& c) {
+    using detail::broadcast;
+    return input_gradient_row_dd(lanes<D>(x, std::size_t(i)), dxhat_at(gamma, i, lanes<D>(dy, std::size_t(i))),
+                                 broadcast<D>(c.mean.hi), broadcast<D>(c.mean.lo), broadcast<D>(c.invstd.hi),
+                                 broadcast<D>(c.invstd.lo), broadcast<D>(c.B.hi), broadcast<D>(c.B.lo),
+                                 broadcast<D>(c.H.hi), broadcast<D>(c.H.lo));
+}
+
+/// A row's terms of dγ (dy·x̂, by TwoProd) and dβ (dy) added to the column sums by TwoSum:
+/// each term to ~2^-100, so that columns that cancel over the rows keep their digits.
 template <class T>
-[[gnu::noinline]] void input_gradient_row(const T* __restrict x, const T* __restrict dy, const T* __restrict gamma,
-                                          std::int64_t n, const RowGradient& c, T* __restrict dx, ColumnSums cols) {
+[[gnu::noinline]] void add_columns_dd(const T* __restrict x, const T* __restrict dy, std::int64_t n,
+                                      const RowGradient& c, ColumnSums cols) {
     using detail::broadcast;
     const double mh = c.mean.hi, ml = c.mean.lo, ih = c.invstd.hi, il = c.invstd.lo;
-    auto dxhat = [&]<class D>(std::int64_t i, D g) {
-        if (!gamma) return dd_of<D>{g, D{}};
-        if constexpr (sizeof(T) == 4) return dd_of<D>{D(g * lanes<D>(gamma, std::size_t(i))), D{}}; // exact
-        else return detail::two_prod(g, lanes<D>(gamma, std::size_t(i)));
-    };
-    auto in_dd = [&]<class D>(std::int64_t i, D) {
-        const D g = lanes<D>(dy, std::size_t(i));
-        return input_gradient_row_dd(lanes<D>(x, std::size_t(i)), dxhat(i, g), broadcast<D>(mh), broadcast<D>(ml),
-                                     broadcast<D>(ih), broadcast<D>(il), broadcast<D>(c.B.hi), broadcast<D>(c.B.lo),
-                                     broadcast<D>(c.H.hi), broadcast<D>(c.H.lo));
-    };
-    auto columns = [&]<class D>(std::int64_t i, D) {
-        if (!cols.g_hi) return;
+    each_lane(n, [&]<class D>(std::int64_t i, D) {
         const D xv = lanes<D>(x, std::size_t(i)), g = lanes<D>(dy, std::size_t(i));
         const dd_of<D> d = detail::two_sum(xv, broadcast<D>(-mh)); // x − μ = d.hi + (d.lo − μl)
         const dd_of<D> p = detail::two_prod(g, d.hi);
@@ -293,41 +311,125 @@ template <class T>
         put(cols.g_hi, std::size_t(i), sg.hi), put(cols.g_err, std::size_t(i), D(lanes<D>(cols.g_err, std::size_t(i)) + (sg.lo + ql)));
         const dd_of<D> sb = detail::two_sum(lanes<D>(cols.b_hi, std::size_t(i)), g);
         put(cols.b_hi, std::size_t(i), sb.hi), put(cols.b_err, std::size_t(i), D(lanes<D>(cols.b_err, std::size_t(i)) + sb.lo));
-    };
-    if constexpr (sizeof(T) == 8) {
-        each_lane(n, [&]<class D>(std::int64_t i, D) {
-            put_value(dx, i, in_dd(i, D{}));
-            columns(i, D{});
-        });
-    } else {
-        // float32: the column terms dy·x̂ in double (three roundings, 2^-51 of each term,
-        // below what the row's statistics leave), added by TwoSum
-        AnyLane redo;
-        auto plain = [&]<class D>(std::int64_t i, D, D& terms, D& d) {
-            const D g = dxhat(i, lanes<D>(dy, std::size_t(i))).hi;
-            d = D(lanes<D>(x, std::size_t(i)) - broadcast<D>(mh)) - broadcast<D>(ml);
-            const D w = g - broadcast<D>(c.B.hi), h = d * broadcast<D>(c.H.hi);
-            terms = magnitude(g) + magnitude(broadcast<D>(c.B.hi)) + magnitude(h);
-            return D(broadcast<D>(ih) * D(w - h));
-        };
-        each_lane(n, [&]<class D>(std::int64_t i, D) {
-            D terms, d;
-            const D v = plain(i, D{}, terms, d);
-            redo.note(cancels(v, D(broadcast<D>(ih) * terms)));
-            put_value(dx, i, v);
-            if (!cols.g_hi) return;
-            const D g = lanes<D>(dy, std::size_t(i)), t = g * D(d * broadcast<D>(ih));
-            const dd_of<D> sg = detail::two_sum(lanes<D>(cols.g_hi, std::size_t(i)), t);
-            put(cols.g_hi, std::size_t(i), sg.hi), put(cols.g_err, std::size_t(i), D(lanes<D>(cols.g_err, std::size_t(i)) + sg.lo));
-            const dd_of<D> sb = detail::two_sum(lanes<D>(cols.b_hi, std::size_t(i)), g);
-            put(cols.b_hi, std::size_t(i), sb.hi), put(cols.b_err, std::size_t(i), D(lanes<D>(cols.b_err, std::size_t(i)) + sb.lo));
-        });
-        if (!redo.any()) return;
-        for (std::int64_t i = 0; i < n; ++i) { // the same test, one value at a time
-            double terms, d;
-            const double v = plain(i, 0.0, terms, d);
-            if (cancels(v, ih * terms)) dx[i] = float(in_dd(i, 0.0));
+    });
+}
+
+/// float64: dx of one row in double-double (every error term, as input_gradient_dd), and
+/// its terms added to the column sums (cols may have null arrays when neither dγ nor dβ
+/// is wanted). gamma may be null.
+[[gnu::noinline]] inline void input_gradient_row(const double* __restrict x, const double* __restrict dy,
+                                                 const double* __restrict gamma, std::int64_t n, const RowGradient& c,
+                                                 double* __restrict dx, ColumnSums cols) {
+    each_lane(n, [&]<class D>(std::int64_t i, D) { put_value(dx, i, dx_dd<double, D>(x, dy, gamma, i, c)); });
+    if (cols.g_hi) add_columns_dd(x, dy, n, c, cols);
+}
+
+/// float32 column sums of a few rows, added plainly in double: dγ's terms dy·x̂ (four
+/// roundings) and dβ's dy (exact). fold_columns adds them into the ColumnSums, so a
+/// column's sum is off by at most γ(rows + 6)·Σ|terms|, which the caller bounds.
+struct PlainColumns {
+    double *g, *b;
+};
+
+/// cols += acc by TwoSum, and acc = 0.
+inline void fold_columns(PlainColumns acc, ColumnSums cols, std::int64_t n) {
+    each_lane(n, [&]<class D>(std::int64_t i, D) {
+        const std::size_t j = std::size_t(i);
+        const dd_of<D> sg = detail::two_sum(lanes<D>(cols.g_hi, j), lanes<D>(acc.g, j));
+        put(cols.g_hi, j, sg.hi), put(cols.g_err, j, D(lanes<D>(cols.g_err, j) + sg.lo));
+        const dd_of<D> sb = detail::two_sum(lanes<D>(cols.b_hi, j), lanes<D>(acc.b, j));
+        put(cols.b_hi, j, sb.hi), put(cols.b_err, j, D(lanes<D>(cols.b_err, j) + sb.lo));
+        put(acc.g, j, D{}), put(acc.b, j, D{});
+    });
+}
+
+/// float32 pass B's coefficients of one row: dx = invstd·(dx̂ − B) − H·x̂ = fma(x̂, c1,
+/// fma(invstd, dx̂, c0)) with x̂ = (x − μ)·invstd, whose x̂ the columns' terms share.
+struct PlainRowB {
+    double mh, ml, ih, c0, c1;
+    static PlainRowB of(const RowGradient& c) {
+        return {c.mean.hi, c.mean.lo, c.invstd.hi, -(c.invstd.hi * c.B.hi), -c.H.hi};
+    }
+    template <class D> [[gnu::always_inline]] inline D dx(D x, D g, D& xhat) const {
+        using detail::broadcast;
+        xhat = D(D(x - broadcast<D>(mh)) - broadcast<D>(ml)) * broadcast<D>(ih);
+        return fused(xhat, broadcast<D>(c1), fused(broadcast<D>(ih), g, broadcast<D>(c0)));
+    }
+};
+
+/// The rows of input_gradient_rows_plain, up to kGroupRows of them.
+constexpr int kGroupRows = 4;
+struct RowGroup {
+    const float *x[kGroupRows], *dy[kGroupRows];
+    float* dx[kGroupRows];
+    const RowGradient* c[kGroupRows];
+    double small[kGroupRows];
+};
+
+/// float32: dx of G rows of n values in double, and their terms of dγ and dβ added to
+/// `acc` (null arrays: none wanted), the rows' terms of a column one after the other, so
+/// that a column's plain sums are loaded and stored once for G rows. dx is off by a few
+/// 2^-53 of its terms; where |dx| < small (2^-26 of the row's largest terms: cancels)
+/// that may be beyond what float32's rounding needs, and those values are computed again
+/// in double-double: one bound per row against the row's least |dx|, where a test per
+/// value cost as much as dx itself. Stream: dx is written with non-temporal stores (the
+/// rows' dx equally aligned).
+template <bool Stream, int G>
+[[gnu::noinline]] void input_gradient_rows_plain(const RowGroup& rows, const float* __restrict gamma, std::int64_t n,
+                                                 PlainColumns acc) {
+    static_assert(G >= 1 && G <= kGroupRows);
+    PlainRowB b[G];
+    v8d least8[G];
+    v4d least4[G];
+    double least[G];
+    for (int k = 0; k < G; ++k)
+        b[k] = PlainRowB::of(*rows.c[k]), least8[k] = detail::broadcast<v8d>(INFINITY), least4[k] = detail::broadcast<v4d>(INFINITY), least[k] = INFINITY;
+    auto each = [&]<class D>(std::int64_t i, D) {
+        const std::size_t j = std::size_t(i);
+        const D gam = gamma ? lanes<D>(gamma, j) : detail::broadcast<D>(1.0);
+        D sg = acc.g ? lanes<D>(acc.g, j) : D{}, sb = acc.b ? lanes<D>(acc.b, j) : D{};
+        for (int k = 0; k < G; ++k) { // (unrolled)
+            const D g = lanes<D>(rows.dy[k], j);
+            D xhat;
+            const D v = b[k].dx(lanes<D>(rows.x[k], j), D(g * gam), xhat); // γ·dy exact
+            if constexpr (std::is_same_v<D, v8d>) least8[k] = min_magnitude(least8[k], v);
+            else if constexpr (std::is_same_v<D, v4d>) least4[k] = min_magnitude(least4[k], v);
+            else least[k] = min_magnitude(least[k], v);
+            if constexpr (Stream && std::is_same_v<D, v8d>) detail::simd::stream(rows.dx[k] + i, v);
+            else put_value(rows.dx[k], i, v);
+            sg = fused(g, xhat, sg), sb += g;
         }
+        if (acc.g) put(acc.g, j, sg), put(acc.b, j, sb);
+    };
+    // each_lane, with the values before dx's first 32-byte boundary one by one when streaming
+    std::int64_t i = 0;
+    if constexpr (Stream)
+        for (; i < n && reinterpret_cast<std::uintptr_t>(rows.dx[0] + i) % 32 != 0; ++i) each(i, 0.0);
+    for (; i + 8 <= n; i += 8) each(i, v8d{});
+    for (; i + 4 <= n; i += 4) each(i, v4d{});
+    for (; i < n; ++i) each(i, 0.0);
+    for (int k = 0; k < G; ++k) {
+        for (int j = 0; j < 8; ++j) least[k] = std::min(least[k], least8[k][j]);
+        for (int j = 0; j < 4; ++j) least[k] = std::min(least[k], least4[k][j]);
+        if (!(least[k] < rows.small[k])) continue;
+        for (std::int64_t m = 0; m < n; ++m) { // the same test, one value at a time
+            const double g = double(rows.dy[k][m]) * (gamma ? double(gamma[m]) : 1.0);
+            double xhat;
+            if (magnitude(b[k].dx(double(rows.x[k][m]), g, xhat)) < rows.small[k])
+                rows.dx[k][m] = float(dx_dd<float, double>(rows.x[k], rows.dy[k], gamma, m, *rows.c[k]));
+        }
+    }
+}
+
+/// input_gradient_rows_plain for the first `count` rows of `rows`.
+template <bool Stream>
+void input_gradient_rows_plain(const RowGroup& rows, int count, const float* gamma, std::int64_t n,
+                               PlainColumns acc) {
+    switch (count) {
+    case 1: return input_gradient_rows_plain<Stream, 1>(rows, gamma, n, acc);
+    case 2: return input_gradient_rows_plain<Stream, 2>(rows, gamma, n, acc);
+    case 3: return input_gradient_rows_plain<Stream, 3>(rows, gamma, n, acc);
+    default: return input_gradient_rows_plain<Stream, 4>(rows, gamma, n, acc);
     }
 }
 
