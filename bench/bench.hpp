@@ -1,5 +1,5 @@
 // The parts of bnorm_bench: the cases (bench/cases.json), the memory-bandwidth yardstick
-// (triad.cpp), bnorm's kernels (kernels.cpp), the oneDNN peer (onednn.cpp) and the CSV
+// streams (triad.cpp), bnorm's kernels (kernels.cpp), the oneDNN peer (onednn.cpp) and the CSV
 // reader and writer (csv.cpp). main.cpp runs them and writes the JSON records that
 // bench/report.py turns into the table.
 #pragma once
@@ -75,21 +75,37 @@ template <class T> void run_eval_forward(Tensors<T>& t, int threads);
 /// The one of the four that `op` names.
 template <class T> void run_op(Op op, Tensors<T>& t, int threads);
 
-/// a[i] = b[i] + s·c[i] over three arrays of `bytes_per_array` bytes of doubles,
-/// allocated and touched on construction: the memory bandwidth a streaming kernel
-/// can reach on this machine. Counts 3 arrays × 8 bytes per element moved per call.
-/// measure_copy() is the copy-like stream a[i] = s·b[i] on two of the arrays (STREAM's
-/// scale), the yardstick of a kernel that reads one tensor and writes one: 2 × 8 bytes.
+/// The yardstick streams, on arrays of doubles (a written, b and c read):
+/// - triad: a[i] = b[i] + s·c[i], reads two arrays and writes one (pass B of backward);
+/// - triad_nt: the same with non-temporal stores, as bnorm's pass B streams big outputs;
+/// - copy: a[i] = s·b[i] (STREAM's scale), reads one and writes one (pass B of forward);
+/// - copy_nt: the same with non-temporal stores;
+/// - read2: Σ b[i] + c[i], reads two arrays and writes nothing (pass A of backward).
+enum class Stream { triad, triad_nt, copy, copy_nt, read2 };
+inline constexpr Stream kStreams[] = {Stream::triad, Stream::triad_nt, Stream::copy, Stream::copy_nt,
+                                      Stream::read2};
+/// The stream's op name in the JSON records: "triad", "triad_nt", "copy", "copy_nt", "read2".
+const char* stream_name(Stream s);
+/// How many arrays the stream reads or writes per element (3 or 2).
+int stream_arrays(Stream s);
+
+/// Three arrays of `bytes_per_array` bytes of doubles, allocated and touched on
+/// construction, and the streams over them: the memory bandwidth a streaming kernel can
+/// reach on this machine. A stream counts 8 bytes per array per element it moves
+/// (stream_arrays), not the lines an ordinary store reads before writing them.
 class Triad {
 public:
     explicit Triad(std::size_t bytes_per_array);
-    Timing measure(int threads, const RepPolicy& policy);
-    Timing measure_copy(int threads, const RepPolicy& policy);
-    std::size_t bytes_per_call() const { return 3 * a_.bytes(); }
-    std::size_t copy_bytes_per_call() const { return 2 * a_.bytes(); }
+    /// Times one call of `stream` over the whole arrays on `threads` threads.
+    Timing measure(Stream stream, int threads, const RepPolicy& policy);
+    std::size_t bytes_per_call(Stream stream) const { return static_cast<std::size_t>(stream_arrays(stream)) * a_.bytes(); }
+    std::size_t bytes_per_array() const { return a_.bytes(); }
 
 private:
+    /// Σ b[i] + c[i] over r, with vector accumulators.
+    static double sum2(const double* b, const double* c, Range r);
     Buffer<double> a_, b_, c_;
+    double sink_ = 0; ///< read2's sums, kept so that the compiler keeps the reads
 };
 
 namespace onednn {

@@ -1,7 +1,8 @@
-// bnorm_bench: measures, in one process, a STREAM-like triad, bnorm's forward and
+// bnorm_bench: measures, in one process, the yardstick streams (a STREAM-like triad, a
+// copy, both also with non-temporal stores, and a read-only sum), bnorm's forward and
 // backward kernels, oneDNN's on the same buffers (when built with it), and bnorm's CSV
 // reader and writer. Writes the measurements as JSON; bench/report.py derives GB/s and
-// the percentage of the triad and prints the table. scripts/bench.sh runs everything.
+// the percentages of the yardsticks and prints the table. scripts/bench.sh runs everything.
 #include "bench.hpp"
 
 #include <CLI/CLI.hpp>
@@ -102,24 +103,20 @@ private:
     std::vector<std::string> notes_;
 };
 
-/// The triad and the copy stream run before and after the kernels (`when`); the report
-/// takes the faster, as STREAM takes the best run, so that a disturbance during one does
-/// not lower the bound.
+/// The yardstick streams run before and after the kernels (`when`); the report takes the
+/// faster, as STREAM takes the best run, so that a disturbance during one does not lower
+/// the bound.
 void bench_triad(const Options& o, const Plan& p, const char* when, Results& results) {
     Triad triad(o.triad_mib << 20);
     for (int threads : p.threads) {
-        const Timing t = triad.measure(threads, p.policy);
-        json r = {{"op", "triad"}, {"impl", "stream"}, {"threads", threads}, {"when", when},
-                  {"bytes", triad.bytes_per_call()}};
-        r.update(timing_fields(t));
-        results.add(r, "triad (3 x " + std::to_string(o.triad_mib) + " MiB) threads=" +
-                           std::to_string(threads) + " " + when);
-        const Timing c = triad.measure_copy(threads, p.policy);
-        r = {{"op", "copy"}, {"impl", "stream"}, {"threads", threads}, {"when", when},
-             {"bytes", triad.copy_bytes_per_call()}};
-        r.update(timing_fields(c));
-        results.add(r, "copy (2 x " + std::to_string(o.triad_mib) + " MiB) threads=" +
-                           std::to_string(threads) + " " + when);
+        for (Stream stream : kStreams) {
+            const Timing t = triad.measure(stream, threads, p.policy);
+            json r = {{"op", stream_name(stream)}, {"impl", "stream"}, {"threads", threads}, {"when", when},
+                      {"bytes", triad.bytes_per_call(stream)}};
+            r.update(timing_fields(t));
+            results.add(r, std::string(stream_name(stream)) + " (" + std::to_string(stream_arrays(stream)) + " x " +
+                               std::to_string(o.triad_mib) + " MiB) threads=" + std::to_string(threads) + " " + when);
+        }
     }
 }
 
@@ -202,13 +199,13 @@ int run(const Options& o) {
 
 int main(int argc, char** argv) {
     bench::Options o;
-    CLI::App app{"Times bnorm's kernels against a memory triad and oneDNN, and bnorm's CSV "
+    CLI::App app{"Times bnorm's kernels against memory streams and oneDNN, and bnorm's CSV "
                  "reader and writer; writes JSON records (scripts/bench.sh prints the table)"};
     app.add_flag("--quick", o.quick, "Only the cases marked quick, with fewer repetitions");
     app.add_option("--cases", o.cases_file, "The cases to run")->capture_default_str();
     app.add_option("--out", o.out, "Where to write the JSON ('-': stdout)")->capture_default_str();
     app.add_option("--csv-out", o.csv_out, "Also write the benchmarked CSV text to this file");
-    app.add_option("--triad-mib", o.triad_mib, "Size of each triad array, MiB")->capture_default_str();
+    app.add_option("--triad-mib", o.triad_mib, "Size of each array of the yardstick streams, MiB")->capture_default_str();
     app.add_option("--csv-rows", o.csv_rows, "Rows of the CSV benchmark")->capture_default_str();
     CLI11_PARSE(app, argc, argv);
     try {

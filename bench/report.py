@@ -3,8 +3,8 @@
 
 Reads the JSON written by machine.py (at the start, and with --since at the end),
 bnorm_bench, peers.py and e2e.py; derives the bandwidth of every kernel under the bytes
-model below and its percentage of the triad measured in the same run; prints the table;
-with --json, writes every record as one JSON list.
+model below and its floor time under the yardstick streams measured in the same run;
+prints the table; with --json, writes every record as one JSON list.
 
 Bytes model (the "bandwidth floor" of a streaming kernel): forward (and forward_running,
 which also updates the running statistics) reads x twice and writes y once, 3 × the
@@ -15,6 +15,23 @@ eval_forward (inference, from the running statistics) reads x once and writes y 
 the copy stream a[i] = s*b[i] (read one array, write one) measured in the same run.
 forward_running records get ratio_to_forward: their time over the same implementation's
 forward on the same case.
+
+Floor (the yardsticks of issue 27): each pass is timed as if it moved its bytes at the
+speed of the stream that reads and writes as many arrays, with the same thread count:
+  read   = read2, Σ b[i] + c[i]: reads two arrays, writes none (pass A);
+  copy   = the faster of copy and copy_nt (a[i] = s*b[i], ordinary or non-temporal
+           stores): reads one array, writes one (forward's pass B, eval_forward);
+  triad  = the faster of triad and triad_nt (a[i] = b[i] + s*c[i]): reads two, writes one
+           (backward's pass B).
+  forward, forward_running: x at read speed (pass A) + x and y at copy speed (pass B);
+  backward: x and dy at read speed (pass A) + x, dy and dx at triad speed (pass B);
+  eval_forward: x and y at copy speed.
+floor_ms is the sum of those times, floor_gbps = bytes / floor_ms, and pct_of_floor =
+100 × floor_ms / ms_min (= gbps / floor_gbps): above 100%, the kernel beat the streams
+(its tensor stayed in the cache between passes or calls). pct_of_bound (% of the triad,
+or of the plain copy for eval_forward) is kept in the JSON; the table no longer shows it,
+since the triad is slower than the reads that make up most of the bytes and so
+overstates how close a kernel is to the memory.
 
 Rounds: bnorm_bench and peers.py may each be given one file per round (scripts/bench.sh
 runs them in turn). Each measurement then keeps its least ms_min over the rounds, the
@@ -33,6 +50,11 @@ import sys
 
 BYTES_MODEL = {"forward": 3, "forward_running": 3, "backward": 5, "eval_forward": 2}  # × tensor bytes
 YARDSTICK = {"eval_forward": "copy"}  # the others: "triad"
+STREAMS = ("triad", "triad_nt", "copy", "copy_nt", "read2")
+# Each pass of an op: (yardstick, tensors it moves); a yardstick is the fastest of its streams.
+FLOOR_MODEL = {"forward": [("read", 1), ("copy", 2)], "forward_running": [("read", 1), ("copy", 2)],
+               "backward": [("read", 2), ("triad", 3)], "eval_forward": [("copy", 2)]}
+FLOOR_STREAMS = {"read": ("read2",), "copy": ("copy", "copy_nt"), "triad": ("triad", "triad_nt")}
 PEERS = {"pytorch": "PyTorch", "onednn": "oneDNN"}
 
 
@@ -117,10 +139,11 @@ def shape_label(r):
 
 
 def derive(records):
-    """Adds gbps to the triad and the copy stream, gbps, bound and pct_of_bound to the
-    kernels, mb_per_s to CSV, bnorm's time ratios to the peers, and forward_running's to
-    forward. Returns the GB/s of the yardsticks, {"triad": {threads: gbps}, "copy": ...}."""
-    streams = {"triad": {}, "copy": {}}  # the best of the runs before and after the kernels
+    """Adds gbps to the streams; gbps, bound, pct_of_bound, floor_ms, floor_gbps and
+    pct_of_floor to the kernels; mb_per_s to CSV; bnorm's time ratios to the peers, and
+    forward_running's to forward. Returns the GB/s of the streams, {"triad": {threads:
+    gbps}, "copy": ..., "read2": ...}, a stream missing from older runs left empty."""
+    streams = {name: {} for name in STREAMS}  # the best of the runs before and after the kernels
     for r in records:
         if r["op"] in streams and r["impl"] == "stream":
             r["gbps"] = r["bytes"] / r["ms_min"] / 1e6
@@ -133,6 +156,9 @@ def derive(records):
             r["bound"] = YARDSTICK.get(r["op"], "triad")
             bound = streams[r["bound"]].get(r["threads"])  # no copy stream in older runs
             r["pct_of_bound"] = 100 * r["gbps"] / bound if bound else None
+            r["floor_ms"] = floor_ms(r, streams)
+            r["floor_gbps"] = r["bytes"] / r["floor_ms"] / 1e6 if r["floor_ms"] else None
+            r["pct_of_floor"] = 100 * r["floor_ms"] / r["ms_min"] if r["floor_ms"] else None
         elif r["op"] in ("csv_parse", "csv_format"):
             r["mb_per_s"] = r["bytes"] / r["ms_min"] / 1e3
     peer_ms = {(r["impl"],) + kernel_key(r): r["ms_min"]
@@ -152,6 +178,26 @@ def derive(records):
     return streams
 
 
+def yardsticks(streams, threads):
+    """{"read": gbps, "copy": gbps, "triad": gbps} with `threads` threads: each the fastest
+    of its streams (FLOOR_STREAMS); a yardstick none of whose streams ran is left out."""
+    out = {}
+    for name, members in FLOOR_STREAMS.items():
+        speeds = [streams[m][threads] for m in members if threads in streams[m]]
+        if speeds:
+            out[name] = max(speeds)
+    return out
+
+
+def floor_ms(r, streams):
+    """The kernel's floor time (FLOOR_MODEL): each pass's bytes over its yardstick's GB/s,
+    added up; None when a yardstick was not measured (older runs)."""
+    speeds = yardsticks(streams, r["threads"])
+    if any(name not in speeds for name, _ in FLOOR_MODEL[r["op"]]):
+        return None
+    return sum(k * r["tensor_bytes"] / speeds[name] / 1e6 for name, k in FLOOR_MODEL[r["op"]])
+
+
 def table(header, rows, right):
     """Formats rows under header; columns whose index is in `right` are right-aligned."""
     widths = [max(len(str(row[i])) for row in [header] + rows) for i in range(len(header))]
@@ -168,15 +214,15 @@ def kernel_table(records):
     bnorm = [r for r in records if r["op"] in BYTES_MODEL and r["impl"] == "bnorm"]
     peers = {(r["impl"],) + kernel_key(r): r for r in records
              if r["op"] in BYTES_MODEL and r["impl"] in PEERS}
-    header = ["op", "shape", "dtype", "layout", "thr", "min", "median", "GB/s", "% triad", "% copy"]
+    header = ["op", "shape", "dtype", "layout", "thr", "min", "median", "GB/s", "floor", "% floor"]
     for name in PEERS.values():
         header += [name, "bnorm/" + name]
     rows = []
     for r in bnorm:
-        pct = "-" if r["pct_of_bound"] is None else f"{r['pct_of_bound']:.0f}%"
+        floor = "-" if r["floor_ms"] is None else fmt_time(r["floor_ms"])
+        pct = "-" if r["pct_of_floor"] is None else f"{r['pct_of_floor']:.0f}%"
         row = [r["op"], shape_label(r), r["dtype"], r["layout"], r["threads"],
-               fmt_time(r["ms_min"]), fmt_time(r["ms_median"]), sig3(r["gbps"]),
-               pct if r["bound"] == "triad" else "-", pct if r["bound"] == "copy" else "-"]
+               fmt_time(r["ms_min"]), fmt_time(r["ms_median"]), sig3(r["gbps"]), floor, pct]
         for impl in PEERS:
             peer = peers.get((impl,) + kernel_key(r))
             row += [fmt_time(peer["ms_min"]), sig3(r[f"ratio_to_{impl}"]) + "x"] if peer else ["-", "-"]
@@ -200,9 +246,10 @@ def e2e_table(records):
 def notes(machine, cpp, peers, records):
     """The lines under the kernel table: what the columns mean, and what to keep in mind."""
     lines = [
-        "GB/s: bytes model / min time, forward 3x, backward 5x and eval_forward 2x the tensor's bytes;",
-        "% triad: of the triad with the same thread count; % copy (eval_forward, which reads x once and",
-        "writes y once): of the copy stream. bnorm/peer: bnorm's min time over the peer's (above 1: bnorm",
+        "GB/s: bytes model / min time, forward 3x, backward 5x and eval_forward 2x the tensor's bytes.",
+        "floor: the time of the same passes at the yardsticks' speeds, same thread count (the `floor` line",
+        "above); % floor: floor / bnorm's min time, its GB/s as a share of the yardsticks' (above 100%: the",
+        "tensor stayed in the cache). bnorm/peer: bnorm's min time over the peer's (above 1: bnorm",
         "is slower). Peers' backward starts from saved statistics (only the backward is timed); bnorm's",
         "backward recomputes them. oneDNN gets (N, C) as the same bytes in (N, C, 1, 1) nhwc form: its",
         "`nc` tag selects a generic kernel about ten times slower. eval_forward: y from the running",
@@ -226,7 +273,7 @@ def notes(machine, cpp, peers, records):
     for (size, dtype), shapes in sorted(cached.items()):
         are = "are" if len(shapes) > 1 else "is"
         lines.append(f"note: {', '.join(shapes)} {dtype} ({fmt_mib(size)}) {are} within the {fmt_mib(l3)} L3 "
-                     "cache: later passes partly hit the cache, so % triad can exceed 100%")
+                     "cache: later passes partly hit the cache, so % floor can exceed 100%")
     # Page faults in a timed call mean its memory was not reused (the bench avoids them);
     # a few per call (thread stacks, small vectors) do not matter. Pages are 4 KiB.
     for r in kernels:
@@ -245,14 +292,23 @@ def print_report(machine, cpp, peers, e2e, records, streams, quick, out=sys.stdo
     p("peers    PyTorch " + (f"{torch_v}: measured" if torch_v else "not available: skipped")
       + ";  oneDNN " + (f"{dnnl_v}: measured" if dnnl_v else "not available: skipped"))
     triad_bytes = next(r["bytes"] for r in records if r["op"] == "triad")
-    p("triad    " + ", ".join(f"{t} thread{'s' if t > 1 else ''} {sig3(g)} GB/s"
-                              for t, g in sorted(streams["triad"].items()))
-      + f"  (a[i] = b[i] + s*c[i] on 3 arrays of {triad_bytes // 3 >> 20} MiB, counting 24 bytes per i;"
-      + " best of a run before and one after the kernels in each round)")
-    if streams["copy"]:
-        p("copy     " + ", ".join(f"{t} thread{'s' if t > 1 else ''} {sig3(g)} GB/s"
-                                  for t, g in sorted(streams["copy"].items()))
-          + "  (a[i] = s*b[i] on 2 of those arrays, counting 16 bytes per i: the yardstick of eval_forward)")
+    mib = triad_bytes // 3 >> 20
+    what = {
+        "read2": f"sum of b[i] + c[i] on 2 arrays of {mib} MiB, counting 16 bytes per i, writing nothing: the "
+                 "read yardstick (pass A)",
+        "copy": "a[i] = s*b[i] on 2 of those arrays, counting 16 bytes per i",
+        "copy_nt": "the same with non-temporal stores; the faster copy is the copy yardstick (forward's pass B)",
+        "triad": f"a[i] = b[i] + s*c[i] on 3 arrays of {mib} MiB, counting 24 bytes per i;"
+                 " best of a run before and one after the kernels in each round",
+        "triad_nt": "the same with non-temporal stores; the faster triad is backward's pass B yardstick",
+    }
+    for name in ("read2", "copy", "copy_nt", "triad", "triad_nt"):
+        if streams[name]:
+            p(f"{name:<8} " + ", ".join(f"{t} thread{'s' if t > 1 else ''} {sig3(g)} GB/s"
+                                        for t, g in sorted(streams[name].items())) + f"  ({what[name]})")
+    if streams["read2"]:
+        p("floor    forward: x at read speed (pass A) + x, y at copy speed (pass B); backward: x, dy at read speed"
+          " (pass A) + x, dy, dx at triad speed (pass B); eval_forward: x, y at copy speed")
     rounds = cpp.get("rounds", 1)
     if rounds > 1:
         p(f"rounds   {rounds}: bnorm_bench (bnorm, oneDNN) and PyTorch in turn; min: the least over the rounds, "

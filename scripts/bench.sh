@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Benchmarks bnorm and prints one report on stdout (progress goes to stderr):
-#   - a STREAM-like triad, the memory-bandwidth yardstick of this run, and a copy stream
-#     (read one array, write one), the yardstick of the inference forward;
+#   - the memory-bandwidth yardsticks of this run: a read-only sum of two arrays (pass A),
+#     a copy stream (read one array, write one: forward's pass B) and a STREAM-like triad
+#     (read two, write one: backward's pass B), the last two also with non-temporal stores;
 #   - bnorm's forward and backward kernels, its inference forward (eval_forward) and its
 #     forward with the running statistics' update (forward_running), and oneDNN's
 #     (bench/bnorm_bench) and PyTorch's (bench/peers.py) on the same shapes, when they are
 #     installed (libdnnl-dev, python3-torch); a missing peer is skipped and the report says so;
 #   - the bnorm command line end to end against copying the same files, with its peak
 #     memory, and CSV parse/format throughput (bench/e2e.py, bench/bnorm_bench).
-# The cases are in bench/cases.json; bench/report.py explains the bytes model.
+# The cases are in bench/cases.json; bench/report.py explains the bytes model and the floor.
 #
 # The kernels (bnorm_bench, then PyTorch) are measured in rounds, one after the other, so
 # that every implementation meets the machine's slow and fast moments alike: the report

@@ -23,9 +23,9 @@ def kernel(impl, ms_min, ms_median, threads=1, samples=10, faults=0.0, op="forwa
 
 
 def triad(when, ms_min, threads=1, op="triad"):
-    # 24 MB in ms_min milliseconds (the copy stream: 16 MB)
+    # 24 MB in ms_min milliseconds (the copy and read streams: 16 MB)
     return {"op": op, "impl": "stream", "threads": threads, "when": when,
-            "bytes": 24_000_000 if op == "triad" else 16_000_000,
+            "bytes": 24_000_000 if op.startswith("triad") else 16_000_000,
             "ms_min": ms_min, "ms_median": ms_min, "samples": 5, "calls_per_sample": 1,
             "faults_per_call": 0.0}
 
@@ -103,7 +103,7 @@ def test_eval_forward_against_the_copy_and_forward_running_against_forward(tmp):
     peer_rounds = [[kernel("pytorch", 4.0, 4.0), kernel("pytorch", 4.4, 4.5, op="forward_running"),
                     kernel("pytorch", 2.0, 2.0, op="eval_forward")]]
     text, records = run_report(tmp, cpp_rounds, peer_rounds)
-    get = {(r["impl"], r["op"]): r for r in records if r["op"] not in ("run", "triad", "copy")}
+    get = {(r["impl"], r["op"]): r for r in records if r["impl"] not in (None, "stream")}
     ev = get["bnorm", "eval_forward"]
     assert (ev["ms_min"], ev["ms_median"], ev["bytes"], ev["bound"]) == (0.5, 0.8, 2097152, "copy"), ev
     assert abs(ev["gbps"] - 4.194304) < 1e-9 and abs(ev["pct_of_bound"] - 41.94304) < 1e-9, ev
@@ -117,12 +117,52 @@ def test_eval_forward_against_the_copy_and_forward_running_against_forward(tmp):
     assert abs(get["pytorch", "forward_running"]["ratio_to_forward"] - 1.1) < 1e-12
     assert "copy     1 thread 10.0 GB/s" in text, text
     assert "bnorm 1024x256 float32 thr 1 1.10x" in text and "PyTorch 1024x256 float32 thr 1 1.10x" in text, text
-    # the table: forward, then forward_running beside it, then eval_forward, whose % is of the copy
+    # the table: forward, then forward_running beside it, then eval_forward. Without the
+    # read stream (an older run) only eval_forward, all copy, has a floor: 2 MiB at the
+    # copy's 10 GB/s = 209.7152 µs, 41.94304% of its 0.5 ms.
     rows = [line.split() for line in text.splitlines()
             if line.startswith(("forward", "eval_forward")) and line.split()[1] == "1024x256"]
     assert [row[0] for row in rows] == ["forward", "forward_running", "eval_forward"], rows
-    after_gbps = [row[row.index(gbps) + 1:row.index(gbps) + 3] for row, gbps in zip(rows, ["1.57", "1.43", "4.19"])]
-    assert after_gbps == [["10%", "-"], ["9%", "-"], ["-", "42%"]], rows
+    after_gbps = [row[row.index(gbps) + 1:row.index(gbps) + 4] for row, gbps in zip(rows, ["1.57", "1.43", "4.19"])]
+    assert after_gbps == [["-", "-", "4.00"], ["-", "-", "4.40"], ["210", "µs", "42%"]], rows
+    assert abs(ev["floor_ms"] - 0.2097152) < 1e-12 and abs(ev["pct_of_floor"] - 41.94304) < 1e-9, ev
+    assert fwd["floor_ms"] is None and fwd["pct_of_floor"] is None, fwd
+
+
+def test_floor_from_the_read_copy_and_triad_streams(tmp):
+    # One tensor of T = 1 MiB = 1048576 bytes, 1 thread. Streams (GB/s = MB / ms / 1000):
+    #   read2: 16 MB in 1.25 ms (before) or 1.0 ms (after, the best) = 16 GB/s;
+    #   copy 16 MB in 2.0 ms = 8 GB/s, copy_nt in 1.6 ms = 10 GB/s: the copy yardstick is 10;
+    #   triad 24 MB in 2.0 ms = 12 GB/s, triad_nt in 2.4 ms = 10 GB/s: the triad yardstick is 12.
+    # forward, 0.5 ms: floor = T/16 + 2T/10 GB/s = 1048576 × 0.2625 ns = 0.2752512 ms, 55.05024%.
+    # backward, 1.0 ms: floor = 2T/16 + 3T/12 = 1048576 × 0.375 ns = 0.393216 ms, 39.3216%;
+    #   floor_gbps = 5T / 0.393216 ms = 13.3333 GB/s; its % of the triad stays 5.24288 / 12.
+    # eval_forward, 0.25 ms: floor = 2T/10 = 0.2097152 ms, 83.88608%.
+    # With 2 threads only the triad ran: no floor.
+    cpp = [triad("before", 2.0), triad("before", 2.4, op="triad_nt"), triad("before", 2.0, op="copy"),
+           triad("before", 1.6, op="copy_nt"), triad("before", 1.25, op="read2"),
+           triad("before", 1.0, threads=2),
+           kernel("bnorm", 0.5, 0.6), kernel("bnorm", 0.6, 0.7, threads=2), kernel("bnorm", 1.0, 1.1, op="backward"),
+           kernel("bnorm", 0.25, 0.3, op="eval_forward"), triad("after", 1.0, op="read2")]
+    text, records = run_report(tmp, [cpp], [[]])
+    get = {(r["op"], r["threads"]): r for r in records if r["impl"] == "bnorm"}
+    expected = {"forward": (0.2752512, 55.05024), "backward": (0.393216, 39.3216), "eval_forward": (0.2097152, 83.88608)}
+    for op, (floor, pct) in expected.items():
+        r = get[op, 1]
+        assert abs(r["floor_ms"] - floor) < 1e-12 and abs(r["pct_of_floor"] - pct) < 1e-9, r
+    bwd = get["backward", 1]
+    assert abs(bwd["floor_gbps"] - 5 * 1048576 / 0.393216 / 1e6) < 1e-9, bwd
+    assert abs(bwd["pct_of_bound"] - 100 * 5.24288 / 12) < 1e-9 and bwd["bound"] == "triad", bwd
+    assert get["forward", 2]["floor_ms"] is None and get["forward", 2]["pct_of_floor"] is None
+    assert "read2    1 thread 16.0 GB/s" in text and "copy_nt  1 thread 10.0 GB/s" in text, text
+    assert "triad_nt 1 thread 10.0 GB/s" in text and "\nfloor    forward: x at read speed" in text, text
+    header = next(line for line in text.splitlines() if line.startswith("op "))
+    assert "% floor" in header and "% triad" not in header and "% copy" not in header, header
+    # after GB/s (the 10th word: op, shape, dtype, layout, thr, min and median with units)
+    rows = {(row[0], row[4]): " ".join(row[10:]) for row in (line.split() for line in text.splitlines())
+            if len(row) > 10 and row[0] in expected and row[1] == "1024x256"}
+    assert rows == {("forward", "1"): "275 µs 55% - - - -", ("forward", "2"): "- - - - - -",
+                    ("backward", "1"): "393 µs 39% - - - -", ("eval_forward", "1"): "210 µs 84% - - - -"}, rows
 
 
 def test_no_copy_stream_in_older_runs(tmp):
