@@ -414,8 +414,8 @@ double backward_chunk(const T* x, const T* gamma, const T* dy, const NormProblem
         if constexpr (is_float)
             if (fast_rows > 0) {
                 // streamed when the rows' dx are equally aligned
-                if (stream && D % 8 == 0) input_gradient_rows_plain<true>(group, fast_rows, gamma, D, acc);
-                else input_gradient_rows_plain<false>(group, fast_rows, gamma, D, acc);
+                if (stream && D % 8 == 0) input_gradient_group_plain<true>(group, fast_rows, gamma, D, acc);
+                else input_gradient_group_plain<false>(group, fast_rows, gamma, D, acc);
                 if (acc.g && (unfolded += fast_rows) >= kFoldRows) fold_columns(acc, cols, D), unfolded = 0;
             }
         if (zero_dx)

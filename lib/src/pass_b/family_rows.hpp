@@ -357,7 +357,7 @@ struct PlainRowB {
     }
 };
 
-/// The rows of input_gradient_rows_plain, up to kGroupRows of them.
+/// The rows of input_gradient_group_plain, up to kGroupRows of them.
 constexpr int kGroupRows = 4;
 struct RowGroup {
     const float *x[kGroupRows], *dy[kGroupRows];
@@ -375,7 +375,7 @@ struct RowGroup {
 /// value cost as much as dx itself. Stream: dx is written with non-temporal stores (the
 /// rows' dx equally aligned).
 template <bool Stream, int G>
-[[gnu::noinline]] void input_gradient_rows_plain(const RowGroup& rows, const float* __restrict gamma, std::int64_t n,
+[[gnu::noinline]] void input_gradient_group_plain(const RowGroup& rows, const float* __restrict gamma, std::int64_t n,
                                                  PlainColumns acc) {
     static_assert(G >= 1 && G <= kGroupRows);
     PlainRowB b[G];
@@ -421,15 +421,15 @@ template <bool Stream, int G>
     }
 }
 
-/// input_gradient_rows_plain for the first `count` rows of `rows`.
+/// input_gradient_group_plain for the first `count` rows of `rows`.
 template <bool Stream>
-void input_gradient_rows_plain(const RowGroup& rows, int count, const float* gamma, std::int64_t n,
+void input_gradient_group_plain(const RowGroup& rows, int count, const float* gamma, std::int64_t n,
                                PlainColumns acc) {
     switch (count) {
-    case 1: return input_gradient_rows_plain<Stream, 1>(rows, gamma, n, acc);
-    case 2: return input_gradient_rows_plain<Stream, 2>(rows, gamma, n, acc);
-    case 3: return input_gradient_rows_plain<Stream, 3>(rows, gamma, n, acc);
-    default: return input_gradient_rows_plain<Stream, 4>(rows, gamma, n, acc);
+    case 1: return input_gradient_group_plain<Stream, 1>(rows, gamma, n, acc);
+    case 2: return input_gradient_group_plain<Stream, 2>(rows, gamma, n, acc);
+    case 3: return input_gradient_group_plain<Stream, 3>(rows, gamma, n, acc);
+    default: return input_gradient_group_plain<Stream, 4>(rows, gamma, n, acc);
     }
 }
 
