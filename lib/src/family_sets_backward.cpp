@@ -119,15 +119,22 @@ void backward_piece(const View& v, const T* x, const T* gamma, const T* dy, doub
     std::vector<kernels::Certified> how;
     MomentsVector ms = kernels::certified_moments<T, true>(xp, gp, l, l.channels, eps, threads, how);
     const std::vector<char> fast = kernels::in_fast_range(ms, sizeof(T) == 8);
-    // sets whose channels' certified sums, added, are not good enough for dx: error-free
+    // sets whose channels' certified sums, added, are not good enough for dx: error-free,
+    // and their sums taken again; the others' sums kept for pass B's coefficients
+    std::vector<SetSums> sums(std::size_t(l.channels / v.per));
     std::vector<std::int64_t> again;
     for (std::int64_t j0 = 0; j0 < l.channels; j0 += v.per)
         if (all_fast(fast, j0, v.per)) {
-            const SetSums r = set_sums(v, ms, j0, pc.q0, gamma, eps);
+            SetSums& r = sums[std::size_t(j0 / v.per)];
+            r = set_sums(v, ms, j0, pc.q0, gamma, eps);
             if (r.rounded && !(r.err <= tol.output * r.rms_t))
                 for (std::int64_t j = j0; j < j0 + v.per; ++j) again.push_back(j);
         }
     kernels::exact_moments<T, true>(xp, gp, l, l.channels, threads, again, ms);
+    for (std::size_t i = 0; i < again.size(); i += std::size_t(v.per)) {
+        const std::int64_t j0 = again[i];
+        sums[std::size_t(j0 / v.per)] = set_sums(v, ms, j0, pc.q0, gamma, eps);
+    }
 
     const std::size_t C = std::size_t(l.channels);
     std::vector<double> k(8 * C, 0.0); // μ, a, B, H (hi, lo each); 0 for the channels done apart
@@ -147,7 +154,7 @@ void backward_piece(const View& v, const T* x, const T* gamma, const T* dy, doub
             slow.push_back(j0);
             continue;
         }
-        const SetSums r = set_sums(v, ms, j0, pc.q0, gamma, eps);
+        const SetSums& r = sums[std::size_t(j0 / v.per)];
         // float32 pass B in double keeps ~2^-53 of its terms: where dx is a tiny fraction
         // of them (dy nearly linear in x), double-double
         const bool cancels = 4 * 0x1p-53 * r.terms > tol.output * r.rms_t;
