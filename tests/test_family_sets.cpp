@@ -330,6 +330,25 @@ TEST_CASE("family sets: the same bits for 1, 2 and all threads, in pieces too") 
     }
 }
 
+TEST_CASE("family sets: one sample's channels in several blocks of pass A, summed apart") {
+    // (1, 48, 128, 128) float32 is 6 MiB of x and dy: below the pieces' threshold, one
+    // pass over the tensor, whose pass A takes two blocks of whole channels
+    // (certified_moments.cpp, disjoint_moments), float32 by the plain kernels and float64
+    // (12 MiB, three blocks) by the biased ones
+    std::mt19937_64 rng(18);
+    const Case<float> f(rng, Shape{1, 48, 128, 128}, 1, 0, 1e-5, 3, 2);
+    const Case<double> d(rng, Shape{1, 48, 128, 128}, 1, 0, 1e-5, 3, 2);
+    const Case<float> g(rng, Shape{1, 48, 128, 128}, 1, 16, 1e-5, 3, 2);
+    const SetOutputs<float> f1 = f.run(1), f2 = f.run(2), g1 = g.run(1), g2 = g.run(2);
+    const SetOutputs<double> d1 = d.run(1), d2 = d.run(2);
+    CHECK((f2.y == f1.y && f2.mean == f1.mean && f2.dx == f1.dx && f2.dgamma == f1.dgamma && f2.dbeta == f1.dbeta));
+    CHECK((g2.y == g1.y && g2.mean == g1.mean && g2.dx == g1.dx && g2.dgamma == g1.dgamma && g2.dbeta == g1.dbeta));
+    CHECK((d2.y == d1.y && d2.invstd == d1.invstd && d2.dx == d1.dx && d2.dgamma == d1.dgamma));
+    check_against(f1, f.naive(), f.name);
+    check_against(g1, g.naive(), g.name);
+    check_against(d1, d.naive(), d.name);
+}
+
 namespace {
 /// (N, C, H, W) -> (N, H, W, C), for x or dy.
 template <class T> std::vector<T> to_nhwc(const std::vector<T>& v, std::int64_t N, std::int64_t C, std::int64_t HW) {

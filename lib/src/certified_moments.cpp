@@ -49,6 +49,52 @@ MomentsVector merged_blocks(const MomentsVector& per_block, std::int64_t count, 
     return total;
 }
 
+/// The block's sums as Moments into out[0, C), four channels at a time where all four
+/// were summed.
+template <bool Backward, Summation How> void block_moments(const Sums& sums, std::size_t C, bool rows, Moments* out) {
+    constexpr bool Plain = How == Summation::plain, Biased = How == Summation::biased || How == Summation::centred;
+    const auto counted = [&](std::size_t c) { // a block may hold only some channels
+        return sums.n[c] != 0 && sums.n[c + 1] != 0 && sums.n[c + 2] != 0 && sums.n[c + 3] != 0;
+    };
+    for_channel_lanes(C, counted, [&](std::size_t c, auto lanes_type) {
+        using D = decltype(lanes_type);
+        if (sums.n[c] == 0) return;
+        const D rel = Biased ? biased_rel(lanes<D>(sums.folds, c), rows ? kRowTile : kRunTile)
+                             : detail::broadcast<D>(Plain ? kPlainGamma : 0.0);
+        MomentsOf<D>::of(sums, c, Backward, rel).scatter(out + c);
+    });
+}
+
+/// channel_moments where each block holds whole channels of its own (one row of outer, cut
+/// by runs: NCHW with N = 1, as the family's sets): the block's sums sized to its channels
+/// and written straight to the totals, with no per-block copy of every channel to zero and
+/// merge. The same bits: merging a channel's one block into empty Moments copies it.
+template <class T, bool Backward, Summation How>
+[[gnu::noinline]] MomentsVector disjoint_moments(const T* x, const T* dy, const Layout& l, const Blocks& blocks,
+                                                 int threads, const double* centres) {
+    constexpr bool Plain = How == Summation::plain, Centred = How == Summation::centred;
+    constexpr bool Biased = How == Summation::biased || Centred;
+    MomentsVector total(static_cast<std::size_t>(l.channels));
+    detail::parallel_chunks(blocks.count, 1, threads, [&](std::int64_t b0, std::int64_t b1) {
+        Sums sums;
+        for (std::int64_t b = b0; b < b1; ++b) {
+            const std::int64_t c0 = b * blocks.per_block, n = std::min(l.channels, c0 + blocks.per_block) - c0;
+            sums.reset(std::size_t(n), Backward);
+            if constexpr (Centred) std::copy(centres + c0, centres + c0 + n, sums.K);
+            for (std::int64_t c = c0; c < c0 + n; ++c) {
+                const std::int64_t off = c * l.inner;
+                const T* g = Backward ? dy + off : nullptr;
+                const auto j = std::size_t(c - c0);
+                if constexpr (Plain) add_run_plain<T, Backward>(x + off, g, l.inner, j, sums);
+                else if constexpr (Biased) add_run_biased<T, Backward, Centred>(x + off, g, l.inner, j, sums);
+                else add_run<T, Backward>(x + off, g, l.inner, j, sums);
+            }
+            block_moments<Backward, How>(sums, std::size_t(n), false, total.data() + c0);
+        }
+    });
+    return total;
+}
+
 /// Pass A over the whole tensor: the Moments of every channel, with the kernels of `How`;
 /// the threads take the blocks as they come (parallel_chunks), each into its own slot.
 template <class T, bool Backward, Summation How>
@@ -57,6 +103,7 @@ MomentsVector channel_moments(const T* x, const T* dy, const Layout& l, const Bl
     constexpr bool Plain = How == Summation::plain, Centred = How == Summation::centred;
     constexpr bool Biased = How == Summation::biased || Centred;
     const auto C = std::size_t(l.channels);
+    if (!blocks.whole_rows && l.outer == 1) return disjoint_moments<T, Backward, How>(x, dy, l, blocks, threads, centres);
     MomentsVector per_block(std::size_t(blocks.count) * C);
     detail::parallel_chunks(blocks.count, 1, threads, [&](std::int64_t b0, std::int64_t b1) {
         Sums sums;
@@ -79,17 +126,7 @@ MomentsVector channel_moments(const T* x, const T* dy, const Layout& l, const Bl
                     else add_run<T, Backward>(x + off, g, l.inner, std::size_t(c), sums);
                 });
             }
-            Moments* out = per_block.data() + std::size_t(b) * C;
-            const auto counted = [&](std::size_t c) { // a block may hold only some channels
-                return sums.n[c] != 0 && sums.n[c + 1] != 0 && sums.n[c + 2] != 0 && sums.n[c + 3] != 0;
-            };
-            for_channel_lanes(C, counted, [&](std::size_t c, auto lanes_type) {
-                using D = decltype(lanes_type);
-                if (sums.n[c] == 0) return;
-                const D rel = Biased ? biased_rel(lanes<D>(sums.folds, c), rows ? kRowTile : kRunTile)
-                                     : detail::broadcast<D>(Plain ? kPlainGamma : 0.0);
-                MomentsOf<D>::of(sums, c, Backward, rel).scatter(out + c);
-            });
+            block_moments<Backward, How>(sums, C, rows, per_block.data() + std::size_t(b) * C);
         }
     });
     if (blocks.count == 1) return per_block; // the totals already (a merge into empty Moments copies)

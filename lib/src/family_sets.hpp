@@ -44,22 +44,33 @@ struct View {
 };
 
 /// A piece of x that one pass A and one pass B take: batch norm's layout l at x + offset,
-/// whose channel j is the global channel q0 + j = n·C + c, and holds whole sets.
+/// whose channel j is the global channel q0 + j = n·C + c, and holds whole sets. Its
+/// output is part of `output_values` written in turn (pass B streams it when they are
+/// many): the whole tensor's for P = 1, else the piece's own.
 struct Piece {
     std::int64_t offset;
     Layout l;
     std::int64_t q0;
+    std::int64_t output_values;
 };
 
 /// Input bytes of a piece of a large NCHW tensor: its pass B finds it in L2, as
 /// channel_groups.cpp's groups of channels.
 constexpr std::int64_t kPieceBytes = 1 << 20;
 
-/// Calls f(piece, threads) for pieces covering x: P = 1, one piece, or (inputs beyond the
-/// last-level cache, sets up to 2·kPieceBytes) pieces of whole sets of about kPieceBytes
-/// on the threads; P > 1, one
-/// piece per sample, on the threads when samples are small. The cut depends on the shape
-/// only: every channel's bits are those of its own values, whatever the thread count.
+/// Inputs from which a tensor of sets is cut into pieces: several times any core's L2, or
+/// the last-level cache's size if less (detail::group_threshold(), which tests lower).
+inline std::int64_t pieces_from() { return std::min<std::int64_t>(8 * kPieceBytes, detail::group_threshold()); }
+
+/// Calls f(piece, threads) for pieces covering x: P = 1, one piece, or (inputs of
+/// pieces_from() bytes or more, sets up to 2·kPieceBytes) pieces of whole sets of about
+/// kPieceBytes on the threads; P > 1, one piece per sample, on the threads when samples
+/// are small. The cut depends on the shape only: every channel's bits are those of its own
+/// values, whatever the thread count.
+///
+/// Unlike batch norm's groups of channels (channel_groups.cpp), pieces are cut even where
+/// the inputs fit in the last-level cache: a set's two passes then read it from L2, not
+/// the L3, and the threads take whole pieces (docs/performance.md).
 template <class F> void for_pieces(const View& v, std::int64_t input_bytes, int threads, F&& f) {
     const std::int64_t total = v.N * v.P * v.C * v.inner;
     threads = total < (1 << 16) ? 1 : detail::resolve_threads(threads);
@@ -67,12 +78,12 @@ template <class F> void for_pieces(const View& v, std::int64_t input_bytes, int 
         const std::int64_t sets = v.N * v.per_sample, set_bytes = v.per * v.inner * input_bytes;
         // (a set beyond 2·kPieceBytes would not stay in L2 anyway: the whole tensor as one
         // piece then, so that a few large sets still take every thread)
-        const bool whole = total * input_bytes < detail::group_threshold() || set_bytes > 2 * kPieceBytes;
+        const bool whole = total * input_bytes < pieces_from() || set_bytes > 2 * kPieceBytes;
         const std::int64_t per_piece = whole ? sets : std::max<std::int64_t>(1, kPieceBytes / set_bytes);
         const std::int64_t pieces = (sets + per_piece - 1) / per_piece;
         const auto piece = [&](std::int64_t i) {
             const std::int64_t s0 = i * per_piece, q0 = s0 * v.per;
-            return Piece{q0 * v.inner, Layout{1, std::min(per_piece, sets - s0) * v.per, v.inner}, q0};
+            return Piece{q0 * v.inner, Layout{1, std::min(per_piece, sets - s0) * v.per, v.inner}, q0, total};
         };
         if (pieces == 1) return f(piece(0), threads);
         detail::parallel_chunks(pieces, 1, threads, [&](std::int64_t b, std::int64_t e) {
@@ -81,7 +92,7 @@ template <class F> void for_pieces(const View& v, std::int64_t input_bytes, int 
         return;
     }
     const std::int64_t sample = v.P * v.C * v.inner;
-    const auto piece = [&](std::int64_t n) { return Piece{n * sample, Layout{v.P, v.C, v.inner}, n * v.C}; };
+    const auto piece = [&](std::int64_t n) { return Piece{n * sample, Layout{v.P, v.C, v.inner}, n * v.C, sample}; };
     if (sample < (1 << 16) && threads > 1)
         detail::parallel_chunks(v.N, 1, threads, [&](std::int64_t b, std::int64_t e) {
             for (std::int64_t n = b; n < e; ++n) f(piece(n), 1);
