@@ -280,6 +280,69 @@ TEST_CASE("family rows: float32 dx of 16 MiB and more is streamed, from any alig
     }
 }
 
+/// dy of row r made so that the exact dx at position k is a tiny fraction of its terms: for
+/// each of 2048 values of a neighbour's dy_j (ulp by ulp), dy_k solves dx_k = 0 (dx_k is
+/// linear in dy_k) rounded to float32, and the pair that leaves the least |dx_k| is kept;
+/// by the naive reference (naive_rows.hpp) alone. Returns |dx_k| over the row's largest |dx|.
+double cancel_one_value(Data<float>& d, std::int64_t D, std::int64_t r, std::int64_t k, bool rms) {
+    const auto dx_of = [&] {
+        const auto x = d.x.begin() + r * D, dy = d.dy.begin() + r * D;
+        return naive_rows(std::vector<float>(x, x + D), d.gamma, rms ? std::vector<float>{} : d.beta,
+                          std::vector<float>(dy, dy + D), 1, D, 1e-5, rms)
+            .dx;
+    };
+    float& dyk = d.dy[std::size_t(r * D + k)];
+    float& dyj = d.dy[std::size_t(r * D + (k + 1) % D)];
+    dyk = 1;
+    const double at1 = dx_of()[std::size_t(k)];
+    const auto solve = [&] { // dy_k for dx_k = 0, and the |dx_k| left
+        dyk = 0;
+        const double at0 = dx_of()[std::size_t(k)];
+        dyk = float(-at0 / (at1 - at0));
+        return std::abs(dx_of()[std::size_t(k)]);
+    };
+    float best_j = dyj, best_k = 0;
+    double least = INFINITY;
+    for (int t = 0; t < 2048; ++t, dyj = std::nextafter(dyj, INFINITY))
+        if (const double v = solve(); v < least) least = v, best_j = dyj, best_k = dyk;
+    dyj = best_j, dyk = best_k;
+    double largest = 0;
+    for (double v : dx_of()) largest = std::max(largest, std::abs(v));
+    return least / largest;
+}
+
+TEST_CASE("family rows: float32 dx values far below their terms are computed again, each to 1 ulp") {
+    // dx in double is off by a few 2^-53 of its terms: where dx is ~2^-35 of them, that is
+    // tens of float32 ulps of dx, and the values the row's bound flags are computed again
+    // in double-double. Checked value by value (the other tests are normwise): rows 0 and
+    // 4 are groups of four and of one, positions 5 (eight lanes), 64 (four) and 66 (one).
+    constexpr std::int64_t R = 5, D = 67;
+    for (Norm norm : {Norm::layer, Norm::rms}) {
+        const bool rms = norm == Norm::rms;
+        const NormProblem p = check_norm_problem(std::vector<std::int64_t>{R, D}, norm, -1, 0, "x");
+        Data<float> d = make_data<float>(R, D, Kind::normal, 23);
+        const std::vector<std::pair<std::int64_t, std::int64_t>> at = {{0, 5}, {2, 64}, {4, 66}};
+        for (const auto& [r, k] : at) {
+            const double depth = cancel_one_value(d, D, r, k, rms);
+            CAPTURE(depth);
+            REQUIRE(depth < 0x1p-30); // deep enough that dx in double alone would be off
+        }
+        const RowOutputs<float> got = run_rows(p, d.x, d.gamma, d.beta, d.dy, 1e-5);
+        const NaiveRowsResult want = naive_rows(d.x, d.gamma, rms ? std::vector<float>{} : d.beta, d.dy, R, D, 1e-5, rms);
+        for (const auto& [r, k] : at) {
+            const std::size_t i = std::size_t(r * D + k);
+            const float w = float(want.dx[i]);
+            const double ulp = double(std::nextafter(std::abs(w), INFINITY)) - double(std::abs(w));
+            CAPTURE(norm_name(norm));
+            CAPTURE(r);
+            CAPTURE(k);
+            CHECK_MESSAGE(std::abs(double(got.dx[i]) - want.dx[i]) <= ulp,
+                          "dx " << got.dx[i] << ", exact " << want.dx[i]);
+        }
+        check_output("dx", fmt::format("{}_cancel_one_value", norm_name(norm)), got.dx, want.dx);
+    }
+}
+
 TEST_CASE("family rows: a float64 row of huge values among ordinary ones, and a constant huge row") {
     for (Norm norm : {Norm::layer, Norm::rms}) {
         const NormProblem p = check_norm_problem(std::vector<std::int64_t>{4, 30}, norm, -1, 0, "x");

@@ -273,6 +273,7 @@ void forward_chunk(const T* x, const T* gamma, const T* beta, const NormProblem&
 struct RowPlan {
     bool fallback = false;
     RowGradient c{};
+    bool precise = false; // c carried to ~2^-100 (plan_from_sums), not only certified
     double small = 0; // float32: dx values below this are computed again in double-double
     double bound = 0; // float32: a bound on Σ|dy| and on Σ|dy·x̂| over the row
 };
@@ -297,7 +298,7 @@ RowPlan plan_from_sums(const T* xr, const T* gr, const T* gamma, std::int64_t D,
     const bool in_range = std::isfinite(s.max_x) && std::isfinite(s.max_dy) &&
                           (is_float || s.max_dy == 0 || (s.max_dy >= kMinMagnitude && s.max_dy <= kMaxMagnitude));
     if (!in_range) return {true};
-    RowPlan plan{false, gradient_of(s, K, D, eps, rms)};
+    RowPlan plan{false, gradient_of(s, K, D, eps, rms), true};
     plan.small = small_of(plan.c, s.max_dy * gamma_max, s.max_x);
     plan.bound = double(D) * s.max_dy * (1 + 0x1p-20); // Σ|x̂| ≤ D
     return plan;
@@ -384,7 +385,7 @@ double backward_chunk(const T* x, const T* gamma, const T* dy, const NormProblem
                 plan_plain_rows(xs, gs, gamma, in_group, D, eps, gamma_max, plans);
             }
         RowGroup group;
-        int fast_rows = 0;
+        int fast_rows = 0, plan_of[kGroupRows];
         for (int k = 0; k < in_group; ++k) {
             const std::int64_t row = r + k;
             const std::size_t i = std::size_t(row - r0);
@@ -404,7 +405,7 @@ double backward_chunk(const T* x, const T* gamma, const T* dy, const NormProblem
             } else if constexpr (is_float) {
                 group.x[fast_rows] = xr, group.dy[fast_rows] = gr, group.dx[fast_rows] = out;
                 group.c[fast_rows] = &plan.c, group.small[fast_rows] = plan.small;
-                ++fast_rows;
+                plan_of[fast_rows++] = k;
                 bound += plan.bound;
             } else {
                 input_gradient_row(xr, gr, gamma, D, plan.c, out, cols);
@@ -414,8 +415,19 @@ double backward_chunk(const T* x, const T* gamma, const T* dy, const NormProblem
         if constexpr (is_float)
             if (fast_rows > 0) {
                 // streamed when the rows' dx are equally aligned
-                if (stream && D % 8 == 0) input_gradient_group_plain<true>(group, fast_rows, gamma, D, acc);
-                else input_gradient_group_plain<false>(group, fast_rows, gamma, D, acc);
+                const unsigned cancelling = stream && D % 8 == 0
+                                                ? input_gradient_group_plain<true>(group, fast_rows, gamma, D, acc)
+                                                : input_gradient_group_plain<false>(group, fast_rows, gamma, D, acc);
+                for (int j = 0; j < fast_rows; ++j) {
+                    if (!(cancelling >> j & 1)) continue;
+                    // a row certified from plain sums has its coefficients to the rms of
+                    // dx only: summed again, as plan_from_sums does, for the values that cancel
+                    const RowPlan& plan = plans[plan_of[j]];
+                    const RowGradient exact =
+                        plan.precise ? plan.c
+                                     : plan_from_sums(group.x[j], group.dy[j], gamma, D, eps, false, gamma_max, plan.c.mean.hi).c;
+                    redo_cancelling(group.x[j], group.dy[j], gamma, D, plan.c, plan.small, exact, group.dx[j]);
+                }
                 if (acc.g && (unfolded += fast_rows) >= kFoldRows) fold_columns(acc, cols, D), unfolded = 0;
             }
         if (zero_dx)

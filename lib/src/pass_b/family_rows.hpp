@@ -370,13 +370,13 @@ struct RowGroup {
 /// `acc` (null arrays: none wanted), the rows' terms of a column one after the other, so
 /// that a column's plain sums are loaded and stored once for G rows. dx is off by a few
 /// 2^-53 of its terms; where |dx| < small (2^-26 of the row's largest terms: cancels)
-/// that may be beyond what float32's rounding needs, and those values are computed again
-/// in double-double: one bound per row against the row's least |dx|, where a test per
-/// value cost as much as dx itself. Stream: dx is written with non-temporal stores (the
-/// rows' dx equally aligned).
+/// that may be beyond what float32's rounding needs. Returns the rows (bit k for row k)
+/// that have such values, for redo_cancelling: one bound per row against the row's least
+/// |dx|, where a test per value cost as much as dx itself. Stream: dx is written with
+/// non-temporal stores (the rows' dx equally aligned).
 template <bool Stream, int G>
-[[gnu::noinline]] void input_gradient_group_plain(const RowGroup& rows, const float* __restrict gamma, std::int64_t n,
-                                                 PlainColumns acc) {
+[[gnu::noinline]] unsigned input_gradient_group_plain(const RowGroup& rows, const float* __restrict gamma,
+                                                      std::int64_t n, PlainColumns acc) {
     static_assert(G >= 1 && G <= kGroupRows);
     PlainRowB b[G];
     v8d least8[G];
@@ -408,23 +408,33 @@ template <bool Stream, int G>
     for (; i + 8 <= n; i += 8) each(i, v8d{});
     for (; i + 4 <= n; i += 4) each(i, v4d{});
     for (; i < n; ++i) each(i, 0.0);
+    unsigned cancelling = 0;
     for (int k = 0; k < G; ++k) {
         for (int j = 0; j < 8; ++j) least[k] = std::min(least[k], least8[k][j]);
         for (int j = 0; j < 4; ++j) least[k] = std::min(least[k], least4[k][j]);
-        if (!(least[k] < rows.small[k])) continue;
-        for (std::int64_t m = 0; m < n; ++m) { // the same test, one value at a time
-            const double g = double(rows.dy[k][m]) * (gamma ? double(gamma[m]) : 1.0);
-            double xhat;
-            if (magnitude(b[k].dx(double(rows.x[k][m]), g, xhat)) < rows.small[k])
-                rows.dx[k][m] = float(dx_dd<float, double>(rows.x[k], rows.dy[k], gamma, m, *rows.c[k]));
-        }
+        if (least[k] < rows.small[k]) cancelling |= 1u << k;
+    }
+    return cancelling;
+}
+
+/// The values of a row that input_gradient_group_plain flagged, found by the same test
+/// one at a time (|dx| < small, with the coefficients c it used), computed again in
+/// double-double with `exact`: coefficients carried to ~2^-100, so that each is right
+/// relative to itself however far below its terms it is.
+inline void redo_cancelling(const float* x, const float* dy, const float* gamma, std::int64_t n,
+                            const RowGradient& c, double small, const RowGradient& exact, float* dx) {
+    const PlainRowB b = PlainRowB::of(c);
+    for (std::int64_t m = 0; m < n; ++m) {
+        const double g = double(dy[m]) * (gamma ? double(gamma[m]) : 1.0);
+        double xhat;
+        if (magnitude(b.dx(double(x[m]), g, xhat)) < small) dx[m] = float(dx_dd<float, double>(x, dy, gamma, m, exact));
     }
 }
 
 /// input_gradient_group_plain for the first `count` rows of `rows`.
 template <bool Stream>
-void input_gradient_group_plain(const RowGroup& rows, int count, const float* gamma, std::int64_t n,
-                               PlainColumns acc) {
+unsigned input_gradient_group_plain(const RowGroup& rows, int count, const float* gamma, std::int64_t n,
+                                    PlainColumns acc) {
     switch (count) {
     case 1: return input_gradient_group_plain<Stream, 1>(rows, gamma, n, acc);
     case 2: return input_gradient_group_plain<Stream, 2>(rows, gamma, n, acc);
