@@ -123,16 +123,21 @@ TEST_CASE("outputs of 16 MiB or more, written with streamed stores: accurate, an
     streamed_outputs<double>({8, 64, 64, 64}, 1, 0);
 }
 
-TEST_CASE("channel groups: for tensors with runs larger than the last-level cache, of up to 1 MiB") {
+TEST_CASE("channel groups: forward beyond the last-level cache, backward from 8 MiB, of up to 1 MiB") {
     using detail::channels_per_group;
     const auto nchw = [](std::int64_t n, std::int64_t c, std::int64_t hw) { return collapse(Shape{n, c, hw}, 1); };
-    // by default from the cache's size: (32, 64, 56, 56) float32 is 25.7 MB a tensor
+    // forward by default from the cache's size: (32, 64, 56, 56) float32 is 25.7 MB a tensor
     const std::int64_t cache = detail::group_threshold();
     CHECK(cache > 0);
     CHECK(channels_per_group(nchw(1, 3, 1000), 1e-5, 2, 4) == 0); // small
-    constexpr std::int64_t row = 4096 * 64 * 8; // bytes of x and dy of (1, 4096, 64) float32
-    CHECK(channels_per_group(nchw(cache / row + 1, 4096, 64), 1e-5, 2, 4) > 0);   // just over the cache
-    CHECK(channels_per_group(nchw((cache - 1) / row, 4096, 64), 1e-5, 2, 4) == 0); // just under
+    constexpr std::int64_t row = 4096 * 64 * 4; // bytes of x of (1, 4096, 64) float32
+    CHECK(channels_per_group(nchw(cache / row + 1, 4096, 64), 1e-5, 1, 4) > 0);   // just over the cache
+    CHECK(channels_per_group(nchw((cache - 1) / row, 4096, 64), 1e-5, 1, 4) == 0); // just under
+    // backward from 8 MiB of x and dy, or the cache's size if less
+    const std::int64_t from = detail::piece_threshold();
+    CHECK(from == std::min<std::int64_t>(8 << 20, cache));
+    CHECK(channels_per_group(nchw(from / (2 * row) + 1, 4096, 64), 1e-5, 2, 4) > 0);
+    CHECK(channels_per_group(nchw((from - 1) / (2 * row), 4096, 64), 1e-5, 2, 4) == 0);
     const GroupsFrom groups(1);
     CHECK(channels_per_group(nchw(32, 64, 3136), 1e-5, 2, 4) == 1);    // 0.8 MB a channel
     CHECK(channels_per_group(nchw(32, 64, 3136), 1e-5, 1, 4) == 2);    // 0.4 MB

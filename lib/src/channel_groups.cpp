@@ -28,9 +28,11 @@ using kernels::shifted;
 // and so the same bits, as in the passes over the whole tensor (ForwardState's and
 // BackwardState's constructors for a group), which the two-step callers (the command line) use.
 //
-// Only for inputs larger than the last-level cache. Called again and again on the same
-// tensor, as in a benchmark, inputs that fit there stay there between calls when each
-// call reads them twice, and not when it reads them once.
+// forward() groups only inputs larger than the last-level cache: called again and again
+// on the same tensor, as in a benchmark, inputs that fit there stay there between calls
+// when each call reads them twice, and not when it reads them once. backward() groups
+// from piece_threshold(), within the cache too: its pass B reads two inputs, and finds
+// them in L2.
 
 namespace {
 std::atomic<std::int64_t> group_threshold_set{0}; // 0: the cache's size
@@ -48,6 +50,8 @@ std::int64_t detail::group_threshold() {
     return set > 0 ? set : cache;
 }
 
+std::int64_t detail::piece_threshold() { return std::min<std::int64_t>(8 << 20, group_threshold()); }
+
 void detail::set_group_threshold(std::int64_t bytes) { group_threshold_set.store(bytes, std::memory_order_relaxed); }
 
 namespace {
@@ -62,7 +66,8 @@ constexpr std::int64_t kGroupBytes = 1 << 20, kChannelBytes = 2 << 20;
 
 std::int64_t detail::channels_per_group(const Layout& l, double eps, int inputs, std::size_t element_bytes) {
     const std::int64_t element = inputs * std::int64_t(element_bytes); // bytes of input per value
-    if (l.inner == 1 || eps == 0 || l.size() * element < group_threshold()) return 0;
+    const std::int64_t from = inputs == 2 ? piece_threshold() : group_threshold();
+    if (l.inner == 1 || eps == 0 || l.size() * element < from) return 0;
     const std::int64_t bytes = l.per_channel() * element; // of one channel
     if (bytes > kChannelBytes || !Blocks(l, std::size_t(element)).whole_rows) return 0;
     return std::max<std::int64_t>(1, kGroupBytes / bytes);

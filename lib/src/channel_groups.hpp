@@ -14,9 +14,17 @@ namespace bnorm::detail {
 /// cache's size (sysconf; 32 MiB when the system does not say).
 std::int64_t group_threshold();
 
+/// The size of the inputs from which backward() (and the family's sets, family_sets.hpp)
+/// take tensors with runs in pieces that stay in L2 even where they fit in the last-level
+/// cache: 8 MiB, several times any core's L2, or group_threshold() if less. Pass B then
+/// reads x and dy from L2, not the L3 (docs/performance.md). forward() keeps
+/// group_threshold(): its groups within Ice Lake's L3 were slower on two threads.
+std::int64_t piece_threshold();
+
 /// The channels in a group for forward() (inputs = 1) or backward() (inputs = 2) of l,
 /// of element_bytes a value, or 0 for the passes over the whole tensor: tensors without
-/// runs, or whose inputs are under group_threshold(), or cut into blocks by runs, or
+/// runs, or whose inputs are under group_threshold() (forward) or piece_threshold()
+/// (backward), or cut into blocks by runs, or
 /// whose channels are too large for a cache (2 MiB of input), or with eps = 0, for which
 /// a constant channel throws, and must before any output is written.
 std::int64_t channels_per_group(const Layout& l, double eps, int inputs, std::size_t element_bytes);

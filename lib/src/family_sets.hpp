@@ -58,19 +58,12 @@ struct Piece {
 /// channel_groups.cpp's groups of channels.
 constexpr std::int64_t kPieceBytes = 1 << 20;
 
-/// Inputs from which a tensor of sets is cut into pieces: several times any core's L2, or
-/// the last-level cache's size if less (detail::group_threshold(), which tests lower).
-inline std::int64_t pieces_from() { return std::min<std::int64_t>(8 * kPieceBytes, detail::group_threshold()); }
-
 /// Calls f(piece, threads) for pieces covering x: P = 1, one piece, or (inputs of
-/// pieces_from() bytes or more, sets up to 2·kPieceBytes) pieces of whole sets of about
-/// kPieceBytes on the threads; P > 1, one piece per sample, on the threads when samples
-/// are small. The cut depends on the shape only: every channel's bits are those of its own
-/// values, whatever the thread count.
-///
-/// Unlike batch norm's groups of channels (channel_groups.cpp), pieces are cut even where
-/// the inputs fit in the last-level cache: a set's two passes then read it from L2, not
-/// the L3, and the threads take whole pieces (docs/performance.md).
+/// detail::piece_threshold() bytes or more, sets up to 2·kPieceBytes) pieces of whole sets
+/// of about kPieceBytes on the threads; P > 1, one piece per sample, on the threads when
+/// samples are small. The cut depends on the shape only: every channel's bits are those
+/// of its own values, whatever the thread count. Forward and backward alike: a set's two
+/// passes then read it from L2, not the L3, and the threads take whole pieces.
 template <class F> void for_pieces(const View& v, std::int64_t input_bytes, int threads, F&& f) {
     const std::int64_t total = v.N * v.P * v.C * v.inner;
     threads = total < (1 << 16) ? 1 : detail::resolve_threads(threads);
@@ -78,7 +71,7 @@ template <class F> void for_pieces(const View& v, std::int64_t input_bytes, int 
         const std::int64_t sets = v.N * v.per_sample, set_bytes = v.per * v.inner * input_bytes;
         // (a set beyond 2·kPieceBytes would not stay in L2 anyway: the whole tensor as one
         // piece then, so that a few large sets still take every thread)
-        const bool whole = total * input_bytes < pieces_from() || set_bytes > 2 * kPieceBytes;
+        const bool whole = total * input_bytes < detail::piece_threshold() || set_bytes > 2 * kPieceBytes;
         const std::int64_t per_piece = whole ? sets : std::max<std::int64_t>(1, kPieceBytes / set_bytes);
         const std::int64_t pieces = (sets + per_piece - 1) / per_piece;
         const auto piece = [&](std::int64_t i) {
