@@ -47,27 +47,10 @@ void check_options(const CompareOptions& o) {
                          "--new-running-mean or --new-running-var");
     if ((!o.dx.empty() || !o.dgamma.empty() || !o.dbeta.empty()) && o.dy.empty())
         throw UsageError("--dx/--dgamma/--dbeta are the gradients for an upstream gradient: give it with --dy");
-    const bool update = !o.new_running_mean.empty() || !o.new_running_var.empty();
     check_mode_options(o.common, true);
-    if (o.common.eval()) {
-        if (!o.mean.empty() || !o.invstd.empty())
-            throw UsageError("--mean/--invstd are the batch statistics, which --mode eval does not compute (it "
-                             "normalizes with --running-mean and --running-var)");
-        if (update)
-            throw UsageError("--new-running-mean/--new-running-var are written by --mode train only (inference "
-                             "does not update the running statistics)");
-    } else {
-        const bool both = !o.common.running_mean.empty() && !o.common.running_var.empty();
-        if (update && !both)
-            throw UsageError("--new-running-mean/--new-running-var need both --running-mean and --running-var (the "
-                             "statistics they update)");
-        if (!update && (!o.common.running_mean.empty() || !o.common.running_var.empty()))
-            throw UsageError("--running-mean/--running-var in train mode only feed --new-running-mean/"
-                             "--new-running-var; to normalize with them, use --mode eval");
-    }
-    if (!update && (!o.momentum.empty() || !o.correction.empty()))
-        throw UsageError("--momentum/--running-var-correction apply to the update of the running statistics: give "
-                         "--new-running-mean or --new-running-var");
+    check_running_options(o.common, {!o.mean.empty() || !o.invstd.empty(),
+                                     !o.new_running_mean.empty() || !o.new_running_var.empty(),
+                                     !o.momentum.empty() || !o.correction.empty()});
     if (!o.tol_eps.empty() && (!o.rtol.empty() || !o.atol.empty()))
         throw UsageError("--tol-eps (normwise) and --rtol/--atol (elementwise) are two criteria: give one");
 }
@@ -83,22 +66,6 @@ JudgeCriterion criterion(const CompareOptions& o) {
         c.tol_eps = parse_nonnegative("--tol-eps", o.tol_eps);
     }
     return c;
-}
-
-RunningUpdate running_update(const CompareOptions& o) {
-    RunningUpdate u;
-    if (!o.momentum.empty()) {
-        u.momentum = parse_nonnegative("--momentum", o.momentum);
-        if (u.momentum > 1) throw UsageError(fmt::format("--momentum {} must be in [0, 1]", o.momentum));
-    }
-    if (!o.correction.empty()) {
-        u.correction = parse_int("--running-var-correction", o.correction);
-        if (u.correction != 0 && u.correction != 1)
-            throw UsageError(fmt::format("--running-var-correction {} must be 1 (unbiased batch variance, PyTorch) "
-                                         "or 0 (biased, ONNX)",
-                                         o.correction));
-    }
-    return u;
 }
 
 /// An array's values widened to double (exactly, any dtype); empty for none.
@@ -213,7 +180,7 @@ int run_compare(const CompareOptions& o) {
                        {{"--beta", o.beta}, {"--mean", o.mean}, {"--dbeta", o.dbeta}});
     check_options(o);
     const JudgeCriterion crit = criterion(o);
-    const RunningUpdate u = running_update(o);
+    const RunningUpdate u = parse_running_update(o.momentum, o.correction);
     NamedPaths inputs;
     for (const auto& c : candidates(o)) inputs.emplace_back("--" + c.first, c.second);
     for (auto& in : inputs)

@@ -23,43 +23,13 @@ struct ForwardOptions {
     std::string new_running_mean, new_running_var, momentum, correction;
 };
 
-/// --momentum (default 0.1) and --running-var-correction (default 1), strictly; and the
-/// rules of --mode for forward's options. Before anything is read.
+/// --momentum and --running-var-correction, and the rules of --mode for forward's
+/// options. Before anything is read.
 RunningUpdate running_update(const ForwardOptions& o) {
-    const bool update = !o.new_running_mean.empty() || !o.new_running_var.empty();
-    RunningUpdate u;
-    if (!o.momentum.empty()) {
-        u.momentum = parse_nonnegative("--momentum", o.momentum);
-        if (u.momentum > 1) throw UsageError(fmt::format("--momentum {} must be in [0, 1]", o.momentum));
-    }
-    if (!o.correction.empty()) {
-        u.correction = parse_int("--running-var-correction", o.correction);
-        if (u.correction != 0 && u.correction != 1)
-            throw UsageError(fmt::format("--running-var-correction {} must be 1 (unbiased batch variance, PyTorch) "
-                                         "or 0 (biased, ONNX)",
-                                         o.correction));
-    }
-    if (o.common.eval()) {
-        if (!o.mean.empty() || !o.invstd.empty())
-            throw UsageError("--mean/--invstd are the batch statistics, which --mode eval does not compute (it "
-                             "normalizes with the running statistics: use --running-mean and --running-var "
-                             "themselves)");
-        if (update)
-            throw UsageError("--new-running-mean/--new-running-var are written by --mode train only (inference "
-                             "does not update the running statistics)");
-    } else {
-        const bool both = !o.common.running_mean.empty() && !o.common.running_var.empty();
-        if (update && !both)
-            throw UsageError("--new-running-mean/--new-running-var need both --running-mean and --running-var (the "
-                             "statistics to update)");
-        if (!update && (!o.common.running_mean.empty() || !o.common.running_var.empty()))
-            throw UsageError("--running-mean/--running-var in train mode only feed --new-running-mean/"
-                             "--new-running-var; to normalize with them, use --mode eval");
-    }
-    if (!update && (!o.momentum.empty() || !o.correction.empty()))
-        throw UsageError("--momentum/--running-var-correction apply to the update of the running statistics: give "
-                         "--new-running-mean or --new-running-var");
-    return u;
+    check_running_options(o.common, {!o.mean.empty() || !o.invstd.empty(),
+                                     !o.new_running_mean.empty() || !o.new_running_var.empty(),
+                                     !o.momentum.empty() || !o.correction.empty()});
+    return parse_running_update(o.momentum, o.correction);
 }
 
 /// Layer, rms, instance and group norm: one call writing the whole of y (batch norm keeps

@@ -112,6 +112,44 @@ void check_mode_options(const CommonOptions& opts, bool training_use) {
                          "batch statistics)");
 }
 
+void check_running_options(const CommonOptions& opts, RunningOptionsGiven given) {
+    if (opts.eval()) {
+        if (given.batch_stats)
+            throw UsageError("--mean/--invstd are the batch statistics, which --mode eval does not compute (it "
+                             "normalizes with --running-mean and --running-var)");
+        if (given.update)
+            throw UsageError("--new-running-mean/--new-running-var are written by --mode train only (inference "
+                             "does not update the running statistics)");
+    } else {
+        const bool both = !opts.running_mean.empty() && !opts.running_var.empty();
+        if (given.update && !both)
+            throw UsageError("--new-running-mean/--new-running-var need both --running-mean and --running-var (the "
+                             "statistics to update)");
+        if (!given.update && (!opts.running_mean.empty() || !opts.running_var.empty()))
+            throw UsageError("--running-mean/--running-var in train mode only feed --new-running-mean/"
+                             "--new-running-var; to normalize with them, use --mode eval");
+    }
+    if (!given.update && given.update_params)
+        throw UsageError("--momentum/--running-var-correction apply to the update of the running statistics: give "
+                         "--new-running-mean or --new-running-var");
+}
+
+RunningUpdate parse_running_update(const std::string& momentum, const std::string& correction) {
+    RunningUpdate u;
+    if (!momentum.empty()) {
+        u.momentum = parse_nonnegative("--momentum", momentum);
+        if (u.momentum > 1) throw UsageError(fmt::format("--momentum {} must be in [0, 1]", momentum));
+    }
+    if (!correction.empty()) {
+        u.correction = parse_int("--running-var-correction", correction);
+        if (u.correction != 0 && u.correction != 1)
+            throw UsageError(fmt::format("--running-var-correction {} must be 1 (unbiased batch variance, PyTorch) "
+                                         "or 0 (biased, ONNX)",
+                                         correction));
+    }
+    return u;
+}
+
 void refuse_empty_values(CLI::App& cmd) {
     for (CLI::Option* opt : cmd.get_options())
         if (opt->get_type_size() != 0 && opt->get_name() != "--help") opt->check(NonEmpty);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "bnorm/array.hpp"
+#include "bnorm/batchnorm.hpp"
 
 #include <CLI/CLI.hpp>
 
@@ -42,6 +43,22 @@ void add_mode_options(CLI::App& cmd, CommonOptions& opts, const std::string& tra
 /// The rules of --mode across options, before anything is read: eval needs both running
 /// files; train refuses them unless `training_use` (forward with --new-running-*).
 void check_mode_options(const CommonOptions& opts, bool training_use);
+
+/// Which of forward's (and compare's) options around the running statistics were given:
+/// --mean/--invstd (the batch statistics), --new-running-mean/--new-running-var (the
+/// update) and --momentum/--running-var-correction (its parameters).
+struct RunningOptionsGiven {
+    bool batch_stats, update, update_params;
+};
+
+/// The rules of --mode across those options (after check_mode_options): eval computes no
+/// batch statistics and updates nothing; train takes --running-mean/--running-var only to
+/// update them, and both; the update's parameters need an update.
+void check_running_options(const CommonOptions& opts, RunningOptionsGiven given);
+
+/// --momentum (default 0.1, in [0, 1]) and --running-var-correction (default 1; 0 or 1),
+/// strictly, as given (empty: absent).
+RunningUpdate parse_running_update(const std::string& momentum, const std::string& correction);
 
 /// Adds NonEmpty to every option of `cmd` that takes a value (call after adding them all).
 void refuse_empty_values(CLI::App& cmd);
