@@ -121,7 +121,8 @@ template <class T> void BackwardState<T>::apply(std::int64_t o0, std::int64_t o1
     const bool with_K = !offset_form_.empty(); // float64, and float32 with careful channels
     const double *__restrict pKh = with_K ? pHl + P : nullptr, *__restrict pKl = with_K ? pKh + P : nullptr;
     const std::int64_t base = o0 * whole_ * l_.inner; // dx holds rows [o0, o1)
-    const std::int64_t out_bytes = std::max(stream_bytes_, (o1 - o0) * whole_ * l_.inner * std::int64_t(sizeof(T))); // (all groups')
+    // (all groups', or the whole tensor's when this is a piece of it: GivenForward, GivenBackward)
+    const std::int64_t out_bytes = std::max(stream_bytes_, (o1 - o0) * whole_ * l_.inner * std::int64_t(sizeof(T)));
     // float32 with every channel careful (say dy nearly linear in x everywhere): pass B
     // goes straight to the double-double kernels, with the same operations per value as
     // the careful rows below, and not through the plain kernel first.

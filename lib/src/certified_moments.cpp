@@ -49,6 +49,14 @@ MomentsVector merged_blocks(const MomentsVector& per_block, std::int64_t count, 
     return total;
 }
 
+/// Adds one run of `len` values of channel c (slot c of t) with the kernels of `How`.
+template <class T, bool Backward, Summation How>
+inline void add_run_as(const T* v, const T* g, std::int64_t len, std::size_t c, Sums& t) {
+    if constexpr (How == Summation::plain) add_run_plain<T, Backward>(v, g, len, c, t);
+    else if constexpr (How == Summation::exact) add_run<T, Backward>(v, g, len, c, t);
+    else add_run_biased<T, Backward, How == Summation::centred>(v, g, len, c, t);
+}
+
 /// The block's sums as Moments into out[0, C), four channels at a time where all four
 /// were summed.
 template <bool Backward, Summation How> void block_moments(const Sums& sums, std::size_t C, bool rows, Moments* out) {
@@ -72,22 +80,16 @@ template <bool Backward, Summation How> void block_moments(const Sums& sums, std
 template <class T, bool Backward, Summation How>
 [[gnu::noinline]] MomentsVector disjoint_moments(const T* x, const T* dy, const Layout& l, const Blocks& blocks,
                                                  int threads, const double* centres) {
-    constexpr bool Plain = How == Summation::plain, Centred = How == Summation::centred;
-    constexpr bool Biased = How == Summation::biased || Centred;
     MomentsVector total(static_cast<std::size_t>(l.channels));
     detail::parallel_chunks(blocks.count, 1, threads, [&](std::int64_t b0, std::int64_t b1) {
         Sums sums;
         for (std::int64_t b = b0; b < b1; ++b) {
             const std::int64_t c0 = b * blocks.per_block, n = std::min(l.channels, c0 + blocks.per_block) - c0;
             sums.reset(std::size_t(n), Backward);
-            if constexpr (Centred) std::copy(centres + c0, centres + c0 + n, sums.K);
+            if constexpr (How == Summation::centred) std::copy(centres + c0, centres + c0 + n, sums.K);
             for (std::int64_t c = c0; c < c0 + n; ++c) {
                 const std::int64_t off = c * l.inner;
-                const T* g = Backward ? dy + off : nullptr;
-                const auto j = std::size_t(c - c0);
-                if constexpr (Plain) add_run_plain<T, Backward>(x + off, g, l.inner, j, sums);
-                else if constexpr (Biased) add_run_biased<T, Backward, Centred>(x + off, g, l.inner, j, sums);
-                else add_run<T, Backward>(x + off, g, l.inner, j, sums);
+                add_run_as<T, Backward, How>(x + off, Backward ? dy + off : nullptr, l.inner, std::size_t(c - c0), sums);
             }
             block_moments<Backward, How>(sums, std::size_t(n), false, total.data() + c0);
         }
@@ -119,11 +121,7 @@ MomentsVector channel_moments(const T* x, const T* dy, const Layout& l, const Bl
                 else add_rows<T, Backward>(x, dy, l.channels, l.channels, o0, o1, sums);
             } else {
                 blocks.for_runs(b, [&](std::int64_t off, std::int64_t c) {
-                    const T* g = Backward ? dy + off : nullptr;
-                    if constexpr (Plain) add_run_plain<T, Backward>(x + off, g, l.inner, std::size_t(c), sums);
-                    else if constexpr (Biased)
-                        add_run_biased<T, Backward, Centred>(x + off, g, l.inner, std::size_t(c), sums);
-                    else add_run<T, Backward>(x + off, g, l.inner, std::size_t(c), sums);
+                    add_run_as<T, Backward, How>(x + off, Backward ? dy + off : nullptr, l.inner, std::size_t(c), sums);
                 });
             }
             block_moments<Backward, How>(sums, C, rows, per_block.data() + std::size_t(b) * C);
@@ -153,10 +151,7 @@ Moments one_channel_moments(const T* x, const T* dy, const Layout& l, const Bloc
             else add_rows<T, Backward>(x + c, g, l.channels, 1, o0, o1, sums);
         } else {
             blocks.for_runs(b, [&](std::int64_t off, std::int64_t run_c) {
-                if (run_c != c) return;
-                const T* g = Backward ? dy + off : nullptr;
-                if constexpr (Biased) add_run_biased<T, Backward, Centred>(x + off, g, l.inner, 0, sums);
-                else add_run<T, Backward>(x + off, g, l.inner, 0, sums);
+                if (run_c == c) add_run_as<T, Backward, How>(x + off, Backward ? dy + off : nullptr, l.inner, 0, sums);
             });
         }
         const double rel = Biased ? biased_rel(sums.folds[0], rows ? kRowTile : kRunTile) : 0.0;

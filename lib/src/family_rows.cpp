@@ -423,9 +423,10 @@ double backward_chunk(const T* x, const T* gamma, const T* dy, const NormProblem
                     // a row certified from plain sums has its coefficients to the rms of
                     // dx only: summed again, as plan_from_sums does, for the values that cancel
                     const RowPlan& plan = plans[plan_of[j]];
-                    const RowGradient exact =
-                        plan.precise ? plan.c
-                                     : plan_from_sums(group.x[j], group.dy[j], gamma, D, eps, false, gamma_max, plan.c.mean.hi).c;
+                    const RowPlan again = plan.precise ? plan
+                                                       : plan_from_sums(group.x[j], group.dy[j], gamma, D, eps, false,
+                                                                        gamma_max, plan.c.mean.hi);
+                    const RowGradient& exact = again.fallback ? plan.c : again.c; // (finite rows: never)
                     redo_cancelling(group.x[j], group.dy[j], gamma, D, plan.c, plan.small, exact, group.dx[j]);
                 }
                 if (acc.g && (unfolded += fast_rows) >= kFoldRows) fold_columns(acc, cols, D), unfolded = 0;
