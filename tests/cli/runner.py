@@ -1,5 +1,6 @@
-"""The small test runner that the CLI test scripts share, and the folder snapshots they
-use to prove that a failed run changed nothing.
+"""The small test runner that the CLI test scripts share, the folder snapshots they use to
+prove that a failed run changed nothing, and the helpers several of them call: notes,
+PyTorch's import, a relative difference, .npy inputs and bnorm's JSON-reporting commands.
 
 Each script defines test_* functions that raise Fail (through check) on a failed
 expectation; run_tests() calls them in order (or only those whose name contains one of
@@ -7,10 +8,14 @@ the substrings given after the bnorm path), prints `PASS name` or `FAIL name: re
 then `N passed, M failed`, and returns the exit status: 1 if any test failed.
 """
 
+import json
 import os
+import subprocess
 import sys
 import time
 import traceback
+
+import numpy as np
 
 
 class Fail(Exception):
@@ -20,6 +25,54 @@ class Fail(Exception):
 def check(cond, msg):
     if not cond:
         raise Fail(msg)
+
+
+def note(msg):
+    """An indented line among the PASS/FAIL lines: what a test skipped or measured."""
+    print("  note: " + msg)
+    sys.stdout.flush()
+
+
+def import_torch():
+    """(torch, torch.nn.functional), or (None, None) where torch is not installed or does
+    not import: the peer tests then pass with a note that they were skipped."""
+    try:
+        import torch
+        import torch.nn.functional as F
+    except Exception:  # ImportError, or a broken installation
+        return None, None
+    return torch, F
+
+
+def rel(got, ref):
+    """max |got - ref| over max |ref| (1 if ref is all zeros); inf for another shape or a
+    NaN difference."""
+    got, ref = np.asarray(got, np.float64), np.asarray(ref, np.float64)
+    if got.shape != ref.shape:
+        return float("inf")
+    scale = float(np.max(np.abs(ref))) or 1.0
+    d = np.abs(got - ref)
+    return float("inf") if np.any(np.isnan(d)) else float(np.max(d)) / scale
+
+
+def save_arrays(folder, **arrays):
+    """Each array as folder/<name>.npy."""
+    for name, a in arrays.items():
+        np.save(os.path.join(folder, name + ".npy"), a)
+
+
+def run_ok(bnorm, folder, args):
+    """Runs `bnorm args...` in folder; a failure unless it exits 0."""
+    p = subprocess.run([bnorm] + args, cwd=folder, capture_output=True, text=True)
+    check(p.returncode == 0, "bnorm %s: exit %d, stderr %r" % (" ".join(args), p.returncode, p.stderr.strip()))
+
+
+def json_command(bnorm, command, folder, args):
+    """Runs `bnorm command args...` (compare, gradcheck) in folder: (exit code, the JSON
+    report it printed for exit 0 or 1, else None, stderr)."""
+    p = subprocess.run([bnorm, command] + args, cwd=folder, capture_output=True, text=True)
+    report = json.loads(p.stdout) if p.returncode in (0, 1) else None
+    return p.returncode, report, p.stderr
 
 
 def snapshot(folder):
@@ -68,13 +121,14 @@ def check_error(cmd, rc, err, before, after, contains=()):
     return err.rstrip("\n")
 
 
-def run_tests(namespace, doc, set_bnorm):
+def run_tests(namespace, doc):
     """Runs the test_* functions of `namespace` (a script's globals()). argv[1] is the
-    bnorm executable, handed to set_bnorm; further arguments select tests by name."""
+    bnorm executable, set as the script's global BNORM; further arguments select tests
+    by name."""
     if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help"):
         print(doc)
         return 2
-    set_bnorm(os.path.abspath(sys.argv[1]))
+    namespace["BNORM"] = os.path.abspath(sys.argv[1])
     only = sys.argv[2:]
     tests = [(n, f) for n, f in namespace.items()
              if n.startswith("test_") and callable(f) and (not only or any(s in n for s in only))]

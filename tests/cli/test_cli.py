@@ -33,9 +33,9 @@ import time
 
 import numpy as np
 
-from runner import Fail, check, check_error, run_tests, snapshot, snapshot_diff
+from runner import check, check_error, Fail, run_tests, snapshot, snapshot_diff
 
-BNORM = None  # set by main()
+BNORM = None  # set by run_tests()
 
 F32, F64 = np.float32, np.float64
 TOL_F64 = 1e-12            # normwise relative, float64, well-conditioned data
@@ -1308,13 +1308,5 @@ def test_eval_float32_and_csv_running_files():
             check(e <= TOL_F32, "%s: float32 normwise error %g" % (name, e))
 
 
-def main():
-    def set_bnorm(path):
-        global BNORM
-        BNORM = path
-
-    return run_tests(globals(), __doc__, set_bnorm)
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tests(globals(), __doc__))

@@ -29,44 +29,28 @@ failure.
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 
 import numpy as np
 
-try:
-    import torch
-    import torch.nn.functional as F
-except Exception:  # ImportError, or a broken installation
-    torch = None
+from runner import check, import_torch, json_command, note, run_tests, save_arrays
 
-from runner import check, run_tests
+torch, F = import_torch()
 
-BNORM = None  # set by main()
+BNORM = None  # set by run_tests()
 TENSORS = ("y", "mean", "invstd", "dx", "dgamma", "dbeta", "new_running_mean", "new_running_var")
 HIST = ("0", "1", "2-4", "5-16", "17-256", ">256")
 WORST = ("index", "got", "exact", "ulp_error", "allowed", "ratio_to_tolerance")
 
 
-def note(msg):
-    print("  note: " + msg)
-    sys.stdout.flush()
-
-
 def compare(tmp, args, expect=None):
     """Runs bnorm compare in tmp; returns (exit code, report or None, stderr)."""
-    p = subprocess.run([BNORM, "compare"] + args, cwd=tmp, capture_output=True, text=True)
-    report = json.loads(p.stdout) if p.returncode in (0, 1) else None
+    rc, report, err = json_command(BNORM, "compare", tmp, args)
     if expect is not None:
-        check(p.returncode == expect, "compare %s: exit %d (expected %d), stderr %r"
-              % (" ".join(args), p.returncode, expect, p.stderr[-800:]))
-    return p.returncode, report, p.stderr
-
-
-def save(tmp, **arrays):
-    for name, a in arrays.items():
-        np.save(os.path.join(tmp, name + ".npy"), a)
+        check(rc == expect, "compare %s: exit %d (expected %d), stderr %r"
+              % (" ".join(args), rc, expect, err[-800:]))
+    return rc, report, err
 
 
 def ordinary_problems(seed, count):
@@ -133,7 +117,7 @@ def test_pytorch_ordinary_passes():
             for shape, axis in ordinary_problems(seed, 52) + [((32, 4, 32, 32), 1)]:
                 x, g, b, dy = problem(rng, shape, axis, dtype)
                 out = torch_outputs(x, g, b, dy, 1e-5, axis, dtype)
-                save(tmp, x=x, g=g, b=b, dy=dy, **out)
+                save_arrays(tmp, x=x, g=g, b=b, dy=dy, **out)
                 rc, rep, err = compare(tmp, ARGS + ["--axis", str(axis), "--y", "y.npy", "--dx", "dx.npy",
                                                     "--dgamma", "dgamma.npy", "--dbeta", "dbeta.npy",
                                                     "--mean", "mean.npy", "--invstd", "invstd.npy",
@@ -165,7 +149,7 @@ def test_pytorch_float32_backward_of_the_issue_passes():
             for shape in ((256, 16), (64, 64), (4096, 4)):
                 x, g, b, dy = problem(rng, shape, 1, np.float32)
                 out = torch_outputs(x, g, b, dy, 1e-5, 1, np.float32)
-                save(tmp, x=x, g=g, b=b, dy=dy, **out)
+                save_arrays(tmp, x=x, g=g, b=b, dy=dy, **out)
                 rc, rep, err = compare(tmp, ARGS + ["--dx", "dx.npy", "--dgamma", "dgamma.npy", "--dbeta", "dbeta.npy"])
                 check(rc == 0, "%s seed %d: %s" % (shape, seed, err[-500:]))
                 worst = max([worst] + [v["max_ratio_to_tolerance"] for v in rep["tensors"].values()])
@@ -190,8 +174,8 @@ def test_pytorch_eval_passes():
                 tg, tb = torch.tensor(g).requires_grad_(True), torch.tensor(b).requires_grad_(True)
                 y = F.batch_norm(tx, torch.tensor(rm), torch.tensor(rv), tg, tb, training=False, eps=1e-5)
                 y.backward(torch.tensor(dy))
-                save(tmp, x=x, g=g, b=b, dy=dy, rm=rm, rv=rv, y=y.detach().numpy(), dx=tx.grad.numpy(),
-                     dgamma=tg.grad.numpy(), dbeta=tb.grad.numpy())
+                save_arrays(tmp, x=x, g=g, b=b, dy=dy, rm=rm, rv=rv, y=y.detach().numpy(), dx=tx.grad.numpy(),
+                            dgamma=tg.grad.numpy(), dbeta=tb.grad.numpy())
                 ev = ARGS + ["--mode", "eval", "--running-mean", "rm.npy", "--running-var", "rv.npy"]
                 rc, rep, err = compare(tmp, ev + ["--y", "y.npy", "--dx", "dx.npy", "--dgamma", "dgamma.npy",
                                                   "--dbeta", "dbeta.npy"])
@@ -204,7 +188,7 @@ def test_pytorch_eval_passes():
         rv = np.ones(8, np.float32)
         y = F.batch_norm(torch.tensor(x), torch.tensor(rm), torch.tensor(rv), torch.tensor(g), torch.tensor(b),
                          training=False, eps=1e-5)
-        save(tmp, x=x, g=g, b=b, rm=rm, rv=rv, y=y.numpy())
+        save_arrays(tmp, x=x, g=g, b=b, rm=rm, rv=rv, y=y.numpy())
         rc, rep, err = compare(tmp, ["--x", "x.npy", "--gamma", "g.npy", "--beta", "b.npy", "--mode", "eval",
                                      "--running-mean", "rm.npy", "--running-var", "rv.npy", "--y", "y.npy"])
         check(rc == 1, "float32 eval with a running mean 1e4 passed: %s" % err)
@@ -276,7 +260,7 @@ def test_gradcheck_mutants_fail_in_float64():
             a = ARGS + ["--axis", str(axis), "--eps", "1e-3", "--dx", "dx.npy", "--dgamma", "dg.npy", "--dbeta", "db.npy"]
             for mu in (None,) + GRADCHECK_MUTANTS:
                 dx, dg, db = naive_backward(x, g, dy, 1e-3, axis, mu)
-                save(tmp, x=x, g=g, b=b, dy=dy, dx=dx, dg=dg, db=db)
+                save_arrays(tmp, x=x, g=g, b=b, dy=dy, dx=dx, dg=dg, db=db)
                 if mu is None:
                     compare(tmp, a, expect=0)
                 else:
@@ -295,14 +279,14 @@ def test_naive_float64_passes():
             x, g, b, dy = problem(rng, shape, axis, np.float64)
             y = naive_forward(x, g, b, 1e-5, axis)
             dx, dg, db = naive_backward(x, g, dy, 1e-5, axis)
-            save(tmp, x=x, g=g, b=b, dy=dy, y=y, dx=dx, dgamma=dg, dbeta=db)
+            save_arrays(tmp, x=x, g=g, b=b, dy=dy, y=y, dx=dx, dgamma=dg, dbeta=db)
             compare(tmp, ARGS + ["--axis", str(axis), "--y", "y.npy", "--dx", "dx.npy", "--dgamma", "dgamma.npy",
                                  "--dbeta", "dbeta.npy"], expect=0)
 
 
-def mutant_fails(tmp, what, args, least):
+def mutant_fails(tmp, what, args, least, case=""):
     rc, rep, err = compare(tmp, args)
-    check(rc == 1, "%s passed: %s" % (what, err[-600:]))
+    check(rc == 1, "%s (%s) passed: %s" % (what, case, err[-600:]))
     t = [v for v in rep["tensors"].values() if not v["passed"]][0]
     least[what] = min(least.get(what, float("inf")), t["max_ratio_to_tolerance"])
     check(t["over_tolerance"] >= 1 and t["worst"]["ratio_to_tolerance"] > 1, "%s: report %r" % (what, t))
@@ -316,19 +300,19 @@ def test_mutants_fail():
             for shape, axis in MUTANT_CASES:
                 x, g, b, dy = problem(rng, shape, axis, dtype)
                 a = ARGS + ["--axis", str(axis)]
-                name = "%s %s axis %d" % (np.dtype(dtype).name, shape, axis)
-                save(tmp, x=x, g=g, b=b, dy=dy)
-                save(tmp, y=naive_forward(x, g, b, 1e-5, axis, ddof=1).astype(dtype))
-                mutant_fails(tmp, "unbiased variance", a + ["--y", "y.npy"], least)
-                save(tmp, y=naive_forward(x, g, b, 1e-3, axis, eps_outside=True).astype(dtype))
-                mutant_fails(tmp, "eps outside the sqrt", a + ["--eps", "1e-3", "--y", "y.npy"], least)
-                save(tmp, y=naive_forward(x, g, b, 1e-5, axis, wrong_axis=True).astype(dtype))
-                mutant_fails(tmp, "mean of the wrong axis", a + ["--y", "y.npy"], least)
+                case = "%s %s axis %d" % (np.dtype(dtype).name, shape, axis)
+                save_arrays(tmp, x=x, g=g, b=b, dy=dy)
+                save_arrays(tmp, y=naive_forward(x, g, b, 1e-5, axis, ddof=1).astype(dtype))
+                mutant_fails(tmp, "unbiased variance", a + ["--y", "y.npy"], least, case)
+                save_arrays(tmp, y=naive_forward(x, g, b, 1e-3, axis, eps_outside=True).astype(dtype))
+                mutant_fails(tmp, "eps outside the sqrt", a + ["--eps", "1e-3", "--y", "y.npy"], least, case)
+                save_arrays(tmp, y=naive_forward(x, g, b, 1e-5, axis, wrong_axis=True).astype(dtype))
+                mutant_fails(tmp, "mean of the wrong axis", a + ["--y", "y.npy"], least, case)
                 dx = naive_backward(x, g, dy, 1e-5, axis)[0]
-                save(tmp, dx=np.roll(dx.reshape(-1), 1).reshape(dx.shape).astype(dtype))
-                mutant_fails(tmp, "dx one element off", a + ["--dx", "dx.npy"], least)
+                save_arrays(tmp, dx=np.roll(dx.reshape(-1), 1).reshape(dx.shape).astype(dtype))
+                mutant_fails(tmp, "dx one element off", a + ["--dx", "dx.npy"], least, case)
                 # the unmutated ones pass, so that the failures above are the mutations'
-                save(tmp, y=naive_forward(x, g, b, 1e-3, axis).astype(dtype), dx=dx.astype(dtype))
+                save_arrays(tmp, y=naive_forward(x, g, b, 1e-3, axis).astype(dtype), dx=dx.astype(dtype))
                 compare(tmp, a + ["--eps", "1e-3", "--y", "y.npy"], expect=0)
                 compare(tmp, a + ["--dx", "dx.npy"], expect=0)
     for k in sorted(least):
@@ -344,7 +328,7 @@ def test_pytorch_float32_offset_fails():
         for shape in ((256, 16), (8, 4, 6, 6)):
             x, g, b, dy = problem(rng, shape, 1, np.float32, offset=1e4)
             out = torch_outputs(x, g, b, dy, 1e-5, 1, np.float32)
-            save(tmp, x=x, g=g, b=b, dy=dy, **out)
+            save_arrays(tmp, x=x, g=g, b=b, dy=dy, **out)
             rc, rep, err = compare(tmp, ARGS + ["--y", "y.npy", "--dx", "dx.npy"])
             check(rc == 1, "offset data passed: %s" % err)
             for t in ("y", "dx"):
@@ -366,18 +350,18 @@ def test_running_and_eval_from_formulas():
         bm = x.mean(axis=(0, 2, 3))
         bv = ((x - bm.reshape(1, 4, 1, 1)) ** 2).sum(axis=(0, 2, 3))
         M = 0.25
-        save(tmp, x=x, g=g, b=b, dy=dy, rm=rm, rv=rv, nm=(1 - M) * rm + M * bm, nv=(1 - M) * rv + M * bv / (m - 1))
+        save_arrays(tmp, x=x, g=g, b=b, dy=dy, rm=rm, rv=rv, nm=(1 - M) * rm + M * bm, nv=(1 - M) * rv + M * bv / (m - 1))
         run = ["--x", "x.npy", "--running-mean", "rm.npy", "--running-var", "rv.npy", "--momentum", "0.25"]
         compare(tmp, run + ["--new-running-mean", "nm.npy", "--new-running-var", "nv.npy"], expect=0)
         # ONNX's convention given to PyTorch's (biased variance): flagged
-        save(tmp, nv=(1 - M) * rv + M * bv / m)
+        save_arrays(tmp, nv=(1 - M) * rv + M * bv / m)
         compare(tmp, run + ["--new-running-var", "nv.npy"], expect=1)
         compare(tmp, run + ["--new-running-var", "nv.npy", "--running-var-correction", "0"], expect=0)
         # inference: y and dx from the running statistics
         inv = 1 / np.sqrt(rv + 1e-5)
         sh = (1, 4, 1, 1)
         y = (x - rm.reshape(sh)) * (inv * g).reshape(sh) + b.reshape(sh)
-        save(tmp, y=y, dx=dy * (g * inv).reshape(sh), y32=y.astype(np.float32))
+        save_arrays(tmp, y=y, dx=dy * (g * inv).reshape(sh), y32=y.astype(np.float32))
         ev = ["--mode", "eval", "--x", "x.npy", "--gamma", "g.npy", "--beta", "b.npy", "--running-mean", "rm.npy",
               "--running-var", "rv.npy"]
         compare(tmp, ev + ["--y", "y.npy", "--dy", "dy.npy", "--dx", "dx.npy"], expect=0)
@@ -406,7 +390,7 @@ def test_golden_exact_values_pass():
             outs = ("y", "mean", "invstd", "dx", "dgamma", "dbeta")
             for o in outs:
                 a = np.load(os.path.join(d, o + ".npy"))
-                save(tmp, **{o: a, o + "32": a.astype(np.float32)})
+                save_arrays(tmp, **{o: a, o + "32": a.astype(np.float32)})
             base = ["--x", os.path.join(d, "x.npy"), "--gamma", os.path.join(d, "gamma.npy"), "--beta",
                     os.path.join(d, "beta.npy"), "--dy", os.path.join(d, "dy.npy"), "--axis", str(case["axis"]),
                     "--eps", case["eps"]]
@@ -435,7 +419,7 @@ def test_rtol_atol_and_tol_eps():
         for rel, ok in ((0.9e-6, 0), (1.1e-6, 1)):  # rtol 1e-6 on the largest element
             yp = y.copy().reshape(-1)
             yp[i] += rel * big
-            save(tmp, x=x, g=g, b=b, y=yp.reshape(y.shape))
+            save_arrays(tmp, x=x, g=g, b=b, y=yp.reshape(y.shape))
             a = ["--x", "x.npy", "--gamma", "g.npy", "--beta", "b.npy", "--y", "y.npy"]
             rc, rep, _ = compare(tmp, a + ["--rtol", "1e-6", "--atol", "0"], expect=ok)
             check(rep["criterion"]["name"] == "elementwise" and rep["criterion"]["rtol"] == 1e-6, "%r" % rep["criterion"])
@@ -453,7 +437,7 @@ def test_report_fields_and_file():
         x, g, b, dy = problem(rng, (32, 2, 3), 1, np.float64)
         y = naive_forward(x, g, b, 1e-5, 1)
         y.reshape(-1)[7] += 1e-3  # element (1, 0, 1)
-        save(tmp, x=x, g=g, b=b, dy=dy, y=y)
+        save_arrays(tmp, x=x, g=g, b=b, dy=dy, y=y)
         rc, rep, err = compare(tmp, ["--x", "x.npy", "--gamma", "g.npy", "--beta", "b.npy", "--y", "y.npy",
                                      "--report", "r.json"], expect=1)
         with open(os.path.join(tmp, "r.json")) as f:
@@ -477,7 +461,7 @@ def test_usage_and_input_errors():
     with tempfile.TemporaryDirectory() as tmp:
         rng = np.random.default_rng(8)
         x, g, b, dy = problem(rng, (16, 3), 1, np.float64)
-        save(tmp, x=x, dy=dy, y=x, yt=x.T.copy(), c4=np.zeros(4))
+        save_arrays(tmp, x=x, dy=dy, y=x, yt=x.T.copy(), c4=np.zeros(4))
         cases = [
             (["--x", "x.npy"], "at least one candidate"),
             (["--x", "x.npy", "--dx", "y.npy"], "--dy"),
@@ -496,14 +480,10 @@ def test_usage_and_input_errors():
 
 
 def main():
-    def set_bnorm(path):
-        global BNORM
-        BNORM = path
-
     if torch is not None:
         torch.manual_seed(0)
         note("torch %s" % torch.__version__)
-    return run_tests(globals(), __doc__, set_bnorm)
+    return run_tests(globals(), __doc__)
 
 
 if __name__ == "__main__":

@@ -25,42 +25,23 @@ Prints `PASS name` / `FAIL name: reason` per test and `N passed, M failed`; exit
 failure.
 """
 
-import json
-import os
-import subprocess
 import sys
 import tempfile
 
 import numpy as np
 
-try:
-    import torch
-    import torch.nn.functional as F
-except Exception:  # ImportError, or a broken installation
-    torch = None
+from runner import check, import_torch, json_command, note, run_tests, save_arrays
 
-from runner import check, run_tests
+torch, F = import_torch()
 
-BNORM = None  # set by main()
+BNORM = None  # set by run_tests()
 NORMS = ("layer", "rms", "instance", "group")
 EPS = 1e-5
 
 
-def note(msg):
-    print("  note: " + msg)
-    sys.stdout.flush()
-
-
 def compare(tmp, args):
     """Runs bnorm compare in tmp; returns (exit code, report or None, stderr)."""
-    p = subprocess.run([BNORM, "compare"] + args, cwd=tmp, capture_output=True, text=True)
-    report = json.loads(p.stdout) if p.returncode in (0, 1) else None
-    return p.returncode, report, p.stderr
-
-
-def save(tmp, **arrays):
-    for name, a in arrays.items():
-        np.save(os.path.join(tmp, name + ".npy"), a)
+    return json_command(BNORM, "compare", tmp, args)
 
 
 # ---- the problems -------------------------------------------------------------------------
@@ -166,7 +147,7 @@ def set_axes(norm, nd, axis):
 def naive(norm, x, g, b, dy, axis, groups, ddof=0, eps_outside=False, centered=None):
     """y and dx of `norm` in x's dtype by the textbook two-pass formulas (float64 inside),
     with the wrong variants the mutants need."""
-    x64, g64, dy64 = x.astype(np.float64), g.astype(np.float64), dy.astype(np.float64)
+    x64, dy64 = x.astype(np.float64), dy.astype(np.float64)
     nd = x.ndim
     if norm in ("layer", "rms"):
         gb = lambda p: p.astype(np.float64)
@@ -208,7 +189,7 @@ def test_pytorch_family_passes():
                     shape, axis, groups = random_problem(rng, norm)
                     x, g, b, dy = make_data(rng, norm, shape, axis, dtype)
                     out = torch_outputs(norm, x, g, b, dy, axis, groups)
-                    save(tmp, x=x, g=g, b=b, dy=dy, **out)
+                    save_arrays(tmp, x=x, g=g, b=b, dy=dy, **out)
                     args = options(norm, axis, groups)
                     for t in out:
                         args += ["--" + t, t + ".npy"]
@@ -238,7 +219,7 @@ def test_naive_float64_passes():
                 shape, axis, groups = random_problem(rng, norm)
                 x, g, b, dy = make_data(rng, norm, shape, axis, np.float64)
                 y, dx = naive(norm, x, g, b, dy, axis, groups)
-                save(tmp, x=x, g=g, b=b, dy=dy, y=y, dx=dx)
+                save_arrays(tmp, x=x, g=g, b=b, dy=dy, y=y, dx=dx)
                 rc, rep, err = compare(tmp, options(norm, axis, groups) + ["--y", "y.npy", "--dx", "dx.npy"])
                 check(rc == 0, "naive %s %s: %s" % (norm, shape, err[-500:]))
 
@@ -286,7 +267,7 @@ def test_wrong_kernels_fail():
                         args = options(norm, axis, groups) + ["--eps", repr(EPS)]
                     finally:
                         EPS = saved
-                    save(tmp, x=x, g=g, b=b, dy=dy, cand=y if tensor == "y" else dx)
+                    save_arrays(tmp, x=x, g=g, b=b, dy=dy, cand=y if tensor == "y" else dx)
                     rc, rep, err = compare(tmp, args + ["--" + tensor, "cand.npy"])
                     what = "%s, %s %s axis %d groups %d" % (name, np.dtype(dtype).name, shape, axis, groups)
                     check(rc == 1, "%s: exit %d (expected 1, failed): %s" % (what, rc, err[-400:]))
@@ -302,7 +283,7 @@ def test_norm_options():
     rng = np.random.default_rng(3)
     with tempfile.TemporaryDirectory() as tmp:
         x = rng.normal(0, 1, (4, 6)).astype(np.float64)
-        save(tmp, x=x, g=np.ones(6), b=np.zeros(6), dy=x, rv=np.ones(6), y=x, st=np.ones(4))
+        save_arrays(tmp, x=x, g=np.ones(6), b=np.zeros(6), dy=x, rv=np.ones(6), y=x, st=np.ones(4))
         cases = [
             (["--norm", "rms", "--x", "x.npy", "--beta", "b.npy", "--y", "y.npy"], "--beta"),
             (["--norm", "rms", "--x", "x.npy", "--mean", "y.npy"], "--mean"),
@@ -319,13 +300,9 @@ def test_norm_options():
 
 
 def main():
-    def set_bnorm(path):
-        global BNORM
-        BNORM = path
-
     if torch is not None:
         note("torch %s" % torch.__version__)
-    return run_tests(globals(), __doc__, set_bnorm)
+    return run_tests(globals(), __doc__)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ import numpy as np
 
 from runner import check, run_tests
 
-BNORM = None  # set by main()
+BNORM = None  # set by run_tests()
 
 # (norm options, shape, axis) of tensors with more than 65536 values
 BIG = [(["--norm", "layer"], (40, 1800), -1),
@@ -284,13 +284,5 @@ def test_gradcheck_each_norm():
             check(rep["passed"] is False, "%s: a wrong gradient passed" % what)
 
 
-def main():
-    def set_bnorm(path):
-        global BNORM
-        BNORM = path
-
-    return run_tests(globals(), __doc__, set_bnorm)
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tests(globals(), __doc__))

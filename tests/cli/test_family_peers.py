@@ -34,38 +34,22 @@ failure.
 """
 
 import os
-import subprocess
 import sys
 import tempfile
 
 import numpy as np
 
-try:
-    import torch
-    import torch.nn.functional as F
-except Exception:  # ImportError, or a broken installation
-    torch = None
+from runner import check, import_torch, rel, run_ok, run_tests
 
-from runner import check, run_tests
+torch, F = import_torch()
 
-BNORM = None  # set by main()
+BNORM = None  # set by run_tests()
 RTOL = 1e-12
 EPS = 1e-5
 
 
-def rel(got, ref):
-    got, ref = np.asarray(got, np.float64), np.asarray(ref, np.float64)
-    if got.shape != ref.shape:
-        return float("inf")
-    scale = float(np.max(np.abs(ref))) or 1.0
-    d = np.abs(got - ref)
-    return float("inf") if np.any(np.isnan(d)) else float(np.max(d)) / scale
-
-
 def bnorm(tmp, args):
-    p = subprocess.run([BNORM] + args, cwd=tmp, capture_output=True, text=True)
-    check(p.returncode == 0, "bnorm %s: exit %d, stderr %r"
-          % (" ".join(args), p.returncode, p.stderr.strip()))
+    run_ok(BNORM, tmp, args)
 
 
 def random_inputs(seed, shape, param_shape):
@@ -250,11 +234,7 @@ def main():
         return 0
     torch.set_num_threads(1)
 
-    def set_bnorm(path):
-        global BNORM
-        BNORM = path
-
-    return run_tests(globals(), __doc__, set_bnorm)
+    return run_tests(globals(), __doc__)
 
 
 if __name__ == "__main__":

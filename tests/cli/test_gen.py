@@ -50,13 +50,13 @@ import tempfile
 
 import numpy as np
 
-from runner import check, run_tests, snapshot, check_error
+from runner import check, check_error, note, run_tests, snapshot
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
 import golden  # noqa: E402  (the mpmath reference)
 import golden_half  # noqa: E402  (its half-precision rounding, once from mpmath)
 
-BNORM = None  # set by main()
+BNORM = None  # set by run_tests()
 HARD = ("offset", "constant", "two", "cauchy", "dy_cancel", "tiny_var", "huge", "tiny")
 ORDINARY = ("normal",)
 
@@ -118,11 +118,6 @@ def spacing(w, dtype):
 def loadf(folder, name, dtype):
     """A saved tensor as float64 values (bfloat16: '<V2' bit patterns decoded here)."""
     return golden_half.load_half(os.path.join(folder, name + ".npy"), dtype)
-
-
-def note(msg):
-    print("  note: " + msg)
-    sys.stdout.flush()
 
 
 def gen(out, suite, norm, shape, dtype, seed, extra=(), threads=None, fmt=None, outputs=False, preexec=None):
@@ -748,13 +743,5 @@ def test_errors_write_nothing():
         check_error("gen past RLIMIT_FSIZE", p.returncode, p.stderr, before, snapshot(tmp))
 
 
-def main():
-    def set_bnorm(path):
-        global BNORM
-        BNORM = path
-
-    return run_tests(globals(), __doc__, set_bnorm)
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tests(globals(), __doc__))

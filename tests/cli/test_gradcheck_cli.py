@@ -45,9 +45,9 @@ import time
 
 import numpy as np
 
-from runner import Fail, check, check_error, run_tests, snapshot, snapshot_diff
+from runner import check, check_error, Fail, note, run_tests, snapshot, snapshot_diff
 
-BNORM = None  # set by main()
+BNORM = None  # set by run_tests()
 
 F32, F64 = np.float32, np.float64
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -58,11 +58,6 @@ RANDOM_DY_DRAWS = 3         # upstream gradients drawn without --dy, in either m
 # The report's keys are those of REPORT_KEYS, PROBLEM_KEYS, METHOD_KEYS... below.
 
 
-
-
-def note(msg):
-    print("  note: " + msg)
-    sys.stdout.flush()
 
 
 # ---------------------------------------------------------------------------
@@ -906,13 +901,5 @@ def test_nonfinite_given_dx():
 # runner
 # ---------------------------------------------------------------------------
 
-def main():
-    def set_bnorm(path):
-        global BNORM
-        BNORM = path
-
-    return run_tests(globals(), __doc__, set_bnorm)
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tests(globals(), __doc__))

@@ -23,41 +23,23 @@ Prints `PASS name` / `FAIL name: reason` per test and `N passed, M failed`; exit
 failure.
 """
 
-import json
-import os
-import subprocess
 import sys
 import tempfile
 
 import numpy as np
 
-try:
-    import torch
-    import torch.nn.functional as F
-except Exception:  # ImportError, or a broken installation
-    torch = None
+from runner import check, import_torch, json_command, note, run_tests, save_arrays
 
-from runner import check, run_tests
+torch, F = import_torch()
 
-BNORM = None  # set by main()
+BNORM = None  # set by run_tests()
 EPS = 1e-5
 GIVEN = ["--x", "x.npy", "--gamma", "g.npy", "--dy", "dy.npy", "--dx", "dx.npy", "--dgamma", "dg.npy"]
 
 
-def note(msg):
-    print("  note: " + msg)
-    sys.stdout.flush()
-
-
 def gradcheck(tmp, args):
-    p = subprocess.run([BNORM, "gradcheck"] + args, cwd=tmp, capture_output=True, text=True)
-    report = json.loads(p.stdout) if p.returncode in (0, 1) else None
-    return p.returncode, report, p.stderr
-
-
-def save(tmp, **arrays):
-    for name, a in arrays.items():
-        np.save(os.path.join(tmp, name + ".npy"), a)
+    """Runs bnorm gradcheck in tmp; returns (exit code, report or None, stderr)."""
+    return json_command(BNORM, "gradcheck", tmp, args)
 
 
 def ordinary_problems(seed, count):
@@ -100,7 +82,7 @@ def torch_batch_backward(x, g, b, dy, axis):
 
 def run_batch(tmp, x, g, b, dy, axis, extra=()):
     dx, dg, db = torch_batch_backward(x, g, b, dy, axis)
-    save(tmp, x=x, g=g, b=b, dy=dy, dx=dx, dg=dg, db=db)
+    save_arrays(tmp, x=x, g=g, b=b, dy=dy, dx=dx, dg=dg, db=db)
     return gradcheck(tmp, GIVEN + ["--beta", "b.npy", "--dbeta", "db.npy", "--axis", str(axis)] + list(extra))
 
 
@@ -204,10 +186,10 @@ def test_pytorch_family_backward_passes():
                     b = rng.normal(0, 1, ps).astype(dtype)
                     dy = rng.normal(0, 1, shape).astype(dtype)
                     dx, dg, db = torch_family_backward(norm, x, g, b, dy, axis, groups)
-                    save(tmp, x=x, g=g, b=b, dy=dy, dx=dx, dg=dg)
+                    save_arrays(tmp, x=x, g=g, b=b, dy=dy, dx=dx, dg=dg)
                     args = GIVEN + ["--norm", norm, "--axis", str(axis)]
                     if db is not None:
-                        save(tmp, db=db)
+                        save_arrays(tmp, db=db)
                         args += ["--beta", "b.npy", "--dbeta", "db.npy"]
                     if norm == "group":
                         args += ["--groups", str(groups)]
@@ -238,8 +220,8 @@ def test_unbiased_variance_backward_fails():
                 # the gradient of y = γ·(x − mean)·invstd_unbiased: its x̂-term carries m/(m − 1)
                 gd = g64 * dy64
                 dx = invstd * (gd - gd.mean(axis=0) - xh * (gd * xh).sum(axis=0) / (m - 1))
-                save(tmp, x=x, g=g, b=b, dy=dy, dx=dx.astype(np.float32),
-                     dg=(dy64 * xh).sum(axis=0).astype(np.float32), db=dy64.sum(axis=0).astype(np.float32))
+                save_arrays(tmp, x=x, g=g, b=b, dy=dy, dx=dx.astype(np.float32),
+                            dg=(dy64 * xh).sum(axis=0).astype(np.float32), db=dy64.sum(axis=0).astype(np.float32))
                 rc, rep, err = gradcheck(tmp, GIVEN + ["--beta", "b.npy", "--dbeta", "db.npy"])
                 check(rc == 1, "unbiased variance %s seed %d passed: %s" % (shape, seed, err[-400:]))
                 least = min(least, max(r for _, r in worst_of(rep)))
@@ -247,14 +229,10 @@ def test_unbiased_variance_backward_fails():
 
 
 def main():
-    def set_bnorm(path):
-        global BNORM
-        BNORM = path
-
     if torch is not None:
         torch.manual_seed(0)
         note("torch %s" % torch.__version__)
-    return run_tests(globals(), __doc__, set_bnorm)
+    return run_tests(globals(), __doc__)
 
 
 if __name__ == "__main__":

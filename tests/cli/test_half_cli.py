@@ -156,7 +156,6 @@ def run_case(bnorm, cdir, meta, tally, worst):
 def run_special(bnorm, tally):
     """'<u2' refusal and reading; compare and gradcheck on half data."""
     c = os.path.join(GOLDEN, "batch_n32c4_bf16")
-    meta = json.load(open(os.path.join(c, "case.json")))
     with tempfile.TemporaryDirectory(prefix="bnorm-half-") as tmp:
         x = np.load(os.path.join(c, "x.npy")).view(np.uint16)
         np.save(os.path.join(tmp, "xu.npy"), x)

@@ -59,18 +59,13 @@ import numpy as np
 from mpmath import mp, mpf
 from mpmath.libmp import to_float
 
-from runner import check, run_tests
+from runner import check, note, run_tests
 
-BNORM = None  # set by main()
+BNORM = None  # set by run_tests()
 TOL = 4.0
 EXACT_DPS = 70
 SHAPE = (2, 3, 4, 5)
 ONNX_MOMENTUM = 0.9
-
-
-def note(msg):
-    print("  note: " + msg)
-    sys.stdout.flush()
 
 
 # ---------------------------------------------------------------------------
@@ -227,13 +222,5 @@ def test_batchnorm_epsilon_training_mode():
     run_case(seed=20253, epsilon="1e-2", training=True)
 
 
-def main():
-    def set_bnorm(path):
-        global BNORM
-        BNORM = path
-
-    return run_tests(globals(), __doc__, set_bnorm)
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tests(globals(), __doc__))
