@@ -153,6 +153,80 @@ def normwise_err(got, exact, dtype):
     return float(np.max(diff)) / scale / float(np.finfo(dtype).eps)
 
 
+def write_csv_inputs(tmp, inputs, shape, dtype):
+    """The inputs as CSV files in tmp (rank 1: one value per line; else one row per index
+    of the first axis); returns the options bnorm then needs (--shape, --dtype)."""
+    for k, a in inputs.items():
+        (write_csv_vector if a.ndim == 1 else write_csv_2d)(os.path.join(tmp, k + ".csv"), a)
+    extra = []
+    if len(shape) > 2:
+        extra += ["--shape", ",".join(map(str, shape))]
+    if dtype == np.float32:
+        extra += ["--dtype", "float32"]
+    return extra
+
+
+def copy_inputs(case_dir, names, tmp):
+    for k in names:
+        shutil.copyfile(os.path.join(case_dir, k + ".npy"), os.path.join(tmp, k + ".npy"))
+
+
+class CaseRun:
+    """One case's bnorm runs: each run's outputs read back and judged against the exact
+    ones (TOL eps, normwise), the worst errors kept, and the errors shown on one line."""
+
+    def __init__(self, bnorm, name, dtype, exact, expect_shape, tally, worst):
+        self.bnorm, self.name, self.dtype = bnorm, name, dtype
+        self.exact, self.expect_shape = exact, expect_shape
+        self.tally, self.worst = tally, worst
+        self.errs = {}  # label -> {output: error in eps, or None where unread}
+
+    def judge(self, label, fmt, tmp, cmd, outs, kind=lambda k: k):
+        """Runs bnorm cmd in tmp and judges outs ({output: file}); the worst errors are
+        kept under "all" and kind(output)."""
+        errs = self.errs.setdefault(label, {})
+        rc, _, err = run(self.bnorm, cmd, tmp)
+        if not self.tally.check(rc == 0, "%s [%s] bnorm %s: exit %d, stderr %r"
+                                % (self.name, label, " ".join(cmd), rc, err.strip())):
+            for k in outs:
+                errs[k] = None
+            return
+        for k, file in outs.items():
+            try:
+                got = self.read(os.path.join(tmp, file), fmt, k, label)
+            except Exception as e:  # unreadable or misshapen output
+                self.tally.check(False, "%s [%s] %s: cannot read: %s" % (self.name, label, k, e))
+                errs[k] = None
+                continue
+            e = normwise_err(got, self.exact[k], self.dtype)
+            errs[k] = e
+            self.tally.check(e <= TOL, "%s [%s] %s: error %.3g eps > %g eps"
+                             % (self.name, label, k, e, TOL))
+            for key in ("all", kind(k)):
+                if e > self.worst[key][0]:
+                    self.worst[key] = (e, self.name, kind(k), label)
+
+    def read(self, path, fmt, k, label):
+        """Output k from path: an NPY file must have x's dtype and the expected shape."""
+        shape = self.expect_shape[k]
+        if fmt == "npy":
+            got = np.load(path)
+            self.tally.check(got.dtype == self.dtype and got.shape == shape,
+                             "%s [%s] %s: dtype %s shape %s, expected %s %s"
+                             % (self.name, label, k, got.dtype, got.shape, np.dtype(self.dtype), shape))
+        else:
+            got = read_csv(path, shape, self.dtype)
+        if got.shape != shape:
+            raise ValueError("shape %s, expected %s" % (got.shape, shape))
+        return got
+
+    def show(self, prefix=""):
+        parts = ["%s: %s" % (label, " ".join("%s %s" % (k, "--" if e is None else "%.2f" % e)
+                                              for k, e in d.items()))
+                 for label, d in self.errs.items()]
+        print("%s%-46s %s" % (prefix, self.name, " | ".join(parts)))
+
+
 def run_case(bnorm, case_dir, tally, worst, do_csv):
     with open(os.path.join(case_dir, "case.json")) as f:
         meta = json.load(f)
@@ -160,82 +234,26 @@ def run_case(bnorm, case_dir, tally, worst, do_csv):
     dtype = np.dtype(meta["dtype"]).type
     shape = tuple(meta["shape"])
     C = shape[axis]
+    in_names = ("x", "gamma", "beta", "dy")
     exact = {k: np.load(os.path.join(case_dir, k + ".npy")) for k in OUTPUTS}
-    inputs = {k: np.load(os.path.join(case_dir, k + ".npy")) for k in ("x", "gamma", "beta", "dy")}
+    inputs = {k: np.load(os.path.join(case_dir, k + ".npy")) for k in in_names}
     expect_shape = {"y": shape, "dx": shape, "mean": (C,), "invstd": (C,),
                     "dgamma": (C,), "dbeta": (C,)}
     common = ["--eps", eps, "--axis", str(axis)]
-    errs = {"npy": {}, "csv": {}}
+    case = CaseRun(bnorm, name, dtype, exact, expect_shape, tally, worst)
 
     with tempfile.TemporaryDirectory(prefix="bnorm-golden-") as tmp:
-        for k in ("x", "gamma", "beta", "dy"):
-            shutil.copyfile(os.path.join(case_dir, k + ".npy"), os.path.join(tmp, k + ".npy"))
-
-        formats = ["npy", "csv"] if do_csv else ["npy"]
-        for fmt in formats:
+        copy_inputs(case_dir, in_names, tmp)
+        for fmt in (["npy", "csv"] if do_csv else ["npy"]):
             ext = "." + fmt
-            extra = []
-            if fmt == "csv":
-                write_csv_2d(os.path.join(tmp, "x.csv"), inputs["x"])
-                write_csv_2d(os.path.join(tmp, "dy.csv"), inputs["dy"])
-                write_csv_vector(os.path.join(tmp, "gamma.csv"), inputs["gamma"])
-                write_csv_vector(os.path.join(tmp, "beta.csv"), inputs["beta"])
-                if len(shape) > 2:
-                    extra += ["--shape", ",".join(map(str, shape))]
-                if dtype == np.float32:
-                    extra += ["--dtype", "float32"]
-            fwd = ["forward", "--x", "x" + ext, "--gamma", "gamma" + ext, "--beta", "beta" + ext,
-                   "--y", "y" + ext, "--mean", "mean" + ext, "--invstd", "invstd" + ext]
-            bwd = ["backward", "--x", "x" + ext, "--gamma", "gamma" + ext, "--dy", "dy" + ext,
-                   "--dx", "dx" + ext, "--dgamma", "dgamma" + ext, "--dbeta", "dbeta" + ext]
+            extra = write_csv_inputs(tmp, inputs, shape, dtype) if fmt == "csv" else []
+            fwd = ["forward", "--x", "x" + ext, "--gamma", "gamma" + ext, "--beta", "beta" + ext]
+            bwd = ["backward", "--x", "x" + ext, "--gamma", "gamma" + ext, "--dy", "dy" + ext]
             for args, outs in ((fwd, FWD_OUT), (bwd, BWD_OUT)):
-                cmd = args + common + extra
-                rc, out, err = run(bnorm, cmd, tmp)
-                if not tally.check(rc == 0, "%s [%s] bnorm %s: exit %d, stderr %r"
-                                   % (name, fmt, " ".join(cmd), rc, err.strip())):
-                    for k in outs:
-                        errs[fmt][k] = None
-                    continue
-                for k in outs:
-                    path = os.path.join(tmp, k + ext)
-                    try:
-                        if fmt == "npy":
-                            got = np.load(path)
-                            tally.check(got.dtype == inputs["x"].dtype
-                                        and got.shape == expect_shape[k],
-                                        "%s [npy] %s: dtype %s shape %s, expected %s %s"
-                                        % (name, k, got.dtype, got.shape,
-                                           inputs["x"].dtype, expect_shape[k]))
-                        else:
-                            got = read_csv(path, expect_shape[k], dtype)
-                        if got.shape != expect_shape[k]:
-                            raise ValueError("shape %s, expected %s" % (got.shape, expect_shape[k]))
-                    except Exception as e:  # unreadable or misshapen output
-                        tally.check(False, "%s [%s] %s: cannot read: %s" % (name, fmt, k, e))
-                        errs[fmt][k] = None
-                        continue
-                    e = normwise_err(got, exact[k], dtype)
-                    errs[fmt][k] = e
-                    tally.check(e <= TOL, "%s [%s] %s: error %.3g eps > %g eps"
-                                % (name, fmt, k, e, TOL))
-                    if e > worst["all"][0]:
-                        worst["all"] = (e, name, k, fmt)
-                    if e > worst[k][0]:
-                        worst[k] = (e, name, k, fmt)
-
-    def show(fmt):
-        parts = []
-        for k in OUTPUTS:
-            if k not in errs[fmt]:
-                continue
-            e = errs[fmt][k]
-            parts.append("%s %s" % (k, "--" if e is None else "%.2f" % e))
-        return "%s: %s" % (fmt, " ".join(parts))
-
-    line = "%-46s %s" % (name, show("npy"))
-    if do_csv:
-        line += " | " + show("csv")
-    print(line)
+                files = {k: k + ext for k in outs}
+                cmd = args + sum((["--" + k, f] for k, f in files.items()), []) + common + extra
+                case.judge(fmt, fmt, tmp, cmd, files)
+    case.show()
 
 
 def run_mode_case(bnorm, case_dir, tally, worst, do_csv):
@@ -256,70 +274,25 @@ def run_mode_case(bnorm, case_dir, tally, worst, do_csv):
     per_channel = {"mean", "invstd", "dgamma", "dbeta"} | set(RUNNING_OUT)
     expect_shape = {k: ((C,) if k in per_channel else shape) for k in outputs}
     common = ["--eps", eps, "--axis", str(axis)]
-    errs = {}   # label -> {output: err or None}
+    case = CaseRun(bnorm, name, dtype, exact, expect_shape, tally, worst)
 
-    def judge(label, fmt, tmp, cmd, outs):
-        """Runs bnorm with cmd in tmp; judges the outputs outs: {output: path}."""
-        errs.setdefault(label, {})
-        rc, _, err = run(bnorm, cmd, tmp)
-        if not tally.check(rc == 0, "%s [%s] bnorm %s: exit %d, stderr %r"
-                           % (name, label, " ".join(cmd), rc, err.strip())):
-            for k in outs:
-                errs[label][k] = None
-            return
-        for k, rel in outs.items():
-            path = os.path.join(tmp, rel)
-            try:
-                if fmt == "npy":
-                    got = np.load(path)
-                    tally.check(got.dtype == inputs["x"].dtype and got.shape == expect_shape[k],
-                                "%s [%s] %s: dtype %s shape %s, expected %s %s"
-                                % (name, label, k, got.dtype, got.shape,
-                                   inputs["x"].dtype, expect_shape[k]))
-                else:
-                    got = read_csv(path, expect_shape[k], dtype)
-                if got.shape != expect_shape[k]:
-                    raise ValueError("shape %s, expected %s" % (got.shape, expect_shape[k]))
-            except Exception as e:  # unreadable or misshapen output
-                tally.check(False, "%s [%s] %s: cannot read: %s" % (name, label, k, e))
-                errs[label][k] = None
-                continue
-            e = normwise_err(got, exact[k], dtype)
-            errs[label][k] = e
-            tally.check(e <= TOL, "%s [%s] %s: error %.3g eps > %g eps"
-                        % (name, label, k, e, TOL))
-            kind = mode + ":" + k
-            if e > worst["all"][0]:
-                worst["all"] = (e, name, kind, label)
-            if e > worst[kind][0]:
-                worst[kind] = (e, name, kind, label)
+    def kind(k):
+        return mode + ":" + k
 
     with tempfile.TemporaryDirectory(prefix="bnorm-golden-modes-") as tmp:
-        for k in in_names:
-            shutil.copyfile(os.path.join(case_dir, k + ".npy"), os.path.join(tmp, k + ".npy"))
+        copy_inputs(case_dir, in_names, tmp)
         for fmt in (["npy", "csv"] if do_csv else ["npy"]):
             ext = "." + fmt
-            extra = []
-            if fmt == "csv":
-                for k in in_names:
-                    if k in ("x", "dy"):
-                        write_csv_2d(os.path.join(tmp, k + ".csv"), inputs[k])
-                    else:
-                        write_csv_vector(os.path.join(tmp, k + ".csv"), inputs[k])
-                if len(shape) > 2:
-                    extra += ["--shape", ",".join(map(str, shape))]
-                if dtype == np.float32:
-                    extra += ["--dtype", "float32"]
+            extra = write_csv_inputs(tmp, inputs, shape, dtype) if fmt == "csv" else []
             running = ["--running-mean", "running_mean" + ext, "--running-var", "running_var" + ext]
             if mode == "eval":
                 fwd = (["forward", "--mode", "eval", "--x", "x" + ext, "--gamma", "gamma" + ext,
                         "--beta", "beta" + ext] + running + ["--y", "y" + ext])
-                judge(fmt, fmt, tmp, fwd + common + extra, {"y": "y" + ext})
+                case.judge(fmt, fmt, tmp, fwd + common + extra, {"y": "y" + ext}, kind)
                 bwd = (["backward", "--mode", "eval", "--x", "x" + ext, "--gamma", "gamma" + ext,
                         "--dy", "dy" + ext] + running
                        + ["--dx", "dx" + ext, "--dgamma", "dgamma" + ext, "--dbeta", "dbeta" + ext])
-                judge(fmt, fmt, tmp, bwd + common + extra,
-                      {k: k + ext for k in BWD_OUT})
+                case.judge(fmt, fmt, tmp, bwd + common + extra, {k: k + ext for k in BWD_OUT}, kind)
             else:
                 update = []
                 if meta["momentum"] is not None:
@@ -331,20 +304,15 @@ def run_mode_case(bnorm, case_dir, tally, worst, do_csv):
                        + ["--y", "y" + ext, "--mean", "mean" + ext, "--invstd", "invstd" + ext,
                           "--new-running-mean", "new_running_mean" + ext,
                           "--new-running-var", "new_running_var" + ext])
-                judge(fmt, fmt, tmp, fwd + common + extra,
-                      {k: k + ext for k in FWD_OUT + RUNNING_OUT})
+                case.judge(fmt, fmt, tmp, fwd + common + extra,
+                           {k: k + ext for k in FWD_OUT + RUNNING_OUT}, kind)
                 if fmt == "npy":
                     one = (["forward", "--x", "x.npy", "--gamma", "gamma.npy", "--beta", "beta.npy"]
                            + running + update
                            + ["--y", "y_alone.npy", "--new-running-var", "nrv_alone.npy"])
-                    judge("npy, new var alone", "npy", tmp, one + common,
-                          {"y": "y_alone.npy", "new_running_var": "nrv_alone.npy"})
-
-    parts = []
-    for label, d in errs.items():
-        parts.append("%s: %s" % (label, " ".join(
-            "%s %s" % (k, "--" if e is None else "%.2f" % e) for k, e in d.items())))
-    print("%s/%-46s %s" % (MODES_SUBDIR, name, " | ".join(parts)))
+                    case.judge("npy, new var alone", "npy", tmp, one + common,
+                               {"y": "y_alone.npy", "new_running_var": "nrv_alone.npy"}, kind)
+    case.show(MODES_SUBDIR + "/")
 
 
 FAMILY_SUBDIR = "family"
@@ -370,71 +338,22 @@ def run_family_case(bnorm, case_dir, tally, worst, do_csv):
                     "%s: %s.npy has shape %s, case.json says %s"
                     % (name, k, exact[k].shape, expect_shape[k]))
     common = list(meta["cli_options"])
-    errs = {}
+    case = CaseRun(bnorm, name, dtype, exact, expect_shape, tally, worst)
 
     with tempfile.TemporaryDirectory(prefix="bnorm-golden-family-") as tmp:
-        for k in in_names:
-            shutil.copyfile(os.path.join(case_dir, k + ".npy"), os.path.join(tmp, k + ".npy"))
+        copy_inputs(case_dir, in_names, tmp)
         for fmt in (["npy", "csv"] if do_csv else ["npy"]):
             ext = "." + fmt
-            extra = []
-            if fmt == "csv":
-                for k in in_names:
-                    if inputs[k].ndim == 1:
-                        write_csv_vector(os.path.join(tmp, k + ".csv"), inputs[k])
-                    else:
-                        write_csv_2d(os.path.join(tmp, k + ".csv"), inputs[k])
-                if len(shape) > 2:
-                    extra += ["--shape", ",".join(map(str, shape))]
-                if dtype == np.float32:
-                    extra += ["--dtype", "float32"]
-            fwd_in = ["--x", "x" + ext, "--gamma", "gamma" + ext]
+            extra = write_csv_inputs(tmp, inputs, shape, dtype) if fmt == "csv" else []
+            fwd = ["forward", "--x", "x" + ext, "--gamma", "gamma" + ext]
             if "beta" in in_names:
-                fwd_in += ["--beta", "beta" + ext]
-            fwd_outs = [k for k in FWD_OUT if k in outputs]
-            bwd_outs = [k for k in BWD_OUT if k in outputs]
-            fwd = ["forward"] + fwd_in + sum((["--" + k, k + ext] for k in fwd_outs), [])
-            bwd = (["backward", "--x", "x" + ext, "--gamma", "gamma" + ext, "--dy", "dy" + ext]
-                   + sum((["--" + k, k + ext] for k in bwd_outs), []))
-            errs[fmt] = {}
-            for args, outs in ((fwd, fwd_outs), (bwd, bwd_outs)):
-                cmd = args + common + extra
-                rc, _, err = run(bnorm, cmd, tmp)
-                if not tally.check(rc == 0, "%s [%s] bnorm %s: exit %d, stderr %r"
-                                   % (name, fmt, " ".join(cmd), rc, err.strip())):
-                    for k in outs:
-                        errs[fmt][k] = None
-                    continue
-                for k in outs:
-                    path = os.path.join(tmp, k + ext)
-                    try:
-                        if fmt == "npy":
-                            got = np.load(path)
-                            tally.check(got.dtype == inputs["x"].dtype
-                                        and got.shape == exact[k].shape,
-                                        "%s [npy] %s: dtype %s shape %s, expected %s %s"
-                                        % (name, k, got.dtype, got.shape,
-                                           inputs["x"].dtype, exact[k].shape))
-                        else:
-                            got = read_csv(path, expect_shape[k], dtype)
-                    except Exception as e:  # unreadable or misshapen output
-                        tally.check(False, "%s [%s] %s: cannot read: %s" % (name, fmt, k, e))
-                        errs[fmt][k] = None
-                        continue
-                    e = normwise_err(got, exact[k], dtype) if got.shape == exact[k].shape \
-                        else float("inf")
-                    errs[fmt][k] = e
-                    tally.check(e <= TOL, "%s [%s] %s: error %.3g eps > %g eps"
-                                % (name, fmt, k, e, TOL))
-                    kind = norm + ":" + k
-                    if e > worst["all"][0]:
-                        worst["all"] = (e, name, kind, fmt)
-                    if e > worst[kind][0]:
-                        worst[kind] = (e, name, kind, fmt)
-
-    parts = ["%s: %s" % (fmt, " ".join("%s %s" % (k, "--" if e is None else "%.2f" % e)
-                                       for k, e in d.items())) for fmt, d in errs.items()]
-    print("%s/%-46s %s" % (FAMILY_SUBDIR, name, " | ".join(parts)))
+                fwd += ["--beta", "beta" + ext]
+            bwd = ["backward", "--x", "x" + ext, "--gamma", "gamma" + ext, "--dy", "dy" + ext]
+            for args, outs in ((fwd, FWD_OUT), (bwd, BWD_OUT)):
+                files = {k: k + ext for k in outs if k in outputs}
+                cmd = args + sum((["--" + k, f] for k, f in files.items()), []) + common + extra
+                case.judge(fmt, fmt, tmp, cmd, files, lambda k: norm + ":" + k)
+    case.show(FAMILY_SUBDIR + "/")
 
 
 def main():
