@@ -1753,6 +1753,22 @@ def selfcheck_family(results, rng):
     _check(results, "layer gamma of the wrong shape", ok, msg)
 
 
+def _worst_fd_error(f, xs, g, b, h, dx, dgamma, dbeta, worst):
+    """Raises worst["dx"], worst["dgamma"], worst["dbeta"] to the relative differences
+    between one channel's gradients and the central differences of f(xs, g, b) with step
+    h."""
+    for i in range(len(xs)):
+        xp, xm = list(xs), list(xs)
+        xp[i] += h
+        xm[i] -= h
+        fd = (f(xp, g, b) - f(xm, g, b)) / (2 * h)
+        worst["dx"] = max(worst["dx"], abs(fd - dx[i]) / abs(fd))
+    fd = (f(xs, g + h, b) - f(xs, g - h, b)) / (2 * h)
+    worst["dgamma"] = max(worst["dgamma"], abs(fd - dgamma) / abs(fd))
+    fd = (f(xs, g, b + h) - f(xs, g, b - h)) / (2 * h)
+    worst["dbeta"] = max(worst["dbeta"], abs(fd - dbeta) / abs(fd))
+
+
 def selfcheck():
     results = []
     rng = np.random.default_rng(20240601)
@@ -1794,16 +1810,7 @@ def selfcheck():
 
             with mp.workdps(EXACT_DPS):         # the reference as used
                 dx, dgamma, dbeta = channel_backward(xs, g, dys, eps)
-            for i in range(len(xs)):
-                xp, xm = list(xs), list(xs)
-                xp[i] += h
-                xm[i] -= h
-                fd = (f(xp, g, b) - f(xm, g, b)) / (2 * h)
-                worst["dx"] = max(worst["dx"], abs(fd - dx[i]) / abs(fd))
-            fd = (f(xs, g + h, b) - f(xs, g - h, b)) / (2 * h)
-            worst["dgamma"] = max(worst["dgamma"], abs(fd - dgamma) / abs(fd))
-            fd = (f(xs, g, b + h) - f(xs, g, b - h)) / (2 * h)
-            worst["dbeta"] = max(worst["dbeta"], abs(fd - dbeta) / abs(fd))
+            _worst_fd_error(f, xs, g, b, h, dx, dgamma, dbeta, worst)
         for k, v in worst.items():
             _check(results, k, v < mpf("1e-30"),
                    "worst relative diff %s (tol 1e-30)" % mpmath.nstr(v, 3))
@@ -1888,16 +1895,7 @@ def selfcheck():
 
             with mp.workdps(EXACT_DPS):
                 dx, dgamma, dbeta = channel_backward_eval(xs, g, dys, rm, rv, eps)
-            for i in range(len(xs)):
-                xp, xm = list(xs), list(xs)
-                xp[i] += h
-                xm[i] -= h
-                fd = (f(xp, g, b) - f(xm, g, b)) / (2 * h)
-                worst["dx"] = max(worst["dx"], abs(fd - dx[i]) / abs(fd))
-            fd = (f(xs, g + h, b) - f(xs, g - h, b)) / (2 * h)
-            worst["dgamma"] = max(worst["dgamma"], abs(fd - dgamma) / abs(fd))
-            fd = (f(xs, g, b + h) - f(xs, g, b - h)) / (2 * h)
-            worst["dbeta"] = max(worst["dbeta"], abs(fd - dbeta) / abs(fd))
+            _worst_fd_error(f, xs, g, b, h, dx, dgamma, dbeta, worst)
         for k, v in worst.items():
             _check(results, "eval " + k, v < mpf("1e-30"),
                    "worst relative diff %s (tol 1e-30)" % mpmath.nstr(v, 3))
