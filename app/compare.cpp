@@ -231,8 +231,7 @@ void setup_compare(CLI::App& app, int& exit_code) {
     CLI::App* cmd = app.add_subcommand("compare", "Judge candidate outputs of any norm (your kernel's y, dx, ...) "
                                                   "against the exact ones; JSON report on stdout");
     add_common_options(*cmd, opts->common);
-    cmd->add_option("--gamma", opts->gamma, "Scale γ, C values; layer, rms: of shape x.shape[axis:] (default: ones)");
-    cmd->add_option("--beta", opts->beta, "Shift β, of γ's shape (default: zeros; rms has none)");
+    add_affine_options(*cmd, opts->gamma, opts->beta);
     cmd->add_option("--dy", opts->dy, "Upstream gradient, x's shape (needed with --dx/--dgamma/--dbeta)");
     cmd->add_option("--y", opts->y, "Candidate y, x's shape (float64, float32, float16 or bfloat16: judged in its own dtype)");
     cmd->add_option("--mean", opts->mean, "Candidate mean of each set (batch: C values; the stat shape PyTorch saves)");

@@ -116,9 +116,7 @@ void setup_forward(CLI::App& app) {
                                                   "invstd of each set (batch norm: the updated running "
                                                   "statistics too)");
     add_common_options(*cmd, opts->common);
-    cmd->add_option("--gamma", opts->gamma, "Scale γ, C values; layer, rms: of shape x.shape[axis:] (default: "
-                                            "ones)");
-    cmd->add_option("--beta", opts->beta, "Shift β, of γ's shape (default: zeros; none for rms)");
+    add_affine_options(*cmd, opts->gamma, opts->beta);
     cmd->add_option("--y", opts->y, "Output y, same shape and dtype as x (float16/bfloat16 x: rounded once to it; "
                                   "the statistics are then float32)")->required();
     cmd->add_option("--mean", opts->mean, "Output: the mean of each set: (C) for batch, (N, C) instance, (N, G) "

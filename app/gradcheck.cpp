@@ -141,9 +141,7 @@ void setup_gradcheck(CLI::App& app, int& exit_code) {
         "gradcheck", "Check a backward pass (bnorm's own, or the gradients you give) against "
                      "numerical derivatives of the forward pass; JSON report on stdout");
     add_common_options(*cmd, opts->common);
-    cmd->add_option("--gamma", opts->gamma, "Scale γ, C values; layer, rms: of shape x.shape[axis:] (default: "
-                                            "ones)");
-    cmd->add_option("--beta", opts->beta, "Shift β, of γ's shape (default: zeros; none for rms)");
+    add_affine_options(*cmd, opts->gamma, opts->beta);
     cmd->add_option("--dy", opts->dy, "Upstream gradient; without it, several random ones are drawn "
                                       "(required with --dx/--dgamma/--dbeta)");
     cmd->add_option("--dx", opts->dx, "Judge this dx (your implementation's) instead of bnorm's");

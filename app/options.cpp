@@ -90,6 +90,11 @@ void add_common_options(CLI::App& cmd, CommonOptions& opts) {
         ->capture_default_str();
 }
 
+void add_affine_options(CLI::App& cmd, std::string& gamma, std::string& beta) {
+    cmd.add_option("--gamma", gamma, "Scale γ, C values; layer, rms: of shape x.shape[axis:] (default: ones)");
+    cmd.add_option("--beta", beta, "Shift β, of γ's shape (default: zeros; none for rms)");
+}
+
 void add_mode_options(CLI::App& cmd, CommonOptions& opts, const std::string& training_use) {
     cmd.add_option("--mode", opts.mode, "train: normalize with the batch statistics; eval: inference mode, with "
                                         "--running-mean and --running-var (batch norm only)")

@@ -35,6 +35,9 @@ extern const CLI::Validator NonEmpty;
 /// and --threads on `cmd`.
 void add_common_options(CLI::App& cmd, CommonOptions& opts);
 
+/// Registers --gamma and --beta, the affine parameters (forward, gradcheck, compare).
+void add_affine_options(CLI::App& cmd, std::string& gamma, std::string& beta);
+
 /// Registers --mode, --running-mean and --running-var on `cmd` (forward, backward,
 /// gradcheck). `training_use`: what the running statistics are for in train mode (forward:
 /// the update), empty when they are used only with --mode eval.
