@@ -194,3 +194,25 @@ TEST_CASE("scales: the sets and parameters of group, instance, layer and rms nor
     CHECK(sy[0] == doctest::Approx((1 + 2) * 0.5));
     CHECK(sy[5] == doctest::Approx((6 + 4) * 0.25));
 }
+
+TEST_CASE("scales: x of any magnitude (|x| beyond 1e154 or below 1e-154, where 1/invstd² overflows or underflows)") {
+    // x = {1, 2, 3, 6}·2^±700: x̂ and σ·invstd are those of {1, 2, 3, 6} (eps negligible, or 0)
+    const std::vector<std::int64_t> shape = {4, 1};
+    const bnorm::NormProblem p = bnorm::check_norm_problem(shape, bnorm::Norm::batch, 1, 0, "x");
+    const std::vector<double> dy = {1, 0, 0, -1};
+    for (const int e : {700, -700}) {
+        CAPTURE(e);
+        std::vector<double> x = {1, 2, 3, 6};
+        for (double& v : x) v = std::ldexp(v, e);
+        const double gamma = -2, beta = -1, mean = std::ldexp(3.0, e), invstd = std::ldexp(1 / std::sqrt(3.5), -e);
+        const double eps = e > 0 ? 1e-5 : 0.0;
+        std::vector<double> sy(4);
+        bnorm::scale_y(x.data(), &gamma, &beta, &mean, &invstd, p, eps, sy.data());
+        CHECK(sy[2] == doctest::Approx(2 * 1 + 1)); // |γ|·(0 + σ·invstd) + |β|, σ·invstd = 1
+        CHECK(sy[3] == doctest::Approx(2 * (3 / std::sqrt(3.5) + 1) + 1));
+        double sg = 0, sb = 0;
+        bnorm::scale_dgamma_dbeta(x.data(), dy.data(), &mean, &invstd, p, eps, &sg, &sb);
+        CHECK(sg == doctest::Approx(5 / std::sqrt(3.5) + 2)); // Σ|dy|·(|x̂| + 1)
+        CHECK(sb == 2);
+    }
+}

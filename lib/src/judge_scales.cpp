@@ -35,14 +35,19 @@ double xhat(const double* x, const double* mean, const double* invstd, const Ele
     return (x[i] - at(mean, s, 0.0)) * invstd[s];
 }
 
-/// σ·invstd of each set, σ = sqrt(1/invstd² − eps) its standard deviation (rms: its root
-/// mean square): the set's typical |x̂|, the size at which the rounding of its mean reaches x̂.
+/// σ·invstd = sqrt(1 − eps·invstd²) of a set, σ = sqrt(1/invstd² − eps) its standard
+/// deviation (rms: its root mean square), in a form that neither overflows nor underflows
+/// for any magnitude of x (1/invstd² does beyond 1e154 or below 1e-154).
+double sigma_invstd(double invstd, double eps) {
+    const double e = eps == 0 ? 0.0 : eps * invstd * invstd; // eps > 0: invstd ≤ 1/sqrt(eps), e ≤ 1
+    return std::sqrt(std::max(1 - e, 0.0));
+}
+
+/// σ·invstd of each set: the set's typical |x̂|, the size at which the rounding of its mean
+/// reaches x̂.
 std::vector<double> typical_xhat(const double* invstd, const NormProblem& p, double eps) {
     std::vector<double> t(std::size_t(p.sets));
-    for (std::int64_t s = 0; s < p.sets; ++s) {
-        const double var = 1 / (invstd[s] * invstd[s]) - eps;
-        t[std::size_t(s)] = std::sqrt(std::max(var, 0.0)) * invstd[s];
-    }
+    for (std::int64_t s = 0; s < p.sets; ++s) t[std::size_t(s)] = sigma_invstd(invstd[s], eps);
     return t;
 }
 
@@ -115,7 +120,7 @@ void scale_running(const double* x, const double* old_mean, const double* old_va
     const double m = double(p.per_set);
     for (std::int64_t s = 0; s < p.sets; ++s) {
         if (new_mean) new_mean[s] = (1 - momentum) * std::fabs(old_mean[s]) + momentum * abs_mean[std::size_t(s)];
-        const double var = std::max(1 / (invstd[s] * invstd[s]) - eps, 0.0);
+        const double sigma = sigma_invstd(invstd[s], eps) / invstd[s], var = sigma * sigma;
         if (new_var) new_var[s] = (1 - momentum) * std::fabs(old_var[s]) + momentum * var * m / (m - correction);
     }
 }
