@@ -30,6 +30,9 @@ std::optional<Shape> parse_shape(const std::string& text) {
         if (comma == text.size()) break;
         pos = comma + 1;
     }
+    if (shape.size() > kMaxRank)
+        throw UsageError(fmt::format("--shape '{}' has {} axes: at most {} (numpy before 2.0 reads no more)",
+                                     text.size() > 40 ? text.substr(0, 40) + "…" : text, shape.size(), kMaxRank));
     if (element_count(shape) < 0) throw UsageError(fmt::format("--shape '{}' is too large", text));
     return shape;
 }
@@ -38,6 +41,8 @@ int parse_int(const std::string& option, const std::string& text) {
     int v = 0;
     const char* end = text.data() + text.size();
     const auto r = std::from_chars(text.data(), end, v);
+    if (!text.empty() && r.ec == std::errc::result_out_of_range && r.ptr == end)
+        throw UsageError(fmt::format("{} {} is out of range", option, text));
     if (text.empty() || r.ec != std::errc() || r.ptr != end)
         throw UsageError(fmt::format("{} '{}' is not an integer", option, text));
     return v;
@@ -49,12 +54,24 @@ int thread_count(const CommonOptions& opts) {
     return n;
 }
 
-double parse_nonnegative(const std::string& option, const std::string& text) {
+namespace {
+
+/// A number, strictly (the whole text; nan and inf included, for the caller to refuse).
+double parse_number(const std::string& option, const std::string& text) {
     double v = 0;
     const char* end = text.data() + text.size();
     const auto r = std::from_chars(text.data(), end, v);
+    if (!text.empty() && r.ec == std::errc::result_out_of_range && r.ptr == end)
+        throw UsageError(fmt::format("{} {} is beyond the range of double (about 5e-324 to 1.8e308)", option, text));
     if (text.empty() || r.ec != std::errc() || r.ptr != end)
         throw UsageError(fmt::format("{} '{}' is not a number", option, text));
+    return v;
+}
+
+} // namespace
+
+double parse_nonnegative(const std::string& option, const std::string& text) {
+    const double v = parse_number(option, text);
     if (!std::isfinite(v) || v < 0)
         throw UsageError(fmt::format("{} {} must be a finite number >= 0", option, text));
     return v;
@@ -142,8 +159,9 @@ void check_running_options(const CommonOptions& opts, RunningOptionsGiven given)
 RunningUpdate parse_running_update(const std::string& momentum, const std::string& correction) {
     RunningUpdate u;
     if (!momentum.empty()) {
-        u.momentum = parse_nonnegative("--momentum", momentum);
-        if (u.momentum > 1) throw UsageError(fmt::format("--momentum {} must be in [0, 1]", momentum));
+        const double m = parse_number("--momentum", momentum);
+        if (!(m >= 0 && m <= 1)) throw UsageError(fmt::format("--momentum {} must be in [0, 1]", momentum));
+        u.momentum = m;
     }
     if (!correction.empty()) {
         u.correction = parse_int("--running-var-correction", correction);

@@ -198,6 +198,10 @@ def build(out):
          fwd("npy_negative_dim.npy"), "npy_negative_dim.npy", ["bad NPY header", "negative"],
          ["y.npy"])
 
+    put("npy_rank_33.npy", raw_npy(header(shape="(6, 3" + ", 1" * 31 + ")"), good_data))
+    case("npy_rank_33", "The shape has 33 axes, more than numpy before 2.0 reads or writes.",
+         fwd("npy_rank_33.npy"), "npy_rank_33.npy", ["bad NPY header", "32 axes"], ["y.npy"])
+
     put("npy_nonint_dim.npy", raw_npy(header(shape="(6.0, 3)"), good_data))
     case("npy_nonint_dim", "The shape (6.0, 3) has a float dimension.",
          fwd("npy_nonint_dim.npy"), "npy_nonint_dim.npy", ["bad NPY header"], ["y.npy"])
@@ -438,6 +442,12 @@ def build(out):
          None, ["--eps"], ["y.npy"])
     case("eps_empty", "--eps '' is an empty string.", fwd("x.npy", "--eps", ""),
          None, ["--eps"], ["y.npy"])
+    case("eps_overflow", "--eps 1e309 is beyond double's range.", fwd("x.npy", "--eps", "1e309"),
+         None, ["--eps", "1e309", "range"], ["y.npy"])
+    case("eps_underflow", "--eps 1e-400 is below the smallest double (it is not silently 0).",
+         fwd("x.npy", "--eps", "1e-400"), None, ["--eps", "1e-400", "range"], ["y.npy"])
+    case("axis_huge", "--axis 9223372036854775807 is an integer, but out of range.",
+         fwd("x.npy", "--axis", "9223372036854775807"), None, ["--axis", "out of range"], ["y.npy"])
     xc = x.copy()
     xc[:, 1] = 0.75
     put("x_const_channel.npy", npy_bytes(xc))
@@ -489,6 +499,8 @@ def build(out):
          fwd("x.npy", "--shape", "3,6"), "x.npy", ["--shape"], ["y.npy"])
     case("shape_garbage", "--shape '6,3x' is not a list of integers.",
          fwd("x.csv", "--shape", "6,3x"), None, ["--shape", "'6,3x'"], ["y.npy"])
+    case("shape_rank_33", "--shape has 33 axes: numpy before 2.0 could not read the output.",
+         fwd("x.csv", "--shape", "6,3" + ",1" * 31), None, ["--shape", "33 axes", "32"], ["y.npy"])
 
     case("output_is_input", "--y names the input x.npy.",
          ["forward", "--x", "x.npy", "--y", "x.npy"], "x.npy", ["same file"])

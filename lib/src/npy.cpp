@@ -123,6 +123,9 @@ private:
         skip_space();
         while (peek() != ')') {
             shape.push_back(dimension());
+            if (shape.size() > kMaxRank)
+                fail(fmt::format("'shape' has more than {} axes (numpy before 2.0 reads at most {})", kMaxRank,
+                                 kMaxRank));
             skip_space();
             trailing_comma = false;
             if (peek() == ',') {

@@ -18,6 +18,10 @@ namespace bnorm {
 
 using Shape = std::vector<std::int64_t>;
 
+/// The most axes an array may have: numpy before 2.0 reads at most 32, so bnorm refuses
+/// more wherever a shape comes in (NPY headers, --shape), and every file it writes loads.
+constexpr std::size_t kMaxRank = 32;
+
 struct Layout {
     std::int64_t outer = 0;    ///< product of the dimensions before the channel axis
     std::int64_t channels = 0; ///< C, the size of the channel axis
