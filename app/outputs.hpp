@@ -14,6 +14,7 @@
 #include <future>
 #include <memory>
 #include <string>
+#include <system_error>
 #include <utility>
 #include <vector>
 
@@ -56,7 +57,11 @@ PendingFile write_rows(const std::string& path, const Shape& shape, const Layout
         produce(o0, o1, buffer);
         if (writing.valid()) writing.get(); // rethrows a failed write
         const std::size_t bytes = std::size_t((o1 - o0) * row) * sizeof(T);
-        writing = std::async(std::launch::async, [&out, buffer, bytes] { out.write(buffer, bytes); });
+        try {
+            writing = std::async(std::launch::async, [&out, buffer, bytes] { out.write(buffer, bytes); });
+        } catch (const std::system_error&) { // no thread to be had (a memory or process limit): write it here
+            out.write(buffer, bytes);
+        }
     }
     if (writing.valid()) writing.get();
     return out;

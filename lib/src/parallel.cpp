@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -35,15 +36,22 @@ public:
     /// Runs job(ctx, k) for k in [1, t) on the pool's threads and job(ctx, 0) on the
     /// calling thread; returns when all have. False, having run nothing, when another
     /// job holds the pool (a nested call, or another thread of the program) or in a
-    /// child process after fork(), whose copy of the pool has no threads.
+    /// child process after fork(), whose copy of the pool has no threads. Where the system
+    /// starts fewer threads than asked (a memory or process limit), the calling thread
+    /// also runs the k of those missing: the same work, so the same bits.
     bool run(std::int64_t t, void (*job)(void*, std::int64_t), void* ctx) {
         if (forked_.load(std::memory_order_relaxed)) return false;
         std::unique_lock<std::mutex> busy(busy_, std::try_to_lock);
         if (!busy.owns_lock()) return false;
         while (std::int64_t(threads_.size()) < t - 1) { // a new thread waits for the next job
             const auto k = std::int64_t(threads_.size()) + 1;
-            threads_.emplace_back([this, k, last = generation_.load()] { serve(k, last); });
+            try {
+                threads_.emplace_back([this, k, last = generation_.load()] { serve(k, last); });
+            } catch (const std::system_error&) {
+                break;
+            }
         }
+        const std::int64_t started = std::int64_t(threads_.size()) + 1;
         {
             std::lock_guard<std::mutex> lock(m_);
             job_ = job, ctx_ = ctx, t_ = t;
@@ -52,6 +60,7 @@ public:
         }
         wake_.notify_all();
         job(ctx, 0);
+        for (std::int64_t k = started; k < t; ++k) job(ctx, k);
         for (int i = 0; i < kSpins && left_.load(std::memory_order_acquire) != 0; ++i) BNORM_PAUSE();
         if (left_.load(std::memory_order_acquire) != 0) {
             std::unique_lock<std::mutex> lock(m_);

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstdint>
 #include <exception>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -38,8 +39,13 @@ template <class W> void on_threads(std::int64_t t, W&& worker) {
     using Run = decltype(run);
     if (!run_on_pool(t, [](void* r, std::int64_t k) { (*static_cast<Run*>(r))(k); }, &run)) {
         std::vector<std::thread> spawned;
-        for (std::int64_t k = 1; k < t; ++k) spawned.emplace_back(run, k);
+        std::int64_t k = 1;
+        try {
+            for (; k < t; ++k) spawned.emplace_back(run, k);
+        } catch (const std::system_error&) { // no more threads: this one runs the rest
+        }
         run(0);
+        for (; k < t; ++k) run(k);
         for (auto& th : spawned) th.join();
     }
     for (auto& e : errors)

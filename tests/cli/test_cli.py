@@ -33,7 +33,7 @@ import time
 
 import numpy as np
 
-from runner import check, check_error, Fail, run_tests, snapshot, snapshot_diff
+from runner import check, check_error, Fail, note, run_tests, snapshot, snapshot_diff
 
 BNORM = None  # set by run_tests()
 
@@ -1022,6 +1022,43 @@ def test_err_write_failure_leaves_no_trace():
                      names=["mean.csv"], preexec_fn=_limit_file_size(limit))
         expect_error(tmp, ["forward", "--x", "x.npy", "--y", "y.npy", "--mean", "mean.csv"],
                      names=["y.npy"], preexec_fn=_limit_file_size(ysize // 2))
+
+
+def _limit_address_space(mib):
+    def f():
+        resource.setrlimit(resource.RLIMIT_AS, (mib << 20, mib << 20))
+    return f
+
+
+def test_no_thread_to_be_had():
+    """Under the least address space that one thread needs, no second thread's stack
+    (8 MiB) can be mapped: --threads 2 then does the work on the calling thread and writes
+    what --threads 1 writes, where it once said 'internal error' (found by an adversarial
+    review). Skipped where the least is beyond 1 GiB (sanitizer builds reserve far more)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        rng = np.random.default_rng(16)
+        save(tmp, "x.npy", rng.standard_normal((512, 256)))
+        save(tmp, "dy.npy", rng.standard_normal((512, 256)))
+        for cmd in (["forward", "--x", "x.npy", "--y", "%s.npy"],
+                    ["backward", "--x", "x.npy", "--dy", "dy.npy", "--dx", "%s.npy"]):
+            def runs(mib, name, threads):
+                args = [a % name if "%s" in a else a for a in cmd] + ["--threads", str(threads)]
+                return run(args, tmp, _limit_address_space(mib))[0] == 0
+            lo, hi = 1, 1024  # the least limit at which one thread succeeds, in MiB
+            if not runs(hi, "probe", 1):
+                note("skipped: %s needs more than %d MiB of address space here" % (cmd[0], hi))
+                return
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                lo, hi = (lo, mid) if runs(mid, "probe", 1) else (mid, hi)
+            ok(tmp, [a % "one" if "%s" in a else a for a in cmd] + ["--threads", "1"])
+            rc, _, err = run([a % "two" if "%s" in a else a for a in cmd] + ["--threads", "2"], tmp,
+                             _limit_address_space(hi))
+            check(rc == 0, "%s --threads 2 under %d MiB (enough for one thread): exit %d, %r"
+                  % (cmd[0], hi, rc, err))
+            check(read_bytes(tmp, "one.npy") == read_bytes(tmp, "two.npy"),
+                  "%s: --threads 2 under %d MiB wrote other bytes than --threads 1" % (cmd[0], hi))
+            note("%s: one thread runs in %d MiB" % (cmd[0], hi))
 
 
 # ---------------------------------------------------------------------------
