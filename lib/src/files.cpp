@@ -205,8 +205,21 @@ void remove_pending_files() noexcept {
         if (g_temp_used[i]) ::unlink(g_temp_paths[i]);
 }
 
+namespace {
+
+/// The temporary file's name for a target's base name: ".<name>.tmp-XXXXXX", the name
+/// cut to 200 bytes (at a UTF-8 character's start) so that a legal name of up to 255 bytes
+/// still leaves room for the 13 more.
+std::string temp_name(const std::string& base) {
+    std::size_t keep = std::min<std::size_t>(base.size(), 200);
+    while (keep > 0 && keep < base.size() && (static_cast<unsigned char>(base[keep]) & 0xC0) == 0x80) --keep;
+    return "." + base.substr(0, keep) + ".tmp-XXXXXX";
+}
+
+} // namespace
+
 PendingFile::PendingFile(std::string target) : target_(std::move(target)) {
-    temp_ = parent_dir(target_) + "/." + base_name(target_) + ".tmp-XXXXXX";
+    temp_ = parent_dir(target_) + "/" + temp_name(base_name(target_));
     fd_ = ::mkstemp(temp_.data());
     if (fd_ < 0)
         throw SystemError(fmt::format("{}: cannot create a temporary file in {}: {}", target_,

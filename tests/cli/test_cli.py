@@ -1024,6 +1024,20 @@ def test_err_write_failure_leaves_no_trace():
                      names=["y.npy"], preexec_fn=_limit_file_size(ysize // 2))
 
 
+def test_longest_output_names():
+    """Output names of 255 bytes, the most a Linux file system takes, ASCII and 2-byte
+    UTF-8: written, with no temporary file left (its name, '.<name>.tmp-XXXXXX', is cut
+    to fit; once it failed with 'File name too long')."""
+    with tempfile.TemporaryDirectory() as tmp:
+        save(tmp, "x.npy", np.arange(12.0).reshape(4, 3))
+        for name in ("a" * 251 + ".npy", "\u00e9" * 125 + "a.npy", "b" * 251 + ".csv"):
+            check(len(name.encode()) == 255, "setup: %d bytes" % len(name.encode()))
+            ok(tmp, ["forward", "--x", "x.npy", "--y", name])
+            check(sorted(os.listdir(tmp)) == sorted(["x.npy", name]),
+                  "%s...: the folder holds %r" % (name[:8], sorted(os.listdir(tmp))))
+            os.remove(os.path.join(tmp, name))
+
+
 def _limit_address_space(mib):
     def f():
         resource.setrlimit(resource.RLIMIT_AS, (mib << 20, mib << 20))
