@@ -65,11 +65,19 @@ std::uint64_t parse_seed(const std::string& text) {
     return v;
 }
 
-/// --out must name a new folder, or an empty one, in an existing folder.
+/// --out must name a new folder, or an empty one, in an existing folder: not the current
+/// folder or a parent (rename(2) cannot replace them), nor a symbolic link (rename(2)
+/// would replace the link, not the folder it points to).
 void check_out(const std::string& out) {
     std::error_code ec;
     fs::path path = fs::path(out).lexically_normal();
     if (path.filename().empty() && path.has_parent_path()) path = path.parent_path(); // "out/" names out
+    if (path.filename() == "." || path.filename() == "..")
+        throw UsageError(fmt::format("--out {} names the current folder or a parent; name a new folder, like "
+                                     "--out cases",
+                                     out));
+    if (fs::is_symlink(fs::symlink_status(path, ec)))
+        throw UsageError(fmt::format("--out {} is a symbolic link; name the folder itself, or a new one", out));
     const fs::file_status st = fs::status(path, ec);
     if (fs::exists(st)) {
         if (!fs::is_directory(st)) throw UsageError(fmt::format("--out {} exists and is not a folder", out));
@@ -103,6 +111,7 @@ public:
         if (!temp_.empty()) fs::remove_all(temp_, ec);
     }
     const fs::path& path() const { return temp_; }
+    const fs::path& target() const { return target_; }
     /// Renames the folder onto the target (which rename(2) replaces if it is an empty folder).
     void commit() {
         if (std::rename(temp_.c_str(), target_.c_str()) != 0)
@@ -232,8 +241,16 @@ void run_gen(const GenOptions& o) {
     r.command = reproducing_command(o, requested);
 
     PendingFolder suite(o.out);
-    for (const std::string& cls : case_classes(r.suite, requested.norm))
-        write_case(suite.path() / cls, make_case(cls, requested, r.dtype, r.seed), r, threads);
+    try {
+        for (const std::string& cls : case_classes(r.suite, requested.norm))
+            write_case(suite.path() / cls, make_case(cls, requested, r.dtype, r.seed), r, threads);
+    } catch (const SystemError& e) { // a failed write names the file where it was going, not the temporary folder's
+        std::string what = e.what();
+        const std::string temp = suite.path().string(), target = suite.target().string();
+        for (std::size_t at = what.find(temp); at != std::string::npos; at = what.find(temp, at + target.size()))
+            what.replace(at, temp.size(), target);
+        throw SystemError(what);
+    }
     suite.commit();
 }
 

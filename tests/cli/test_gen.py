@@ -705,6 +705,9 @@ def test_errors_write_nothing():
         os.mkdir(full)
         open(os.path.join(full, "keep"), "w").close()
         open(os.path.join(tmp, "file"), "w").close()
+        os.mkdir(os.path.join(tmp, "empty"))
+        os.symlink("empty", os.path.join(tmp, "link"))
+        os.symlink("nowhere", os.path.join(tmp, "dangling"))
         base = ["--suite", "hard", "--shape", "4,3", "--dtype", "float64", "--seed", "1"]
         cases = [
             (["--suite", "odd", "--shape", "4,3", "--dtype", "float64", "--seed", "1", "--out", "o"], ["--suite", "odd"]),
@@ -720,6 +723,12 @@ def test_errors_write_nothing():
             (base + ["--out", "full"], ["--out", "not empty"]),
             (base + ["--out", "file"], ["--out", "not a folder"]),
             (base + ["--out", "missing/o"], ["--out", "does not exist"]),
+            # rename(2) can replace neither the current folder nor a parent, and would
+            # replace a link rather than the folder it points to: refused before any work
+            (base + ["--out", "."], ["--out", "current folder"]),
+            (base + ["--out", "empty/.."], ["--out", "current folder or a parent"]),
+            (base + ["--out", "link"], ["--out link", "symbolic link"]),
+            (base + ["--out", "dangling"], ["--out dangling", "symbolic link"]),
             (["--suite", "hard", "--shape", "1,3", "--dtype", "float64", "--seed", "1", "--out", "o"], ["m = 1"]),
             (["--suite", "hard", "--shape", "4,0", "--dtype", "float64", "--seed", "1", "--out", "o"], ["no elements"]),
             (["--suite", "hard", "--shape", "4,x", "--dtype", "float64", "--seed", "1", "--out", "o"], ["--shape"]),
@@ -740,7 +749,13 @@ def test_errors_write_nothing():
         before = snapshot(tmp)
         p = subprocess.run([BNORM, "gen", "--suite", "hard", "--shape", "64,100", "--dtype", "float64", "--seed", "1",
                             "--out", "big"], cwd=tmp, capture_output=True, text=True, preexec_fn=limit)
-        check_error("gen past RLIMIT_FSIZE", p.returncode, p.stderr, before, snapshot(tmp))
+        message = check_error("gen past RLIMIT_FSIZE", p.returncode, p.stderr, before, snapshot(tmp), ["big/"])
+        check(".tmp-" not in message, "the message names the temporary folder: %r" % message)
+        # --out . in an empty folder (it once failed only at the end, renaming the suite)
+        empty = os.path.join(tmp, "empty")
+        before = snapshot(empty)
+        p = subprocess.run([BNORM, "gen"] + base + ["--out", "."], cwd=empty, capture_output=True, text=True)
+        check_error("gen --out . (empty)", p.returncode, p.stderr, before, snapshot(empty), ["current folder"])
 
 
 if __name__ == "__main__":
