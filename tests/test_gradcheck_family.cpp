@@ -410,3 +410,46 @@ TEST_CASE("family gradcheck on the golden cases: mpmath's gradients and bnorm's 
                         "(float64) of gradcheck's default tolerance",
                         dirs.size(), worst32, worst64));
 }
+
+TEST_CASE("family gradcheck at any magnitude: x times 2^600 and 2^-600 (eps = 0), exact gradients pass, mutants fail") {
+    // With eps = 0, y(2^k·x) = y(x): dx scales by 2^-k and dγ, dβ do not (exact powers of
+    // two), so the naive gradients of x give those of 2^k·x. Once the complex step's
+    // squares and cubes left double's range there, and exact gradients failed.
+    std::uint64_t seed = 700;
+    for (const Spec& s : kSpecs)
+        for (const int k : {600, -600}) {
+            Case c = make_case(s.norm, s.shape, s.axis, s.groups, 0.0, false, seed++);
+            CAPTURE(c.repro);
+            CAPTURE(k);
+            auto scaled = [&](test::NaiveFamily g) {
+                for (double& v : g.dx) v = std::ldexp(v, -k);
+                return g;
+            };
+            const test::NaiveFamily exact = scaled(test::naive_family(c.p, c.x, c.gamma, c.beta, c.dy, c.eps));
+            std::vector<test::NaiveFamily> wrong;
+            for (const FamilyMutant mu : mutants_of(s.norm))
+                if (mu != FamilyMutant::eps_outside_sqrt) // the same function when eps = 0
+                    wrong.push_back(scaled(test::naive_family(c.p, c.x, c.gamma, c.beta, c.dy, c.eps, mu, 1e-6)));
+            for (double& v : c.x) v = std::ldexp(v, k);
+            CHECK(judge<double>(c, exact).passed);
+            for (const test::NaiveFamily& g : wrong) CHECK_FALSE(judge<double>(c, g).passed);
+        }
+}
+
+TEST_CASE("batch gradcheck at any magnitude: bnorm's backward of x times 2^600 and 2^-600 passes, one element off fails") {
+    for (const int k : {600, -600}) {
+        CAPTURE(k);
+        Case c = make_case(Norm::batch, {6, 4}, 1, 0, 0.0, false, 800 + std::uint64_t(k > 0));
+        for (double& v : c.x) v = std::ldexp(v, k);
+        CHECK(gradcheck<double>(c.x.data(), c.p, c.gamma.data(), c.beta.data(), c.dy.data(), 0.0, {}, {}).passed);
+        std::vector<double> dx(c.x.size()), dg(4), db(4);
+        backward<double>(c.x.data(), c.gamma.data(), c.dy.data(), c.p, 0.0, dx.data(), dg.data(), db.data());
+        CHECK(gradcheck<double>(c.x.data(), c.p, c.gamma.data(), c.beta.data(), c.dy.data(), 0.0,
+                                GivenGradients<double>{dx.data(), dg.data(), db.data()}, {})
+                  .passed);
+        dx[5] *= 1 + 1e-6;
+        CHECK_FALSE(gradcheck<double>(c.x.data(), c.p, c.gamma.data(), c.beta.data(), c.dy.data(), 0.0,
+                                      GivenGradients<double>{dx.data(), dg.data(), db.data()}, {})
+                        .passed);
+    }
+}

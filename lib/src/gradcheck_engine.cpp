@@ -126,8 +126,13 @@ template <class T> struct Context {
     Criterion crit;
     bool elementwise;
     int directions; // random ±1 directions per set and draw: at most 8, a bit of a sign byte each
-    std::vector<double> x;           // set s at [s*m, (s+1)*m)
+    std::vector<double> x;           // set s at [s*m, (s+1)*m), times 2^-scale[s]
     std::vector<double> gamma, beta; // per parameter: γ (ones), β (zeros)
+    // Per set, e with 2^e near its standard deviation: the objective runs on x·2^-e (and
+    // eps·2^-2e), where y is the same, so that no square or cube of its numbers leaves
+    // double's range at any magnitude of x (1e140 and 1e-130 once did); the derivatives
+    // in x are then those in x·2^-e times 2^-e, exactly.
+    std::vector<int> scale;
 };
 
 /// Set by set, as contiguous doubles (set s at [s*m, (s+1)*m)).
@@ -141,11 +146,14 @@ template <class T, class U> void gather_sets(const U* v, const Context<T>& ctx, 
 template <class S, class T, class XOf, class Term>
 S objective(const Context<T>& ctx, std::int64_t s, const XOf& x_of, const double* dy, const S* gamma, const S* beta,
             const Term& term) {
-    return ctx.opt.eval ? channel_objective_eval<S>(ctx.m, x_of, dy, gamma, beta, ctx.opt.running_mean[s],
-                                                    ctx.opt.running_var[s], ctx.in.eps, term)
+    const int e = ctx.scale[std::size_t(s)];
+    const double eps = std::ldexp(ctx.in.eps, -2 * e);
+    return ctx.opt.eval ? channel_objective_eval<S>(ctx.m, x_of, dy, gamma, beta,
+                                                    std::ldexp(ctx.opt.running_mean[s], -e),
+                                                    std::ldexp(ctx.opt.running_var[s], -2 * e), eps, term)
                         : set_objective<S>(
                               ctx.m, ctx.map.centered, x_of, dy,
-                              [&](std::int64_t i) { return ctx.map.local_param(i); }, gamma, beta, ctx.in.eps, term);
+                              [&](std::int64_t i) { return ctx.map.local_param(i); }, gamma, beta, eps, term);
 }
 
 /// The elementwise rtol's default for half-precision gradients, in eps of their dtype.
@@ -177,9 +185,16 @@ template <class T> Context<T> make_context(const CheckInputs<T>& in, const Gradc
     const bool elementwise = opt.full || n <= opt.elementwise_limit;
     Context<T> ctx{in, opt, map, n, map.sets(), map.per_set(), map.params(), detail::resolve_threads(opt.threads),
                    criterion<T>(opt), elementwise,
-                   elementwise ? 0 : std::min(opt.directions, 8), {}, {}, {}};
+                   elementwise ? 0 : std::min(opt.directions, 8), {}, {}, {}, {}};
     ctx.x.resize(n);
     gather_sets(in.x, ctx, ctx.x);
+    ctx.scale.resize(std::size_t(ctx.sets));
+    for (std::int64_t s = 0; s < ctx.sets; ++s) {
+        const double step = in.step[std::size_t(s)]; // 2^-70 of the set's std: positive and finite once checked
+        const int e = std::isfinite(step) && step > 0 ? std::ilogb(step) + 70 : 0;
+        ctx.scale[std::size_t(s)] = e;
+        for (std::int64_t j = 0; j < ctx.m; ++j) ctx.x[s * ctx.m + j] = std::ldexp(ctx.x[s * ctx.m + j], -e);
+    }
     ctx.gamma.resize(ctx.params);
     ctx.beta.resize(ctx.params);
     for (std::int64_t p = 0; p < ctx.params; ++p) {
@@ -287,7 +302,7 @@ struct ParamParts {
 template <class T> ParamParts run_pass(const Context<T>& ctx, Draw& d, const PassItem& it) {
     const std::int64_t s = it.s, m = ctx.m, pps = ctx.map.params_per_set();
     const Probe* pr = d.probes.data() + it.first;
-    const double h = ctx.in.step[s];
+    const double h = ctx.in.step[s], hs = std::ldexp(h, -ctx.scale[std::size_t(s)]); // hs: h in x·2^-e
     const double* xs = ctx.x.data() + s * m;
     const std::uint8_t* signs = d.signs.empty() ? nullptr : d.signs.data() + s * m;
     // The set's γ and β as complex numbers, moved along their lanes.
@@ -306,8 +321,8 @@ template <class T> ParamParts run_pass(const Context<T>& ctx, Draw& d, const Pas
     auto x_of = [&](std::int64_t i) {
         Pass v{{xs[i], 0}};
         for (int k = 0; k < it.count; ++k) {
-            if (pr[k].kind == Probe::kElement && pr[k].arg == i) v.im[k] = {h, 0};
-            else if (pr[k].kind == Probe::kDirection) v.im[k] = {(signs[i] >> pr[k].arg) & 1 ? h : -h, 0};
+            if (pr[k].kind == Probe::kElement && pr[k].arg == i) v.im[k] = {hs, 0};
+            else if (pr[k].kind == Probe::kDirection) v.im[k] = {(signs[i] >> pr[k].arg) & 1 ? hs : -hs, 0};
         }
         return v;
     };
@@ -455,8 +470,9 @@ template <class T> dd richardson_derivative(const Context<T>& ctx, const Draw& d
         g.push_back({{ctx.gamma[ctx.map.param(s, l)], 0}});
         b.push_back({{ctx.beta[ctx.map.param(s, l)], 0}});
     }
-    auto central = [&](double hh) {
-        const dd plus = detail::two_sum(xs[j], hh), minus = detail::two_sum(xs[j], -hh);
+    auto central = [&](double hh) { // hh in x's units; x·2^-e moves by hh·2^-e
+        const double hs = std::ldexp(hh, -ctx.scale[std::size_t(s)]);
+        const dd plus = detail::two_sum(xs[j], hs), minus = detail::two_sum(xs[j], -hs);
         auto at = [&](const dd& xj) {
             return objective<Real>(ctx, s, [&](std::int64_t i) { return i == j ? Real{xj} : Real{{xs[i], 0}}; },
                                    d.dy.data() + s * m, g.data(), b.data(), [](std::int64_t, const Real&) {});

@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 
 namespace bnorm {
@@ -29,8 +30,9 @@ std::string describe_set(const NormProblem& p, std::int64_t s) {
 
 /// h_s = 2^-70 of each set's standard deviation sqrt(var + eps) (rms: sqrt(mean(x²) +
 /// eps)): the size of the complex step, which needs the statistics only roughly, so they
-/// are computed here in double-double from their definitions. Refuses a set whose var +
-/// eps is 0, decided exactly: eps = 0 and a constant set (rms: a set of zeros).
+/// are computed here in double-double from their definitions, on x·2^-k with 2^k near
+/// the set's largest |x| (its squares stay in range at any magnitude). Refuses a set whose
+/// var + eps is 0, decided exactly: eps = 0 and a constant set (rms: a set of zeros).
 template <class T>
 std::vector<double> set_steps(const T* x, const NormProblem& p, const gradcheck_detail::SetMap& map, double eps) {
     const std::int64_t sets = map.sets(), m = map.per_set();
@@ -48,19 +50,25 @@ std::vector<double> set_steps(const T* x, const NormProblem& p, const gradcheck_
                                              map.centered ? "zero variance" : "only zeros (mean square 0)",
                                              map.centered ? "var" : "mean(x^2)"));
         }
+        double largest = 0;
+        for (std::int64_t j = 0; j < m; ++j) largest = std::max(largest, std::abs(xv(j)));
+        const int k = largest > 0 && std::isfinite(largest) ? std::ilogb(largest) : 0;
+        const auto xv_scaled = [&](std::int64_t j) { return std::ldexp(xv(j), -k); };
         dd second{};
         if (map.centered) {
             dd sum{};
-            for (std::int64_t j = 0; j < m; ++j) sum = detail::add(sum, xv(j));
+            for (std::int64_t j = 0; j < m; ++j) sum = detail::add(sum, xv_scaled(j));
             const dd mean = detail::div(sum, md);
             for (std::int64_t j = 0; j < m; ++j) {
-                const dd d = detail::add(detail::neg(mean), xv(j));
+                const dd d = detail::add(detail::neg(mean), xv_scaled(j));
                 second = detail::add(second, detail::mul(d, d));
             }
         } else {
-            for (std::int64_t j = 0; j < m; ++j) second = detail::add(second, detail::two_prod(xv(j), xv(j)));
+            for (std::int64_t j = 0; j < m; ++j) second = detail::add(second, detail::two_prod(xv_scaled(j), xv_scaled(j)));
         }
-        step[s] = std::ldexp(std::sqrt(detail::to<double>(detail::div(second, md)) + eps), -70);
+        const double var = detail::to<double>(detail::div(second, md)), eps_scaled = std::ldexp(eps, -2 * k);
+        step[s] = std::isfinite(eps_scaled) ? std::ldexp(std::sqrt(var + eps_scaled), k - 70) // (var negligible else)
+                                            : std::ldexp(std::sqrt(eps), -70);
     }
     return step;
 }
