@@ -160,7 +160,8 @@ Exact exact_results(const CompareOptions& o, const Problem& p, const NormProblem
 JudgedTensor judge_candidate(const std::string& name, const std::string& path, const Shape& shape,
                              const std::vector<double>& exact, const std::vector<double>& scale, const Problem& p,
                              const JudgeCriterion& c) {
-    const std::string what = shape.size() == 1 ? fmt::format("C = {} values", shape[0]) : "x's shape";
+    const bool like_x = name == "y" || name == "dx", like_gamma = name == "dgamma" || name == "dbeta";
+    const std::string what = like_x ? "x's shape" : like_gamma ? "γ's shape" : "the statistics' shape";
     const DType output = output_dtype(p, name == "y" || name == "dx"); // what bnorm writes (CSV is read so)
     const Array a = load_array(path, CsvRead{output, shape, what, p.threads});
     if (a.shape() != shape)

@@ -536,6 +536,8 @@ def build(out):
     os.mkdir(os.path.join(out, "folder.npy"))
     case("output_is_folder", "--y names an existing folder.",
          ["forward", "--x", "x.npy", "--y", "folder.npy"], "folder.npy", ["is a folder"])
+    case("output_is_folder_no_extension", "--y names the current folder, '.', which has no file extension.",
+         ["forward", "--x", "x.npy", "--y", "."], None, ["is a folder"])
     case("input_is_folder", "--x names a folder.",
          ["forward", "--x", "folder.npy", "--y", "y.npy"], "folder.npy", ["is a folder"],
          ["y.npy"])
@@ -868,8 +870,15 @@ def build(out):
     case("gen_seed_negative", "gen's --seed -1 is negative.", gen(seed="-1"), None, ["--seed", "-1"], ["suite"])
     case("gen_seed_too_big", "gen's --seed 2^64 does not fit 64 bits.", gen(seed="18446744073709551616"), None,
          ["--seed"], ["suite"])
-    case("gen_out_not_empty", "gen's --out names a folder that holds files.", gen(out="."), None,
+    os.mkdir(os.path.join(out, "full"))
+    put("full/keep.txt", "a file\n")
+    case("gen_out_not_empty", "gen's --out names a folder that holds files.", gen(out="full"), None,
          ["--out", "not empty"])
+    case("gen_out_current_folder", "gen's --out . names the current folder, which rename(2) cannot replace.",
+         gen(out="."), None, ["--out", "current folder"])
+    os.symlink("folder.npy", os.path.join(out, "suite_link"))
+    case("gen_out_symlink", "gen's --out is a symbolic link to an empty folder (rename(2) would replace the link).",
+         gen(out="suite_link"), None, ["--out", "symbolic link"])
     case("gen_out_is_file", "gen's --out names a file.", gen(out="x.npy"), None, ["--out", "not a folder"])
     case("gen_out_parent_missing", "gen's --out is in a folder that does not exist.", gen(out="nodir/suite"), None,
          ["--out", "does not exist"])

@@ -90,7 +90,7 @@ TEST_CASE("CSV: refused inputs name file, line and column") {
         std::string fragment;
     };
     const Bad cases[] = {
-        {"1,2\n3\n", "t.csv:2:2: ", "1 values, expected 2"},
+        {"1,2\n3\n", "t.csv:2:2: ", "1 value, expected 2"},
         {"1,2\n3,4,5\n", "t.csv:2:5: ", "more than 2"},
         {"1,2\n3,2.5x\n", "t.csv:2:3: ", "'2.5x' is not a number"},
         {"1;5,2;5\n", "t.csv:1:1: ", "';'"},

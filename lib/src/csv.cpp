@@ -185,7 +185,8 @@ private:
             const std::int64_t n = row_values<T>(row, line, false, [&](T v) { *o++ = v; });
             if (n != cols_)
                 fail(line, column(row.size()),
-                     fmt::format("this row has {} values, expected {} like line {}", n, cols_, first_line_));
+                     fmt::format("this row has {} {}, expected {} like line {}", n, n == 1 ? "value" : "values", cols_,
+                                 first_line_));
         }
     }
 

@@ -73,6 +73,9 @@ Format format_of(const std::string& path) {
     std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
     if (ext == ".npy") return Format::npy;
     if (ext == ".csv") return Format::csv;
+    struct stat st {};
+    if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) // ("out", ".", "out/")
+        throw UsageError(fmt::format("{}: is a folder, not a file; bnorm reads and writes .npy and .csv files", path));
     throw UsageError(fmt::format("{}: unknown file type; bnorm reads and writes .npy and .csv", path));
 }
 
@@ -186,14 +189,14 @@ Array load_array(const std::string& path, const CsvRead& csv) {
     const std::int64_t rows = a.shape()[0], cols = a.shape()[1];
     if (element_count(want) != a.size())
         throw InputError::in_file(path, fmt::format("{} {} has {} elements, the file has {} "
-                                                    "({} rows of {})",
+                                                    "({} {} of {})",
                                                     csv.shape_source, shape_to_string(want), element_count(want),
-                                                    a.size(), rows, cols));
+                                                    a.size(), rows, rows == 1 ? "row" : "rows", cols));
     if (want.empty() || want[0] != rows)
         throw InputError::in_file(path, fmt::format("{} {} needs {} rows (one per index of the "
-                                                    "first axis), the file has {} rows of {}",
+                                                    "first axis), the file has {} {} of {}",
                                                     csv.shape_source, shape_to_string(want), want.empty() ? 1 : want[0],
-                                                    rows, cols));
+                                                    rows, rows == 1 ? "row" : "rows", cols));
     a.reshape(want);
     return a;
 }
