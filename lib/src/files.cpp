@@ -216,7 +216,10 @@ namespace {
 std::string temp_name(const std::string& base) {
     std::size_t keep = std::min<std::size_t>(base.size(), 200);
     while (keep > 0 && keep < base.size() && (static_cast<unsigned char>(base[keep]) & 0xC0) == 0x80) --keep;
-    return "." + base.substr(0, keep) + ".tmp-XXXXXX";
+    std::string name = ".";
+    name.append(base, 0, keep);
+    name += ".tmp-XXXXXX";
+    return name;
 }
 
 } // namespace

@@ -16,7 +16,9 @@ namespace bnorm {
 
 /// `text` made fit for a one-line message on a terminal or in a log read as UTF-8:
 /// valid UTF-8 passes unchanged ('café', '€'); '\n', '\r' and '\t' become those escapes,
-/// other C0 controls and DEL "\xHH", C1 controls (U+0080..U+009F) "\u00HH", and every
+/// other C0 controls and DEL "\xHH", C1 controls (U+0080..U+009F) "\u00HH", spaces other
+/// than ' ' and invisible characters (U+00A0, U+2000..U+200F, U+2028..U+202F, U+205F,
+/// U+2060, U+3000, U+FEFF) "\uHHHH", and every
 /// byte that does not belong to a valid UTF-8 sequence (a stray continuation byte, an
 /// overlong form, a surrogate, a truncated sequence, 0xF5..0xFF) "\xHH". The result is
 /// valid UTF-8 without control characters, and printable(printable(s)) == printable(s).
@@ -61,6 +63,16 @@ inline std::string printable(std::string_view text) {
         } else if (n == 2 && u == 0xc2 && byte(i + 1) <= 0x9f) {
             escape("\\u00", byte(i + 1)); // a C1 control, e.g. U+009B, the one-character CSI
             i += 2;
+        } else if (const char32_t c = n == 2 ? char32_t((u & 0x1f) << 6 | (byte(i + 1) & 0x3f))
+                                     : n == 3 ? char32_t((u & 0x0f) << 12 | (byte(i + 1) & 0x3f) << 6 | (byte(i + 2) & 0x3f))
+                                              : 0;
+                   c == 0xa0 || (c >= 0x2000 && c <= 0x200f) || (c >= 0x2028 && c <= 0x202f) ||
+                   (c >= 0x205f && c <= 0x2060) || c == 0x3000 || c == 0xfeff) {
+            // a space that looks like ' ' (U+00A0, U+2000..U+200A, U+3000...) or an invisible
+            // one (U+200B, U+FEFF...): "\uHHHH", so that "' 2' is not a number" shows why
+            out += "\\u";
+            out += kHex[c >> 12], out += kHex[(c >> 8) & 15], out += kHex[(c >> 4) & 15], out += kHex[c & 15];
+            i += n;
         } else {
             out.append(text.substr(i, n));
             i += n;
