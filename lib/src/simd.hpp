@@ -147,13 +147,19 @@ inline void stream(double* p, v8d v) {
 #endif
 }
 
+/// The halves of eight lanes, and eight lanes from two halves.
+inline v4d low_half(v8d v) { return __builtin_shufflevector(v, v, 0, 1, 2, 3); }
+inline v4d high_half(v8d v) { return __builtin_shufflevector(v, v, 4, 5, 6, 7); }
+inline v8d join(v4d lo, v4d hi) { return __builtin_shufflevector(lo, hi, 0, 1, 2, 3, 4, 5, 6, 7); }
+
+/// a·b + c rounded once, per lane. Without AVX-512, on the two halves: a loop of
+/// std::fma over the lanes compiled to scalar code (x86-64-v3 builds ran the family's row
+/// kernels 8x to 12x slower than x86-64-v4 ones, docs/performance.md).
 inline v8d fma(v8d a, v8d b, v8d c) {
 #if defined(__AVX512F__)
     return _mm512_fmadd_pd(a, b, c);
 #else
-    v8d r;
-    for (int j = 0; j < 8; ++j) r[j] = std::fma(a[j], b[j], c[j]);
-    return r;
+    return join(fma(low_half(a), low_half(b), low_half(c)), fma(high_half(a), high_half(b), high_half(c)));
 #endif
 }
 
@@ -162,9 +168,7 @@ inline v8d sqrt(v8d v) {
 #if defined(__AVX512F__)
     return _mm512_maskz_sqrt_pd(0xff, v); // (GCC 12 warns about _mm512_sqrt_pd's pass-through)
 #else
-    v8d r;
-    for (int j = 0; j < 8; ++j) r[j] = std::sqrt(v[j]);
-    return r;
+    return join(sqrt(low_half(v)), sqrt(high_half(v)));
 #endif
 }
 

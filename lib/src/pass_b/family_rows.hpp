@@ -41,12 +41,22 @@ template <class T> [[gnu::always_inline]] inline void put_value(T* p, std::int64
     detail::simd::store(p + i, v);
 }
 
-/// Calls f(i, D{}) over [0, n): eight at a time (D = v8d: one AVX-512 vector, or two of
-/// four elsewhere), then four (v4d), then one (double); every value gets the same
-/// operations whichever way it is reached.
+/// Whether the row kernels take eight values at a time: with AVX-512 only. Elsewhere GCC
+/// lowers the eight-lane code of these kernels to lanes spilled one by one (x86-64-v3
+/// builds ran them several times slower); four at a time gives the same bits, since every
+/// value gets the same operations.
+#if defined(__AVX512F__)
+constexpr bool kEightLanes = true;
+#else
+constexpr bool kEightLanes = false;
+#endif
+
+/// Calls f(i, D{}) over [0, n): eight at a time (D = v8d, kEightLanes), then four (v4d),
+/// then one (double); every value gets the same operations whichever way it is reached.
 template <class F> [[gnu::always_inline]] inline void each_lane(std::int64_t n, F&& f) {
     std::int64_t i = 0;
-    for (; i + 8 <= n; i += 8) f(i, v8d{});
+    if constexpr (kEightLanes)
+        for (; i + 8 <= n; i += 8) f(i, v8d{});
     for (; i + 4 <= n; i += 4) f(i, v4d{});
     for (; i < n; ++i) f(i, 0.0);
 }
@@ -186,6 +196,10 @@ template <class T>
 /// end, the next row's): the hardware's prefetchers alone left it waiting on memory.
 constexpr std::int64_t kRowAhead = 512;
 
+/// Eight lanes from row_moments_plain's parts: one v8d, or two v4d halves.
+inline v8d eight_lanes(const v8d* parts) { return parts[0]; }
+inline v8d eight_lanes(const v4d* parts) { return detail::simd::join(parts[0], parts[1]); }
+
 struct PlainRow {
     Moments m;
     double dy_sq; // Σdy² (Σdx̂² when there is no γ), for the bound on the columns' sums
@@ -193,24 +207,35 @@ struct PlainRow {
 inline PlainRow row_moments_plain(const float* __restrict x, const float* __restrict dy, const float* __restrict gamma,
                                   std::int64_t n, double K) {
     using detail::broadcast;
-    v8d p[6], sum[6]{}, err[6]{}; // Σd, Σd², Σdx̂, Σdx̂·d, Σdx̂², Σdy²
-    v8d mx{}, mg{};
-    const v8d k = broadcast<v8d>(K);
+    // eight lanes: one v8d, or (!kEightLanes) two v4d halves, lane by lane the same
+    // operations, joined into eight at the end
+    using L = std::conditional_t<kEightLanes, v8d, v4d>;
+    constexpr int kParts = kEightLanes ? 1 : 2, kStep = kLanesOf<L>;
+    L p[kParts][6], sum[kParts][6]{}, err[kParts][6]{}; // Σd, Σd², Σdx̂, Σdx̂·d, Σdx̂², Σdy²
+    L mxp[kParts]{}, mgp[kParts]{};
+    const L k = broadcast<L>(K);
     std::int64_t i = 0;
     while (i + 8 <= n) {
-        for (auto& v : p) v = v8d{};
+        for (auto& part : p)
+            for (auto& v : part) v = L{};
         const std::int64_t end = std::min(n - n % 8, i + 8 * kPlainRun);
         for (; i < end; i += 8) {
             if (i % 16 == 0) prefetch_l1(x, i + kRowAhead), prefetch_l1(dy, i + kRowAhead);
-            const v8d xv = lanes<v8d>(x, std::size_t(i)), d = xv - k;
-            const v8d g0 = lanes<v8d>(dy, std::size_t(i));
-            v8d g = g0;
-            if (gamma) g *= lanes<v8d>(gamma, std::size_t(i)), p[5] = fused(g0, g0, p[5]); // exact
-            p[0] += d, p[1] = fused(d, d, p[1]), p[2] += g, p[3] = fused(g, d, p[3]), p[4] = fused(g, g, p[4]);
-            mx = max_magnitude(mx, xv), mg = max_magnitude(mg, g);
+            for (int h = 0; h < kParts; ++h) {
+                const std::size_t at = std::size_t(i + h * kStep);
+                L* q = p[h];
+                const L xv = lanes<L>(x, at), d = xv - k;
+                const L g0 = lanes<L>(dy, at);
+                L g = g0;
+                if (gamma) g *= lanes<L>(gamma, at), q[5] = fused(g0, g0, q[5]); // exact
+                q[0] += d, q[1] = fused(d, d, q[1]), q[2] += g, q[3] = fused(g, d, q[3]), q[4] = fused(g, g, q[4]);
+                mxp[h] = max_magnitude(mxp[h], xv), mgp[h] = max_magnitude(mgp[h], g);
+            }
         }
-        for (int j = 0; j < 6; ++j) add_compensated(sum[j], err[j], p[j]);
+        for (int h = 0; h < kParts; ++h)
+            for (int j = 0; j < 6; ++j) add_compensated(sum[h][j], err[h][j], p[h][j]);
     }
+    const v8d mx = eight_lanes(mxp), mg = eight_lanes(mgp);
     double tail[6]{}, tx = 0, tg = 0;
     for (; i < n; ++i) {
         const double d = double(x[i]) - K, g = double(dy[i]) * (gamma ? double(gamma[i]) : 1.0);
@@ -222,7 +247,11 @@ inline PlainRow row_moments_plain(const float* __restrict x, const float* __rest
     // merges): a double-double merge per lane cost a flop per value on rows of 1024
     auto pairwise = [](v8d v) { return ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7])); };
     dd t[6];
-    for (int j = 0; j < 6; ++j) t[j] = detail::add(detail::two_sum(pairwise(sum[j]), pairwise(err[j])), tail[j]);
+    for (int j = 0; j < 6; ++j) {
+        L s_parts[kParts], e_parts[kParts];
+        for (int h = 0; h < kParts; ++h) s_parts[h] = sum[h][j], e_parts[h] = err[h][j];
+        t[j] = detail::add(detail::two_sum(pairwise(eight_lanes(s_parts)), pairwise(eight_lanes(e_parts))), tail[j]);
+    }
     Moments m;
     m.n = double(n);
     const dd shift = detail::div(t[0], m.n); // μ − K
@@ -395,7 +424,8 @@ template <bool Stream, int G>
             if constexpr (std::is_same_v<D, v8d>) least8[k] = min_magnitude(least8[k], v);
             else if constexpr (std::is_same_v<D, v4d>) least4[k] = min_magnitude(least4[k], v);
             else least[k] = min_magnitude(least[k], v);
-            if constexpr (Stream && std::is_same_v<D, v8d>) detail::simd::stream(rows.dx[k] + i, v);
+            if constexpr (Stream && (std::is_same_v<D, v8d> || (!kEightLanes && std::is_same_v<D, v4d>)))
+                detail::simd::stream(rows.dx[k] + i, v);
             else put_value(rows.dx[k], i, v);
             sg = fused(g, xhat, sg), sb += g;
         }
@@ -405,7 +435,8 @@ template <bool Stream, int G>
     std::int64_t i = 0;
     if constexpr (Stream)
         for (; i < n && reinterpret_cast<std::uintptr_t>(rows.dx[0] + i) % 32 != 0; ++i) each(i, 0.0);
-    for (; i + 8 <= n; i += 8) each(i, v8d{});
+    if constexpr (kEightLanes)
+        for (; i + 8 <= n; i += 8) each(i, v8d{});
     for (; i + 4 <= n; i += 4) each(i, v4d{});
     for (; i < n; ++i) each(i, 0.0);
     unsigned cancelling = 0;
