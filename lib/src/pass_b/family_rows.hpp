@@ -147,7 +147,11 @@ template <class D> struct SumLanes {
 template <class T>
 [[gnu::noinline]] RowSums row_sums(const T* __restrict x, const T* __restrict dy, const T* __restrict gamma,
                                    std::int64_t n, double K) {
-    SumLanes<v8d> v; // eight lanes: four chains of TwoSum wait on each other's latency
+    // eight lanes (four chains of TwoSum wait on each other's latency): one v8d, or
+    // (!kEightLanes) two v4d halves with the same operations lane by lane
+    using L = std::conditional_t<kEightLanes, v8d, v4d>;
+    constexpr int kParts = kEightLanes ? 1 : 2, kStep = kLanesOf<L>;
+    SumLanes<L> v[kParts];
     SumLanes<double> one;
     auto step = [&]<class D>(SumLanes<D>& acc, std::int64_t i) {
         const D xv = lanes<D>(x, std::size_t(i));
@@ -169,17 +173,20 @@ template <class T>
         acc.add(3, p.hi, D(p.lo + (gg.hi * d.lo + gg.lo * d.hi)));
     };
     std::int64_t i = 0;
-    for (; i + 8 <= n; i += 8) step(v, i);
+    for (; i + 8 <= n; i += 8)
+        for (int h = 0; h < kParts; ++h) step(v[h], i + h * kStep);
     for (; i < n; ++i) step(one, i);
     RowSums r;
     dd* out[4] = {&r.d, &r.dd2, &r.g, &r.gd};
     for (int k = 0; k < 4; ++k) {
         dd t = detail::two_sum(one.s[k], one.e[k]);
-        for (int j = 0; j < 8; ++j) t = detail::add(t, detail::two_sum(v.s[k][j], v.e[k][j]));
+        for (int j = 0; j < 8; ++j) t = detail::add(t, detail::two_sum(v[j / kStep].s[k][j % kStep], v[j / kStep].e[k][j % kStep]));
         *out[k] = t;
     }
     r.max_x = one.max_x, r.max_dy = one.max_dy;
-    for (int j = 0; j < 8; ++j) r.max_x = max_magnitude(r.max_x, v.max_x[j]), r.max_dy = max_magnitude(r.max_dy, v.max_dy[j]);
+    for (int j = 0; j < 8; ++j)
+        r.max_x = max_magnitude(r.max_x, v[j / kStep].max_x[j % kStep]),
+        r.max_dy = max_magnitude(r.max_dy, v[j / kStep].max_dy[j % kStep]);
     // a NaN is not taken by max_magnitude: the sums carry it
     if (!std::isfinite(r.d.hi) || !std::isfinite(r.dd2.hi)) r.max_x = NAN;
     if (dy && (!std::isfinite(r.g.hi) || !std::isfinite(r.gd.hi))) r.max_dy = NAN;
