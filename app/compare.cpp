@@ -162,7 +162,7 @@ JudgedTensor judge_candidate(const std::string& name, const std::string& path, c
                              const JudgeCriterion& c) {
     const bool like_x = name == "y" || name == "dx", like_gamma = name == "dgamma" || name == "dbeta";
     const std::string what = like_x ? "x's shape" : like_gamma ? "γ's shape" : "the statistics' shape";
-    const DType output = output_dtype(p, name == "y" || name == "dx"); // what bnorm writes (CSV is read so)
+    const DType output = output_dtype(p, like_x); // what bnorm writes (CSV is read so)
     const Array a = load_array(path, CsvRead{output, shape, what, p.threads});
     if (a.shape() != shape)
         throw InputError::in_file(path, fmt::format("shape {} differs from the shape of the exact {}, {} ({})",

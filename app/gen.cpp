@@ -233,9 +233,7 @@ void run_gen(const GenOptions& o) {
     r.format = o.format == "npy" ? Format::npy : Format::csv;
     r.with_outputs = o.with_outputs;
     r.requested_shape = *parse_shape(o.common.shape);
-    // the norm's default as forward takes it (layer, rms: -1), so that messages read alike
-    const bool rows = norm.norm == Norm::layer || norm.norm == Norm::rms;
-    const int axis = o.common.axis.empty() ? (rows ? -1 : 1) : parse_int("--axis", o.common.axis);
+    const int axis = o.common.axis.empty() ? default_axis_option(norm.norm) : parse_int("--axis", o.common.axis);
     const NormProblem requested = check_norm_problem(r.requested_shape, norm.norm, axis, norm.groups, "--shape");
     const int threads = thread_count(o.common);
     check_out(o.out);

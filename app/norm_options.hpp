@@ -27,6 +27,10 @@ using GivenOptions = std::vector<std::pair<std::string, std::string>>;
 /// --norm group and refused with any other norm.
 NormChoice parse_norm_choice(const CommonOptions& opts);
 
+/// The --axis a norm takes when none is given, as the user would write it: -1 for layer
+/// and rms (ONNX's default), the channel axis 1 for the others.
+inline int default_axis_option(Norm norm) { return norm == Norm::layer || norm == Norm::rms ? -1 : 1; }
+
 /// parse_norm_choice, then the rules across options: inference mode and the running
 /// statistics (--mode eval, and the options in `batch_only`) apply to batch norm only;
 /// rms norm has no β and no mean, so the options in `not_for_rms` (--beta, --mean,

@@ -210,7 +210,7 @@ Problem load_problem(const CommonOptions& opts, const std::string& gamma, const 
     p.eval = opts.eval();
     // The norm's default as ONNX states it: 1, or -1 (the last axis) for layer and rms,
     // which messages and the gradcheck report then show as -1.
-    p.axis = axis_given ? axis : (choice.norm == Norm::layer || choice.norm == Norm::rms ? -1 : 1);
+    p.axis = axis_given ? axis : default_axis_option(choice.norm);
     if (choice.norm == Norm::batch) { // its own messages, and its own paths (Layout)
         p.layout = check_problem(p.x.shape(), p.axis, opts.x, p.eval ? 1 : 2); // eval: a batch of one is fine
         p.norm = check_norm_problem(p.x.shape(), Norm::batch, p.axis, 0, opts.x, p.eval ? 1 : 2);
