@@ -148,6 +148,8 @@ import sys
 import time
 import zlib
 
+from fractions import Fraction
+
 import numpy as np
 import mpmath
 from mpmath import mp, mpf
@@ -211,18 +213,49 @@ def channel_forward(xs, g, b, eps):
     return mean, var, invstd, xhat, y
 
 
-def channel_backward(xs, g, dys, eps):
-    """Backward pass of one channel in mpf.  Returns (dx, dgamma, dbeta)."""
+def _fraction(v):
+    """The exact rational value of an mpf (a binary float: sign, mantissa, exponent)."""
+    sign, man, exp, _ = mpf(v)._mpf_
+    q = Fraction(-man if sign else man)
+    return q * 2 ** exp if exp >= 0 else q / 2 ** -exp
+
+
+def _rational_backward(xs, dxhats, eps, rms):
+    """t_j = dx_j / invstd, exactly, as Fractions, and s = sum dxhat*(x - mean).
+
+    t_j = dxhat_j - mean(dxhat) - xhat_j mean(dxhat xhat) (rms: no mean(dxhat) term)
+    is rational in the data, because xhat_j xhat_i = d_j d_i / (var + eps) with
+    d = x - mean (rms: d = x, var = mean(x^2)).  The mpf formula rounds the mean and
+    invstd first, so a t that cancels exactly (dy a constant: t = 0) would come out as
+    ~2^-prec of its terms instead of 0."""
     m = len(xs)
-    _, _, invstd, xhat, _ = channel_forward(xs, g, mpf(0), eps)
+    x = [_fraction(v) for v in xs]
+    a = [_fraction(v) for v in dxhats]
+    mean = Fraction(0) if rms else sum(x) / m
+    d = [v - mean for v in x]
+    s2 = sum(v * v for v in d) / m + _fraction(eps)
+    if s2 == 0:
+        raise ValueError("var + eps = 0 in a set")
+    mean_a = Fraction(0) if rms else sum(a) / m
+    slope = sum(ai * di for ai, di in zip(a, d)) / m / s2
+    return [ai - mean_a - di * slope for ai, di in zip(a, d)], d
+
+
+def _mpf_of(q):
+    return mpf(q.numerator) / q.denominator
+
+
+def channel_backward(xs, g, dys, eps):
+    """Backward pass of one channel.  Returns (dx, dgamma, dbeta).
+
+    dx = invstd * (dxhat - mean(dxhat) - xhat mean(dxhat xhat)), dxhat = g dy, the
+    bracket exact in rationals (_rational_backward), times invstd in mpf;
+    dgamma = sum dy xhat = invstd * sum dy (x - mean), the sum exact."""
+    _, _, invstd, _, _ = channel_forward(xs, g, mpf(0), eps)
     dbeta = mp.fsum(dys)
-    dgamma = mp.fdot(dys, xhat)
-    dxhat = [g * v for v in dys]
-    sum_dxhat = mp.fsum(dxhat)                 # = g * dbeta
-    sum_dxhat_xhat = mp.fdot(dxhat, xhat)      # = g * dgamma
-    k = invstd / m
-    dx = [k * (m * a - sum_dxhat - xh * sum_dxhat_xhat)
-          for a, xh in zip(dxhat, xhat)]
+    t, d = _rational_backward(xs, [g * v for v in dys], eps, False)
+    dgamma = invstd * _mpf_of(sum(_fraction(v) * di for v, di in zip(dys, d)))
+    dx = [invstd * _mpf_of(tj) for tj in t]
     return dx, dgamma, dbeta
 
 
@@ -486,7 +519,8 @@ def family_set_forward(xs, gs, bs, eps, rms):
 
 
 def family_set_backward(xs, gs, dys, eps, rms):
-    """Backward pass of one set in mpf (gradients of f = sum dy * y).  Returns (dx, xhat).
+    """Backward pass of one set (gradients of f = sum dy * y).  Returns (dx, xhat, d,
+    invstd), d the exact deviations x - mean (rms: x) as Fractions.
 
     Derivation (m elements, r = invstd, dxhat_i = gamma_i * dy_i, gamma_i the entry of
     element i, which may differ within a set):
@@ -503,13 +537,11 @@ def family_set_backward(xs, gs, dys, eps, rms):
         dx_j = r (dxhat_j - xhat_j mean(dxhat xhat))      (no mean(dxhat) term: no mean
                                                            is subtracted in the forward).
     dgamma and dbeta are sums over the elements sharing an entry (family_backward_mp)."""
-    m = len(xs)
     _, invstd, xhat, _ = family_set_forward(xs, gs, gs, eps, rms)
-    dxhat = [g * d for g, d in zip(gs, dys)]
-    mean_dxhat = mpf(0) if rms else mp.fsum(dxhat) / m
-    mean_dxhat_xhat = mp.fdot(dxhat, xhat) / m
-    dx = [invstd * (a - mean_dxhat - xh * mean_dxhat_xhat) for a, xh in zip(dxhat, xhat)]
-    return dx, xhat
+    # the bracket exact in rationals (_rational_backward), then times invstd
+    t, d = _rational_backward(xs, [g * d for g, d in zip(gs, dys)], eps, rms)
+    dx = [invstd * _mpf_of(tj) for tj in t]
+    return dx, xhat, d, invstd
 
 
 def family_forward_mp(xf, gf, bf, sets, param_flat, eps, rms):
@@ -541,11 +573,16 @@ def family_backward_mp(xf, gf, dyf, sets, param_flat, n_params, eps, rms):
     for idx in sets:
         gs = [gf[param_flat[i]] for i in idx]
         dys = [dyf[i] for i in idx]
-        dxs, xhat = family_set_backward([xf[i] for i in idx], gs, dys, eps, rms)
-        for i, v, xh, d in zip(idx, dxs, xhat, dys):
+        dxs, _, dev, invstd = family_set_backward([xf[i] for i in idx], gs, dys, eps, rms)
+        # the set's share of dgamma_p, invstd * sum dy (x - mean), the sum exact
+        share = {}
+        for i, v, dv, d in zip(idx, dxs, dev, dys):
             dx[i] = v
-            gparts[param_flat[i]].append(d * xh)
-            bparts[param_flat[i]].append(d)
+            p = param_flat[i]
+            share[p] = share.get(p, Fraction(0)) + _fraction(d) * dv
+            bparts[p].append(d)
+        for p, q in share.items():
+            gparts[p].append(invstd * _mpf_of(q))
     dgamma = [mp.fsum(t) for t in gparts]
     dbeta = None if rms else [mp.fsum(t) for t in bparts]
     return dx, dgamma, dbeta
@@ -746,6 +783,15 @@ def case_list():
         C("dy_cancel", "nhwc", (4, 6, 6, 3), -1, "f32", eps="1e-08",
           tags=["cancel1e-5"], noise=1e-5,
           notes="NHWC, dy = a + b*xhat (rounded to f32) + 1e-5*normal, eps 1e-8"),
+        # 10. dy that cancels exactly: a constant dy (the gradient of a sum) leaves
+        #     dx = 0 and dgamma = 0 exactly; and two values per channel with eps far
+        #     below var, where dx is eps/var of its terms.
+        C("dy_exact", "nchw", (4, 3, 6, 6), 1, "f64", tags=["dyconst"],
+          notes="NCHW, dy one constant (a sum loss): exact dx and dgamma are 0"),
+        C("dy_exact", "nc", (16, 4), 1, "f32", tags=["dyconst"],
+          notes="float32, dy one constant (a sum loss): exact dx and dgamma are 0"),
+        C("dy_exact", "nc", (2, 8), 1, "f64", eps="1e-30", tags=["two"],
+          notes="N = 2 (m = 2), eps 1e-30: dx is ~1e-30 of its terms"),
     ]
     names = [c.name for c in cases]
     assert len(set(names)) == len(names), "case names must be unique"
@@ -790,7 +836,9 @@ def make_inputs(case, seed):
     gamma = gamma.astype(dt)
     beta = rng.standard_normal(C).astype(dt)
 
-    if case.cls == "dy_cancel":
+    if case.cls == "dy_exact" and "dyconst" in case.tags:
+        dy = np.full((m, C), rng.standard_normal()).astype(dt)
+    elif case.cls == "dy_cancel":
         # dy = a + b * xhat per channel.  The constant a is annihilated by the
         # backward pass and b * xhat only leaves b * xhat * eps / (var + eps),
         # so dx is tiny next to dy: the rounding of dy to dtype, the noise and
@@ -1066,7 +1114,7 @@ class FamilyCase:
     offset, spread, offset_sets ("all" or a list of sets: x = offset + spread*normal
     there), constant_sets (sets set to one random value), zero_sets (sets set to 0),
     tiny (x multiplied by it), gamma ("zero_neg": a zero and a negative entry; "away0":
-    |gamma| in [0.5, 1.5], random signs), noise (dy_cancel: dy = (a + b*xhat)/gamma per
+    |gamma| in [0.5, 1.5], random signs; "const": one random value), noise (dy_cancel: dy = (a + b*xhat)/gamma per
     set, rounded, plus noise*normal; a = 0 for rms)."""
 
     def __init__(self, norm, cls, layout, dims, axis, dtype, eps="1e-05", groups=None,
@@ -1145,6 +1193,20 @@ def family_case_list():
                         + ", eps 1e-8"),
                 # Two elements per set.
                 F("two", "nd", (8, 2), -1, "f64", notes="m = 2 per row"),
+            ] + ([] if rms else [
+                F("two", "nd", (8, 2), -1, "f64", eps="1e-30",
+                  notes="m = 2, eps 1e-30: dx is ~1e-30 of its terms"),
+            ]) + [
+                # dy that cancels exactly, gamma one constant: layer's dy a constant (a
+                # sum loss), RMS's dy = x with eps = 0; the exact dx is 0.
+                F("dy_exact", "nd", (8, 16), -1, "f64", eps="0" if rms else "1e-05",
+                  tags=["dyx" if rms else "dyconst"], gamma="const",
+                  notes="gamma constant, " + ("dy = x, eps 0" if rms else "dy constant")
+                        + ": the exact dx is 0"),
+                F("dy_exact", "nld", (2, 4, 8), -1, "f32", eps="0" if rms else "1e-05",
+                  tags=["dyx" if rms else "dyconst"], gamma="const",
+                  notes="float32, gamma constant, " + ("dy = x, eps 0" if rms else "dy constant")
+                        + ": the exact dx is 0"),
                 F("two", "nchw", (2, 3, 1, 2), -1, "f32", eps="1e-03",
                   notes="NCHW over W = 2: m = 2, eps 1e-3"),
                 # Heavy tails.
@@ -1218,13 +1280,22 @@ def family_case_list():
                 F("constant", "ncl", (2, 6, 4), 1, "f32", eps="1e-08", tags=["const"],
                   constant_sets=[0, 4], notes="%s sets 0 and 4 constant, eps 1e-8" % what, **g),
                 # Two elements per set.
+                # dy that cancels exactly (a sum loss): dx = 0, and (instance) dgamma = 0.
+                F("dy_exact", C_, (2, 6, 3, 3), 1, "f64", tags=["dyconst"],
+                  notes="dy one constant: the exact dx is 0", **g),
+                F("dy_exact", "ncl", (3, 4, 8), 1, "f32", tags=["dyconst"],
+                  notes="float32, dy one constant: the exact dx is 0", **g2),
             ] + ([
                 F("two", "ncl", (4, 3, 2), 1, "f64", notes="(N, C, L = 2): m = 2"),
+                F("two", "ncl", (4, 3, 2), 1, "f64", eps="1e-30",
+                  notes="m = 2, eps 1e-30: dx is ~1e-30 of its terms"),
                 F("two", "nchw", (2, 4, 1, 2), 1, "f32", eps="1e-03",
                   notes="NCHW with H*W = 2: m = 2, eps 1e-3"),
             ] if norm == "instance" else [
                 F("two", "nc", (6, 8), 1, "f64", groups=4,
                   notes="(N, C) with C/G = 2: m = 2"),
+                F("two", "nc", (6, 8), 1, "f64", groups=4, eps="1e-30",
+                  notes="C/G = 2, eps 1e-30: dx is ~1e-30 of its terms"),
                 F("two", "nchw", (2, 4, 1, 1), 1, "f32", eps="1e-03", groups=2,
                   notes="NCHW with H = W = 1, C/G = 2: m = 2, eps 1e-3"),
             ]) + [
@@ -1298,12 +1369,18 @@ def make_family_inputs(case, seed):
     if p.get("gamma") == "zero_neg":
         gamma.flat[0] = 0.0
         gamma.flat[-1] = -abs(gamma.flat[-1])
+    elif p.get("gamma") == "const":
+        gamma = np.full(pshape, gamma.flat[0])
     elif p.get("gamma") == "away0":
         gamma = np.sign(gamma) * rng.uniform(0.5, 1.5, pshape)
     gamma = gamma.astype(dt)
     beta = None if rms else rng.standard_normal(pshape).astype(dt)
 
-    if case.cls == "dy_cancel":
+    if case.cls == "dy_exact" and "dyconst" in case.tags:
+        dy = np.full(shape, rng.standard_normal()).astype(dt)
+    elif case.cls == "dy_exact" and "dyx" in case.tags:
+        dy = x.copy()
+    elif case.cls == "dy_cancel":
         # dxhat = gamma*dy = a + b*xhat within a set.  The backward pass annihilates a
         # (not for rms, where a = 0) and leaves only b*xhat*eps/(s + eps) of b*xhat
         # (s = var, or mean(x^2) for rms), so dx is tiny next to dy: the rounding of dy

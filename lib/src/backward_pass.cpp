@@ -94,7 +94,7 @@ template <class T> void BackwardState<T>::run_exact() const {
         std::vector<T> dx(std::size_t(l_.size())), dgamma_exact(C), dbeta_exact(C);
         const std::vector<T> x = contiguous_copy(x_, l_, whole_), dy = contiguous_copy(dy_, l_, whole_);
         detail::backward_exact(x.empty() ? x_ : x.data(), gamma_, dy.empty() ? dy_ : dy.data(), l_, eps_, dx.data(),
-                               dgamma_exact.data(), dbeta_exact.data());
+                               dgamma_exact.data(), dbeta_exact.data(), fast_.data());
         for (std::size_t c = 0; c < C; ++c)
             if (!fast_[c]) dgamma_[c] = dgamma_exact[c], dbeta_[c] = dbeta_exact[c];
         exact_ = std::move(dx);

@@ -15,13 +15,17 @@
 //   pass 3   forward:  y = γ·(x − mean)·invstd + β
 //            backward: dβ = Σ dy, dγ = invstd·Σ dy·(x − mean), then
 //                      dx = γ·invstd·(dy − dβ/m − x̂·dγ/m)
+// The backward pass takes each channel of finite values from its exact sums instead
+// (ExactSet): dx can be a tiny fraction of its three terms, or 0, beyond double-double.
 #include "batchnorm_exact.hpp"
 
 #include "bnorm/error.hpp"
 #include "ddouble.hpp"
+#include "exact_set.hpp"
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cassert>
 #include <cmath>
 #include <vector>
@@ -160,16 +164,46 @@ void forward_exact(const T* x, const Layout& l, const T* gamma, const T* beta, d
 
 template <class T>
 void backward_exact(const T* x, const T* gamma, const T* dy, const Layout& l, double eps, T* dx,
-                    T* dgamma, T* dbeta) {
+                    T* dgamma, T* dbeta, const char* skip) {
     assert(l.channels >= 1 && l.per_channel() >= 2 && eps >= 0);
     const auto C = static_cast<std::size_t>(l.channels);
     const double m = static_cast<double>(l.per_channel());
+
+    // Each finite channel from its exact sums (ExactSet): dx to a few 2^-100 of itself,
+    // even where it is a tiny fraction of its terms or exactly 0. The others (a value
+    // not finite, or var + eps = 0) in double-double below, which propagates their NaN
+    // or refuses them.
+    std::vector<char> done(C, 0);
+    std::vector<double> xc, gc;
+    for (std::int64_t c = 0; c < l.channels; ++c) {
+        if (skip && skip[c]) {
+            done[std::size_t(c)] = 1;
+            continue;
+        }
+        xc.clear(), gc.clear();
+        for (std::int64_t o = 0; o < l.outer; ++o) {
+            const std::int64_t off = (o * l.channels + c) * l.inner;
+            xc.insert(xc.end(), x + off, x + off + l.inner), gc.insert(gc.end(), dy + off, dy + off + l.inner);
+        }
+        const ExactSet set(xc.data(), gc.data(), nullptr, xc.size(), eps, true);
+        if (!set.usable()) continue;
+        const double g = gamma ? double(gamma[c]) : 1.0;
+        std::size_t i = 0;
+        for (std::int64_t o = 0; o < l.outer; ++o)
+            for (std::int64_t k = 0, off = (o * l.channels + c) * l.inner; k < l.inner; ++k, ++i)
+                dx[off + k] = to<T>(mul(set.dx(i), g));
+        if (dgamma) dgamma[c] = to<T>(set.sum_g_xhat());
+        if (dbeta) dbeta[c] = to<T>(set.sum_g());
+        done[std::size_t(c)] = 1;
+    }
+    if (std::all_of(done.begin(), done.end(), [](char d) { return d != 0; })) return;
     const std::vector<ChannelStats> stats = channel_stats(x, l, eps);
 
     // pass 3a: dβ = Σ dy and Σ dy·(x − mean)·2^-e, per channel
     // (dγ = invstd·Σ dy·(x − mean) = invstd_scaled·Σ dy·(x − mean)·2^-e).
     std::vector<dd> sum_dy(C), sum_dy_d(C);
     for_each_row(l, [&](std::int64_t c, std::int64_t off) {
+        if (done[std::size_t(c)]) return;
         const ChannelStats& st = stats[c];
         dd row_dy{}, row_dy_d{};
         for (std::int64_t k = 0; k < l.inner; ++k) {
@@ -189,6 +223,7 @@ void backward_exact(const T* x, const T* gamma, const T* dy, const Layout& l, do
     };
     std::vector<Terms> terms(C);
     for (std::size_t c = 0; c < C; ++c) {
+        if (done[c]) continue;
         const dd dg = mul(sum_dy_d[c], stats[c].invstd_scaled);
         if (dbeta) dbeta[c] = to<T>(sum_dy[c]);
         if (dgamma) dgamma[c] = to<T>(dg);
@@ -198,6 +233,7 @@ void backward_exact(const T* x, const T* gamma, const T* dy, const Layout& l, do
 
     // pass 3b: dx. dx, dy and x are (outer, C, inner).
     for_each_row(l, [&](std::int64_t c, std::int64_t off) {
+        if (done[std::size_t(c)]) return;
         const Terms& t = terms[c];
         const int e = stats[c].exponent;
         for (std::int64_t k = 0; k < l.inner; ++k) {
@@ -215,8 +251,8 @@ template void forward_exact<float>(const float*, const Layout&, const float*, co
 template void forward_exact<double>(const double*, const Layout&, const double*, const double*,
                                     double, double*, double*, double*);
 template void backward_exact<float>(const float*, const float*, const float*, const Layout&, double,
-                                    float*, float*, float*);
+                                    float*, float*, float*, const char*);
 template void backward_exact<double>(const double*, const double*, const double*, const Layout&,
-                                     double, double*, double*, double*);
+                                     double, double*, double*, double*, const char*);
 
 } // namespace bnorm::detail

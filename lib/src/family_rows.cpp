@@ -18,6 +18,7 @@
 #include "certificates.hpp"
 #include "certified_moments.hpp"
 #include "ddouble.hpp"
+#include "exact_set.hpp"
 #include "lanes.hpp"
 #include "parallel.hpp"
 #include "pass_b/family_rows.hpp"
@@ -274,6 +275,8 @@ struct RowPlan {
     bool fallback = false;
     RowGradient c{};
     bool precise = false; // c carried to ~2^-100 (plan_from_sums), not only certified
+    bool exact = false;   // dx may be a tiny fraction of its terms: checked after (exact_row)
+    double least = 0;     // ... and when every |dx| is below this, the exact tier computes it
     double small = 0; // float32: dx values below this are computed again in double-double
     double bound = 0; // float32: a bound on Σ|dy| and on Σ|dy·x̂| over the row
 };
@@ -283,6 +286,48 @@ struct RowPlan {
 double small_of(const RowGradient& c, double max_g, double max_x) {
     const double terms = max_g + std::abs(c.B.hi) + std::abs(c.H.hi) * (max_x + std::abs(c.mean.hi));
     return 0x1p-26 * c.invstd.hi * terms * (1 + 0x1p-20);
+}
+
+/// Marks a row whose dx = invstd·(dx̂ − B − (x − μ)·H) may be below 2^-40 of its terms
+/// (dy nearly affine in x, or exactly: a constant dy), where coefficients to ~2^-100 of
+/// the terms no longer give dx to its own last bits; once its dx is computed, a row whose
+/// every |dx| is below plan.least is computed again by the exact tier. Such a row needs
+/// every |dx̂| within |B| + |H|·|x − μ| and that fraction: a row whose largest |dx̂| is
+/// beyond cannot, and is not checked. |x − μ| is at most |x| + |μ|, and at most
+/// √M2 ≤ √D/invstd (Cauchy–Schwarz; far smaller for data offset from 0).
+void mark_cancelling(RowPlan& plan, double max_g, double max_x, std::int64_t D) {
+    const RowGradient& c = plan.c;
+    const double max_d = std::min(max_x + std::abs(c.mean.hi), std::sqrt(double(D)) / c.invstd.hi);
+    const double fit = std::abs(c.B.hi) + std::abs(c.H.hi) * max_d;
+    plan.exact = max_g <= fit * (1 + 0x1p-38);
+    plan.least = 0x1p-40 * c.invstd.hi * (max_g + fit);
+}
+
+/// Whether every |dx| of a row is below `least` (four lanes at a time).
+template <class T> bool all_below(const T* dx, std::int64_t n, double least) {
+    using detail::simd::v4d;
+    v4d m4{};
+    double m = 0;
+    std::int64_t i = 0;
+    for (; i + 4 <= n; i += 4) m4 = max_magnitude(m4, lanes<v4d>(dx, std::size_t(i)));
+    for (; i < n; ++i) m = max_magnitude(m, double(dx[i]));
+    for (int j = 0; j < 4; ++j) m = max_magnitude(m, m4[j]);
+    return m < least;
+}
+
+/// dx of a row by the exact tier (ExactSet, dx̂ = γ·dy exactly as hi + lo); false, with
+/// nothing written, when a value is not finite.
+template <class T>
+bool exact_row(const T* x, const T* gamma, const T* dy, std::int64_t D, double eps, bool rms, Scratch& s, T* dx) {
+    double *xs = s.rows(D), *hi = xs + D, *lo = hi + D;
+    for (std::int64_t i = 0; i < D; ++i) {
+        const dd g = detail::two_prod(double(dy[i]), gamma ? double(gamma[i]) : 1.0);
+        xs[i] = double(x[i]), hi[i] = g.hi, lo[i] = std::isfinite(g.hi) ? g.lo : 0.0;
+    }
+    const detail::ExactSet set(xs, hi, lo, std::size_t(D), eps, !rms);
+    if (!set.usable()) return false;
+    for (std::int64_t i = 0; i < D; ++i) dx[i] = detail::to<T>(set.dx(std::size_t(i)));
+    return true;
 }
 
 /// The plan of row xr (dy gr) from Sum2 sums around K, carried to ~2^-100 so that dx's
@@ -299,6 +344,7 @@ RowPlan plan_from_sums(const T* xr, const T* gr, const T* gamma, std::int64_t D,
                           (is_float || s.max_dy == 0 || (s.max_dy >= kMinMagnitude && s.max_dy <= kMaxMagnitude));
     if (!in_range) return {true};
     RowPlan plan{false, gradient_of(s, K, D, eps, rms), true};
+    mark_cancelling(plan, s.max_g, s.max_x, D);
     plan.small = small_of(plan.c, s.max_dy * gamma_max, s.max_x);
     plan.bound = double(D) * s.max_dy * (1 + 0x1p-20); // Σ|x̂| ≤ D
     return plan;
@@ -433,6 +479,12 @@ double backward_chunk(const T* x, const T* gamma, const T* dy, const NormProblem
             }
         if (zero_dx)
             for (int k = 0; k < in_group; ++k) dx[(r + k) * D] = dx[(r + k) * D + 1] = T(0);
+        for (int k = 0; k < in_group; ++k) { // dx a tiny fraction of its terms: the exact tier
+            const RowPlan& plan = plans[k];
+            const std::int64_t row = r + k;
+            if (!plan.fallback && plan.exact && all_below(dx + row * D, D, plan.least))
+                exact_row(x + row * D, gamma, dy + row * D, D, eps, rms, scratch, dx + row * D);
+        }
     }
     return bound;
 }

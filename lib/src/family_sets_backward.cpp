@@ -12,6 +12,7 @@
 
 #include "certificates.hpp"
 #include "certified_moments.hpp"
+#include "exact_set.hpp"
 #include "lanes.hpp"
 #include "pass_state.hpp"
 
@@ -110,6 +111,37 @@ void put_shares(Shares& s, std::size_t q, const Moments& c, dd mean, dd inv) {
     }
 }
 
+/// The set of piece channels j0 .. j0 + per by the exact tier (ExactSet, dx̂ = γ_c·dy
+/// exactly as hi + lo): dx, and the exact shares of dγ and dβ. False, with nothing
+/// written, when a value is not finite.
+template <class T>
+bool exact_set(const View& v, const T* xp, const T* gp, const T* gamma, const Layout& l, std::int64_t j0,
+               std::int64_t q0, double eps, T* out, Shares* shares) {
+    std::vector<double> x, hi, lo;
+    std::vector<std::vector<double>> xc(std::size_t(v.per)), dyc(std::size_t(v.per)); // per channel, for the shares
+    std::vector<std::int64_t> offsets;
+    for_set_runs(v, l, j0, [&](std::int64_t off, std::int64_t count) {
+        for (std::int64_t k = 0; k < count; ++k) {
+            const std::size_t j = std::size_t(k / l.inner);
+            const double xv = double(xp[off + k]), g = double(gp[off + k]);
+            const dd dxhat = detail::two_prod(param(gamma, (q0 + j0 + std::int64_t(j)) % v.C, 1.0), g);
+            x.push_back(xv), hi.push_back(dxhat.hi), lo.push_back(dxhat.lo), offsets.push_back(off + k);
+            xc[j].push_back(xv), dyc[j].push_back(g);
+        }
+    });
+    const detail::ExactSet set(x.data(), hi.data(), lo.data(), x.size(), eps, true);
+    if (!set.usable()) return false;
+    for (std::size_t i = 0; i < x.size(); ++i) out[offsets[i]] = detail::to<T>(set.dx(i));
+    if (shares)
+        for (std::int64_t j = 0; j < v.per; ++j) {
+            const std::size_t q = std::size_t(q0 + j0 + j), jj = std::size_t(j);
+            shares->dbeta[q] = detail::sum_exactly(dyc[jj].data(), dyc[jj].size());
+            shares->dgamma[q] = set.share(xc[jj].data(), dyc[jj].data(), xc[jj].size());
+            shares->dbeta_err[q] = shares->dgamma_err[q] = 0;
+        }
+    return true;
+}
+
 template <class T>
 void backward_piece(const View& v, const T* x, const T* gamma, const T* dy, double eps, const Piece& pc, int threads,
                     T* dx, Shares* shares) {
@@ -146,15 +178,19 @@ void backward_piece(const View& v, const T* x, const T* gamma, const T* dy, doub
         dd a, beta, slope, mean;
     };
     std::vector<Apart> apart;
-    std::vector<std::int64_t> slow; // first channels of the sets beyond the fast range
+    // first channels of the sets beyond the fast range, and of those whose dx is below
+    // what double-double sums and pass B keep of its terms (dy nearly affine in x, or
+    // exactly: a constant dy): the exact tier
+    std::vector<std::int64_t> slow;
     for (std::int64_t j0 = 0; j0 < l.channels; j0 += v.per) {
         const std::int64_t s = (pc.q0 + j0) / v.per;
-        if (shares) shares->set_slow[std::size_t(s)] = !all_fast(fast, j0, v.per);
-        if (!all_fast(fast, j0, v.per)) {
+        const SetSums& r = sums[std::size_t(j0 / v.per)];
+        const bool beyond = !all_fast(fast, j0, v.per) || !(0x1p-96 * r.terms <= tol.output * r.rms_t);
+        if (shares) shares->set_slow[std::size_t(s)] = beyond;
+        if (beyond) {
             slow.push_back(j0);
             continue;
         }
-        const SetSums& r = sums[std::size_t(j0 / v.per)];
         // float32 pass B in double keeps ~2^-53 of its terms: where dx is a tiny fraction
         // of them (dy nearly linear in x), double-double
         const bool cancels = 4 * 0x1p-53 * r.terms > tol.output * r.rms_t;
@@ -186,7 +222,9 @@ void backward_piece(const View& v, const T* x, const T* gamma, const T* dy, doub
                 const dd d = sub(dd{double(xp[i]), 0}, ch.mean);
                 out[i] = detail::to<T>(add(add(mul(ch.a, double(gp[i])), ch.beta), mul(d, ch.slope)));
             }
-    for (const std::int64_t j0 : slow) { // dx of the set with dx̂ = γ_c·dy by the exact kernel
+    for (const std::int64_t j0 : slow) {
+        if (exact_set(v, xp, gp, gamma, l, j0, pc.q0, eps, out, shares)) continue;
+        // a value not finite: dx of the set with dx̂ = γ_c·dy by the double-double kernel
         const SlowSet set(v, xp, l, j0, eps);
         const std::size_t m = set.x.size();
         // dx is linear in dx̂: dx̂ = hi + lo exactly (TwoProd; lo = 0 for float32 data),

@@ -26,10 +26,8 @@ Checks (each counted in the final "N passed, M failed"):
   * every output (NPY and CSV) is within TOL = 4 units of eps(dtype) of the exact
     result, normwise:  err = max|got - exact| / max|exact| / eps(dtype),
     eps(dtype) = np.finfo(dtype).eps, got widened to float64.
-    If the exact output is all zeros (max|exact| = 0), the error is taken as absolute,
-    i.e. the scale max|exact| is replaced by 1: err = max|got| / eps(dtype).  (No case
-    of the current set has an all-zero output; a constant channel only zeroes some
-    entries of dgamma, and the norm runs over the whole output.)
+    If the exact output is all zeros (max|exact| = 0: dx and dgamma of the "dy_exact"
+    cases, whose dy is one constant), only zeros pass: err = 0, else infinite.
 
 Mode cases (issue 25: inference mode and running statistics), in the subfolder modes/
 of the golden set (scripts/golden.py writes them there; their case.json has "mode"):
@@ -145,9 +143,9 @@ def normwise_err(got, exact, dtype):
     got = np.asarray(got, dtype=np.float64)
     exact = np.asarray(exact, dtype=np.float64)
     scale = float(np.max(np.abs(exact))) if exact.size else 0.0
-    if scale == 0.0:
-        scale = 1.0  # all-zero exact output: absolute error (see the docstring)
     diff = np.abs(got - exact)
+    if scale == 0.0:  # all-zero exact output (dy = constant): nothing but 0 is right
+        return 0.0 if np.all(diff == 0) else float("inf")
     if np.any(np.isnan(diff)):
         return float("inf")
     return float(np.max(diff)) / scale / float(np.finfo(dtype).eps)

@@ -131,12 +131,12 @@ template <class T>
 
 struct RowSums {
     dd d, dd2, g, gd; // Σ d, Σ d², Σ dx̂, Σ dx̂·d
-    double max_x = 0, max_dy = 0;
+    double max_x = 0, max_dy = 0, max_g = 0; // max_g: the largest |dx̂|
 };
 
 template <class D> struct SumLanes {
     D s[4]{}, e[4]{}; // per sum: the running sum, and its error terms
-    D max_x{}, max_dy{};
+    D max_x{}, max_dy{}, max_g{};
     [[gnu::always_inline]] inline void add(int k, D hi, D lo) {
         const dd_of<D> t = detail::two_sum(s[k], hi);
         s[k] = t.hi, e[k] += t.lo + lo;
@@ -168,6 +168,7 @@ template <class T>
             if constexpr (sizeof(T) == 4) gg.hi = g * lanes<D>(gamma, std::size_t(i)); // exact
             else gg = detail::two_prod(g, lanes<D>(gamma, std::size_t(i)));
         }
+        acc.max_g = max_magnitude(acc.max_g, gg.hi);
         const dd_of<D> p = detail::two_prod(gg.hi, d.hi);
         acc.add(2, gg.hi, gg.lo);
         acc.add(3, p.hi, D(p.lo + (gg.hi * d.lo + gg.lo * d.hi)));
@@ -183,10 +184,11 @@ template <class T>
         for (int j = 0; j < 8; ++j) t = detail::add(t, detail::two_sum(v[j / kStep].s[k][j % kStep], v[j / kStep].e[k][j % kStep]));
         *out[k] = t;
     }
-    r.max_x = one.max_x, r.max_dy = one.max_dy;
+    r.max_x = one.max_x, r.max_dy = one.max_dy, r.max_g = one.max_g;
     for (int j = 0; j < 8; ++j)
         r.max_x = max_magnitude(r.max_x, v[j / kStep].max_x[j % kStep]),
-        r.max_dy = max_magnitude(r.max_dy, v[j / kStep].max_dy[j % kStep]);
+        r.max_dy = max_magnitude(r.max_dy, v[j / kStep].max_dy[j % kStep]),
+        r.max_g = max_magnitude(r.max_g, v[j / kStep].max_g[j % kStep]);
     // a NaN is not taken by max_magnitude: the sums carry it
     if (!std::isfinite(r.d.hi) || !std::isfinite(r.dd2.hi)) r.max_x = NAN;
     if (dy && (!std::isfinite(r.g.hi) || !std::isfinite(r.gd.hi))) r.max_dy = NAN;

@@ -1,0 +1,145 @@
+// ExactSet: one set's dx from exact sums, double-double where a bound shows it is enough,
+// exact expansions where it is not (exact_set.hpp has the formulas).
+#include "exact_set.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+namespace bnorm::detail {
+namespace {
+
+namespace ex = expansion;
+constexpr double kU2 = 0x1p-106; // double-double's unit roundoff
+
+/// x / y in double-double: two correction steps, to a few 2^-106 of the quotient.
+dd quotient(dd x, dd y) {
+    const double q1 = x.hi / y.hi;
+    dd r = sub(x, mul(y, q1));
+    const double q2 = r.hi / y.hi;
+    r = sub(r, mul(y, q2));
+    const double q3 = r.hi / y.hi;
+    return add(fast_two_sum(q1, q2), q3);
+}
+
+/// The exponent e with |v| < 2^e for v ≠ 0 (0 for 0).
+int above(double v) { return v == 0 ? 0 : std::ilogb(v) + 1; }
+
+/// v rounded to double-double, and a bound on that rounding: 0 when it is exact.
+dd rounded(const ex::Expansion& v, double& err) {
+    const dd r = ex::to_dd(v);
+    err = v.size() <= 2 ? 0.0 : 4 * kU2 * std::abs(r.hi);
+    return r;
+}
+
+/// a·b exactly, as an expansion.
+ex::Expansion times(double a, double b) {
+    const dd p = two_prod(a, b);
+    ex::Expansion e;
+    if (p.lo != 0) e.push_back(p.lo);
+    if (p.hi != 0) e.push_back(p.hi);
+    return e;
+}
+
+} // namespace
+
+ExactSet::ExactSet(const double* x, const double* g_hi, const double* g_lo, std::size_t m, double eps, bool centred)
+    : x_(x), g_hi_(g_hi), g_lo_(g_lo), m_(double(m)), centred_(centred) {
+    double max_x = 0, max_g = 0;
+    for (std::size_t i = 0; i < m; ++i) {
+        const double a = std::abs(x[i]), b = std::abs(g_hi[i]);
+        if (!std::isfinite(a) || !std::isfinite(b) || (g_lo && !std::isfinite(g_lo[i]))) return;
+        max_x = std::max(max_x, a), max_g = std::max(max_g, b);
+    }
+    // |x|·2^-ex < 1 and eps·4^-ex < 4, |g|·2^-eg < 1: squares and products stay far from
+    // overflow, and from underflow but for terms far below the set's largest
+    ex_ = above(max_x);
+    if (eps > 0) ex_ = std::max(ex_, (std::ilogb(eps) + 2) >> 1);
+    eg_ = above(max_g);
+    sx_ = std::ldexp(1.0, -ex_), sg_ = std::ldexp(1.0, -eg_);
+    const double eps_s = std::ldexp(eps, -2 * ex_), k = centred ? m_ : 1.0;
+
+    LongSum s1, sx, p, q;
+    for (std::size_t i = 0; i < m; ++i) {
+        const double xs = x[i] * sx_, gh = g_hi[i] * sg_, gl = g_lo ? g_lo[i] * sg_ : 0.0;
+        const dd pg = two_prod(gh, xs), pl = two_prod(gl, xs), xx = two_prod(xs, xs);
+        s1.add(gh), s1.add(gl), sx.add(xs);
+        p.add(pg.hi), p.add(pg.lo), p.add(pl.hi), p.add(pl.lo);
+        q.add(xx.hi), q.add(xx.lo);
+    }
+    S1_ = ex::compressed(s1.expansion()), Sx_ = ex::compressed(sx.expansion());
+    const ex::Expansion P = p.expansion(), Q = q.expansion();
+    const ex::Expansion m_eps = ex::scaled(times(m_, centred ? m_ : 1.0), eps_s); // k²·eps (RMS: m·eps)
+    if (centred) {
+        N_ = ex::compressed(ex::sum(ex::scaled(P, k), ex::negated(ex::product(S1_, Sx_))));
+        D_ = ex::compressed(ex::sum(ex::sum(ex::scaled(Q, k), ex::negated(ex::product(Sx_, Sx_))), m_eps));
+    } else {
+        N_ = ex::compressed(P);
+        D_ = ex::compressed(ex::sum(Q, m_eps));
+    }
+    double err_N = 0, err_D = 0;
+    S1d_ = rounded(S1_, err_S1_), Sxd_ = rounded(Sx_, err_Sx_);
+    const dd Nd = rounded(N_, err_N);
+    Dd_ = rounded(D_, err_D);
+    if (!(Dd_.hi > 0) || !std::isfinite(Dd_.hi)) return;
+    R_ = quotient(Nd, Dd_);
+    err_R_ = N_.empty() ? 0.0 : std::abs(R_.hi) * (err_N / std::abs(Nd.hi) + err_D / Dd_.hi + 8 * kU2);
+    over_ = centred ? rsqrt(Dd_) : rsqrt(div(Dd_, m_));
+    usable_ = std::isfinite(over_.hi) && std::isfinite(R_.hi);
+    const int shift = eg_ - ex_;
+    scale_ = shift >= -1000 && shift <= 1000 ? pow2(shift) : 0.0;
+}
+
+/// A_i − b_i·R in double-double, and a bound on its error (the inputs' roundings and
+/// each double-double step's, JMP's bounds with margin).
+dd ExactSet::cheap(std::size_t i, double& bound) const {
+    const double xs = x_[i] * sx_, gh = g_hi_[i] * sg_, gl = g_lo_ ? g_lo_[i] * sg_ : 0.0;
+    const double k = centred_ ? m_ : 1.0;
+    dd A = two_prod(k, gh), b = two_prod(k, xs);
+    double terms = 0, err = 0;
+    if (gl != 0) terms += std::abs(A.hi), A = add(A, two_prod(k, gl));
+    if (centred_) A = sub(A, S1d_), b = sub(b, Sxd_), err += err_S1_ + std::abs(R_.hi) * err_Sx_;
+    const dd bR = mul(b, R_);
+    const dd t = sub(A, bR);
+    err += std::abs(b.hi) * err_R_;
+    terms += std::abs(A.hi) + std::abs(b.hi) * std::abs(R_.hi) * 2;
+    bound = (err + 16 * kU2 * terms) * (1 + 0x1p-40);
+    return t;
+}
+
+/// A_i·D − b_i·N exactly, over D.
+dd ExactSet::exact(std::size_t i) const {
+    const double xs = x_[i] * sx_, gh = g_hi_[i] * sg_, gl = g_lo_ ? g_lo_[i] * sg_ : 0.0;
+    const double k = centred_ ? m_ : 1.0;
+    ex::Expansion A = ex::sum(times(k, gh), times(k, gl)), b = times(k, xs);
+    if (centred_) A = ex::sum(std::move(A), ex::negated(S1_)), b = ex::sum(std::move(b), ex::negated(Sx_));
+    const ex::Expansion E = ex::compressed(ex::sum(ex::product(A, D_), ex::negated(ex::product(b, N_))));
+    return E.empty() ? dd{} : quotient(ex::to_dd(E), Dd_);
+}
+
+dd ExactSet::dx(std::size_t i) const {
+    double bound = 0;
+    dd t = cheap(i, bound);
+    if (!(bound <= 0x1p-60 * std::abs(t.hi))) t = exact(i);
+    const dd v = mul(t, over_);
+    // 2^(eg − ex) by a product where it is a normal double (std::ldexp is a libm call)
+    return scale_ != 0 ? dd{v.hi * scale_, v.lo * scale_} : ldexp(v, eg_ - ex_);
+}
+
+dd ExactSet::share(const double* x, const double* dy, std::size_t n) const {
+    double max_g = 0;
+    for (std::size_t i = 0; i < n; ++i) max_g = std::max(max_g, std::abs(dy[i]));
+    const int ed = above(max_g);
+    const double sd = std::ldexp(1.0, -ed);
+    LongSum s1, p;
+    for (std::size_t i = 0; i < n; ++i) {
+        const double g = dy[i] * sd;
+        const dd pg = two_prod(g, x[i] * sx_);
+        s1.add(g), p.add(pg.hi), p.add(pg.lo);
+    }
+    // invstd·(m·Σdy·x − Σdy·Σx)/m over these values = (m·Σdy·x − Σdy·Σx)·√D scaled back
+    const ex::Expansion Nc =
+        ex::compressed(ex::sum(ex::scaled(p.expansion(), m_), ex::negated(ex::product(s1.expansion(), Sx_))));
+    return ldexp(mul(ex::to_dd(Nc), over_), ed);
+}
+
+} // namespace bnorm::detail
