@@ -792,6 +792,12 @@ def case_list():
           notes="float32, dy one constant (a sum loss): exact dx and dgamma are 0"),
         C("dy_exact", "nc", (2, 8), 1, "f64", eps="1e-30", tags=["two"],
           notes="N = 2 (m = 2), eps 1e-30: dx is ~1e-30 of its terms"),
+        # 11. Values that cancel in the mean: each channel holds +B and -B and normal
+        #     values, so the mean is ~1/B of the values (beyond double-double's sums).
+        C("mean_cancel", "nc", (8, 3), 1, "f64", tags=["pm1e40"], big=1e40,
+          notes="each channel: +1e40, -1e40 and 6 normal values"),
+        C("mean_cancel", "nchw", (2, 3, 2, 2), 1, "f32", tags=["pm1e30"], big=1e30,
+          notes="float32 NCHW, each channel: +1e30, -1e30 and 6 normal values"),
     ]
     names = [c.name for c in cases]
     assert len(set(names)) == len(names), "case names must be unique"
@@ -827,6 +833,9 @@ def make_inputs(case, seed):
             x *= p["spread"]
         for c in _channels_of(p.get("constant_channels"), C):
             x[:, c] = rng.standard_normal()
+        if "big" in p:
+            x[0] = p["big"] * np.sign(rng.standard_normal(C))
+            x[1] = -x[0]
     x = x.astype(dt)
 
     gamma = rng.standard_normal(C)
@@ -1191,6 +1200,9 @@ def family_case_list():
                   constant_sets=[0, 5], zero_sets=[3] if rms else [],
                   notes="rows 0 and 5 constant" + ("; row 3 zero" if rms else "")
                         + ", eps 1e-8"),
+                # +1e40 and -1e40 in every row: the mean is ~1e-40 of the values.
+                F("mean_cancel", "nd", (4, 8), -1, "f64", tags=["pm1e40"], big=1e40,
+                  notes="every row: +1e40, -1e40 and 6 normal values"),
                 # Two elements per set.
                 F("two", "nd", (8, 2), -1, "f64", notes="m = 2 per row"),
             ] + ([] if rms else [
@@ -1280,6 +1292,9 @@ def family_case_list():
                 F("constant", "ncl", (2, 6, 4), 1, "f32", eps="1e-08", tags=["const"],
                   constant_sets=[0, 4], notes="%s sets 0 and 4 constant, eps 1e-8" % what, **g),
                 # Two elements per set.
+                # +1e40 and -1e40 in every set: the mean is ~1e-40 of the values.
+                F("mean_cancel", C_, (2, 4, 2, 2), 1, "f64", tags=["pm1e40"], big=1e40,
+                  notes="every set: +1e40, -1e40 and normal values", **g2),
                 # dy that cancels exactly (a sum loss): dx = 0, and (instance) dgamma = 0.
                 F("dy_exact", C_, (2, 6, 3, 3), 1, "f64", tags=["dyconst"],
                   notes="dy one constant: the exact dx is 0", **g),
@@ -1362,6 +1377,12 @@ def make_family_inputs(case, seed):
         for s in p.get("zero_sets", []):
             x[sid == s] = 0.0
         x *= p.get("tiny", 1.0)
+        if "big" in p:  # +big and -big in every set: its mean is ~1/big of its values
+            flat = x.reshape(-1)
+            for s in range(lay["n_sets"]):
+                i, j = np.flatnonzero(sid.reshape(-1) == s)[:2]
+                flat[i] = p["big"] * np.sign(rng.standard_normal())
+                flat[j] = -flat[i]
     x = x.astype(dt)
 
     pshape = lay["param_shape"]

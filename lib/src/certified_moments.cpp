@@ -7,6 +7,7 @@
 #include "lanes.hpp"
 #include "parallel.hpp"
 #include "stats/biased_sums.hpp"
+#include "stats/expansion.hpp"
 #include "stats/exact_sums.hpp"
 #include "stats/moments.hpp"
 #include "stats/plain_sums.hpp"
@@ -202,6 +203,32 @@ template <class T, bool Backward, Summation First>
     return skip;
 }
 
+/// The error-free sums keep the mean to Sum2's bound, ~(n·u)² of Σ|x − K| ≤ √(n·sq):
+/// where values that cancel leave a mean far below that (±1e40 and 1 in one channel), a
+/// channel of todo whose bound is not within `scalar` of |μ| takes Σx exactly (LongSum),
+/// divided by n once. M2 is kept: it moves by far less than its own error.
+template <class T>
+void exact_means(const T* x, const Blocks& blocks, const std::vector<std::int64_t>& todo, MomentsVector& ms,
+                 double scalar) {
+    const Layout& l = blocks.l;
+    for (const std::int64_t c : todo) {
+        Moments& m = ms[std::size_t(c)];
+        const double nu = m.n * 0x1p-53;
+        const double bound = 4 * nu * nu * std::sqrt(m.sq / m.n) + 0x1p-102 * std::abs(m.mean.hi);
+        if (!std::isfinite(m.mean.hi) || bound <= scalar * std::abs(m.mean.hi)) continue;
+        detail::LongSum s;
+        bool finite = true;
+        for (std::int64_t o = 0; o < l.outer && finite; ++o)
+            for (std::int64_t k = 0, at = (o * blocks.whole + c) * l.inner; k < l.inner; ++k) {
+                const double v = double(x[at + k]);
+                if (!std::isfinite(v)) finite = false;
+                else s.add(v);
+            }
+        const dd sum = detail::expansion::to_dd(detail::expansion::compressed(s.expansion()));
+        if (finite && std::isfinite(sum.hi)) m.mean = div(sum, m.n);
+    }
+}
+
 } // namespace
 
 template <class T, bool Backward>
@@ -281,7 +308,10 @@ MomentsVector certified_moments(const T* x, const T* dy, const Layout& l, std::i
         }
         todo = std::move(left);
     }
-    if (!todo.empty()) sum_again<T, Backward, Summation::exact>(x, dy, l, blocks, threads, todo, ms);
+    if (!todo.empty()) {
+        sum_again<T, Backward, Summation::exact>(x, dy, l, blocks, threads, todo, ms);
+        exact_means(x, blocks, todo, ms, tol.scalar);
+    }
     return ms;
 }
 
@@ -291,6 +321,7 @@ void exact_moments(const T* x, const T* dy, const Layout& l, std::int64_t whole,
     if (todo.empty()) return;
     const Blocks blocks(l, (Backward ? 2 : 1) * sizeof(T), whole);
     sum_again<T, Backward, Summation::exact>(x, dy, l, blocks, threads, todo, ms);
+    exact_means(x, blocks, todo, ms, (sizeof(T) == 4 ? kFloat32Tolerance : kFloat64Tolerance).scalar);
 }
 
 template MomentsVector certified_moments<float, false>(const float*, const float*, const Layout&, std::int64_t, double,

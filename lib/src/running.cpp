@@ -10,6 +10,7 @@
 #include "parallel.hpp"
 #include "pass_b/rows.hpp"
 #include "pass_state.hpp"
+#include "stats/expansion.hpp"
 
 #include <fmt/format.h>
 
@@ -101,18 +102,6 @@ template <class T> void exact_channel_moments(const T* x, const Layout& l, std::
     var = ldexp(var, e);
 }
 
-/// Shewchuk's GROW-EXPANSION: h (nonoverlapping, increasing magnitude) + b, exactly.
-inline void grow(std::vector<double>& h, double b) {
-    std::size_t k = 0;
-    for (std::size_t i = 0; i < h.size(); ++i) {
-        const dd s = two_sum(b, h[i]);
-        b = s.hi;
-        if (s.lo != 0) h[k++] = s.lo;
-    }
-    h.resize(k);
-    if (b != 0) h.push_back(b);
-}
-
 /// The new running mean (1 − M)·old + M·Σx/m of channel c, where they cancel: the
 /// numerator m·(1 − M)·old + Σ M·x summed exactly (an expansion; every product split
 /// exactly by TwoProd, after scaling all by one power of two so that none overflows),
@@ -128,7 +117,7 @@ template <class T> dd exact_new_mean(const T* x, const Layout& l, std::int64_t w
     std::vector<double> h;
     const auto put = [&](double a, double b) { // h += a·b
         const dd p = two_prod(a, b);
-        grow(h, p.lo), grow(h, p.hi);
+        expansion::grow_into(h, p.lo), expansion::grow_into(h, p.hi);
     };
     for (std::int64_t i = 0; i < m; ++i) put(M, std::ldexp(value_at(x, l, whole, c, i), -e));
     const dd keep = two_sum(1.0, -M);

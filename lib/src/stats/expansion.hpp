@@ -78,24 +78,27 @@ namespace expansion {
 
 using Expansion = std::vector<double>;
 
-/// e + b (Grow-Expansion).
-inline Expansion grow(const Expansion& e, double b) {
-    Expansion h;
-    h.reserve(e.size() + 1);
-    double q = b;
-    for (double c : e) {
-        const dd s = two_sum(q, c);
-        if (s.lo != 0) h.push_back(s.lo);
-        q = s.hi;
+/// h += b in place (Grow-Expansion).
+inline void grow_into(Expansion& h, double b) {
+    std::size_t k = 0;
+    for (std::size_t i = 0; i < h.size(); ++i) {
+        const dd s = two_sum(b, h[i]);
+        b = s.hi;
+        if (s.lo != 0) h[k++] = s.lo;
     }
-    if (q != 0 || h.empty()) h.push_back(q);
-    if (h.size() == 1 && h[0] == 0) h.clear();
-    return h;
+    h.resize(k);
+    if (b != 0) h.push_back(b);
+}
+
+/// e + b.
+inline Expansion grow(Expansion e, double b) {
+    grow_into(e, b);
+    return e;
 }
 
 /// e + f.
 inline Expansion sum(Expansion e, const Expansion& f) {
-    for (double c : f) e = grow(e, c);
+    for (double c : f) grow_into(e, c);
     return e;
 }
 
