@@ -798,6 +798,9 @@ def case_list():
           notes="each channel: +1e40, -1e40 and 6 normal values"),
         C("mean_cancel", "nchw", (2, 3, 2, 2), 1, "f32", tags=["pm1e30"], big=1e30,
           notes="float32 NCHW, each channel: +1e30, -1e30 and 6 normal values"),
+        C("mean_cancel", "nc", (8, 3), 1, "f64", tags=["pm1e200"], big=1e200, big2=1e100,
+          notes="each channel: +1e200, +1e100, -1e200, -1e100 (beyond the fast path's "
+                "range) and 4 normal values"),
     ]
     names = [c.name for c in cases]
     assert len(set(names)) == len(names), "case names must be unique"
@@ -833,9 +836,12 @@ def make_inputs(case, seed):
             x *= p["spread"]
         for c in _channels_of(p.get("constant_channels"), C):
             x[:, c] = rng.standard_normal()
-        if "big" in p:
+        if "big" in p:  # +A, (+B,) -A, (-B): the mean is ~1/A of the values
             x[0] = p["big"] * np.sign(rng.standard_normal(C))
             x[1] = -x[0]
+            if "big2" in p:
+                x[1] = p["big2"] * np.sign(rng.standard_normal(C))
+                x[2], x[3] = -x[0], -x[1]
     x = x.astype(dt)
 
     gamma = rng.standard_normal(C)
@@ -1203,6 +1209,9 @@ def family_case_list():
                 # +1e40 and -1e40 in every row: the mean is ~1e-40 of the values.
                 F("mean_cancel", "nd", (4, 8), -1, "f64", tags=["pm1e40"], big=1e40,
                   notes="every row: +1e40, -1e40 and 6 normal values"),
+                F("mean_cancel", "nd", (4, 8), -1, "f64", tags=["pm1e200"], big=1e200,
+                  big2=1e100, notes="every row: +1e200, +1e100, -1e200, -1e100 (beyond the "
+                                    "fast path's range) and 4 normal values"),
                 # Two elements per set.
                 F("two", "nd", (8, 2), -1, "f64", notes="m = 2 per row"),
             ] + ([] if rms else [
@@ -1295,6 +1304,9 @@ def family_case_list():
                 # +1e40 and -1e40 in every set: the mean is ~1e-40 of the values.
                 F("mean_cancel", C_, (2, 4, 2, 2), 1, "f64", tags=["pm1e40"], big=1e40,
                   notes="every set: +1e40, -1e40 and normal values", **g2),
+                F("mean_cancel", C_, (2, 4, 2, 2), 1, "f64", tags=["pm1e200"], big=1e200,
+                  big2=1e100, notes="every set: +1e200, +1e100, -1e200, -1e100 (beyond the "
+                                    "fast path's range) and normal values", **g2),
                 # dy that cancels exactly (a sum loss): dx = 0, and (instance) dgamma = 0.
                 F("dy_exact", C_, (2, 6, 3, 3), 1, "f64", tags=["dyconst"],
                   notes="dy one constant: the exact dx is 0", **g),
@@ -1377,12 +1389,15 @@ def make_family_inputs(case, seed):
         for s in p.get("zero_sets", []):
             x[sid == s] = 0.0
         x *= p.get("tiny", 1.0)
-        if "big" in p:  # +big and -big in every set: its mean is ~1/big of its values
+        if "big" in p:  # +A, (+B,) -A, (-B) in every set: its mean is ~1/A of its values
             flat = x.reshape(-1)
             for s in range(lay["n_sets"]):
-                i, j = np.flatnonzero(sid.reshape(-1) == s)[:2]
+                i, j, k, l = np.flatnonzero(sid.reshape(-1) == s)[:4]
                 flat[i] = p["big"] * np.sign(rng.standard_normal())
                 flat[j] = -flat[i]
+                if "big2" in p:
+                    flat[j] = p["big2"] * np.sign(rng.standard_normal())
+                    flat[k], flat[l] = -flat[i], -flat[j]
     x = x.astype(dt)
 
     pshape = lay["param_shape"]

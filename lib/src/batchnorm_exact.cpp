@@ -81,14 +81,33 @@ std::vector<ChannelStats> channel_stats(const T* x, const Layout& l, double eps)
         max_abs[c] = row_max;
     });
 
+    // the exact mean of each finite channel: a dd sum loses values that cancel beyond ~2^-100
+    // of the largest (1e200, −1e200, 1), which the corrected second pass cannot bring back
+    std::vector<char> exact_mean(C, 0);
+    std::vector<dd> mean_exact(C);
+    std::vector<double> values;
+    for (std::size_t c = 0; c < C; ++c) {
+        values.clear();
+        bool finite = true;
+        for (std::int64_t o = 0; o < l.outer; ++o)
+            for (std::int64_t k = 0, at = (o * l.channels + std::int64_t(c)) * l.inner; k < l.inner; ++k) {
+                const double v = double(x[at + k]);
+                finite = finite && std::isfinite(v);
+                values.push_back(v);
+            }
+        if (!finite) continue;
+        const int e = max_abs[c] > 0 ? std::ilogb(max_abs[c]) : 0; // the channel's exponent below
+        mean_exact[c] = scaled_mean_exactly(values.data(), values.size(), e), exact_mean[c] = 1;
+    }
+
     std::vector<ChannelStats> stats(C);
     bool overflowed = false;
     for (std::size_t c = 0; c < C; ++c) {
         ChannelStats& st = stats[c];
         if (max_abs[c] > 0 && std::isfinite(max_abs[c])) st.exponent = std::ilogb(max_abs[c]);
         st.scale = std::ldexp(1.0, -st.exponent);
-        overflowed |= std::isinf(s1[c].hi) && std::isfinite(max_abs[c]);
-        st.mean_scaled = ldexp(div(s1[c], m), -st.exponent); // mean₀
+        overflowed |= !exact_mean[c] && std::isinf(s1[c].hi) && std::isfinite(max_abs[c]);
+        st.mean_scaled = exact_mean[c] ? mean_exact[c] : ldexp(div(s1[c], m), -st.exponent); // mean₀
     }
     if (overflowed) { // Σ x left the double range (|x| near 1e308): sum again, scaled.
         std::vector<dd> s1_scaled(C);
@@ -97,7 +116,7 @@ std::vector<ChannelStats> channel_stats(const T* x, const Layout& l, double eps)
                 s1_scaled[c] = add(s1_scaled[c], double(x[off + k]) * stats[c].scale);
         });
         for (std::size_t c = 0; c < C; ++c)
-            if (std::isinf(s1[c].hi)) stats[c].mean_scaled = div(s1_scaled[c], m);
+            if (!exact_mean[c] && std::isinf(s1[c].hi)) stats[c].mean_scaled = div(s1_scaled[c], m);
     }
 
     // pass 2: d = (x − mean₀)·2^-e, S_d = Σ d, S_dd = Σ d², per channel (scaled).
@@ -117,7 +136,7 @@ std::vector<ChannelStats> channel_stats(const T* x, const Layout& l, double eps)
     for (std::size_t c = 0; c < C; ++c) {
         ChannelStats& st = stats[c];
         const dd shift = div(sd[c], m); // (mean − mean₀)·2^-e
-        st.mean_scaled = add(st.mean_scaled, shift);
+        st.mean_scaled = exact_mean[c] ? mean_exact[c] : add(st.mean_scaled, shift);
         // Σ (x − mean)² = S_dd − m·shift² = S_dd − S_d·shift   (all scaled by 4^-e)
         const dd ss = sub(sdd[c], mul(sd[c], shift));
         const dd var_scaled = div(ss, m); // biased variance · 4^-e

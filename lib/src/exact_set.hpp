@@ -63,4 +63,14 @@ inline dd sum_exactly(const double* v, std::size_t n) {
     return expansion::to_dd(expansion::compressed(s.expansion()));
 }
 
+/// 2^-e·Σ v / n for n finite values whose largest magnitude is below 2^(e+1): the mean,
+/// scaled, from the exact sum rounded once (the scaling keeps the sum finite).
+inline dd scaled_mean_exactly(const double* v, std::size_t n, int e) {
+    LongSum s;
+    for (std::size_t i = 0; i < n; ++i) s.add(v[i]);
+    expansion::Expansion sum = s.expansion();
+    for (double& c : sum) c = std::ldexp(c, -e);
+    return div(expansion::to_dd(expansion::compressed(sum)), double(n));
+}
+
 } // namespace bnorm::detail

@@ -195,7 +195,10 @@ void forward_fallback(const T* x, const T* gamma, const T* beta, std::int64_t D,
     const double* xs = scaled(x, D, e, buf);
     double K;
     const RowSums sums = centred_sums(xs, nullptr, nullptr, D, rms, K);
-    const Centred c = from_sums(sums, K, D, rms);
+    Centred c = from_sums(sums, K, D, rms);
+    // the mean of a finite row exactly: the sums lose values that cancel beyond ~2^-100 of
+    // the largest (1e200, −1e200, 1)
+    if (!rms && std::isfinite(sums.max_x)) c.mean = detail::scaled_mean_exactly(xs, std::size_t(D), 0);
     RowStats st{c.mean, detail::rsqrt(add(c.var, eps_s))};
     dd inv_out = detail::ldexp(st.invstd, -e);
     if (c.var.hi == 0 && eps_s == 0 && eps > 0) // a constant row whose 2^-2e·eps underflowed: x̂ = 0
