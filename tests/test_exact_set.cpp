@@ -88,7 +88,7 @@ TEST_CASE("ExactSet: dx is exactly 0 where it cancels exactly") {
         std::vector<double> x(m), g(m, 0.3), lo(m, 0x1p-60), twice(m);
         for (std::size_t i = 0; i < m; ++i) x[i] = 1e6 + normal(rng), twice[i] = 2 * x[i];
         // a constant dx̂ (with a low part): the mean of dx̂ takes it all
-        const detail::ExactSet c(x.data(), g.data(), lo.data(), m, 1e-5, true);
+        detail::ExactSet c(x.data(), g.data(), lo.data(), m, 1e-5, true);
         REQUIRE(c.usable());
         // dx̂ = 2x, RMS with eps = 0: the projection on x takes it all
         const detail::ExactSet r(x.data(), twice.data(), nullptr, m, 0, false);

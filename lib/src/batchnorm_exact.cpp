@@ -210,7 +210,7 @@ void backward_exact(const T* x, const T* gamma, const T* dy, const Layout& l, do
         std::size_t i = 0;
         for (std::int64_t o = 0; o < l.outer; ++o)
             for (std::int64_t k = 0, off = (o * l.channels + c) * l.inner; k < l.inner; ++k, ++i)
-                dx[off + k] = to<T>(mul(set.dx(i), g));
+                dx[off + k] = set.zero() ? T(0) : to<T>(mul(set.dx(i), g));
         if (dgamma) dgamma[c] = to<T>(set.sum_g_xhat());
         if (dbeta) dbeta[c] = to<T>(set.sum_g());
         done[std::size_t(c)] = 1;

@@ -56,11 +56,31 @@ ExactSet::ExactSet(const double* x, const double* g_hi, const double* g_lo, std:
     if (eps > 0) ex_ = std::max(ex_, (std::ilogb(eps) + 2) >> 1);
     eg_ = above(max_g);
     sx_ = std::ldexp(1.0, -ex_), sg_ = std::ldexp(1.0, -eg_);
-    const double eps_s = std::ldexp(eps, -2 * ex_), k = centred ? m_ : 1.0;
+    eps_s_ = std::ldexp(eps, -2 * ex_);
+    const int shift = eg_ - ex_;
+    scale_ = shift >= -1000 && shift <= 1000 ? pow2(shift) : 0.0;
 
+    // A constant dx̂ (a sum loss) with the mean subtracted: every A_i and N are 0, so dx is
+    // 0 exactly, and the sums wait for share(), the only output that needs them
+    bool constant = centred;
+    for (std::size_t i = 1; i < m && constant; ++i)
+        constant = g_hi[i] == g_hi[0] && (!g_lo || g_lo[i] == g_lo[0]);
+    if (constant) {
+        bool flat = eps == 0; // var + eps = 0: not usable, the caller refuses it
+        for (std::size_t i = 1; i < m && flat; ++i) flat = x[i] == x[0];
+        const ex::Expansion c = ex::sum(times(m_, g_hi[0] * sg_), times(m_, g_lo ? g_lo[0] * sg_ : 0.0));
+        S1d_ = ex::to_dd(c), zero_ = true, usable_ = !flat;
+        return;
+    }
+    sum_all();
+}
+
+void ExactSet::sum_all() {
+    const std::size_t m = std::size_t(m_);
+    const double k = centred_ ? m_ : 1.0;
     LongSum s1, sx, p, q;
     for (std::size_t i = 0; i < m; ++i) {
-        const double xs = x[i] * sx_, gh = g_hi[i] * sg_, gl = g_lo ? g_lo[i] * sg_ : 0.0;
+        const double xs = x_[i] * sx_, gh = g_hi_[i] * sg_, gl = g_lo_ ? g_lo_[i] * sg_ : 0.0;
         const dd pg = two_prod(gh, xs), pl = two_prod(gl, xs), xx = two_prod(xs, xs);
         s1.add(gh), s1.add(gl), sx.add(xs);
         p.add(pg.hi), p.add(pg.lo), p.add(pl.hi), p.add(pl.lo);
@@ -68,8 +88,8 @@ ExactSet::ExactSet(const double* x, const double* g_hi, const double* g_lo, std:
     }
     S1_ = ex::compressed(s1.expansion()), Sx_ = ex::compressed(sx.expansion());
     const ex::Expansion P = p.expansion(), Q = q.expansion();
-    const ex::Expansion m_eps = ex::scaled(times(m_, centred ? m_ : 1.0), eps_s); // k²·eps (RMS: m·eps)
-    if (centred) {
+    const ex::Expansion m_eps = ex::scaled(times(m_, centred_ ? m_ : 1.0), eps_s_); // k²·eps (RMS: m·eps)
+    if (centred_) {
         N_ = ex::compressed(ex::sum(ex::scaled(P, k), ex::negated(ex::product(S1_, Sx_))));
         D_ = ex::compressed(ex::sum(ex::sum(ex::scaled(Q, k), ex::negated(ex::product(Sx_, Sx_))), m_eps));
     } else {
@@ -80,13 +100,12 @@ ExactSet::ExactSet(const double* x, const double* g_hi, const double* g_lo, std:
     S1d_ = rounded(S1_, err_S1_), Sxd_ = rounded(Sx_, err_Sx_);
     const dd Nd = rounded(N_, err_N);
     Dd_ = rounded(D_, err_D);
+    summed_ = true;
     if (!(Dd_.hi > 0) || !std::isfinite(Dd_.hi)) return;
     R_ = quotient(Nd, Dd_);
     err_R_ = N_.empty() ? 0.0 : std::abs(R_.hi) * (err_N / std::abs(Nd.hi) + err_D / Dd_.hi + 8 * kU2);
-    over_ = centred ? rsqrt(Dd_) : rsqrt(div(Dd_, m_));
+    over_ = centred_ ? rsqrt(Dd_) : rsqrt(div(Dd_, m_));
     usable_ = std::isfinite(over_.hi) && std::isfinite(R_.hi);
-    const int shift = eg_ - ex_;
-    scale_ = shift >= -1000 && shift <= 1000 ? pow2(shift) : 0.0;
 }
 
 /// A_i − b_i·R in double-double, and a bound on its error (the inputs' roundings and
@@ -117,6 +136,7 @@ dd ExactSet::exact(std::size_t i) const {
 }
 
 dd ExactSet::dx(std::size_t i) const {
+    if (zero_) return {};
     double bound = 0;
     dd t = cheap(i, bound);
     if (!(bound <= 0x1p-60 * std::abs(t.hi))) t = exact(i);
@@ -125,7 +145,9 @@ dd ExactSet::dx(std::size_t i) const {
     return scale_ != 0 ? dd{v.hi * scale_, v.lo * scale_} : ldexp(v, eg_ - ex_);
 }
 
-dd ExactSet::share(const double* x, const double* dy, std::size_t n) const {
+dd ExactSet::share(const double* x, const double* dy, std::size_t n) {
+    if (zero_ && double(n) == m_) return {}; // the whole set: dy·x̂ sums to c·Σx̂ = 0
+    if (!summed_) sum_all();
     double max_g = 0;
     for (std::size_t i = 0; i < n; ++i) max_g = std::max(max_g, std::abs(dy[i]));
     const int ed = above(max_g);

@@ -33,21 +33,27 @@ public:
     bool usable() const { return usable_; }
     /// dx_i, double-double.
     dd dx(std::size_t i) const;
+    /// Whether every dx_i is 0 (dx̂ constant, the mean subtracted).
+    bool zero() const { return zero_; }
     /// invstd·Σ dy·(x − μ) over some of the set's values (x, dy of n; centred sets):
     /// their share of dγ, whatever dy's scale.
-    dd share(const double* x, const double* dy, std::size_t n) const;
+    dd share(const double* x, const double* dy, std::size_t n);
     /// Σg, double-double.
     dd sum_g() const { return ldexp(S1d_, eg_); }
     /// Σ g·x̂ = invstd·Σ g·(x − μ) over the whole set (centred sets): batch norm's dγ.
     dd sum_g_xhat() const { return ldexp(mul(expansion::to_dd(N_), over_), eg_); }
 
 private:
+    void sum_all(); // the exact sums, N, D and what dx takes from them
     dd cheap(std::size_t i, double& bound) const;
     dd exact(std::size_t i) const;
 
     const double *x_, *g_hi_, *g_lo_;
     double m_ = 0;
     bool centred_ = true, usable_ = false;
+    bool zero_ = false;   // dx̂ constant, mean subtracted: dx = 0, sums not taken yet
+    bool summed_ = false; // sum_all has run
+    double eps_s_ = 0;    // eps·4^-ex
     int ex_ = 0, eg_ = 0;           // x is scaled by 2^-ex, g by 2^-eg, eps by 4^-ex
     double sx_ = 1, sg_ = 1;        // 2^-ex, 2^-eg
     double scale_ = 0;              // 2^(eg − ex) when normal, else 0

@@ -329,7 +329,9 @@ bool exact_row(const T* x, const T* gamma, const T* dy, std::int64_t D, double e
     }
     const detail::ExactSet set(xs, hi, lo, std::size_t(D), eps, !rms);
     if (!set.usable()) return false;
-    for (std::int64_t i = 0; i < D; ++i) dx[i] = detail::to<T>(set.dx(std::size_t(i)));
+    if (set.zero()) std::fill(dx, dx + D, T(0));
+    else
+        for (std::int64_t i = 0; i < D; ++i) dx[i] = detail::to<T>(set.dx(std::size_t(i)));
     return true;
 }
 

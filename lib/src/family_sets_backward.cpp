@@ -111,35 +111,99 @@ void put_shares(Shares& s, std::size_t q, const Moments& c, dd mean, dd inv) {
     }
 }
 
-/// The set of piece channels j0 .. j0 + per by the exact tier (ExactSet, dx̂ = γ_c·dy
-/// exactly as hi + lo): dx, and the exact shares of dγ and dβ. False, with nothing
-/// written, when a value is not finite.
+/// The values of the set of piece channels j0 .. j0 + per, for the exact tier: x, dy and
+/// dx̂ = γ_c·dy exactly as hi + lo, in the set's order, with their offsets in the piece.
+struct SetValues {
+    std::vector<double> x, dy, hi, lo;
+    std::vector<std::int64_t> offsets;
+
+    template <class T>
+    SetValues(const View& v, const T* xp, const T* gp, const T* gamma, const Layout& l, std::int64_t j0,
+              std::int64_t q0) {
+        const std::size_t m = std::size_t(v.per * l.inner * l.outer);
+        x.resize(m), dy.resize(m), hi.resize(m), lo.resize(m), offsets.resize(m);
+        std::size_t i = 0;
+        for_set_runs(v, l, j0, [&](std::int64_t off, std::int64_t count) { // runs of whole channels
+            for (std::int64_t c = 0; c < count / l.inner; ++c) {
+                const double gc = param(gamma, (q0 + j0 + c) % v.C, 1.0);
+                for (std::int64_t k = off + c * l.inner, e = k + l.inner; k < e; ++k, ++i) {
+                    const double g = double(gp[k]);
+                    const dd dxhat = detail::two_prod(gc, g);
+                    x[i] = double(xp[k]), dy[i] = g, hi[i] = dxhat.hi, lo[i] = dxhat.lo, offsets[i] = k;
+                }
+            }
+        });
+    }
+    std::size_t size() const { return x.size(); }
+    /// dx from the exact tier into out.
+    template <class T> void put_dx(const detail::ExactSet& set, T* out) const {
+        for (std::size_t i = 0; i < size(); ++i) out[offsets[i]] = set.zero() ? T(0) : detail::to<T>(set.dx(i));
+    }
+};
+
+/// The set of piece channels j0 .. j0 + per beyond the fast range, by the exact tier: dx,
+/// and the exact shares of dγ and dβ. False, with nothing written, when a value is not
+/// finite.
 template <class T>
 bool exact_set(const View& v, const T* xp, const T* gp, const T* gamma, const Layout& l, std::int64_t j0,
                std::int64_t q0, double eps, T* out, Shares* shares) {
-    std::vector<double> x, hi, lo;
-    std::vector<std::vector<double>> xc(std::size_t(v.per)), dyc(std::size_t(v.per)); // per channel, for the shares
-    std::vector<std::int64_t> offsets;
+    const SetValues sv(v, xp, gp, gamma, l, j0, q0);
+    detail::ExactSet set(sv.x.data(), sv.hi.data(), sv.lo.data(), sv.size(), eps, true);
+    if (!set.usable()) return false;
+    sv.put_dx(set, out);
+    if (!shares) return true;
+    // each channel's values for its shares (the set's own when it is one channel)
+    const std::size_t per_channel = std::size_t(l.inner * l.outer);
+    std::vector<double> xc, dyc;
+    for (std::int64_t j = 0; j < v.per; ++j) {
+        const double *xj = sv.x.data(), *gj = sv.dy.data();
+        if (v.per > 1) {
+            xc.clear(), dyc.clear();
+            for (std::size_t i = 0; i < sv.size(); ++i)
+                if (sv.offsets[i] / l.inner % l.channels == j0 + j) xc.push_back(sv.x[i]), dyc.push_back(sv.dy[i]);
+            xj = xc.data(), gj = dyc.data();
+        }
+        const std::size_t q = std::size_t(q0 + j0 + j);
+        shares->dbeta[q] = detail::sum_exactly(gj, per_channel);
+        shares->dgamma[q] = set.share(xj, gj, per_channel);
+        shares->dbeta_err[q] = shares->dgamma_err[q] = 0;
+    }
+    return true;
+}
+
+/// dx of a set in the fast range whose dx is below what double-double sums and pass B keep
+/// of its terms (dy nearly affine in x, or exactly: a constant dy), again by the exact
+/// tier. Its shares stay those of its moments (error-free, not cancelling), but for a set
+/// of one channel whose dx̂ is one constant c: its share of dγ, c·Σx̂/γ_c, is 0 exactly.
+template <class T>
+void exact_dx(const View& v, const T* xp, const T* gp, const T* gamma, const Layout& l, std::int64_t j0,
+              std::int64_t q0, double eps, T* out, Shares* shares) {
+    // dx̂ one constant (a sum loss, the commonest): dx = 0, without gathering the set
+    dd first{NAN, 0};
+    bool constant = true;
     for_set_runs(v, l, j0, [&](std::int64_t off, std::int64_t count) {
-        for (std::int64_t k = 0; k < count; ++k) {
-            const std::size_t j = std::size_t(k / l.inner);
-            const double xv = double(xp[off + k]), g = double(gp[off + k]);
-            const dd dxhat = detail::two_prod(param(gamma, (q0 + j0 + std::int64_t(j)) % v.C, 1.0), g);
-            x.push_back(xv), hi.push_back(dxhat.hi), lo.push_back(dxhat.lo), offsets.push_back(off + k);
-            xc[j].push_back(xv), dyc[j].push_back(g);
+        for (std::int64_t c = 0; c < count / l.inner && constant; ++c) {
+            const double gc = param(gamma, (q0 + j0 + c) % v.C, 1.0);
+            if (std::isnan(first.hi)) first = detail::two_prod(gc, double(gp[off + c * l.inner]));
+            for (std::int64_t k = off + c * l.inner, e = k + l.inner; k < e && constant; ++k) {
+                const dd g = detail::two_prod(gc, double(gp[k]));
+                constant = g.hi == first.hi && g.lo == first.lo;
+            }
         }
     });
-    const detail::ExactSet set(x.data(), hi.data(), lo.data(), x.size(), eps, true);
-    if (!set.usable()) return false;
-    for (std::size_t i = 0; i < x.size(); ++i) out[offsets[i]] = detail::to<T>(set.dx(i));
-    if (shares)
-        for (std::int64_t j = 0; j < v.per; ++j) {
-            const std::size_t q = std::size_t(q0 + j0 + j), jj = std::size_t(j);
-            shares->dbeta[q] = detail::sum_exactly(dyc[jj].data(), dyc[jj].size());
-            shares->dgamma[q] = set.share(xc[jj].data(), dyc[jj].data(), xc[jj].size());
-            shares->dbeta_err[q] = shares->dgamma_err[q] = 0;
-        }
-    return true;
+    if (constant) {
+        for_set_runs(v, l, j0, [&](std::int64_t off, std::int64_t count) { std::fill(out + off, out + off + count, T(0)); });
+        if (shares && v.per == 1) shares->dgamma[std::size_t(q0 + j0)] = dd{}, shares->dgamma_err[std::size_t(q0 + j0)] = 0;
+        return;
+    }
+    const SetValues sv(v, xp, gp, gamma, l, j0, q0);
+    const detail::ExactSet set(sv.x.data(), sv.hi.data(), sv.lo.data(), sv.size(), eps, true);
+    if (!set.usable()) return; // (finite sets in range are usable)
+    sv.put_dx(set, out);
+    if (shares && set.zero() && v.per == 1) {
+        const std::size_t q = std::size_t(q0 + j0);
+        shares->dgamma[q] = dd{}, shares->dgamma_err[q] = 0;
+    }
 }
 
 template <class T>
@@ -178,19 +242,20 @@ void backward_piece(const View& v, const T* x, const T* gamma, const T* dy, doub
         dd a, beta, slope, mean;
     };
     std::vector<Apart> apart;
-    // first channels of the sets beyond the fast range, and of those whose dx is below
-    // what double-double sums and pass B keep of its terms (dy nearly affine in x, or
-    // exactly: a constant dy): the exact tier
-    std::vector<std::int64_t> slow;
+    // first channels of the sets beyond the fast range (the exact tier for all), and of
+    // those whose dx is below what double-double sums and pass B keep of its terms (the
+    // exact tier for dx, after pass B)
+    std::vector<std::int64_t> slow, cancelling;
     for (std::int64_t j0 = 0; j0 < l.channels; j0 += v.per) {
         const std::int64_t s = (pc.q0 + j0) / v.per;
         const SetSums& r = sums[std::size_t(j0 / v.per)];
-        const bool beyond = !all_fast(fast, j0, v.per) || !(0x1p-96 * r.terms <= tol.output * r.rms_t);
+        const bool beyond = !all_fast(fast, j0, v.per);
         if (shares) shares->set_slow[std::size_t(s)] = beyond;
         if (beyond) {
             slow.push_back(j0);
             continue;
         }
+        if (!(0x1p-96 * r.terms <= tol.output * r.rms_t)) cancelling.push_back(j0);
         // float32 pass B in double keeps ~2^-53 of its terms: where dx is a tiny fraction
         // of them (dy nearly linear in x), double-double
         const bool cancels = 4 * 0x1p-53 * r.terms > tol.output * r.rms_t;
@@ -222,6 +287,7 @@ void backward_piece(const View& v, const T* x, const T* gamma, const T* dy, doub
                 const dd d = sub(dd{double(xp[i]), 0}, ch.mean);
                 out[i] = detail::to<T>(add(add(mul(ch.a, double(gp[i])), ch.beta), mul(d, ch.slope)));
             }
+    for (const std::int64_t j0 : cancelling) exact_dx(v, xp, gp, gamma, l, j0, pc.q0, eps, out, shares);
     for (const std::int64_t j0 : slow) {
         if (exact_set(v, xp, gp, gamma, l, j0, pc.q0, eps, out, shares)) continue;
         // a value not finite: dx of the set with dx̂ = γ_c·dy by the double-double kernel

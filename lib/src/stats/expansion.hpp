@@ -38,8 +38,9 @@ public:
         const std::uint64_t up = mant >> (32 - shift);
         const auto d0 = std::int64_t((mant << shift) & 0xffffffff), d1 = std::int64_t(up & 0xffffffff),
                    d2 = std::int64_t(up >> 32);
-        if (bits >> 63) chunk_[k] -= d0, chunk_[k + 1] -= d1, chunk_[k + 2] -= d2;
-        else chunk_[k] += d0, chunk_[k + 1] += d1, chunk_[k + 2] += d2;
+        // the sign without a branch (random signs would mispredict half the time): ±d = (d ^ s) − s
+        const auto s = -std::int64_t(bits >> 63);
+        chunk_[k] += (d0 ^ s) - s, chunk_[k + 1] += (d1 ^ s) - s, chunk_[k + 2] += (d2 ^ s) - s;
         if (++adds_ == kCarryEvery) carry();
     }
 
