@@ -792,6 +792,10 @@ def case_list():
           notes="float32, dy one constant (a sum loss): exact dx and dgamma are 0"),
         C("dy_exact", "nc", (2, 8), 1, "f64", eps="1e-30", tags=["two"],
           notes="N = 2 (m = 2), eps 1e-30: dx is ~1e-30 of its terms"),
+        C("dy_exact", "nc", (2, 4), 1, "f64", eps="1e-300", tags=["two", "scale1e10", "dy1e300"],
+          scale=1e10, dyscale=1e300,
+          notes="N = 2, x ~ 1e10, dy ~ 1e300 (beyond the fast range), eps 1e-300: dx ~ 1e-30, "
+                "1e-320 of its terms"),
         # 11. Values that cancel in the mean: each channel holds +B and -B and normal
         #     values, so the mean is ~1/B of the values (beyond double-double's sums).
         C("mean_cancel", "nc", (8, 3), 1, "f64", tags=["pm1e40"], big=1e40,
@@ -864,7 +868,7 @@ def make_inputs(case, seed):
         dy = (a + b * xhat).astype(dt).astype(np.float64)
         dy = (dy + p["noise"] * rng.standard_normal((m, C))).astype(dt)
     else:
-        dy = rng.standard_normal((m, C)).astype(dt)
+        dy = (p.get("dyscale", 1.0) * rng.standard_normal((m, C))).astype(dt)
 
     x = np.ascontiguousarray(np.moveaxis(x.reshape(moved), -1, ax))
     dy = np.ascontiguousarray(np.moveaxis(dy.reshape(moved), -1, ax))
@@ -1212,11 +1216,16 @@ def family_case_list():
                 F("mean_cancel", "nd", (4, 8), -1, "f64", tags=["pm1e200"], big=1e200,
                   big2=1e100, notes="every row: +1e200, +1e100, -1e200, -1e100 (beyond the "
                                     "fast path's range) and 4 normal values"),
+
                 # Two elements per set.
                 F("two", "nd", (8, 2), -1, "f64", notes="m = 2 per row"),
             ] + ([] if rms else [
                 F("two", "nd", (8, 2), -1, "f64", eps="1e-30",
                   notes="m = 2, eps 1e-30: dx is ~1e-30 of its terms"),
+                F("two", "nd", (4, 2), -1, "f64", eps="1e-300", tags=["scale1e10", "dy1e300"],
+                  scale=1e10, dyscale=1e300,
+                  notes="m = 2, x ~ 1e10, dy ~ 1e300 (beyond the fast range), eps 1e-300: "
+                        "dx ~ 1e-30, 1e-320 of its terms"),
             ]) + [
                 # dy that cancels exactly, gamma one constant: layer's dy a constant (a
                 # sum loss), RMS's dy = x with eps = 0; the exact dx is 0.
@@ -1307,6 +1316,10 @@ def family_case_list():
                 F("mean_cancel", C_, (2, 4, 2, 2), 1, "f64", tags=["pm1e200"], big=1e200,
                   big2=1e100, notes="every set: +1e200, +1e100, -1e200, -1e100 (beyond the "
                                     "fast path's range) and normal values", **g2),
+                F("mean_cancel", C_, (2, 4, 3, 3), 1, "f64", tags=["pm1e300", "g0"], big=1e300,
+                  gamma="zero_neg", notes="every set: +1e300, -1e300 (beyond the fast path's "
+                  "range) and normal values; gamma has a zero (dgamma does not depend on it)",
+                  **g2),
                 # dy that cancels exactly (a sum loss): dx = 0, and (instance) dgamma = 0.
                 F("dy_exact", C_, (2, 6, 3, 3), 1, "f64", tags=["dyconst"],
                   notes="dy one constant: the exact dx is 0", **g),
@@ -1433,7 +1446,7 @@ def make_family_inputs(case, seed):
         dy = ((a[sid] + b[sid] * xhat) / g).astype(dt).astype(np.float64)
         dy = (dy + p["noise"] * rng.standard_normal(shape)).astype(dt)
     else:
-        dy = rng.standard_normal(shape).astype(dt)
+        dy = (p.get("dyscale", 1.0) * rng.standard_normal(shape)).astype(dt)
     return x, gamma, beta, dy
 
 

@@ -28,6 +28,7 @@
 #include <algorithm>
 #include <cassert>
 #include <cmath>
+#include <optional>
 #include <vector>
 
 namespace bnorm::detail {
@@ -55,7 +56,8 @@ struct ChannelStats {
     dd scaled_deviation(double x) const { return add(neg(mean_scaled), x * scale); }
     /// x̂ = (x − mean)·invstd
     dd normalized(double x) const { return mul(scaled_deviation(x), invstd_scaled); }
-    dd mean() const { return ldexp(mean_scaled, exponent); }
+    std::optional<ScaledMean> exact_mean; // from the exact sum, when the channel is finite
+    dd mean() const { return exact_mean ? exact_mean->scaled(0) : ldexp(mean_scaled, exponent); }
     dd invstd() const { return ldexp(invstd_scaled, -exponent); }
 };
 
@@ -84,7 +86,7 @@ std::vector<ChannelStats> channel_stats(const T* x, const Layout& l, double eps)
     // the exact mean of each finite channel: a dd sum loses values that cancel beyond ~2^-100
     // of the largest (1e200, −1e200, 1), which the corrected second pass cannot bring back
     std::vector<char> exact_mean(C, 0);
-    std::vector<dd> mean_exact(C);
+    std::vector<ScaledMean> mean_exact(C);
     std::vector<double> values;
     for (std::size_t c = 0; c < C; ++c) {
         values.clear();
@@ -96,8 +98,7 @@ std::vector<ChannelStats> channel_stats(const T* x, const Layout& l, double eps)
                 values.push_back(v);
             }
         if (!finite) continue;
-        const int e = max_abs[c] > 0 ? std::ilogb(max_abs[c]) : 0; // the channel's exponent below
-        mean_exact[c] = scaled_mean_exactly(values.data(), values.size(), e), exact_mean[c] = 1;
+        mean_exact[c] = mean_exactly(values.data(), values.size()), exact_mean[c] = 1;
     }
 
     std::vector<ChannelStats> stats(C);
@@ -107,7 +108,8 @@ std::vector<ChannelStats> channel_stats(const T* x, const Layout& l, double eps)
         if (max_abs[c] > 0 && std::isfinite(max_abs[c])) st.exponent = std::ilogb(max_abs[c]);
         st.scale = std::ldexp(1.0, -st.exponent);
         overflowed |= !exact_mean[c] && std::isinf(s1[c].hi) && std::isfinite(max_abs[c]);
-        st.mean_scaled = exact_mean[c] ? mean_exact[c] : ldexp(div(s1[c], m), -st.exponent); // mean₀
+        st.mean_scaled = exact_mean[c] ? mean_exact[c].scaled(st.exponent) : ldexp(div(s1[c], m), -st.exponent); // mean₀
+        if (exact_mean[c]) st.exact_mean = mean_exact[c];
     }
     if (overflowed) { // Σ x left the double range (|x| near 1e308): sum again, scaled.
         std::vector<dd> s1_scaled(C);
@@ -136,7 +138,7 @@ std::vector<ChannelStats> channel_stats(const T* x, const Layout& l, double eps)
     for (std::size_t c = 0; c < C; ++c) {
         ChannelStats& st = stats[c];
         const dd shift = div(sd[c], m); // (mean − mean₀)·2^-e
-        st.mean_scaled = exact_mean[c] ? mean_exact[c] : add(st.mean_scaled, shift);
+        if (!exact_mean[c]) st.mean_scaled = add(st.mean_scaled, shift);
         // Σ (x − mean)² = S_dd − m·shift² = S_dd − S_d·shift   (all scaled by 4^-e)
         const dd ss = sub(sdd[c], mul(sd[c], shift));
         const dd var_scaled = div(ss, m); // biased variance · 4^-e
@@ -151,8 +153,13 @@ std::vector<ChannelStats> channel_stats(const T* x, const Layout& l, double eps)
                 "channel {} has zero variance and eps = 0: invstd = 1/sqrt(var + eps) is "
                 "infinite (use eps > 0)",
                 c));
-        st.invstd_scaled = var_eps.hi == 0 ? ldexp(rsqrt(dd{eps, 0}), st.exponent)
-                                           : rsqrt(var_eps);
+        if (var_eps.hi == 0) { // constant, and 4^-e·eps underflowed: its deviations are 0 at
+            st.mean_scaled = st.mean(); // any scale, so unscaled (2^e/sqrt(eps) may overflow)
+            st.exponent = 0, st.scale = 1;
+            st.invstd_scaled = rsqrt(dd{eps, 0});
+            continue;
+        }
+        st.invstd_scaled = rsqrt(var_eps);
     }
     return stats;
 }
@@ -210,7 +217,7 @@ void backward_exact(const T* x, const T* gamma, const T* dy, const Layout& l, do
         std::size_t i = 0;
         for (std::int64_t o = 0; o < l.outer; ++o)
             for (std::int64_t k = 0, off = (o * l.channels + c) * l.inner; k < l.inner; ++k, ++i)
-                dx[off + k] = set.zero() ? T(0) : to<T>(mul(set.dx(i), g));
+                dx[off + k] = set.zero() ? T(0 * g) : to<T>(mul(set.dx(i), g)); // (0·γ: a NaN γ propagates)
         if (dgamma) dgamma[c] = to<T>(set.sum_g_xhat());
         if (dbeta) dbeta[c] = to<T>(set.sum_g());
         done[std::size_t(c)] = 1;

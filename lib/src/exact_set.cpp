@@ -31,6 +31,14 @@ dd rounded(const ex::Expansion& v, double& err) {
     return r;
 }
 
+/// a·b·2^k in double-double, both factors brought near 1 first, so that nothing under- or
+/// overflows unless the result itself does (dx can be 1e-320 of its scaled terms).
+dd product_scaled(dd a, dd b, int k) {
+    if (a.hi == 0 || b.hi == 0) return {};
+    const int ea = std::ilogb(a.hi), eb = std::ilogb(b.hi);
+    return ldexp(mul(ldexp(a, -ea), ldexp(b, -eb)), ea + eb + k);
+}
+
 /// a·b exactly, as an expansion.
 ex::Expansion times(double a, double b) {
     const dd p = two_prod(a, b);
@@ -51,9 +59,15 @@ ExactSet::ExactSet(const double* x, const double* g_hi, const double* g_lo, std:
         max_x = std::max(max_x, a), max_g = std::max(max_g, b);
     }
     // |x|·2^-ex < 1 and eps·4^-ex < 4, |g|·2^-eg < 1: squares and products stay far from
-    // overflow, and from underflow but for terms far below the set's largest
+    // overflow, and from underflow but for terms far below the set's largest. An eps far
+    // below x² would underflow there (and a set of two has dx ∝ eps): ex is then lowered
+    // until eps·4^-ex ≥ 2^-1000, so far as |x|·2^-ex stays below 2^400.
     ex_ = above(max_x);
-    if (eps > 0) ex_ = std::max(ex_, (std::ilogb(eps) + 2) >> 1);
+    if (eps > 0) {
+        const int le = std::ilogb(eps);
+        ex_ = std::max(ex_, (le + 2) >> 1);
+        ex_ = std::min(ex_, std::max((le + 1000) >> 1, above(max_x) - 400));
+    }
     eg_ = above(max_g);
     sx_ = std::ldexp(1.0, -ex_), sg_ = std::ldexp(1.0, -eg_);
     eps_s_ = std::ldexp(eps, -2 * ex_);
@@ -125,28 +139,36 @@ dd ExactSet::cheap(std::size_t i, double& bound) const {
     return t;
 }
 
-/// A_i·D − b_i·N exactly, over D.
+/// dx_i from A_i·D − b_i·N taken exactly, over D, times invstd/k.
 dd ExactSet::exact(std::size_t i) const {
     const double xs = x_[i] * sx_, gh = g_hi_[i] * sg_, gl = g_lo_ ? g_lo_[i] * sg_ : 0.0;
     const double k = centred_ ? m_ : 1.0;
     ex::Expansion A = ex::sum(times(k, gh), times(k, gl)), b = times(k, xs);
     if (centred_) A = ex::sum(std::move(A), ex::negated(S1_)), b = ex::sum(std::move(b), ex::negated(Sx_));
     const ex::Expansion E = ex::compressed(ex::sum(ex::product(A, D_), ex::negated(ex::product(b, N_))));
-    return E.empty() ? dd{} : quotient(ex::to_dd(E), Dd_);
+    if (E.empty()) return {};
+    const dd e = ex::to_dd(E); // E/D near 1 first: its exponent kept apart
+    const int eE = std::ilogb(e.hi), eD = std::ilogb(Dd_.hi);
+    return product_scaled(quotient(ldexp(e, -eE), ldexp(Dd_, -eD)), over_, eE - eD + eg_ - ex_);
 }
 
 dd ExactSet::dx(std::size_t i) const {
     if (zero_) return {};
     double bound = 0;
-    dd t = cheap(i, bound);
-    if (!(bound <= 0x1p-60 * std::abs(t.hi))) t = exact(i);
+    const dd t = cheap(i, bound);
+    if (!(bound <= 0x1p-60 * std::abs(t.hi))) return exact(i);
     const dd v = mul(t, over_);
-    // 2^(eg − ex) by a product where it is a normal double (std::ldexp is a libm call)
-    return scale_ != 0 ? dd{v.hi * scale_, v.lo * scale_} : ldexp(v, eg_ - ex_);
+    // times 2^(eg − ex) by a product where that is a normal double and v is far from
+    // underflow (std::ldexp is a libm call)
+    if (scale_ != 0 && std::abs(v.hi) >= 0x1p-960) return {v.hi * scale_, v.lo * scale_};
+    return product_scaled(t, over_, eg_ - ex_);
 }
 
 dd ExactSet::share(const double* x, const double* dy, std::size_t n) {
-    if (zero_ && double(n) == m_) return {}; // the whole set: dy·x̂ sums to c·Σx̂ = 0
+    // the whole set with one constant dy: dy·x̂ sums to c·Σx̂ = 0
+    bool constant = zero_ && double(n) == m_;
+    for (std::size_t i = 1; i < n && constant; ++i) constant = dy[i] == dy[0];
+    if (constant && std::isfinite(dy[0])) return {};
     if (!summed_) sum_all();
     double max_g = 0;
     for (std::size_t i = 0; i < n; ++i) max_g = std::max(max_g, std::abs(dy[i]));
@@ -158,7 +180,7 @@ dd ExactSet::share(const double* x, const double* dy, std::size_t n) {
         const dd pg = two_prod(g, x[i] * sx_);
         s1.add(g), p.add(pg.hi), p.add(pg.lo);
     }
-    // invstd·(m·Σdy·x − Σdy·Σx)/m over these values = (m·Σdy·x − Σdy·Σx)·√D scaled back
+    // invstd·(m·Σdy·x − Σdy·Σx)/m over these values = (m·Σdy·x − Σdy·Σx)/√D, scaled back
     const ex::Expansion Nc =
         ex::compressed(ex::sum(ex::scaled(p.expansion(), m_), ex::negated(ex::product(s1.expansion(), Sx_))));
     return ldexp(mul(ex::to_dd(Nc), over_), ed);

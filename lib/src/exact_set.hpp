@@ -69,14 +69,18 @@ inline dd sum_exactly(const double* v, std::size_t n) {
     return expansion::to_dd(expansion::compressed(s.expansion()));
 }
 
-/// 2^-e·Σ v / n for n finite values whose largest magnitude is below 2^(e+1): the mean,
-/// scaled, from the exact sum rounded once (the scaling keeps the sum finite).
-inline dd scaled_mean_exactly(const double* v, std::size_t n, int e) {
+/// Σv/n for n finite values, from the exact sum rounded once, as q·2^e with q near 1: a
+/// mean far below the values (1e300, −1e300, 1e-10) keeps its bits wherever it is scaled.
+struct ScaledMean {
+    dd q;
+    int e;
+    dd scaled(int k) const { return ldexp(q, e - k); } // the mean times 2^-k
+};
+inline ScaledMean mean_exactly(const double* v, std::size_t n) {
     LongSum s;
     for (std::size_t i = 0; i < n; ++i) s.add(v[i]);
-    expansion::Expansion sum = s.expansion();
-    for (double& c : sum) c = std::ldexp(c, -e);
-    return div(expansion::to_dd(expansion::compressed(sum)), double(n));
+    const int e = s.exponent();
+    return {div(expansion::to_dd(expansion::compressed(s.expansion(e))), double(n)), e};
 }
 
 } // namespace bnorm::detail

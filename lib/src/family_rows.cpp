@@ -31,6 +31,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -197,8 +198,14 @@ void forward_fallback(const T* x, const T* gamma, const T* beta, std::int64_t D,
     const RowSums sums = centred_sums(xs, nullptr, nullptr, D, rms, K);
     Centred c = from_sums(sums, K, D, rms);
     // the mean of a finite row exactly: the sums lose values that cancel beyond ~2^-100 of
-    // the largest (1e200, −1e200, 1)
-    if (!rms && std::isfinite(sums.max_x)) c.mean = detail::scaled_mean_exactly(xs, std::size_t(D), 0);
+    // the largest (1e200, −1e200, 1); from x itself, whose small values the scaling may lose
+    std::optional<detail::ScaledMean> exact;
+    if (!rms && std::isfinite(sums.max_x)) {
+        double* xd = buf + 4 * D; // (y's row, written after)
+        for (std::int64_t i = 0; i < D; ++i) xd[i] = double(x[i]);
+        exact = detail::mean_exactly(xd, std::size_t(D));
+        c.mean = exact->scaled(e);
+    }
     RowStats st{c.mean, detail::rsqrt(add(c.var, eps_s))};
     dd inv_out = detail::ldexp(st.invstd, -e);
     if (c.var.hi == 0 && eps_s == 0 && eps > 0) // a constant row whose 2^-2e·eps underflowed: x̂ = 0
@@ -206,7 +213,7 @@ void forward_fallback(const T* x, const T* gamma, const T* beta, std::int64_t D,
     double* ys = buf + 4 * D;
     normalize_row<double>(xs, scaled(gamma, D, 0, buf + 2 * D), scaled(beta, D, 0, buf + 3 * D), D, st, ys);
     for (std::int64_t i = 0; i < D; ++i) y[i] = T(ys[i]);
-    if (mean) *mean = detail::to<T>(detail::ldexp(c.mean, e));
+    if (mean) *mean = detail::to<T>(exact ? exact->scaled(0) : detail::ldexp(c.mean, e));
     if (invstd) *invstd = detail::to<T>(inv_out);
 }
 
@@ -451,8 +458,9 @@ double backward_chunk(const T* x, const T* gamma, const T* dy, const NormProblem
             if (pass == Pass::exact_columns) {
                 if (!plan.fallback) add_columns_dd(xr, gr, D, plan.c, cols);
                 else backward_fallback(xr, gamma, gr, D, eps, rms, scratch, scratch.dx_row<T>(D), cols);
-            } else if (plan.fallback) {
+            } else if (plan.fallback) { // and dx again by the exact tier, where finite
                 backward_fallback(xr, gamma, gr, D, eps, rms, scratch, out, cols);
+                exact_row(xr, gamma, gr, D, eps, rms, scratch, out);
             } else if constexpr (is_float) {
                 group.x[fast_rows] = xr, group.dy[fast_rows] = gr, group.dx[fast_rows] = out;
                 group.c[fast_rows] = &plan.c, group.small[fast_rows] = plan.small;

@@ -174,7 +174,8 @@ bool exact_set(const View& v, const T* xp, const T* gp, const T* gamma, const La
 /// dx of a set in the fast range whose dx is below what double-double sums and pass B keep
 /// of its terms (dy nearly affine in x, or exactly: a constant dy), again by the exact
 /// tier. Its shares stay those of its moments (error-free, not cancelling), but for a set
-/// of one channel whose dx̂ is one constant c: its share of dγ, c·Σx̂/γ_c, is 0 exactly.
+/// of one channel whose dx̂ is one constant c and γ_c ≠ 0: its share of dγ, c·Σx̂/γ_c, is
+/// 0 exactly.
 template <class T>
 void exact_dx(const View& v, const T* xp, const T* gp, const T* gamma, const Layout& l, std::int64_t j0,
               std::int64_t q0, double eps, T* out, Shares* shares) {
@@ -193,14 +194,15 @@ void exact_dx(const View& v, const T* xp, const T* gp, const T* gamma, const Lay
     });
     if (constant) {
         for_set_runs(v, l, j0, [&](std::int64_t off, std::int64_t count) { std::fill(out + off, out + off + count, T(0)); });
-        if (shares && v.per == 1) shares->dgamma[std::size_t(q0 + j0)] = dd{}, shares->dgamma_err[std::size_t(q0 + j0)] = 0;
+        if (shares && v.per == 1 && param(gamma, (q0 + j0) % v.C, 1.0) != 0)
+            shares->dgamma[std::size_t(q0 + j0)] = dd{}, shares->dgamma_err[std::size_t(q0 + j0)] = 0;
         return;
     }
     const SetValues sv(v, xp, gp, gamma, l, j0, q0);
     const detail::ExactSet set(sv.x.data(), sv.hi.data(), sv.lo.data(), sv.size(), eps, true);
     if (!set.usable()) return; // (finite sets in range are usable)
     sv.put_dx(set, out);
-    if (shares && set.zero() && v.per == 1) {
+    if (shares && set.zero() && v.per == 1 && param(gamma, (q0 + j0) % v.C, 1.0) != 0) {
         const std::size_t q = std::size_t(q0 + j0);
         shares->dgamma[q] = dd{}, shares->dgamma_err[q] = 0;
     }

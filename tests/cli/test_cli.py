@@ -886,6 +886,40 @@ def test_allow_nonfinite_propagates():
                           "%s: %s of the NaN channel is not all NaN: %r" % (name, k, nan_ch))
 
 
+def test_allow_nonfinite_gamma_with_constant_dy():
+    """A constant dy (a sum loss) makes dx exactly 0 through x̂, but a NaN or infinite γ
+    still reaches dx = γ·invstd·(...): NaN, never 0."""
+    for dtype in (F64, F32):
+        with tempfile.TemporaryDirectory() as tmp:
+            x = np.arange(12, dtype=dtype).reshape(4, 3)
+            save(tmp, "x.npy", x)
+            save(tmp, "dy.npy", np.full((4, 3), 0.5, dtype))
+            save(tmp, "g.npy", np.array([np.nan, np.inf, 2.0], dtype))
+            ok(tmp, ["backward", "--x", "x.npy", "--gamma", "g.npy", "--dy", "dy.npy", "--dx", "dx.npy",
+                     "--allow-nonfinite"])
+            dx = load(tmp, "dx.npy")
+            name = np.dtype(dtype).name
+            check(np.all(np.isnan(dx[:, :2])), "%s: dx of the NaN and inf γ channels: %r" % (name, dx[:, :2]))
+            check(np.all(dx[:, 2] == 0), "%s: dx of a finite γ with a constant dy: %r" % (name, dx[:, 2]))
+
+
+def test_mean_far_below_the_values():
+    """(1e300, −1e300, 1e-10, 0, 0, 0): the mean, 1e-10/6, is 1e-311 of the largest value,
+    beyond the fast range and below double's range once scaled to it; correctly rounded it
+    is the division 1e-10/6 (one IEEE rounding of the exact mean). Batch, layer, instance
+    and group norm."""
+    want = 1e-10 / 6
+    v = np.array([1e300, -1e300, 1e-10, 0, 0, 0])
+    for norm, x, extra in (("batch", v.reshape(6, 1), []), ("layer", v.reshape(1, 6), []),
+                           ("instance", v.reshape(1, 1, 6), []),
+                           ("group", v.reshape(1, 2, 3), ["--groups", "1"])):
+        with tempfile.TemporaryDirectory() as tmp:
+            save(tmp, "x.npy", x)
+            ok(tmp, ["forward", "--norm", norm, "--x", "x.npy", "--y", "y.npy", "--mean", "m.npy"] + extra)
+            got = load(tmp, "m.npy").ravel()
+            check(got[0] == want, "%s: mean %r, exactly %r" % (norm, float(got[0]), want))
+
+
 def test_err_csv_control_characters():
     """CSV text with CR-only line endings (classic Mac export) or an escape sequence in a
     field: if bnorm refuses it, the message must still be one clean line (the contract's

@@ -44,13 +44,23 @@ public:
         if (++adds_ == kCarryEvery) carry();
     }
 
-    /// The sum as a nonoverlapping expansion, smallest component first (empty for 0).
-    std::vector<double> expansion() {
+    /// The sum times 2^-shift as a nonoverlapping expansion, smallest component first
+    /// (empty for 0); components below double's range, 2^-1074 of the largest, may be lost.
+    std::vector<double> expansion(int shift = 0) {
         carry();
         std::vector<double> e;
         for (int k = 0; k < kChunks; ++k)
-            if (chunk_[k] != 0) e.push_back(std::ldexp(double(chunk_[k]), kLow + 32 * k));
+            if (chunk_[k] != 0) e.push_back(std::ldexp(double(chunk_[k]), kLow + 32 * k - shift));
         return e;
+    }
+
+    /// An e with |sum| < 2^e, within 2^33 of it (0 for a zero sum): the shift that brings
+    /// the sum near 1, however far beyond double's range it has grown.
+    int exponent() {
+        carry();
+        for (int k = kChunks - 1; k >= 0; --k)
+            if (chunk_[k] != 0) return kLow + 32 * (k + 1);
+        return 0;
     }
 
 private:
