@@ -11,7 +11,8 @@ last tiles with their chunk and one-channel tails, NCHW runs, float32 channels t
 certificates send to the error-free sums, float64 channels summed again centred on their
 mean, float64 data outside the fast range, several blocks), at 1 and 2 threads, and compares the files byte for byte. Exit 1 on a difference.
 The normalization family (--norm layer, rms, instance, group) runs the same way on rows
-short and long, NCHW and channels-last sets, offset and heavy-tailed data.
+short and long, NCHW and channels-last sets, offset and heavy-tailed data; inference mode
+(--mode eval) on data where β cancels the rest of y.
 """
 import os
 import subprocess
@@ -67,6 +68,25 @@ def family_cases(rng):
             yield tag + "_cauchy", c, 0.5 + 2 * c + 1e-9 * rng.standard_normal(shape), opts, gshape, dtype
 
 
+def eval_cases(rng):
+    """(name, x, running mean, running var, γ, β, axis) for inference mode (--mode eval),
+    float32 and float64, NCHW runs and channels-last rows: half the values near the root
+    of y = γ·(x − rm)/sqrt(rv + eps) + β, where β cancels the rest and float32 takes the
+    double-double form for some lanes of a vector and the plain one for the others."""
+    for dtype in (np.float32, np.float64):
+        for shape, axis in ((16, 24, 9, 40), 1), ((16, 9, 7, 24), -1), ((2000, 48), 1):
+            C = shape[axis]
+            rm, rv = rng.standard_normal(C), rng.uniform(0.5, 3, C)
+            gamma, beta = rng.uniform(0.5, 2, C), rng.uniform(-2, 2, C)
+            bshape = [1] * len(shape)
+            bshape[axis] = C
+            root = (rm - beta * np.sqrt(rv + 1e-5) / gamma).reshape(bshape)
+            near = root * (1 + np.ldexp(rng.uniform(-4, 4, shape), -20))
+            x = np.where(rng.random(shape) < 0.5, near, rng.standard_normal(shape))
+            yield (f"eval_{np.dtype(dtype).name}_{len(shape)}d{C}", x.astype(dtype), rm.astype(dtype), rv.astype(dtype),
+                   gamma.astype(dtype), beta.astype(dtype), axis)
+
+
 def main():
     if len(sys.argv) != 3:
         sys.exit(__doc__)
@@ -105,6 +125,23 @@ def main():
                             print(f"same_bits: {os.path.basename(fa)} differs between {a} and {b}", file=sys.stderr)
                             sys.exit(1)
                     compared += 1
+        for name, x, rm, rv, gamma, beta, axis in eval_cases(rng):
+            for tag, v in (("x", x), ("rm", rm), ("rv", rv), ("gamma", gamma), ("beta", beta)):
+                np.save(path(name, tag), v)
+            for threads in ("1", "2"):
+                ys = []
+                for tag, exe in (("a", a), ("b", b)):
+                    ys.append(path(name, "y", tag, threads))
+                    subprocess.run([exe, "forward", "--mode", "eval", "--axis", str(axis), "--threads", threads,
+                                    *(f"--{o}={path(name, t)}" for o, t in (("x", "x"), ("gamma", "gamma"),
+                                                                          ("beta", "beta"), ("running-mean", "rm"),
+                                                                          ("running-var", "rv"))),
+                                    "--y", ys[-1]], check=True)
+                with open(ys[0], "rb") as f1, open(ys[1], "rb") as f2:
+                    if f1.read() != f2.read():
+                        print(f"same_bits: {os.path.basename(ys[0])} differs between {a} and {b}", file=sys.stderr)
+                        sys.exit(1)
+                compared += 1
     print(f"same_bits: {compared} output files bitwise identical between {a} and {b}")
 
 

@@ -59,16 +59,22 @@ template <class D> inline D normalize_dd(D x, D mh, D ml, D ah, D al, D b) {
 }
 
 /// y = β + a·(x − μ) for float32 outputs where β may cancel a·(x − μ) (inference mode):
-/// the plain double form where its error, at most ~2^-51·(|a·(x − μ)| + |y|), is provably
-/// below 2^-30·|y| (then rounding it to float32 rounds y), else normalize_dd; tested per
-/// vector of lanes, so cancelling data costs its vectors only.
-template <class D> inline D normalize_checked(D x, D mh, D ml, D ah, D al, D b) {
-    using detail::simd::abs, detail::simd::all_at_least;
-    const D d = D(x - mh) - ml;
-    const D v = fused(ah, d, b);
-    if (all_at_least(D(abs(v) * 0x1p20), abs(D(ah * d)))) return v;
-    return normalize_dd(x, mh, ml, ah, al, b);
+/// the plain double form v where its error, at most ~2^-51·(|a·(x − μ)| + |y|), is
+/// provably below 2^-30·|y| (then rounding it to float32 rounds y), else normalize_dd;
+/// tested per vector of lanes, so cancelling data costs its vectors only. The test is
+/// |v| ≥ t, t = cancel_threshold(β) per channel: then |a·(x − μ)| ≤ (1 + 2u)·|v| + |β| ≤
+/// 2^20·|v|, with two operations where comparing |v| with |a·(x − μ)| took five. Each
+/// lane's form depends on its own test only, so the bits do not depend on the width of D.
+/// μ is one double (the running mean, a T value: no low part).
+template <class D> inline D normalize_checked(D x, D mh, D ah, D al, D b, D t) {
+    using detail::simd::abs, detail::simd::all_at_least, detail::simd::at_least_or;
+    const D v = fused(ah, D(x - mh), b);
+    if (all_at_least(abs(v), t)) return v;
+    return at_least_or(abs(v), t, v, normalize_dd(x, mh, D{}, ah, al, b)); // (NaN: normalize_dd's)
 }
+
+/// normalize_checked's t for a channel's β: 2^-19·|β| (exact, or below float32's range).
+inline double cancel_threshold(double b) { return std::abs(b) * 0x1p-19; }
 
 /// dx = a·(dy − B − (x − μ)·H): d = x − μ = s + e (TwoSum), t = d·H = ph + pl (TwoProd),
 /// w = dy − B = wh + wl, inner = w − t = ih + il; every step keeps its error term, so the

@@ -105,13 +105,14 @@ template <class T> void ForwardState<T>::apply(std::int64_t o0, std::int64_t o1,
         with_streaming(out_bytes, stream_clear_of(ys, xs), [&](auto stream) {
             constexpr bool S = decltype(stream)::value;
             if constexpr (sizeof(T) == 4) {
-                if (eval_) { // inference: a in double-double (β may cancel a·(x − μ))
+                if (eval_) { // inference: a in double-double (β may cancel a·(x − μ)); μ's low part is 0
                     if (inner == 1)
-                        normalize_rows_dd_f32<S>(xs, ys, count, rows, pmh + c0, pml + c0, pah + c0, pal + c0, pb + c0);
+                        normalize_rows_dd_f32<S>(xs, ys, count, rows, pmh + c0, pah + c0, pal + c0, pb + c0,
+                                                 pb + P + c0);
                     else
                         for (std::int64_t j = 0; j < count; ++j)
-                            normalize_run_dd_f32<S>(xs + j * inner, ys + j * inner, inner, pmh[c0 + j], pml[c0 + j],
-                                                    pah[c0 + j], pal[c0 + j], pb[c0 + j]);
+                            normalize_run_dd_f32<S>(xs + j * inner, ys + j * inner, inner, pmh[c0 + j], pah[c0 + j],
+                                                    pal[c0 + j], pb[c0 + j]);
                     return;
                 }
                 // training: y = a·((x − μh) − μl) + β in double

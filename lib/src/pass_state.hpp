@@ -69,7 +69,8 @@ template <class T> struct ForwardState {
     std::int64_t whole_;               // the channels of the tensor x_ is in (l_.channels but for groups)
     double eps_;
     int threads_;
-    // per channel: μ (hi, lo), γ·invstd (hi, lo), β; training mode also M2 = Σ (x − mean)²
+    // per channel: μ (hi, lo), γ·invstd (hi, lo), β; inference mode also float32's
+    // cancel_threshold(β); training mode also M2 = Σ (x − mean)²
     // (hi, lo) of the fast channels and whether it is certified to T's precision (1 or 0),
     // for update_running (no second read of x for those)
     std::vector<double, Kept<double>> coefficients_;

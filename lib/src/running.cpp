@@ -6,6 +6,7 @@
 #include "bnorm/error.hpp"
 
 #include "ddouble.hpp"
+#include "formulas.hpp"
 #include "lanes.hpp"
 #include "parallel.hpp"
 #include "pass_b/rows.hpp"
@@ -225,16 +226,18 @@ ForwardState<T>::ForwardState(const T* x, const T* gamma, const T* beta, Running
     check_running_var(running.var, l.channels, eps, true);
     fast_.assign(C, 1);
     mean_.resize(C), invstd_.resize(C);
-    // pass B's coefficients: μ = running mean (hi, lo = 0), a = γ·invstd (hi, lo), β
+    // pass B's coefficients: μ = running mean (hi, lo = 0), a = γ·invstd (hi, lo), β, and
+    // float32's test of β's cancellation (normalize_checked)
     const std::size_t P = padded(C);
-    double *mu_hi = line_arrays(coefficients_, 5, C), *mu_lo = mu_hi + P, *a_hi = mu_lo + P, *a_lo = a_hi + P,
-           *b = a_lo + P;
+    double *mu_hi = line_arrays(coefficients_, 6, C), *mu_lo = mu_hi + P, *a_hi = mu_lo + P, *a_lo = a_hi + P,
+           *b = a_lo + P, *t = b + P;
     for (std::size_t c = 0; c < C; ++c) {
         const dd inv = running_inverse_std(double(running.var[c]), eps);
         const dd a = mul(inv, gamma ? double(gamma[c]) : 1.0);
         mu_hi[c] = double(running.mean[c]), mu_lo[c] = 0;
         a_hi[c] = a.hi, a_lo[c] = a.lo;
         b[c] = beta ? double(beta[c]) : 0.0;
+        t[c] = kernels::cancel_threshold(b[c]);
         mean_[c] = running.mean[c], invstd_[c] = to<T>(inv);
         if (eval_out_of_range(mu_hi[c], gamma ? double(gamma[c]) : 1.0, b[c], two_sum(double(running.var[c]), eps).hi))
             fast_[c] = 0;

@@ -201,6 +201,11 @@ inline bool all_at_least(v8d a, v8d b) {
 #endif
 }
 inline bool all_at_least(double a, double b) { return a >= b; }
+
+/// Per lane, a ≥ b ? yes : no (no where either is NaN).
+inline double at_least_or(double a, double b, double yes, double no) { return a >= b ? yes : no; }
+inline v4d at_least_or(v4d a, v4d b, v4d yes, v4d no) { return a >= b ? yes : no; }
+inline v8d at_least_or(v8d a, v8d b, v8d yes, v8d no) { return a >= b ? yes : no; }
 inline double abs(double v) { return std::abs(v); }
 
 } // namespace bnorm::detail::simd

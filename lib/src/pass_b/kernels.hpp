@@ -139,27 +139,44 @@ template <bool Stream>
 /// Pass B of forward in inference mode, float32: normalize_checked, the plain form, or
 /// normalize_dd (a in double-double) where β cancels a·(x − μ), so that y is right relative
 /// to itself (float32's rounding of x and a single-double a would not be); over `rows`
-/// channels-last rows of C channels.
+/// channels-last rows of C channels. μ is one double; t: per channel, cancel_threshold(β).
 template <bool Stream>
 [[gnu::noinline]] void normalize_rows_dd_f32(const float* __restrict x, float* __restrict y, std::int64_t C,
                                              std::int64_t rows, const double* __restrict mh,
-                                             const double* __restrict ml, const double* __restrict ah,
-                                             const double* __restrict al, const double* __restrict b) {
+                                             const double* __restrict ah, const double* __restrict al,
+                                             const double* __restrict b, const double* __restrict t) {
+#if defined(__AVX512F__)
+    // AVX-512, rows of whole vectors of eight, x and y on 32 bytes: eight lanes, without
+    // write_each's set-up for every row (rows of 64 channels are eight vectors)
+    if (C % 8 == 0 && eight_aligned(x, y)) {
+        using namespace detail::simd;
+        for (std::int64_t r = 0; r < rows; ++r, x += C, y += C)
+            for (std::int64_t c = 0; c < C; c += 8) {
+                prefetch_l1(x, c + std::int64_t(kReadAhead / sizeof(float)));
+                const v8d v = normalize_checked(load8(x + c), load8(mh + c), load8(ah + c), load8(al + c), load8(b + c),
+                                                load8(t + c));
+                if constexpr (Stream) stream(y + c, v);
+                else store(y + c, v);
+            }
+        return;
+    }
+#endif
     for (std::int64_t r = 0; r < rows; ++r, x += C, y += C)
         write_each<Stream>(y, C, eight_aligned(x, y), [&]<class D>(D, std::int64_t c) {
-            return normalize_checked(lanes<D>(x, c), lanes<D>(mh, c), lanes<D>(ml, c), lanes<D>(ah, c), lanes<D>(al, c),
-                                lanes<D>(b, c));
+            return normalize_checked(lanes<D>(x, c), lanes<D>(mh, c), lanes<D>(ah, c), lanes<D>(al, c), lanes<D>(b, c),
+                                     lanes<D>(t, c));
         }, x);
 }
 
 /// The same over a run of one channel's values.
 template <bool Stream>
 [[gnu::noinline]] void normalize_run_dd_f32(const float* __restrict x, float* __restrict y, std::int64_t len,
-                                            double mh, double ml, double ah, double al, double b) {
+                                            double mh, double ah, double al, double b) {
     using detail::broadcast;
+    const double t = cancel_threshold(b);
     write_each<Stream>(y, len, eight_aligned(x, y), [&]<class D>(D, std::int64_t i) {
-        return normalize_checked(lanes<D>(x, i), broadcast<D>(mh), broadcast<D>(ml), broadcast<D>(ah), broadcast<D>(al),
-                            broadcast<D>(b));
+        return normalize_checked(lanes<D>(x, i), broadcast<D>(mh), broadcast<D>(ah), broadcast<D>(al), broadcast<D>(b),
+                                 broadcast<D>(t));
     }, x);
 }
 
