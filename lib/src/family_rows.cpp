@@ -429,9 +429,6 @@ double backward_chunk(const T* x, const T* gamma, const T* dy, const NormProblem
         ms = certified_moments<T, false>(x + r0 * D, nullptr, Layout{1, r1 - r0, D}, 0, eps, 1, how);
         fast = in_fast_range(ms, true);
     }
-    // two values and eps = 0 (layer): x̂ = ±1 whatever x, y is locally constant and dx is 0
-    // exactly, where the sums would leave their ~2^-100 of the terms
-    const bool zero_dx = !rms && D == 2 && eps == 0;
     double bound = 0;
     RowPlan plans[kGroupRows];
     for (std::int64_t r = r0; r < r1; r += kGroupRows) {
@@ -490,8 +487,6 @@ double backward_chunk(const T* x, const T* gamma, const T* dy, const NormProblem
                 }
                 if (acc.g && (unfolded += fast_rows) >= kFoldRows) fold_columns(acc, cols, D), unfolded = 0;
             }
-        if (zero_dx)
-            for (int k = 0; k < in_group; ++k) dx[(r + k) * D] = dx[(r + k) * D + 1] = T(0);
         for (int k = 0; k < in_group; ++k) { // dx a tiny fraction of its terms: the exact tier
             const RowPlan& plan = plans[k];
             const std::int64_t row = r + k;
