@@ -83,8 +83,8 @@ def eval_cases(rng):
             root = (rm - beta * np.sqrt(rv + 1e-5) / gamma).reshape(bshape)
             near = root * (1 + np.ldexp(rng.uniform(-4, 4, shape), -20))
             x = np.where(rng.random(shape) < 0.5, near, rng.standard_normal(shape))
-            yield (f"eval_{np.dtype(dtype).name}_{len(shape)}d{C}", x.astype(dtype), rm.astype(dtype), rv.astype(dtype),
-                   gamma.astype(dtype), beta.astype(dtype), axis)
+            yield (f"eval_{np.dtype(dtype).name}_{'x'.join(map(str, shape))}", x.astype(dtype), rm.astype(dtype),
+                   rv.astype(dtype), gamma.astype(dtype), beta.astype(dtype), axis)
 
 
 def main():

@@ -375,49 +375,58 @@ TEST_CASE("inference mode float32: y when beta cancels a*(x - rm)") {
 }
 
 TEST_CASE("inference mode float32: each value's form by its own test, the same bits in eight, four and one lane") {
-    // y = a_c·x + β_c near its root x = −β_c/a_c, in 8192 channels of 32 values: four values
-    // just past the plain form's test (|y| ≈ 2^-19 to 2^-17 of |β_c|), then four that fail it
-    // (within 2^-22 of the root), and so on. When one lane's failure sent its whole vector to
-    // normalize_dd, the first four's bits depended on the vector width (eight lanes or four:
-    // x's alignment, and the build), where the two forms round y differently.
+    // y = a_c·x + β_c near its root x = −β_c/a_c, 8192 channels of 32 values: in every
+    // vector, four values just past the plain form's test (|y| ≈ 2^-19 to 2^-17 of |β_c|)
+    // and four that fail it (within 2^-22 of the root). When one lane's failure sent its
+    // whole vector to normalize_dd, the other four's bits depended on the vector width
+    // (eight lanes on AVX-512 builds where x is aligned, else four), where the two forms
+    // round y differently. NCHW runs (four and four along a channel's run) and channels-last
+    // rows (along a row's channels: the rows kernel).
     const std::int64_t C = 8192, inner = 32;
     const auto count = std::size_t(C * inner);
     std::mt19937_64 rng(21);
     std::uniform_real_distribution<double> u(0, 1);
-    std::vector<float> rm(std::size_t(C), 0.0f), rv, g, b, values(count), xs(count + 32), ys(count + 32);
-    std::vector<double> exact(count); // in long double, which keeps y to ~2^-40 of itself here
+    std::vector<float> rm(std::size_t(C), 0.0f), rv, g, b;
+    std::vector<long double> a;
     for (std::int64_t c = 0; c < C; ++c) {
         rv.push_back(float(1 + 3 * u(rng))), g.push_back(float(0.5 + 1.5 * u(rng))), b.push_back(float(-0.5 - 1.5 * u(rng)));
-        const long double a = (long double)g.back() / std::sqrt((long double)rv.back());
-        const double root = double(-(long double)b.back() / a);
-        for (std::int64_t k = 0; k < inner; ++k) {
-            const std::size_t i = std::size_t(c * inner + k);
-            values[i] = float(root * (1 + (k % 8 < 4 ? std::ldexp(1 + 3 * u(rng), -19) : 0x1p-22 * (2 * u(rng) - 1))));
-            exact[i] = double(a * values[i] + (long double)b.back());
-        }
+        a.push_back((long double)g.back() / std::sqrt((long double)rv.back()));
     }
     const auto aligned = [](std::vector<float>& v) { // on 64 bytes: eight lanes
         float* p = v.data();
         while (reinterpret_cast<std::uintptr_t>(p) % 64 != 0) ++p;
         return p;
     };
+    std::vector<float> values(count), xs(count + 32), ys(count + 32);
+    std::vector<double> exact(count); // in long double, which keeps y to ~2^-40 of itself here
     float *x = aligned(xs), *y = aligned(ys);
-    const Layout l = collapse(Shape{1, C, inner}, 1);
-    std::vector<float> at_line(count), past_line(count);
-    std::copy(values.begin(), values.end(), x);
-    forward_eval<float>(x, g.data(), b.data(), {rm.data(), rv.data()}, l, 0.0, y, 1);
-    std::copy(y, y + count, at_line.begin());
-    std::copy(values.begin(), values.end(), x + 1); // one float past: four lanes
-    forward_eval<float>(x + 1, g.data(), b.data(), {rm.data(), rv.data()}, l, 0.0, y + 1, 1);
-    std::copy(y + 1, y + 1 + count, past_line.begin());
-    std::int64_t differ = 0;
-    double worst = 0; // each y against its own size, in float32 eps
-    for (std::size_t i = 0; i < count; ++i) {
-        differ += std::bit_cast<std::uint32_t>(at_line[i]) != std::bit_cast<std::uint32_t>(past_line[i]);
-        worst = std::max(worst, std::abs(double(at_line[i]) - exact[i]) / std::abs(exact[i]) / 0x1p-23);
+    for (const bool rows : {false, true}) {
+        CAPTURE(rows);
+        for (std::int64_t c = 0; c < C; ++c)
+            for (std::int64_t k = 0; k < inner; ++k) {
+                const std::size_t i = std::size_t(rows ? k * C + c : c * inner + k);
+                const bool passes = (rows ? c : k) % 8 < 4;
+                const double root = double(-(long double)b[std::size_t(c)] / a[std::size_t(c)]);
+                values[i] = float(root * (1 + (passes ? std::ldexp(1 + 3 * u(rng), -19) : 0x1p-22 * (2 * u(rng) - 1))));
+                exact[i] = double(a[std::size_t(c)] * values[i] + (long double)b[std::size_t(c)]);
+            }
+        const Layout l = rows ? collapse(Shape{inner, C}, 1) : collapse(Shape{1, C, inner}, 1);
+        std::vector<float> at_line(count), past_line(count);
+        std::copy(values.begin(), values.end(), x);
+        forward_eval<float>(x, g.data(), b.data(), {rm.data(), rv.data()}, l, 0.0, y, 1);
+        std::copy(y, y + count, at_line.begin());
+        std::copy(values.begin(), values.end(), x + 1); // one float past: four lanes
+        forward_eval<float>(x + 1, g.data(), b.data(), {rm.data(), rv.data()}, l, 0.0, y + 1, 1);
+        std::copy(y + 1, y + 1 + count, past_line.begin());
+        std::int64_t differ = 0;
+        double worst = 0; // each y against its own size, in float32 eps
+        for (std::size_t i = 0; i < count; ++i) {
+            differ += std::bit_cast<std::uint32_t>(at_line[i]) != std::bit_cast<std::uint32_t>(past_line[i]);
+            worst = std::max(worst, std::abs(double(at_line[i]) - exact[i]) / std::abs(exact[i]) / 0x1p-23);
+        }
+        CHECK(differ == 0);
+        CHECK(worst <= 1);
     }
-    CHECK(differ == 0);
-    CHECK(worst <= 1);
 }
 
 TEST_CASE("running update: momentum 0 or tiny when the batch variance overflows") {

@@ -60,11 +60,11 @@ template <class D> inline D normalize_dd(D x, D mh, D ml, D ah, D al, D b) {
 
 /// y = β + a·(x − μ) for float32 outputs where β may cancel a·(x − μ) (inference mode):
 /// the plain double form v where its error, at most ~2^-51·(|a·(x − μ)| + |y|), is
-/// provably below 2^-30·|y| (then rounding it to float32 rounds y), else normalize_dd;
-/// tested per vector of lanes, so cancelling data costs its vectors only. The test is
-/// |v| ≥ t, t = cancel_threshold(β) per channel: then |a·(x − μ)| ≤ (1 + 2u)·|v| + |β| ≤
-/// 2^20·|v|, with two operations where comparing |v| with |a·(x − μ)| took five. Each
-/// lane's form depends on its own test only, so the bits do not depend on the width of D.
+/// provably below 2^-30·|y| (then rounding it to float32 rounds y), else normalize_dd.
+/// The test is |v| ≥ t, t = cancel_threshold(β) per channel: then |a·(x − μ)| ≤
+/// (1 + 3u)·|v| + (1 + 2u)·|β| ≤ 2^20·|v|, with two operations where comparing |v| with
+/// |a·(x − μ)| took five. Each lane's form depends on its own test only, so the bits do
+/// not depend on the width of D; normalize_dd runs only for vectors with a lane that fails.
 /// μ is one double (the running mean, a T value: no low part).
 template <class D> inline D normalize_checked(D x, D mh, D ah, D al, D b, D t) {
     using detail::simd::abs, detail::simd::all_at_least, detail::simd::at_least_or;
