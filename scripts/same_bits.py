@@ -97,6 +97,13 @@ def main():
         def path(*parts):
             return os.path.join(tmp, "_".join(parts) + ".npy")
 
+        def require_same(fa, fb):
+            """Exits 1 unless the files of builds a and b hold the same bytes."""
+            with open(fa, "rb") as f1, open(fb, "rb") as f2:
+                if f1.read() != f2.read():
+                    print(f"same_bits: {os.path.basename(fa)} differs between {a} and {b}", file=sys.stderr)
+                    sys.exit(1)
+
         batch = ((name, x, dy, ["--axis", str(axis)], (x.shape[axis],), dtype)
                  for name, x, dy, axis, dtype in cases(rng))
         for name, x, dy, options, gshape, dtype in [*batch, *family_cases(rng)]:
@@ -120,10 +127,7 @@ def main():
                                     "--dgamma", bwd[1]] + ([] if rms else ["--dbeta", bwd[2]]), check=True)
                     outputs[tag] = fwd + bwd
                 for fa, fb in zip(outputs["a"], outputs["b"]):
-                    with open(fa, "rb") as f1, open(fb, "rb") as f2:
-                        if f1.read() != f2.read():
-                            print(f"same_bits: {os.path.basename(fa)} differs between {a} and {b}", file=sys.stderr)
-                            sys.exit(1)
+                    require_same(fa, fb)
                     compared += 1
         for name, x, rm, rv, gamma, beta, axis in eval_cases(rng):
             for tag, v in (("x", x), ("rm", rm), ("rv", rv), ("gamma", gamma), ("beta", beta)):
@@ -137,10 +141,7 @@ def main():
                                                                           ("beta", "beta"), ("running-mean", "rm"),
                                                                           ("running-var", "rv"))),
                                     "--y", ys[-1]], check=True)
-                with open(ys[0], "rb") as f1, open(ys[1], "rb") as f2:
-                    if f1.read() != f2.read():
-                        print(f"same_bits: {os.path.basename(ys[0])} differs between {a} and {b}", file=sys.stderr)
-                        sys.exit(1)
+                require_same(*ys)
                 compared += 1
     print(f"same_bits: {compared} output files bitwise identical between {a} and {b}")
 

@@ -94,6 +94,7 @@ template <class T> void ForwardState<T>::apply(std::int64_t o0, std::int64_t o1,
     const double* __restrict pmh = first_line(coefficients_);
     const double *__restrict pml = pmh + P, *__restrict pah = pml + P, *__restrict pal = pah + P,
                                *__restrict pb = pal + P;
+    const double* __restrict pt = pb + P; // inference, float32: cancel_threshold(β) (running.cpp)
     const std::int64_t base = o0 * whole_ * l_.inner; // y holds rows [o0, o1)
     // (all groups', or the whole tensor's when this is a piece of it: GivenForward, GivenBackward)
     const std::int64_t out_bytes = std::max(stream_bytes_, (o1 - o0) * whole_ * l_.inner * std::int64_t(sizeof(T)));
@@ -108,7 +109,7 @@ template <class T> void ForwardState<T>::apply(std::int64_t o0, std::int64_t o1,
                 if (eval_) { // inference: a in double-double (β may cancel a·(x − μ)); μ's low part is 0
                     if (inner == 1)
                         normalize_rows_dd_f32<S>(xs, ys, count, rows, pmh + c0, pah + c0, pal + c0, pb + c0,
-                                                 pb + P + c0);
+                                                 pt + c0);
                     else
                         for (std::int64_t j = 0; j < count; ++j)
                             normalize_run_dd_f32<S>(xs + j * inner, ys + j * inner, inner, pmh[c0 + j], pah[c0 + j],
