@@ -69,10 +69,19 @@ def busy_cores(seconds=0.5):
     return os.cpu_count() * (busy1 - busy0) / max(total1 - total0, 1)
 
 
+def cpu_name(fields):
+    """The model name with its family and model numbers: a VM's "AMD EPYC" alone does not
+    tell Zen 4 (family 25) from Zen 5 (family 26)."""
+    name = fields.get("Model name") or platform.processor() or "unknown CPU"
+    if fields.get("CPU family") and fields.get("Model"):
+        name += f" (family {fields['CPU family']}, model {fields['Model']})"
+    return name
+
+
 def describe():
     fields = lscpu()
     return {
-        "cpu": fields.get("Model name") or platform.processor() or "unknown CPU",
+        "cpu": cpu_name(fields),
         "cores": os.cpu_count(),
         "l3_bytes": l3_bytes(fields),
         "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
