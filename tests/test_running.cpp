@@ -468,6 +468,54 @@ TEST_CASE("running update: the new mean when (1 - M)*rm cancels M*mean") {
 }
 
 
+/// The new running mean of channels where (1 − M)·old cancels M·mean to 2^-k of itself,
+/// k = 1 … 48: each within 1 eps of the exact value, relative to itself. The reference is
+/// exact in fixed point: x and old are multiples of 2^-100 below 8 (x normal, its values
+/// under 2^-40 set to 0), so that 8m·new = 5m·old + 3Σx (M = 3/8) is an integer number of
+/// 2^-100 in 128 bits, rounded once to long double. The library's sums of such x, of sizes
+/// 2^-30 to 2^3, are not exact, so the closest cancellations need the exact redo.
+__extension__ using Int128 = __int128;
+
+template <class T> void new_mean_near_cancellation() {
+    const std::int64_t m = 4096;
+    const std::vector<int> ks{1, 2, 3, 5, 8, 12, 16, 20, 24, 30, 36, 42, 48};
+    const auto C = std::int64_t(ks.size());
+    const auto channels = std::size_t(C);
+    std::mt19937_64 rng(5);
+    std::normal_distribution<double> normal;
+    std::vector<T> x(std::size_t(m * C)), rv(channels, T(1)), rm(channels), nm(channels);
+    std::uniform_int_distribution<int> scale(0, 30);
+    for (auto& v : x) { // of many sizes, so that their sums in double are rounded
+        v = T(std::clamp(std::ldexp(normal(rng), -scale(rng)), -7.0, 7.0));
+        if (std::abs(v) < T(0x1p-40)) v = 0;
+    }
+    const auto fixed = [](double v) { return static_cast<Int128>(std::ldexp(v, 100)); }; // exact here
+    const double M = 0.375;
+    for (std::int64_t c = 0; c < C; ++c) {
+        double sum = 0;
+        for (std::int64_t i = 0; i < m; ++i) sum += double(x[std::size_t(i * C + c)]);
+        const int k = ks[std::size_t(c)];
+        rm[std::size_t(c)] = T(-M / (1 - M) * (sum / double(m)) * (1 + std::ldexp(c % 2 ? 1.0 : -1.0, -k)));
+        REQUIRE(std::abs(double(rm[std::size_t(c)])) >= 0x1p-40);
+    }
+    const ForwardPass<T> pass(x.data(), nullptr, nullptr, collapse(Shape{m, C}, 1), 1e-5, 2);
+    pass.update_running({rm.data(), rv.data()}, RunningUpdate{M, 1}, nm.data(), nullptr);
+    for (std::int64_t c = 0; c < C; ++c) {
+        CAPTURE(ks[std::size_t(c)]);
+        Int128 num = 5 * m * fixed(double(rm[std::size_t(c)]));
+        for (std::int64_t i = 0; i < m; ++i) num += 3 * fixed(double(x[std::size_t(i * C + c)]));
+        const long double want = std::ldexp(static_cast<long double>(num), -100) / (8 * m);
+        const long double got = nm[std::size_t(c)];
+        REQUIRE(want != 0);
+        CHECK(double(std::abs((got - want) / want)) <= double(std::numeric_limits<T>::epsilon()));
+    }
+}
+
+TEST_CASE("running update: the new mean where (1 - M)*rm partly cancels M*mean, within 1 eps") {
+    new_mean_near_cancellation<float>();
+    new_mean_near_cancellation<double>();
+}
+
 TEST_CASE("inference mode float64: x - rm, gamma*invstd and var + eps beyond double's range") {
     const Layout l = collapse(Shape{2, 1}, 1);
     const auto run = [&](std::vector<double> x, double rm, double rv, double g, const std::vector<double>& want) {

@@ -40,9 +40,10 @@ ForwardState<T>::ForwardState(const T* x, const T* gamma, const T* beta, const L
     // Per channel: y = a·(x − μ) + β with a = γ·invstd.
     const std::size_t C = std::size_t(l.channels);
     mean_.resize(C), invstd_.resize(C);
-    const std::size_t P = padded(C); // μ (hi, lo), a (hi, lo), β, M2 (hi, lo, certified): arrays on cache lines
-    double *mu_hi = line_arrays(coefficients_, 8, C), *mu_lo = mu_hi + P, *a_hi = mu_lo + P, *a_lo = a_hi + P,
-           *b = a_lo + P, *m2_hi = b + P, *m2_lo = m2_hi + P, *m2_certified = m2_lo + P;
+    // μ (hi, lo), a (hi, lo), β, M2 (hi, lo, certified), μ's error bound: arrays on cache lines
+    const std::size_t P = padded(C);
+    double *mu_hi = line_arrays(coefficients_, 9, C), *mu_lo = mu_hi + P, *a_hi = mu_lo + P, *a_lo = a_hi + P,
+           *b = a_lo + P, *m2_hi = b + P, *m2_lo = m2_hi + P, *m2_certified = m2_lo + P, *mu_error = m2_certified + P;
     // update_running's variance needs M2 to T's precision relative to M2 itself, where the
     // forward certificate bounds its error against M2 + m·eps only (eps may dominate): the
     // same bound, 12·rel·Σ(x − K)² (certificates.hpp), against M2 alone
@@ -51,6 +52,7 @@ ForwardState<T>::ForwardState(const T* x, const T* gamma, const T* beta, const L
         using D = decltype(lanes_type);
         const MomentsOf<D> m = MomentsOf<D>::gather(&ms[c]);
         put(m2_hi, c, m.m2.hi), put(m2_lo, c, m.m2.lo); // for update_running
+        put(mu_error, c, plain_errors(m).mean); // for update_running: |μ − computed μ| (the certificate's bound)
         for (int j = 0; j < kLanesOf<D>; ++j)
             m2_certified[c + std::size_t(j)] =
                 lane(m.rel, j) == 0 || 12 * lane(m.rel, j) * lane(m.sq, j) <= m2_tolerance * lane(m.m2.hi, j);

@@ -279,13 +279,15 @@ void ForwardState<T>::update_running(RunningStats<T> running, RunningUpdate u, T
     const std::size_t C = std::size_t(l_.channels);
     const std::size_t P = padded(C);
     const double *mu_hi = first_line(coefficients_), *mu_lo = mu_hi + P, *m2_hi = mu_hi + 5 * P, *m2_lo = m2_hi + P,
-                 *m2_certified = m2_lo + P;
+                 *m2_certified = m2_lo + P, *mu_error = m2_certified + P; // (forward_pass.cpp)
     const double M = u.momentum;
     const dd keep = two_sum(1.0, -M); // 1 − M, exact
     for (std::size_t c = 0; c < C; ++c) {
         dd mean, var;
+        double mean_error = 0; // a bound on |μ − mean|, beside the double-double steps' 2^-100 of their size
         if (fast_[c] && m2_certified[c] != 0)
-            mean = {mu_hi[c], mu_lo[c]}, var = div(dd{m2_hi[c], m2_lo[c]}, double(m - u.correction));
+            mean = {mu_hi[c], mu_lo[c]}, var = div(dd{m2_hi[c], m2_lo[c]}, double(m - u.correction)),
+            mean_error = mu_error[c];
         else // the exact kernel's channels, and M2 not certified against itself (eps dominating): again
             exact_channel_moments(x_, l_, whole_, std::int64_t(c), u.correction, mean, var);
         // new = (1 − M)·old + M·batch, in double-double, rounded once; with a non-finite
@@ -299,13 +301,16 @@ void ForwardState<T>::update_running(RunningStats<T> running, RunningUpdate u, T
         if (new_mean) {
             const double old = double(running.mean[c]);
             const dd keep_old = mul(keep, old), batch = mul(mean, M);
-            // (1 − M)·old and M·mean cancel: the batch mean pass A left is certified to
-            // ~2^-25 of |mean| in float32, 2^-58 in float64, an error the cancellation
-            // would magnify past the output's eps where |new| < |(1 − M)·old|/4 (float32),
-            // /32 (float64): there, exactly, again
-            constexpr double kCancels = sizeof(T) == 4 ? 0x1p-2 : 0x1p-5;
+            // (1 − M)·old and M·mean may cancel, which magnifies the batch mean's error
+            // M·mean_error relative to the new mean. Where that could pass the mean's own
+            // tolerance (2^-25 of it in float32, 2^-58 in float64), exactly, again: it
+            // costs a pass over the channel, where the bound from pass A's certificate
+            // spares it on all but the closest cancellations.
+            constexpr double kTolerance = sizeof(T) == 4 ? 0x1p-25 : 0x1p-58;
+            const double error =
+                (M * (mean_error + 0x1p-100 * std::abs(mean.hi)) + 0x1p-100 * std::abs(keep_old.hi)) * (1 + 0x1p-50);
             if (M != 0 && std::isfinite(old) && std::isfinite(mean.hi) && old != 0 &&
-                std::abs(add(keep_old, batch).hi) < kCancels * std::abs(keep_old.hi))
+                !(error <= kTolerance * (std::abs(add(keep_old, batch).hi) - 2 * error)))
                 new_mean[c] = to<T>(exact_new_mean(x_, l_, whole_, std::int64_t(c), old, M));
             else
                 new_mean[c] = update(old, mean);
