@@ -110,6 +110,9 @@ TEST_CASE("outputs of 16 MiB or more, written with streamed stores: accurate, an
         streamed_outputs<double>({32768, 64}, 1, shift);
         streamed_outputs<double>({8, 4, 256, 256}, 1, shift);
     }
+    // float32 outputs 32 bytes past a line: eight lanes from there
+    streamed_outputs<float>({65536, 64}, 1, 8);
+    streamed_outputs<float>({16, 4, 256, 256}, 1, 8);
     // runs of channels small enough for forward() and backward() to take them a group of
     // channels at a time (as they do for inputs larger than the last-level cache):
     // groups of 4 and 2 (forward, backward), of 6 and 3 with a shorter last group, of 4

@@ -381,8 +381,9 @@ TEST_CASE("inference mode float32: each value's form by its own test, the same b
     // whole vector to normalize_dd, the other four's bits depended on the vector width
     // (eight lanes on AVX-512 builds where x is aligned, else four), where the two forms
     // round y differently. NCHW runs (four and four along a channel's run) and channels-last
-    // rows (along a row's channels: the rows kernel).
-    const std::int64_t C = 8192, inner = 32;
+    // rows (along a row's channels: the rows kernel). y is 16 MiB: streamed (non-temporal
+    // stores), from a line's start, one float past it and 32 bytes past it.
+    const std::int64_t C = 8192, inner = 512;
     const auto count = std::size_t(C * inner);
     std::mt19937_64 rng(21);
     std::uniform_real_distribution<double> u(0, 1);
@@ -397,7 +398,7 @@ TEST_CASE("inference mode float32: each value's form by its own test, the same b
         while (reinterpret_cast<std::uintptr_t>(p) % 64 != 0) ++p;
         return p;
     };
-    std::vector<float> values(count), xs(count + 32), ys(count + 32);
+    std::vector<float> values(count), xs(count + 32), ys(count + 32), shifted(count);
     std::vector<double> exact(count); // in long double, which keeps y to ~2^-40 of itself here
     float *x = aligned(xs), *y = aligned(ys);
     for (const bool rows : {false, true}) {
@@ -411,21 +412,24 @@ TEST_CASE("inference mode float32: each value's form by its own test, the same b
                 exact[i] = double(a[std::size_t(c)] * values[i] + (long double)b[std::size_t(c)]);
             }
         const Layout l = rows ? collapse(Shape{inner, C}, 1) : collapse(Shape{1, C, inner}, 1);
-        std::vector<float> at_line(count), past_line(count);
+        std::vector<float> at_line(count);
         std::copy(values.begin(), values.end(), x);
         forward_eval<float>(x, g.data(), b.data(), {rm.data(), rv.data()}, l, 0.0, y, 1);
         std::copy(y, y + count, at_line.begin());
-        std::copy(values.begin(), values.end(), x + 1); // one float past: four lanes
-        forward_eval<float>(x + 1, g.data(), b.data(), {rm.data(), rv.data()}, l, 0.0, y + 1, 1);
-        std::copy(y + 1, y + 1 + count, past_line.begin());
-        std::int64_t differ = 0;
         double worst = 0; // each y against its own size, in float32 eps
-        for (std::size_t i = 0; i < count; ++i) {
-            differ += std::bit_cast<std::uint32_t>(at_line[i]) != std::bit_cast<std::uint32_t>(past_line[i]);
+        for (std::size_t i = 0; i < count; ++i)
             worst = std::max(worst, std::abs(double(at_line[i]) - exact[i]) / std::abs(exact[i]) / 0x1p-23);
-        }
-        CHECK(differ == 0);
         CHECK(worst <= 1);
+        for (const std::size_t shift : {1, 8}) { // one float past a line: four lanes; 32 bytes past: eight
+            CAPTURE(shift);
+            std::copy(values.begin(), values.end(), x + shift);
+            forward_eval<float>(x + shift, g.data(), b.data(), {rm.data(), rv.data()}, l, 0.0, y + shift, 1);
+            std::copy(y + shift, y + shift + count, shifted.begin());
+            std::int64_t differ = 0;
+            for (std::size_t i = 0; i < count; ++i)
+                differ += std::bit_cast<std::uint32_t>(at_line[i]) != std::bit_cast<std::uint32_t>(shifted[i]);
+            CHECK(differ == 0);
+        }
     }
 }
 
