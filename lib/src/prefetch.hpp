@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <numeric>
 
 namespace bnorm::kernels {
 namespace { // each .cpp its own copy, optimised with its callers as one unit
@@ -16,6 +17,17 @@ template <int Locality, class T> inline void prefetch_line(const T* p, std::int6
 }
 template <class T> inline void prefetch_l1(const T* p, std::int64_t n) { prefetch_line<3>(p, n); }
 template <class T> inline void prefetch_l2(const T* p, std::int64_t n) { prefetch_line<2>(p, n); }
+
+/// Whether one line per row of a tile (`rows` rows `stride_bytes` apart, in each of
+/// `arrays` arrays) crowds more than 8 lines into one set of an L1 of 64 sets (Zen 4's
+/// 32 KiB 8-way, Zen 5's and Ice Lake's 48 KiB 12-way): row strides of a multiple of
+/// 1 KiB, such as 256 float64 channels. A chunk's lines then evict each other between
+/// its first look and its sums, which read them from L2 again.
+inline bool crowds_l1_sets(std::int64_t stride_bytes, std::int64_t rows, int arrays) {
+    if (stride_bytes % 64 != 0) return false; // rows off the lines' grid: their lines spread
+    const std::int64_t sets = std::min(rows, 64 / std::gcd(stride_bytes / 64 % 64, std::int64_t(64)));
+    return (rows + sets - 1) / sets * arrays > 8;
+}
 
 /// Software prefetch of the next tile, a chunk's row per step, in address order. The
 /// tile kernel walks a tile channel chunk by channel chunk, down the rows, which the

@@ -11,6 +11,7 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 
 namespace bnorm::kernels {
@@ -151,12 +152,17 @@ template <class D, bool Backward, int N> struct BiasedTile {
 /// 16 rows further down, is slower.) flatten: with BiasedTile::fold called out of line,
 /// GCC kept the sums on the stack.
 ///
+/// Copy (row strides that crowd L1's sets, crowds_l1_sets): the look copies each row of
+/// the group it reads into a buffer, and the sums read the buffer, where the strided lines
+/// would have been evicted in between. The same operations on the same values, so the
+/// same bits.
+///
 /// G = 2 (float32, one vector of channels; `chunks` even): the look is at two chunks at
 /// once, 16 floats (a line) where one chunk's is 8, done while the first of the two chunks
 /// before them is summed; FloatLook<D, 2>::chunk gives each chunk its half, the same
 /// values as its own look. That halves the look's instructions, which were a fifth of the
 /// loop's.
-template <class D, bool Backward, int V, bool Centred, int G, class T>
+template <class D, bool Backward, int V, bool Centred, int G, bool Copy, class T>
 [[gnu::noinline, gnu::flatten]] void add_chunks_biased(const T* __restrict x, const T* __restrict g,
                                                       std::int64_t stride, std::int64_t rows, std::size_t c,
                                                       std::size_t chunks, Sums& t, TilePrefetch<T>& prefetch_of_tile) {
@@ -165,17 +171,28 @@ template <class D, bool Backward, int V, bool Centred, int G, class T>
     using LookX = std::conditional_t<Centred, CentredLook<D>, Look>;
     constexpr int N = kRowTile.terms, L = kLanesOf<D>, Lanes = V * L;
     auto at = [&](int j) { return c + std::size_t(j * L); };
+    constexpr int W = G * Lanes; // a group's values in one row
     LookX lx[V]; // the look at the group of G chunks from c
     Look lg[V];
-    auto look = [&](LookX (&ax)[V], Look (&ag)[V], std::int64_t r, std::size_t from) {
+    // Copy: each row of a group as the look reads it, into slot `slot` (the next group's:
+    // the other one), for the sums to read there (in_group)
+    alignas(64) T xcopy[Copy ? 2 : 1][Copy ? N : 1][W], gcopy[Copy && Backward ? 2 : 1][Copy ? N : 1][W];
+    int slot = 0;
+    auto look = [&](LookX (&ax)[V], Look (&ag)[V], std::int64_t r, std::size_t from, int to) {
+        const T* xr = x + r * stride + from;
+        const T* gr = Backward ? g + r * stride + from : nullptr;
+        if constexpr (Copy) {
+            xr = static_cast<const T*>(std::memcpy(xcopy[to][r], xr, sizeof xcopy[to][r]));
+            if constexpr (Backward) gr = static_cast<const T*>(std::memcpy(gcopy[to][r], gr, sizeof gcopy[to][r]));
+        }
 #pragma GCC unroll 4
         for (int j = 0; j < V; ++j) {
-            ax[j].add(x + r * stride + from + std::size_t(j * L));
-            if constexpr (Backward) ag[j].add(g + r * stride + from + std::size_t(j * L));
+            ax[j].add(xr + j * L);
+            if constexpr (Backward) ag[j].add(gr + j * L);
         }
     };
     TilePrefetch<T> prefetch = prefetch_of_tile; // (in registers)
-    for (std::int64_t r = 0; r < rows; ++r) prefetch.template step<G * Lanes>(), look(lx, lg, r, c);
+    for (std::int64_t r = 0; r < rows; ++r) prefetch.template step<G * Lanes>(), look(lx, lg, r, c, slot);
     for (std::size_t k = 0; k < chunks; k += G) {
         LookX nx[V]; // the look at the next group
         Look ng[V];
@@ -202,12 +219,15 @@ template <class D, bool Backward, int V, bool Centred, int G, class T>
             auto sum_tile = [&]<bool Exact, bool Step, bool Looks>() {
                 for (std::int64_t r = 0; r < rows; ++r) {
                     if constexpr (Step) prefetch.template step<Lanes>();
-                    if constexpr (Looks) look(nx, ng, r, c + G * Lanes);
+                    if constexpr (Looks) look(nx, ng, r, c + G * Lanes, slot ^ 1);
 #pragma GCC unroll 4
                     for (int j = 0; j < V; ++j) {
-                        const D v = lanes<D>(x + r * stride, at(j));
-                        tile[j].template add_as<Exact>(Centred ? D(v - K[j]) : v,
-                                                       Backward ? lanes<D>(g + r * stride, at(j)) : D{});
+                        const std::size_t in_group = std::size_t(P * Lanes + j * L);
+                        const D v = Copy ? lanes<D>(xcopy[slot][r], in_group) : lanes<D>(x + r * stride, at(j));
+                        const D dv = !Backward ? D{}
+                                     : Copy    ? lanes<D>(gcopy[slot][r], in_group)
+                                               : lanes<D>(g + r * stride, at(j));
+                        tile[j].template add_as<Exact>(Centred ? D(v - K[j]) : v, dv);
                     }
                 }
             };
@@ -231,6 +251,7 @@ template <class D, bool Backward, int V, bool Centred, int G, class T>
         if constexpr (G == 2) one_chunk.template operator()<1>();
 #pragma GCC unroll 4
         for (int j = 0; j < V; ++j) lx[j] = nx[j], lg[j] = ng[j];
+        slot ^= 1;
     }
     prefetch_of_tile = prefetch;
 }
@@ -244,6 +265,7 @@ void add_rows_biased(const T* x, const T* dy, std::int64_t stride, std::int64_t 
                      std::int64_t o1, Sums& t) {
     const auto C = std::size_t(count);
     constexpr std::int64_t N = kRowTile.terms;
+    const bool copy = crowds_l1_sets(stride * std::int64_t(sizeof(T)), N, Backward ? 2 : 1);
     for (std::int64_t o = o0; o < o1; o += N) {
         const std::int64_t rows = std::min(N, o1 - o), next = o + rows;
         auto prefetch = TilePrefetch<T>::next_tile(x, Backward ? dy : nullptr, stride, count, next, o1, N);
@@ -259,10 +281,13 @@ void add_rows_biased(const T* x, const T* dy, std::int64_t stride, std::int64_t 
             // float32, one vector: pairs of chunks looked at together (FloatLook<D, 2>)
             constexpr bool Pairs = std::is_same_v<T, float> && !Centred && V == 1 && kLanesOf<D> > 1;
             if constexpr (Pairs) {
-                if (n >= 2) add_chunks_biased<D, Backward, V, Centred, 2>(xt, gt, stride, rows, c, n / 2 * 2, t, prefetch);
+                if (n >= 2) add_chunks_biased<D, Backward, V, Centred, 2, false>(xt, gt, stride, rows, c, n / 2 * 2, t, prefetch);
                 c += n / 2 * 2 * Lanes, n %= 2;
             }
-            if (n > 0) add_chunks_biased<D, Backward, V, Centred, 1>(xt, gt, stride, rows, c, n, t, prefetch);
+            if (n > 0) {
+                if (copy) add_chunks_biased<D, Backward, V, Centred, 1, true>(xt, gt, stride, rows, c, n, t, prefetch);
+                else add_chunks_biased<D, Backward, V, Centred, 1, false>(xt, gt, stride, rows, c, n, t, prefetch);
+            }
             c += n * Lanes;
         };
 #if defined(__AVX512F__)
