@@ -200,6 +200,9 @@ TEST_CASE("large tensors: the fast kernel is as accurate as the exact one, and t
             large_problem<double>({8, 6, 96, 96}, 1, kind, 1e-5);    // NCHW: segments of long rows
             large_problem<double>({16, 20, 20, 12}, -1, kind, 1e-3); // NHWC
             large_problem<double>({40000, 12}, 1, kind, 1e-5);       // two blocks (backward), merged
+            // rows 2 and 4 KiB apart, whose lines crowd L1's sets: pass A copies them (prefetch.hpp)
+            large_problem<double>({160, 256}, 1, kind, 1e-5);
+            large_problem<double>({72, 512}, 1, kind, 1e-5);
         }
     }
     SUBCASE("float32") {
