@@ -316,14 +316,24 @@ TEST_CASE("family sets: the same bits for 1, 2 and all threads, in pieces too") 
                        o->dgamma == d1.dgamma && o->dbeta == d1.dbeta));
             check_against(f1, f.naive(), f.name);
             check_against(d1, d.naive(), d.name);
-            // the pieces of a tensor beyond the cache (here: beyond 64 KiB; about 1 MiB each),
-            // on the threads
+            // the pieces of a tensor beyond the cache (here: beyond 64 KiB), on the threads,
+            // cut for an L2 of 512 KiB and of 64 KiB (pieces of 128 and 16 KiB), the same bits
+            // as the whole tensor's
             detail::set_group_threshold(1 << 16);
+            detail::set_l2_bytes(512 << 10);
             const SetOutputs<float> p1 = f.run(1), p2 = f.run(2);
             const SetOutputs<double> q1 = d.run(1), q0 = d.run(0);
+            detail::set_l2_bytes(64 << 10);
+            const SetOutputs<float> s2 = f.run(2);
+            const SetOutputs<double> t1 = d.run(1);
+            detail::set_l2_bytes(0);
             detail::set_group_threshold(0);
-            CHECK((p2.y == p1.y && p2.dx == p1.dx && p2.dgamma == p1.dgamma && p2.mean == p1.mean));
-            CHECK((q0.y == q1.y && q0.dx == q1.dx && q0.dgamma == q1.dgamma && q0.invstd == q1.invstd));
+            for (const auto* o : {&p1, &p2, &s2})
+                CHECK((o->y == f1.y && o->dx == f1.dx && o->dgamma == f1.dgamma && o->dbeta == f1.dbeta &&
+                       o->mean == f1.mean && o->invstd == f1.invstd));
+            for (const auto* o : {&q1, &q0, &t1})
+                CHECK((o->y == d1.y && o->dx == d1.dx && o->dgamma == d1.dgamma && o->dbeta == d1.dbeta &&
+                       o->mean == d1.mean && o->invstd == d1.invstd));
             check_against(p1, f.naive(), f.name + "_pieces");
             check_against(q1, d.naive(), d.name + "_pieces");
         }

@@ -55,6 +55,27 @@ std::int64_t detail::piece_threshold() { return std::min<std::int64_t>(8 << 20, 
 void detail::set_group_threshold(std::int64_t bytes) { group_threshold_set.store(bytes, std::memory_order_relaxed); }
 
 namespace {
+std::atomic<std::int64_t> l2_bytes_set{0}; // 0: the cache's size
+} // namespace
+
+std::int64_t detail::l2_bytes() {
+    static const std::int64_t cache = [] {
+        long bytes = -1;
+#ifdef _SC_LEVEL2_CACHE_SIZE
+        bytes = ::sysconf(_SC_LEVEL2_CACHE_SIZE);
+#endif
+        // (a size outside what cores have is not believed)
+        return bytes >= (64 << 10) && bytes <= (64 << 20) ? std::int64_t(bytes) : std::int64_t(1) << 20;
+    }();
+    const std::int64_t set = l2_bytes_set.load(std::memory_order_relaxed);
+    return set > 0 ? set : cache;
+}
+
+std::int64_t detail::piece_bytes() { return l2_bytes() / 4; }
+
+void detail::set_l2_bytes(std::int64_t bytes) { l2_bytes_set.store(bytes, std::memory_order_relaxed); }
+
+namespace {
 
 /// The bytes of input (x, and dy for backward) of a group: channels are grouped up to
 /// kGroupBytes, and a channel of more than kGroupBytes is a group alone up to

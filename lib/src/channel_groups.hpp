@@ -21,6 +21,20 @@ std::int64_t group_threshold();
 /// group_threshold(): its groups within Ice Lake's L3 were slower on two threads.
 std::int64_t piece_threshold();
 
+/// The input bytes (x, and dy for backward) of one piece of the family's sets
+/// (family_sets.hpp, for_pieces): a quarter of a core's L2 (sysconf; 1 MiB when the
+/// system does not say), so that pass B finds the piece there with the lines that pass A
+/// prefetched past it. A piece of 1 MiB, the whole L2 of a Zen core, was read from the
+/// L3 again (docs/performance.md).
+std::int64_t piece_bytes();
+
+/// The L2's size as piece_bytes() takes it: sets larger than this are not cut into pieces.
+std::int64_t l2_bytes();
+
+/// Sets l2_bytes() (0: back to the cache's size), for tests, which compare the bits of
+/// several cuts of the same tensor; not thread-safe against calls in flight.
+void set_l2_bytes(std::int64_t bytes);
+
 /// The channels in a group for forward() (inputs = 1) or backward() (inputs = 2) of l,
 /// of element_bytes a value, or 0 for the passes over the whole tensor: tensors without
 /// runs, or whose inputs are under group_threshold() (forward) or piece_threshold()

@@ -54,25 +54,22 @@ struct Piece {
     std::int64_t output_values;
 };
 
-/// Input bytes of a piece of a large NCHW tensor: its pass B finds it in L2, as
-/// channel_groups.cpp's groups of channels.
-constexpr std::int64_t kPieceBytes = 1 << 20;
-
 /// Calls f(piece, threads) for pieces covering x: P = 1, one piece, or (inputs of
-/// detail::piece_threshold() bytes or more, sets up to 2·kPieceBytes) pieces of whole sets
-/// of about kPieceBytes on the threads; P > 1, one piece per sample, on the threads when
-/// samples are small. The cut depends on the shape only: every channel's bits are those
-/// of its own values, whatever the thread count. Forward and backward alike: a set's two
-/// passes then read it from L2, not the L3, and the threads take whole pieces.
+/// detail::piece_threshold() bytes or more, sets up to detail::l2_bytes()) pieces of whole
+/// sets of about detail::piece_bytes() on the threads; P > 1, one piece per sample, on the
+/// threads when samples are small. The cut depends on the shape and the machine's caches,
+/// the bits on neither: every channel's bits are those of its own values, whatever the
+/// thread count and the cut. Forward and backward alike: a set's two passes then read it
+/// from L2, not the L3, and the threads take whole pieces.
 template <class F> void for_pieces(const View& v, std::int64_t input_bytes, int threads, F&& f) {
     const std::int64_t total = v.N * v.P * v.C * v.inner;
     threads = total < (1 << 16) ? 1 : detail::resolve_threads(threads);
     if (v.P == 1) {
         const std::int64_t sets = v.N * v.per_sample, set_bytes = v.per * v.inner * input_bytes;
-        // (a set beyond 2·kPieceBytes would not stay in L2 anyway: the whole tensor as one
-        // piece then, so that a few large sets still take every thread)
-        const bool whole = total * input_bytes < detail::piece_threshold() || set_bytes > 2 * kPieceBytes;
-        const std::int64_t per_piece = whole ? sets : std::max<std::int64_t>(1, kPieceBytes / set_bytes);
+        // (a set beyond the L2 would not stay there anyway: the whole tensor as one piece
+        // then, so that a few large sets still take every thread)
+        const bool whole = total * input_bytes < detail::piece_threshold() || set_bytes > detail::l2_bytes();
+        const std::int64_t per_piece = whole ? sets : std::max<std::int64_t>(1, detail::piece_bytes() / set_bytes);
         const std::int64_t pieces = (sets + per_piece - 1) / per_piece;
         const auto piece = [&](std::int64_t i) {
             const std::int64_t s0 = i * per_piece, q0 = s0 * v.per;
