@@ -24,7 +24,8 @@ import numpy as np
 
 def cases(rng):
     """(name, x, dy, axis) covering the kernels' paths."""
-    shapes = [((3000, 23), 1), ((700, 256), 1), ((300, 512), 1), ((4, 6, 33, 35), 1), ((8, 9, 9, 37), -1), ((64, 16), 1)]
+    shapes = [((3000, 23), 1), ((700, 256), 1), ((300, 512), 1), ((4, 6, 33, 35), 1), ((3, 5, 31, 37), 1),
+              ((8, 9, 9, 37), -1), ((64, 16), 1)]
     for dtype in (np.float32, np.float64):
         for shape, axis in shapes:
             z = rng.standard_normal(shape)

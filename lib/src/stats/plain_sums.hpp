@@ -171,45 +171,66 @@ void add_rows_plain(const T* x, const T* dy, std::int64_t C, std::int64_t o0, st
 }
 
 /// Adds the values v[0, len) (and dy g) of channel c to its sums with plain kernels, in
-/// 2·kWidth lanes, folded every kPlainRun values per lane; the next chunk prefetched
-/// meanwhile, as in add_run_biased.
+/// V·kWidth lanes (value i to lane i mod V·kWidth), folded every kPlainRun values per
+/// lane; the next chunk prefetched meanwhile, as in add_run_biased. Forward takes sixteen
+/// lanes: with its two sums in eight, each a single chain, it waited on the adds' latency
+/// (Zen 5, performance.md). Backward's five sums in eight lanes keep the units busy, and
+/// in sixteen they would not fit in sixteen registers.
 template <class T, bool Backward> void add_run_plain(const T* v, const T* g, std::int64_t len, std::size_t c, Sums& t) {
     using namespace detail::simd;
+    using Acc = PlainAcc<v4d, Backward>;
+    constexpr int V = Backward ? 2 : 4; // vectors of kWidth lanes
     if (t.n[c] == 0) t.K[c] = double(v[0]);
     const v4d K = splat(t.K[c]);
-    constexpr std::int64_t step = 2 * kWidth, chunk = kPlainRun * step;
+    constexpr std::int64_t step = V * kWidth, chunk = kPlainRun * step;
+    const auto add4 = [&](Acc& acc, std::int64_t at) { acc.add(load(v + at) - K, Backward ? load(g + at) : v4d{}); };
     std::int64_t i = 0;
     while (i < len) {
         const std::int64_t end = std::min(len, i + chunk);
-        PlainAcc<v4d, Backward> a{}, b{}; // the step's lanes [0, kWidth) and [kWidth, 2·kWidth)
+        Acc a[V]{}; // lanes [j·kWidth, (j + 1)·kWidth) of the step
 #if defined(__AVX512F__)
-        // AVX-512: the step's eight lanes as one v8d, whose halves are the a and b lanes
-        // below (the same bits): one chain per sum, half the instructions.
+        // AVX-512: the step's lanes as V/2 v8d, whose halves are the a[j] below (the same
+        // bits), half the instructions
         {
             const v8d K8 = detail::broadcast<v8d>(t.K[c]);
-            PlainAcc<v8d, Backward> w{};
+            PlainAcc<v8d, Backward> w[V / 2]{};
             for (; i + step <= end; i += step) {
                 prefetch_l1(v, i + chunk);
                 if constexpr (Backward) prefetch_l1(g, i + chunk);
-                w.add(lanes<v8d>(v, std::size_t(i)) - K8, Backward ? lanes<v8d>(g, std::size_t(i)) : v8d{});
+#pragma GCC unroll 2
+                for (int j = 0; j < V / 2; ++j) {
+                    const std::size_t at = std::size_t(i + 8 * j);
+                    w[j].add(lanes<v8d>(v, at) - K8, Backward ? lanes<v8d>(g, at) : v8d{});
+                }
             }
             auto halves = [](v8d w, v4d& lo, v4d& hi) {
                 lo = v4d{w[0], w[1], w[2], w[3]}, hi = v4d{w[4], w[5], w[6], w[7]};
             };
-            halves(w.p1, a.p1, b.p1), halves(w.p2, a.p2, b.p2);
-            if constexpr (Backward) halves(w.q1, a.q1, b.q1), halves(w.q2, a.q2, b.q2), halves(w.q3, a.q3, b.q3);
+            for (int j = 0; j < V / 2; ++j) {
+                Acc &lo = a[2 * j], &hi = a[2 * j + 1];
+                halves(w[j].p1, lo.p1, hi.p1), halves(w[j].p2, lo.p2, hi.p2);
+                if constexpr (Backward)
+                    halves(w[j].q1, lo.q1, hi.q1), halves(w[j].q2, lo.q2, hi.q2), halves(w[j].q3, lo.q3, hi.q3);
+            }
         }
 #endif
         for (; i + step <= end; i += step) {
             prefetch_l1(v, i + chunk);
             if constexpr (Backward) prefetch_l1(g, i + chunk);
-            a.add(load(v + i) - K, Backward ? load(g + i) : v4d{});
-            b.add(load(v + i + kWidth) - K, Backward ? load(g + i + kWidth) : v4d{});
+#pragma GCC unroll 4
+            for (int j = 0; j < V; ++j) add4(a[j], i + j * kWidth);
         }
-        PlainAcc<double, Backward> p{sum_lanes(a.p1 + b.p1), sum_lanes(a.p2 + b.p2), {}, {}, {}};
-        if constexpr (Backward)
-            p.q1 = sum_lanes(a.q1 + b.q1), p.q2 = sum_lanes(a.q2 + b.q2), p.q3 = sum_lanes(a.q3 + b.q3);
-        for (; i < end; ++i) // the tail, fewer than 2·kWidth values
+        // sixteen lanes: the chunk's last whole vectors of four into lanes 0.. in turn, so
+        // that at most three values are left to add one by one (kPlainGamma's margin)
+        if constexpr (V == 4)
+            for (int j = 0; i + kWidth <= end; i += kWidth, ++j) add4(a[j], i);
+        const auto total = [&](v4d Acc::*m) {
+            if constexpr (V == 4) return sum_lanes((a[0].*m + a[2].*m) + (a[1].*m + a[3].*m));
+            else return sum_lanes(a[0].*m + a[1].*m);
+        };
+        PlainAcc<double, Backward> p{total(&Acc::p1), total(&Acc::p2), {}, {}, {}};
+        if constexpr (Backward) p.q1 = total(&Acc::q1), p.q2 = total(&Acc::q2), p.q3 = total(&Acc::q3);
+        for (; i < end; ++i) // the tail, fewer than kWidth values (forward) or 2·kWidth (backward)
             p.add(double(v[i]) - t.K[c], Backward ? double(g[i]) : 0.0);
         fold(t.s1[c], t.s1_err[c], p.p1);
         fold(t.s2[c], t.s2_err[c], p.p2);
