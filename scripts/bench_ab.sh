@@ -79,8 +79,11 @@ for side in "ab":
         for rec in json.load(open(f"{out}/{side}-{r}.json"))["records"]:
             if rec.get("impl") != "bnorm" or rec.get("op") not in ("forward", "forward_running", "backward", "eval_forward"):
                 continue
-            key = (rec["op"], "x".join(map(str, rec["shape"])), rec["dtype"], rec["layout"],
-                   rec["threads"], rec.get("data", "normal"))
+            # the family's norms by name ("group32" for 32 groups), as bench/report.py names them
+            norm = rec.get("norm", "batch")
+            name = (f"{norm}{rec['groups']}" if norm == "group" else norm) + " "
+            key = (rec["op"], ("" if norm == "batch" else name) + "x".join(map(str, rec["shape"])), rec["dtype"],
+                   rec["layout"], rec["threads"], rec.get("data", "normal"))
             if key not in best:
                 order.append(key)
             best.setdefault(key, {}).setdefault(side, []).append(rec["ms_min"])
@@ -89,13 +92,13 @@ def show(ms):
     return f"{ms * 1000:.3f} us" if ms < 0.1 else f"{ms:.3f} ms"
 
 print(f"A = {name_a}, B = {name_b}: best of {rounds} interleaved rounds each (and the spread of A's)")
-print(f"{'op':15} {'shape':14} {'dtype':8} {'layout':6} {'thr':>3} {'data':7} {'A':>11} {'B':>11} {'B/A':>6}  A's spread")
+print(f"{'op':15} {'shape':22} {'dtype':8} {'layout':6} {'thr':>3} {'data':7} {'A':>11} {'B':>11} {'B/A':>6}  A's spread")
 for key in order:
     a, b = best[key].get("a", []), best[key].get("b", [])
     if not a or not b:
         continue
     op, shape, dtype, layout, threads, data = key
     spread = max(a) / min(a) - 1
-    print(f"{op:15} {shape:14} {dtype:8} {layout:6} {threads:>3} {data:7} {show(min(a)):>11} {show(min(b)):>11} "
+    print(f"{op:15} {shape:22} {dtype:8} {layout:6} {threads:>3} {data:7} {show(min(a)):>11} {show(min(b)):>11} "
           f"{min(b) / min(a):6.3f}  {spread:.0%}")
 PY

@@ -220,6 +220,17 @@ TEST_CASE("a group of channels at a time: the bits of the passes over the whole 
     });
 }
 
+TEST_CASE("a group of channels at a time: backward's pass B in blocks of rows from the end back, one short") {
+    // float32 (62, 64, 1024): groups of two channels, pass B in blocks of four rows of
+    // 16 KiB (kBackBlockBytes), the last two rows first and rows 0 and 1 alone at the end
+    groups_as_whole_passes<float>(Shape{62, 64, 1024}, 1e-5, [&](std::vector<float>& x, std::vector<float>& dy, const Layout&) {
+        std::mt19937_64 rng(9);
+        std::normal_distribution<double> normal;
+        for (auto& v : x) v = float(3 + normal(rng));
+        for (auto& v : dy) v = float(normal(rng));
+    });
+}
+
 TEST_CASE("a group of channels at a time, float64: the bits of the passes over the whole tensor, hard channels too") {
     // float64 (128, 64, 256): eight blocks of 16 rows (the preview, two rows: it gives
     // channel 3 its centre), groups of two channels (backward) and four (forward); x far
