@@ -28,7 +28,7 @@ std::int64_t piece_threshold();
 /// L3 again (docs/performance.md).
 std::int64_t piece_bytes();
 
-/// The L2's size as piece_bytes() takes it: sets larger than this are not cut into pieces.
+/// The L2's size as piece_bytes() takes it.
 std::int64_t l2_bytes();
 
 /// Sets l2_bytes() (0: back to the cache's size), for tests, which compare the bits of

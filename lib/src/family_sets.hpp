@@ -54,8 +54,12 @@ struct Piece {
     std::int64_t output_values;
 };
 
+/// The largest set (bytes of input) that for_pieces puts in pieces, as channel_groups.cpp
+/// groups channels of up to 2 MiB.
+constexpr std::int64_t kLargestPieceSet = 2 << 20;
+
 /// Calls f(piece, threads) for pieces covering x: P = 1, one piece, or (inputs of
-/// detail::piece_threshold() bytes or more, sets up to detail::l2_bytes()) pieces of whole
+/// detail::piece_threshold() bytes or more, sets up to kLargestPieceSet) pieces of whole
 /// sets of about detail::piece_bytes() on the threads; P > 1, one piece per sample, on the
 /// threads when samples are small. The cut depends on the shape and the machine's caches,
 /// the bits on neither: every channel's bits are those of its own values, whatever the
@@ -66,9 +70,9 @@ template <class F> void for_pieces(const View& v, std::int64_t input_bytes, int 
     threads = total < (1 << 16) ? 1 : detail::resolve_threads(threads);
     if (v.P == 1) {
         const std::int64_t sets = v.N * v.per_sample, set_bytes = v.per * v.inner * input_bytes;
-        // (a set beyond the L2 would not stay there anyway: the whole tensor as one piece
-        // then, so that a few large sets still take every thread)
-        const bool whole = total * input_bytes < detail::piece_threshold() || set_bytes > detail::l2_bytes();
+        // (a larger set would not stay in L2 anyway: the whole tensor as one piece then, so
+        // that a few large sets still take every thread)
+        const bool whole = total * input_bytes < detail::piece_threshold() || set_bytes > kLargestPieceSet;
         const std::int64_t per_piece = whole ? sets : std::max<std::int64_t>(1, detail::piece_bytes() / set_bytes);
         const std::int64_t pieces = (sets + per_piece - 1) / per_piece;
         const auto piece = [&](std::int64_t i) {
