@@ -35,45 +35,60 @@ using kernels::shifted;
 // them in L2.
 
 namespace {
-std::atomic<std::int64_t> group_threshold_set{0}; // 0: the cache's size
+
+/// A cache's size as sysconf gives it (`fallback` when it does not, or gives a size
+/// outside [lo, hi], which no core's cache has), and a test's override (0: the system's).
+class CacheSize {
+public:
+    CacheSize(long system, std::int64_t lo, std::int64_t hi, std::int64_t fallback)
+        : system_(system >= lo && system <= hi ? std::int64_t(system) : fallback) {}
+    std::int64_t bytes() const {
+        const std::int64_t set = set_.load(std::memory_order_relaxed);
+        return set > 0 ? set : system_;
+    }
+    void set(std::int64_t bytes) { set_.store(bytes, std::memory_order_relaxed); }
+
+private:
+    std::int64_t system_;
+    std::atomic<std::int64_t> set_{0};
+};
+
+long sysconf_or_none(int name) { return name < 0 ? -1 : ::sysconf(name); }
+
+#ifdef _SC_LEVEL3_CACHE_SIZE
+constexpr int kLevel3 = _SC_LEVEL3_CACHE_SIZE;
+#else
+constexpr int kLevel3 = -1;
+#endif
+#ifdef _SC_LEVEL2_CACHE_SIZE
+constexpr int kLevel2 = _SC_LEVEL2_CACHE_SIZE;
+#else
+constexpr int kLevel2 = -1;
+#endif
+
+/// The last-level cache (32 MiB when the system does not say) and a core's L2 (1 MiB).
+CacheSize& last_level() {
+    static CacheSize size(sysconf_or_none(kLevel3), 1, std::int64_t(1) << 62, std::int64_t(32) << 20);
+    return size;
+}
+CacheSize& level2() {
+    static CacheSize size(sysconf_or_none(kLevel2), 64 << 10, 64 << 20, std::int64_t(1) << 20);
+    return size;
+}
+
 } // namespace
 
-std::int64_t detail::group_threshold() {
-    static const std::int64_t cache = [] {
-        long bytes = -1;
-#ifdef _SC_LEVEL3_CACHE_SIZE
-        bytes = ::sysconf(_SC_LEVEL3_CACHE_SIZE);
-#endif
-        return bytes > 0 ? std::int64_t(bytes) : std::int64_t(32) << 20;
-    }();
-    const std::int64_t set = group_threshold_set.load(std::memory_order_relaxed);
-    return set > 0 ? set : cache;
-}
+std::int64_t detail::group_threshold() { return last_level().bytes(); }
 
 std::int64_t detail::piece_threshold() { return std::min<std::int64_t>(8 << 20, group_threshold()); }
 
-void detail::set_group_threshold(std::int64_t bytes) { group_threshold_set.store(bytes, std::memory_order_relaxed); }
+void detail::set_group_threshold(std::int64_t bytes) { last_level().set(bytes); }
 
-namespace {
-std::atomic<std::int64_t> l2_bytes_set{0}; // 0: the cache's size
-} // namespace
-
-std::int64_t detail::l2_bytes() {
-    static const std::int64_t cache = [] {
-        long bytes = -1;
-#ifdef _SC_LEVEL2_CACHE_SIZE
-        bytes = ::sysconf(_SC_LEVEL2_CACHE_SIZE);
-#endif
-        // (a size outside what cores have is not believed)
-        return bytes >= (64 << 10) && bytes <= (64 << 20) ? std::int64_t(bytes) : std::int64_t(1) << 20;
-    }();
-    const std::int64_t set = l2_bytes_set.load(std::memory_order_relaxed);
-    return set > 0 ? set : cache;
-}
+std::int64_t detail::l2_bytes() { return level2().bytes(); }
 
 std::int64_t detail::piece_bytes() { return l2_bytes() / 4; }
 
-void detail::set_l2_bytes(std::int64_t bytes) { l2_bytes_set.store(bytes, std::memory_order_relaxed); }
+void detail::set_l2_bytes(std::int64_t bytes) { level2().set(bytes); }
 
 namespace {
 
