@@ -9,6 +9,7 @@
 #include "channel_groups.hpp"
 #include "ddouble.hpp"
 #include "parallel.hpp"
+#include "simd.hpp"
 #include "stats/moments.hpp"
 
 #include <fmt/format.h>
@@ -130,6 +131,34 @@ Moments merged(const MomentsVector& ms, std::int64_t j0, std::int64_t per) {
 
 /// invstd = 1/sqrt(M2/m + eps) in double-double, as batch norm's inverse_std.
 dd inverse_std(const Moments& m, double eps) { return detail::rsqrt(detail::add(detail::div(m.m2, m.n), eps)); }
+
+/// inverse_std of each set's moments, eight sets at a time in a v8d's lanes: the same
+/// operations lane by lane, so the same bits, where one set at a time each waited on the
+/// last one's divisions and square root (instance norm has thousands of sets). Lanes whose
+/// var + eps is not positive and finite (sets the caller does not use, or refuses) go one
+/// at a time, as rsqrt's lanes need.
+std::vector<dd> inverse_stds(const std::vector<Moments>& ms, double eps) {
+    using detail::simd::v8d;
+    constexpr int W = 8;
+    std::vector<dd> r(ms.size());
+    std::size_t s = 0;
+    for (; s + W <= ms.size(); s += W) {
+        double hi[W], lo[W], n[W];
+        for (int j = 0; j < W; ++j) hi[j] = ms[s + j].m2.hi, lo[j] = ms[s + j].m2.lo, n[j] = ms[s + j].n;
+        const detail::dd_of<v8d> m2{detail::simd::load8(hi), detail::simd::load8(lo)};
+        const detail::dd_of<v8d> var_eps = detail::add(detail::div(m2, detail::simd::load8(n)), detail::broadcast<v8d>(eps));
+        bool lanes = true;
+        for (int j = 0; j < W; ++j) lanes = lanes && var_eps.hi[j] > 0 && std::isfinite(var_eps.hi[j]);
+        if (!lanes) {
+            for (int j = 0; j < W; ++j) r[s + j] = inverse_std(ms[s + j], eps);
+            continue;
+        }
+        const detail::dd_of<v8d> inv = detail::rsqrt(var_eps);
+        for (int j = 0; j < W; ++j) r[s + j] = {inv.hi[j], inv.lo[j]};
+    }
+    for (; s < ms.size(); ++s) r[s] = inverse_std(ms[s], eps);
+    return r;
+}
 
 bool all_fast(const std::vector<char>& fast, std::int64_t j0, std::int64_t per) {
     return std::all_of(fast.begin() + j0, fast.begin() + j0 + per, [](char f) { return f != 0; });

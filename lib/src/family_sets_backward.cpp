@@ -51,11 +51,13 @@ struct SetSums {
     bool rounded = false; // some channel's sums are not error-free
 };
 
+/// The sums of the set of channels j0 .. j0 + per, whose merged moments are m and invstd inv.
 template <class T>
-SetSums set_sums(const View& v, const MomentsVector& ms, std::int64_t j0, std::int64_t q0, const T* gamma, double eps) {
+SetSums set_sums(const View& v, const MomentsVector& ms, std::int64_t j0, std::int64_t q0, const T* gamma,
+                 const Moments& m, dd inv) {
     SetSums r;
-    r.m = merged(ms, j0, v.per);
-    r.inv = inverse_std(r.m, eps);
+    r.m = m;
+    r.inv = inv;
     const double n = r.m.n;
     dd A{}; // Σ_c γ_c²·Σ dy²
     double eS1 = 0, eS2 = 0, eA = 0, max_g = 0;
@@ -219,19 +221,26 @@ void backward_piece(const View& v, const T* x, const T* gamma, const T* dy, doub
     const std::vector<char> fast = kernels::in_fast_range(ms, sizeof(T) == 8);
     // sets whose channels' certified sums, added, are not good enough for dx: error-free,
     // and their sums taken again; the others' sums kept for pass B's coefficients
-    std::vector<SetSums> sums(std::size_t(l.channels / v.per));
+    const std::size_t sets = std::size_t(l.channels / v.per);
+    std::vector<Moments> set_m(sets); // (left empty for the sets beyond the fast range)
+    for (std::size_t s = 0; s < sets; ++s)
+        if (all_fast(fast, std::int64_t(s) * v.per, v.per)) set_m[s] = merged(ms, std::int64_t(s) * v.per, v.per);
+    const std::vector<dd> set_inv = inverse_stds(set_m, eps);
+    std::vector<SetSums> sums(sets);
     std::vector<std::int64_t> again;
     for (std::int64_t j0 = 0; j0 < l.channels; j0 += v.per)
         if (all_fast(fast, j0, v.per)) {
-            SetSums& r = sums[std::size_t(j0 / v.per)];
-            r = set_sums(v, ms, j0, pc.q0, gamma, eps);
+            const std::size_t s = std::size_t(j0 / v.per);
+            SetSums& r = sums[s];
+            r = set_sums(v, ms, j0, pc.q0, gamma, set_m[s], set_inv[s]);
             if (r.rounded && !(r.err <= tol.output * r.rms_t))
                 for (std::int64_t j = j0; j < j0 + v.per; ++j) again.push_back(j);
         }
     kernels::exact_moments<T, true>(xp, gp, l, l.channels, threads, again, ms);
     for (std::size_t i = 0; i < again.size(); i += std::size_t(v.per)) {
         const std::int64_t j0 = again[i];
-        sums[std::size_t(j0 / v.per)] = set_sums(v, ms, j0, pc.q0, gamma, eps);
+        const Moments m = merged(ms, j0, v.per);
+        sums[std::size_t(j0 / v.per)] = set_sums(v, ms, j0, pc.q0, gamma, m, inverse_std(m, eps));
     }
 
     const std::size_t C = std::size_t(l.channels);
