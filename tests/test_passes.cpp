@@ -107,7 +107,7 @@ TEST_CASE("outputs of 16 MiB or more, written with streamed stores: accurate, an
         streamed_outputs<float>({65536, 64}, 1, shift); // channels-last rows, eight lanes with AVX-512
         streamed_outputs<float>({70000, 60}, 1, shift); // rows not of whole vectors of eight
         streamed_outputs<float>({16, 4, 256, 256}, 1, shift); // runs (NCHW)
-        streamed_outputs<double>({32768, 64}, 1, shift);
+        streamed_outputs<double>({32768, 64}, 1, shift); // (dx in the offset form: ordinary stores)
         streamed_outputs<double>({8, 4, 256, 256}, 1, shift);
     }
     // float32 outputs 32 bytes past a line: eight lanes from there

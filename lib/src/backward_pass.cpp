@@ -135,7 +135,10 @@ template <class T> void BackwardState<T>::apply(std::int64_t o0, std::int64_t o1
         const T* __restrict xs = x_ + off;
         const T* __restrict gs = dy_ + off;
         T* __restrict out = dx + (off - base);
-        with_streaming(out_bytes, stream_clear_of(out, xs, gs), [&](auto stream) {
+        // float64 channels-last rows in the offset form store dx in the ordinary way: streamed,
+        // pass B's loads waited on the streamed stores (Zen 5, docs/performance.md)
+        const bool streamed = !(sizeof(T) == 8 && inner == 1 && all_offset);
+        with_streaming(streamed ? out_bytes : 0, stream_clear_of(out, xs, gs), [&](auto stream) {
             constexpr bool S = decltype(stream)::value;
             if constexpr (sizeof(T) == 4)
                 if (!all_careful) { // certified plain sums; careful channels are redone below
