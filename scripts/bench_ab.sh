@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Compares bnorm's kernels at two commits on this machine, interleaved: builds
-# bench/bnorm_bench at each (in git worktrees under build-ab/), then runs A, B, A, B, ...
+# bench/bnorm_bench at each (in git worktrees under build-ab/), then runs A, B, B, A, ...
 # on the same cases and prints, per case, each side's best time over the rounds and B/A.
 # On shared machines, whose speed moves by tens of percent between runs minutes apart,
 # this is how a change is measured: one run each would compare two moments, not two builds.
@@ -62,7 +62,9 @@ bin_a=$(build_side "${sides[0]}")
 bin_b=$(build_side "${sides[1]}")
 
 for r in $(seq "$rounds"); do
-  for side in a b; do
+  order="a b"
+  [ $((r % 2)) -eq 0 ] && order="b a" # A B B A ...: neither side always runs second
+  for side in $order; do
     bin=bin_$side
     echo "== round $r of $rounds: ${side^^} ==" >&2
     "${!bin}" --quick --cases "$cases" --triad-mib 64 --csv-rows 20000 --out "$out/$side-$r.json" >/dev/null
