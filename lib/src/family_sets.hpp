@@ -146,7 +146,8 @@ std::vector<dd> inverse_stds(const std::vector<Moments>& ms, double eps) {
         double hi[W], lo[W], n[W];
         for (int j = 0; j < W; ++j) hi[j] = ms[s + j].m2.hi, lo[j] = ms[s + j].m2.lo, n[j] = ms[s + j].n;
         const detail::dd_of<v8d> m2{detail::simd::load8(hi), detail::simd::load8(lo)};
-        const detail::dd_of<v8d> var_eps = detail::add(detail::div(m2, detail::simd::load8(n)), detail::broadcast<v8d>(eps));
+        const detail::dd_of<v8d> var_eps =
+            detail::add(detail::div(m2, detail::simd::load8(n)), detail::broadcast<v8d>(eps));
         bool lanes = true;
         for (int j = 0; j < W; ++j) lanes = lanes && var_eps.hi[j] > 0 && std::isfinite(var_eps.hi[j]);
         if (!lanes) {
