@@ -75,7 +75,7 @@ def eval_cases(rng):
     of y = γ·(x − rm)/sqrt(rv + eps) + β, where β cancels the rest and float32 takes the
     double-double form for some lanes of a vector and the plain one for the others."""
     for dtype in (np.float32, np.float64):
-        for shape, axis in ((16, 24, 9, 40), 1), ((16, 9, 7, 24), -1), ((2000, 48), 1):
+        for shape, axis in ((16, 24, 9, 40), 1), ((16, 9, 7, 24), -1), ((2000, 48), 1), ((301, 80), 1):
             C = shape[axis]
             rm, rv = rng.standard_normal(C), rng.uniform(0.5, 3, C)
             gamma, beta = rng.uniform(0.5, 2, C), rng.uniform(-2, 2, C)

@@ -433,13 +433,15 @@ TEST_CASE("inference mode float32: each value's form by its own test, the same b
     }
 }
 
-TEST_CASE("inference mode float32: channels-last rows of 8 to 64 channels, aligned (two rows at a time)") {
+TEST_CASE("inference mode float32: channels-last rows, aligned (two rows at a time, or a line at a time)") {
     // Rows of up to 64 channels on 32 bytes take eight lanes two rows at a time, an odd
-    // row count the last alone; each y against y = γ·(x − rm)/√(rv + eps) + β in long
+    // row count the last alone; longer rows of whole lines (16 channels) a line at a time,
+    // others a vector at a time; each y against y = γ·(x − rm)/√(rv + eps) + β in long
     // double, within 1 eps of itself (no y here is near its root), at 1 and 2 threads.
     std::mt19937_64 rng(12);
     std::normal_distribution<double> normal;
-    for (const Shape& shape : {Shape{4097, 64}, Shape{33, 8}, Shape{7, 3, 40}, Shape{3, 24}, Shape{1, 56}}) {
+    for (const Shape& shape : {Shape{4097, 64}, Shape{33, 8}, Shape{7, 3, 40}, Shape{3, 24}, Shape{1, 56}, Shape{5, 3, 80},
+                               Shape{257, 256}, Shape{9, 72}}) {
         const Layout l = collapse(shape, int(shape.size()) - 1);
         const auto n = std::size_t(l.size()), C = std::size_t(l.channels);
         std::vector<float> xs(n + 16), ys(n + 16), g(C), b(C), rm(C), rv(C);

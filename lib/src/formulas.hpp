@@ -58,6 +58,16 @@ template <class D> inline D normalize_dd(D x, D mh, D ml, D ah, D al, D b) {
     return fused(ah, s, b) + (ah * e + al * s);
 }
 
+/// normalize_checked's plain form, for callers that test several vectors behind one branch.
+template <class D> inline D normalize_unchecked(D x, D mh, D ah, D b) { return fused(ah, D(x - mh), b); }
+
+/// normalize_checked's answer for a vector whose test failed in some lane: per lane, the
+/// plain form v where |v| ≥ t, else double-double (NaN: normalize_dd's).
+template <class D> inline D normalize_rechecked(D v, D x, D mh, D ah, D al, D b, D t) {
+    using detail::simd::abs, detail::simd::at_least_or;
+    return at_least_or(abs(v), t, v, normalize_dd(x, mh, D{}, ah, al, b));
+}
+
 /// y = β + a·(x − μ) for float32 outputs where β may cancel a·(x − μ) (inference mode):
 /// the plain double form v where its error, at most ~2^-51·(|a·(x − μ)| + |y|), is
 /// provably below 2^-30·|y| (then rounding it to float32 rounds y), else normalize_dd.
@@ -67,10 +77,10 @@ template <class D> inline D normalize_dd(D x, D mh, D ml, D ah, D al, D b) {
 /// not depend on the width of D; normalize_dd runs only for vectors with a lane that fails.
 /// μ is one double (the running mean, a T value: no low part).
 template <class D> inline D normalize_checked(D x, D mh, D ah, D al, D b, D t) {
-    using detail::simd::abs, detail::simd::all_at_least, detail::simd::at_least_or;
-    const D v = fused(ah, D(x - mh), b);
+    using detail::simd::abs, detail::simd::all_at_least;
+    const D v = normalize_unchecked(x, mh, ah, b);
     if (all_at_least(abs(v), t)) return v;
-    return at_least_or(abs(v), t, v, normalize_dd(x, mh, D{}, ah, al, b)); // (NaN: normalize_dd's)
+    return normalize_rechecked(v, x, mh, ah, al, b, t);
 }
 
 /// normalize_checked's t for a channel's β: 2^-19·|β| (exact, or below float32's range).

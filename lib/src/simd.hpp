@@ -201,6 +201,14 @@ inline bool all_at_least(v8d a, v8d b) {
 #endif
 }
 inline bool all_at_least(double a, double b) { return a >= b; }
+/// Whether a0 ≥ b0 and a1 ≥ b1 in every lane: two vectors' tests behind one branch.
+inline bool all_at_least(v8d a0, v8d b0, v8d a1, v8d b1) {
+#if defined(__AVX512F__)
+    return (_mm512_cmp_pd_mask(a0, b0, _CMP_GE_OQ) & _mm512_cmp_pd_mask(a1, b1, _CMP_GE_OQ)) == 0xff;
+#else
+    return all_at_least(a0, b0) && all_at_least(a1, b1);
+#endif
+}
 
 /// Per lane, a ≥ b ? yes : no (no where either is NaN).
 inline double at_least_or(double a, double b, double yes, double no) { return a >= b ? yes : no; }

@@ -154,22 +154,39 @@ template <bool Stream>
             if constexpr (Stream) stream(out, v);
             else store(out, v);
         };
+        // y of two vectors of x, at channels c0 and c1, behind one test and one branch;
+        // each lane's form is still decided by its own test, so the bits are normalize_checked's
+        const auto two = [&](const float* x0, std::int64_t c0, const float* x1, std::int64_t c1, float* y0, float* y1) {
+            const v8d xv0 = load8(x0), xv1 = load8(x1), m0 = load8(mh + c0), m1 = load8(mh + c1),
+                      a0 = load8(ah + c0), a1 = load8(ah + c1), b0 = load8(b + c0), b1 = load8(b + c1),
+                      t0 = load8(t + c0), t1 = load8(t + c1);
+            v8d v0 = normalize_unchecked(xv0, m0, a0, b0), v1 = normalize_unchecked(xv1, m1, a1, b1);
+            if (!all_at_least(abs(v0), t0, abs(v1), t1)) {
+                v0 = normalize_rechecked(v0, xv0, m0, a0, load8(al + c0), b0, t0);
+                v1 = normalize_rechecked(v1, xv1, m1, a1, load8(al + c1), b1, t1);
+            }
+            put(y0, v0), put(y1, v1);
+        };
+        constexpr std::int64_t ahead = kReadAhead / sizeof(float);
         std::int64_t r = 0;
         // rows of up to 64 channels two at a time, each channel's coefficients loaded once
         // for both: the loads, not the arithmetic, held these rows back (Zen 5, performance.md)
         if (C <= 64)
             for (; r + 2 <= rows; r += 2, x += 2 * C, y += 2 * C)
                 for (std::int64_t c = 0; c < C; c += 8) {
-                    prefetch_l1(x, c + std::int64_t(kReadAhead / sizeof(float)));
-                    prefetch_l1(x + C, c + std::int64_t(kReadAhead / sizeof(float)));
-                    const v8d m = load8(mh + c), a = load8(ah + c), a_lo = load8(al + c), bc = load8(b + c),
-                              tc = load8(t + c);
-                    put(y + c, normalize_checked(load8(x + c), m, a, a_lo, bc, tc));
-                    put(y + C + c, normalize_checked(load8(x + C + c), m, a, a_lo, bc, tc));
+                    if (c % 16 == 0) prefetch_l1(x, c + ahead), prefetch_l1(x + C, c + ahead); // a line each
+                    two(x + c, c, x + C + c, c, y + c, y + C + c);
+                }
+        // longer rows a line of x (16 channels) at a time, one prefetch and one branch per line
+        if (C % 16 == 0)
+            for (; r < rows; ++r, x += C, y += C)
+                for (std::int64_t c = 0; c < C; c += 16) {
+                    prefetch_l1(x, c + ahead);
+                    two(x + c, c, x + c + 8, c + 8, y + c, y + c + 8);
                 }
         for (; r < rows; ++r, x += C, y += C)
             for (std::int64_t c = 0; c < C; c += 8) {
-                prefetch_l1(x, c + std::int64_t(kReadAhead / sizeof(float)));
+                prefetch_l1(x, c + ahead);
                 put(y + c, normalize_checked(load8(x + c), load8(mh + c), load8(ah + c), load8(al + c), load8(b + c),
                                              load8(t + c)));
             }
