@@ -94,9 +94,9 @@ namespace {
 
 /// The bytes of input (x, and dy for backward) of a group: channels are grouped up to
 /// kGroupBytes, and a channel of more than kGroupBytes is a group alone up to
-/// kChannelBytes; larger ones take the passes over the whole tensor. A core's L2 holds
-/// about 1 MiB.
-constexpr std::int64_t kGroupBytes = 1 << 20, kChannelBytes = 2 << 20;
+/// kLargestGroupBytes; larger ones take the passes over the whole tensor. A core's L2
+/// holds about 1 MiB.
+constexpr std::int64_t kGroupBytes = 1 << 20;
 
 /// The input bytes of the blocks of rows that backward's pass B takes from a group's end
 /// back to its start: large enough that the calls cost nothing against their work.
@@ -109,7 +109,7 @@ std::int64_t detail::channels_per_group(const Layout& l, double eps, int inputs,
     const std::int64_t from = inputs == 2 ? piece_threshold() : group_threshold();
     if (l.inner == 1 || eps == 0 || l.size() * element < from) return 0;
     const std::int64_t bytes = l.per_channel() * element; // of one channel
-    if (bytes > kChannelBytes || !Blocks(l, std::size_t(element)).whole_rows) return 0;
+    if (bytes > kLargestGroupBytes || !Blocks(l, std::size_t(element)).whole_rows) return 0;
     return std::max<std::int64_t>(1, kGroupBytes / bytes);
 }
 

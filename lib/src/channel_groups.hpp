@@ -35,12 +35,17 @@ std::int64_t l2_bytes();
 /// several cuts of the same tensor; not thread-safe against calls in flight.
 void set_l2_bytes(std::int64_t bytes);
 
+/// The largest channel (bytes of input) that channels_per_group puts in a group of its
+/// own, and the largest set the family's pieces take (family_sets.hpp): past it, a set's
+/// two passes would not find it in L2 anyway.
+constexpr std::int64_t kLargestGroupBytes = 2 << 20;
+
 /// The channels in a group for forward() (inputs = 1) or backward() (inputs = 2) of l,
 /// of element_bytes a value, or 0 for the passes over the whole tensor: tensors without
 /// runs, or whose inputs are under group_threshold() (forward) or piece_threshold()
-/// (backward), or cut into blocks by runs, or
-/// whose channels are too large for a cache (2 MiB of input), or with eps = 0, for which
-/// a constant channel throws, and must before any output is written.
+/// (backward), or cut into blocks by runs, or whose channels are larger than
+/// kLargestGroupBytes, or with eps = 0, for which a constant channel throws, and must
+/// before any output is written.
 std::int64_t channels_per_group(const Layout& l, double eps, int inputs, std::size_t element_bytes);
 
 /// Sets group_threshold() (0: back to the cache's size). For tests, which run the groups

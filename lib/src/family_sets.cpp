@@ -64,18 +64,15 @@ void forward_piece(const View& v, const T* x, const T* gamma, const T* beta, dou
     std::vector<double> k(5 * C, 0.0); // μ (hi, lo), a (hi, lo), β; 0 for the slow sets
     double *mu_hi = k.data(), *mu_lo = mu_hi + C, *a_hi = mu_lo + C, *a_lo = a_hi + C, *b = a_lo + C;
     std::vector<std::int64_t> slow; // first channels of the sets beyond the fast range
-    std::vector<Moments> set_m(std::size_t(l.channels / v.per)); // (empty for those)
-    for (std::int64_t j0 = 0; j0 < l.channels; j0 += v.per) {
-        const std::int64_t first = j0 / v.per * per; // (of ls)
-        if (all_fast(fast, first, per)) set_m[std::size_t(j0 / v.per)] = merged(ms, first, per);
-        else slow.push_back(j0);
-    }
-    const std::vector<dd> set_inv = inverse_stds(set_m, eps);
+    const FastSets sets = fast_sets(ms, fast, l.channels / v.per, per, eps);
     for (std::int64_t j0 = 0; j0 < l.channels; j0 += v.per) {
         const std::int64_t s = (pc.q0 + j0) / v.per, first = j0 / v.per * per; // (of ls)
-        if (!all_fast(fast, first, per)) continue;
-        const Moments& m = set_m[std::size_t(j0 / v.per)];
-        const dd inv = set_inv[std::size_t(j0 / v.per)];
+        if (!all_fast(fast, first, per)) {
+            slow.push_back(j0);
+            continue;
+        }
+        const Moments& m = sets.moments[std::size_t(j0 / v.per)];
+        const dd inv = sets.inv[std::size_t(j0 / v.per)];
         if (mean) mean[s] = detail::to<T>(m.mean);
         if (invstd) invstd[s] = detail::to<T>(inv);
         for (std::int64_t j = j0; j < j0 + v.per; ++j) {

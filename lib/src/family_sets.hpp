@@ -55,12 +55,8 @@ struct Piece {
     std::int64_t output_values;
 };
 
-/// The largest set (bytes of input) that for_pieces puts in pieces, as channel_groups.cpp
-/// groups channels of up to 2 MiB.
-constexpr std::int64_t kLargestPieceSet = 2 << 20;
-
 /// Calls f(piece, threads) for pieces covering x: P = 1, one piece, or (inputs of
-/// detail::piece_threshold() bytes or more, sets up to kLargestPieceSet) pieces of whole
+/// detail::piece_threshold() bytes or more, sets up to detail::kLargestGroupBytes) pieces of whole
 /// sets of about detail::piece_bytes() on the threads; P > 1, one piece per sample, on the
 /// threads when samples are small. The cut depends on the shape and the machine's caches,
 /// the bits on neither: every channel's bits are those of its own values, whatever the
@@ -73,7 +69,7 @@ template <class F> void for_pieces(const View& v, std::int64_t input_bytes, int 
         const std::int64_t sets = v.N * v.per_sample, set_bytes = v.per * v.inner * input_bytes;
         // (a larger set would not stay in L2 anyway: the whole tensor as one piece then, so
         // that a few large sets still take every thread)
-        const bool whole = total * input_bytes < detail::piece_threshold() || set_bytes > kLargestPieceSet;
+        const bool whole = total * input_bytes < detail::piece_threshold() || set_bytes > detail::kLargestGroupBytes;
         const std::int64_t per_piece = whole ? sets : std::max<std::int64_t>(1, detail::piece_bytes() / set_bytes);
         const std::int64_t pieces = (sets + per_piece - 1) / per_piece;
         const auto piece = [&](std::int64_t i) {
@@ -163,6 +159,22 @@ std::vector<dd> inverse_stds(const std::vector<Moments>& ms, double eps) {
 
 bool all_fast(const std::vector<char>& fast, std::int64_t j0, std::int64_t per) {
     return std::all_of(fast.begin() + j0, fast.begin() + j0 + per, [](char f) { return f != 0; });
+}
+
+/// The sets whose channels are all in the fast range: each one's moments, merged from its
+/// `per` channels' (set s from channel s·per of ms), and its invstd (inverse_stds); both
+/// left empty for the other sets.
+struct FastSets {
+    std::vector<Moments> moments;
+    std::vector<dd> inv;
+};
+FastSets fast_sets(const MomentsVector& ms, const std::vector<char>& fast, std::int64_t sets, std::int64_t per,
+                   double eps) {
+    FastSets r{std::vector<Moments>(std::size_t(sets)), {}};
+    for (std::int64_t s = 0; s < sets; ++s)
+        if (all_fast(fast, s * per, per)) r.moments[std::size_t(s)] = merged(ms, s * per, per);
+    r.inv = inverse_stds(r.moments, eps);
+    return r;
 }
 
 double param(const auto* p, std::int64_t c, double absent) { return p ? double(p[c]) : absent; }

@@ -221,18 +221,15 @@ void backward_piece(const View& v, const T* x, const T* gamma, const T* dy, doub
     const std::vector<char> fast = kernels::in_fast_range(ms, sizeof(T) == 8);
     // sets whose channels' certified sums, added, are not good enough for dx: error-free,
     // and their sums taken again; the others' sums kept for pass B's coefficients
-    const std::size_t sets = std::size_t(l.channels / v.per);
-    std::vector<Moments> set_m(sets); // (left empty for the sets beyond the fast range)
-    for (std::size_t s = 0; s < sets; ++s)
-        if (all_fast(fast, std::int64_t(s) * v.per, v.per)) set_m[s] = merged(ms, std::int64_t(s) * v.per, v.per);
-    const std::vector<dd> set_inv = inverse_stds(set_m, eps);
-    std::vector<SetSums> sums(sets);
+    const std::int64_t sets = l.channels / v.per;
+    const FastSets fs = fast_sets(ms, fast, sets, v.per, eps);
+    std::vector<SetSums> sums(static_cast<std::size_t>(sets));
     std::vector<std::int64_t> again;
     for (std::int64_t j0 = 0; j0 < l.channels; j0 += v.per)
         if (all_fast(fast, j0, v.per)) {
             const std::size_t s = std::size_t(j0 / v.per);
             SetSums& r = sums[s];
-            r = set_sums(v, ms, j0, pc.q0, gamma, set_m[s], set_inv[s]);
+            r = set_sums(v, ms, j0, pc.q0, gamma, fs.moments[s], fs.inv[s]);
             if (r.rounded && !(r.err <= tol.output * r.rms_t))
                 for (std::int64_t j = j0; j < j0 + v.per; ++j) again.push_back(j);
         }
