@@ -433,41 +433,51 @@ TEST_CASE("inference mode float32: each value's form by its own test, the same b
     }
 }
 
-TEST_CASE("inference mode float32: channels-last rows, aligned (two rows at a time, or a line at a time)") {
-    // Rows of up to 64 channels on 32 bytes take eight lanes two rows at a time, an odd
-    // row count the last alone; longer rows of whole lines (16 channels) a line at a time,
-    // others a vector at a time; each y against y = γ·(x − rm)/√(rv + eps) + β in long
-    // double, within 1 eps of itself (no y here is near its root), at 1 and 2 threads.
+/// forward_eval<T> on x and y aligned on 64 bytes, each y against y = γ·(x − rm)/√(rv + eps) + β
+/// in long double, within 1 eps of itself (no y here is near its root), at 1 and 2 threads.
+template <class T> void check_aligned_eval(const Shape& shape, int axis) {
     std::mt19937_64 rng(12);
     std::normal_distribution<double> normal;
+    const Layout l = collapse(shape, axis);
+    const auto n = std::size_t(l.size()), C = std::size_t(l.channels), inner = std::size_t(l.inner);
+    std::vector<T> xs(n + 16), ys(n + 16), g(C), b(C), rm(C), rv(C);
+    const auto aligned = [](std::vector<T>& v) {
+        T* p = v.data();
+        while (reinterpret_cast<std::uintptr_t>(p) % 64 != 0) ++p;
+        return p;
+    };
+    T *x = aligned(xs), *y = aligned(ys);
+    for (std::size_t i = 0; i < n; ++i) x[i] = T(3 * normal(rng) + 1);
+    for (std::size_t c = 0; c < C; ++c)
+        g[c] = T(1 + 0.2 * normal(rng)), b[c] = T(100 + normal(rng)), rm[c] = T(normal(rng)),
+        rv[c] = T(1 + std::abs(normal(rng)));
+    for (const int threads : {1, 2}) {
+        CAPTURE(repro(shape, axis, 1e-5, dtype_of<T>()));
+        CAPTURE(threads);
+        forward_eval<T>(x, g.data(), b.data(), {rm.data(), rv.data()}, l, 1e-5, y, threads);
+        double worst = 0;
+        for (std::size_t i = 0; i < n; ++i) {
+            const std::size_t c = i / inner % C;
+            const long double want = (long double)g[c] * ((long double)x[i] - rm[c]) /
+                                         std::sqrt((long double)rv[c] + (long double)T(1e-5)) + b[c];
+            worst = std::max(worst, double(std::abs((y[i] - want) / want)));
+        }
+        CHECK(worst <= std::numeric_limits<T>::epsilon());
+    }
+}
+
+TEST_CASE("inference mode: channels-last rows and NCHW runs on 64 bytes (the eight-lane kernels)") {
+    // float32 rows of up to 64 channels take eight lanes two rows at a time, an odd row
+    // count the last alone; longer rows of whole lines (16 channels) a line at a time,
+    // others a vector at a time. float64 rows and runs take eight lanes where aligned.
     for (const Shape& shape : {Shape{4097, 64}, Shape{33, 8}, Shape{7, 3, 40}, Shape{3, 24}, Shape{1, 56}, Shape{5, 3, 80},
                                Shape{257, 256}, Shape{9, 72}}) {
-        const Layout l = collapse(shape, int(shape.size()) - 1);
-        const auto n = std::size_t(l.size()), C = std::size_t(l.channels);
-        std::vector<float> xs(n + 16), ys(n + 16), g(C), b(C), rm(C), rv(C);
-        const auto aligned = [](std::vector<float>& v) {
-            float* p = v.data();
-            while (reinterpret_cast<std::uintptr_t>(p) % 32 != 0) ++p;
-            return p;
-        };
-        float *x = aligned(xs), *y = aligned(ys);
-        for (std::size_t i = 0; i < n; ++i) x[i] = float(3 * normal(rng) + 1);
-        for (std::size_t c = 0; c < C; ++c)
-            g[c] = float(1 + 0.2 * normal(rng)), b[c] = float(100 + normal(rng)), rm[c] = float(normal(rng)),
-            rv[c] = float(1 + std::abs(normal(rng)));
-        for (const int threads : {1, 2}) {
-            CAPTURE(repro(shape, int(shape.size()) - 1, 1e-5, dtype_of<float>()));
-            CAPTURE(threads);
-            forward_eval<float>(x, g.data(), b.data(), {rm.data(), rv.data()}, l, 1e-5, y, threads);
-            double worst = 0;
-            for (std::size_t i = 0; i < n; ++i) {
-                const std::size_t c = i % C;
-                const long double want = (long double)g[c] * ((long double)x[i] - rm[c]) /
-                                             std::sqrt((long double)rv[c] + (long double)1e-5) + b[c];
-                worst = std::max(worst, double(std::abs((y[i] - want) / want)));
-            }
-            CHECK(worst <= 0x1p-23);
-        }
+        check_aligned_eval<float>(shape, int(shape.size()) - 1);
+        check_aligned_eval<double>(shape, int(shape.size()) - 1);
+    }
+    for (const Shape& shape : {Shape{3, 5, 8, 8}, Shape{2, 3, 7, 5}, Shape{4, 2, 40}}) { // NCHW runs of 64, 35, 40
+        check_aligned_eval<float>(shape, 1);
+        check_aligned_eval<double>(shape, 1);
     }
 }
 

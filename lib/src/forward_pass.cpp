@@ -127,7 +127,7 @@ template <class T> void ForwardState<T>::apply(std::int64_t o0, std::int64_t o1,
                                                pah[c0 + j], pb[c0 + j]);
             } else { // in double-double
                 if (inner == 1)
-                    normalize_rows_dd<S>(xs, ys, count, rows, pmh + c0, pml + c0, pah + c0, pal + c0, pb + c0);
+                    normalize_rows_dd<S>(xs, ys, count, rows, pmh + c0, pml + c0, pah + c0, pal + c0, pb + c0, eval_);
                 else
                     for (std::int64_t j = 0; j < count; ++j)
                         normalize_run_dd<S>(xs + j * inner, ys + j * inner, inner, pmh[c0 + j], pml[c0 + j],

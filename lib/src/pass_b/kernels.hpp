@@ -109,13 +109,24 @@ template <bool Stream>
     }, x, g);
 }
 
-/// Pass B of forward, float64: normalize_dd over `rows` channels-last rows of C channels.
+/// Pass B of forward, float64: normalize_dd over `rows` channels-last rows of C channels;
+/// eight lanes where `wide` and x and y are eight_aligned, else four. Inference asks for
+/// eight; training's forward, whose pass A has just read x, measured slower with them
+/// (Zen 5, performance.md).
 template <bool Stream>
 [[gnu::noinline]] void normalize_rows_dd(const double* __restrict x, double* __restrict y, std::int64_t C,
                                          std::int64_t rows, const double* __restrict mh, const double* __restrict ml,
                                          const double* __restrict ah, const double* __restrict al,
-                                         const double* __restrict b) {
+                                         const double* __restrict b, bool wide) {
     using namespace detail::simd;
+    if (wide && eight_aligned(x, y)) {
+        for (std::int64_t r = 0; r < rows; ++r, x += C, y += C)
+            write_each<Stream>(y, C, true, [&]<class D>(D, std::int64_t c) {
+                return normalize_dd(lanes<D>(x, c), lanes<D>(mh, c), lanes<D>(ml, c), lanes<D>(ah, c), lanes<D>(al, c),
+                                    lanes<D>(b, c));
+            }, x);
+        return;
+    }
     for (std::int64_t r = 0; r < rows; ++r, x += C, y += C)
         write_lanes<Stream>(
             y, C,
@@ -125,15 +136,16 @@ template <bool Stream>
             [&](std::int64_t c) { return normalize_dd(x[c], mh[c], ml[c], ah[c], al[c], b[c]); }, x);
 }
 
-/// The same over a run of one channel's values.
+/// The same over a run of one channel's values, eight lanes where x and y are
+/// eight_aligned (in training too: NCHW float64 forward, Zen 5, performance.md).
 template <bool Stream>
 [[gnu::noinline]] void normalize_run_dd(const double* __restrict x, double* __restrict y, std::int64_t len, double mh,
                                         double ml, double ah, double al, double b) {
-    using namespace detail::simd;
-    const v4d m = splat(mh), mlo = splat(ml), a = splat(ah), alo = splat(al), bv = splat(b);
-    write_lanes<Stream>(
-        y, len, [&](std::int64_t i) { return normalize_dd(load(x + i), m, mlo, a, alo, bv); },
-        [&](std::int64_t i) { return normalize_dd(x[i], mh, ml, ah, al, b); }, x);
+    using detail::broadcast;
+    write_each<Stream>(y, len, eight_aligned(x, y), [&]<class D>(D, std::int64_t i) {
+        return normalize_dd(lanes<D>(x, i), broadcast<D>(mh), broadcast<D>(ml), broadcast<D>(ah), broadcast<D>(al),
+                            broadcast<D>(b));
+    }, x);
 }
 
 /// Pass B of forward in inference mode, float32: normalize_checked, the plain form, or
