@@ -110,19 +110,19 @@ template <bool Stream>
 }
 
 /// Pass B of forward, float64: normalize_dd over `rows` channels-last rows of C channels.
-/// Where `two_rows` (inference) and the build has AVX-512, rows of whole vectors of eight
-/// on 64 bytes: eight lanes, two rows at a time with each channel's coefficients loaded once
-/// for both (in L1, 0.62 of the time of one row at a time; from memory about the same).
-/// Training's forward keeps four lanes: eight, a row at a time, measured slower after its
-/// pass A (Zen 5, performance.md).
+/// Where `wide_rows` (inference: y, and backward's dx = a·dy) and the build has AVX-512,
+/// rows of whole vectors of eight on 64 bytes: eight lanes, two rows at a time with each
+/// channel's coefficients loaded once for both (in L1, 0.62 of four lanes' time; 0.70 to
+/// 0.76 of eight lanes a row at a time). Training's forward keeps four lanes: eight, a row
+/// at a time, measured slower after its pass A (Zen 5, performance.md).
 template <bool Stream>
 [[gnu::noinline]] void normalize_rows_dd(const double* __restrict x, double* __restrict y, std::int64_t C,
                                          std::int64_t rows, const double* __restrict mh, const double* __restrict ml,
                                          const double* __restrict ah, const double* __restrict al,
-                                         const double* __restrict b, [[maybe_unused]] bool two_rows) {
+                                         const double* __restrict b, [[maybe_unused]] bool wide_rows) {
     using namespace detail::simd;
 #if defined(__AVX512F__)
-    if (two_rows && C % 8 == 0 && eight_aligned(x, y)) {
+    if (wide_rows && C % 8 == 0 && eight_aligned(x, y)) {
         constexpr std::int64_t ahead = kReadAhead / sizeof(double);
         const auto put = [&](double* out, v8d v) {
             if constexpr (Stream) stream(out, v);
@@ -200,15 +200,16 @@ template <bool Stream>
         };
         constexpr std::int64_t ahead = kReadAhead / sizeof(float);
         std::int64_t r = 0;
-        // rows of up to 64 channels two at a time, each channel's coefficients loaded once
-        // for both: the loads, not the arithmetic, held these rows back (Zen 5, performance.md)
+        // rows of up to 64 channels two at a time, both rows' vectors at the same channels:
+        // the loads, not the arithmetic, held these rows back (Zen 5, performance.md)
         if (C <= 64)
             for (; r + 2 <= rows; r += 2, x += 2 * C, y += 2 * C)
                 for (std::int64_t c = 0; c < C; c += 8) {
-                    if (c % 16 == 0) prefetch_l1(x, c + ahead), prefetch_l1(x + C, c + ahead); // a line each
+                    if (c % 16 == 0) prefetch_l1(x, c + ahead), prefetch_l1(x + C, c + ahead); // 64 bytes each
                     two(x + c, c, x + C + c, c, y + c, y + C + c);
                 }
-        // longer rows a line of x (16 channels) at a time, one prefetch and one branch per line
+        // longer rows (and an odd last row) 16 channels, 64 bytes of x, at a time: one prefetch
+        // and one branch for the two vectors
         if (C % 16 == 0)
             for (; r < rows; ++r, x += C, y += C)
                 for (std::int64_t c = 0; c < C; c += 16) {
