@@ -557,6 +557,65 @@ TEST_CASE("inference mode: the same bits in eight lanes, four and one, rows of 8
     check_eval_lanes<double>(Shape{3, 4, 200}, 1);
 }
 
+/// Inference's per-channel set-up (invstd, a = γ·invstd) runs eight or four channels at a
+/// time where every lane's var + eps is positive and finite, else one at a time: 21
+/// channels whose variances put them in each kind of group (eight, then a four with an
+/// infinity, a plain four, a four with a NaN, a last one), against long double, and each
+/// channel's bits against the same channel alone (set up one at a time).
+template <class T> void check_eval_setup_lanes() {
+    const std::vector<double> vars{1.3,    0.0,  1e-310, 2.5e-7, 7.0, 0.04, 3e-39, 12.5,  // eight lanes
+                                   0.5,    INFINITY, 2.0, 1e300,                         // one at a time
+                                   1e-20,  3.0,  0.75,   1e4,                            // four lanes
+                                   0.2,    NAN,  5.0,    1e-8,                           // one at a time
+                                   0.9};                                                 // the last one
+    const std::int64_t C = std::int64_t(vars.size()), N = 5;
+    const double eps = 1e-5;
+    const std::size_t rows = std::size_t(N);
+    std::mt19937_64 rng(11);
+    std::uniform_real_distribution<double> u(-1, 1);
+    std::vector<T> x(std::size_t(N * C)), g(vars.size()), b(vars.size()), rm(vars.size()), rv(vars.size());
+    for (auto& v : x) v = T(u(rng));
+    for (std::size_t c = 0; c < std::size_t(C); ++c)
+        g[c] = T(1.5 + u(rng)), b[c] = T(u(rng)), rm[c] = T(0.3 * u(rng)), rv[c] = T(vars[c]);
+    const Layout l = collapse(Shape{N, C}, 1);
+    const ForwardPass<T> pass(x.data(), g.data(), b.data(), {rm.data(), rv.data()}, l, eps, 1);
+    std::vector<T> y(x.size()), mean(vars.size()), invstd(vars.size());
+    pass.apply(0, N, y.data());
+    pass.statistics(mean.data(), invstd.data());
+    for (std::int64_t c = 0; c < C; ++c) {
+        CAPTURE(c);
+        const std::size_t k = std::size_t(c);
+        const long double v = (long double)rv[k] + eps, inv = 1.0L / std::sqrt(v);
+        std::vector<T> yc(rows);
+        std::vector<double> want(rows);
+        for (std::int64_t i = 0; i < N; ++i) {
+            yc[std::size_t(i)] = y[std::size_t(i * C + c)];
+            want[std::size_t(i)] = double((long double)b[k] + (long double)g[k] * inv *
+                                                                  ((long double)x[std::size_t(i * C + c)] - rm[k]));
+        }
+        if (std::isnan(vars[k])) {
+            CHECK(std::isnan(double(invstd[k])));
+            CHECK(std::all_of(yc.begin(), yc.end(), [](T t) { return std::isnan(double(t)); }));
+        } else {
+            CHECK(err(std::vector<T>{invstd[k]}, {double(inv)}) <= 1);
+            CHECK(err(yc, want) <= 1);
+        }
+        // the channel alone, set up one at a time: the same bits
+        std::vector<T> x1(rows), y1(rows), m1(1), inv1(1);
+        for (std::int64_t i = 0; i < N; ++i) x1[std::size_t(i)] = x[std::size_t(i * C + c)];
+        const ForwardPass<T> one(x1.data(), &g[k], &b[k], {&rm[k], &rv[k]}, collapse(Shape{N, 1}, 1), eps, 1);
+        one.apply(0, N, y1.data());
+        one.statistics(m1.data(), inv1.data());
+        CHECK(std::memcmp(&inv1[0], &invstd[k], sizeof(T)) == 0);
+        CHECK(std::memcmp(y1.data(), yc.data(), y1.size() * sizeof(T)) == 0);
+    }
+}
+
+TEST_CASE("inference mode: the per-channel set-up in eight lanes, four and one (var + eps of every kind)") {
+    check_eval_setup_lanes<float>();
+    check_eval_setup_lanes<double>();
+}
+
 TEST_CASE("running update: momentum 0 or tiny when the batch variance overflows") {
     // x = +-1e200 (m = 2), rm = 0.5, rv = 2, unbiased: batch var = 2e400
     const Layout l = collapse(Shape{2, 1}, 1);

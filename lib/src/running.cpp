@@ -231,15 +231,28 @@ ForwardState<T>::ForwardState(const T* x, const T* gamma, const T* beta, Running
     const std::size_t P = padded(C);
     double *mu_hi = line_arrays(coefficients_, 6, C), *mu_lo = mu_hi + P, *a_hi = mu_lo + P, *a_lo = a_hi + P,
            *b = a_lo + P, *t = b + P;
+    // four or eight channels at a time where every lane's var + eps is positive and finite
+    // (the lanes' rsqrt needs it): the same operations lane by lane, so the same bits; one
+    // at a time each channel waited on its division and square root (the tiny tensors' cost)
+    const auto lanes_ok = [&](std::size_t c) {
+        for (std::size_t j = c; j < c + std::size_t(detail::simd::kWidth); ++j)
+            if (const double v = double(running.var[j]) + eps; !(v > 0 && std::isfinite(v))) return false;
+        return true;
+    };
+    kernels::for_channel_lanes(C, lanes_ok, [&](std::size_t c, auto lanes_type) {
+        using D = decltype(lanes_type);
+        using kernels::lanes, kernels::put, kernels::values;
+        const dd_of<D> inv = rsqrt(two_sum(lanes<D>(running.var, c), broadcast<D>(eps)));
+        const dd_of<D> a = mul(inv, values<D>(gamma, c, 1.0));
+        const D bc = values<D>(beta, c, 0.0);
+        put(mu_hi, c, lanes<D>(running.mean, c)), put(mu_lo, c, D{});
+        put(a_hi, c, a.hi), put(a_lo, c, a.lo), put(b, c, bc);
+        put(t, c, D(detail::simd::abs(bc) * 0x1p-19)); // kernels::cancel_threshold, lane by lane
+        to_each(&invstd_[c], inv);
+    });
     for (std::size_t c = 0; c < C; ++c) {
-        const dd inv = running_inverse_std(double(running.var[c]), eps);
-        const dd a = mul(inv, gamma ? double(gamma[c]) : 1.0);
-        mu_hi[c] = double(running.mean[c]), mu_lo[c] = 0;
-        a_hi[c] = a.hi, a_lo[c] = a.lo;
-        b[c] = beta ? double(beta[c]) : 0.0;
-        t[c] = kernels::cancel_threshold(b[c]);
-        mean_[c] = running.mean[c], invstd_[c] = to<T>(inv);
-        if (eval_out_of_range(mu_hi[c], gamma ? double(gamma[c]) : 1.0, b[c], two_sum(double(running.var[c]), eps).hi))
+        mean_[c] = running.mean[c];
+        if (eval_out_of_range(mu_hi[c], gamma ? double(gamma[c]) : 1.0, b[c], double(running.var[c]) + eps))
             fast_[c] = 0;
     }
     // the channels out of range: y by eval_y_scaled, now (apply copies them over pass B's)
