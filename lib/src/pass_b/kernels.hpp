@@ -42,8 +42,7 @@ template <bool Stream>
             for (std::int64_t c = 0; c < C; c += 8) {
                 prefetch_l1(x, c + std::int64_t(kReadAhead / sizeof(float)));
                 const v8d v = normalize_plain(load8(x + c), load8(mh + c), load8(ml + c), load8(ah + c), load8(b + c));
-                if constexpr (Stream) stream(y + c, v);
-                else store(y + c, v);
+                put_lanes<Stream>(y + c, v);
             }
         return;
     }
@@ -124,24 +123,20 @@ template <bool Stream>
 #if defined(__AVX512F__)
     if (wide_rows && C % 8 == 0 && eight_aligned(x, y)) {
         constexpr std::int64_t ahead = kReadAhead / sizeof(double);
-        const auto put = [&](double* out, v8d v) {
-            if constexpr (Stream) stream(out, v);
-            else store(out, v);
-        };
         std::int64_t r = 0;
         for (; r + 2 <= rows; r += 2, x += 2 * C, y += 2 * C)
             for (std::int64_t c = 0; c < C; c += 8) {
                 prefetch_l1(x, c + ahead), prefetch_l1(x + C, c + ahead);
                 const v8d m = load8(mh + c), m_lo = load8(ml + c), a = load8(ah + c), a_lo = load8(al + c),
                           bc = load8(b + c);
-                put(y + c, normalize_dd(load8(x + c), m, m_lo, a, a_lo, bc));
-                put(y + C + c, normalize_dd(load8(x + C + c), m, m_lo, a, a_lo, bc));
+                put_lanes<Stream>(y + c, normalize_dd(load8(x + c), m, m_lo, a, a_lo, bc));
+                put_lanes<Stream>(y + C + c, normalize_dd(load8(x + C + c), m, m_lo, a, a_lo, bc));
             }
         for (; r < rows; ++r, x += C, y += C)
             for (std::int64_t c = 0; c < C; c += 8) {
                 prefetch_l1(x, c + ahead);
-                put(y + c, normalize_dd(load8(x + c), load8(mh + c), load8(ml + c), load8(ah + c), load8(al + c),
-                                        load8(b + c)));
+                put_lanes<Stream>(y + c, normalize_dd(load8(x + c), load8(mh + c), load8(ml + c), load8(ah + c),
+                                                      load8(al + c), load8(b + c)));
             }
         return;
     }
@@ -181,10 +176,6 @@ template <bool Stream>
     // write_each's set-up for every row (rows of 64 channels are eight vectors)
     if (C % 8 == 0 && eight_aligned(x, y)) {
         using namespace detail::simd;
-        const auto put = [&](float* out, v8d v) {
-            if constexpr (Stream) stream(out, v);
-            else store(out, v);
-        };
         // y of two vectors of x, at channels c0 and c1, behind one test and one branch;
         // each lane's form is still decided by its own test, so the bits are normalize_checked's
         const auto two = [&](const float* x0, std::int64_t c0, const float* x1, std::int64_t c1, float* y0, float* y1) {
@@ -196,7 +187,7 @@ template <bool Stream>
                 v0 = normalize_rechecked(v0, xv0, m0, a0, load8(al + c0), b0, t0);
                 v1 = normalize_rechecked(v1, xv1, m1, a1, load8(al + c1), b1, t1);
             }
-            put(y0, v0), put(y1, v1);
+            put_lanes<Stream>(y0, v0), put_lanes<Stream>(y1, v1);
         };
         constexpr std::int64_t ahead = kReadAhead / sizeof(float);
         std::int64_t r = 0;
@@ -219,8 +210,8 @@ template <bool Stream>
         for (; r < rows; ++r, x += C, y += C)
             for (std::int64_t c = 0; c < C; c += 8) {
                 prefetch_l1(x, c + ahead);
-                put(y + c, normalize_checked(load8(x + c), load8(mh + c), load8(ah + c), load8(al + c), load8(b + c),
-                                             load8(t + c)));
+                put_lanes<Stream>(y + c, normalize_checked(load8(x + c), load8(mh + c), load8(ah + c),
+                                                           load8(al + c), load8(b + c), load8(t + c)));
             }
         return;
     }

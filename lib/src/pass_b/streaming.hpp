@@ -51,6 +51,13 @@ template <class T, class... Ts> bool eight_aligned(const T* p, const Ts*... ps) 
     return ((reinterpret_cast<std::uintptr_t>(p) | ... | reinterpret_cast<std::uintptr_t>(ps)) % (8 * sizeof(T))) == 0;
 }
 
+/// out[0, lanes of v) = v (a v4d or v8d): streamed past the caches when Stream, else an
+/// ordinary store.
+template <bool Stream, class T, class V> inline void put_lanes(T* out, V v) {
+    if constexpr (Stream) detail::simd::stream(out, v);
+    else detail::simd::store(out, v);
+}
+
 /// out[i..] = f(D{}, i) for i in [0, n), f giving the values of lanes<D>(…, i): eight
 /// lanes (v8d) where the build has AVX-512 and `wide` says the arrays are eight_aligned,
 /// then four (v4d), then one (double). f does the same operations on each lane of any D,
@@ -78,14 +85,12 @@ inline void write_each(T* __restrict out, std::int64_t n, [[maybe_unused]] bool 
 #if defined(__AVX512F__)
     for (; wide && i + 8 <= n; i += 8) {
         prefetch(i);
-        if constexpr (Stream) stream(out + i, f(v8d{}, i));
-        else store(out + i, f(v8d{}, i));
+        put_lanes<Stream>(out + i, f(v8d{}, i));
     }
 #endif
     for (; i + kWidth <= n; i += kWidth) {
         prefetch(i);
-        if constexpr (Stream) stream(out + i, f(v4d{}, i));
-        else store(out + i, f(v4d{}, i));
+        put_lanes<Stream>(out + i, f(v4d{}, i));
     }
     for (; i < n; ++i) out[i] = T(f(0.0, i));
 }
