@@ -122,7 +122,9 @@ template <bool Stream>
     using namespace detail::simd;
 #if defined(__AVX512F__)
     if (wide_rows && C % 8 == 0 && eight_aligned(x, y)) {
-        constexpr std::int64_t ahead = kReadAhead / sizeof(double);
+        // twice kReadAhead: the same 512 values ahead as the float32 kernels; 2 KiB left
+        // these rows waiting on memory (Zen 5, performance.md)
+        constexpr std::int64_t ahead = 2 * kReadAhead / sizeof(double);
         std::int64_t r = 0;
         for (; r + 2 <= rows; r += 2, x += 2 * C, y += 2 * C)
             for (std::int64_t c = 0; c < C; c += 8) {
