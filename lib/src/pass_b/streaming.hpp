@@ -70,13 +70,14 @@ template <bool Stream, class T, class V> inline void put_lanes(T* out, V v) {
 /// malloc gives (eight-lane loads that cross lines), hence `wide`. Aligning the output for
 /// eight lanes is worse: rows begun by ordinary stores into the lines being streamed.
 ///
-/// `ahead`: arrays that f reads at the same indices, prefetched kReadAhead bytes ahead of
-/// each vector: the hardware's prefetchers alone left pass B waiting on memory.
-template <bool Stream, class T, class F, class... In>
+/// `ahead`: arrays that f reads at the same indices, prefetched Ahead bytes (kReadAhead
+/// unless the kernel says otherwise) ahead of each vector: the hardware's prefetchers alone
+/// left pass B waiting on memory.
+template <bool Stream, std::size_t Ahead = kReadAhead, class T, class F, class... In>
 inline void write_each(T* __restrict out, std::int64_t n, [[maybe_unused]] bool wide, F&& f, const In*... ahead) {
     using namespace detail::simd;
     const auto prefetch = [&]([[maybe_unused]] std::int64_t i) {
-        (prefetch_l1(ahead, i + std::int64_t(kReadAhead / sizeof(In))), ...);
+        (prefetch_l1(ahead, i + std::int64_t(Ahead / sizeof(In))), ...);
     };
     std::int64_t i = 0;
     if constexpr (Stream)
@@ -97,9 +98,9 @@ inline void write_each(T* __restrict out, std::int64_t n, [[maybe_unused]] bool 
 
 /// out[i] = vec(i) (a v4d of lanes i..i+3) or one(i) (a double for one i), four lanes at
 /// most: write_each for kernels written apart for a vector and for one value.
-template <bool Stream, class T, class FV, class FS, class... In>
+template <bool Stream, std::size_t Ahead = kReadAhead, class T, class FV, class FS, class... In>
 inline void write_lanes(T* __restrict out, std::int64_t n, FV&& vec, FS&& one, const In*... ahead) {
-    write_each<Stream>(
+    write_each<Stream, Ahead>(
         out, n, false,
         [&]<class D>(D, std::int64_t i) {
             if constexpr (std::is_same_v<D, double>) return one(i);
