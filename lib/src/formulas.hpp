@@ -83,8 +83,9 @@ template <class D> inline D normalize_checked(D x, D mh, D ah, D al, D b, D t) {
     return normalize_rechecked(v, x, mh, ah, al, b, t);
 }
 
-/// normalize_checked's t for a channel's β: 2^-19·|β| (exact, or below float32's range).
-inline double cancel_threshold(double b) { return std::abs(b) * 0x1p-19; }
+/// normalize_checked's t for a channel's β: 2^-19·|β| (exact, or below float32's range);
+/// on doubles, or lane by lane.
+template <class D> inline D cancel_threshold(D b) { return D(detail::simd::abs(b) * 0x1p-19); }
 
 /// dx = a·(dy − B − (x − μ)·H): d = x − μ = s + e (TwoSum), t = d·H = ph + pl (TwoProd),
 /// w = dy − B = wh + wl, inner = w − t = ih + il; every step keeps its error term, so the

@@ -247,7 +247,7 @@ ForwardState<T>::ForwardState(const T* x, const T* gamma, const T* beta, Running
         const D bc = values<D>(beta, c, 0.0);
         put(mu_hi, c, lanes<D>(running.mean, c)), put(mu_lo, c, D{});
         put(a_hi, c, a.hi), put(a_lo, c, a.lo), put(b, c, bc);
-        put(t, c, D(detail::simd::abs(bc) * 0x1p-19)); // kernels::cancel_threshold, lane by lane
+        put(t, c, kernels::cancel_threshold(bc));
         to_each(&invstd_[c], inv);
     });
     for (std::size_t c = 0; c < C; ++c) {
