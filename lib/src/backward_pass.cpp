@@ -130,7 +130,7 @@ template <class T> void BackwardState<T>::apply(std::int64_t o0, std::int64_t o1
     const bool all_offset = with_K && std::all_of(offset_form_.begin(), offset_form_.end(), [](char k) { return k; });
     const bool all_centred = with_K && std::none_of(offset_form_.begin(), offset_form_.end(), [](char k) { return k; });
     // pass B: term 1 − term 2 − term 3 = dy − dβ/m − x̂·dγ/m, times γ·invstd.
-    for_rows_parallel(l_, whole_, o0, o1, threads_, [&](std::int64_t off, std::int64_t c0, std::int64_t count,
+    for_rows_parallel<T>(l_, whole_, o0, o1, threads_, [&](std::int64_t off, std::int64_t c0, std::int64_t count,
                                                         std::int64_t inner, std::int64_t rows) {
         const T* __restrict xs = x_ + off;
         const T* __restrict gs = dy_ + off;
@@ -216,7 +216,7 @@ template <class T> void BackwardState<T>::apply(std::int64_t o0, std::int64_t o1
             }
         };
         if (!careful.empty()) {
-            const std::int64_t grain = std::max<std::int64_t>(1, kPassBChunk / (l_.channels * l_.inner));
+            const std::int64_t grain = std::max<std::int64_t>(1, kPassBChunk<T> / (l_.channels * l_.inner));
             detail::parallel_chunks(o1 - o0, grain, threads_for_rows(l_, o0, o1, threads_),
                                     [&](std::int64_t b, std::int64_t e) {
                                         for (std::int64_t o = o0 + b; o < o0 + e; ++o) row(o);

@@ -101,8 +101,8 @@ template <class T> void ForwardState<T>::apply(std::int64_t o0, std::int64_t o1,
     // (all groups', or the whole tensor's when this is a piece of it: GivenForward, GivenBackward)
     const std::int64_t out_bytes = std::max(stream_bytes_, (o1 - o0) * whole_ * l_.inner * std::int64_t(sizeof(T)));
     // pass B: x and y are (outer, C, inner); a run is `count` channels of `inner` values.
-    for_rows_parallel(l_, whole_, o0, o1, threads_, [&](std::int64_t off, std::int64_t c0, std::int64_t count, std::int64_t inner,
-                                                std::int64_t rows) {
+    for_rows_parallel<T>(l_, whole_, o0, o1, threads_, [&](std::int64_t off, std::int64_t c0, std::int64_t count,
+                                                           std::int64_t inner, std::int64_t rows) {
         const T* __restrict xs = x_ + off;
         T* __restrict ys = y + (off - base);
         with_streaming(out_bytes, stream_clear_of(ys, xs), [&](auto stream) {
