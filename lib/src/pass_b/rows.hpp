@@ -13,7 +13,7 @@ namespace bnorm::kernels {
 namespace { // each .cpp its own copy, optimised with its callers as one unit
 
 /// Pass B's unit of parallel work, in values of T: 64 Ki float64 values; 1 Mi float32
-/// ones, where chunks of 64 Ki took 1.04 to 1.14 of the time of inference and forward at
+/// ones, where chunks of 64 Ki took 1.02 to 1.14 of the time of inference and forward at
 /// two threads (float64 was no faster with larger chunks: Zen 5, performance.md).
 template <class T> constexpr std::int64_t kPassBChunk = sizeof(T) == 4 ? std::int64_t{1} << 20 : 64 * 1024;
 constexpr std::int64_t kSerialBelow = 1 << 16;       // elements: smaller tensors use 1 thread
