@@ -368,14 +368,14 @@ RowPlan plan_from_sums(const T* xr, const T* gr, const T* gamma, std::int64_t D,
 /// lanes of one v4d (one row at a time, their chains of divisions and square roots were a
 /// quarter of the time on rows of 1024). Rows that fail get plan_from_sums around their
 /// plain mean (or first value, when that is not finite).
-void plan_plain_rows(const float* const* xs, const float* const* gs, const float* gamma, int count, std::int64_t D,
-                     double eps, double gamma_max, RowPlan* plans) {
+void plan_plain_rows(const float* const* xs, const float* const* gs, const float* gamma, const double* gamma64,
+                     int count, std::int64_t D, double eps, double gamma_max, RowPlan* plans) {
     using detail::simd::v4d;
     Moments m[4];
     double dy_sq[4];
     for (int k = 0; k < 4; ++k) {
         if (k < count) {
-            const PlainRow pr = row_moments_plain(xs[k], gs[k], gamma, D, double(xs[k][0]));
+            const PlainRow pr = row_moments_plain(xs[k], gs[k], gamma64, D, double(xs[k][0]));
             m[k] = pr.m, dy_sq[k] = pr.dy_sq;
         } else {
             m[k] = m[0], dy_sq[k] = dy_sq[0]; // lanes beyond count: copies, not used
@@ -413,11 +413,12 @@ enum class Pass { dx, exact_columns };
 /// Rows [r0, r1): each row's plan, then dx and the row's terms of dγ and dβ, four rows at a
 /// time, so that the second pass over a row finds it in cache. float32: the columns'
 /// terms go to `acc`, folded into `cols` once `unfolded` (the rows in acc, carried from
-/// chunk to chunk of a band) reaches kFoldRows. Returns the sum of the rows' bounds
-/// (float32; RowPlan::bound) for the plainly added terms.
+/// chunk to chunk of a band) reaches kFoldRows. gamma64: float32's γ in double (null
+/// without γ). Returns the sum of the rows' bounds (float32; RowPlan::bound) for the
+/// plainly added terms.
 template <class T>
-double backward_chunk(const T* x, const T* gamma, const T* dy, const NormProblem& p, double eps, double gamma_max,
-                      std::int64_t r0, std::int64_t r1, T* dx, ColumnSums cols, PlainColumns acc,
+double backward_chunk(const T* x, const T* gamma, const double* gamma64, const T* dy, const NormProblem& p, double eps,
+                      double gamma_max, std::int64_t r0, std::int64_t r1, T* dx, ColumnSums cols, PlainColumns acc,
                       std::int64_t& unfolded, bool stream, Pass pass, Scratch& scratch) {
     constexpr bool is_float = sizeof(T) == 4;
     const std::int64_t D = p.per_set;
@@ -437,7 +438,7 @@ double backward_chunk(const T* x, const T* gamma, const T* dy, const NormProblem
             if (!rms) {
                 const float *xs[kGroupRows], *gs[kGroupRows];
                 for (int k = 0; k < in_group; ++k) xs[k] = x + (r + k) * D, gs[k] = dy + (r + k) * D;
-                plan_plain_rows(xs, gs, gamma, in_group, D, eps, gamma_max, plans);
+                plan_plain_rows(xs, gs, gamma, gamma64, in_group, D, eps, gamma_max, plans);
             }
         RowGroup group;
         int fast_rows = 0, plan_of[kGroupRows];
@@ -472,8 +473,8 @@ double backward_chunk(const T* x, const T* gamma, const T* dy, const NormProblem
             if (fast_rows > 0) {
                 // streamed when the rows' dx are equally aligned
                 const unsigned cancelling = stream && D % 8 == 0
-                                                ? input_gradient_group_plain<true>(group, fast_rows, gamma, D, acc)
-                                                : input_gradient_group_plain<false>(group, fast_rows, gamma, D, acc);
+                                                ? input_gradient_group_plain<true>(group, fast_rows, gamma64, D, acc)
+                                                : input_gradient_group_plain<false>(group, fast_rows, gamma64, D, acc);
                 for (int j = 0; j < fast_rows; ++j) {
                     if (!(cancelling >> j & 1)) continue;
                     // a row certified from plain sums has its coefficients to the rms of
@@ -522,6 +523,8 @@ void backward_rows(const T* x, const T* gamma, const T* dy, const NormProblem& p
     const std::int64_t D = rows.D;
     const bool columns = dgamma || dbeta;
     const double gamma_max = gamma ? largest(gamma, D) : 1.0;
+    std::vector<double> gamma64; // float32's γ in double, for the row kernels (a conversion less per value)
+    if (is_float && gamma) gamma64.assign(gamma, gamma + D);
     const bool stream = is_float && p.size() * std::int64_t(sizeof(T)) >= kStreamBytes && stream_clear_of(dx, x, dy);
     // dγ, dβ: band b sums chunks [b·chunks/bands, (b + 1)·chunks/bands) in chunk order,
     // into its own compensated column sums (4 arrays of D, and float32's 2 plain ones);
@@ -544,8 +547,8 @@ void backward_rows(const T* x, const T* gamma, const T* dy, const NormProblem& p
                 std::int64_t unfolded = 0;
                 for (std::int64_t k = b * rows.chunks / bands; k < (b + 1) * rows.chunks / bands; ++k)
                     chunk_bound[std::size_t(k)] =
-                        backward_chunk(x, gamma, dy, p, eps, gamma_max, rows.first(k), rows.end(k), dx, cols, acc,
-                                       unfolded, stream, pass, scratch);
+                        backward_chunk(x, gamma, gamma64.empty() ? nullptr : gamma64.data(), dy, p, eps, gamma_max,
+                                       rows.first(k), rows.end(k), dx, cols, acc, unfolded, stream, pass, scratch);
                 if (acc.g && unfolded > 0) fold_columns(acc, cols, D);
             }
             if (stream) detail::simd::stream_fence(); // before another thread reads dx

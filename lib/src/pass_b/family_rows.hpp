@@ -195,12 +195,6 @@ template <class T>
     return r;
 }
 
-/// float32 layer norm: the same sums in plain double, as the engine's plain kernels sum a
-/// channel (each of eight lanes folded into a compensated sum every kPlainRun terms; the
-/// terms' own rounding, d = x − K and dx̂·d, counted as two more), as Moments whose "dy" is
-/// dx̂: the engine's backward certificate (certificates.hpp) then tells whether they are
-/// good enough for dx = invstd·(dx̂ − B − (x − μ)·H) in double, which is its formula with
-/// a = invstd. max_abs and dy_max_abs are max|x| and max|dx̂|.
 /// How far ahead of its loads row_moments_plain asks for x and dy (values; past the row's
 /// end, the next row's): the hardware's prefetchers alone left it waiting on memory.
 constexpr std::int64_t kRowAhead = 512;
@@ -213,7 +207,14 @@ struct PlainRow {
     Moments m;
     double dy_sq; // Σdy² (Σdx̂² when there is no γ), for the bound on the columns' sums
 };
-inline PlainRow row_moments_plain(const float* __restrict x, const float* __restrict dy, const float* __restrict gamma,
+/// float32 layer norm: the same sums in plain double, as the engine's plain kernels sum a
+/// channel (each of eight lanes folded into a compensated sum every kPlainRun terms; the
+/// terms' own rounding, d = x − K and dx̂·d, counted as two more), as Moments whose "dy" is
+/// dx̂: the engine's backward certificate (certificates.hpp) then tells whether they are
+/// good enough for dx = invstd·(dx̂ − B − (x − μ)·H) in double, which is its formula with
+/// a = invstd. max_abs and dy_max_abs are max|x| and max|dx̂|. γ comes in double (the
+/// caller's floats converted once per call: a conversion less per value, the same bits).
+inline PlainRow row_moments_plain(const float* __restrict x, const float* __restrict dy, const double* __restrict gamma,
                                   std::int64_t n, double K) {
     using detail::broadcast;
     // eight lanes: one v8d, or (!kEightLanes) two v4d halves, lane by lane the same
@@ -411,9 +412,9 @@ struct RowGroup {
 /// that may be beyond what float32's rounding needs. Returns the rows (bit k for row k)
 /// that have such values, for redo_cancelling: one bound per row against the row's least
 /// |dx|, where a test per value cost as much as dx itself. Stream: dx is written with
-/// non-temporal stores (the rows' dx equally aligned).
+/// non-temporal stores (the rows' dx equally aligned). γ in double, as row_moments_plain.
 template <bool Stream, int G>
-[[gnu::noinline]] unsigned input_gradient_group_plain(const RowGroup& rows, const float* __restrict gamma,
+[[gnu::noinline]] unsigned input_gradient_group_plain(const RowGroup& rows, const double* __restrict gamma,
                                                       std::int64_t n, PlainColumns acc) {
     static_assert(G >= 1 && G <= kGroupRows);
     PlainRowB b[G];
@@ -473,7 +474,7 @@ inline void redo_cancelling(const float* x, const float* dy, const float* gamma,
 
 /// input_gradient_group_plain for the first `count` rows of `rows`.
 template <bool Stream>
-unsigned input_gradient_group_plain(const RowGroup& rows, int count, const float* gamma, std::int64_t n,
+unsigned input_gradient_group_plain(const RowGroup& rows, int count, const double* gamma, std::int64_t n,
                                     PlainColumns acc) {
     switch (count) {
     case 1: return input_gradient_group_plain<Stream, 1>(rows, gamma, n, acc);
