@@ -421,22 +421,28 @@ template <bool Stream, int G>
     v8d least8[G];
     v4d least4[G];
     double least[G];
-    for (int k = 0; k < G; ++k)
+    // the rows' pointers in locals: the stores below (memcpy's) could otherwise change
+    // rows', which the loop would load again for every vector
+    const float *xs[G], *gs[G];
+    float* dxs[G];
+    for (int k = 0; k < G; ++k) {
         b[k] = PlainRowB::of(*rows.c[k]), least8[k] = detail::broadcast<v8d>(INFINITY), least4[k] = detail::broadcast<v4d>(INFINITY), least[k] = INFINITY;
+        xs[k] = rows.x[k], gs[k] = rows.dy[k], dxs[k] = rows.dx[k];
+    }
     auto each = [&]<class D>(std::int64_t i, D) {
         const std::size_t j = std::size_t(i);
         const D gam = gamma ? lanes<D>(gamma, j) : detail::broadcast<D>(1.0);
         D sg = acc.g ? lanes<D>(acc.g, j) : D{}, sb = acc.b ? lanes<D>(acc.b, j) : D{};
         for (int k = 0; k < G; ++k) { // (unrolled)
-            const D g = lanes<D>(rows.dy[k], j);
+            const D g = lanes<D>(gs[k], j);
             D xhat;
-            const D v = b[k].dx(lanes<D>(rows.x[k], j), D(g * gam), xhat); // γ·dy exact
+            const D v = b[k].dx(lanes<D>(xs[k], j), D(g * gam), xhat); // γ·dy exact
             if constexpr (std::is_same_v<D, v8d>) least8[k] = min_magnitude(least8[k], v);
             else if constexpr (std::is_same_v<D, v4d>) least4[k] = min_magnitude(least4[k], v);
             else least[k] = min_magnitude(least[k], v);
             if constexpr (Stream && (std::is_same_v<D, v8d> || (!kEightLanes && std::is_same_v<D, v4d>)))
-                detail::simd::stream(rows.dx[k] + i, v);
-            else put_value(rows.dx[k], i, v);
+                detail::simd::stream(dxs[k] + i, v);
+            else put_value(dxs[k], i, v);
             sg = fused(g, xhat, sg), sb += g;
         }
         if (acc.g) put(acc.g, j, sg), put(acc.b, j, sb);
@@ -444,7 +450,7 @@ template <bool Stream, int G>
     // each_lane, with the values before dx's first 32-byte boundary one by one when streaming
     std::int64_t i = 0;
     if constexpr (Stream)
-        for (; i < n && reinterpret_cast<std::uintptr_t>(rows.dx[0] + i) % 32 != 0; ++i) each(i, 0.0);
+        for (; i < n && reinterpret_cast<std::uintptr_t>(dxs[0] + i) % 32 != 0; ++i) each(i, 0.0);
     if constexpr (kEightLanes)
         for (; i + 8 <= n; i += 8) each(i, v8d{});
     for (; i + 4 <= n; i += 4) each(i, v4d{});
