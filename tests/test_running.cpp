@@ -434,6 +434,49 @@ TEST_CASE("inference mode float32: each value's form by its own test, the same b
     }
 }
 
+TEST_CASE("inference mode float32: y from 2^-29 to 2^-26 of beta, within half an ulp and 2^-29 of itself") {
+    // Below the plain form's test (|y| < 2^-19·|β|) y takes double-double: the plain form's
+    // error, ~2^-53·|β| from a's rounding, is there 2^-26 to 2^-23 of y, a quarter to one
+    // ulp before y is rounded to float32. So each y must be y rounded, but for the 2^-30 of
+    // itself that the form may leave: a test at 2^-29·|β| instead of 2^-19 fails here,
+    // where a check within 1 eps does not. A float x this near its root is the float
+    // nearest it, one per channel: channels drawn at random, kept where that x gives such
+    // a y, each x repeated along the channel's run (NCHW) or its column (channels-last).
+    const std::int64_t C = 2048, inner = 16;
+    std::mt19937_64 rng(29);
+    std::uniform_real_distribution<double> u(0, 1);
+    std::vector<float> rm, rv, g, b, root;
+    std::vector<long double> exact;
+    while (std::int64_t(root.size()) < C) {
+        const float m = float(u(rng) - 0.5), v = float(1 + 3 * u(rng)), gc = float(0.5 + 1.5 * u(rng)),
+                    bc = float((u(rng) < 0.5 ? -1 : 1) * (0.5 + 1.5 * u(rng)));
+        const long double a = (long double)gc / std::sqrt((long double)v);
+        const float x = float((long double)m - (long double)bc / a);
+        const long double y = a * ((long double)x - m) + bc, r = std::abs(y / bc);
+        if (!(r >= 0x1p-29L && r <= 0x1p-26L)) continue;
+        rm.push_back(m), rv.push_back(v), g.push_back(gc), b.push_back(bc), root.push_back(x), exact.push_back(y);
+    }
+    for (const bool rows : {false, true}) {
+        const auto count = std::size_t(C * inner);
+        std::vector<float> x(count), y(count);
+        for (std::int64_t c = 0; c < C; ++c)
+            for (std::int64_t k = 0; k < inner; ++k) x[std::size_t(rows ? k * C + c : c * inner + k)] = root[std::size_t(c)];
+        const Layout l = rows ? collapse(Shape{inner, C}, 1) : collapse(Shape{1, C, inner}, 1);
+        for (const int threads : {1, 2}) {
+            CAPTURE(rows);
+            CAPTURE(threads);
+            forward_eval<float>(x.data(), g.data(), b.data(), {rm.data(), rv.data()}, l, 0.0, y.data(), threads);
+            double worst = 0; // in ulps of each y: 0.5 for y rounded, and 2^-29 of y (1/32 to 1/64 ulp) beyond
+            for (std::size_t i = 0; i < count; ++i) {
+                const long double e = exact[rows ? i % std::size_t(C) : i / std::size_t(inner)];
+                const double ulp = double(std::nextafter(std::abs(float(e)), INFINITY) - std::abs(float(e)));
+                worst = std::max(worst, double(std::abs((long double)y[i] - e) - std::abs(e) * 0x1p-29L) / ulp);
+            }
+            CHECK(worst <= 0.5);
+        }
+    }
+}
+
 /// forward_eval<T> on x and y aligned on 64 bytes, each y against y = γ·(x − rm)/√(rv + eps) + β
 /// in long double, within 1 eps of itself (no y here is near its root), at 1 and 2 threads.
 template <class T> void check_aligned_eval(const Shape& shape, int axis) {
