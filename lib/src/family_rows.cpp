@@ -413,7 +413,7 @@ enum class Pass { dx, exact_columns };
 /// Rows [r0, r1): each row's plan, then dx and the row's terms of dγ and dβ, four rows at a
 /// time, so that the second pass over a row finds it in cache. float32: the columns'
 /// terms go to `acc`, folded into `cols` once `unfolded` (the rows in acc, carried from
-/// chunk to chunk of a band) reaches kFoldRows. gamma64: float32's γ in double (null
+/// chunk to chunk of a band) reaches kFoldRows. gamma64: float32's γ in double (ones
 /// without γ). Returns the sum of the rows' bounds (float32; RowPlan::bound) for the
 /// plainly added terms.
 template <class T>
@@ -523,8 +523,8 @@ void backward_rows(const T* x, const T* gamma, const T* dy, const NormProblem& p
     const std::int64_t D = rows.D;
     const bool columns = dgamma || dbeta;
     const double gamma_max = gamma ? largest(gamma, D) : 1.0;
-    std::vector<double> gamma64; // float32's γ in double, for the row kernels (a conversion less per value)
-    if (is_float && gamma) gamma64.assign(gamma, gamma + D);
+    std::vector<double> gamma64; // float32's γ in double, ones without γ, for the row kernels
+    if (is_float) gamma ? gamma64.assign(gamma, gamma + D) : gamma64.assign(std::size_t(D), 1.0);
     const bool stream = is_float && p.size() * std::int64_t(sizeof(T)) >= kStreamBytes && stream_clear_of(dx, x, dy);
     // dγ, dβ: band b sums chunks [b·chunks/bands, (b + 1)·chunks/bands) in chunk order,
     // into its own compensated column sums (4 arrays of D, and float32's 2 plain ones);

@@ -205,15 +205,17 @@ inline v8d eight_lanes(const v4d* parts) { return detail::simd::join(parts[0], p
 
 struct PlainRow {
     Moments m;
-    double dy_sq; // Σdy² (Σdx̂² when there is no γ), for the bound on the columns' sums
+    double dy_sq; // Σdy², for the bound on the columns' sums
 };
+
 /// float32 layer norm: the same sums in plain double, as the engine's plain kernels sum a
 /// channel (each of eight lanes folded into a compensated sum every kPlainRun terms; the
 /// terms' own rounding, d = x − K and dx̂·d, counted as two more), as Moments whose "dy" is
 /// dx̂: the engine's backward certificate (certificates.hpp) then tells whether they are
 /// good enough for dx = invstd·(dx̂ − B − (x − μ)·H) in double, which is its formula with
-/// a = invstd. max_abs and dy_max_abs are max|x| and max|dx̂|. γ comes in double (the
-/// caller's floats converted once per call: a conversion less per value, the same bits).
+/// a = invstd. max_abs and dy_max_abs are max|x| and max|dx̂|. γ comes in double, ones
+/// without γ (the caller's floats converted once per call: a conversion and a branch less
+/// per value, the same bits).
 inline PlainRow row_moments_plain(const float* __restrict x, const float* __restrict dy, const double* __restrict gamma,
                                   std::int64_t n, double K) {
     using detail::broadcast;
@@ -237,7 +239,7 @@ inline PlainRow row_moments_plain(const float* __restrict x, const float* __rest
                 const L xv = lanes<L>(x, at), d = xv - k;
                 const L g0 = lanes<L>(dy, at);
                 L g = g0;
-                if (gamma) g *= lanes<L>(gamma, at), q[5] = fused(g0, g0, q[5]); // exact
+                g *= lanes<L>(gamma, at), q[5] = fused(g0, g0, q[5]); // exact
                 q[0] += d, q[1] = fused(d, d, q[1]), q[2] += g, q[3] = fused(g, d, q[3]), q[4] = fused(g, g, q[4]);
                 mxp[h] = max_magnitude(mxp[h], xv), mgp[h] = max_magnitude(mgp[h], g);
             }
@@ -248,7 +250,7 @@ inline PlainRow row_moments_plain(const float* __restrict x, const float* __rest
     const v8d mx = eight_lanes(mxp), mg = eight_lanes(mgp);
     double tail[6]{}, tx = 0, tg = 0;
     for (; i < n; ++i) {
-        const double d = double(x[i]) - K, g = double(dy[i]) * (gamma ? double(gamma[i]) : 1.0);
+        const double d = double(x[i]) - K, g = double(dy[i]) * gamma[i];
         tail[0] += d, tail[1] = std::fma(d, d, tail[1]), tail[2] += g, tail[3] = std::fma(g, d, tail[3]);
         tail[4] = std::fma(g, g, tail[4]), tail[5] = std::fma(double(dy[i]), double(dy[i]), tail[5]);
         tx = max_magnitude(tx, double(x[i])), tg = max_magnitude(tg, g);
@@ -274,7 +276,7 @@ inline PlainRow row_moments_plain(const float* __restrict x, const float* __rest
     m.rel = kPlainGamma;
     m.max_abs = tx, m.dy_max_abs = tg;
     for (int l = 0; l < 8; ++l) m.max_abs = max_magnitude(m.max_abs, mx[l]), m.dy_max_abs = max_magnitude(m.dy_max_abs, mg[l]);
-    return {m, gamma ? t[5].hi : t[4].hi};
+    return {m, t[5].hi};
 }
 
 // ---- backward's pass B: dx, and the row's terms of dγ and dβ -------------------------------
@@ -431,7 +433,7 @@ template <bool Stream, int G>
     }
     auto each = [&]<class D>(std::int64_t i, D) {
         const std::size_t j = std::size_t(i);
-        const D gam = gamma ? lanes<D>(gamma, j) : detail::broadcast<D>(1.0);
+        const D gam = lanes<D>(gamma, j);
         D sg = acc.g ? lanes<D>(acc.g, j) : D{}, sb = acc.b ? lanes<D>(acc.b, j) : D{};
         for (int k = 0; k < G; ++k) { // (unrolled)
             const D g = lanes<D>(gs[k], j);
