@@ -10,6 +10,7 @@
 #include "../lib/src/channel_groups.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <numeric>
 #include <random>
 #include <span>
@@ -124,6 +125,45 @@ TEST_CASE("outputs of 16 MiB or more, written with streamed stores: accurate, an
     streamed_outputs<float>({16, 64, 64, 64}, 1, 0);
     streamed_outputs<float>({19, 113, 2000}, 1, 1);
     streamed_outputs<double>({8, 64, 64, 64}, 1, 0);
+}
+
+TEST_CASE("pass B streams from a quarter of the last-level cache, within 16 to 64 MiB; the same bits either way") {
+    struct StreamFrom { // (tests/main.cpp sets 16 MiB for the suite)
+        explicit StreamFrom(std::int64_t bytes) { detail::set_stream_threshold(bytes); }
+        ~StreamFrom() { detail::set_stream_threshold(std::int64_t(16) << 20); }
+    };
+    constexpr std::int64_t MiB = std::int64_t(1) << 20;
+    {
+        const StreamFrom machine(0);
+        for (const auto& [cache, from] : {std::pair{8 * MiB, 16 * MiB}, std::pair{32 * MiB, 16 * MiB},
+                                          std::pair{128 * MiB, 32 * MiB}, std::pair{512 * MiB, 64 * MiB}}) {
+            const GroupsFrom l3(cache);
+            CHECK(detail::stream_threshold() == from);
+        }
+    }
+    // 16 MiB outputs, streamed (from 16 MiB) and not (from 64 MiB): rows and runs
+    for (const Shape& shape : {Shape{65536, 64}, Shape{16, 4, 256, 256}}) {
+        CAPTURE(repro(shape, 1, 1e-5, dtype_of<float>()));
+        const Layout l = collapse(shape, 1);
+        std::mt19937_64 rng(64);
+        std::normal_distribution<double> normal;
+        std::vector<float> x(std::size_t(l.size())), dy(x.size()), gamma(std::size_t(l.channels), 1.5f),
+            beta(gamma.size(), 0.25f), m(gamma.size()), r(gamma.size()), dg(gamma.size()), db(gamma.size());
+        for (auto& v : x) v = float(2 * normal(rng) + 1);
+        for (auto& v : dy) v = float(normal(rng));
+        std::vector<float> outs[2];
+        for (const std::int64_t from : {16 * MiB, 64 * MiB}) {
+            const StreamFrom stream(from);
+            std::vector<float> y(x.size()), dx(x.size());
+            forward<float>(x.data(), gamma.data(), beta.data(), l, 1e-5, y.data(), m.data(), r.data(), 2);
+            backward<float>(x.data(), gamma.data(), dy.data(), l, 1e-5, dx.data(), dg.data(), db.data(), 2);
+            std::vector<float>& o = outs[from == 16 * MiB ? 0 : 1];
+            o = y;
+            o.insert(o.end(), dx.begin(), dx.end());
+            o.insert(o.end(), dg.begin(), dg.end());
+        }
+        CHECK(std::memcmp(outs[0].data(), outs[1].data(), outs[0].size() * sizeof(float)) == 0);
+    }
 }
 
 TEST_CASE("channel groups: forward beyond the last-level cache, backward from 8 MiB, of up to 1 MiB") {

@@ -84,6 +84,18 @@ std::int64_t detail::piece_threshold() { return std::min<std::int64_t>(8 << 20, 
 
 void detail::set_group_threshold(std::int64_t bytes) { last_level().set(bytes); }
 
+namespace {
+std::atomic<std::int64_t> stream_set{0};
+}
+
+std::int64_t detail::stream_threshold() {
+    const std::int64_t set = stream_set.load(std::memory_order_relaxed);
+    return set > 0 ? set
+                   : std::clamp<std::int64_t>(group_threshold() / 4, std::int64_t(16) << 20, std::int64_t(64) << 20);
+}
+
+void detail::set_stream_threshold(std::int64_t bytes) { stream_set.store(bytes, std::memory_order_relaxed); }
+
 std::int64_t detail::l2_bytes() { return level2().bytes(); }
 
 std::int64_t detail::piece_bytes() { return l2_bytes() / 4; }

@@ -2,6 +2,7 @@
 // the loop that writes an output array a vector at a time.
 #pragma once
 
+#include "channel_groups.hpp"
 #include "lanes.hpp"
 #include "prefetch.hpp"
 #include "simd.hpp"
@@ -14,10 +15,9 @@ namespace { // each .cpp its own copy, optimised with its callers as one unit
 
 // ---- pass B kernels ---------------------------------------------------------------------------
 //
-// Outputs larger than kStreamBytes are written with non-temporal stores: they would only
-// evict the inputs from the caches, and a normal store also reads each line first.
-
-constexpr std::int64_t kStreamBytes = 16 << 20;
+// Outputs from detail::stream_threshold() bytes are written with non-temporal stores:
+// they would only evict the inputs from the caches, and a normal store also reads each
+// line first.
 /// How far ahead of a vector pass B prefetches its inputs (write_each), as pass A's run
 /// kernels do: a chunk of kRunTile.terms steps of eight float64.
 constexpr std::size_t kReadAhead = 2048;
@@ -41,7 +41,7 @@ template <class T, class... In> bool stream_clear_of(const T* out, const In*... 
 /// `clear`: stream_clear_of), else f(std::false_type), so that kernels can take the
 /// choice as a template argument.
 template <class F> void with_streaming(std::int64_t bytes, bool clear, F&& f) {
-    if (bytes >= kStreamBytes && clear) f(std::true_type{});
+    if (bytes >= detail::stream_threshold() && clear) f(std::true_type{});
     else f(std::false_type{});
 }
 
