@@ -54,6 +54,7 @@ const Case kCases[] = {
     {"bwd-f32-nchw", Op::backward, false, {32, 64, 56, 56}, nullptr, 0},
     {"bwd-f64-nchw", Op::backward, true, {32, 64, 56, 56}, nullptr, 0},
     {"bwd-f32-nhwc", Op::backward, false, {100352, 64}, nullptr, 0},
+    {"bwd-f32-tiny", Op::backward, false, {64, 16}, nullptr, 0},
     {"layer-fwd-f32", Op::forward, false, {16384, 1024}, "layer", 0},
     {"layer-bwd-f32", Op::backward, false, {16384, 1024}, "layer", 0},
     {"rms-bwd-f32", Op::backward, false, {16384, 1024}, "rms", 0},
@@ -81,6 +82,12 @@ const char* symbol(Op op, bool family, bool f64) {
                    : "_ZN5bnorm8backwardIfEEvPKT_S3_S3_RKNS_6LayoutEdPS1_S7_S7_i";
     }
     return nullptr;
+}
+
+std::string fmt_time(double v, const char* unit) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%9.3f %s", v, unit);
+    return b;
 }
 
 [[noreturn]] void fail(const std::string& what) {
@@ -161,8 +168,9 @@ template <class T> void run(const Case& k, void* const (&libs)[2], const Options
             }
         }
     const bool same = std::memcmp(first[0].data(), first[1].data(), first[0].size() * sizeof(T)) == 0;
-    std::printf("%-18s %dT  A %9.3f ms  B %9.3f ms  B/A %.3f  %s\n", k.name, o.threads, best[0], best[1],
-                best[1] / best[0], same ? "same bits" : "BITS DIFFER");
+    const auto shown = [](double ms) { return ms < 0.1 ? fmt_time(ms * 1000, "us") : fmt_time(ms, "ms"); };
+    std::printf("%-18s %dT  A %s  B %s  B/A %.3f  %s\n", k.name, o.threads, shown(best[0]).c_str(),
+                shown(best[1]).c_str(), best[1] / best[0], same ? "same bits" : "BITS DIFFER");
     std::fflush(stdout);
 }
 
