@@ -91,7 +91,7 @@ std::atomic<std::int64_t> stream_set{0};
 std::int64_t detail::stream_threshold() {
     const std::int64_t set = stream_set.load(std::memory_order_relaxed);
     return set > 0 ? set
-                   : std::clamp<std::int64_t>(group_threshold() / 4, std::int64_t(16) << 20, std::int64_t(64) << 20);
+                   : std::clamp<std::int64_t>(group_threshold() / 4, std::int64_t(16) << 20, std::int64_t(256) << 20);
 }
 
 void detail::set_stream_threshold(std::int64_t bytes) { stream_set.store(bytes, std::memory_order_relaxed); }

@@ -28,11 +28,13 @@ std::int64_t piece_threshold();
 /// L3 again (docs/performance.md).
 std::int64_t piece_bytes();
 
-/// The output bytes from which pass B streams its stores past the caches (non-temporal):
-/// a quarter of the last-level cache, within [16, 64] MiB. Where the cache is large, an
-/// output that stays in it beside its input is written faster in the ordinary way (NCHW
-/// float32 inference, 25 MiB, on the Zen 5 guest: 0.72 to 0.91 of the streamed time,
-/// docs/performance.md); machines with a 32 MiB cache keep 16 MiB.
+/// The output bytes from which batch norm's pass B (and the family's sets) streams its
+/// stores past the caches (non-temporal): a quarter of the last-level cache, within
+/// [16, 256] MiB. Where the cache is large, an output that stays in it beside its input is
+/// written faster in the ordinary way (the Zen 5 guest, 508 MiB reported: NCHW and
+/// (65536, 256) float32 inference 0.71 to 0.91 of the streamed time, docs/performance.md);
+/// machines with a 32 MiB cache keep 16 MiB. Layer and RMS norm keep 16 MiB everywhere
+/// (family_rows.cpp).
 std::int64_t stream_threshold();
 
 /// Sets stream_threshold() (0: back to the machine's), for tests, which stream from

@@ -17,7 +17,6 @@
 #include "bnorm/error.hpp"
 #include "certificates.hpp"
 #include "certified_moments.hpp"
-#include "channel_groups.hpp"
 #include "ddouble.hpp"
 #include "exact_set.hpp"
 #include "lanes.hpp"
@@ -46,6 +45,10 @@ constexpr std::int64_t kChunkValues = 32768;    // a chunk of rows: pass A, then
 constexpr std::int64_t kParallelValues = 65536; // smaller tensors run on the calling thread (as batch norm)
 constexpr std::int64_t kMaxBands = 64;          // dγ, dβ: at most this many partial sums per column
 constexpr std::int64_t kBandValues = 1 << 20;   // ... and at most this many partial values (8 MB) in all
+// float32 dx is streamed from 16 MiB on every machine: where batch norm's outputs stay in
+// a large cache (stream_threshold), layer norm's backward in ordinary stores took 1.09 to
+// 1.19 of its streamed time (Zen 5 guest, docs/performance.md)
+constexpr std::int64_t kStreamRows = 16 << 20;
 
 /// The rows of a problem, cut into chunks by the shape alone.
 struct Rows {
@@ -526,7 +529,7 @@ void backward_rows(const T* x, const T* gamma, const T* dy, const NormProblem& p
     const double gamma_max = gamma ? largest(gamma, D) : 1.0;
     std::vector<double> gamma64; // float32's γ in double, ones without γ, for the row kernels
     if (is_float) gamma ? gamma64.assign(gamma, gamma + D) : gamma64.assign(std::size_t(D), 1.0);
-    const bool stream = is_float && p.size() * std::int64_t(sizeof(T)) >= detail::stream_threshold() && stream_clear_of(dx, x, dy);
+    const bool stream = is_float && p.size() * std::int64_t(sizeof(T)) >= kStreamRows && stream_clear_of(dx, x, dy);
     // dγ, dβ: band b sums chunks [b·chunks/bands, (b + 1)·chunks/bands) in chunk order,
     // into its own compensated column sums (4 arrays of D, and float32's 2 plain ones);
     // the bands merged in order
