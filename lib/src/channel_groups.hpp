@@ -33,8 +33,8 @@ std::int64_t piece_bytes();
 /// [16, 256] MiB. Where the cache is large, an output that stays in it beside its input is
 /// written faster in the ordinary way (the Zen 5 guest, 508 MiB reported: NCHW and
 /// (65536, 256) float32 inference 0.71 to 0.91 of the streamed time, docs/performance.md);
-/// machines with a 32 MiB cache keep 16 MiB. Layer and RMS norm keep 16 MiB everywhere
-/// (family_rows.cpp).
+/// machines with a 32 MiB cache keep 16 MiB. Layer and RMS norm (family_rows.cpp) and
+/// float64 inference (forward_pass.cpp) keep 16 MiB everywhere.
 std::int64_t stream_threshold();
 
 /// Sets stream_threshold() (0: back to the machine's), for tests, which stream from

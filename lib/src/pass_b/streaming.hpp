@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <type_traits>
+#include <utility>
 
 namespace bnorm::kernels {
 namespace { // each .cpp its own copy, optimised with its callers as one unit
@@ -37,12 +38,16 @@ template <class T, class... In> bool stream_clear_of(const T* out, const In*... 
     return ((in == nullptr || behind(in) == 0 || behind(in) > kAliasBytes) && ...);
 }
 
-/// Calls f(std::true_type) when the `bytes` of output are to be streamed (many, and
-/// `clear`: stream_clear_of), else f(std::false_type), so that kernels can take the
-/// choice as a template argument.
-template <class F> void with_streaming(std::int64_t bytes, bool clear, F&& f) {
-    if (bytes >= detail::stream_threshold() && clear) f(std::true_type{});
+/// Calls f(std::true_type) when the `bytes` of output are to be streamed (at least
+/// `from`, and `clear`: stream_clear_of), else f(std::false_type), so that kernels can
+/// take the choice as a template argument.
+template <class F> void with_streaming(std::int64_t bytes, std::int64_t from, bool clear, F&& f) {
+    if (bytes >= from && clear) f(std::true_type{});
     else f(std::false_type{});
+}
+/// The same from detail::stream_threshold().
+template <class F> void with_streaming(std::int64_t bytes, bool clear, F&& f) {
+    with_streaming(bytes, detail::stream_threshold(), clear, std::forward<F>(f));
 }
 
 /// Whether eight-lane vectors from these arrays stay within cache lines: every pointer on
