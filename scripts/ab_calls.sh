@@ -35,19 +35,12 @@ done
 [ ${#sides[@]} -eq 2 ] || { echo "ab_calls.sh: give two commits, A and B (see --help)" >&2; exit 2; }
 
 mkdir -p build-ab
+source scripts/ab_source.sh
 
 # Builds side $1 (a commit, or "work") as build-ab/lib-<name>.so and prints its path.
 build_side() {
-  local rev="$1" src
-  if [ "$rev" = work ]; then
-    src="$root"
-  else
-    local sha
-    sha=$(git rev-parse --verify "$rev^{commit}") || { echo "ab_calls.sh: '$rev' is not a commit" >&2; exit 2; }
-    src="$root/build-ab/src-$sha"
-    [ -d "$src" ] || git worktree add --detach "$src" "$sha" >&2
-  fi
-  local name dir
+  local src name dir
+  src=$(ab_source "$1" ab_calls.sh) || exit 2
   name=$(basename "$src")
   dir="$root/build-ab/pic-$name"
   cmake -S "$src" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_POSITION_INDEPENDENT_CODE=ON \

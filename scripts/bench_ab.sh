@@ -39,20 +39,14 @@ done
 
 bash scripts/setup.sh
 mkdir -p build-ab
+source scripts/ab_source.sh
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
 # Builds side $1 (a commit, or "work") and prints the path of its bnorm_bench.
 build_side() {
-  local rev="$1" src
-  if [ "$rev" = work ]; then
-    src="$root"
-  else
-    local sha
-    sha=$(git rev-parse --verify "$rev^{commit}") || { echo "bench_ab.sh: '$rev' is not a commit" >&2; exit 2; }
-    src="$root/build-ab/src-$sha"
-    [ -d "$src" ] || git worktree add --detach "$src" "$sha" >&2
-  fi
+  local src
+  src=$(ab_source "$1" bench_ab.sh) || exit 2
   local dir="$root/build-ab/build-$(basename "$src")"
   cmake -S "$src" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DBNORM_BENCH=ON >/dev/null
   cmake --build "$dir" --target bnorm_bench >&2
