@@ -130,8 +130,8 @@ template <class T> void BackwardState<T>::apply(std::int64_t o0, std::int64_t o1
     const bool all_offset = with_K && std::all_of(offset_form_.begin(), offset_form_.end(), [](char k) { return k; });
     const bool all_centred = with_K && std::none_of(offset_form_.begin(), offset_form_.end(), [](char k) { return k; });
     // pass B: term 1 − term 2 − term 3 = dy − dβ/m − x̂·dγ/m, times γ·invstd.
-    for_rows_parallel<T>(l_, whole_, o0, o1, threads_, [&](std::int64_t off, std::int64_t c0, std::int64_t count,
-                                                        std::int64_t inner, std::int64_t rows) {
+    for_rows_parallel<T>(l_, whole_, o0, o1, threads_,
+                         [&](std::int64_t off, std::int64_t c0, std::int64_t count, std::int64_t inner, std::int64_t rows) {
         const T* __restrict xs = x_ + off;
         const T* __restrict gs = dy_ + off;
         T* __restrict out = dx + (off - base);

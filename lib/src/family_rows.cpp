@@ -528,7 +528,12 @@ void backward_rows(const T* x, const T* gamma, const T* dy, const NormProblem& p
     const bool columns = dgamma || dbeta;
     const double gamma_max = gamma ? largest(gamma, D) : 1.0;
     std::vector<double> gamma64; // float32's γ in double, ones without γ, for the row kernels
-    if (is_float) gamma ? gamma64.assign(gamma, gamma + D) : gamma64.assign(std::size_t(D), 1.0);
+    if (is_float) {
+        if (gamma)
+            gamma64.assign(gamma, gamma + D);
+        else
+            gamma64.assign(std::size_t(D), 1.0);
+    }
     const bool stream = is_float && p.size() * std::int64_t(sizeof(T)) >= kStreamRows && stream_clear_of(dx, x, dy);
     // dγ, dβ: band b sums chunks [b·chunks/bands, (b + 1)·chunks/bands) in chunk order,
     // into its own compensated column sums (4 arrays of D, and float32's 2 plain ones);
