@@ -172,14 +172,15 @@ void add_rows_plain(const T* x, const T* dy, std::int64_t C, std::int64_t o0, st
 
 /// Adds the values v[0, len) (and dy g) of channel c to its sums with plain kernels, in
 /// V·kWidth lanes (value i to lane i mod V·kWidth), folded every kPlainRun values per
-/// lane; the next chunk prefetched meanwhile, as in add_run_biased. Forward takes sixteen
-/// lanes: with its two sums in eight, each a single chain, it waited on the adds' latency
-/// (Zen 5, performance.md). Backward's five sums in eight lanes keep the units busy, and
-/// in sixteen they would not fit in sixteen registers.
+/// lane; the next chunk prefetched meanwhile, as in add_run_biased. Sixteen lanes: in
+/// eight, each sum is a single chain that waits on the adds' latency (Zen 5,
+/// performance.md). Backward's five sums in sixteen lanes do not fit in sixteen
+/// registers, so without AVX-512 it adds the chunk's lanes 0–7, then 8–15: each lane
+/// sees its values in the same order, and the sums have the same bits.
 template <class T, bool Backward> void add_run_plain(const T* v, const T* g, std::int64_t len, std::size_t c, Sums& t) {
     using namespace detail::simd;
     using Acc = PlainAcc<v4d, Backward>;
-    constexpr int V = Backward ? 2 : 4; // vectors of kWidth lanes
+    constexpr int V = 4; // vectors of kWidth lanes
     if (t.n[c] == 0) t.K[c] = double(v[0]);
     const v4d K = splat(t.K[c]);
     constexpr std::int64_t step = V * kWidth, chunk = kPlainRun * step;
@@ -214,6 +215,18 @@ template <class T, bool Backward> void add_run_plain(const T* v, const T* g, std
             }
         }
 #endif
+        if constexpr (Backward) { // lanes 0–7 over the chunk's whole steps, then lanes 8–15
+            const std::int64_t whole = i + (end - i) / step * step;
+            for (int h = 0; h < V; h += 2) {
+                Acc lo = a[h], hi = a[h + 1];
+                for (std::int64_t k = i; k < whole; k += step) {
+                    if (h == 0) prefetch_l1(v, k + chunk), prefetch_l1(g, k + chunk);
+                    add4(lo, k + h * kWidth), add4(hi, k + (h + 1) * kWidth);
+                }
+                a[h] = lo, a[h + 1] = hi;
+            }
+            i = whole;
+        }
         for (; i + step <= end; i += step) {
             prefetch_l1(v, i + chunk);
             if constexpr (Backward) prefetch_l1(g, i + chunk);
