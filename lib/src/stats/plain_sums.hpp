@@ -185,36 +185,59 @@ template <class T, bool Backward> void add_run_plain(const T* v, const T* g, std
     const v4d K = splat(t.K[c]);
     constexpr std::int64_t step = V * kWidth, chunk = kPlainRun * step;
     const auto add4 = [&](Acc& acc, std::int64_t at) { acc.add(load(v + at) - K, Backward ? load(g + at) : v4d{}); };
+    // the totals of a[], the chunk's lanes as V vectors of four
+    const auto totals = [](const Acc* a) {
+        const auto total = [&](v4d Acc::*m) { return sum_lanes((a[0].*m + a[2].*m) + (a[1].*m + a[3].*m)); };
+        PlainAcc<double, Backward> p{total(&Acc::p1), total(&Acc::p2), {}, {}, {}};
+        if constexpr (Backward) p.q1 = total(&Acc::q1), p.q2 = total(&Acc::q2), p.q3 = total(&Acc::q3);
+        return p;
+    };
     std::int64_t i = 0;
     while (i < len) {
         const std::int64_t end = std::min(len, i + chunk);
-        Acc a[V]{}; // lanes [j·kWidth, (j + 1)·kWidth) of the step
+        PlainAcc<double, Backward> p;
 #if defined(__AVX512F__)
-        // AVX-512: the step's lanes as V/2 v8d, whose halves are the a[j] below (the same
-        // bits), half the instructions
-        {
-            const v8d K8 = detail::broadcast<v8d>(t.K[c]);
-            PlainAcc<v8d, Backward> w[V / 2]{};
-            for (; i + step <= end; i += step) {
-                prefetch_l1(v, i + chunk);
-                if constexpr (Backward) prefetch_l1(g, i + chunk);
+        // AVX-512: the step's lanes as V/2 v8d, whose halves are a[0..V) (the same bits),
+        // half the instructions
+        const v8d K8 = detail::broadcast<v8d>(t.K[c]);
+        PlainAcc<v8d, Backward> w[V / 2]{};
+        for (; i + step <= end; i += step) {
+            prefetch_l1(v, i + chunk);
+            if constexpr (Backward) prefetch_l1(g, i + chunk);
 #pragma GCC unroll 2
-                for (int j = 0; j < V / 2; ++j) {
-                    const std::size_t at = std::size_t(i + 8 * j);
-                    w[j].add(lanes<v8d>(v, at) - K8, Backward ? lanes<v8d>(g, at) : v8d{});
-                }
+            for (int j = 0; j < V / 2; ++j) {
+                const std::size_t at = std::size_t(i + 8 * j);
+                w[j].add(lanes<v8d>(v, at) - K8, Backward ? lanes<v8d>(g, at) : v8d{});
             }
-            auto halves = [](v8d w, v4d& lo, v4d& hi) {
-                lo = v4d{w[0], w[1], w[2], w[3]}, hi = v4d{w[4], w[5], w[6], w[7]};
+        }
+        const auto halves = [](v8d w, v4d& lo, v4d& hi) {
+            lo = v4d{w[0], w[1], w[2], w[3]}, hi = v4d{w[4], w[5], w[6], w[7]};
+        };
+        if (end - i < kWidth) { // no vector of four left: totals() of w's halves, without a[]
+            const auto total = [&](v8d PlainAcc<v8d, Backward>::*m) {
+                v4d lo, hi;
+                halves(w[0].*m + w[1].*m, lo, hi); // (a[0] + a[2]), (a[1] + a[3])
+                return sum_lanes(lo + hi);
             };
+            p = {total(&PlainAcc<v8d, Backward>::p1), total(&PlainAcc<v8d, Backward>::p2), {}, {}, {}};
+            if constexpr (Backward)
+                p.q1 = total(&PlainAcc<v8d, Backward>::q1), p.q2 = total(&PlainAcc<v8d, Backward>::q2),
+                p.q3 = total(&PlainAcc<v8d, Backward>::q3);
+        } else {
+            Acc a[V];
             for (int j = 0; j < V / 2; ++j) {
                 Acc &lo = a[2 * j], &hi = a[2 * j + 1];
                 halves(w[j].p1, lo.p1, hi.p1), halves(w[j].p2, lo.p2, hi.p2);
                 if constexpr (Backward)
                     halves(w[j].q1, lo.q1, hi.q1), halves(w[j].q2, lo.q2, hi.q2), halves(w[j].q3, lo.q3, hi.q3);
             }
+            // the chunk's last whole vectors of four into lanes 0.. in turn, so that at most
+            // three values are left to add one by one (kPlainGamma's margin)
+            for (int j = 0; i + kWidth <= end; i += kWidth, ++j) add4(a[j], i);
+            p = totals(a);
         }
-#endif
+#else
+        Acc a[V]{}; // lanes [j·kWidth, (j + 1)·kWidth) of the step
         if constexpr (Backward) { // lanes 0–7 over the chunk's whole steps, then lanes 8–15
             const std::int64_t whole = i + (end - i) / step * step;
             for (int h = 0; h < V; h += 2) {
@@ -233,17 +256,12 @@ template <class T, bool Backward> void add_run_plain(const T* v, const T* g, std
 #pragma GCC unroll 4
             for (int j = 0; j < V; ++j) add4(a[j], i + j * kWidth);
         }
-        // sixteen lanes: the chunk's last whole vectors of four into lanes 0.. in turn, so
-        // that at most three values are left to add one by one (kPlainGamma's margin)
-        if constexpr (V == 4)
-            for (int j = 0; i + kWidth <= end; i += kWidth, ++j) add4(a[j], i);
-        const auto total = [&](v4d Acc::*m) {
-            if constexpr (V == 4) return sum_lanes((a[0].*m + a[2].*m) + (a[1].*m + a[3].*m));
-            else return sum_lanes(a[0].*m + a[1].*m);
-        };
-        PlainAcc<double, Backward> p{total(&Acc::p1), total(&Acc::p2), {}, {}, {}};
-        if constexpr (Backward) p.q1 = total(&Acc::q1), p.q2 = total(&Acc::q2), p.q3 = total(&Acc::q3);
-        for (; i < end; ++i) // the tail, fewer than kWidth values (forward) or 2·kWidth (backward)
+        // the chunk's last whole vectors of four into lanes 0.. in turn, so that at most
+        // three values are left to add one by one (kPlainGamma's margin)
+        for (int j = 0; i + kWidth <= end; i += kWidth, ++j) add4(a[j], i);
+        p = totals(a);
+#endif
+        for (; i < end; ++i) // the tail, fewer than kWidth values
             p.add(double(v[i]) - t.K[c], Backward ? double(g[i]) : 0.0);
         fold(t.s1[c], t.s1_err[c], p.p1);
         fold(t.s2[c], t.s2_err[c], p.p2);
