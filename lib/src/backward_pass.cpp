@@ -123,6 +123,7 @@ template <class T> void BackwardState<T>::apply(std::int64_t o0, std::int64_t o1
     const std::int64_t base = o0 * whole_ * l_.inner; // dx holds rows [o0, o1)
     // (all groups', or the whole tensor's when this is a piece of it: GivenForward, GivenBackward)
     const std::int64_t out_bytes = std::max(stream_bytes_, (o1 - o0) * whole_ * l_.inner * std::int64_t(sizeof(T)));
+    const std::int64_t stream_from = stream_from_ ? stream_from_ : detail::stream_threshold();
     // float32 with every channel careful (say dy nearly linear in x everywhere): pass B
     // goes straight to the double-double kernels, with the same operations per value as
     // the careful rows below, and not through the plain kernel first.
@@ -138,7 +139,7 @@ template <class T> void BackwardState<T>::apply(std::int64_t o0, std::int64_t o1
         // float64 channels-last rows in the offset form store dx in the ordinary way: streamed,
         // pass B's loads waited on the streamed stores (Zen 5, docs/performance.md)
         const bool streamed = !(sizeof(T) == 8 && inner == 1 && all_offset);
-        with_streaming(streamed ? out_bytes : 0, stream_clear_of(out, xs, gs), [&](auto stream) {
+        with_streaming(streamed ? out_bytes : 0, stream_from, stream_clear_of(out, xs, gs), [&](auto stream) {
             constexpr bool S = decltype(stream)::value;
             if constexpr (sizeof(T) == 4)
                 if (!all_careful) { // certified plain sums; careful channels are redone below

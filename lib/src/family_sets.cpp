@@ -81,8 +81,8 @@ void forward_piece(const View& v, const T* x, const T* gamma, const T* beta, dou
             mu_hi[j] = m.mean.hi, mu_lo[j] = m.mean.lo, a_hi[j] = a.hi, a_lo[j] = a.lo, b[j] = param(beta, c, 0.0);
         }
     }
-    const detail::ForwardState<T> pass(xp, l, detail::GivenForward{mu_hi, mu_lo, a_hi, a_lo, b, pc.output_values * std::int64_t(sizeof(T))},
-                                       threads);
+    const detail::GivenForward given{mu_hi, mu_lo, a_hi, a_lo, b, pc.output_values * std::int64_t(sizeof(T)), kStreamSets};
+    const detail::ForwardState<T> pass(xp, l, given, threads);
     pass.apply(0, l.outer, y + pc.offset);
     for (const std::int64_t j0 : slow) { // y = γ_c·x̂ + β_c from the exact kernel's x̂
         const SlowSet set(v, xp, l, j0, eps);

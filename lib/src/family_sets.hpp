@@ -55,6 +55,12 @@ struct Piece {
     std::int64_t output_values;
 };
 
+/// Pass B streams the pieces' y and dx from 16 MiB on every machine, not from
+/// detail::stream_threshold(): a piece's pass A has just filled the cache with its inputs,
+/// and in ordinary stores instance norm's (32, 64, 56, 56) float32 took 1.07 to 1.3 of the
+/// streamed time (Zen 5 guest, docs/performance.md).
+constexpr std::int64_t kStreamSets = 16 << 20;
+
 /// Calls f(piece, threads) for pieces covering x: P = 1, one piece, or (inputs of
 /// detail::piece_threshold() bytes or more, sets up to detail::kLargestGroupBytes) pieces of whole
 /// sets of about detail::piece_bytes() on the threads; P > 1, one piece per sample, on the

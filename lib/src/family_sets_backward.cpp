@@ -285,7 +285,7 @@ void backward_piece(const View& v, const T* x, const T* gamma, const T* dy, doub
     }
     const detail::BackwardState<T> pass(xp, gp, l,
                                         detail::GivenBackward{mu_hi, mu_lo, a_hi, a_lo, B_hi, B_lo, H_hi, H_lo,
-                                                              careful.data(), pc.output_values * std::int64_t(sizeof(T))},
+                                                              careful.data(), pc.output_values * std::int64_t(sizeof(T)), kStreamSets},
                                         threads);
     T* out = dx + pc.offset;
     pass.apply(0, l.outer, out);

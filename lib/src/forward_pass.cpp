@@ -102,7 +102,9 @@ template <class T> void ForwardState<T>::apply(std::int64_t o0, std::int64_t o1,
     const std::int64_t out_bytes = std::max(stream_bytes_, (o1 - o0) * whole_ * l_.inner * std::int64_t(sizeof(T)));
     // float64 inference streams from 16 MiB on every machine: in ordinary stores its NCHW y
     // (51 MB) took 1.09 to 1.21 of the streamed time at two threads (Zen 5 guest)
-    const std::int64_t stream_from = sizeof(T) == 8 && eval_ ? std::int64_t(16) << 20 : detail::stream_threshold();
+    const std::int64_t stream_from = stream_from_      ? stream_from_
+                                     : sizeof(T) == 8 && eval_ ? std::int64_t(16) << 20
+                                                               : detail::stream_threshold();
     // pass B: x and y are (outer, C, inner); a run is `count` channels of `inner` values.
     for_rows_parallel<T>(l_, whole_, o0, o1, threads_, [&](std::int64_t off, std::int64_t c0, std::int64_t count,
                                                            std::int64_t inner, std::int64_t rows) {

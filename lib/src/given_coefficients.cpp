@@ -25,7 +25,7 @@ ForwardState<T>::ForwardState(const T* x, const Layout& l, const GivenForward& k
     double* out = line_arrays(coefficients_, 5, C); // μ (hi, lo), a (hi, lo), β: apply's order
     for (const double* in : {k.mu_hi, k.mu_lo, k.a_hi, k.a_lo, k.beta}) std::copy(in, in + C, out), out += P;
     fast_.assign(C, 1);
-    stream_bytes_ = k.stream_bytes;
+    stream_bytes_ = k.stream_bytes, stream_from_ = k.stream_from;
 }
 
 template <class T>
@@ -33,7 +33,7 @@ BackwardState<T>::BackwardState(const T* x, const T* dy, const Layout& l, const 
     : x_(x), gamma_(nullptr), dy_(dy), l_(l), whole_(l.channels), eps_(0), threads_(threads_for(l, threads)) {
     assert(l.channels >= 1);
     const std::size_t C = std::size_t(l.channels), P = padded(C);
-    stream_bytes_ = k.stream_bytes;
+    stream_bytes_ = k.stream_bytes, stream_from_ = k.stream_from;
     fast_.assign(C, 1);
     careful_.assign(C, 0);
     if (sizeof(T) == 4) std::copy(k.careful, k.careful + C, careful_.begin());

@@ -40,15 +40,17 @@ namespace bnorm::detail {
 struct GivenForward {
     const double *mu_hi, *mu_lo, *a_hi, *a_lo, *beta;
     /// Bytes of the caller's whole y, of which this is a piece: y is streamed past the
-    /// caches when they are many (0: this piece's own).
-    std::int64_t stream_bytes = 0;
+    /// caches when they are at least stream_from (0: this piece's own bytes, and
+    /// detail::stream_threshold()).
+    std::int64_t stream_bytes = 0, stream_from = 0;
 };
 struct GivenBackward {
     const double *mu_hi, *mu_lo, *a_hi, *a_lo, *B_hi, *B_lo, *H_hi, *H_lo;
     const char* careful; ///< float32: per channel, dx in double-double (it cancels); ignored for float64
     /// Bytes of the caller's whole dx, of which this is a piece: dx is streamed past the
-    /// caches when they are many (0: this piece's own).
-    std::int64_t stream_bytes = 0;
+    /// caches when they are at least stream_from (0: this piece's own bytes, and
+    /// detail::stream_threshold()).
+    std::int64_t stream_bytes = 0, stream_from = 0;
 };
 
 /// ForwardPass's state. The second constructor takes channels [c0, c0 + l.channels) of a
@@ -79,7 +81,7 @@ template <class T> struct ForwardState {
     mutable std::vector<T> exact_;     // y from the exact kernel, when a channel needs it
     mutable std::once_flag exact_done_;
     bool eval_ = false; // inference mode
-    std::int64_t stream_bytes_ = 0; // GivenForward::stream_bytes
+    std::int64_t stream_bytes_ = 0, stream_from_ = 0; // GivenForward's
 
     /// Inference mode (running.cpp): μ = running mean, a = γ/sqrt(running var + eps) in
     /// double-double, β: pass B alone, with no pass A. Throws InputError for a negative
@@ -133,7 +135,7 @@ template <class T> struct BackwardState {
     /// the channels k.careful marks, double-double; no gradients() (dγ, dβ are the
     /// caller's). x and dy are (l.outer, l.channels, l.inner).
     BackwardState(const T* x, const T* dy, const Layout& l, const GivenBackward& k, int threads);
-    std::int64_t stream_bytes_ = 0;              // GivenBackward::stream_bytes
+    std::int64_t stream_bytes_ = 0, stream_from_ = 0; // GivenBackward's
     std::vector<T> zeros_;                       // the "running mean" of dx_: C zeros
     std::unique_ptr<ForwardState<T>> eval_dx_;   // inference mode: dx
 };
