@@ -57,7 +57,7 @@ struct Piece {
 
 /// Pass B streams the pieces' y and dx from 16 MiB on every machine, not from
 /// detail::stream_threshold(): a piece's pass A has just filled the cache with its inputs,
-/// and in ordinary stores instance norm's (32, 64, 56, 56) float32 took 1.07 to 1.3 of the
+/// and in ordinary stores instance norm's (32, 64, 56, 56) float32 took 1.04 to 1.33 of the
 /// streamed time (Zen 5 guest, docs/performance.md).
 constexpr std::int64_t kStreamSets = 16 << 20;
 
